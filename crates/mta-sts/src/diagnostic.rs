@@ -98,7 +98,11 @@ impl Diagnostic {
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
-            Some(line) => write!(f, "line {line}: {} [{}]: {}", self.severity, self.code, self.message),
+            Some(line) => write!(
+                f,
+                "line {line}: {} [{}]: {}",
+                self.severity, self.code, self.message
+            ),
             None => write!(f, "{} [{}]: {}", self.severity, self.code, self.message),
         }
     }

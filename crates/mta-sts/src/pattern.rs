@@ -1,0 +1,194 @@
+//! `mx` patterns of a policy and how MX host names match them (RFC 8461 §3.2, §4.1).
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use crate::domain::{self, DomainError};
+
+/// One `mx` value of a policy: a fully specified name (`mail.example.com`) or a wildcard
+/// suffix (`*.example.net`), held as lower-case A-labels.
+///
+/// ```
+/// use mta_sts::MxPattern;
+/// let p = MxPattern::parse("*.example.com").unwrap();
+/// assert!(p.matches("mail.example.com"));
+/// assert!(p.matches("MAIL.example.com."));
+/// assert!(!p.matches("example.com"));
+/// assert!(!p.matches("foo.bar.example.com"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MxPattern {
+    wildcard: bool,
+    base: Box<str>,
+}
+
+/// Why an `mx` value is not a valid pattern (`sts-policy-mx-value = ["*."] Domain`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// No value at all.
+    #[error("the mx value is empty: write one host name, e.g. `mx: mail.example.com`")]
+    Empty,
+    /// Several names on one line (RFC 8461 §3.2: each MX MUST have its own `mx:` line).
+    #[error("`{0}` lists several hosts on one line: write each on its own `mx:` line")]
+    List(String),
+    /// A trailing dot (`mail.example.com.`).
+    #[error("`{0}` ends with a dot: remove it (write `{fixed}`)", fixed = .0.trim_end_matches('.'))]
+    TrailingDot(String),
+    /// A leading dot, often meant as a wildcard (`.example.com`).
+    #[error("`{0}` starts with a dot: a wildcard is written `*{0}`")]
+    LeadingDot(String),
+    /// A `*` that is not the whole leftmost label.
+    #[error(
+        "`{0}` has a misplaced `*`: a wildcard may only be the whole leftmost label, as in `*.example.com`"
+    )]
+    MisplacedWildcard(String),
+    /// A port, address literal or URL instead of a host name.
+    #[error(
+        "`{0}` is not a host name: give the MX host name only, without port, brackets or scheme"
+    )]
+    NotAHostName(String),
+    /// The name part breaks RFC 5321 `Domain` syntax.
+    #[error("`{value}` is not a valid mx pattern: {reason}")]
+    Domain {
+        /// The value as written.
+        value: String,
+        /// What is wrong with the name part.
+        reason: DomainError,
+    },
+}
+
+/// Something valid but worth telling about a pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatternNote {
+    /// The value was a U-label and was converted to its A-label (RFC 8461 §3.2 MUST use A-labels).
+    ConvertedULabel,
+    /// The value looks like an IPv4 address; it is grammatical but never matches an MX name.
+    IpAddress,
+}
+
+impl MxPattern {
+    /// Parses an `mx` value. U-labels are converted to A-labels; see [`MxPattern::parse_noted`]
+    /// to learn whether that happened.
+    pub fn parse(value: &str) -> Result<MxPattern, PatternError> {
+        Self::parse_noted(value).map(|(pattern, _)| pattern)
+    }
+
+    /// Parses an `mx` value and says whether anything about it deserves a warning.
+    pub fn parse_noted(value: &str) -> Result<(MxPattern, Option<PatternNote>), PatternError> {
+        if value.is_empty() {
+            return Err(PatternError::Empty);
+        }
+        if value.contains([',', ' ', '\t', ';']) {
+            return Err(PatternError::List(value.to_owned()));
+        }
+        if value.contains([':', '[', ']', '/', '@']) {
+            return Err(PatternError::NotAHostName(value.to_owned()));
+        }
+        if value.ends_with('.') && value.len() > 1 {
+            return Err(PatternError::TrailingDot(value.to_owned()));
+        }
+        if value.starts_with('.') {
+            return Err(PatternError::LeadingDot(value.to_owned()));
+        }
+        let (wildcard, name) = match value.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, value),
+        };
+        if name.contains('*') {
+            return Err(PatternError::MisplacedWildcard(value.to_owned()));
+        }
+        let ascii = domain::to_a_labels(name).map_err(|reason| PatternError::Domain {
+            value: value.to_owned(),
+            reason,
+        })?;
+        let note = if !name.is_ascii() {
+            Some(PatternNote::ConvertedULabel)
+        } else if ascii.parse::<Ipv4Addr>().is_ok() {
+            Some(PatternNote::IpAddress)
+        } else {
+            None
+        };
+        Ok((
+            MxPattern {
+                wildcard,
+                base: ascii.into_owned().into_boxed_str(),
+            },
+            note,
+        ))
+    }
+
+    /// Whether the pattern is a wildcard (`*.example.com`).
+    pub fn is_wildcard(&self) -> bool {
+        self.wildcard
+    }
+
+    /// The name after `*.` for a wildcard, the whole name otherwise.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The pattern in Postfix `match=` syntax: `*.example.com` becomes `.example.com`.
+    ///
+    /// Note that Postfix's `.example.com` matches names at any depth below `example.com`,
+    /// while RFC 8461 §4.1 allows exactly one label; see DESIGN §5.
+    pub fn to_postfix(&self) -> String {
+        if self.wildcard {
+            format!(".{}", self.base)
+        } else {
+            self.base.to_string()
+        }
+    }
+
+    /// Whether the MX host name `host` matches this pattern (RFC 8461 §4.1).
+    ///
+    /// `host` is the MX record's name (never a CNAME target or an address). One trailing
+    /// dot is ignored, comparison is ASCII case-insensitive, U-labels are converted to
+    /// A-labels first (RFC 6125 §6.4.1, §6.4.2). A wildcard matches exactly one extra
+    /// leftmost label: `*.example.com` matches `mail.example.com`, but not `example.com`
+    /// or `foo.bar.example.com`.
+    pub fn matches(&self, host: &str) -> bool {
+        let host = host.strip_suffix('.').unwrap_or(host);
+        if host.is_ascii() {
+            return self.matches_ascii(host);
+        }
+        match domain::to_a_labels(host) {
+            Ok(ascii) => self.matches_ascii(&ascii),
+            Err(_) => false,
+        }
+    }
+
+    fn matches_ascii(&self, host: &str) -> bool {
+        if !self.wildcard {
+            return host.eq_ignore_ascii_case(&self.base);
+        }
+        match host.split_once('.') {
+            Some((first, rest)) => {
+                domain::is_ldh_label(first) && rest.eq_ignore_ascii_case(&self.base)
+            }
+            None => false,
+        }
+    }
+}
+
+impl fmt::Display for MxPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.wildcard {
+            f.write_str("*.")?;
+        }
+        f.write_str(&self.base)
+    }
+}
+
+impl std::str::FromStr for MxPattern {
+    type Err = PatternError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        MxPattern::parse(s)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for MxPattern {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
