@@ -1,0 +1,29 @@
+//! Sans-I/O core of SMTP TLS Reporting (RFC 8460).
+//!
+//! This crate does no I/O: callers hand it the text they fetched (a TXT record, a report) and
+//! get typed data and [`Diagnostic`]s back.
+//!
+//! - [`record`]: the `_smtp._tls` TXT record (RFC 8460 §3): [`TlsRptRecord::parse`], the
+//!   [`lint`] entry point and [`select`], which picks the one record among a name's TXT RRs.
+//!
+//! ```
+//! use tlsrpt::{select, Rua};
+//!
+//! // Two TXT RRs at _smtp._tls.example.com; the SPF-like one is discarded.
+//! let rrs = [vec!["v=spf1 -all"], vec!["v=TLSRPTv1; rua=mailto:", "tlsrpt@example.com"]];
+//! let record = select(&rrs)?;
+//! assert_eq!(record.usable_rua().count(), 1);
+//! assert!(matches!(&record.rua[0], Rua::Mailto { address, .. } if address == "tlsrpt@example.com"));
+//! # Ok::<(), tlsrpt::SelectError>(())
+//! ```
+//!
+//! [`Diagnostic`]: mta_sts::diagnostic::Diagnostic
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod record;
+
+pub use record::{
+    RecordError, RecordLint, Rua, SelectError, TlsRptRecord, has_record_prefix, lint, select,
+};
