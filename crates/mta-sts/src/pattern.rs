@@ -26,7 +26,9 @@ pub struct MxPattern {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatternError {
     /// No value at all.
-    #[error("the mx value is empty: write one host name, e.g. `mx: mail.example.com`")]
+    #[error(
+        "the mx value is empty or a lone dot: write one host name, e.g. `mx: mail.example.com`"
+    )]
     Empty,
     /// Several names on one line (RFC 8461 §3.2: each MX MUST have its own `mx:` line).
     #[error("`{0}` lists several hosts on one line: write each on its own `mx:` line")]
@@ -75,7 +77,7 @@ impl MxPattern {
 
     /// Parses an `mx` value and says whether anything about it deserves a warning.
     pub fn parse_noted(value: &str) -> Result<(MxPattern, Option<PatternNote>), PatternError> {
-        if value.is_empty() {
+        if value.is_empty() || value == "." {
             return Err(PatternError::Empty);
         }
         if value.contains([',', ' ', '\t', ';']) {

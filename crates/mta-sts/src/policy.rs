@@ -257,10 +257,15 @@ impl Parser {
             Ok(text) => text,
             Err(e) => {
                 let line = line_of(body, e.valid_up_to());
+                let utf16 = body.starts_with(&[0xff, 0xfe]) || body.starts_with(&[0xfe, 0xff]);
                 self.trailing.push(Diagnostic::error(
                     "not-utf8",
                     Some(line),
-                    "the policy is not UTF-8 text: save the file as UTF-8 (or plain ASCII)",
+                    if utf16 {
+                        "the policy is UTF-16 text: save the file as UTF-8 (or plain ASCII)"
+                    } else {
+                        "the policy is not UTF-8 text: save the file as UTF-8 (or plain ASCII)"
+                    },
                 ));
                 return;
             }
@@ -557,14 +562,15 @@ impl Parser {
                     "add e.g. `max_age: 604800` (a week)",
                 );
             }
-            if let Some((mode @ (Mode::Enforce | Mode::Testing), _)) = self.mode {
-                if self.mx.is_empty() && !self.failed_keys.contains(&"mx") {
-                    self.missing(
-                        "mx",
-                        "missing-mx",
-                        &format!("mode {mode} needs at least one `mx:` line naming the MX hosts"),
-                    );
-                }
+            if let Some((mode @ (Mode::Enforce | Mode::Testing), _)) = self.mode
+                && self.mx.is_empty()
+                && !self.failed_keys.contains(&"mx")
+            {
+                self.missing(
+                    "mx",
+                    "missing-mx",
+                    &format!("mode {mode} needs at least one `mx:` line naming the MX hosts"),
+                );
             }
         }
         let mut diagnostics = self.diagnostics;
