@@ -152,8 +152,7 @@ impl Zones {
                 None => {}
             }
             if qtype == RecordType::ANY {
-                out.answers
-                    .extend(node.rrsets.values().flatten().cloned());
+                out.answers.extend(node.rrsets.values().flatten().cloned());
             } else if let Some(rrset) = node.rrsets.get(&qtype) {
                 out.answers.extend(rrset.iter().cloned());
             } else if let Some(cname) = node.rrsets.get(&RecordType::CNAME) {
@@ -408,7 +407,11 @@ impl DnsServer {
             Err(e) => panic!("testkit: invalid CNAME target {target:?}: {e}"),
         };
         target_name.set_fqdn(true);
-        self.set_default(name, RecordType::CNAME, vec![RData::CNAME(CNAME(target_name))]);
+        self.set_default(
+            name,
+            RecordType::CNAME,
+            vec![RData::CNAME(CNAME(target_name))],
+        );
     }
 
     /// Replaces the TLSA RRset at `name` (e.g. `_25._tcp.mail.good.test`) with

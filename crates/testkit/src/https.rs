@@ -13,8 +13,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 
-use crate::ca::{server_config, CertKind, Pki};
 use crate::Error;
+use crate::ca::{CertKind, Pki, server_config};
 
 /// How a response body is delimited on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +48,10 @@ pub enum HostFault {
 enum Body {
     Bytes(Arc<[u8]>),
     /// `len` bytes generated on the fly, repeating `fill`.
-    Generated { len: u64, fill: u8 },
+    Generated {
+        len: u64,
+        fill: u8,
+    },
 }
 
 impl Body {
@@ -663,9 +666,17 @@ async fn read_chunked<S: AsyncRead + Unpin>(stream: &mut BufReader<S>) -> std::i
     let mut body = Vec::new();
     loop {
         let mut line = Vec::new();
-        (&mut *stream).take(1024).read_until(b'\n', &mut line).await?;
+        (&mut *stream)
+            .take(1024)
+            .read_until(b'\n', &mut line)
+            .await?;
         let text = String::from_utf8_lossy(&line);
-        let size_text = text.trim().split(';').next().unwrap_or_default().to_string();
+        let size_text = text
+            .trim()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         let Ok(size) = u64::from_str_radix(&size_text, 16) else {
             return Ok(body);
         };
@@ -673,7 +684,10 @@ async fn read_chunked<S: AsyncRead + Unpin>(stream: &mut BufReader<S>) -> std::i
             // Trailers until an empty line.
             loop {
                 let mut trailer = Vec::new();
-                let n = (&mut *stream).take(8192).read_until(b'\n', &mut trailer).await?;
+                let n = (&mut *stream)
+                    .take(8192)
+                    .read_until(b'\n', &mut trailer)
+                    .await?;
                 if n == 0 || trailer == b"\r\n" || trailer == b"\n" {
                     return Ok(body);
                 }

@@ -12,8 +12,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 
-use crate::ca::{server_config, CertKind, Pki};
 use crate::Error;
+use crate::ca::{CertKind, Pki, server_config};
 
 /// How an SMTP server is set up.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -307,7 +307,9 @@ async fn starttls(tcp: TcpStream, shared: &Arc<Shared>, config: &SmtpConfig, sta
             return;
         }
         Err(_) => {
-            shared.session(state.index, |s| s.tls_error = Some("handshake timeout".into()));
+            shared.session(state.index, |s| {
+                s.tls_error = Some("handshake timeout".into())
+            });
             return;
         }
     };
@@ -347,7 +349,10 @@ async fn read_line<S: AsyncRead + Unpin>(
         return Ok(None);
     }
     if !line.ends_with(b"\n") {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "line too long"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "line too long",
+        ));
     }
     Ok(Some(line))
 }
@@ -355,7 +360,11 @@ async fn read_line<S: AsyncRead + Unpin>(
 fn address(arg: &str) -> String {
     match (arg.find('<'), arg.find('>')) {
         (Some(start), Some(end)) if start < end => arg[start + 1..end].to_string(),
-        _ => arg.split_whitespace().next().unwrap_or_default().to_string(),
+        _ => arg
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
     }
 }
 
@@ -419,7 +428,10 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 } else if config.refuse_starttls {
                     ("454 4.7.0 TLS not available\r\n".into(), None)
                 } else {
-                    ("220 2.0.0 Ready to start TLS\r\n".into(), Some(Next::StartTls))
+                    (
+                        "220 2.0.0 Ready to start TLS\r\n".into(),
+                        Some(Next::StartTls),
+                    )
                 }
             }
             "MAIL" => {
@@ -485,7 +497,10 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-async fn reply<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut BufReader<S>, text: &str) -> std::io::Result<()> {
+async fn reply<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut BufReader<S>,
+    text: &str,
+) -> std::io::Result<()> {
     stream.get_mut().write_all(text.as_bytes()).await?;
     stream.get_mut().flush().await
 }

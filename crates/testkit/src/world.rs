@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 use rustls::ClientConfig;
 use tokio::runtime::Handle;
 
+use crate::Error;
 use crate::ca::{Pki, TestCa};
 use crate::dns::DnsServer;
 use crate::https::{HostBehavior, HttpsServer};
 use crate::runtime::TestRuntime;
 use crate::smtp::{SmtpConfig, SmtpServer};
-use crate::Error;
 
 /// What to publish for one domain. Built by the closure given to
 /// [`WorldBuilder::domain`] or [`World::add_domain`].
@@ -234,7 +234,9 @@ impl WorldBuilder {
             dns.set_negative_ttl(ttl);
         }
         let https = HttpsServer::start(runtime.handle(), pki.clone())?;
-        let dir = tempfile::Builder::new().prefix("mta-sts-testkit").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("mta-sts-testkit")
+            .tempdir()?;
         let ca_file = dir.path().join("ca.pem");
         pki.ca().write_pem(&ca_file)?;
         let world = World {

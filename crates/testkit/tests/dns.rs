@@ -3,12 +3,12 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use hickory_resolver::Resolver;
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{RData, RecordType};
-use hickory_resolver::Resolver;
 use mta_sts_testkit::{DnsFault, World};
 
 fn resolver(world: &World, timeout: Duration) -> Resolver<TokioRuntimeProvider> {
@@ -26,7 +26,10 @@ fn resolver(world: &World, timeout: Duration) -> Resolver<TokioRuntimeProvider> 
 }
 
 /// Each TXT RR's strings, in answer order, of the TXT records only.
-async fn txt(resolver: &Resolver<TokioRuntimeProvider>, name: &str) -> Result<Vec<Vec<String>>, NetError> {
+async fn txt(
+    resolver: &Resolver<TokioRuntimeProvider>,
+    name: &str,
+) -> Result<Vec<Vec<String>>, NetError> {
     let lookup = resolver.lookup(name, RecordType::TXT).await?;
     Ok(lookup
         .answers()
@@ -46,15 +49,21 @@ async fn txt(resolver: &Resolver<TokioRuntimeProvider>, name: &str) -> Result<Ve
 #[tokio::test]
 async fn txt_strings_and_rrs() {
     let world = World::builder()
-        .domain("multi.test", |d| d.sts_txt_rrs(&[&["v=STSv1; ", "id=123;"]]))
+        .domain("multi.test", |d| {
+            d.sts_txt_rrs(&[&["v=STSv1; ", "id=123;"]])
+        })
         .start();
-    world
-        .dns()
-        .set_txt("_mta-sts.two.test", &[&["v=STSv1; id=1;"], &["v=STSv1; id=2;"]]);
+    world.dns().set_txt(
+        "_mta-sts.two.test",
+        &[&["v=STSv1; id=1;"], &["v=STSv1; id=2;"]],
+    );
     let r = resolver(&world, Duration::from_secs(2));
 
     let one = txt(&r, "_mta-sts.multi.test.").await.expect("txt");
-    assert_eq!(one, vec![vec!["v=STSv1; ".to_string(), "id=123;".to_string()]]);
+    assert_eq!(
+        one,
+        vec![vec!["v=STSv1; ".to_string(), "id=123;".to_string()]]
+    );
 
     let mut two = txt(&r, "_mta-sts.two.test.").await.expect("txt");
     two.sort();
@@ -62,11 +71,23 @@ async fn txt_strings_and_rrs() {
     assert_eq!(two[0], vec!["v=STSv1; id=1;".to_string()]);
 
     // Mutation while running.
-    world.dns().set_txt("_mta-sts.multi.test", &[&["v=STSv1; id=456;"]]);
+    world
+        .dns()
+        .set_txt("_mta-sts.multi.test", &[&["v=STSv1; id=456;"]]);
     let changed = txt(&r, "_mta-sts.multi.test.").await.expect("txt");
     assert_eq!(changed, vec![vec!["v=STSv1; id=456;".to_string()]]);
-    assert_eq!(world.dns().query_count("_mta-sts.multi.test", RecordType::TXT), 2);
-    assert_eq!(world.dns().query_count("_mta-sts.nothing.test", RecordType::TXT), 0);
+    assert_eq!(
+        world
+            .dns()
+            .query_count("_mta-sts.multi.test", RecordType::TXT),
+        2
+    );
+    assert_eq!(
+        world
+            .dns()
+            .query_count("_mta-sts.nothing.test", RecordType::TXT),
+        0
+    );
 }
 
 #[tokio::test]
@@ -82,7 +103,10 @@ async fn cname_chain_carries_target_records() {
         .await
         .expect("lookup");
     let types: Vec<RecordType> = lookup.answers().iter().map(|r| r.record_type()).collect();
-    assert_eq!(types, vec![RecordType::CNAME, RecordType::CNAME, RecordType::TXT]);
+    assert_eq!(
+        types,
+        vec![RecordType::CNAME, RecordType::CNAME, RecordType::TXT]
+    );
     // Only the alias was queried: the server answered the whole chain at once.
     assert_eq!(dns.query_count("_mta-sts.target.test", RecordType::TXT), 0);
 }
@@ -100,14 +124,20 @@ async fn nxdomain_nodata_servfail_refused_are_distinct() {
     let r = resolver(&world, Duration::from_secs(2));
 
     // NXDOMAIN, with the SOA carrying the negative TTL.
-    let err = r.lookup("_mta-sts.absent.test.", RecordType::TXT).await.unwrap_err();
+    let err = r
+        .lookup("_mta-sts.absent.test.", RecordType::TXT)
+        .await
+        .unwrap_err();
     assert!(err.is_nx_domain(), "{err:?}");
     let soa = err.into_soa().expect("soa in authority");
     assert_eq!(soa.data.minimum, 42);
     assert_eq!(soa.ttl, 42);
 
     // NODATA: the name exists (A record), TXT does not.
-    let err = r.lookup("mta-sts.good.test.", RecordType::TXT).await.unwrap_err();
+    let err = r
+        .lookup("mta-sts.good.test.", RecordType::TXT)
+        .await
+        .unwrap_err();
     assert!(err.is_no_records_found() && !err.is_nx_domain(), "{err:?}");
     // An empty non-terminal is NODATA too.
     let err = r.lookup("good.test.", RecordType::TXT).await;
@@ -116,23 +146,41 @@ async fn nxdomain_nodata_servfail_refused_are_distinct() {
     assert!(err.is_no_records_found() && !err.is_nx_domain(), "{err:?}");
 
     // SERVFAIL and REFUSED.
-    let err = r.lookup("_mta-sts.sick.test.", RecordType::TXT).await.unwrap_err();
+    let err = r
+        .lookup("_mta-sts.sick.test.", RecordType::TXT)
+        .await
+        .unwrap_err();
     assert!(
-        matches!(err, NetError::Dns(DnsError::ResponseCode(ResponseCode::ServFail))),
+        matches!(
+            err,
+            NetError::Dns(DnsError::ResponseCode(ResponseCode::ServFail))
+        ),
         "{err:?}"
     );
-    let err = r.lookup("_mta-sts.rude.test.", RecordType::TXT).await.unwrap_err();
+    let err = r
+        .lookup("_mta-sts.rude.test.", RecordType::TXT)
+        .await
+        .unwrap_err();
     assert!(
-        matches!(err, NetError::Dns(DnsError::ResponseCode(ResponseCode::Refused))),
+        matches!(
+            err,
+            NetError::Dns(DnsError::ResponseCode(ResponseCode::Refused))
+        ),
         "{err:?}"
     );
 
     // Healing mid-test.
     dns.set_fault("_mta-sts.sick.test", None);
-    assert_eq!(txt(&r, "_mta-sts.sick.test.").await.expect("healed").len(), 1);
+    assert_eq!(
+        txt(&r, "_mta-sts.sick.test.").await.expect("healed").len(),
+        1
+    );
     // Removing the last record makes the name vanish.
     dns.remove("_mta-sts.sick.test", RecordType::TXT);
-    let err = r.lookup("_mta-sts.sick.test.", RecordType::TXT).await.unwrap_err();
+    let err = r
+        .lookup("_mta-sts.sick.test.", RecordType::TXT)
+        .await
+        .unwrap_err();
     assert!(err.is_nx_domain(), "{err:?}");
 }
 
@@ -142,11 +190,18 @@ async fn black_hole_times_out_and_delay_answers_late() {
     let dns = world.dns();
     dns.set_fault("_mta-sts.void.test", Some(DnsFault::BlackHole));
     dns.set_txt("_mta-sts.slow.test", &[&["v=STSv1; id=1;"]]);
-    dns.set_type_fault("_mta-sts.slow.test", RecordType::TXT, Some(DnsFault::Delay(Duration::from_millis(300))));
+    dns.set_type_fault(
+        "_mta-sts.slow.test",
+        RecordType::TXT,
+        Some(DnsFault::Delay(Duration::from_millis(300))),
+    );
     let r = resolver(&world, Duration::from_millis(500));
 
     let started = Instant::now();
-    let err = r.lookup("_mta-sts.void.test.", RecordType::TXT).await.unwrap_err();
+    let err = r
+        .lookup("_mta-sts.void.test.", RecordType::TXT)
+        .await
+        .unwrap_err();
     assert!(!err.is_no_records_found(), "{err:?}");
     assert!(started.elapsed() >= Duration::from_millis(400), "{err:?}");
     assert!(dns.query_count("_mta-sts.void.test", RecordType::TXT) >= 1);
@@ -181,7 +236,10 @@ async fn mx_a_aaaa_tlsa_and_ttls() {
     let a = r.lookup("mail.good.test.", RecordType::A).await.expect("a");
     assert_eq!(a.answers()[0].ttl, 5);
     assert!(matches!(&a.answers()[0].data, RData::A(a) if a.0 == Ipv4Addr::LOCALHOST));
-    let aaaa = r.lookup("mail.good.test.", RecordType::AAAA).await.expect("aaaa");
+    let aaaa = r
+        .lookup("mail.good.test.", RecordType::AAAA)
+        .await
+        .expect("aaaa");
     assert_eq!(aaaa.answers().len(), 1);
     let tlsa = r
         .lookup("_25._tcp.mail.good.test.", RecordType::TLSA)
@@ -196,7 +254,11 @@ fn ten_thousand_domains() {
     let world = World::builder().bulk(10_000).start();
     assert!(world.dns().name_count() >= 30_000);
     assert_eq!(world.https().host_count(), 10_000);
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

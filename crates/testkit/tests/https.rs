@@ -46,7 +46,9 @@ async fn connect(
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(world.https_addr()).await?;
     let name = ServerName::try_from(host.to_string()).expect("name");
-    TlsConnector::from(world.client_config()).connect(name, tcp).await
+    TlsConnector::from(world.client_config())
+        .connect(name, tcp)
+        .await
 }
 
 /// GET `PATH` on `host`; returns the raw head and the raw body (read to EOF).
@@ -71,7 +73,9 @@ async fn get(world: &World, host: &str) -> std::io::Result<Response> {
 
 fn world_with(behavior: HostBehavior) -> World {
     World::builder()
-        .domain("good.test", move |d| d.sts_id("1").policy_behavior(behavior))
+        .domain("good.test", move |d| {
+            d.sts_id("1").policy_behavior(behavior)
+        })
         .start()
 }
 
@@ -80,8 +84,14 @@ async fn serves_policy_and_logs_request() {
     let world = world_with(HostBehavior::policy(POLICY));
     let response = get(&world, "mta-sts.good.test").await.expect("get");
     assert_eq!(response.status(), 200);
-    assert_eq!(response.header("content-type").as_deref(), Some("text/plain"));
-    assert_eq!(response.header("content-length"), Some(POLICY.len().to_string()));
+    assert_eq!(
+        response.header("content-type").as_deref(),
+        Some("text/plain")
+    );
+    assert_eq!(
+        response.header("content-length"),
+        Some(POLICY.len().to_string())
+    );
     assert_eq!(response.body, POLICY.as_bytes());
 
     let requests = world.https().requests("mta-sts.good.test");
@@ -96,14 +106,19 @@ async fn serves_policy_and_logs_request() {
     assert!(world.connect_to_args()[0].starts_with("mta-sts.good.test:443:127.0.0.1:"));
 
     // Behaviour changes mid-test.
-    world.https().set("mta-sts.good.test", HostBehavior::status(404));
-    let response = get(&world, "mta-sts.good.test").await.expect("get");
-    assert_eq!(response.status(), 404);
     world
         .https()
-        .update("mta-sts.good.test", |b| b.with_status(200).body("new").content_type("text/html"));
+        .set("mta-sts.good.test", HostBehavior::status(404));
     let response = get(&world, "mta-sts.good.test").await.expect("get");
-    assert_eq!(response.header("content-type").as_deref(), Some("text/html"));
+    assert_eq!(response.status(), 404);
+    world.https().update("mta-sts.good.test", |b| {
+        b.with_status(200).body("new").content_type("text/html")
+    });
+    let response = get(&world, "mta-sts.good.test").await.expect("get");
+    assert_eq!(
+        response.header("content-type").as_deref(),
+        Some("text/html")
+    );
     assert_eq!(response.body, b"new");
 }
 
@@ -111,14 +126,37 @@ async fn serves_policy_and_logs_request() {
 async fn framing_faults() {
     let world = World::empty();
     let https = world.https();
-    https.set("chunked.test", HostBehavior::policy(POLICY).chunked().slow(16, Duration::ZERO));
-    https.set("liar.test", HostBehavior::policy("short").lying_content_length(1000));
-    https.set("bare.test", HostBehavior::policy(POLICY).no_content_type().close_delimited());
-    https.set("moved.test", HostBehavior::redirect(301, "https://elsewhere.test/x"));
+    https.set(
+        "chunked.test",
+        HostBehavior::policy(POLICY)
+            .chunked()
+            .slow(16, Duration::ZERO),
+    );
+    https.set(
+        "liar.test",
+        HostBehavior::policy("short").lying_content_length(1000),
+    );
+    https.set(
+        "bare.test",
+        HostBehavior::policy(POLICY)
+            .no_content_type()
+            .close_delimited(),
+    );
+    https.set(
+        "moved.test",
+        HostBehavior::redirect(301, "https://elsewhere.test/x"),
+    );
 
     let chunked = get(&world, "chunked.test").await.expect("get");
-    assert_eq!(chunked.header("transfer-encoding").as_deref(), Some("chunked"));
-    assert!(chunked.body.starts_with(b"10\r\nversion: STSv1\nm\r\n10\r\n"));
+    assert_eq!(
+        chunked.header("transfer-encoding").as_deref(),
+        Some("chunked")
+    );
+    assert!(
+        chunked
+            .body
+            .starts_with(b"10\r\nversion: STSv1\nm\r\n10\r\n")
+    );
     assert!(chunked.body.ends_with(b"0\r\n\r\n"));
 
     let liar = get(&world, "liar.test").await.expect("get");
@@ -132,16 +170,22 @@ async fn framing_faults() {
 
     let moved = get(&world, "moved.test").await.expect("get");
     assert_eq!(moved.status(), 301);
-    assert_eq!(moved.header("location").as_deref(), Some("https://elsewhere.test/x"));
+    assert_eq!(
+        moved.header("location").as_deref(),
+        Some("https://elsewhere.test/x")
+    );
 }
 
 #[tokio::test]
 async fn slow_and_huge_bodies() {
     let world = World::empty();
+    world.https().set(
+        "slow.test",
+        HostBehavior::policy("0123456789").slow(2, Duration::from_millis(60)),
+    );
     world
         .https()
-        .set("slow.test", HostBehavior::policy("0123456789").slow(2, Duration::from_millis(60)));
-    world.https().set("huge.test", HostBehavior::huge(10 * 1024 * 1024));
+        .set("huge.test", HostBehavior::huge(10 * 1024 * 1024));
 
     let started = Instant::now();
     let slow = get(&world, "slow.test").await.expect("get");
@@ -164,7 +208,9 @@ async fn certificate_kinds_fail_as_a_client_sees_them() {
         ("future.test", CertKind::NotYetValid),
     ];
     for (host, kind) in kinds {
-        world.https().set(host, HostBehavior::policy(POLICY).cert(kind));
+        world
+            .https()
+            .set(host, HostBehavior::policy(POLICY).cert(kind));
     }
     let err = |host: &'static str| {
         let world = &world;
@@ -175,21 +221,48 @@ async fn certificate_kinds_fail_as_a_client_sees_them() {
     };
     let e = err("expired.test").await;
     assert!(
-        matches!(e, rustls::Error::InvalidCertificate(CertificateError::ExpiredContext { .. } | CertificateError::Expired)),
+        matches!(
+            e,
+            rustls::Error::InvalidCertificate(
+                CertificateError::ExpiredContext { .. } | CertificateError::Expired
+            )
+        ),
         "{e:?}"
     );
     let e = err("wrong.test").await;
     assert!(
-        matches!(e, rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. } | CertificateError::NotValidForName)),
+        matches!(
+            e,
+            rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForNameContext { .. } | CertificateError::NotValidForName
+            )
+        ),
         "{e:?}"
     );
     let e = err("untrusted.test").await;
-    assert!(matches!(e, rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
+        ),
+        "{e:?}"
+    );
     let e = err("self.test").await;
-    assert!(matches!(e, rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
+        ),
+        "{e:?}"
+    );
     let e = err("future.test").await;
     assert!(
-        matches!(e, rustls::Error::InvalidCertificate(CertificateError::NotValidYetContext { .. } | CertificateError::NotValidYet)),
+        matches!(
+            e,
+            rustls::Error::InvalidCertificate(
+                CertificateError::NotValidYetContext { .. } | CertificateError::NotValidYet
+            )
+        ),
         "{e:?}"
     );
 }
@@ -213,7 +286,10 @@ async fn tls_faults() {
     // Unknown SNI: the handshake is aborted with unrecognized_name.
     let e = connect(&world, "nobody.test").await.expect_err("unknown");
     let e = tls_error(&e).expect("tls error");
-    assert_eq!(e, rustls::Error::AlertReceived(AlertDescription::UnrecognisedName));
+    assert_eq!(
+        e,
+        rustls::Error::AlertReceived(AlertDescription::UnrecognisedName)
+    );
 
     // Never completes the handshake.
     let hang = tokio::time::timeout(Duration::from_millis(400), connect(&world, "hang.test")).await;
@@ -233,16 +309,23 @@ async fn tls_faults() {
 
 #[test]
 fn usable_from_sync_code_and_drop_closes_the_port() {
-    let world = World::builder().domain("good.test", |d| d.enforce()).start();
+    let world = World::builder()
+        .domain("good.test", |d| d.enforce())
+        .start();
     let addr = world.https_addr();
     let config: Arc<rustls::ClientConfig> = world.client_config();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let response = runtime.block_on(get(&world, "mta-sts.good.test")).expect("get");
+    let response = runtime
+        .block_on(get(&world, "mta-sts.good.test"))
+        .expect("get");
     assert!(String::from_utf8_lossy(&response.body).contains("mode: enforce"));
     drop(config);
     drop(world);
-    assert!(std::net::TcpStream::connect(addr).is_err(), "server still listening");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "server still listening"
+    );
 }
