@@ -1,0 +1,81 @@
+//! Where cached policies live between lookups and across restarts.
+//!
+//! A [`Store`] persists [`StoredPolicy`] entries: the raw policy body exactly as fetched,
+//! the TXT record id it was fetched under, and the RFC 8461 §3.2 timestamps. The resolver
+//! always keeps its own memory layer in front of the store, so a store outage never makes a
+//! lookup fail (DESIGN §3); stores only have to be durable and shareable.
+//!
+//! Times are seconds since the Unix epoch passed in by the caller, never read from a clock
+//! here, so the cache can be tested with an injected clock.
+
+use async_trait::async_trait;
+
+mod memory;
+pub use memory::MemoryStore;
+
+/// One cached policy as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredPolicy {
+    /// Canonical policy domain (lower-case A-labels, no trailing dot).
+    pub domain: String,
+    /// The `id` of the `_mta-sts` TXT record the policy was fetched under.
+    pub record_id: String,
+    /// The policy body exactly as served (UTF-8); parse it with `mta_sts::Policy::parse`.
+    pub body: String,
+    /// When the last successful HTTPS fetch happened (RFC 8461 §3.2: max_age counts from it).
+    pub fetched_at: u64,
+    /// `fetched_at + min(max_age, 31557600)`: after this the entry must not be applied.
+    pub expires_at: u64,
+}
+
+impl StoredPolicy {
+    /// Whether the entry may still be applied at `now`.
+    pub fn is_fresh(&self, now: u64) -> bool {
+        now < self.expires_at
+    }
+}
+
+/// Why a store operation failed. The resolver logs it and carries on from memory.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or refused the operation (connection, I/O, lock).
+    #[error("the {backend} store is unavailable: {message}")]
+    Unavailable {
+        /// `sqlite`, `redis`, …
+        backend: &'static str,
+        /// What the backend said.
+        message: String,
+    },
+    /// Stored data could not be decoded; the entry is ignored.
+    #[error("a stored entry for {domain} is corrupt: {message}")]
+    Corrupt {
+        /// The domain whose entry is unreadable.
+        domain: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// A durable home for cached policies, shared by one or many resolvers.
+///
+/// Implementations must be safe to call concurrently. `put` keeps the newer of two entries
+/// for the same domain (by `fetched_at`) so that several daemons sharing one store never
+/// replace a fresh policy with an older one.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The entry for `domain`, if any (expired entries may be returned; the caller decides).
+    async fn get(&self, domain: &str) -> Result<Option<StoredPolicy>, StoreError>;
+
+    /// Stores `entry` unless a newer one (larger `fetched_at`) is already there. `now` is the
+    /// current time, for backends that expire keys themselves.
+    async fn put(&self, entry: &StoredPolicy, now: u64) -> Result<(), StoreError>;
+
+    /// Removes the entry for `domain`.
+    async fn remove(&self, domain: &str) -> Result<(), StoreError>;
+
+    /// Every unexpired entry at `now`, for a warm start and for the proactive refresher.
+    async fn load_all(&self, now: u64) -> Result<Vec<StoredPolicy>, StoreError>;
+
+    /// Short backend name for logs and metrics: `memory`, `sqlite`, `redis`.
+    fn backend(&self) -> &'static str;
+}
