@@ -12,6 +12,10 @@ use async_trait::async_trait;
 
 mod memory;
 pub use memory::MemoryStore;
+pub mod redis;
+pub mod sqlite;
+pub use self::redis::{RedisOptions, RedisStore};
+pub use self::sqlite::{SqliteOptions, SqliteStore};
 
 /// One cached policy as stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -1,0 +1,426 @@
+//! The embedded default store: one SQLite file in WAL mode.
+//!
+//! # Durability
+//!
+//! Every `put` is one autocommit statement; when it returns, the policy is committed. The
+//! journal is WAL and, by default, `synchronous=FULL`: the WAL is fsynced on every commit, so
+//! an acknowledged policy survives not only `kill -9` of the daemon but also an OS crash or a
+//! power cut. `synchronous=NORMAL` ([`Synchronous::Normal`]) would already be enough for a
+//! process crash (the commit is in the OS page cache, which a killed process cannot lose),
+//! but it may drop the last commits on power loss. Policies are written once per successful
+//! HTTPS fetch, so one fsync per write costs nothing next to the fetch that preceded it, and
+//! FULL is the default. Neither mode can corrupt the file.
+//!
+//! # Schema
+//!
+//! The schema version lives in `PRAGMA user_version`; [`SqliteStore::open`] migrates older
+//! files forward inside one `BEGIN IMMEDIATE` transaction (so two processes opening the same
+//! file never migrate twice) and refuses files written by a newer build.
+//!
+//! All SQLite calls run on tokio's blocking pool (`spawn_blocking`), never on the async
+//! runtime's worker threads.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use super::{Store, StoreError, StoredPolicy};
+
+const BACKEND: &str = "sqlite";
+
+/// Where the daemon keeps its cache unless configured otherwise.
+pub const DEFAULT_PATH: &str = "/var/lib/mta-sts/cache.db";
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Migrations: `MIGRATIONS[i]` takes a file from version `i` to version `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: the policy table.
+    "CREATE TABLE policies (
+         domain     TEXT    NOT NULL PRIMARY KEY,
+         record_id  TEXT    NOT NULL,
+         body       TEXT    NOT NULL,
+         fetched_at INTEGER NOT NULL,
+         expires_at INTEGER NOT NULL
+     );
+     CREATE INDEX policies_expires_at ON policies (expires_at);",
+];
+
+const SELECT_COLUMNS: &str = "SELECT domain, record_id, body, fetched_at, expires_at FROM policies";
+
+/// SQLite's `synchronous` setting for the WAL journal (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// fsync the WAL on every commit: acknowledged writes survive power loss (default).
+    #[default]
+    Full,
+    /// fsync only at checkpoints: acknowledged writes survive a process crash, the last ones
+    /// may be lost on power loss.
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma_value(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        }
+    }
+}
+
+/// Tuning for [`SqliteStore::open_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// Durability of each commit; [`Synchronous::Full`] by default.
+    pub synchronous: Synchronous,
+    /// How long a statement waits for another process's lock before failing; 5 s by default.
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            synchronous: Synchronous::Full,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A [`Store`] in one SQLite file (WAL journal, versioned schema).
+///
+/// Several processes may open the same file; `put` is newer-wins in a single statement.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves no half-applied statement behind (SQLite
+        // rolls back an unfinished transaction), so the connection is still usable.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the cache file at `path` with default options, creating
+    /// missing parent directories, and migrates its schema to [`SCHEMA_VERSION`].
+    ///
+    /// A file that is not an SQLite database, an unwritable directory or a schema newer than
+    /// this build gives [`StoreError::Unavailable`] naming the path and what to do.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, SqliteOptions::default()).await
+    }
+
+    /// Like [`SqliteStore::open`], with explicit [`SqliteOptions`].
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let inner = tokio::task::spawn_blocking(move || open_blocking(path, options))
+            .await
+            .map_err(join_error)??;
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The file this store writes to.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &Path) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.lock();
+            f(&conn, &inner.path)
+        })
+        .await
+        .map_err(join_error)?
+    }
+}
+
+fn join_error(err: tokio::task::JoinError) -> StoreError {
+    unavailable(format!("the SQLite worker task failed: {err}"))
+}
+
+fn unavailable(message: String) -> StoreError {
+    StoreError::Unavailable {
+        backend: BACKEND,
+        message,
+    }
+}
+
+/// Maps an SQLite error to [`StoreError::Unavailable`], with a hint for the cases an operator
+/// can fix.
+fn sql_error(path: &Path, err: rusqlite::Error) -> StoreError {
+    let hint = match err.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => {
+            "; the file is not an SQLite database: move it away (a new cache is created in its \
+             place) or point the cache at another path"
+        }
+        Some(ErrorCode::DatabaseCorrupt) => {
+            "; the database is corrupt: move it away (a new cache is created in its place)"
+        }
+        Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::CannotOpen) => {
+            "; check that the daemon's user can write the file and its directory"
+        }
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            "; another process held the database lock longer than the busy timeout"
+        }
+        Some(ErrorCode::DiskFull) => "; the disk is full",
+        _ => "",
+    };
+    unavailable(format!("{}: {err}{hint}", path.display()))
+}
+
+fn open_blocking(path: PathBuf, options: SqliteOptions) -> Result<Inner, StoreError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|err| {
+            unavailable(format!(
+                "cannot create the directory {} for the cache file {}: {err}; create it with \
+                 write access for the daemon's user or choose another cache path",
+                parent.display(),
+                path.display()
+            ))
+        })?;
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(&path, flags).map_err(|e| sql_error(&path, e))?;
+    conn.busy_timeout(options.busy_timeout)
+        .map_err(|e| sql_error(&path, e))?;
+    // The first statement that reads the file: a non-database fails here with NOTADB.
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(|e| sql_error(&path, e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(unavailable(format!(
+            "{}: SQLite refused WAL journal mode (got {mode}); the cache needs a local \
+             filesystem that supports shared memory",
+            path.display()
+        )));
+    }
+    conn.pragma_update(None, "synchronous", options.synchronous.pragma_value())
+        .map_err(|e| sql_error(&path, e))?;
+    migrate(&mut conn, &path)?;
+    tracing::debug!(path = %path.display(), version = SCHEMA_VERSION, "opened the SQLite policy store");
+    Ok(Inner {
+        path,
+        conn: Mutex::new(conn),
+    })
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`], one migration per version, in one transaction.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| sql_error(path, e))?;
+    let version: i64 = tx
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(|e| sql_error(path, e))?;
+    let current = u32::try_from(version).map_err(|_| {
+        unavailable(format!(
+            "{}: invalid schema version {version}",
+            path.display()
+        ))
+    })?;
+    if current > SCHEMA_VERSION {
+        return Err(unavailable(format!(
+            "{}: schema version {current} was written by a newer mta-sts (this build knows \
+             version {SCHEMA_VERSION}); upgrade mta-sts or use another cache path",
+            path.display()
+        )));
+    }
+    if current == SCHEMA_VERSION {
+        return Ok(());
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.execute_batch(sql).map_err(|e| sql_error(path, e))?;
+        tracing::info!(path = %path.display(), from, to = from + 1, "migrated the SQLite policy store");
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(|e| sql_error(path, e))?;
+    tx.commit().map_err(|e| sql_error(path, e))
+}
+
+fn corrupt(domain: &str, message: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        domain: domain.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn text_column(
+    row: &rusqlite::Row<'_>,
+    idx: usize,
+    name: &str,
+    domain: &str,
+) -> Result<String, StoreError> {
+    match row.get_ref(idx) {
+        Ok(ValueRef::Text(bytes)) => std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|_| corrupt(domain, format!("{name} is not valid UTF-8"))),
+        Ok(other) => Err(corrupt(
+            domain,
+            format!("{name} is {:?}, not text", other.data_type()),
+        )),
+        Err(err) => Err(corrupt(domain, format!("{name}: {err}"))),
+    }
+}
+
+fn time_column(
+    row: &rusqlite::Row<'_>,
+    idx: usize,
+    name: &str,
+    domain: &str,
+) -> Result<u64, StoreError> {
+    match row.get_ref(idx) {
+        Ok(ValueRef::Integer(v)) => {
+            u64::try_from(v).map_err(|_| corrupt(domain, format!("{name} is negative ({v})")))
+        }
+        Ok(other) => Err(corrupt(
+            domain,
+            format!("{name} is {:?}, not an integer", other.data_type()),
+        )),
+        Err(err) => Err(corrupt(domain, format!("{name}: {err}"))),
+    }
+}
+
+/// Decodes one row of [`SELECT_COLUMNS`]; never panics on bad data.
+fn decode_row(row: &rusqlite::Row<'_>) -> Result<StoredPolicy, StoreError> {
+    let domain = match row.get_ref(0) {
+        Ok(ValueRef::Text(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+        Ok(other) => {
+            return Err(corrupt(
+                "?",
+                format!("domain is {:?}, not text", other.data_type()),
+            ));
+        }
+        Err(err) => return Err(corrupt("?", format!("domain: {err}"))),
+    };
+    Ok(StoredPolicy {
+        record_id: text_column(row, 1, "record_id", &domain)?,
+        body: text_column(row, 2, "body", &domain)?,
+        fetched_at: time_column(row, 3, "fetched_at", &domain)?,
+        expires_at: time_column(row, 4, "expires_at", &domain)?,
+        domain,
+    })
+}
+
+fn to_sql_time(value: u64, name: &str, domain: &str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| corrupt(domain, format!("{name} {value} does not fit SQLite")))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn get(&self, domain: &str) -> Result<Option<StoredPolicy>, StoreError> {
+        let domain = domain.to_owned();
+        self.with_conn(move |conn, path| {
+            let mut stmt = conn
+                .prepare_cached(&format!("{SELECT_COLUMNS} WHERE domain = ?1"))
+                .map_err(|e| sql_error(path, e))?;
+            let decoded = stmt
+                .query_row(params![domain], |row| Ok(decode_row(row)))
+                .optional()
+                .map_err(|e| sql_error(path, e))?;
+            decoded.transpose()
+        })
+        .await
+    }
+
+    async fn put(&self, entry: &StoredPolicy, _now: u64) -> Result<(), StoreError> {
+        let entry = entry.clone();
+        self.with_conn(move |conn, path| {
+            let fetched_at = to_sql_time(entry.fetched_at, "fetched_at", &entry.domain)?;
+            let expires_at = to_sql_time(entry.expires_at, "expires_at", &entry.domain)?;
+            // Newer-wins in one statement. A stored row whose fetched_at is not an integer is
+            // corrupt and gets replaced (SQLite would otherwise rank text above every number).
+            let mut stmt = conn
+                .prepare_cached(
+                    "INSERT INTO policies (domain, record_id, body, fetched_at, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (domain) DO UPDATE SET
+                         record_id = excluded.record_id,
+                         body = excluded.body,
+                         fetched_at = excluded.fetched_at,
+                         expires_at = excluded.expires_at
+                     WHERE typeof(policies.fetched_at) <> 'integer'
+                        OR excluded.fetched_at >= policies.fetched_at",
+                )
+                .map_err(|e| sql_error(path, e))?;
+            stmt.execute(params![
+                entry.domain,
+                entry.record_id,
+                entry.body,
+                fetched_at,
+                expires_at
+            ])
+            .map_err(|e| sql_error(path, e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove(&self, domain: &str) -> Result<(), StoreError> {
+        let domain = domain.to_owned();
+        self.with_conn(move |conn, path| {
+            conn.prepare_cached("DELETE FROM policies WHERE domain = ?1")
+                .and_then(|mut stmt| stmt.execute(params![domain]))
+                .map_err(|e| sql_error(path, e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load_all(&self, now: u64) -> Result<Vec<StoredPolicy>, StoreError> {
+        self.with_conn(move |conn, path| {
+            let now_sql = i64::try_from(now).unwrap_or(i64::MAX);
+            // Rows with a non-integer expires_at sort above every number and come back here,
+            // to be reported as corrupt and skipped below.
+            let mut stmt = conn
+                .prepare_cached(&format!("{SELECT_COLUMNS} WHERE expires_at > ?1"))
+                .map_err(|e| sql_error(path, e))?;
+            let rows = stmt
+                .query_map(params![now_sql], |row| Ok(decode_row(row)))
+                .map_err(|e| sql_error(path, e))?;
+            let mut out = Vec::new();
+            for row in rows {
+                match row.map_err(|e| sql_error(path, e))? {
+                    Ok(entry) if entry.is_fresh(now) => out.push(entry),
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(path = %path.display(), error = %err, "skipping a corrupt cached policy");
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+}
