@@ -1,0 +1,615 @@
+//! The daemon configuration file (`/etc/mta-sts/daemon.toml`, DESIGN §5 config sketch).
+//!
+//! Every key is optional and has a default, so an empty file is valid. Unknown keys are an
+//! error that names the key and its line, because a misspelt `strict_testing` silently
+//! ignored would weaken enforcement.
+//!
+//! ```
+//! use mta_sts_daemon::config::{Config, Listen, OnFailure};
+//! let config = Config::parse("[socketmap]\nlisten = \"unix:/run/mta-sts.sock\"\n[zones.strict]\nstrict_testing = true\n")?;
+//! assert!(matches!(config.socketmap.listen, Listen::Unix(_)));
+//! assert!(config.zone("strict").strict_testing);
+//! assert!(!config.zone("postfix").strict_testing); // unknown name: [defaults]
+//! assert_eq!(config.zone("strict").on_failure, OnFailure::NotFound);
+//! # Ok::<(), mta_sts_daemon::config::ConfigError>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where the daemon reads its configuration unless told otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/mta-sts/daemon.toml";
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key or a bad value. The message from the
+    /// TOML parser gives the line, the column and the expected keys or value form.
+    #[error("invalid configuration{}: {message}", path_suffix(.path.as_deref()))]
+    Parse {
+        /// The file, when read from one.
+        path: Option<PathBuf>,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+    /// The values parse but do not fit together.
+    #[error("invalid configuration{}: {message}", path_suffix(.path.as_deref()))]
+    Invalid {
+        /// The file, when read from one.
+        path: Option<PathBuf>,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+fn path_suffix(path: Option<&Path>) -> String {
+    path.map(|p| format!(" in {}", p.display()))
+        .unwrap_or_default()
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Config {
+    /// `[socketmap]`: the Postfix-facing server.
+    pub socketmap: SocketmapConfig,
+    /// `[http]`: the HTTP API.
+    pub http: HttpConfig,
+    /// `[resolver]`: DNS and HTTPS discovery.
+    pub resolver: ResolverConfig,
+    /// `[cache]`: where policies are kept.
+    pub cache: CacheConfig,
+    /// `[defaults]`: zone settings for socketmap names that are no zone.
+    pub defaults: ZoneSettings,
+    /// `[zones.<name>]`: settings per socketmap name; unset keys come from `[defaults]`.
+    pub zones: BTreeMap<String, ZoneSettings>,
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|err| match err {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: Some(path.to_owned()),
+                message,
+            },
+            ConfigError::Invalid { message, .. } => ConfigError::Invalid {
+                path: Some(path.to_owned()),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses configuration text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: None,
+            message: err.to_string().trim_end().to_owned(),
+        })?;
+        raw.resolve()
+    }
+
+    /// The settings of socketmap name `name`: its `[zones.<name>]`, else `[defaults]`.
+    pub fn zone(&self, name: &str) -> &ZoneSettings {
+        self.zones.get(name).unwrap_or(&self.defaults)
+    }
+
+    /// The zone table the socketmap server needs.
+    pub fn zone_table(&self) -> Zones {
+        Zones {
+            defaults: self.defaults.clone(),
+            zones: self.zones.clone(),
+        }
+    }
+}
+
+/// Zone settings by socketmap name (the map name in `socketmap:…:<name>`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Zones {
+    /// For names that are no zone.
+    pub defaults: ZoneSettings,
+    /// Named zones (exact, case-sensitive names, as Postfix sends them).
+    pub zones: BTreeMap<String, ZoneSettings>,
+}
+
+impl Zones {
+    /// Only defaults.
+    pub fn new(defaults: ZoneSettings) -> Self {
+        Zones {
+            defaults,
+            zones: BTreeMap::new(),
+        }
+    }
+
+    /// Adds or replaces zone `name`.
+    pub fn with_zone(mut self, name: &str, settings: ZoneSettings) -> Self {
+        self.zones.insert(name.to_owned(), settings);
+        self
+    }
+
+    /// The settings of `name`: its zone, else the defaults.
+    pub fn get(&self, name: &str) -> &ZoneSettings {
+        self.zones.get(name).unwrap_or(&self.defaults)
+    }
+}
+
+/// Where a server listens: `127.0.0.1:8461`, `[::1]:8461` or `unix:/path/to.sock`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A UNIX socket path.
+    Unix(PathBuf),
+}
+
+impl FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(
+                    "`unix:` needs a socket path, e.g. `unix:/run/mta-sts/socketmap.sock`"
+                        .to_owned(),
+                );
+            }
+            return Ok(Listen::Unix(PathBuf::from(path)));
+        }
+        s.parse::<SocketAddr>().map(Listen::Tcp).map_err(|_| {
+            format!("`{s}` is not IP:PORT (e.g. `127.0.0.1:8461`, `[::1]:8461`) or `unix:/path`")
+        })
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listen::Tcp(addr) => write!(f, "{addr}"),
+            Listen::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// `[socketmap]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketmapConfig {
+    /// `listen`, default `127.0.0.1:8461`.
+    pub listen: Listen,
+    /// `socket_mode` for a UNIX socket, default `0666` (Postfix's `smtp` processes must
+    /// connect; postfix-mta-sts-resolver uses the same).
+    pub socket_mode: u32,
+    /// `idle_timeout`: a connection with no request in progress for this long is closed
+    /// (default 60 s; Postfix reconnects on its next lookup).
+    pub idle_timeout: Duration,
+    /// `max_connections`: more clients wait in the listen backlog (default 4096).
+    pub max_connections: usize,
+    /// `max_request`: largest request payload in bytes (default 65536).
+    pub max_request: usize,
+    /// `max_pipelined`: requests looked up concurrently per connection (default 128); more
+    /// wait until earlier replies are written.
+    pub max_pipelined: usize,
+    /// `shutdown_timeout`: on shutdown, how long in-flight queries may finish (default 10 s).
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for SocketmapConfig {
+    fn default() -> Self {
+        SocketmapConfig {
+            listen: Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], 8461))),
+            socket_mode: 0o666,
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+            max_request: crate::netstring::DEFAULT_MAX_PAYLOAD,
+            max_pipelined: 128,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// `listen`, default `127.0.0.1:8462`.
+    pub listen: Listen,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], 8462))),
+        }
+    }
+}
+
+/// `[resolver]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolverConfig {
+    /// `nameservers` (`IP` or `IP:PORT`, port 53 by default); empty = system configuration.
+    pub nameservers: Vec<SocketAddr>,
+    /// `ca_file`: extra trusted CA certificates (PEM) for policy hosts.
+    pub ca_file: Option<PathBuf>,
+    /// `connect_to`: `HOST:PORT:ADDR:PORT` overrides, as curl's `--connect-to`.
+    pub connect_to: Vec<String>,
+    /// `timeout` of one discovery (DNS + HTTPS), default 10 s (RFC 8461 §3.3 allows up to 60 s).
+    pub timeout: Duration,
+}
+
+impl Default for ResolverConfig {
+    fn default() -> Self {
+        ResolverConfig {
+            nameservers: Vec::new(),
+            ca_file: None,
+            connect_to: Vec::new(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `cache.store`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// Embedded SQLite file (default).
+    #[default]
+    Sqlite,
+    /// Redis, shared by a fleet.
+    Redis,
+    /// Memory only: lost on restart.
+    Memory,
+}
+
+/// `[cache]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// `store`, default `sqlite`.
+    pub store: StoreKind,
+    /// `path` of the SQLite file, default `/var/lib/mta-sts/cache.db`.
+    pub path: PathBuf,
+    /// `redis_url`, required when `store = "redis"`.
+    pub redis_url: Option<String>,
+    /// `refresh`: proactive re-fetch interval, default 24 h.
+    pub refresh: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            store: StoreKind::Sqlite,
+            path: PathBuf::from("/var/lib/mta-sts/cache.db"),
+            redis_url: None,
+            refresh: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// What to answer when a lookup fails and nothing is cached (`on_failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// `NOTFOUND `: deliver as if the domain had no policy (RFC 8461 §3.3; default).
+    #[default]
+    NotFound,
+    /// `TEMP …`: Postfix defers the message and retries later.
+    Temp,
+}
+
+/// How DANE interacts with MTA-STS answers (`dane`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DaneMode {
+    /// Ignore DANE (default; behaves like postfix-mta-sts-resolver).
+    #[default]
+    Off,
+    /// When the lookup reports usable TLSA records, answer `OK dane-only` instead of
+    /// `OK secure …`, so MTA-STS never overrides DANE (RFC 8461 §2).
+    Defer,
+}
+
+/// Settings of one zone (socketmap name), or `[defaults]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneSettings {
+    /// `strict_testing`: treat `testing` policies like `enforce` (default false).
+    pub strict_testing: bool,
+    /// `require_sni`: append ` servername=hostname` (default true).
+    pub require_sni: bool,
+    /// `tlsrpt`: append Postfix 3.10 TLS-RPT attributes (default false).
+    pub tlsrpt: bool,
+    /// `on_failure`, default `notfound`.
+    pub on_failure: OnFailure,
+    /// `budget`: how long one query may take before the answer comes from the cache or
+    /// `on_failure` (default 5 s).
+    pub budget: Duration,
+    /// `dane`, default `off`.
+    pub dane: DaneMode,
+}
+
+impl Default for ZoneSettings {
+    fn default() -> Self {
+        ZoneSettings {
+            strict_testing: false,
+            require_sni: true,
+            tlsrpt: false,
+            on_failure: OnFailure::NotFound,
+            budget: Duration::from_secs(5),
+            dane: DaneMode::Off,
+        }
+    }
+}
+
+// ---- raw TOML shapes: every key optional, unknown keys rejected ----
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    socketmap: RawSocketmap,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
+    resolver: RawResolver,
+    #[serde(default)]
+    cache: RawCache,
+    #[serde(default)]
+    defaults: RawZone,
+    #[serde(default)]
+    zones: BTreeMap<String, RawZone>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSocketmap {
+    listen: Option<Parsed<Listen>>,
+    socket_mode: Option<FileMode>,
+    idle_timeout: Option<HumanDuration>,
+    max_connections: Option<usize>,
+    max_request: Option<usize>,
+    max_pipelined: Option<usize>,
+    shutdown_timeout: Option<HumanDuration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<Parsed<Listen>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawResolver {
+    nameservers: Option<Vec<Nameserver>>,
+    ca_file: Option<PathBuf>,
+    connect_to: Option<Vec<String>>,
+    timeout: Option<HumanDuration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    store: Option<StoreKind>,
+    path: Option<PathBuf>,
+    redis_url: Option<String>,
+    refresh: Option<HumanDuration>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawZone {
+    strict_testing: Option<bool>,
+    require_sni: Option<bool>,
+    tlsrpt: Option<bool>,
+    on_failure: Option<OnFailure>,
+    budget: Option<HumanDuration>,
+    dane: Option<DaneMode>,
+}
+
+impl RawZone {
+    fn over(&self, base: &ZoneSettings) -> ZoneSettings {
+        ZoneSettings {
+            strict_testing: self.strict_testing.unwrap_or(base.strict_testing),
+            require_sni: self.require_sni.unwrap_or(base.require_sni),
+            tlsrpt: self.tlsrpt.unwrap_or(base.tlsrpt),
+            on_failure: self.on_failure.unwrap_or(base.on_failure),
+            budget: self.budget.map(|d| d.0).unwrap_or(base.budget),
+            dane: self.dane.unwrap_or(base.dane),
+        }
+    }
+}
+
+impl RawConfig {
+    fn resolve(self) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: None,
+            message,
+        };
+        let d = SocketmapConfig::default();
+        let s = self.socketmap;
+        let socketmap = SocketmapConfig {
+            listen: s.listen.map(|l| l.0).unwrap_or(d.listen),
+            socket_mode: s.socket_mode.map(|m| m.0).unwrap_or(d.socket_mode),
+            idle_timeout: s.idle_timeout.map(|t| t.0).unwrap_or(d.idle_timeout),
+            max_connections: s.max_connections.unwrap_or(d.max_connections),
+            max_request: s.max_request.unwrap_or(d.max_request),
+            max_pipelined: s.max_pipelined.unwrap_or(d.max_pipelined),
+            shutdown_timeout: s
+                .shutdown_timeout
+                .map(|t| t.0)
+                .unwrap_or(d.shutdown_timeout),
+        };
+        if socketmap.max_connections == 0 || socketmap.max_pipelined == 0 {
+            return Err(invalid(
+                "[socketmap] max_connections and max_pipelined must be at least 1".to_owned(),
+            ));
+        }
+        if socketmap.max_request == 0 {
+            return Err(invalid(
+                "[socketmap] max_request must be at least 1 byte (default 65536)".to_owned(),
+            ));
+        }
+        let http = HttpConfig {
+            listen: self
+                .http
+                .listen
+                .map(|l| l.0)
+                .unwrap_or(HttpConfig::default().listen),
+        };
+        let rd = ResolverConfig::default();
+        let resolver = ResolverConfig {
+            nameservers: self
+                .resolver
+                .nameservers
+                .map(|v| v.into_iter().map(|n| n.0).collect())
+                .unwrap_or(rd.nameservers),
+            ca_file: self.resolver.ca_file,
+            connect_to: self.resolver.connect_to.unwrap_or(rd.connect_to),
+            timeout: self.resolver.timeout.map(|t| t.0).unwrap_or(rd.timeout),
+        };
+        if let Some(bad) = resolver
+            .connect_to
+            .iter()
+            .find(|c| !is_connect_to(c.as_str()))
+        {
+            return Err(invalid(format!(
+                "[resolver] connect_to `{bad}` is not HOST:PORT:ADDR:PORT (e.g. `mta-sts.example.test:443:127.0.0.1:8443`)"
+            )));
+        }
+        if resolver.timeout > Duration::from_secs(60) {
+            // RFC 8461 §3.3: senders SHOULD allow at least one minute; above that is pointless
+            // for a daemon Postfix is waiting on.
+            return Err(invalid(
+                "[resolver] timeout must be at most 60s (RFC 8461 §3.3); the default is 10s"
+                    .to_owned(),
+            ));
+        }
+        let cd = CacheConfig::default();
+        let cache = CacheConfig {
+            store: self.cache.store.unwrap_or(cd.store),
+            path: self.cache.path.unwrap_or(cd.path),
+            redis_url: self.cache.redis_url,
+            refresh: self.cache.refresh.map(|t| t.0).unwrap_or(cd.refresh),
+        };
+        if cache.store == StoreKind::Redis && cache.redis_url.is_none() {
+            return Err(invalid(
+                "[cache] store = \"redis\" needs redis_url, e.g. `redis_url = \"redis://127.0.0.1:6379/0\"`"
+                    .to_owned(),
+            ));
+        }
+        let defaults = self.defaults.over(&ZoneSettings::default());
+        let zones = self
+            .zones
+            .iter()
+            .map(|(name, zone)| (name.clone(), zone.over(&defaults)))
+            .collect();
+        Ok(Config {
+            socketmap,
+            http,
+            resolver,
+            cache,
+            defaults,
+            zones,
+        })
+    }
+}
+
+/// `HOST:PORT:ADDR:PORT`, ADDR possibly a bracketed IPv6 address.
+fn is_connect_to(value: &str) -> bool {
+    let Some((host, rest)) = value.split_once(':') else {
+        return false;
+    };
+    let Some((port, rest)) = rest.split_once(':') else {
+        return false;
+    };
+    let Some((addr, port2)) = rest.rsplit_once(':') else {
+        return false;
+    };
+    !host.is_empty()
+        && !addr.is_empty()
+        && port.parse::<u16>().is_ok()
+        && port2.parse::<u16>().is_ok()
+}
+
+/// A value parsed from a TOML string with [`FromStr`], the error becoming a TOML error
+/// (so it carries the line).
+struct Parsed<T>(T);
+
+impl<'de, T: FromStr<Err = String>> Deserialize<'de> for Parsed<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map(Parsed).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A duration written like `10s`, `500ms`, `24h`, `1h 30m` (humantime syntax).
+#[derive(Clone, Copy)]
+struct HumanDuration(Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "`{text}` is not a duration ({e}): write e.g. \"500ms\", \"10s\", \"5m\", \"24h\""
+                ))
+            })
+    }
+}
+
+/// A UNIX file mode: the string `"0666"` (octal) or a TOML integer such as `0o666`.
+struct FileMode(u32);
+
+impl<'de> Deserialize<'de> for FileMode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Number(u32),
+        }
+        let mode = match Raw::deserialize(deserializer)? {
+            Raw::Text(text) => u32::from_str_radix(text.trim_start_matches("0o"), 8).ok(),
+            Raw::Number(n) => Some(n),
+        };
+        match mode {
+            Some(mode) if mode <= 0o7777 => Ok(FileMode(mode)),
+            _ => Err(serde::de::Error::custom(
+                "socket_mode must be an octal file mode such as \"0666\" or \"0660\"",
+            )),
+        }
+    }
+}
+
+/// A name server `IP` or `IP:PORT` (port 53 by default).
+struct Nameserver(SocketAddr);
+
+impl<'de> Deserialize<'de> for Nameserver {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(Nameserver(addr));
+        }
+        if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+            return Ok(Nameserver(SocketAddr::new(ip, 53)));
+        }
+        Err(serde::de::Error::custom(format!(
+            "nameserver `{text}` is not IP or IP:PORT (e.g. \"127.0.0.1\", \"127.0.0.1:5353\", \"[::1]:53\")"
+        )))
+    }
+}

@@ -1,0 +1,29 @@
+//! # mta-sts-daemon: the enforcement side of MTA-STS for Postfix (DESIGN §5)
+//!
+//! A Postfix `socketmap_table(5)` server that answers `smtp_tls_policy_maps` lookups with
+//! the TLS policy an MTA-STS policy (RFC 8461) requires, drop-in compatible with
+//! postfix-mta-sts-resolver's replies.
+//!
+//! | concept | module |
+//! |---|---|
+//! | netstring framing | [`netstring`] |
+//! | socketmap requests, key normalisation, replies | [`socketmap`] |
+//! | policy + zone settings → reply | [`answer`] |
+//! | configuration file | [`config`] |
+//! | the lookup trait and the per-query budget | [`lookup`] |
+//! | the server (TCP, UNIX socket, pipelining, shutdown) | [`server`] |
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod answer;
+pub mod config;
+pub mod lookup;
+pub mod netstring;
+pub mod server;
+pub mod socketmap;
+
+pub use answer::{DaneVerdict, answer};
+pub use config::{Config, ConfigError, Listen, ZoneSettings, Zones};
+pub use lookup::{LookupResult, PolicyLookup};
+pub use server::{ServerError, ServerOptions, SocketmapServer};
+pub use socketmap::{Key, Reply, Request};

@@ -1,0 +1,476 @@
+//! The socketmap server: TCP or UNIX socket, many requests per connection, pipelined
+//! requests looked up concurrently with replies written in request order.
+//!
+//! Behaviour, per connection:
+//! - Requests are netstrings `<name> <key>` ([`crate::socketmap`]). Each lookup starts as
+//!   soon as its request is complete; replies are written strictly in request order, since
+//!   the protocol has no request ids. At most `max_pipelined` requests are in flight; more
+//!   wait in the socket buffer (backpressure).
+//! - A framing error (bad length, missing `,`, request longer than the limit) is logged once
+//!   and the connection is closed without a reply for the bad request: the stream position
+//!   is lost, so any reply could be taken for the answer to another request. Replies to
+//!   earlier, valid requests are still written first. postfix-mta-sts-resolver closes too.
+//! - A well-framed request that is not UTF-8 gets `PERM request is not valid UTF-8` and the
+//!   connection is closed. The framing is intact, so the reply is unambiguous, and Postfix
+//!   logs the reason ("socketmap server permanent error") instead of a bare EOF; either
+//!   way Postfix treats the lookup as failed and defers.
+//! - A connection with no request in progress for `idle_timeout` (including a client that
+//!   sent half a request, or stopped reading replies) is closed.
+//! - At most `max_connections` connections are served at once; more wait in the backlog.
+//!
+//! Graceful shutdown ([`SocketmapServer::serve`]'s `shutdown` future): stop accepting,
+//! stop reading new requests, let in-flight queries finish and their replies be written for
+//! up to `shutdown_timeout`, then close every connection.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::config::{Listen, SocketmapConfig, Zones};
+use crate::lookup::{InFlight, PolicyLookup, start};
+use crate::netstring::{Decoder, Limits};
+use crate::socketmap::{Key, Reply, Request};
+
+/// Size of one socket read.
+const READ_SIZE: usize = 4096;
+
+/// Why the server cannot start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Binding the listen address failed.
+    #[error("cannot listen on {listen}: {source}")]
+    Bind {
+        /// The address.
+        listen: String,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// A UNIX socket path is taken by something that is not a stale socket.
+    #[error(
+        "cannot listen on unix:{}: {reason}; remove it or choose another path",
+        path.display()
+    )]
+    SocketPathInUse {
+        /// The path.
+        path: PathBuf,
+        /// What is there.
+        reason: &'static str,
+    },
+    /// Setting the socket file mode failed.
+    #[error("cannot set mode {mode:04o} on {}: {source}", path.display())]
+    SocketMode {
+        /// The socket path.
+        path: PathBuf,
+        /// The mode.
+        mode: u32,
+        /// The I/O error.
+        source: io::Error,
+    },
+}
+
+/// Server tuning, normally from `[socketmap]` ([`ServerOptions::from_config`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// Netstring limits for requests.
+    pub limits: Limits,
+    /// Close a connection with no request in progress after this long.
+    pub idle_timeout: Duration,
+    /// Most connections served at once.
+    pub max_connections: usize,
+    /// Most requests in flight per connection.
+    pub max_pipelined: usize,
+    /// How long in-flight queries may finish after shutdown starts.
+    pub shutdown_timeout: Duration,
+    /// File mode of a UNIX socket.
+    pub socket_mode: u32,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions::from_config(&SocketmapConfig::default())
+    }
+}
+
+impl ServerOptions {
+    /// The options of a `[socketmap]` section.
+    pub fn from_config(config: &SocketmapConfig) -> Self {
+        ServerOptions {
+            limits: Limits {
+                max_digits: Limits::for_payload(config.max_request).max_digits.max(5),
+                max_payload: config.max_request,
+            },
+            idle_timeout: config.idle_timeout,
+            max_connections: config.max_connections.max(1),
+            max_pipelined: config.max_pipelined.max(1),
+            shutdown_timeout: config.shutdown_timeout,
+            socket_mode: config.socket_mode,
+        }
+    }
+}
+
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+/// Everything a connection needs.
+struct Shared {
+    options: ServerOptions,
+    zones: Zones,
+    lookup: Arc<dyn PolicyLookup>,
+}
+
+/// A bound socketmap server; run it with [`SocketmapServer::serve`].
+pub struct SocketmapServer {
+    listener: Listener,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SocketmapServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketmapServer")
+            .field("listen", &self.listen().to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SocketmapServer {
+    /// Binds `listen`. A UNIX socket gets `options.socket_mode`; a stale socket file (one
+    /// nobody accepts on) is replaced, anything else at the path is an error.
+    pub async fn bind(
+        listen: &Listen,
+        options: ServerOptions,
+        zones: Zones,
+        lookup: Arc<dyn PolicyLookup>,
+    ) -> Result<Self, ServerError> {
+        let listener = match listen {
+            Listen::Tcp(addr) => {
+                Listener::Tcp(TcpListener::bind(addr).await.map_err(|source| {
+                    ServerError::Bind {
+                        listen: listen.to_string(),
+                        source,
+                    }
+                })?)
+            }
+            Listen::Unix(path) => {
+                remove_stale_socket(path).await?;
+                let listener = UnixListener::bind(path).map_err(|source| ServerError::Bind {
+                    listen: listen.to_string(),
+                    source,
+                })?;
+                set_mode(path, options.socket_mode)?;
+                Listener::Unix(listener, path.clone())
+            }
+        };
+        tracing::info!(listen = %listen, "socketmap server listening");
+        Ok(SocketmapServer {
+            listener,
+            shared: Arc::new(Shared {
+                options,
+                zones,
+                lookup,
+            }),
+        })
+    }
+
+    /// The TCP address actually bound (useful with port 0), `None` for a UNIX socket.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match &self.listener {
+            Listener::Tcp(l) => l.local_addr().ok(),
+            Listener::Unix(..) => None,
+        }
+    }
+
+    /// Where the server listens.
+    pub fn listen(&self) -> Listen {
+        match &self.listener {
+            Listener::Tcp(l) => match l.local_addr() {
+                Ok(addr) => Listen::Tcp(addr),
+                Err(_) => Listen::Tcp(SocketAddr::from(([0, 0, 0, 0], 0))),
+            },
+            Listener::Unix(_, path) => Listen::Unix(path.clone()),
+        }
+    }
+
+    /// Serves until `shutdown` completes, then drains (see the module documentation).
+    pub async fn serve<F>(self, shutdown: F)
+    where
+        F: Future<Output = ()> + Send,
+    {
+        let SocketmapServer { listener, shared } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let permits = Arc::new(Semaphore::new(shared.options.max_connections));
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let accept = async {
+                let permit = Arc::clone(&permits).acquire_owned().await;
+                (permit, accept(&listener).await)
+            };
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                Some(joined) = connections.join_next(), if !connections.is_empty() => {
+                    if let Err(err) = joined {
+                        tracing::error!(error = %err, "socketmap connection task failed");
+                    }
+                }
+                (permit, accepted) = accept => {
+                    let Ok(permit) = permit else { break };
+                    match accepted {
+                        Ok((stream, peer)) => {
+                            let shared = Arc::clone(&shared);
+                            let stop = stop_rx.clone();
+                            match stream {
+                                Stream::Tcp(s) => connections.spawn(async move {
+                                    connection(s, &peer, &shared, stop).await;
+                                    drop(permit);
+                                }),
+                                Stream::Unix(s) => connections.spawn(async move {
+                                    connection(s, &peer, &shared, stop).await;
+                                    drop(permit);
+                                }),
+                            };
+                        }
+                        Err(err) => {
+                            // EMFILE and friends: back off instead of spinning.
+                            tracing::warn!(error = %err, "socketmap accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            }
+        }
+        // Stop accepting: close the listener (and remove a UNIX socket file).
+        if let Listener::Unix(_, path) = &listener
+            && let Err(err) = std::fs::remove_file(path)
+        {
+            tracing::debug!(path = %path.display(), error = %err, "cannot remove socket file");
+        }
+        drop(listener);
+        let open = connections.len();
+        tracing::info!(
+            connections = open,
+            "socketmap server stopping; draining in-flight queries"
+        );
+        // Connections stop reading new requests and finish what is in flight.
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(shared.options.shutdown_timeout, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                connections = connections.len(),
+                timeout = ?shared.options.shutdown_timeout,
+                "shutdown timeout reached; closing connections with queries in flight"
+            );
+            connections.shutdown().await;
+        }
+        tracing::info!("socketmap server stopped");
+    }
+}
+
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> io::Result<(Stream, String)> {
+    match listener {
+        Listener::Tcp(l) => {
+            let (stream, peer) = l.accept().await?;
+            if let Err(err) = stream.set_nodelay(true) {
+                tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+            }
+            Ok((Stream::Tcp(stream), peer.to_string()))
+        }
+        Listener::Unix(l, _) => {
+            let (stream, _) = l.accept().await?;
+            Ok((Stream::Unix(stream), "unix".to_owned()))
+        }
+    }
+}
+
+async fn remove_stale_socket(path: &Path) -> Result<(), ServerError> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Err(ServerError::SocketPathInUse {
+            path: path.to_owned(),
+            reason: "a file that is not a socket exists there",
+        });
+    }
+    if tokio::net::UnixStream::connect(path).await.is_ok() {
+        return Err(ServerError::SocketPathInUse {
+            path: path.to_owned(),
+            reason: "another process is listening on it",
+        });
+    }
+    tracing::info!(path = %path.display(), "replacing stale socket file");
+    std::fs::remove_file(path).map_err(|source| ServerError::Bind {
+        listen: format!("unix:{}", path.display()),
+        source,
+    })
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), ServerError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+        ServerError::SocketMode {
+            path: path.to_owned(),
+            mode,
+            source,
+        }
+    })
+}
+
+/// A reply in the making, queued in request order.
+enum Pending {
+    Ready(Reply),
+    Lookup(InFlight),
+}
+
+impl Pending {
+    async fn reply(self) -> Reply {
+        match self {
+            Pending::Ready(reply) => reply,
+            Pending::Lookup(in_flight) => in_flight.finish().await,
+        }
+    }
+}
+
+/// What to do with one request payload.
+enum Handled {
+    Queue(Pending),
+    /// Queue the reply, then stop reading.
+    QueueAndClose(Pending),
+}
+
+fn handle(payload: &[u8], peer: &str, shared: &Shared) -> Handled {
+    let request = match Request::parse(payload) {
+        Ok(request) => request,
+        Err(err) => {
+            tracing::warn!(%peer, error = %err, "bad socketmap request; replying PERM and closing the connection");
+            return Handled::QueueAndClose(Pending::Ready(Reply::Perm(
+                "request is not valid UTF-8".to_owned(),
+            )));
+        }
+    };
+    match request.key() {
+        Key::Skip(reason) => {
+            tracing::debug!(%peer, name = request.name, key = request.key, reason = reason.as_str(), "NOTFOUND without lookup");
+            Handled::Queue(Pending::Ready(Reply::NotFound))
+        }
+        Key::Domain(domain) => {
+            let zone = shared.zones.get(request.name).clone();
+            tracing::debug!(%peer, name = request.name, %domain, "lookup");
+            Handled::Queue(Pending::Lookup(start(
+                Arc::clone(&shared.lookup),
+                domain,
+                zone,
+            )))
+        }
+    }
+}
+
+/// Serves one connection until EOF, error, idle timeout or shutdown.
+async fn connection<S>(stream: S, peer: &str, shared: &Shared, mut stop: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (tx, mut rx) = mpsc::channel::<Pending>(shared.options.max_pipelined);
+    let in_flight_count = AtomicUsize::new(0);
+    let in_flight = &in_flight_count;
+    let idle = shared.options.idle_timeout;
+
+    // The reader owns `tx`: when it returns, the writer sees the end of the queue after the
+    // last reply and closes; when the writer returns early (write error), it drops `rx` and
+    // the reader's next send fails.
+    let reader = async move {
+        let mut decoder = Decoder::new(shared.options.limits);
+        let mut buf = vec![0u8; READ_SIZE];
+        loop {
+            loop {
+                match decoder.decode() {
+                    Ok(Some(payload)) => {
+                        let (pending, close) = match handle(&payload, peer, shared) {
+                            Handled::Queue(p) => (p, false),
+                            Handled::QueueAndClose(p) => (p, true),
+                        };
+                        in_flight.fetch_add(1, Ordering::SeqCst);
+                        if tx.send(pending).await.is_err() || close {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(err) => {
+                        tracing::warn!(%peer, error = %err, "malformed socketmap netstring; closing the connection");
+                        return;
+                    }
+                }
+            }
+            if *stop.borrow() {
+                return;
+            }
+            tokio::select! {
+                biased;
+                _ = stop.changed() => return,
+                read = tokio::time::timeout(idle, rd.read(&mut buf)) => match read {
+                    Err(_elapsed) => {
+                        if in_flight.load(Ordering::SeqCst) == 0 {
+                            tracing::debug!(%peer, buffered = decoder.buffered(), "idle socketmap connection closed");
+                            return;
+                        }
+                    }
+                    Ok(Ok(0)) => {
+                        if decoder.buffered() > 0 {
+                            tracing::debug!(%peer, buffered = decoder.buffered(), "client closed the connection inside a request");
+                        }
+                        return;
+                    }
+                    Ok(Ok(n)) => decoder.feed(buf.get(..n).unwrap_or_default()),
+                    Ok(Err(err)) => {
+                        tracing::debug!(%peer, error = %err, "socketmap read failed");
+                        return;
+                    }
+                },
+            }
+        }
+    };
+
+    let writer = async move {
+        while let Some(pending) = rx.recv().await {
+            let reply = pending.reply().await;
+            let bytes = reply.encode();
+            let written = tokio::time::timeout(idle, wr.write_all(&bytes)).await;
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    tracing::debug!(%peer, error = %err, "socketmap write failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "client does not read its replies; closing");
+                    return;
+                }
+            }
+        }
+        let _ = wr.shutdown().await;
+    };
+
+    tokio::join!(reader, writer);
+}
