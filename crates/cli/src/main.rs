@@ -7,7 +7,9 @@ use clap::{Parser, Subcommand};
 
 mod input;
 mod lint;
+mod net;
 mod output;
+mod query;
 
 /// MTA-STS (RFC 8461) and SMTP TLS Reporting (RFC 8460) toolkit.
 #[derive(Debug, Parser)]
@@ -15,12 +17,21 @@ mod output;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// More log output on standard error (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors on standard error.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Validate a policy file, an `_mta-sts` TXT record or an `_smtp._tls` TXT record.
     Lint(lint::LintArgs),
+    /// Discover and fetch a domain's live MTA-STS policy (no cache); exit 0 policy, 1 none,
+    /// 3 published but unusable.
+    Query(query::QueryArgs),
 }
 
 /// Exit codes shared by every command (DESIGN §4).
@@ -35,8 +46,10 @@ pub(crate) mod exit {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Lint(args) => lint::run(&args),
+        Command::Query(args) => query::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -45,4 +58,22 @@ fn main() -> ExitCode {
             ExitCode::from(exit::USAGE)
         }
     }
+}
+
+/// Logs go to standard error; `RUST_LOG` overrides the level chosen by `-v`/`-q`.
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }
