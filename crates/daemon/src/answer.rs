@@ -13,7 +13,7 @@
 //! | lookup failed, nothing cached, `on_failure = "temp"` | `TEMP MTA-STS policy for <d> unavailable: <reason>` |
 //!
 //! Patterns are in policy order, de-duplicated, `*.x` written `.x` (Postfix `match=` syntax,
-//! [`MxPattern::to_postfix`]).
+//! [`mta_sts::MxPattern::to_postfix`]).
 //!
 //! The TLS-RPT attributes (Postfix ≥ 3.10, `smtp_tls_policy_maps` with TLSRPT support) are
 //! emitted exactly as postfix-mta-sts-resolver emits them: `policy_type=sts`,

@@ -11,6 +11,7 @@
 //! | policy + zone settings → reply | [`answer`] |
 //! | configuration file | [`config`] |
 //! | the lookup trait and the per-query budget | [`lookup`] |
+//! | the lookup through `mta_sts_resolver::Resolver` | [`resolver_lookup`] |
 //! | the server (TCP, UNIX socket, pipelining, shutdown) | [`server`] |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -19,11 +20,13 @@ pub mod answer;
 pub mod config;
 pub mod lookup;
 pub mod netstring;
+pub mod resolver_lookup;
 pub mod server;
 pub mod socketmap;
 
-pub use answer::{DaneVerdict, answer};
+pub use answer::DaneVerdict;
 pub use config::{Config, ConfigError, Listen, ZoneSettings, Zones};
 pub use lookup::{LookupResult, PolicyLookup};
+pub use resolver_lookup::ResolverLookup;
 pub use server::{ServerError, ServerOptions, SocketmapServer};
 pub use socketmap::{Key, Reply, Request};

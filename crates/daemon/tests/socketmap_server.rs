@@ -1,0 +1,536 @@
+//! The socketmap server at protocol level, with a fixed-map lookup: the §D tables over TCP
+//! and UNIX sockets, pipelining, framing errors (§E), limits, timeouts, shutdown.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::*;
+use mta_sts_daemon::config::{Listen, OnFailure, ZoneSettings, Zones};
+use mta_sts_daemon::lookup::{LookupResult, PolicyLookup};
+use mta_sts_daemon::netstring::encode;
+use mta_sts_daemon::server::{ServerError, ServerOptions, SocketmapServer};
+use tokio::io::AsyncWriteExt;
+
+fn good() -> LookupResult {
+    LookupResult::Policy(policy(
+        "version: STSv1\nmode: enforce\nmx: mail.loc\nmax_age: 86400",
+    ))
+}
+
+#[tokio::test]
+async fn socketmap_peer_tables_over_tcp_and_unix_all_read_sizes() {
+    let lookup = Arc::new(FixedLookup::peer());
+    run_tables(lookup.clone()).await;
+    // Dot keys and address literals never reached the lookup.
+    let calls = lookup.calls();
+    assert!(
+        calls
+            .iter()
+            .all(|d| !d.starts_with('.') && !d.contains(':') && !d.contains("1.2.3.4")),
+        "{calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn socketmap_junk_keys_never_looked_up() {
+    let lookup = Arc::new(FixedLookup::default());
+    let server = start(
+        tcp(),
+        ServerOptions::default(),
+        Zones::default(),
+        lookup.clone(),
+    )
+    .await;
+    let mut c = Client::new(&server.listen, 4096).await;
+    for req in [
+        "postfix ::1",
+        "postfix [ipv6:::1]",
+        "postfix good.test x",
+        "postfix ",
+        "good.test",
+        "postfix [1.2.3.4]",
+        "postfix 127.0.0.1",
+        "postfix [::1]",
+        "postfix .example.com",
+    ] {
+        assert_eq!(c.query(req).await.as_deref(), Some(NOTFOUND), "{req}");
+    }
+    assert!(lookup.calls().is_empty(), "{:?}", lookup.calls());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn socketmap_pipelined_replies_in_order() {
+    let lookup = Arc::new(
+        FixedLookup::default()
+            .with(
+                "slow.test",
+                Duration::from_millis(600),
+                LookupResult::NoPolicy,
+            )
+            .with("slow2.test", Duration::from_millis(600), good())
+            .with("fast.test", Duration::ZERO, good()),
+    );
+    let server = start(
+        tcp(),
+        ServerOptions::default(),
+        Zones::default(),
+        lookup.clone(),
+    )
+    .await;
+    let mut c = Client::new(&server.listen, 16).await;
+    let mut wire = Vec::new();
+    for req in [
+        "postfix slow.test",
+        "postfix fast.test",
+        "postfix slow2.test",
+        "postfix fast.test",
+        "postfix 1.2.3.4",
+    ] {
+        wire.extend(encode(req.as_bytes()));
+    }
+    let started = Instant::now();
+    c.send_raw(&wire).await;
+    let sec = "OK secure match=mail.loc servername=hostname";
+    assert_eq!(c.reply().await.as_deref(), Some(NOTFOUND)); // slow.test first
+    assert_eq!(c.reply().await.as_deref(), Some(sec));
+    assert_eq!(c.reply().await.as_deref(), Some(sec));
+    assert_eq!(c.reply().await.as_deref(), Some(sec));
+    assert_eq!(c.reply().await.as_deref(), Some(NOTFOUND));
+    // The two slow lookups ran concurrently: well under 2 × 600 ms.
+    assert!(
+        started.elapsed() < Duration::from_millis(1100),
+        "{:?}",
+        started.elapsed()
+    );
+    // The fast lookups finished while the first slow one was still running.
+    assert_eq!(lookup.finished.load(Ordering::SeqCst), 4);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn socketmap_requests_split_at_every_byte() {
+    let lookup = Arc::new(FixedLookup::default().with("good.loc", Duration::ZERO, good()));
+    let server = start(tcp(), ServerOptions::default(), Zones::default(), lookup).await;
+    let mut c = Client::new(&server.listen, 1).await;
+    let wire: Vec<u8> = ["postfix good.loc", "postfix nope.loc"]
+        .iter()
+        .flat_map(|r| encode(r.as_bytes()))
+        .collect();
+    for byte in &wire {
+        c.send_raw(std::slice::from_ref(byte)).await;
+        c.io.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(
+        c.reply().await.as_deref(),
+        Some("OK secure match=mail.loc servername=hostname")
+    );
+    assert_eq!(c.reply().await.as_deref(), Some(NOTFOUND));
+    // Leading zeros, as the peer accepts.
+    c.send_raw(b"00016:postfix good.loc,").await;
+    assert_eq!(
+        c.reply().await.as_deref(),
+        Some("OK secure match=mail.loc servername=hostname")
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn socketmap_corrupt_netstring_closes_connection() {
+    let server = start(
+        tcp(),
+        ServerOptions::default(),
+        Zones::default(),
+        Arc::new(FixedLookup::peer()),
+    )
+    .await;
+    // E2: terminator replaced by "!".
+    let mut c = Client::new(&server.listen, 4096).await;
+    c.send_raw(b"13:test good.loc!").await;
+    assert!(c.closed_without_reply().await);
+    // Length mismatch (vectors §K "5:abc,") and a non-digit length.
+    for bad in [&b"5:abc,"[..], b"x:abc,", b":,"] {
+        let mut c = Client::new(&server.listen, 4096).await;
+        c.send_raw(bad).await;
+        if bad == b"5:abc," {
+            // Needs more bytes to be sure; send the rest of a wrong frame.
+            c.send_raw(b"zz").await;
+        }
+        assert!(c.closed_without_reply().await, "{bad:?}");
+    }
+    // A valid request before the corruption is still answered, then the connection closes.
+    let mut c = Client::new(&server.listen, 4096).await;
+    c.send_raw(b"13:test good.loc,13:test good.loc!").await;
+    assert_eq!(
+        c.reply().await.as_deref(),
+        Some("OK secure match=mail.loc servername=hostname")
+    );
+    assert_eq!(c.reply().await, None);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn socketmap_non_utf8_gets_perm_then_close() {
+    let server = start(
+        tcp(),
+        ServerOptions::default(),
+        Zones::default(),
+        Arc::new(FixedLookup::default()),
+    )
+    .await;
+    let mut c = Client::new(&server.listen, 4096).await;
+    c.send_raw(&encode(b"postfix \xff\xfe.test")).await;
+    assert_eq!(
+        c.reply().await.as_deref(),
+        Some("PERM request is not valid UTF-8")
+    );
+    assert_eq!(c.reply().await, None);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn socketmap_empty_dialog_and_early_disconnect_are_harmless() {
+    let lookup =
+        Arc::new(FixedLookup::default().with("good.loc", Duration::from_millis(100), good()));
+    let server = start(tcp(), ServerOptions::default(), Zones::default(), lookup).await;
+    // E1: connect and close.
+    drop(connect(&server.listen).await);
+    // E3: send a request and close at once.
+    for _ in 0..20 {
+        let mut io = connect(&server.listen).await;
+        io.write_all(b"13:test good.loc,").await.unwrap();
+        drop(io);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut c = Client::new(&server.listen, 4096).await;
+    assert_eq!(
+        c.query("test good.loc").await.as_deref(),
+        Some("OK secure match=mail.loc servername=hostname")
+    );
+    // E4: two pipelined identical requests, identical replies.
+    c.send_raw(b"13:test good.loc,13:test good.loc,").await;
+    assert_eq!(c.reply().await, c.reply().await);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn socketmap_request_over_64k_closes_connection() {
+    let server = start(
+        tcp(),
+        ServerOptions::default(),
+        Zones::default(),
+        Arc::new(FixedLookup::default()),
+    )
+    .await;
+    // Exactly 64 KiB is accepted (a junk key: NOTFOUND).
+    let mut c = Client::new(&server.listen, 4096).await;
+    let mut big = b"postfix ".to_vec();
+    big.resize(65536, b'a');
+    c.send_raw(&encode(&big)).await;
+    assert_eq!(c.reply().await.as_deref(), Some(NOTFOUND));
+    // One byte more is refused as soon as the length is read.
+    let mut c = Client::new(&server.listen, 4096).await;
+    c.send_raw(b"65537:postfix ").await;
+    assert!(c.closed_without_reply().await);
+    // So is a length with too many digits.
+    let mut c = Client::new(&server.listen, 4096).await;
+    c.send_raw(b"1000000000:").await;
+    assert!(c.closed_without_reply().await);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn socketmap_thousand_concurrent_connections() {
+    let lookup =
+        Arc::new(FixedLookup::default().with("good.loc", Duration::from_millis(50), good()));
+    let server = start(tcp(), ServerOptions::default(), Zones::default(), lookup).await;
+    let mut clients = Vec::new();
+    for _ in 0..1000 {
+        clients.push(Client::new(&server.listen, 4096).await);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut c in clients {
+        tasks.spawn(async move {
+            let a = c.query("postfix good.loc").await;
+            let b = c.query("postfix other.loc").await;
+            (a, b, c)
+        });
+    }
+    let mut served = 0;
+    let mut keep = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (a, b, c) = joined.unwrap();
+        assert_eq!(
+            a.as_deref(),
+            Some("OK secure match=mail.loc servername=hostname")
+        );
+        assert_eq!(b.as_deref(), Some(NOTFOUND));
+        keep.push(c); // all 1000 stay open at once
+        served += 1;
+    }
+    assert_eq!(served, 1000);
+    drop(keep);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn socketmap_connection_cap_queues_extra_clients() {
+    let options = ServerOptions {
+        max_connections: 2,
+        ..ServerOptions::default()
+    };
+    let server = start(
+        tcp(),
+        options,
+        Zones::default(),
+        Arc::new(FixedLookup::default()),
+    )
+    .await;
+    let mut a = Client::new(&server.listen, 4096).await;
+    let mut b = Client::new(&server.listen, 4096).await;
+    assert!(a.query("p x.test").await.is_some());
+    assert!(b.query("p x.test").await.is_some());
+    let mut c = Client::new(&server.listen, 4096).await;
+    c.send("p x.test").await;
+    // The third waits until a slot is free.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), c.reply())
+            .await
+            .is_err()
+    );
+    drop(a);
+    assert_eq!(c.reply().await.as_deref(), Some(NOTFOUND));
+    drop(b);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn socketmap_idle_client_disconnected_after_idle_timeout() {
+    let options = ServerOptions {
+        idle_timeout: Duration::from_millis(300),
+        ..ServerOptions::default()
+    };
+    let server = start(
+        tcp(),
+        options,
+        Zones::default(),
+        Arc::new(FixedLookup::default()),
+    )
+    .await;
+    let mut c = Client::new(&server.listen, 4096).await;
+    assert_eq!(c.query("p x.test").await.as_deref(), Some(NOTFOUND));
+    let started = Instant::now();
+    assert!(c.closed_without_reply().await);
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    // Half a request sitting there is idle too (slow-loris).
+    let mut c = Client::new(&server.listen, 4096).await;
+    c.send_raw(b"100:postfix").await;
+    assert!(c.closed_without_reply().await);
+    // A slow lookup in progress is not idleness.
+    server.stop().await;
+    let lookup =
+        Arc::new(FixedLookup::default().with("slow.test", Duration::from_millis(700), good()));
+    let options = ServerOptions {
+        idle_timeout: Duration::from_millis(300),
+        ..ServerOptions::default()
+    };
+    let server = start(tcp(), options, Zones::default(), lookup).await;
+    let mut c = Client::new(&server.listen, 4096).await;
+    assert_eq!(
+        c.query("p slow.test").await.as_deref(),
+        Some("OK secure match=mail.loc servername=hostname")
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn socketmap_unix_socket_mode_0666_and_stale_file_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("socketmap.sock");
+    // A stale socket file left by a dead process.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let server = start(
+        Listen::Unix(path.clone()),
+        ServerOptions::default(),
+        Zones::default(),
+        Arc::new(FixedLookup::default()),
+    )
+    .await;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o666, "{mode:o}");
+    let mut c = Client::new(&server.listen, 1).await;
+    assert_eq!(c.query("p x.test").await.as_deref(), Some(NOTFOUND));
+    // A live socket is not taken over.
+    let second = SocketmapServer::bind(
+        &Listen::Unix(path.clone()),
+        ServerOptions::default(),
+        Zones::default(),
+        Arc::new(FixedLookup::default()),
+    )
+    .await;
+    assert!(matches!(second, Err(ServerError::SocketPathInUse { .. })));
+    server.stop().await;
+    assert!(!path.exists(), "socket file removed on shutdown");
+    // A regular file is never deleted.
+    std::fs::write(&path, "data").unwrap();
+    let third = SocketmapServer::bind(
+        &Listen::Unix(path.clone()),
+        ServerOptions::default(),
+        Zones::default(),
+        Arc::new(FixedLookup::default()),
+    )
+    .await;
+    assert!(matches!(third, Err(ServerError::SocketPathInUse { .. })));
+    // Other modes are applied as configured.
+    let path = dir.path().join("other.sock");
+    let options = ServerOptions {
+        socket_mode: 0o660,
+        ..ServerOptions::default()
+    };
+    let server = start(
+        Listen::Unix(path.clone()),
+        options,
+        Zones::default(),
+        Arc::new(FixedLookup::default()),
+    )
+    .await;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
+        0o660
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn socketmap_budget_answers_from_cache_then_background_lookup_finishes() {
+    let cached = policy("version: STSv1\nmode: enforce\nmx: cached.slow.test\nmax_age: 86400");
+    let lookup = Arc::new(
+        FixedLookup::default()
+            .with("slow.test", Duration::from_millis(800), good())
+            .cached_policy("slow.test", cached)
+            .with("nocache.test", Duration::from_millis(800), good()),
+    );
+    let budget = ZoneSettings {
+        budget: Duration::from_millis(200),
+        ..ZoneSettings::default()
+    };
+    let temp = ZoneSettings {
+        on_failure: OnFailure::Temp,
+        ..budget.clone()
+    };
+    let zones = Zones::new(budget).with_zone("temp", temp);
+    let server = start(
+        tcp(),
+        ServerOptions::default(),
+        zones,
+        lookup.clone() as Arc<dyn PolicyLookup>,
+    )
+    .await;
+    let mut c = Client::new(&server.listen, 4096).await;
+    let started = Instant::now();
+    assert_eq!(
+        c.query("postfix slow.test").await.as_deref(),
+        Some("OK secure match=cached.slow.test servername=hostname")
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        c.query("postfix nocache.test").await.as_deref(),
+        Some(NOTFOUND)
+    );
+    assert_eq!(
+        c.query("temp nocache.test").await.as_deref(),
+        Some("TEMP MTA-STS policy for nocache.test unavailable: lookup exceeded the query budget")
+    );
+    // The lookups went on in the background.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(lookup.finished.load(Ordering::SeqCst), 3);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn socketmap_failed_lookup_per_on_failure() {
+    let failed = LookupResult::Failed {
+        reason: "DNS timeout".into(),
+    };
+    let lookup = Arc::new(FixedLookup::default().with("down.test", Duration::ZERO, failed));
+    let zones = Zones::default().with_zone(
+        "temp",
+        ZoneSettings {
+            on_failure: OnFailure::Temp,
+            ..ZoneSettings::default()
+        },
+    );
+    let server = start(tcp(), ServerOptions::default(), zones, lookup).await;
+    let mut c = Client::new(&server.listen, 4096).await;
+    assert_eq!(
+        c.query("postfix down.test").await.as_deref(),
+        Some(NOTFOUND)
+    );
+    assert_eq!(
+        c.query("temp down.test").await.as_deref(),
+        Some("TEMP MTA-STS policy for down.test unavailable: DNS timeout")
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn socketmap_graceful_shutdown_drains_then_closes() {
+    let lookup = Arc::new(
+        FixedLookup::default()
+            .with("short.test", Duration::from_millis(200), good())
+            .with("hang.test", Duration::from_secs(30), good()),
+    );
+    let options = ServerOptions {
+        shutdown_timeout: Duration::from_millis(1000),
+        ..ServerOptions::default()
+    };
+    let zones = Zones::new(ZoneSettings {
+        budget: Duration::from_secs(60),
+        ..ZoneSettings::default()
+    });
+    let server = start(tcp(), options, zones, lookup).await;
+    let mut idle = Client::new(&server.listen, 4096).await;
+    assert!(idle.query("p x.test").await.is_some());
+    let mut short = Client::new(&server.listen, 4096).await;
+    short.send("p short.test").await;
+    let mut hang = Client::new(&server.listen, 4096).await;
+    hang.send_raw(b"11:p hang.test,11:p hang.test,11:p hang.test,")
+        .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let listen = server.listen.clone();
+    let started = Instant::now();
+    let stopping = tokio::spawn(server.stop());
+    // E7: the idle client reads EOF; the in-flight short query is answered first.
+    assert!(idle.closed_without_reply().await);
+    assert_eq!(
+        short.reply().await.as_deref(),
+        Some("OK secure match=mail.loc servername=hostname")
+    );
+    assert_eq!(short.reply().await, None);
+    // Hung lookups: EOF once the shutdown timeout has passed.
+    assert!(hang.closed_without_reply().await);
+    stopping.await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // No longer accepting.
+    if let Listen::Tcp(addr) = listen {
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    }
+}
