@@ -17,13 +17,30 @@
 //! # Ok::<(), tlsrpt::SelectError>(())
 //! ```
 //!
+//! - [`report`]: the aggregate report of RFC 8460 §4 ([`Report`]), read tolerantly and written
+//!   strictly; [`report_schema`] validates what we write against §4.4; [`report_filename`] is
+//!   the §5.1 file name; [`report_datetime`] the report date-times.
+//!
 //! [`Diagnostic`]: mta_sts::diagnostic::Diagnostic
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod record;
+pub mod report;
+pub mod report_datetime;
+pub mod report_filename;
+#[cfg(feature = "serde")]
+pub mod report_schema;
 
 pub use record::{
     RecordError, RecordLint, Rua, SelectError, TlsRptRecord, has_record_prefix, lint, select,
 };
+pub use report::{
+    DateRange, FailureDetail, MAX_COUNT, PolicyDescriptor, PolicyResult, PolicyType, Report,
+    ReportError, ResultType, SessionSummary,
+};
+pub use report_datetime::{DateTimeError, UtcDateTime};
+pub use report_filename::{FileNameError, ReportFileName};
+#[cfg(feature = "serde")]
+pub use report_schema::{SchemaViolation, validate_report_json};
