@@ -1,0 +1,431 @@
+//! Automatic certificates (ACME, RFC 8555) for `mta-sts.<domain>` hosts.
+//!
+//! Challenges: TLS-ALPN-01 (RFC 8737), answered on the HTTPS listener itself when a
+//! client offers only the `acme-tls/1` ALPN protocol, or HTTP-01 (RFC 8555 §8.3), answered
+//! on a plain HTTP listener. Certificates and the account key are kept in the storage
+//! directory; a certificate is renewed once `renew_after` (default 2/3) of its lifetime has
+//! passed, and the new one is swapped in by a table reload, without a restart.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use rustls::sign::CertifiedKey;
+
+use crate::config::CertPaths;
+
+/// Pending challenge answers, shared by the TLS resolver and the HTTP-01 listener.
+#[derive(Debug, Default)]
+pub struct Challenges {
+    tls_alpn: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    http: RwLock<HashMap<String, String>>,
+}
+
+impl Challenges {
+    /// The TLS-ALPN-01 certificate for `host`, while its challenge is pending.
+    pub(crate) fn tls_alpn(&self, host: &str) -> Option<Arc<CertifiedKey>> {
+        self.tls_alpn
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(host)
+            .cloned()
+    }
+
+    /// The key authorization for an HTTP-01 `token`, while its challenge is pending.
+    pub(crate) fn http(&self, token: &str) -> Option<String> {
+        self.http
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .cloned()
+    }
+
+    pub(crate) fn set_tls_alpn(&self, host: &str, key: Option<Arc<CertifiedKey>>) {
+        let mut map = self.tls_alpn.write().unwrap_or_else(|p| p.into_inner());
+        match key {
+            Some(key) => map.insert(host.to_string(), key),
+            None => map.remove(host),
+        };
+    }
+
+    pub(crate) fn set_http(&self, token: &str, key_authorization: Option<String>) {
+        let mut map = self.http.write().unwrap_or_else(|p| p.into_inner());
+        match key_authorization {
+            Some(value) => map.insert(token.to_string(), value),
+            None => map.remove(token),
+        };
+    }
+}
+
+/// Where the certificate of `host` is stored: `<storage>/<host>.pem` and `<host>.key`.
+pub fn stored_paths(storage: &Path, host: &str) -> CertPaths {
+    CertPaths {
+        cert: storage.join(format!("{host}.pem")),
+        key: storage.join(format!("{host}.key")),
+    }
+}
+
+use std::convert::Infallible;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
+    NewOrder, OrderStatus, RetryPolicy,
+};
+use rcgen::{CertificateParams, CustomExtension, DistinguishedName, KeyPair};
+use tokio::net::TcpListener;
+
+use crate::config::{AcmeConfig, ChallengeKind};
+use crate::server::Shared;
+use crate::table::{CertSource, HostEntry};
+
+/// The HTTP-01 path prefix (RFC 8555 §8.3).
+const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// Serves HTTP-01 key authorizations on a plain HTTP listener; everything else is 404
+/// (never a redirect: this listener exists for the ACME server only).
+pub(crate) async fn http01_loop(shared: Arc<Shared>, listener: TcpListener) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.changed() => return,
+        };
+        let Ok((tcp, _peer)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let challenges = shared.challenges.clone();
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let answer = req
+                        .uri()
+                        .path()
+                        .strip_prefix(HTTP01_PREFIX)
+                        .and_then(|token| challenges.http(token));
+                    async move {
+                        let response = match answer {
+                            Some(key_authorization) => {
+                                Response::new(Full::new(Bytes::from(key_authorization)))
+                            }
+                            None => {
+                                let mut r =
+                                    Response::new(Full::new(Bytes::from_static(b"not found\n")));
+                                *r.status_mut() = StatusCode::NOT_FOUND;
+                                r
+                            }
+                        };
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+/// Whether `entry` needs a certificate from ACME now.
+fn due(entry: &HostEntry, renew_after: f64, now: SystemTime) -> bool {
+    match &entry.cert_source {
+        CertSource::AcmePending => true,
+        CertSource::Acme(_) => renewal_time(entry, renew_after).is_none_or(|t| t <= now),
+        _ => false,
+    }
+}
+
+/// When the certificate of `entry` should be renewed: `renew_after` of its lifetime.
+fn renewal_time(entry: &HostEntry, renew_after: f64) -> Option<SystemTime> {
+    let (not_before, not_after) = entry.cert_validity?;
+    let lifetime = not_after.duration_since(not_before).ok()?;
+    Some(not_before + lifetime.mul_f64(renew_after))
+}
+
+/// The ACME manager: orders certificates for hosts that have none (or whose certificate is
+/// due for renewal), then reloads the table so they are served. Runs until shutdown; idles
+/// while the configuration has no `[acme]`.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.clone();
+    let mut account: Option<(String, Account)> = None;
+    let mut failures: u32 = 0;
+    loop {
+        let table = shared.table.load_full();
+        let wait = match table.config().acme.clone() {
+            None => Duration::from_secs(60),
+            Some(acme) => {
+                let now = SystemTime::now();
+                let hosts: Vec<String> = table
+                    .hosts()
+                    .filter(|e| due(e, acme.renew_after, now))
+                    .map(|e| e.host.clone())
+                    .collect();
+                let mut ok = true;
+                if !hosts.is_empty() {
+                    match ensure_account(&mut account, &acme).await {
+                        Ok(acct) => {
+                            let mut issued = false;
+                            for host in &hosts {
+                                match issue(&acct, &acme, &shared.challenges, host).await {
+                                    Ok(()) => {
+                                        tracing::info!(host = %host, "ACME certificate issued and stored");
+                                        issued = true;
+                                    }
+                                    Err(e) => {
+                                        ok = false;
+                                        tracing::error!(host = %host, error = %e, "ACME order failed; will retry");
+                                    }
+                                }
+                            }
+                            if issued && let Err(e) = shared.reload().await {
+                                tracing::error!(error = %e, "reload after ACME issuance refused; the new certificate is on disk and will be used once the configuration loads");
+                            }
+                        }
+                        Err(e) => {
+                            ok = false;
+                            tracing::error!(error = %e, directory = %acme.directory, "ACME account unavailable; will retry");
+                        }
+                    }
+                }
+                if ok {
+                    failures = 0;
+                    // Sleep until the next renewal is due, at most `check_interval`.
+                    let table = shared.table.load_full();
+                    let next = table
+                        .hosts()
+                        .filter_map(|e| renewal_time(e, acme.renew_after))
+                        .filter_map(|t| t.duration_since(SystemTime::now()).ok())
+                        .min()
+                        .unwrap_or(acme.check_interval);
+                    next.min(acme.check_interval).max(Duration::from_secs(1))
+                } else {
+                    failures = failures.saturating_add(1);
+                    // 2 s, 4 s, … up to the check interval: a broken CA is not hammered.
+                    Duration::from_secs(1u64 << failures.min(16)).min(acme.check_interval)
+                }
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Loads the stored account for the configured directory, or registers a new one.
+async fn ensure_account(
+    cached: &mut Option<(String, Account)>,
+    acme: &AcmeConfig,
+) -> Result<Account, String> {
+    let key = format!("{}|{:?}", acme.directory, acme.ca_file);
+    if let Some((k, account)) = cached
+        && *k == key
+    {
+        return Ok(account.clone());
+    }
+    std::fs::create_dir_all(&acme.storage)
+        .map_err(|e| format!("cannot create {}: {e}", acme.storage.display()))?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, acme.directory.as_bytes());
+    let file = acme.storage.join(format!(
+        "account-{}.json",
+        &crate::id::hex(digest.as_ref())[..16]
+    ));
+    let builder = || match &acme.ca_file {
+        Some(ca) => Account::builder_with_root(ca)
+            .map_err(|e| format!("cannot use ca_file {}: {e}", ca.display())),
+        None => Account::builder().map_err(|e| format!("cannot build the ACME HTTP client: {e}")),
+    };
+    let account = match std::fs::read(&file) {
+        Ok(bytes) => {
+            let credentials: AccountCredentials = serde_json::from_slice(&bytes).map_err(|e| {
+                format!(
+                    "{} is not an ACME account file: {e}; move it away to register a new account",
+                    file.display()
+                )
+            })?;
+            builder()?
+                .from_credentials(credentials)
+                .await
+                .map_err(|e| format!("cannot restore the ACME account: {e}"))?
+        }
+        Err(_) => {
+            let contact: Vec<&str> = acme.contact.iter().map(String::as_str).collect();
+            let (account, credentials) = builder()?
+                .create(
+                    &NewAccount {
+                        contact: &contact,
+                        terms_of_service_agreed: true,
+                        only_return_existing: false,
+                    },
+                    acme.directory.clone(),
+                    None,
+                )
+                .await
+                .map_err(|e| {
+                    format!("cannot register an ACME account at {}: {e}", acme.directory)
+                })?;
+            let json = serde_json::to_vec_pretty(&credentials)
+                .map_err(|e| format!("cannot serialize the account: {e}"))?;
+            write_private(&file, &json)?;
+            tracing::info!(directory = %acme.directory, id = %account.id(), "ACME account registered");
+            account
+        }
+    };
+    *cached = Some((key, account.clone()));
+    Ok(account)
+}
+
+/// Orders, validates and stores a certificate for `host`.
+async fn issue(
+    account: &Account,
+    acme: &AcmeConfig,
+    challenges: &Challenges,
+    host: &str,
+) -> Result<(), String> {
+    let identifiers = [Identifier::Dns(host.to_string())];
+    let mut order = account
+        .new_order(&NewOrder::new(&identifiers))
+        .await
+        .map_err(|e| format!("new order: {e}"))?;
+    let mut cleanup_http = Vec::new();
+    let mut pending_tls = false;
+    let result = async {
+        let mut authorizations = order.authorizations();
+        while let Some(authz) = authorizations.next().await {
+            let mut authz = authz.map_err(|e| format!("authorization: {e}"))?;
+            if authz.status == AuthorizationStatus::Valid {
+                continue;
+            }
+            if authz.status != AuthorizationStatus::Pending {
+                return Err(format!("authorization is {:?}", authz.status));
+            }
+            let kind = match acme.challenge {
+                ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+                ChallengeKind::Http01 => ChallengeType::Http01,
+            };
+            let mut challenge = authz
+                .challenge(kind.clone())
+                .ok_or_else(|| format!("the ACME server offers no {kind:?} challenge"))?;
+            let key_authorization = challenge.key_authorization();
+            match acme.challenge {
+                ChallengeKind::TlsAlpn01 => {
+                    // RFC 8737 §3: a self-signed certificate for the name with the
+                    // acmeIdentifier extension holding SHA-256(key authorization).
+                    let digest = key_authorization.digest();
+                    let mut params = CertificateParams::new(vec![host.to_string()])
+                        .map_err(|e| format!("challenge certificate: {e}"))?;
+                    params.custom_extensions =
+                        vec![CustomExtension::new_acme_identifier(digest.as_ref())];
+                    let key = KeyPair::generate().map_err(|e| format!("key: {e}"))?;
+                    let cert = params
+                        .self_signed(&key)
+                        .map_err(|e| format!("challenge certificate: {e}"))?;
+                    let loaded = crate::tls::from_der(
+                        vec![cert.der().clone()],
+                        rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+                    )?;
+                    challenges.set_tls_alpn(host, Some(loaded.key));
+                    pending_tls = true;
+                }
+                ChallengeKind::Http01 => {
+                    challenges.set_http(
+                        &challenge.token,
+                        Some(key_authorization.as_str().to_string()),
+                    );
+                    cleanup_http.push(challenge.token.clone());
+                }
+            }
+            challenge
+                .set_ready()
+                .await
+                .map_err(|e| format!("challenge ready: {e}"))?;
+        }
+        let retry = RetryPolicy::new()
+            .initial_delay(Duration::from_millis(250))
+            .timeout(Duration::from_secs(90));
+        let status = order
+            .poll_ready(&retry)
+            .await
+            .map_err(|e| format!("waiting for validation: {e}"))?;
+        if status != OrderStatus::Ready {
+            return Err(format!(
+                "the order is {status:?}, not ready (validation failed)"
+            ));
+        }
+        let key = KeyPair::generate().map_err(|e| format!("key: {e}"))?;
+        let mut params =
+            CertificateParams::new(vec![host.to_string()]).map_err(|e| format!("CSR: {e}"))?;
+        params.distinguished_name = DistinguishedName::new();
+        let csr = params
+            .serialize_request(&key)
+            .map_err(|e| format!("CSR: {e}"))?;
+        order
+            .finalize_csr(csr.der())
+            .await
+            .map_err(|e| format!("finalize: {e}"))?;
+        let chain = order
+            .poll_certificate(&retry)
+            .await
+            .map_err(|e| format!("certificate: {e}"))?;
+        // Check before storing: the chain must parse, match the key and cover the host.
+        let key_pem = key.serialize_pem();
+        let paths = stored_paths(&acme.storage, host);
+        let chain_der: Vec<rustls_pki_types::CertificateDer<'static>> = {
+            use rustls_pki_types::pem::PemObject;
+            rustls_pki_types::CertificateDer::pem_slice_iter(chain.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("the issued chain is not PEM: {e}"))?
+        };
+        let loaded = crate::tls::from_der(
+            chain_der,
+            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )?;
+        if !loaded.covers(host) {
+            return Err(format!("the issued certificate does not cover {host}"));
+        }
+        // Key first, then chain: the table loads a host's certificate only when both exist
+        // and match, so a crash in between leaves the old pair or a mismatch it rejects.
+        write_private(&paths.key, key_pem.as_bytes())?;
+        write_private(&paths.cert, chain.as_bytes())?;
+        Ok(())
+    }
+    .await;
+    if pending_tls {
+        challenges.set_tls_alpn(host, None);
+    }
+    for token in cleanup_http {
+        challenges.set_http(&token, None);
+    }
+    result
+}
+
+/// Writes `bytes` to `path` atomically (temporary file, fsync, rename), mode 0600.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let tmp = path.with_extension("tmp");
+    let result = (|| -> std::io::Result<()> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write {}: {e}", path.display())
+    })
+}

@@ -1,0 +1,49 @@
+//! # mta-sts-policy-host: the library behind `mta-sts serve` and `mta-sts records`
+//!
+//! The publishing side of MTA-STS (RFC 8461) and a TLS-RPT (RFC 8460) report intake:
+//!
+//! | concept | module |
+//! |---|---|
+//! | `serve.toml`: domains, policies, certificates, ACME, intake | [`config`] |
+//! | the `_mta-sts` id derived from the policy content (RFC 8461 §3.1) | [`id`] |
+//! | the DNS records to publish, in zone-file syntax | [`records`](mod@records) |
+//! | the HTTPS server: SNI certificates (§7.1), `/.well-known/mta-sts.txt` (§3.2) | [`server`] |
+//! | the routing table built from a config, swapped whole on reload | [`table`] |
+//! | TLS-RPT report intake over HTTPS (RFC 8460 §5.3.2) | [`intake`] |
+//! | automatic certificates (RFC 8555, TLS-ALPN-01 RFC 8737, HTTP-01) | [`acme`] |
+//!
+//! Wiring for a command-line front end:
+//!
+//! ```no_run
+//! use mta_sts_policy_host::{ServeConfig, records, serve};
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // mta-sts records DOMAIN --policy FILE [--rua URIS]
+//! let domain: mta_sts::Domain = "example.com".parse()?;
+//! let policy = mta_sts::Policy::parse(&std::fs::read("policy.txt")?)?;
+//! print!("{}", records(&domain, &policy, Some("mailto:tlsrpt@example.com")));
+//!
+//! // mta-sts serve --config FILE
+//! let config = ServeConfig::load("/etc/mta-sts/serve.toml")?;
+//! serve(config, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod acme;
+pub mod config;
+pub mod id;
+pub mod intake;
+pub mod records;
+pub mod server;
+pub mod table;
+
+mod mx_auto;
+mod tls;
+
+pub use config::{ConfigError, ServeConfig};
+pub use id::policy_id;
+pub use intake::{IncomingReport, ReportSink, SinkError, SpoolSink};
+pub use records::{Records, TxtRecord, records};
+pub use server::{ServeError, Server, serve};
+pub use table::{HostEntry, Table, TableError};

@@ -1,0 +1,661 @@
+//! The HTTPS policy host: TLS with SNI certificates, HTTP/1.1 and HTTP/2, the policy
+//! resource, the TLS-RPT intake, reload and graceful shutdown.
+//!
+//! Behaviour, with the RFC 8461 sections that ask for it:
+//! - TLS 1.3 and 1.2 only; the certificate is chosen by SNI among the configured policy
+//!   hosts; any other name (or none) aborts the handshake (§7.1).
+//! - `GET`/`HEAD /.well-known/mta-sts.txt` (§3.2) → 200, `text/plain; charset=utf-8`,
+//!   the canonical CRLF body, pre-rendered when the configuration was loaded.
+//! - An unknown `Host` → 404: a policy is never served for a host that did not ask for it
+//!   by name. Any other path → 404; another method → 405 with `Allow`. Never a redirect
+//!   (senders MUST NOT follow them, §3.3).
+//! - No `Cache-Control` by default: senders MUST NOT use HTTP caching (§8.2), and a cache
+//!   in front of us would break the "body before id" ordering of §8.1. The suggested
+//!   `max-age=60` for a caching reverse proxy is one config key away (`cache_control`).
+//! - Header size limit (431), header read timeout, idle timeout, handshake timeout, a
+//!   connection limit; the policy answer stays far within the one minute / 64 KiB that
+//!   §3.3 suggests.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::acme::Challenges;
+use crate::config::{ConfigError, ServeConfig};
+use crate::intake::{ReportSink, SpoolSink};
+use crate::table::{Table, TableError};
+use crate::tls::{ACME_TLS_ALPN, SniResolver, normalize_host, server_config};
+
+/// The policy resource (RFC 8461 §3.2).
+pub const POLICY_PATH: &str = "/.well-known/mta-sts.txt";
+
+/// The media type of the policy (RFC 8461 §3.2).
+pub const POLICY_MEDIA_TYPE: &str = "text/plain; charset=utf-8";
+
+/// How long connections may take to finish after shutdown was asked for.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Why the server could not start or reload.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration file is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Certificates or MX lookups failed.
+    #[error(transparent)]
+    Table(#[from] TableError),
+    /// A listening socket could not be opened.
+    #[error(
+        "cannot listen on {addr}: {source} (is another server using the port, or does it need root?)"
+    )]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// rustls refused the TLS configuration.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// State shared by listeners, connections, the watcher and the ACME manager.
+pub(crate) struct Shared {
+    pub(crate) table: Arc<ArcSwap<Table>>,
+    pub(crate) challenges: Arc<Challenges>,
+    sink: Option<Arc<dyn ReportSink>>,
+    reload_lock: tokio::sync::Mutex<()>,
+    path: Option<PathBuf>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    conns: Arc<Semaphore>,
+    max_conns: usize,
+    policy_type: HeaderValue,
+}
+
+impl Shared {
+    /// Re-reads the configuration (the file, or the same config again when there is none),
+    /// rebuilds the table, and swaps it in. On error the old table stays.
+    pub(crate) async fn reload(&self) -> Result<(), ServeError> {
+        let _guard = self.reload_lock.lock().await;
+        let old = self.table.load_full();
+        let config = match &self.path {
+            Some(path) => ServeConfig::load(path)?,
+            None => ServeConfig::clone(old.config()),
+        };
+        if config.listen != old.config().listen {
+            tracing::warn!("`listen` changed: the new addresses take effect after a restart");
+        }
+        let table = Table::build(Arc::new(config)).await?;
+        for entry in table.hosts() {
+            match old.host(&entry.host) {
+                None => tracing::info!(host = %entry.host, id = %entry.id, "policy host added"),
+                Some(before) if before.id != entry.id => {
+                    tracing::info!(host = %entry.host, old_id = %before.id, id = %entry.id, "policy changed: publish the new _mta-sts TXT id now (RFC 8461 §8.1)")
+                }
+                Some(_) => {}
+            }
+        }
+        for entry in old.hosts() {
+            if table.host(&entry.host).is_none() {
+                tracing::info!(host = %entry.host, "policy host removed");
+            }
+        }
+        self.table.store(Arc::new(table));
+        Ok(())
+    }
+
+    fn sink(&self, table: &Table) -> Option<Arc<dyn ReportSink>> {
+        match &self.sink {
+            Some(sink) => Some(sink.clone()),
+            None => table
+                .config()
+                .tlsrpt
+                .as_ref()
+                .map(|t| Arc::new(SpoolSink::new(t.spool_dir.clone())) as Arc<dyn ReportSink>),
+        }
+    }
+}
+
+/// A running policy host. Dropping it does not stop it; call [`Server::shutdown`].
+pub struct Server {
+    shared: Arc<Shared>,
+    addrs: Vec<SocketAddr>,
+    http01: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addrs", &self.addrs)
+            .field("http01", &self.http01)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Builds the table (certificates, policies, MX lookups), binds every listener and
+    /// starts serving, the file watcher and the ACME manager, on the current tokio runtime.
+    pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
+        Server::start_inner(config, None).await
+    }
+
+    /// [`Server::start`] with reports going to `sink` instead of the `[tlsrpt]` spool.
+    pub async fn start_with_sink(
+        config: ServeConfig,
+        sink: Arc<dyn ReportSink>,
+    ) -> Result<Server, ServeError> {
+        Server::start_inner(config, Some(sink)).await
+    }
+
+    async fn start_inner(
+        config: ServeConfig,
+        sink: Option<Arc<dyn ReportSink>>,
+    ) -> Result<Server, ServeError> {
+        let path = config.path.clone();
+        let max_conns = config.limits.max_connections;
+        let table = Table::build(Arc::new(config)).await?;
+        let config = table.config().clone();
+        let table = Arc::new(ArcSwap::from_pointee(table));
+        let challenges = Arc::new(Challenges::default());
+        let resolver = Arc::new(SniResolver {
+            table: table.clone(),
+            challenges: challenges.clone(),
+        });
+        let acceptor = TlsAcceptor::from(server_config(resolver)?);
+        let (stop, shutdown) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            table,
+            challenges,
+            sink,
+            reload_lock: tokio::sync::Mutex::new(()),
+            path,
+            shutdown,
+            conns: Arc::new(Semaphore::new(max_conns)),
+            max_conns,
+            policy_type: HeaderValue::from_static(POLICY_MEDIA_TYPE),
+        });
+
+        let mut listeners = Vec::new();
+        for addr in &config.listen {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: *addr,
+                    source,
+                })?;
+            listeners.push(listener);
+        }
+        let http01_listener = match &config.acme {
+            Some(acme) if acme.challenge == crate::config::ChallengeKind::Http01 => Some(
+                TcpListener::bind(acme.http_listen)
+                    .await
+                    .map_err(|source| ServeError::Bind {
+                        addr: acme.http_listen,
+                        source,
+                    })?,
+            ),
+            _ => None,
+        };
+
+        let mut addrs = Vec::new();
+        let mut tasks = Vec::new();
+        for listener in listeners {
+            let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
+            tracing::info!(%addr, "serving MTA-STS policies over HTTPS");
+            addrs.push(addr);
+            tasks.push(tokio::spawn(accept_loop(
+                shared.clone(),
+                listener,
+                acceptor.clone(),
+            )));
+        }
+        let mut http01 = None;
+        if let Some(listener) = http01_listener {
+            http01 = listener.local_addr().ok();
+            tasks.push(tokio::spawn(crate::acme::http01_loop(
+                shared.clone(),
+                listener,
+            )));
+        }
+        tasks.push(tokio::spawn(watch_loop(shared.clone())));
+        tasks.push(tokio::spawn(crate::acme::run(shared.clone())));
+        for entry in shared.table.load().hosts() {
+            tracing::info!(host = %entry.host, id = %entry.id, mode = %entry.policy.mode, "policy ready");
+        }
+        Ok(Server {
+            shared,
+            addrs,
+            http01,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The bound HTTPS addresses (useful with port 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The bound HTTP-01 address, when ACME uses HTTP-01.
+    pub fn http01_addr(&self) -> Option<SocketAddr> {
+        self.http01
+    }
+
+    /// The table being served now.
+    pub fn table(&self) -> Arc<Table> {
+        self.shared.table.load_full()
+    }
+
+    /// Re-reads the configuration and certificates and swaps them in; existing connections
+    /// keep going. On error nothing changes, and the error says why.
+    pub async fn reload(&self) -> Result<(), ServeError> {
+        self.shared.reload().await
+    }
+
+    /// Stops accepting, lets open connections finish their requests (at most 10 s), stops
+    /// the watcher and the ACME manager.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let all = u32::try_from(self.shared.max_conns).unwrap_or(u32::MAX);
+        let drained = tokio::time::timeout(DRAIN, self.shared.conns.acquire_many(all)).await;
+        if drained.is_err() {
+            tracing::warn!("connections still open after the drain period; closing them");
+        }
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Runs the policy host until `shutdown` completes (e.g. `tokio::signal::ctrl_c()`),
+/// reloading on SIGHUP and when the configuration or a certificate file changes.
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let server = Server::start(config).await?;
+    let shared = server.shared.clone();
+    #[cfg(unix)]
+    let hup = {
+        let mut signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|source| ServeError::Bind {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
+        tokio::spawn(async move {
+            while signal.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading");
+                match shared.reload().await {
+                    Ok(()) => tracing::info!("reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "reload refused; still serving the previous configuration")
+                    }
+                }
+            }
+        })
+    };
+    shutdown.await;
+    tracing::info!("shutting down");
+    #[cfg(unix)]
+    hup.abort();
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, acceptor: TlsAcceptor) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let Ok(permit) = shared.conns.clone().acquire_owned().await else {
+            return;
+        };
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                let _ = tcp.set_nodelay(true);
+                let shared = shared.clone();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    connection(shared, acceptor, tcp, peer).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn connection(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpStream, peer: SocketAddr) {
+    let limits = shared.table.load().config().limits.clone();
+    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let (alpn, sni) = {
+        let (_, conn) = tls.get_ref();
+        (
+            conn.alpn_protocol().map(<[u8]>::to_vec),
+            conn.server_name().map(normalize_host),
+        )
+    };
+    if alpn.as_deref() == Some(ACME_TLS_ALPN) {
+        // RFC 8737 §3: the validation is the handshake itself; close afterwards.
+        let mut tls = tls;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+        return;
+    }
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(IdleIo {
+        inner: tls,
+        activity: activity.clone(),
+    });
+    let service_shared = shared.clone();
+    let sni: Arc<str> = Arc::from(sni.unwrap_or_default());
+    let service = hyper::service::service_fn(move |req| {
+        let shared = service_shared.clone();
+        let sni = sni.clone();
+        async move { Ok::<_, Infallible>(route(&shared, req, &sni).await) }
+    });
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(100);
+    let builder = match alpn.as_deref() {
+        Some(b"h2") => builder.http2_only(),
+        _ => builder.http1_only(),
+    };
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut shutdown = shared.shutdown.clone();
+    let tick = (limits.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    let mut ticker = tokio::time::interval(tick);
+    let mut closing: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = ticker.tick() => {
+                match closing {
+                    None if activity.idle_for() >= limits.idle_timeout => {
+                        tracing::debug!(%peer, "closing idle connection");
+                        closing = Some(Instant::now());
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    Some(since) if since.elapsed() >= limits.idle_timeout.min(DRAIN) => {
+                        tracing::debug!(%peer, "dropping connection that did not close");
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            _ = shutdown.changed(), if closing.is_none() => {
+                closing = Some(Instant::now());
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+type Answer = Response<Full<Bytes>>;
+
+fn text(status: StatusCode, message: &str) -> Answer {
+    let mut response = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(POLICY_MEDIA_TYPE));
+    response
+}
+
+fn method_not_allowed(allow: &'static str) -> Answer {
+    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+/// The host a request is for: the URI authority (HTTP/2 `:authority`, HTTP/1.1
+/// absolute-form) or the `Host` header, without port, lower case, no trailing dot.
+fn request_host(req: &Request<Incoming>) -> Option<String> {
+    if let Some(authority) = req.uri().authority() {
+        return Some(normalize_host(authority.host()));
+    }
+    let value = req.headers().get(HOST)?.to_str().ok()?;
+    let authority: hyper::http::uri::Authority = value.parse().ok()?;
+    Some(normalize_host(authority.host()))
+}
+
+async fn route(shared: &Shared, req: Request<Incoming>, sni: &str) -> Answer {
+    let table = shared.table.load_full();
+    let Some(host) = request_host(&req) else {
+        return text(StatusCode::NOT_FOUND, "unknown host");
+    };
+    let Some(entry) = table.host(&host) else {
+        tracing::debug!(%host, %sni, "request for an unknown host");
+        return text(StatusCode::NOT_FOUND, "unknown host");
+    };
+    let path = req.uri().path();
+    if path == POLICY_PATH {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return method_not_allowed("GET, HEAD");
+        }
+        // HEAD: the same headers, no body (RFC 9110 §9.3.2). The length is set by hand
+        // because the body is empty; HTTP/2 peers reject DATA on a HEAD response.
+        let head = req.method() == Method::HEAD;
+        let body = if head {
+            Bytes::new()
+        } else {
+            entry.body.clone()
+        };
+        let mut response = Response::new(Full::new(body));
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, shared.policy_type.clone());
+        if head {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
+        }
+        if let Some(value) = table
+            .config()
+            .cache_control
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            headers.insert(CACHE_CONTROL, value);
+        }
+        return response;
+    }
+    if let Some(intake) = &table.config().tlsrpt
+        && path == intake.intake_path
+    {
+        if req.method() != Method::POST {
+            return method_not_allowed("POST");
+        }
+        let Some(sink) = shared.sink(&table) else {
+            return text(StatusCode::NOT_FOUND, "not found");
+        };
+        let (status, reason) = crate::intake::handle(req, intake, sink, &entry.host).await;
+        return text(status, &reason);
+    }
+    text(StatusCode::NOT_FOUND, "not found")
+}
+
+/// Last time bytes moved on a connection.
+struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let now = self.start.elapsed();
+        now.saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// An I/O stream that records when bytes last moved, for the idle timeout.
+struct IdleIo<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        result
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Size and modification time of every file whose change triggers a reload.
+fn fingerprint(table: &Table) -> Vec<(PathBuf, Option<(SystemTime, u64)>)> {
+    let config = table.config();
+    let mut paths: Vec<PathBuf> = Vec::new();
+    paths.extend(config.path.iter().cloned());
+    paths.extend(config.extra_watch.iter().cloned());
+    paths.extend(config.cert_dir.iter().cloned());
+    paths.extend(table.files().iter().cloned());
+    paths
+        .into_iter()
+        .map(|p| {
+            let meta = std::fs::metadata(&p)
+                .ok()
+                .and_then(|m| m.modified().ok().map(|t| (t, m.len())));
+            (p, meta)
+        })
+        .collect()
+}
+
+/// Polls the configuration and certificate files; reloads when one changed.
+async fn watch_loop(shared: Arc<Shared>) {
+    let mut last = fingerprint(&shared.table.load());
+    loop {
+        let interval = shared.table.load().config().watch_interval;
+        tokio::time::sleep(interval).await;
+        let now = fingerprint(&shared.table.load());
+        if now == last {
+            continue;
+        }
+        tracing::info!("configuration or certificate files changed: reloading");
+        match shared.reload().await {
+            Ok(()) => {
+                tracing::info!("reloaded");
+                // The new table may watch other files.
+                last = fingerprint(&shared.table.load());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused; still serving the previous configuration");
+                // Remember what was seen, so a broken file is retried only once it changes.
+                last = now;
+            }
+        }
+    }
+}
