@@ -1,0 +1,118 @@
+//! TLS-RPT report intake over HTTPS (RFC 8460 §5.3.2): media types, size caps, gzip bombs,
+//! JSON checks, atomic spooling.
+
+mod common;
+
+use std::io::Write;
+
+use bytes::Bytes;
+use common::{Conn, Fixture, build};
+
+const REPORT: &str = r#"{"organization-name":"Sender Inc.","date-range":{"start-datetime":"2024-01-01T00:00:00Z","end-datetime":"2024-01-01T23:59:59Z"},"contact-info":"tlsrpt@sender.example","report-id":"2024-01-01T00:00:00Z_a.test","policies":[]}"#;
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+fn spooled(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| {
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        std::fs::read(e.path()).unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_accepted_checked_and_spooled() {
+    let f = Fixture::new();
+    let config = f.standard_config(
+        "\n[tlsrpt]\nintake_path = \"/tlsrpt\"\nspool_dir = \"spool\"\nmax_body = 16384\nmax_report = 65536\n",
+    );
+    let server = f.start(&config).await;
+    let addr = server.local_addrs()[0];
+    let spool = f.path("spool");
+    let host = "mta-sts.a.test";
+
+    for h2 in [false, true] {
+        let mut conn = Conn::open(&f.pki, addr, host, h2).await.unwrap();
+        let post = |body: Vec<u8>, ct: &str| {
+            build("POST", host, "/tlsrpt", h2, Bytes::from(body), Some(ct)).unwrap()
+        };
+        // JSON and gzip: 201, stored under a content hash.
+        let r = conn
+            .send(post(REPORT.as_bytes().to_vec(), "application/tlsrpt+json"))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 201, "{}", r.text());
+        let r = conn
+            .send(post(gzip(REPORT.as_bytes()), "application/tlsrpt+gzip"))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 201, "{}", r.text());
+        let files = spooled(&spool);
+        assert_eq!(files.len(), 1, "same report twice = one file: {files:?}");
+        assert_eq!(files[0].1, REPORT.as_bytes());
+        assert!(files[0].0.ends_with(".json") && files[0].0.len() == 37);
+
+        // Wrong media type: 415, nothing stored.
+        for ct in ["application/json", "text/plain", "application/tlsrpt+jsonx"] {
+            let r = conn
+                .send(post(REPORT.as_bytes().to_vec(), ct))
+                .await
+                .unwrap();
+            assert_eq!(r.status, 415, "{ct}");
+            assert_eq!(r.text().lines().count(), 1);
+        }
+        // Too big (compressed body over max_body): 413.
+        let big = format!("{{\"report-id\":\"x\",\"pad\":\"{}\"}}", "y".repeat(20000));
+        let r = conn
+            .send(post(big.into_bytes(), "application/tlsrpt+json"))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 413);
+        // HTTP/1.1: the unread body makes the server close the connection after a 413.
+        conn = Conn::open(&f.pki, addr, host, h2).await.unwrap();
+        // Gzip bomb: tiny body, 10 MB once inflated: 413.
+        let bomb = gzip(&vec![b' '; 10 << 20]);
+        assert!(bomb.len() < 16384, "{}", bomb.len());
+        let r = conn
+            .send(post(bomb, "application/tlsrpt+gzip"))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 413, "{}", r.text());
+        conn = Conn::open(&f.pki, addr, host, h2).await.unwrap();
+        // Invalid JSON, not an object, no report-id, bad gzip: 400.
+        for (body, ct) in [
+            (b"{not json".to_vec(), "application/tlsrpt+json"),
+            (b"[1,2]".to_vec(), "application/tlsrpt+json"),
+            (br#"{"policies":[]}"#.to_vec(), "application/tlsrpt+json"),
+            (b"not gzip".to_vec(), "application/tlsrpt+gzip"),
+        ] {
+            let r = conn.send(post(body, ct)).await.unwrap();
+            assert_eq!(r.status, 400, "{}", r.text());
+        }
+        // Other methods on the intake: 405 with Allow: POST.
+        let r = conn.request("GET", host, "/tlsrpt").await.unwrap();
+        assert_eq!(r.status, 405);
+        assert_eq!(r.header("allow"), Some("POST"));
+        assert_eq!(spooled(&spool).len(), 1, "nothing else stored");
+    }
+    // No temporary files left behind.
+    assert!(
+        spooled(&spool)
+            .iter()
+            .all(|(name, _)| !name.starts_with(".tmp"))
+    );
+    server.shutdown().await;
+}
