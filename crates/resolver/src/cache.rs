@@ -152,9 +152,7 @@ impl MemoryCache {
     }
 
     fn shard(&self, domain: &Domain) -> &RwLock<HashMap<Domain, Entry>> {
-        let mut h = self.hasher.build_hasher();
-        domain.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+        &self.shards[(self.hasher.hash_one(domain) as usize) % SHARDS]
     }
 
     fn read(&self, domain: &Domain) -> RwLockReadGuard<'_, HashMap<Domain, Entry>> {
