@@ -22,7 +22,9 @@ impl MemoryStore {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, StoredPolicy>> {
         // A panic while holding the lock cannot leave a map half-updated, so recover.
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -49,7 +51,12 @@ impl Store for MemoryStore {
     }
 
     async fn load_all(&self, now: u64) -> Result<Vec<StoredPolicy>, StoreError> {
-        Ok(self.lock().values().filter(|e| e.is_fresh(now)).cloned().collect())
+        Ok(self
+            .lock()
+            .values()
+            .filter(|e| e.is_fresh(now))
+            .cloned()
+            .collect())
     }
 
     fn backend(&self) -> &'static str {
