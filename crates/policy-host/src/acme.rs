@@ -326,11 +326,15 @@ async fn issue(
                     let cert = params
                         .self_signed(&key)
                         .map_err(|e| format!("challenge certificate: {e}"))?;
-                    let loaded = crate::tls::from_der(
-                        vec![cert.der().clone()],
-                        rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-                    )?;
-                    challenges.set_tls_alpn(host, Some(loaded.key));
+                    // Not through `tls::from_der`: webpki (rightly) refuses to parse a
+                    // certificate with the critical acmeIdentifier extension, and this one
+                    // only ever goes to the ACME server's validator.
+                    let signing = rustls::crypto::ring::sign::any_supported_type(
+                        &rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+                    )
+                    .map_err(|e| format!("challenge key: {e}"))?;
+                    let certified = CertifiedKey::new(vec![cert.der().clone()], signing);
+                    challenges.set_tls_alpn(host, Some(Arc::new(certified)));
                     pending_tls = true;
                 }
                 ChallengeKind::Http01 => {

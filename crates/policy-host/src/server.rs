@@ -287,8 +287,13 @@ impl Server {
         if drained.is_err() {
             tracing::warn!("connections still open after the drain period; closing them");
         }
-        for task in self.tasks {
+        // Abort and wait, so the listening sockets are closed when this returns and a
+        // restart can bind the same ports.
+        for task in &self.tasks {
             task.abort();
+        }
+        for task in self.tasks {
+            let _ = task.await;
         }
     }
 }
