@@ -1,0 +1,205 @@
+//! The MX probe: SMTP on port 25 (RFC 5321), EHLO, STARTTLS (RFC 3207) and a TLS handshake
+//! with SNI = the MX host name, as an MTA-STS sender does before validating the
+//! certificate (RFC 8461 §4.2). No mail is sent: the probe says QUIT after the handshake.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rustls_pki_types::ServerName;
+use serde::Serialize;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+use super::{Addresses, ProbeError, ProbeErrorKind, Target};
+use crate::tls::{ProbeTls, TlsSession, is_version_error};
+
+/// Longest reply line read (RFC 5321 §4.5.3.1.5 says 512; be generous).
+const MAX_LINE: u64 = 4096;
+/// Most lines of one multi-line reply.
+const MAX_REPLY_LINES: usize = 200;
+
+/// Everything the SMTP probe of one MX host saw. Shared by every domain using the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MxProbe {
+    /// The MX host name.
+    pub host: String,
+    /// Its addresses.
+    pub addresses: Addresses,
+    /// TLSA records at `_25._tcp.<host>` (count), `None` when the lookup failed.
+    pub tlsa: Option<usize>,
+    /// Where the probe connected.
+    pub connected_to: Option<SocketAddr>,
+    /// The greeting (all lines joined with a space).
+    pub banner: Option<String>,
+    /// The EHLO keywords (upper case), e.g. `STARTTLS`, `PIPELINING`.
+    pub ehlo: Option<Vec<String>>,
+    /// Whether STARTTLS was advertised.
+    pub starttls: Option<bool>,
+    /// The TLS session after STARTTLS.
+    pub tls: Option<TlsSession>,
+    /// Milliseconds for the whole probe.
+    pub elapsed_ms: u64,
+    /// Why the probe stopped early.
+    pub error: Option<ProbeError>,
+}
+
+/// Probes one MX host. `tlsa` is the count of TLSA records (looked up by the caller).
+pub async fn probe(
+    tls: &ProbeTls,
+    target: &Target,
+    addresses: Addresses,
+    tlsa: Option<usize>,
+    ehlo_name: &str,
+    timeout: Duration,
+) -> MxProbe {
+    let mut out = MxProbe {
+        host: target.host.clone(),
+        addresses,
+        tlsa,
+        connected_to: None,
+        banner: None,
+        ehlo: None,
+        starttls: None,
+        tls: None,
+        elapsed_ms: 0,
+        error: None,
+    };
+    let start = Instant::now();
+    let result = tokio::time::timeout(timeout, dialogue(tls, target, ehlo_name, &mut out)).await;
+    out.elapsed_ms = start.elapsed().as_millis() as u64;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.error = Some(e),
+        Err(_) => {
+            out.error = Some(ProbeError::new(
+                ProbeErrorKind::Timeout,
+                format!(
+                    "no complete SMTP dialogue within {:.1} s",
+                    timeout.as_secs_f64()
+                ),
+            ))
+        }
+    }
+    out
+}
+
+/// One SMTP reply: code and text lines.
+struct Reply {
+    code: u16,
+    lines: Vec<String>,
+}
+
+async fn read_reply<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Reply, ProbeError> {
+    let smtp = |m: String| ProbeError::new(ProbeErrorKind::Smtp, m);
+    let mut lines = Vec::new();
+    loop {
+        let mut buf = Vec::new();
+        let n = (&mut *reader)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut buf)
+            .await
+            .map_err(|e| smtp(format!("reading the reply: {e}")))?;
+        if n == 0 {
+            return Err(smtp("the server closed the connection".into()));
+        }
+        let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+        let code = line
+            .get(..3)
+            .and_then(|c| c.parse::<u16>().ok())
+            .ok_or_else(|| smtp(format!("not an SMTP reply: `{line}`")))?;
+        let last = line.as_bytes().get(3) != Some(&b'-');
+        lines.push(line.get(4..).unwrap_or("").to_string());
+        if last {
+            return Ok(Reply { code, lines });
+        }
+        if lines.len() >= MAX_REPLY_LINES {
+            return Err(smtp("reply too long".into()));
+        }
+    }
+}
+
+async fn dialogue(
+    tls: &ProbeTls,
+    target: &Target,
+    ehlo_name: &str,
+    out: &mut MxProbe,
+) -> Result<(), ProbeError> {
+    let addrs = target.socket_addrs(&out.addresses);
+    if addrs.is_empty() {
+        return Err(ProbeError::new(
+            ProbeErrorKind::NoAddress,
+            format!("{} has no address to connect to", target.host),
+        ));
+    }
+    let (tcp, addr) = super::connect_any(&addrs).await?;
+    out.connected_to = Some(addr);
+    let _ = tcp.set_nodelay(true);
+    let mut conn = BufReader::new(tcp);
+    let smtp = |m: String| ProbeError::new(ProbeErrorKind::Smtp, m);
+    let write_err = |e: std::io::Error| smtp(format!("writing: {e}"));
+
+    let banner = read_reply(&mut conn).await?;
+    out.banner = Some(format!("{} {}", banner.code, banner.lines.join(" ")));
+    if banner.code != 220 {
+        return Err(smtp(format!(
+            "greeting is not 220: {}",
+            banner.lines.join(" ")
+        )));
+    }
+    conn.get_mut()
+        .write_all(format!("EHLO {ehlo_name}\r\n").as_bytes())
+        .await
+        .map_err(write_err)?;
+    let ehlo = read_reply(&mut conn).await?;
+    if ehlo.code != 250 {
+        return Err(smtp(format!(
+            "EHLO answered {} {}",
+            ehlo.code,
+            ehlo.lines.join(" ")
+        )));
+    }
+    // The first line is the greeting; the others are keywords (RFC 5321 §4.1.1.1).
+    let keywords: Vec<String> = ehlo
+        .lines
+        .iter()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_ascii_uppercase)
+        .collect();
+    let offered = keywords.iter().any(|k| k == "STARTTLS");
+    out.ehlo = Some(keywords);
+    out.starttls = Some(offered);
+    if !offered {
+        let _ = conn.get_mut().write_all(b"QUIT\r\n").await;
+        return Ok(());
+    }
+    conn.get_mut()
+        .write_all(b"STARTTLS\r\n")
+        .await
+        .map_err(write_err)?;
+    let reply = read_reply(&mut conn).await?;
+    if reply.code != 220 {
+        return Err(ProbeError::new(
+            ProbeErrorKind::StarttlsRefused,
+            format!("STARTTLS answered {} {}", reply.code, reply.lines.join(" ")),
+        ));
+    }
+    // Anything buffered after the 220 is discarded (RFC 3207 §4.2).
+    let tcp = conn.into_inner();
+    let server_name = ServerName::try_from(target.host.clone())
+        .map_err(|e| ProbeError::new(ProbeErrorKind::Tls, e.to_string()))?;
+    let mut stream = tls
+        .connector()
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| {
+            if is_version_error(&e) {
+                ProbeError::new(ProbeErrorKind::TlsVersion, e.to_string())
+            } else {
+                ProbeError::new(ProbeErrorKind::Tls, e.to_string())
+            }
+        })?;
+    out.tls = Some(tls.describe(stream.get_ref().1, &target.host));
+    let _ = stream.write_all(b"QUIT\r\n").await;
+    let _ = stream.shutdown().await;
+    Ok(())
+}
