@@ -1,0 +1,70 @@
+//! Receiving and reading SMTP TLS reports (RFC 8460): intake and storage.
+//!
+//! - [`intake`]: bytes → reports. JSON, gzip, zip and RFC 5322 messages (`multipart/report`
+//!   with an `application/tlsrpt+gzip` or `+json` part, or a top-level TLS-RPT body), with
+//!   decompression capped (RFC 8460 §7).
+//! - [`mailbox`]: files, directories, Maildir folders and mbox files → inputs.
+//! - [`store`]: the [`ReportStore`] trait and the daily [`DaySummary`]; back ends
+//!   [`SqliteStore`] (embedded default) and [`PostgresStore`] (for hosters).
+//! - [`sink`]: [`ReportSink`], raw bytes plus media type in, stored reports out; the entry
+//!   point for the CLI and for the policy host's HTTPS intake (RFC 8460 §5.4).
+//! - [`html`]: a self-contained HTML page of a summary.
+//!
+//! Not done here: DKIM verification of mailed reports (RFC 8460 §3 says reports without a
+//! valid signature MUST be ignored; importing from a mailbox trusts the mailbox's filtering).
+//!
+//! ```
+//! # #[cfg(feature = "sqlite")]
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use mta_sts_report_store::{InputOutcome, Limits, ReportSink, SqliteStore, SummaryFilter};
+//!
+//! let store = Arc::new(SqliteStore::in_memory()?);
+//! let sink = ReportSink::new(store.clone(), Limits::default());
+//! let json = br#"{"organization-name":"Example","report-id":"1","date-range":
+//!   {"start-datetime":"2023-01-01T00:00:00Z","end-datetime":"2023-01-02T00:00:00Z"},
+//!   "policies":[{"policy":{"policy-type":"sts","policy-domain":"example.com"},
+//!   "summary":{"total-successful-session-count":9,"total-failure-session-count":1}}]}"#;
+//! let outcome = sink.accept(json, Some("application/tlsrpt+json"), "http").await?;
+//! assert!(matches!(outcome, InputOutcome::Accepted { .. }));
+//! let summary = store.summary(&SummaryFilter::default()).await?;
+//! assert_eq!((summary[0].day.as_str(), summary[0].successful, summary[0].failed), ("2023-01-01", 9, 1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod html;
+pub mod intake;
+pub mod mailbox;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+pub mod sink;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+pub mod store;
+
+pub use intake::{IntakeError, Limits, ParsedReport, parse_input};
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
+pub use sink::{AcceptedReport, InputOutcome, ReportSink, SinkError};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+pub use store::{
+    DaySummary, Inserted, ReportStore, StoreError, StoredReport, SummaryFilter, normalize_domain,
+};
+
+/// Opens a store from a `--db` value: a `postgres://` or `postgresql://` URL, otherwise a
+/// SQLite file path.
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+pub async fn open_store(location: &str) -> Result<std::sync::Arc<dyn ReportStore>, StoreError> {
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(PostgresStore::connect(location).await?))
+    } else {
+        Ok(std::sync::Arc::new(SqliteStore::open(
+            std::path::Path::new(location),
+        )?))
+    }
+}

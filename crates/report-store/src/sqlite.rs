@@ -1,0 +1,355 @@
+//! The embedded SQLite store (the default; one file, WAL journal).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use crate::intake::ParsedReport;
+use crate::store::{
+    DaySummary, Inserted, ReportStore, StoreError, StoredReport, SummaryBuilder, SummaryFilter,
+    SummarySql, db_count, json_list, normalize_domain, stored,
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS reports (
+    id                INTEGER PRIMARY KEY,
+    organization_name TEXT NOT NULL,
+    report_id         TEXT NOT NULL,
+    contact_info      TEXT NOT NULL,
+    start_ts          INTEGER NOT NULL,
+    end_ts            INTEGER NOT NULL,
+    day               TEXT NOT NULL,
+    source            TEXT NOT NULL,
+    imported_at       INTEGER NOT NULL,
+    raw_json          TEXT NOT NULL,
+    UNIQUE (organization_name, report_id)
+);
+CREATE INDEX IF NOT EXISTS reports_report_id ON reports (report_id);
+CREATE TABLE IF NOT EXISTS report_policies (
+    id                INTEGER PRIMARY KEY,
+    report            INTEGER NOT NULL REFERENCES reports (id) ON DELETE CASCADE,
+    idx               INTEGER NOT NULL,
+    policy_type       TEXT NOT NULL,
+    policy_domain     TEXT NOT NULL,
+    policy_string     TEXT NOT NULL,
+    mx_host           TEXT NOT NULL,
+    day               TEXT NOT NULL,
+    organization_name TEXT NOT NULL,
+    successful        INTEGER NOT NULL,
+    failed            INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS report_policies_summary
+    ON report_policies (policy_domain, day, organization_name, report, successful, failed);
+CREATE INDEX IF NOT EXISTS report_policies_day ON report_policies (day);
+CREATE INDEX IF NOT EXISTS report_policies_report ON report_policies (report);
+CREATE TABLE IF NOT EXISTS failure_details (
+    id                     INTEGER PRIMARY KEY,
+    policy                 INTEGER NOT NULL REFERENCES report_policies (id) ON DELETE CASCADE,
+    result_type            TEXT NOT NULL,
+    sending_mta_ip         TEXT,
+    receiving_mx_hostname  TEXT,
+    receiving_mx_helo      TEXT,
+    receiving_ip           TEXT,
+    failed_session_count   INTEGER NOT NULL,
+    additional_information TEXT,
+    failure_reason_code    TEXT,
+    policy_domain          TEXT NOT NULL,
+    day                    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS failure_details_summary
+    ON failure_details (policy_domain, day, result_type, receiving_mx_hostname, failed_session_count);
+CREATE INDEX IF NOT EXISTS failure_details_policy ON failure_details (policy);
+PRAGMA user_version = 1;
+";
+
+/// The SQLite report store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`, and its parent directory.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_err = |reason: String| StoreError::Open {
+            location: path.display().to_string(),
+            reason,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| open_err(e.to_string()))?;
+        }
+        let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| open_err(e.to_string()))?;
+        Self::init(conn).map_err(|e| open_err(e.to_string()))
+    }
+
+    /// An in-memory database (tests).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory().map_err(db)?;
+        Self::init(conn)
+    }
+
+    fn init(conn: Connection) -> Result<Self, StoreError> {
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db)?;
+        conn.execute_batch(SCHEMA).map_err(db)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking thread pool.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Database("connection lock poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Database(e.to_string()))?
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Inserts one report inside the open transaction `tx`.
+fn insert_one(
+    tx: &rusqlite::Transaction<'_>,
+    parsed: &ParsedReport,
+    source: &str,
+    imported_at: i64,
+) -> Result<Inserted, StoreError> {
+    let r = &parsed.report;
+    let day = r.date_range.start.date_string();
+    let changed = tx
+        .prepare_cached(
+            "INSERT INTO reports (organization_name, report_id, contact_info, start_ts, end_ts, \
+             day, source, imported_at, raw_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT (organization_name, report_id) DO NOTHING",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                r.organization_name,
+                r.report_id,
+                r.contact_info,
+                r.date_range.start.unix_seconds(),
+                r.date_range.end.unix_seconds(),
+                day,
+                source,
+                imported_at,
+                parsed.raw_json,
+            ])
+        })
+        .map_err(db)?;
+    if changed == 0 {
+        let id: i64 = tx
+            .query_row(
+                "SELECT id FROM reports WHERE organization_name = ?1 AND report_id = ?2",
+                params![r.organization_name, r.report_id],
+                |row| row.get(0),
+            )
+            .map_err(db)?;
+        return Ok(Inserted::Duplicate(id));
+    }
+    let report_row = tx.last_insert_rowid();
+    let mut policy_stmt = tx
+        .prepare_cached(
+            "INSERT INTO report_policies (report, idx, policy_type, policy_domain, policy_string, \
+             mx_host, day, organization_name, successful, failed) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .map_err(db)?;
+    let mut detail_stmt = tx
+        .prepare_cached(
+            "INSERT INTO failure_details (policy, result_type, sending_mta_ip, \
+             receiving_mx_hostname, receiving_mx_helo, receiving_ip, failed_session_count, \
+             additional_information, failure_reason_code, policy_domain, day) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )
+        .map_err(db)?;
+    for (idx, p) in r.policies.iter().enumerate() {
+        let domain = normalize_domain(&p.policy.policy_domain);
+        policy_stmt
+            .execute(params![
+                report_row,
+                idx as i64,
+                p.policy.policy_type.as_str(),
+                domain,
+                json_list(&p.policy.policy_string),
+                json_list(&p.policy.mx_host),
+                day,
+                r.organization_name,
+                db_count(p.summary.total_successful_session_count),
+                db_count(p.summary.total_failure_session_count),
+            ])
+            .map_err(db)?;
+        let policy_row = tx.last_insert_rowid();
+        for d in &p.failure_details {
+            detail_stmt
+                .execute(params![
+                    policy_row,
+                    d.result_type.as_str(),
+                    d.sending_mta_ip,
+                    d.receiving_mx_hostname.as_deref().map(normalize_domain),
+                    d.receiving_mx_helo,
+                    d.receiving_ip,
+                    db_count(d.failed_session_count),
+                    d.additional_information,
+                    d.failure_reason_code,
+                    domain,
+                    day,
+                ])
+                .map_err(db)?;
+        }
+    }
+    Ok(Inserted::New(report_row))
+}
+
+#[async_trait::async_trait]
+impl ReportStore for SqliteStore {
+    async fn insert(&self, report: &ParsedReport, source: &str) -> Result<Inserted, StoreError> {
+        let report = report.clone();
+        let source = source.to_owned();
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            let out = insert_one(&tx, &report, &source, now())?;
+            tx.commit().map_err(db)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn insert_batch(
+        &self,
+        reports: &[ParsedReport],
+        source: &str,
+    ) -> Result<Vec<Inserted>, StoreError> {
+        let reports = reports.to_vec();
+        let source = source.to_owned();
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            let at = now();
+            let out = reports
+                .iter()
+                .map(|r| insert_one(&tx, r, &source, at))
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.commit().map_err(db)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn summary(&self, filter: &SummaryFilter) -> Result<Vec<DaySummary>, StoreError> {
+        let sql = SummarySql::new(filter, |n| format!("?{n}"));
+        let params = SummarySql::params(filter);
+        self.with(move |conn| {
+            let mut b = SummaryBuilder::default();
+            let mut s = conn.prepare(&sql.totals).map_err(db)?;
+            let mut rows = s.query(params_from_iter(params.iter())).map_err(db)?;
+            while let Some(row) = rows.next().map_err(db)? {
+                b.totals(
+                    row.get(0).map_err(db)?,
+                    row.get(1).map_err(db)?,
+                    row.get(2).map_err(db)?,
+                    row.get(3).map_err(db)?,
+                    row.get(4).map_err(db)?,
+                );
+            }
+            let mut s = conn.prepare(&sql.by_org).map_err(db)?;
+            let mut rows = s.query(params_from_iter(params.iter())).map_err(db)?;
+            while let Some(row) = rows.next().map_err(db)? {
+                b.by_org(
+                    row.get(0).map_err(db)?,
+                    row.get(1).map_err(db)?,
+                    row.get(2).map_err(db)?,
+                    row.get(3).map_err(db)?,
+                );
+            }
+            let mut s = conn.prepare(&sql.by_type).map_err(db)?;
+            let mut rows = s.query(params_from_iter(params.iter())).map_err(db)?;
+            while let Some(row) = rows.next().map_err(db)? {
+                b.by_type(
+                    row.get(0).map_err(db)?,
+                    row.get(1).map_err(db)?,
+                    row.get(2).map_err(db)?,
+                    row.get(3).map_err(db)?,
+                );
+            }
+            let mut s = conn.prepare(&sql.by_mx).map_err(db)?;
+            let mut rows = s.query(params_from_iter(params.iter())).map_err(db)?;
+            while let Some(row) = rows.next().map_err(db)? {
+                b.by_mx(
+                    row.get(0).map_err(db)?,
+                    row.get(1).map_err(db)?,
+                    row.get(2).map_err(db)?,
+                    row.get(3).map_err(db)?,
+                );
+            }
+            Ok(b.finish())
+        })
+        .await
+    }
+
+    async fn find(&self, id: &str) -> Result<Vec<StoredReport>, StoreError> {
+        let id = id.to_owned();
+        self.with(move |conn| {
+            let mut s = conn
+                .prepare(
+                    "SELECT id, source, imported_at, raw_json FROM reports \
+                     WHERE report_id = ?1 ORDER BY id",
+                )
+                .map_err(db)?;
+            let mut found: Vec<(i64, String, i64, String)> = s
+                .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .map_err(db)?
+                .collect::<Result<_, _>>()
+                .map_err(db)?;
+            if found.is_empty()
+                && let Ok(row_id) = id.parse::<i64>()
+            {
+                found.extend(
+                    conn.query_row(
+                        "SELECT id, source, imported_at, raw_json FROM reports WHERE id = ?1",
+                        [row_id],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    )
+                    .optional()
+                    .map_err(db)?,
+                );
+            }
+            found
+                .into_iter()
+                .map(|(id, source, imported_at, raw)| stored(id, source, imported_at, raw))
+                .collect()
+        })
+        .await
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        self.with(|conn| {
+            let n: i64 = conn
+                .query_row("SELECT COUNT(*) FROM reports", [], |r| r.get(0))
+                .map_err(db)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+}

@@ -1,0 +1,295 @@
+//! The store interface shared by SQLite and PostgreSQL, and the summary it answers.
+//!
+//! Schema (same tables in both back ends):
+//!
+//! - `reports`: one row per report, unique on (`organization_name`, `report_id`), so a report
+//!   delivered twice (two `rua` URIs, a retried POST, RFC 8460 §3, §5.5) is stored once; it
+//!   keeps the JSON as received (`raw_json`), the UTC `day` of `start-datetime`, the source
+//!   label and the import time;
+//! - `report_policies`: one row per `policies[]` element with its counts, denormalised with
+//!   `day` and `organization_name` and indexed on (`policy_domain`, `day`, …) for the summary;
+//! - `failure_details`: one row per `failure-details[]` element, with `policy_domain` and `day`
+//!   again for an indexed summary.
+//!
+//! A report lands whole or not at all: each insert is one transaction.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tlsrpt::Report;
+
+use crate::intake::ParsedReport;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("database error: {0}")]
+    Database(String),
+    /// The database location could not be used.
+    #[error("cannot open the report database {location}: {reason}")]
+    Open {
+        /// Path or URL (without password).
+        location: String,
+        /// Why.
+        reason: String,
+    },
+    /// A stored report could not be read back.
+    #[error("stored report {id} is unreadable: {reason}")]
+    Corrupt {
+        /// Row id.
+        id: i64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What happened to one report handed to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "id", rename_all = "kebab-case")]
+pub enum Inserted {
+    /// Stored under this row id.
+    New(i64),
+    /// Already stored (same organisation and report-id) under this row id; nothing changed.
+    Duplicate(i64),
+}
+
+/// A stored report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredReport {
+    /// Row id (the `ID` that `mta-sts report show` also accepts).
+    pub id: i64,
+    /// Where it came from (file path, `PATH#N`, `http`, …).
+    pub source: String,
+    /// When it was imported, seconds since the Unix epoch.
+    pub imported_at: i64,
+    /// The report, read back from the stored JSON.
+    pub report: Report,
+    /// The JSON as received.
+    #[serde(skip)]
+    pub raw_json: String,
+}
+
+/// Which rows a summary covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SummaryFilter {
+    /// Only this policy domain (compared lower-case, without a trailing dot).
+    pub domain: Option<String>,
+    /// Only days on or after this `YYYY-MM-DD`.
+    pub since: Option<String>,
+}
+
+/// Sessions for one policy domain on one UTC day (the day of each report's
+/// `start-datetime`), over all reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DaySummary {
+    /// Policy domain (lower-case; empty when reporters left it out).
+    pub policy_domain: String,
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    /// Reports contributing.
+    pub reports: u64,
+    /// Sum of `total-successful-session-count`.
+    pub successful: u64,
+    /// Sum of `total-failure-session-count`.
+    pub failed: u64,
+    /// Sum of `failed-session-count` per `result-type` (from `failure-details`; reporters'
+    /// details need not add up to their totals, e.g. corpus 006).
+    pub failures_by_result_type: BTreeMap<String, u64>,
+    /// Sum of `total-failure-session-count` per reporting organisation (only non-zero).
+    pub failures_by_organization: BTreeMap<String, u64>,
+    /// Sum of `failed-session-count` per `receiving-mx-hostname` (`(none)` when absent, as
+    /// for policy fetch failures).
+    pub failures_by_mx: BTreeMap<String, u64>,
+}
+
+impl DaySummary {
+    /// Successful sessions as a fraction of all sessions; `None` without sessions.
+    pub fn success_rate(&self) -> Option<f64> {
+        let total = self.successful.saturating_add(self.failed);
+        (total > 0).then(|| self.successful as f64 / total as f64)
+    }
+}
+
+/// Label for failure details without `receiving-mx-hostname`.
+pub const NO_MX: &str = "(none)";
+
+/// Lower-case, one trailing dot removed: the form domains are stored and filtered in.
+pub fn normalize_domain(domain: &str) -> String {
+    domain
+        .strip_suffix('.')
+        .unwrap_or(domain)
+        .to_ascii_lowercase()
+}
+
+/// A report store: SQLite ([`crate::SqliteStore`]) or PostgreSQL ([`crate::PostgresStore`]).
+#[async_trait::async_trait]
+pub trait ReportStore: Send + Sync {
+    /// Stores one report in one transaction; a report with the same organisation and
+    /// report-id is not stored again.
+    async fn insert(&self, report: &ParsedReport, source: &str) -> Result<Inserted, StoreError>;
+
+    /// Stores many reports in one transaction (bulk loading); same duplicate rule.
+    async fn insert_batch(
+        &self,
+        reports: &[ParsedReport],
+        source: &str,
+    ) -> Result<Vec<Inserted>, StoreError> {
+        let mut out = Vec::with_capacity(reports.len());
+        for r in reports {
+            out.push(self.insert(r, source).await?);
+        }
+        Ok(out)
+    }
+
+    /// Per policy domain and day, sorted by domain then day.
+    async fn summary(&self, filter: &SummaryFilter) -> Result<Vec<DaySummary>, StoreError>;
+
+    /// Reports whose `report-id` is `id`, or whose row id is `id` when it is a number.
+    async fn find(&self, id: &str) -> Result<Vec<StoredReport>, StoreError>;
+
+    /// Number of stored reports.
+    async fn count(&self) -> Result<u64, StoreError>;
+}
+
+/// Rows of the four summary queries, merged into [`DaySummary`]s.
+#[derive(Debug, Default)]
+pub(crate) struct SummaryBuilder {
+    days: BTreeMap<(String, String), DaySummary>,
+}
+
+impl SummaryBuilder {
+    fn entry(&mut self, domain: String, day: String) -> &mut DaySummary {
+        self.days
+            .entry((domain.clone(), day.clone()))
+            .or_insert_with(|| DaySummary {
+                policy_domain: domain,
+                day,
+                ..DaySummary::default()
+            })
+    }
+
+    pub(crate) fn totals(&mut self, domain: String, day: String, reports: i64, ok: i64, ko: i64) {
+        let e = self.entry(domain, day);
+        e.reports = to_u64(reports);
+        e.successful = to_u64(ok);
+        e.failed = to_u64(ko);
+    }
+
+    pub(crate) fn by_org(&mut self, domain: String, day: String, org: String, ko: i64) {
+        if ko > 0 {
+            self.entry(domain, day)
+                .failures_by_organization
+                .insert(org, to_u64(ko));
+        }
+    }
+
+    pub(crate) fn by_type(&mut self, domain: String, day: String, kind: String, n: i64) {
+        self.entry(domain, day)
+            .failures_by_result_type
+            .insert(kind, to_u64(n));
+    }
+
+    pub(crate) fn by_mx(&mut self, domain: String, day: String, mx: Option<String>, n: i64) {
+        self.entry(domain, day)
+            .failures_by_mx
+            .insert(mx.unwrap_or_else(|| NO_MX.to_owned()), to_u64(n));
+    }
+
+    pub(crate) fn finish(self) -> Vec<DaySummary> {
+        self.days.into_values().collect()
+    }
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// SQL text of the summary queries with `{where}` filled for a back end's placeholders.
+pub(crate) struct SummarySql {
+    pub totals: String,
+    pub by_org: String,
+    pub by_type: String,
+    pub by_mx: String,
+}
+
+impl SummarySql {
+    /// `placeholder(n)` renders the n-th (1-based) parameter: `?1` or `$1`.
+    pub(crate) fn new(filter: &SummaryFilter, placeholder: impl Fn(usize) -> String) -> Self {
+        let mut conds = Vec::new();
+        let mut n = 0;
+        if filter.domain.is_some() {
+            n += 1;
+            conds.push(format!("policy_domain = {}", placeholder(n)));
+        }
+        if filter.since.is_some() {
+            n += 1;
+            conds.push(format!("day >= {}", placeholder(n)));
+        }
+        let w = if conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conds.join(" AND "))
+        };
+        SummarySql {
+            totals: format!(
+                "SELECT policy_domain, day, COUNT(DISTINCT report), SUM(successful), SUM(failed) \
+                 FROM report_policies {w} GROUP BY policy_domain, day"
+            ),
+            by_org: format!(
+                "SELECT policy_domain, day, organization_name, SUM(failed) \
+                 FROM report_policies {w} GROUP BY policy_domain, day, organization_name"
+            ),
+            by_type: format!(
+                "SELECT policy_domain, day, result_type, SUM(failed_session_count) \
+                 FROM failure_details {w} GROUP BY policy_domain, day, result_type"
+            ),
+            by_mx: format!(
+                "SELECT policy_domain, day, receiving_mx_hostname, SUM(failed_session_count) \
+                 FROM failure_details {w} GROUP BY policy_domain, day, receiving_mx_hostname"
+            ),
+        }
+    }
+
+    /// The filter's parameters in placeholder order.
+    pub(crate) fn params(filter: &SummaryFilter) -> Vec<String> {
+        filter
+            .domain
+            .as_deref()
+            .map(normalize_domain)
+            .into_iter()
+            .chain(filter.since.clone())
+            .collect()
+    }
+}
+
+/// A JSON array of strings as text (policy-string, mx-host columns).
+pub(crate) fn json_list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Count as a database integer; counts are at most 2^53−1 (checked by the model).
+pub(crate) fn db_count(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Reads a stored row back into a [`StoredReport`].
+pub(crate) fn stored(
+    id: i64,
+    source: String,
+    imported_at: i64,
+    raw_json: String,
+) -> Result<StoredReport, StoreError> {
+    let report =
+        tlsrpt::Report::from_json(raw_json.as_bytes()).map_err(|e| StoreError::Corrupt {
+            id,
+            reason: e.to_string(),
+        })?;
+    Ok(StoredReport {
+        id,
+        source,
+        imported_at,
+        report,
+        raw_json,
+    })
+}
