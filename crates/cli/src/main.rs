@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod check;
 mod input;
 mod lint;
 mod net;
@@ -32,6 +33,9 @@ enum Command {
     /// Discover and fetch a domain's live MTA-STS policy (no cache); exit 0 policy, 1 none,
     /// 3 published but unusable.
     Query(query::QueryArgs),
+    /// Full diagnosis of domains' MTA-STS and TLS-RPT setup (DNS, policy host, every MX
+    /// over STARTTLS); exit 0 pass (warnings allowed), 1 any fail. `--input FILE` for bulk.
+    Check(check::CheckArgs),
 }
 
 /// Exit codes shared by every command (DESIGN §4).
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Lint(args) => lint::run(&args),
         Command::Query(args) => query::run(&args),
+        Command::Check(args) => check::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
