@@ -249,6 +249,10 @@ pub struct ResolverConfig {
     pub connect_to: Vec<String>,
     /// `timeout` of one discovery (DNS + HTTPS), default 10 s (RFC 8461 §3.3 allows up to 60 s).
     pub timeout: Duration,
+    /// `dane_require_ad`: DANE checks (`dane = "defer"`) trust TLSA and MX answers only when
+    /// the resolver set the AD bit (default true; see [`crate::dane`]). `false` is for tests
+    /// against unsigned zones only.
+    pub dane_require_ad: bool,
 }
 
 impl Default for ResolverConfig {
@@ -258,6 +262,7 @@ impl Default for ResolverConfig {
             ca_file: None,
             connect_to: Vec::new(),
             timeout: Duration::from_secs(10),
+            dane_require_ad: true,
         }
     }
 }
@@ -397,6 +402,7 @@ struct RawResolver {
     ca_file: Option<PathBuf>,
     connect_to: Option<Vec<String>>,
     timeout: Option<HumanDuration>,
+    dane_require_ad: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -479,14 +485,15 @@ impl RawConfig {
             ca_file: self.resolver.ca_file,
             connect_to: self.resolver.connect_to.unwrap_or(rd.connect_to),
             timeout: self.resolver.timeout.map(|t| t.0).unwrap_or(rd.timeout),
+            dane_require_ad: self.resolver.dane_require_ad.unwrap_or(rd.dane_require_ad),
         };
         if let Some(bad) = resolver
             .connect_to
             .iter()
-            .find(|c| !is_connect_to(c.as_str()))
+            .find(|c| c.parse::<mta_sts_resolver::ConnectTo>().is_err())
         {
             return Err(invalid(format!(
-                "[resolver] connect_to `{bad}` is not HOST:PORT:ADDR:PORT (e.g. `mta-sts.example.test:443:127.0.0.1:8443`)"
+                "[resolver] connect_to `{bad}` is not HOST:PORT:ADDR:PORT (e.g. `mta-sts.example.test:443:127.0.0.1:8443`; an empty HOST matches every host)"
             )));
         }
         if resolver.timeout > Duration::from_secs(60) {
@@ -525,23 +532,6 @@ impl RawConfig {
             zones,
         })
     }
-}
-
-/// `HOST:PORT:ADDR:PORT`, ADDR possibly a bracketed IPv6 address.
-fn is_connect_to(value: &str) -> bool {
-    let Some((host, rest)) = value.split_once(':') else {
-        return false;
-    };
-    let Some((port, rest)) = rest.split_once(':') else {
-        return false;
-    };
-    let Some((addr, port2)) = rest.rsplit_once(':') else {
-        return false;
-    };
-    !host.is_empty()
-        && !addr.is_empty()
-        && port.parse::<u16>().is_ok()
-        && port2.parse::<u16>().is_ok()
 }
 
 /// A value parsed from a TOML string with [`FromStr`], the error becoming a TOML error

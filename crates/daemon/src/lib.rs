@@ -13,20 +13,31 @@
 //! | the lookup trait and the per-query budget | [`lookup`] |
 //! | the lookup through `mta_sts_resolver::Resolver` | [`resolver_lookup`] |
 //! | the server (TCP, UNIX socket, pipelining, shutdown) | [`server`] |
+//! | DANE check (`dane = "defer"`) | [`dane`] |
+//! | counters and `/metrics` | [`metrics`] |
+//! | HTTP API | [`http`] |
+//! | systemd notification | [`notify`] |
+//! | the running daemon: wiring, reload, shutdown, signals | [`app`] |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod answer;
+pub mod app;
 pub mod config;
+pub mod dane;
+pub mod http;
 pub mod lookup;
+pub mod metrics;
 pub mod netstring;
+pub mod notify;
 pub mod resolver_lookup;
 pub mod server;
 pub mod socketmap;
 
 pub use answer::DaneVerdict;
+pub use app::{ConfigSource, Daemon, DaemonError};
 pub use config::{Config, ConfigError, Listen, ZoneSettings, Zones};
 pub use lookup::{LookupResult, PolicyLookup};
 pub use resolver_lookup::ResolverLookup;
-pub use server::{ServerError, ServerOptions, SocketmapServer};
+pub use server::{ServerError, ServerHandle, ServerOptions, SocketmapServer};
 pub use socketmap::{Key, Reply, Request};

@@ -112,6 +112,12 @@ impl InFlight {
     /// `on_failure`. Dropping the task handle on timeout detaches the task: the lookup keeps
     /// running and fills the cache for the next query.
     pub async fn finish(self) -> Reply {
+        self.finish_reporting().await.0
+    }
+
+    /// [`InFlight::finish`], also saying whether the budget ran out before the lookup
+    /// finished (for metrics).
+    pub async fn finish_reporting(self) -> (Reply, bool) {
         let InFlight {
             lookup,
             domain,
@@ -120,10 +126,10 @@ impl InFlight {
             task,
         } = self;
         match tokio::time::timeout_at(deadline, task).await {
-            Ok(Ok((result, dane))) => reply_for(&domain, &zone, &result, dane),
+            Ok(Ok((result, dane))) => (reply_for(&domain, &zone, &result, dane), false),
             Ok(Err(join_error)) => {
                 tracing::error!(%domain, error = %join_error, "policy lookup task failed");
-                answer_failure(&domain, &zone, "internal error")
+                (answer_failure(&domain, &zone, "internal error"), false)
             }
             Err(_elapsed) => {
                 // `cached` is memory-only by contract; bound it anyway so a misbehaving
@@ -138,10 +144,11 @@ impl InFlight {
                     from_cache = cached.is_some(),
                     "lookup exceeded the query budget; finishing it in the background"
                 );
-                match cached {
+                let reply = match cached {
                     Some(policy) => answer(&domain, Some(&policy), &zone, DaneVerdict::NotChecked),
                     None => answer_failure(&domain, &zone, "lookup exceeded the query budget"),
-                }
+                };
+                (reply, true)
             }
         }
     }

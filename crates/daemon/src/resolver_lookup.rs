@@ -1,13 +1,36 @@
 //! [`PolicyLookup`] over the real resolver ([`mta_sts_resolver::Resolver`]): DNS, HTTPS,
-//! the RFC 8461 §5.1 cache, single-flight.
+//! the RFC 8461 §5.1 cache, single-flight; plus the DANE check ([`crate::dane`]), lookup
+//! metrics and the last error per domain for the HTTP API.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use mta_sts::{Domain, Policy};
-use mta_sts_resolver::Resolver;
+use mta_sts_resolver::{Lookup, Resolver};
+use serde::Serialize;
 
+use crate::answer::DaneVerdict;
+use crate::dane::DaneClient;
 use crate::lookup::{LookupResult, PolicyLookup};
+use crate::metrics::{Metrics, bump};
+
+/// Most domains whose last error is remembered; the table is cleared when full.
+const LAST_ERRORS_CAP: usize = 10_000;
+
+/// The last discovery failure of a domain (RFC 8460 §4.3 result type), for the HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastError {
+    /// RFC 8460 result type, e.g. `sts-webpki-invalid`.
+    pub result_type: String,
+    /// Stable reason code, e.g. `certificate-wrong-name`.
+    pub reason: String,
+    /// The sentence for humans.
+    pub message: String,
+    /// When it happened (unix seconds).
+    pub at: u64,
+}
 
 /// The daemon's lookup through a [`Resolver`].
 ///
@@ -20,27 +43,96 @@ use crate::lookup::{LookupResult, PolicyLookup};
 #[derive(Debug, Clone)]
 pub struct ResolverLookup {
     resolver: Resolver,
+    dane: Option<DaneClient>,
+    metrics: Arc<Metrics>,
+    last_errors: Arc<Mutex<HashMap<Domain, LastError>>>,
 }
 
 impl ResolverLookup {
-    /// Wraps a resolver.
+    /// Wraps a resolver (no DANE client, private metrics).
     pub fn new(resolver: Resolver) -> Self {
-        ResolverLookup { resolver }
+        ResolverLookup {
+            resolver,
+            dane: None,
+            metrics: Arc::default(),
+            last_errors: Arc::default(),
+        }
+    }
+
+    /// Uses `client` for zones with `dane = "defer"`.
+    pub fn with_dane(mut self, client: DaneClient) -> Self {
+        self.dane = Some(client);
+        self
+    }
+
+    /// Counts into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The wrapped resolver.
     pub fn resolver(&self) -> &Resolver {
         &self.resolver
     }
+
+    /// The last discovery failure seen for `domain`, if the latest lookup failed.
+    pub fn last_error(&self, domain: &Domain) -> Option<LastError> {
+        self.errors().get(domain).cloned()
+    }
+
+    fn errors(&self) -> std::sync::MutexGuard<'_, HashMap<Domain, LastError>> {
+        self.last_errors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A full resolver lookup, timed and counted, remembering its error.
+    pub async fn lookup_full(&self, domain: &Domain) -> Lookup {
+        let started = Instant::now();
+        let lookup = self.resolver.lookup(domain).await;
+        let elapsed = started.elapsed();
+        if lookup.from_cache {
+            self.metrics.lookup_cache.observe(elapsed);
+        } else {
+            self.metrics.lookup_network.observe(elapsed);
+        }
+        match &lookup.error {
+            Some(error) => {
+                tracing::debug!(%domain, %error, applied = lookup.policy.is_some(), "MTA-STS discovery problem");
+                let entry = LastError {
+                    result_type: error.result_type().to_string(),
+                    reason: error.reason_code().to_owned(),
+                    message: error.to_string(),
+                    at: unix_now(),
+                };
+                let mut errors = self.errors();
+                if errors.len() >= LAST_ERRORS_CAP && !errors.contains_key(domain) {
+                    errors.clear();
+                }
+                errors.insert(domain.clone(), entry);
+            }
+            None => {
+                let mut errors = self.errors();
+                if !errors.is_empty() {
+                    errors.remove(domain);
+                }
+            }
+        }
+        lookup
+    }
+}
+
+/// Seconds since the epoch.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 #[async_trait]
 impl PolicyLookup for ResolverLookup {
     async fn lookup(&self, domain: &Domain) -> LookupResult {
-        let lookup = self.resolver.lookup(domain).await;
-        if let Some(error) = &lookup.error {
-            tracing::debug!(%domain, %error, applied = lookup.policy.is_some(), "MTA-STS discovery problem");
-        }
+        let lookup = self.lookup_full(domain).await;
         match (lookup.policy, lookup.error) {
             (Some(cached), _) => LookupResult::Policy(Arc::clone(&cached.policy)),
             (None, Some(error)) if error.is_unusable() => LookupResult::Failed {
@@ -54,5 +146,18 @@ impl PolicyLookup for ResolverLookup {
         self.resolver
             .cached(domain)
             .map(|cached| Arc::clone(&cached.policy))
+    }
+
+    async fn dane(&self, domain: &Domain) -> DaneVerdict {
+        let Some(client) = &self.dane else {
+            return DaneVerdict::NotChecked;
+        };
+        let verdict = client.check(domain).await;
+        bump(if verdict == DaneVerdict::Usable {
+            &self.metrics.dane_usable
+        } else {
+            &self.metrics.dane_not_usable
+        });
+        verdict
     }
 }

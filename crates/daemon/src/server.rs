@@ -14,9 +14,15 @@
 //!   connection is closed. The framing is intact, so the reply is unambiguous, and Postfix
 //!   logs the reason ("socketmap server permanent error") instead of a bare EOF; either
 //!   way Postfix treats the lookup as failed and defers.
-//! - A connection with no request in progress for `idle_timeout` (including a client that
-//!   sent half a request, or stopped reading replies) is closed.
+//! - A connection with no request in progress for `idle_timeout` is closed, and so is one
+//!   whose current request has not arrived completely within `idle_timeout` of its first
+//!   byte (a client trickling one byte a second is cut, not kept alive by each byte), or
+//!   that stops reading its replies for `idle_timeout`.
 //! - At most `max_connections` connections are served at once; more wait in the backlog.
+//!
+//! Reload ([`ServerHandle::update`]): zones and the lookup are swapped atomically; queries
+//! already started finish with the settings they started with, open connections stay open
+//! and use the new settings for their next request.
 //!
 //! Graceful shutdown ([`SocketmapServer::serve`]'s `shutdown` future): stop accepting,
 //! stop reading new requests, let in-flight queries finish and their replies be written for
@@ -26,8 +32,8 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -37,6 +43,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{Listen, SocketmapConfig, Zones};
 use crate::lookup::{InFlight, PolicyLookup, start};
+use crate::metrics::{Metrics, bump};
 use crate::netstring::{Decoder, Limits};
 use crate::socketmap::{Key, Reply, Request};
 
@@ -122,11 +129,57 @@ enum Listener {
     Unix(UnixListener, PathBuf),
 }
 
+/// What a reload may change: the zones and the lookup.
+struct Served {
+    zones: Zones,
+    lookup: Arc<dyn PolicyLookup>,
+}
+
 /// Everything a connection needs.
 struct Shared {
     options: ServerOptions,
-    zones: Zones,
-    lookup: Arc<dyn PolicyLookup>,
+    served: RwLock<Arc<Served>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Shared {
+    fn served(&self) -> Arc<Served> {
+        Arc::clone(&self.served.read().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// A handle to a bound or running server: swaps zones and lookup (reload), reads metrics.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle").finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    /// Replaces the zones and the lookup used by requests from now on.
+    pub fn update(&self, zones: Zones, lookup: Arc<dyn PolicyLookup>) {
+        let served = Arc::new(Served { zones, lookup });
+        *self
+            .shared
+            .served
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = served;
+    }
+
+    /// The current zone table.
+    pub fn zones(&self) -> Zones {
+        self.shared.served().zones.clone()
+    }
+
+    /// The server's counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
 }
 
 /// A bound socketmap server; run it with [`SocketmapServer::serve`].
@@ -152,6 +205,17 @@ impl SocketmapServer {
         zones: Zones,
         lookup: Arc<dyn PolicyLookup>,
     ) -> Result<Self, ServerError> {
+        Self::bind_with_metrics(listen, options, zones, lookup, Arc::default()).await
+    }
+
+    /// [`SocketmapServer::bind`], counting into `metrics` (shared with `/metrics`).
+    pub async fn bind_with_metrics(
+        listen: &Listen,
+        options: ServerOptions,
+        zones: Zones,
+        lookup: Arc<dyn PolicyLookup>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, ServerError> {
         let listener = match listen {
             Listen::Tcp(addr) => {
                 Listener::Tcp(TcpListener::bind(addr).await.map_err(|source| {
@@ -176,10 +240,17 @@ impl SocketmapServer {
             listener,
             shared: Arc::new(Shared {
                 options,
-                zones,
-                lookup,
+                served: RwLock::new(Arc::new(Served { zones, lookup })),
+                metrics,
             }),
         })
+    }
+
+    /// A handle for reloads and metrics.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// The TCP address actually bound (useful with port 0), `None` for a UNIX socket.
@@ -230,13 +301,17 @@ impl SocketmapServer {
                         Ok((stream, peer)) => {
                             let shared = Arc::clone(&shared);
                             let stop = stop_rx.clone();
+                            bump(&shared.metrics.connections_total);
+                            bump(&shared.metrics.connections_open);
                             match stream {
                                 Stream::Tcp(s) => connections.spawn(async move {
                                     connection(s, &peer, &shared, stop).await;
+                                    shared.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
                                     drop(permit);
                                 }),
                                 Stream::Unix(s) => connections.spawn(async move {
                                     connection(s, &peer, &shared, stop).await;
+                                    shared.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
                                     drop(permit);
                                 }),
                             };
@@ -343,10 +418,16 @@ enum Pending {
 }
 
 impl Pending {
-    async fn reply(self) -> Reply {
+    async fn reply(self, metrics: &Metrics) -> Reply {
         match self {
             Pending::Ready(reply) => reply,
-            Pending::Lookup(in_flight) => in_flight.finish().await,
+            Pending::Lookup(in_flight) => {
+                let (reply, exceeded) = in_flight.finish_reporting().await;
+                if exceeded {
+                    bump(&metrics.budget_exceeded);
+                }
+                reply
+            }
         }
     }
 }
@@ -374,10 +455,11 @@ fn handle(payload: &[u8], peer: &str, shared: &Shared) -> Handled {
             Handled::Queue(Pending::Ready(Reply::NotFound))
         }
         Key::Domain(domain) => {
-            let zone = shared.zones.get(request.name).clone();
+            let served = shared.served();
+            let zone = served.zones.get(request.name).clone();
             tracing::debug!(%peer, name = request.name, %domain, "lookup");
             Handled::Queue(Pending::Lookup(start(
-                Arc::clone(&shared.lookup),
+                Arc::clone(&served.lookup),
                 domain,
                 zone,
             )))
@@ -402,10 +484,13 @@ where
     let reader = async move {
         let mut decoder = Decoder::new(shared.options.limits);
         let mut buf = vec![0u8; READ_SIZE];
+        // When the first byte of the request now being received arrived.
+        let mut request_started: Option<tokio::time::Instant> = None;
         loop {
             loop {
                 match decoder.decode() {
                     Ok(Some(payload)) => {
+                        request_started = None;
                         let (pending, close) = match handle(&payload, peer, shared) {
                             Handled::Queue(p) => (p, false),
                             Handled::QueueAndClose(p) => (p, true),
@@ -425,13 +510,24 @@ where
             if *stop.borrow() {
                 return;
             }
+            let now = tokio::time::Instant::now();
+            let deadline = if decoder.buffered() > 0 {
+                // A partial request must be complete within `idle` of its first byte.
+                *request_started.get_or_insert(now) + idle
+            } else {
+                now + idle
+            };
             tokio::select! {
                 biased;
                 _ = stop.changed() => return,
-                read = tokio::time::timeout(idle, rd.read(&mut buf)) => match read {
+                read = tokio::time::timeout_at(deadline, rd.read(&mut buf)) => match read {
                     Err(_elapsed) => {
+                        if decoder.buffered() > 0 {
+                            tracing::info!(%peer, buffered = decoder.buffered(), timeout = ?idle, "socketmap request not completed in time; closing the connection");
+                            return;
+                        }
                         if in_flight.load(Ordering::SeqCst) == 0 {
-                            tracing::debug!(%peer, buffered = decoder.buffered(), "idle socketmap connection closed");
+                            tracing::debug!(%peer, "idle socketmap connection closed");
                             return;
                         }
                     }
@@ -453,7 +549,8 @@ where
 
     let writer = async move {
         while let Some(pending) = rx.recv().await {
-            let reply = pending.reply().await;
+            let reply = pending.reply(&shared.metrics).await;
+            shared.metrics.count_reply(&reply);
             let bytes = reply.encode();
             let written = tokio::time::timeout(idle, wr.write_all(&bytes)).await;
             in_flight.fetch_sub(1, Ordering::SeqCst);

@@ -1,0 +1,445 @@
+//! The running daemon: configuration → store, resolver, socketmap server and HTTP API;
+//! reload, graceful shutdown, systemd notification (DESIGN §5).
+//!
+//! - **Start** ([`Daemon::start`]): opens the store of `[cache]`, builds the
+//!   [`Resolver`] of `[resolver]`, loads every unexpired stored policy into memory (warm
+//!   start: after a restart, cached domains are answered without any HTTPS fetch), starts the
+//!   proactive refresher (RFC 8461 §3.3, §10.2), binds the socketmap and HTTP listeners.
+//! - **Reload** ([`Daemon::reload`], SIGHUP in [`run`]): a new configuration replaces zones,
+//!   budgets and resolver settings without dropping a connection. A changed `[resolver]`
+//!   (or `cache.refresh`) builds a new resolver over the *same* store and warm-starts it; an
+//!   unchanged one is kept with its memory cache. Listen addresses, `[socketmap]` limits and
+//!   the store itself need a restart: a change there is logged and ignored. A configuration
+//!   that does not load is refused with a log line and the old one stays.
+//! - **Shutdown** ([`Daemon::shutdown`], SIGTERM/SIGINT): `/healthz` turns 503, the
+//!   socketmap server stops accepting and drains in-flight queries for up to
+//!   `shutdown_timeout`, then the HTTP API stops.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use mta_sts_resolver::store::{MemoryStore, RedisOptions, RedisStore, SqliteStore, Store};
+use mta_sts_resolver::{ConnectTo, Resolver, SystemClock};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH, Listen, StoreKind};
+use crate::dane::DaneClient;
+use crate::metrics::{Metrics, bump};
+use crate::notify;
+use crate::resolver_lookup::ResolverLookup;
+use crate::server::{ServerError, ServerHandle, ServerOptions, SocketmapServer};
+
+/// Why the daemon cannot start or reload.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration does not load.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The policy store cannot be opened.
+    #[error("cannot open the {kind} policy store: {message}")]
+    Store {
+        /// `sqlite`, `redis`.
+        kind: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// The resolver cannot be set up (DNS configuration, CA file).
+    #[error("cannot set up the resolver: {0}")]
+    Resolver(String),
+    /// The socketmap server cannot listen.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// The HTTP API cannot listen.
+    #[error("cannot listen on {listen} for the HTTP API: {source}")]
+    Http {
+        /// The address.
+        listen: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Where the configuration comes from, for start and SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// `--config FILE`: the file must exist.
+    Explicit(PathBuf),
+    /// The default path: a missing file means every default.
+    Default(PathBuf),
+}
+
+impl Default for ConfigSource {
+    fn default() -> Self {
+        ConfigSource::Default(PathBuf::from(DEFAULT_CONFIG_PATH))
+    }
+}
+
+impl ConfigSource {
+    /// `Explicit(path)` when given, else the default path.
+    pub fn from_arg(path: Option<&Path>) -> Self {
+        match path {
+            Some(p) => ConfigSource::Explicit(p.to_owned()),
+            None => ConfigSource::default(),
+        }
+    }
+
+    /// The path read.
+    pub fn path(&self) -> &Path {
+        match self {
+            ConfigSource::Explicit(p) | ConfigSource::Default(p) => p,
+        }
+    }
+
+    /// Loads the configuration: a missing default file is the all-defaults configuration,
+    /// a missing explicit file an error.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        match self {
+            ConfigSource::Explicit(path) => Config::load(path),
+            ConfigSource::Default(path) => match Config::load(path) {
+                Err(ConfigError::Read { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    Ok(Config::default())
+                }
+                other => other,
+            },
+        }
+    }
+}
+
+/// One configuration in force: the configuration and the lookup built from it. Replaced
+/// as a whole on reload; dropping the last reference stops its refresher.
+#[derive(Debug)]
+pub struct Generation {
+    /// The configuration.
+    pub config: Config,
+    /// The lookup (resolver, DANE client, last errors).
+    pub lookup: ResolverLookup,
+    refresher: Arc<Refresher>,
+}
+
+/// Aborts the proactive refresher when the last generation using it goes.
+#[derive(Debug)]
+struct Refresher(JoinHandle<()>);
+
+impl Drop for Refresher {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// State shared by the daemon, the HTTP API and reloads.
+pub struct Core {
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    current: RwLock<Arc<Generation>>,
+    server: ServerHandle,
+    shutting_down: AtomicBool,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("store", &self.store.backend())
+            .field("shutting_down", &self.shutting_down())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    /// The generation in force.
+    pub fn current(&self) -> Arc<Generation> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The daemon's counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Whether shutdown has started (`/healthz` answers 503).
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+/// The `[resolver]` and `cache.refresh` settings as the resolver wants them.
+pub fn resolver_config(config: &Config) -> Result<mta_sts_resolver::ResolverConfig, DaemonError> {
+    let connect_to = config
+        .resolver
+        .connect_to
+        .iter()
+        .map(|c| c.parse::<ConnectTo>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| DaemonError::Resolver(e.to_string()))?;
+    Ok(mta_sts_resolver::ResolverConfig {
+        nameservers: config.resolver.nameservers.clone(),
+        ca_file: config.resolver.ca_file.clone(),
+        connect_to,
+        timeout: config.resolver.timeout,
+        refresh_interval: config.cache.refresh,
+        ..mta_sts_resolver::ResolverConfig::default()
+    })
+}
+
+/// Opens the store of `[cache]`. Redis connects lazily, so a daemon starts while Redis is
+/// down (lookups then run from memory, DESIGN §3).
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, DaemonError> {
+    let cache = &config.cache;
+    Ok(match cache.store {
+        StoreKind::Memory => Arc::new(MemoryStore::new()),
+        StoreKind::Sqlite => {
+            Arc::new(
+                SqliteStore::open(&cache.path)
+                    .await
+                    .map_err(|e| DaemonError::Store {
+                        kind: "sqlite",
+                        message: e.to_string(),
+                    })?,
+            )
+        }
+        StoreKind::Redis => {
+            let url = cache.redis_url.clone().unwrap_or_default();
+            Arc::new(
+                RedisStore::new(RedisOptions::new(url)).map_err(|e| DaemonError::Store {
+                    kind: "redis",
+                    message: e.to_string(),
+                })?,
+            )
+        }
+    })
+}
+
+/// Builds the lookup of `config` over `store`, warm-starts it and starts its refresher.
+async fn build_generation(
+    config: Config,
+    store: Arc<dyn Store>,
+    metrics: &Arc<Metrics>,
+) -> Result<Generation, DaemonError> {
+    let resolver = Resolver::new(resolver_config(&config)?, store, Arc::new(SystemClock))
+        .map_err(|e| DaemonError::Resolver(e.to_string()))?;
+    let loaded = resolver.warm_start().await;
+    tracing::info!(
+        policies = loaded,
+        "warm start: cached policies loaded from the store"
+    );
+    let refresher = Arc::new(Refresher(resolver.spawn_refresher()));
+    let lookup = lookup_for(&config, resolver, metrics);
+    Ok(Generation {
+        config,
+        lookup,
+        refresher,
+    })
+}
+
+fn lookup_for(config: &Config, resolver: Resolver, metrics: &Arc<Metrics>) -> ResolverLookup {
+    let dane = DaneClient::new(
+        &config.resolver.nameservers,
+        config.resolver.timeout,
+        config.resolver.dane_require_ad,
+    );
+    ResolverLookup::new(resolver)
+        .with_dane(dane)
+        .with_metrics(Arc::clone(metrics))
+}
+
+/// A running daemon (see the module documentation).
+#[derive(Debug)]
+pub struct Daemon {
+    core: Arc<Core>,
+    stop: watch::Sender<bool>,
+    socketmap: JoinHandle<()>,
+    http: JoinHandle<()>,
+    socketmap_listen: Listen,
+    http_addr: Option<SocketAddr>,
+}
+
+impl Daemon {
+    /// Opens the store, builds the resolver, binds both listeners and starts serving.
+    pub async fn start(config: Config) -> Result<Daemon, DaemonError> {
+        let metrics = Arc::new(Metrics::default());
+        let store = open_store(&config).await?;
+        let generation = Arc::new(build_generation(config, Arc::clone(&store), &metrics).await?);
+        let config = &generation.config;
+        let server = SocketmapServer::bind_with_metrics(
+            &config.socketmap.listen,
+            ServerOptions::from_config(&config.socketmap),
+            config.zone_table(),
+            Arc::new(generation.lookup.clone()),
+            Arc::clone(&metrics),
+        )
+        .await?;
+        let http_listener = crate::http::HttpListener::bind(&config.http.listen)
+            .await
+            .map_err(|source| DaemonError::Http {
+                listen: config.http.listen.to_string(),
+                source,
+            })?;
+        let http_addr = http_listener.local_addr();
+        let socketmap_listen = server.listen();
+        let core = Arc::new(Core {
+            store,
+            metrics,
+            current: RwLock::new(Arc::clone(&generation)),
+            server: server.handle(),
+            shutting_down: AtomicBool::new(false),
+            reload_lock: tokio::sync::Mutex::new(()),
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let socketmap = {
+            let mut rx = stop_rx.clone();
+            tokio::spawn(server.serve(async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }))
+        };
+        let http = tokio::spawn(crate::http::serve(
+            http_listener,
+            Arc::clone(&core),
+            stop_rx,
+        ));
+        tracing::info!(
+            socketmap = %socketmap_listen,
+            http = %config.http.listen,
+            store = core.store.backend(),
+            "mta-sts daemon ready"
+        );
+        Ok(Daemon {
+            core,
+            stop,
+            socketmap,
+            http,
+            socketmap_listen,
+            http_addr,
+        })
+    }
+
+    /// Where the socketmap server listens (the bound port when the config said port 0).
+    pub fn socketmap_listen(&self) -> &Listen {
+        &self.socketmap_listen
+    }
+
+    /// The bound HTTP address (`None` for a UNIX socket).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The shared state (current generation, metrics).
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// Applies a new configuration (see the module documentation). On error the old
+    /// configuration stays in force.
+    pub async fn reload(&self, config: Config) -> Result<(), DaemonError> {
+        let core = &self.core;
+        let _guard = core.reload_lock.lock().await;
+        let old = core.current();
+        let result = async {
+            warn_restart_only(&old.config, &config);
+            let resolver_changed = resolver_config(&old.config).map(|c| format!("{c:?}")).ok()
+                != resolver_config(&config).map(|c| format!("{c:?}")).ok()
+                || old.config.resolver.dane_require_ad != config.resolver.dane_require_ad;
+            if resolver_changed {
+                tracing::info!("resolver settings changed: new resolver over the same store");
+                build_generation(config, Arc::clone(&core.store), &core.metrics).await
+            } else {
+                // Same resolver, same memory cache and refresher; new zones.
+                Ok(Generation {
+                    lookup: old.lookup.clone(),
+                    refresher: Arc::clone(&old.refresher),
+                    config,
+                })
+            }
+        }
+        .await;
+        match result {
+            Ok(generation) => {
+                let generation = Arc::new(generation);
+                core.server.update(
+                    generation.config.zone_table(),
+                    Arc::new(generation.lookup.clone()),
+                );
+                *core.current.write().unwrap_or_else(|p| p.into_inner()) = generation;
+                bump(&core.metrics.reloads_ok);
+                tracing::info!("configuration reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                bump(&core.metrics.reloads_error);
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops gracefully: `/healthz` 503, socketmap drain (up to `shutdown_timeout`), then
+    /// the HTTP API.
+    pub async fn shutdown(self) {
+        self.core.shutting_down.store(true, Ordering::SeqCst);
+        let _ = self.stop.send(true);
+        if let Err(e) = self.socketmap.await {
+            tracing::error!(error = %e, "socketmap server task failed");
+        }
+        let _ = self.http.await;
+        tracing::info!("mta-sts daemon stopped");
+    }
+}
+
+/// Logs the settings a reload cannot change.
+fn warn_restart_only(old: &Config, new: &Config) {
+    if old.socketmap != new.socketmap {
+        tracing::warn!("[socketmap] changed: takes effect after a restart");
+    }
+    if old.http != new.http {
+        tracing::warn!("[http] changed: takes effect after a restart");
+    }
+    if old.cache.store != new.cache.store
+        || old.cache.path != new.cache.path
+        || old.cache.redis_url != new.cache.redis_url
+    {
+        tracing::warn!("[cache] store, path or redis_url changed: takes effect after a restart");
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT: reloads `source` on SIGHUP, tells systemd
+/// (`READY=1`, `RELOADING=1`, `STOPPING=1`) when `$NOTIFY_SOCKET` is set.
+pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let signal_error = |e: std::io::Error| DaemonError::Http {
+        listen: "signals".to_owned(),
+        source: e,
+    };
+    let mut hup = signal(SignalKind::hangup()).map_err(signal_error)?;
+    let mut term = signal(SignalKind::terminate()).map_err(signal_error)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(signal_error)?;
+    let daemon = Daemon::start(config).await?;
+    notify::notify(&["READY=1", "STATUS=serving"]);
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                notify::reloading();
+                tracing::info!(path = %source.path().display(), "SIGHUP: reloading the configuration");
+                match source.load() {
+                    Ok(config) => {
+                        if let Err(e) = daemon.reload(config).await {
+                            tracing::error!("reload refused, the old configuration stays: {e}");
+                        }
+                    }
+                    Err(e) => {
+                        bump(&daemon.core.metrics.reloads_error);
+                        tracing::error!("reload refused, the old configuration stays: {e}");
+                    }
+                }
+                notify::notify(&["READY=1", "STATUS=serving"]);
+            }
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+        }
+    }
+    notify::notify(&["STOPPING=1"]);
+    daemon.shutdown().await;
+    Ok(())
+}
