@@ -267,11 +267,11 @@ fn analyze_record(evidence: &Evidence, findings: &mut Vec<Finding>) -> Option<Re
                 }
                 1 => {
                     let rr = candidates[0];
-                    if lint_record(rr, Area::Record, findings) {
-                        if let Ok(record) = StsRecord::parse_bytes(rr) {
-                            report.id = Some(record.id);
-                            report.valid = true;
-                        }
+                    if lint_record(rr, Area::Record, findings)
+                        && let Ok(record) = StsRecord::parse_bytes(rr)
+                    {
+                        report.id = Some(record.id);
+                        report.valid = true;
                     }
                 }
                 n => {
@@ -361,10 +361,10 @@ fn analyze_policy_host(
             findings.push(Finding::new(entry, format!("{host}: {}", error.message)));
         }
     }
-    if let Some(tls) = &probe.tls {
-        if !cert_findings(tls, host, CertArea::PolicyHost, thresholds, None, findings) {
-            ok = false;
-        }
+    if let Some(tls) = &probe.tls
+        && !cert_findings(tls, host, CertArea::PolicyHost, thresholds, None, findings)
+    {
+        ok = false;
     }
     if let Some(status) = probe.status {
         if (300..400).contains(&status) {

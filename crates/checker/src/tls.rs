@@ -118,8 +118,7 @@ impl ProbeTls {
                 Ok(server_name) => self
                     .verifier
                     .verify_server_cert(leaf, &chain[1..], &server_name, &[], UnixTime::now())
-                    .map(|_| ())
-                    .map_err(|e| e),
+                    .map(|_| ()),
                 Err(e) => Err(rustls::Error::General(e.to_string())),
             };
             CertificateInfo::new(leaf, chain.len(), name, verdict)

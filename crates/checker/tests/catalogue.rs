@@ -13,6 +13,7 @@ use mta_sts_testkit::dns::DnsFault;
 use mta_sts_testkit::{CertKind, DomainBuilder, HostBehavior, RecordType, SmtpConfig, World};
 
 type Describe = Box<dyn FnOnce(DomainBuilder) -> DomainBuilder>;
+type Tweak = Box<dyn Fn(&World)>;
 
 struct Case {
     domain: &'static str,
@@ -20,7 +21,7 @@ struct Case {
     /// SMTP servers to start: (host, STARTTLS certificate or None for plain, refuse).
     smtp: Vec<(String, Option<CertKind>, bool)>,
     /// Changes to the world after start.
-    tweak: Option<Box<dyn Fn(&World)>>,
+    tweak: Option<Tweak>,
     /// Changes to the checker configuration.
     cfg: Option<fn(&mut CheckConfig)>,
     ids: &'static [&'static str],
@@ -407,8 +408,8 @@ fn cases() -> Vec<Case> {
             |d| {
                 d.sts_id("1")
                     .policy(
-                        &"version: STSv1\nmode: enforce\nmx: implicit.test\nmax_age: 1209600\n"
-                            .to_string(),
+                        &policy("implicit", "enforce", 1_209_600)
+                            .replace("mail.implicit", "implicit.test"),
                     )
                     .tlsrpt("v=TLSRPTv1; rua=https://reports.implicit.test/tlsrpt")
             },

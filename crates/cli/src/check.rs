@@ -65,7 +65,9 @@ pub struct CheckArgs {
 fn parse_secs(value: &str) -> Result<f64, String> {
     match value.parse::<f64>() {
         Ok(secs) if secs > 0.0 && secs <= 3600.0 => Ok(secs),
-        _ => Err(format!("`{value}` is not a number of seconds between 0 and 3600")),
+        _ => Err(format!(
+            "`{value}` is not a number of seconds between 0 and 3600"
+        )),
     }
 }
 
@@ -97,8 +99,7 @@ pub fn run(args: &CheckArgs) -> Result<u8> {
         .build()
         .context("cannot start the async runtime")?;
     let _guard = runtime.enter();
-    let checker =
-        Arc::new(Checker::new(args.config()).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let checker = Arc::new(Checker::new(args.config()).map_err(|e| anyhow::anyhow!("{e}"))?);
     match &args.input {
         Some(input) => runtime.block_on(run_bulk(args, checker, input)),
         None => runtime.block_on(run_domains(args, checker)),
@@ -110,7 +111,9 @@ async fn run_domains(args: &CheckArgs, checker: Arc<Checker>) -> Result<u8> {
     // Bad names are usage errors before anything is looked up.
     for domain in &args.domains {
         mta_sts::Domain::parse(domain.trim()).map_err(|e| {
-            anyhow::anyhow!("`{domain}` is not a domain name: {e}; pass a domain such as example.com")
+            anyhow::anyhow!(
+                "`{domain}` is not a domain name: {e}; pass a domain such as example.com"
+            )
         })?;
     }
     let mut reports = Vec::new();
@@ -152,7 +155,9 @@ fn read_domains(input: &str) -> Result<Vec<String>> {
     } else {
         let path = PathBuf::from(input);
         let file = std::fs::File::open(&path).map_err(|e| {
-            anyhow::anyhow!("cannot read {input}: {e}; check the path, or pass - to read standard input")
+            anyhow::anyhow!(
+                "cannot read {input}: {e}; check the path, or pass - to read standard input"
+            )
         })?;
         Box::new(std::io::BufReader::new(file))
     };
@@ -220,7 +225,11 @@ async fn run_bulk(args: &CheckArgs, checker: Arc<Checker>, input: &str) -> Resul
     if std::io::stderr().is_terminal() {
         eprint!("{}", summary_text(&summary));
     }
-    Ok(if summary.fail > 0 { exit::FAIL } else { exit::OK })
+    Ok(if summary.fail > 0 {
+        exit::FAIL
+    } else {
+        exit::OK
+    })
 }
 
 fn summary_text(summary: &Summary) -> String {
@@ -253,8 +262,16 @@ fn severity_label(style: Style, severity: Severity) -> String {
 /// The human rendering of one report.
 fn human(style: Style, report: &Report) -> String {
     let mut s = String::new();
-    let errors = report.findings.iter().filter(|f| f.severity == Severity::Error).count();
-    let warnings = report.findings.iter().filter(|f| f.severity == Severity::Warning).count();
+    let errors = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    let warnings = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warning)
+        .count();
     let verdict = match report.verdict {
         Verdict::Pass => style.good("PASS"),
         Verdict::Warn => style.warn("WARN"),
@@ -285,9 +302,20 @@ fn human(style: Style, report: &Report) -> String {
         s.push_str(&format!(
             "  policy: mode {}, max_age {}, mx {}{}\n",
             policy.mode.as_deref().unwrap_or("?"),
-            policy.max_age.map(|a| a.to_string()).unwrap_or_else(|| "?".into()),
-            if policy.mx.is_empty() { "-".to_string() } else { policy.mx.join(", ") },
-            if policy.strict_valid { "" } else { " (not strictly valid)" }
+            policy
+                .max_age
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "?".into()),
+            if policy.mx.is_empty() {
+                "-".to_string()
+            } else {
+                policy.mx.join(", ")
+            },
+            if policy.strict_valid {
+                ""
+            } else {
+                " (not strictly valid)"
+            }
         ));
     }
     for mx in &report.mx {

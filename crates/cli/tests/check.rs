@@ -110,7 +110,10 @@ fn validate(v: &Value) {
         assert!(obj.contains_key(key), "missing `{key}` in {v}");
     }
     assert!(v["domain"].is_string());
-    assert!(matches!(v["verdict"].as_str(), Some("pass" | "warn" | "fail")));
+    assert!(matches!(
+        v["verdict"].as_str(),
+        Some("pass" | "warn" | "fail")
+    ));
     for f in v["findings"].as_array().expect("findings array") {
         for key in ["id", "severity", "area", "title", "detail", "fix"] {
             assert!(f[key].is_string(), "finding `{key}` in {f}");
@@ -128,7 +131,9 @@ fn validate(v: &Value) {
     if !v["policy"].is_null() {
         let p = &v["policy"];
         assert!(is_str_or_null(&p["mode"]) && p["mx"].is_array());
-        assert!(p["valid"].is_boolean() && p["strict_valid"].is_boolean() && p["applied"].is_boolean());
+        assert!(
+            p["valid"].is_boolean() && p["strict_valid"].is_boolean() && p["applied"].is_boolean()
+        );
         assert!(p["max_age"].is_u64() || p["max_age"].is_null());
     }
     if !v["policy_host"].is_null() {
@@ -199,9 +204,17 @@ fn failing_domain_exits_1_and_shows_fixes() {
     assert!(text.contains("[mx-starttls-missing]"), "{text}");
     assert!(text.contains("[delivery-deferred]"), "{text}");
     assert!(text.contains("fix: Enable STARTTLS"), "{text}");
-    assert!(text.contains("would an enforcing sender deliver mail? no"), "{text}");
+    assert!(
+        text.contains("would an enforcing sender deliver mail? no"),
+        "{text}"
+    );
 
-    let out = check(&world, &["mail.plain.test"], &["plain.test", "--json"], None);
+    let out = check(
+        &world,
+        &["mail.plain.test"],
+        &["plain.test", "--json"],
+        None,
+    );
     let v = parse(&out);
     validate(&v);
     assert_eq!(v["verdict"], "fail");
@@ -277,7 +290,9 @@ fn bulk_thousand_domains_with_summary() {
     for host in &hosts {
         world.dns().set_a(host, &[Ipv4Addr::LOCALHOST]);
     }
-    world.dns().set_mx("shared.test", &[(10, "mx0.shared.test")]);
+    world
+        .dns()
+        .set_mx("shared.test", &[(10, "mx0.shared.test")]);
 
     let mut input = String::from("# bulk test list\n\n");
     for i in 0..N {
@@ -296,8 +311,17 @@ fn bulk_thousand_domains_with_summary() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(lines.len(), N + 2, "one line per domain, the bad line, the summary");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        lines.len(),
+        N + 2,
+        "one line per domain, the bad line, the summary"
+    );
     let summary = &lines[N + 1]["summary"];
     assert_eq!(summary["domains"], N + 1);
     assert_eq!(summary["pass"], N - N / 10, "{summary:#}");

@@ -36,10 +36,10 @@ pub fn connect_to(world: &World, smtp_hosts: &[String]) -> Vec<ConnectTo> {
         .filter_map(|s| s.parse().ok())
         .collect();
     for host in smtp_hosts {
-        if let Some(addr) = world.smtp_addr(host) {
-            if let Ok(c) = format!("{host}:25:{}:{}", addr.ip(), addr.port()).parse() {
-                list.push(c);
-            }
+        if let Some(addr) = world.smtp_addr(host)
+            && let Ok(c) = format!("{host}:25:{}:{}", addr.ip(), addr.port()).parse()
+        {
+            list.push(c);
         }
     }
     list
