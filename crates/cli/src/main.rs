@@ -11,6 +11,7 @@ mod lint;
 mod net;
 mod output;
 mod query;
+mod report;
 
 /// MTA-STS (RFC 8461) and SMTP TLS Reporting (RFC 8460) toolkit.
 #[derive(Debug, Parser)]
@@ -36,6 +37,8 @@ enum Command {
     /// Full diagnosis of domains' MTA-STS and TLS-RPT setup (DNS, policy host, every MX
     /// over STARTTLS); exit 0 pass (warnings allowed), 1 any fail. `--input FILE` for bulk.
     Check(check::CheckArgs),
+    /// TLS-RPT (RFC 8460): import reports, summarise them per domain and day, show one.
+    Report(report::ReportArgs),
 }
 
 /// Exit codes shared by every command (DESIGN §4).
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Lint(args) => lint::run(&args),
         Command::Query(args) => query::run(&args),
         Command::Check(args) => check::run(&args),
+        Command::Report(args) => report::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,369 @@
+//! `mta-sts report …`: import TLS-RPT reports (RFC 8460) into a store and read them back
+//! (DESIGN §4). The work is done by `mta-sts-report-store`; this module parses arguments and
+//! renders results.
+//!
+//! Exit codes: 0 ok; 1 some inputs refused (import) or no such report (show); 2 usage, I/O
+//! or database errors.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use mta_sts_report_store::{
+    DaySummary, InputOutcome, Inserted, Limits, ReportSink, ReportStore, SummaryFilter, html,
+    mailbox, open_store,
+};
+use serde::Serialize;
+use tlsrpt::UtcDateTime;
+
+use crate::exit;
+use crate::output::Style;
+
+/// Arguments of `mta-sts report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Report database: a SQLite file, or a postgres://user:pass@host/db URL. Default:
+    /// /var/lib/mta-sts/reports.db as root, else $XDG_DATA_HOME/mta-sts/reports.db
+    /// (~/.local/share/mta-sts/reports.db).
+    #[arg(long, global = true, value_name = "PATH|URL")]
+    pub db: Option<String>,
+    #[command(subcommand)]
+    pub command: ReportCommand,
+}
+
+/// `mta-sts report` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Import reports from files (.json, .json.gz, .gz, .zip, .eml), directories, Maildir
+    /// folders and mbox files; exit 1 if any input was refused.
+    Import(ImportArgs),
+    /// Sessions per policy domain and day: succeeded, failed, failures by result type,
+    /// reporting organisation and MX.
+    Summary(SummaryArgs),
+    /// Show the stored report(s) with this report-id (or database row id).
+    Show(ShowArgs),
+}
+
+/// Arguments of `mta-sts report import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Files, directories, Maildir folders or mbox files.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Largest decompressed report accepted, in bytes (decompression-bomb cap).
+    #[arg(long, default_value_t = 25 << 20, value_name = "BYTES")]
+    pub max_report_size: usize,
+    /// Print the result as JSON: {"imported","duplicates","refused":[{"input","reason"}]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `mta-sts report summary`.
+#[derive(Debug, Args)]
+pub struct SummaryArgs {
+    /// Only this policy domain.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// Only days on or after this UTC date (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// Print JSON: {"days":[{"policy_domain","day","reports","successful","failed",
+    /// "failures_by_result_type","failures_by_organization","failures_by_mx"}]}.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write a self-contained HTML page (tables and an SVG chart) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+/// Arguments of `mta-sts report show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A report-id, or a database row id.
+    pub id: String,
+    /// Print JSON: [{"id","source","imported_at","report":{RFC 8460 report}}].
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The default database: system-wide for root, per user otherwise.
+fn default_db() -> PathBuf {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
+            return PathBuf::from("/var/lib/mta-sts/reports.db");
+        }
+    }
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("mta-sts/reports.db")
+}
+
+/// Runs the command and returns its exit code.
+pub fn run(args: &ReportArgs) -> Result<u8> {
+    let location = args
+        .db
+        .clone()
+        .unwrap_or_else(|| default_db().display().to_string());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let store = open_store(&location).await.with_context(|| {
+            "pass --db with a writable SQLite path or a reachable postgres:// URL".to_owned()
+        })?;
+        match &args.command {
+            ReportCommand::Import(a) => import(store, a).await,
+            ReportCommand::Summary(a) => summary(store, a).await,
+            ReportCommand::Show(a) => show(store, a).await,
+        }
+    })
+}
+
+#[derive(Debug, Default, Serialize)]
+struct ImportResult {
+    imported: u64,
+    duplicates: u64,
+    refused: Vec<Refusal>,
+}
+
+#[derive(Debug, Serialize)]
+struct Refusal {
+    input: String,
+    reason: String,
+}
+
+async fn import(store: Arc<dyn ReportStore>, args: &ImportArgs) -> Result<u8> {
+    let limits = Limits {
+        max_report_bytes: args.max_report_size,
+        ..Limits::default()
+    };
+    let sink = ReportSink::new(store, limits);
+    let mut result = ImportResult::default();
+    for file in mailbox::list_files(&args.paths) {
+        let path = match file {
+            Ok(p) => p,
+            Err(e) => {
+                result.refused.push(Refusal {
+                    input: e.path.clone(),
+                    reason: e.source.to_string(),
+                });
+                continue;
+            }
+        };
+        let inputs = match mailbox::read_file(&path, limits.max_input_bytes) {
+            Ok(i) => i,
+            Err(e) => {
+                result.refused.push(Refusal {
+                    input: e.path.clone(),
+                    reason: e.source.to_string(),
+                });
+                continue;
+            }
+        };
+        for input in inputs {
+            match sink.accept(&input.bytes, None, &input.label).await? {
+                InputOutcome::Accepted { reports } => {
+                    for r in reports {
+                        match r.stored {
+                            Inserted::New(_) => result.imported += 1,
+                            Inserted::Duplicate(_) => result.duplicates += 1,
+                        }
+                    }
+                }
+                InputOutcome::Refused { reason } => result.refused.push(Refusal {
+                    input: input.label,
+                    reason,
+                }),
+            }
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        let style = Style::stdout();
+        println!(
+            "{} imported, {} duplicate{}, {} refused",
+            style.good(&result.imported.to_string()),
+            result.duplicates,
+            if result.duplicates == 1 { "" } else { "s" },
+            if result.refused.is_empty() {
+                "0".to_owned()
+            } else {
+                style.bad(&result.refused.len().to_string())
+            }
+        );
+        for r in &result.refused {
+            println!("  refused {}: {}", r.input, r.reason);
+        }
+    }
+    Ok(if result.refused.is_empty() {
+        exit::OK
+    } else {
+        exit::FAIL
+    })
+}
+
+#[derive(Serialize)]
+struct SummaryJson<'a> {
+    days: &'a [DaySummary],
+}
+
+async fn summary(store: Arc<dyn ReportStore>, args: &SummaryArgs) -> Result<u8> {
+    if let Some(since) = &args.since
+        && (since.len() != 10 || UtcDateTime::parse(&format!("{since}T00:00:00Z")).is_err())
+    {
+        bail!("--since `{since}` is not a date; pass YYYY-MM-DD, e.g. --since 2024-01-31");
+    }
+    let filter = SummaryFilter {
+        domain: args.domain.clone(),
+        since: args.since.clone(),
+    };
+    let days = store.summary(&filter).await?;
+    if let Some(path) = &args.html {
+        let mut scope = Vec::new();
+        if let Some(d) = &args.domain {
+            scope.push(format!("domain {d}"));
+        }
+        if let Some(s) = &args.since {
+            scope.push(format!("since {s}"));
+        }
+        let generated = format!(
+            "{} day rows{}{}",
+            days.len(),
+            if scope.is_empty() { "" } else { ", " },
+            scope.join(", ")
+        );
+        let page = html::render(&days, "TLS-RPT summary (RFC 8460)", &generated);
+        std::fs::write(path, page).with_context(|| {
+            format!(
+                "cannot write {}; pass a writable --html FILE",
+                path.display()
+            )
+        })?;
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&SummaryJson { days: &days })?
+        );
+        return Ok(exit::OK);
+    }
+    let style = Style::stdout();
+    if days.is_empty() {
+        println!(
+            "no reports{}",
+            if args.domain.is_some() || args.since.is_some() {
+                " match"
+            } else {
+                " stored"
+            }
+        );
+    }
+    let mut last_domain = None;
+    for d in &days {
+        if last_domain != Some(&d.policy_domain) {
+            let name = if d.policy_domain.is_empty() {
+                "(no policy-domain)"
+            } else {
+                &d.policy_domain
+            };
+            println!("{}", style.dim(name));
+            last_domain = Some(&d.policy_domain);
+        }
+        let rate = d
+            .success_rate()
+            .map_or("-".to_owned(), |r| format!("{:.2}%", r * 100.0));
+        let failed = if d.failed > 0 {
+            style.bad(&d.failed.to_string())
+        } else {
+            d.failed.to_string()
+        };
+        println!(
+            "  {}  {} ok  {} failed  {} success  ({} report{})",
+            d.day,
+            d.successful,
+            failed,
+            rate,
+            d.reports,
+            if d.reports == 1 { "" } else { "s" }
+        );
+        for (label, map) in [
+            ("by result type", &d.failures_by_result_type),
+            ("by organisation", &d.failures_by_organization),
+            ("by MX", &d.failures_by_mx),
+        ] {
+            if !map.is_empty() {
+                let items: Vec<String> = map.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                println!("      failures {label}: {}", items.join(", "));
+            }
+        }
+    }
+    if let Some(path) = &args.html {
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(exit::OK)
+}
+
+async fn show(store: Arc<dyn ReportStore>, args: &ShowArgs) -> Result<u8> {
+    let found = store.find(&args.id).await?;
+    if found.is_empty() {
+        eprintln!(
+            "error: no stored report has report-id or row id `{}`; run `mta-sts report summary` to list domains and days",
+            args.id
+        );
+        return Ok(exit::FAIL);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+        return Ok(exit::OK);
+    }
+    for s in &found {
+        let r = &s.report;
+        println!("report {} (row {}, from {})", r.report_id, s.id, s.source);
+        println!("  organisation  {}", r.organization_name);
+        println!("  contact       {}", r.contact_info);
+        println!(
+            "  period        {} – {}",
+            r.date_range.start, r.date_range.end
+        );
+        for p in &r.policies {
+            println!(
+                "  policy {} {}: {} ok, {} failed",
+                p.policy.policy_type,
+                p.policy.policy_domain,
+                p.summary.total_successful_session_count,
+                p.summary.total_failure_session_count
+            );
+            if !p.policy.mx_host.is_empty() {
+                println!("    mx-host {}", p.policy.mx_host.join(", "));
+            }
+            for line in &p.policy.policy_string {
+                println!("    | {line}");
+            }
+            for d in &p.failure_details {
+                let mut parts = vec![format!("{} x{}", d.result_type, d.failed_session_count)];
+                if let Some(mx) = &d.receiving_mx_hostname {
+                    parts.push(format!("mx {mx}"));
+                }
+                if let Some(ip) = &d.receiving_ip {
+                    parts.push(format!("ip {ip}"));
+                }
+                if let Some(ip) = &d.sending_mta_ip {
+                    parts.push(format!("from {ip}"));
+                }
+                if let Some(code) = &d.failure_reason_code {
+                    parts.push(format!("reason {code:?}"));
+                }
+                println!("    failure {}", parts.join(", "));
+            }
+        }
+    }
+    Ok(exit::OK)
+}
