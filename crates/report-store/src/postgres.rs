@@ -150,9 +150,9 @@ impl PostgresStore {
                 )
                 .await
                 .map_err(db)?;
-            return Ok(Inserted::Duplicate(row.get(0)));
+            return Ok(Inserted::Duplicate(row.try_get(0).map_err(db)?));
         };
-        let report_row: i64 = row.get(0);
+        let report_row: i64 = row.try_get(0).map_err(db)?;
         let policy_stmt = tx
             .prepare_cached(
                 "INSERT INTO report_policies (report, idx, policy_type, policy_domain, \
@@ -190,7 +190,7 @@ impl PostgresStore {
                 )
                 .await
                 .map_err(db)?;
-            let policy_row: i64 = row.get(0);
+            let policy_row: i64 = row.try_get(0).map_err(db)?;
             for d in &p.failure_details {
                 tx.execute(
                     &detail_stmt,
@@ -266,16 +266,37 @@ impl ReportStore for PostgresStore {
         };
         let mut b = SummaryBuilder::default();
         for row in client.query(&cast(&sql.totals), &args).await.map_err(db)? {
-            b.totals(row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+            b.totals(
+                row.try_get(0).map_err(db)?,
+                row.try_get(1).map_err(db)?,
+                row.try_get(2).map_err(db)?,
+                row.try_get(3).map_err(db)?,
+                row.try_get(4).map_err(db)?,
+            );
         }
         for row in client.query(&cast(&sql.by_org), &args).await.map_err(db)? {
-            b.by_org(row.get(0), row.get(1), row.get(2), row.get(3));
+            b.by_org(
+                row.try_get(0).map_err(db)?,
+                row.try_get(1).map_err(db)?,
+                row.try_get(2).map_err(db)?,
+                row.try_get(3).map_err(db)?,
+            );
         }
         for row in client.query(&cast(&sql.by_type), &args).await.map_err(db)? {
-            b.by_type(row.get(0), row.get(1), row.get(2), row.get(3));
+            b.by_type(
+                row.try_get(0).map_err(db)?,
+                row.try_get(1).map_err(db)?,
+                row.try_get(2).map_err(db)?,
+                row.try_get(3).map_err(db)?,
+            );
         }
         for row in client.query(&cast(&sql.by_mx), &args).await.map_err(db)? {
-            b.by_mx(row.get(0), row.get(1), row.get(2), row.get(3));
+            b.by_mx(
+                row.try_get(0).map_err(db)?,
+                row.try_get(1).map_err(db)?,
+                row.try_get(2).map_err(db)?,
+                row.try_get(3).map_err(db)?,
+            );
         }
         Ok(b.finish())
     }
@@ -302,7 +323,14 @@ impl ReportStore for PostgresStore {
                 .map_err(db)?;
         }
         rows.into_iter()
-            .map(|r| stored(r.get(0), r.get(1), r.get(2), r.get(3)))
+            .map(|r| {
+                stored(
+                    r.try_get(0).map_err(db)?,
+                    r.try_get(1).map_err(db)?,
+                    r.try_get(2).map_err(db)?,
+                    r.try_get(3).map_err(db)?,
+                )
+            })
             .collect()
     }
 
@@ -312,7 +340,7 @@ impl ReportStore for PostgresStore {
             .query_one("SELECT COUNT(*) FROM reports", &[])
             .await
             .map_err(db)?;
-        let n: i64 = row.get(0);
+        let n: i64 = row.try_get(0).map_err(db)?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 }
