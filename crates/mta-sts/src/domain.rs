@@ -120,28 +120,111 @@ pub(crate) fn to_a_labels(name: &str) -> Result<Cow<'_, str>, DomainError> {
     if name.is_empty() {
         return Err(DomainError::Empty);
     }
-    if !name.is_ascii() {
-        // RFC 6125 §6.4.2: U-labels are converted to A-labels before comparison.
-        let ascii =
-            idna::domain_to_ascii_strict(name).map_err(|_| DomainError::Idna(name.to_owned()))?;
-        check_ldh(&ascii)?;
-        return Ok(Cow::Owned(ascii));
+    match scan_ldh(name.as_bytes()) {
+        Some(scan) if scan.a_label => {
+            // An A-label must decode; UTS #46 also lower-cases it for us.
+            idna::domain_to_ascii_strict(name)
+                .map(Cow::Owned)
+                .map_err(|_| DomainError::Idna(name.to_owned()))
+        }
+        Some(scan) if scan.upper => Ok(Cow::Owned(name.to_ascii_lowercase())),
+        Some(_) => Ok(Cow::Borrowed(name)),
+        None if !name.is_ascii() => {
+            // RFC 6125 §6.4.2: U-labels are converted to A-labels before comparison.
+            let ascii = idna::domain_to_ascii_strict(name)
+                .map_err(|_| DomainError::Idna(name.to_owned()))?;
+            check_ldh(&ascii)?;
+            Ok(Cow::Owned(ascii))
+        }
+        // Not LDH: let the label-by-label check say exactly why.
+        None => check_ldh(name).map(|()| Cow::Borrowed(name)),
     }
-    check_ldh(name)?;
-    if name
-        .split('.')
-        .any(|label| label.len() >= 4 && label[..4].eq_ignore_ascii_case("xn--"))
-    {
-        // An A-label must decode; UTS #46 also lower-cases it for us.
-        let checked =
-            idna::domain_to_ascii_strict(name).map_err(|_| DomainError::Idna(name.to_owned()))?;
-        return Ok(Cow::Owned(checked));
+}
+
+/// What one pass over a valid LDH name learnt about it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct LdhScan {
+    /// Some letter is upper case.
+    pub(crate) upper: bool,
+    /// Some label starts with `xn--`.
+    pub(crate) a_label: bool,
+    /// Only digits and dots: it may be an IPv4 address.
+    pub(crate) numeric: bool,
+}
+
+/// One pass over `name`: `Some` when it is a valid LDH name within the DNS length limits
+/// (the fast path of [`to_a_labels`]), `None` otherwise.
+pub(crate) fn scan_ldh(name: &[u8]) -> Option<LdhScan> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return None;
     }
-    if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        Ok(Cow::Owned(name.to_ascii_lowercase()))
-    } else {
-        Ok(Cow::Borrowed(name))
+    let mut seen = 0u8;
+    let mut label_start = 0;
+    for (i, &b) in name.iter().enumerate() {
+        let class = LDH_CLASS[usize::from(b)];
+        seen |= class;
+        if class & (DOT | HYPHEN | INVALID) == 0 {
+            continue; // a letter or digit: the common case
+        }
+        if class == INVALID || (class == HYPHEN && i == label_start) {
+            return None;
+        }
+        if class == DOT {
+            if !is_label_end(name, label_start, i) {
+                return None;
+            }
+            if is_a_label(&name[label_start..i]) {
+                seen |= A_LABEL;
+            }
+            label_start = i + 1;
+        }
     }
+    if !is_label_end(name, label_start, name.len()) {
+        return None;
+    }
+    if is_a_label(&name[label_start..]) {
+        seen |= A_LABEL;
+    }
+    Some(LdhScan {
+        upper: seen & UPPER != 0,
+        a_label: seen & A_LABEL != 0,
+        numeric: seen & (LETTER | HYPHEN) == 0,
+    })
+}
+
+/// Whether the label `name[start..end]` is non-empty, not too long and ends well.
+fn is_label_end(name: &[u8], start: usize, end: usize) -> bool {
+    end > start && end - start <= MAX_LABEL_LEN && name[end - 1] != b'-'
+}
+
+const DIGIT: u8 = 1;
+const LETTER: u8 = 2;
+const UPPER: u8 = 4;
+const HYPHEN: u8 = 8;
+const DOT: u8 = 16;
+const A_LABEL: u8 = 32;
+const INVALID: u8 = 64;
+
+/// Byte classes of an LDH name.
+static LDH_CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = match b as u8 {
+            b'0'..=b'9' => DIGIT,
+            b'a'..=b'z' => LETTER,
+            b'A'..=b'Z' => LETTER | UPPER,
+            b'-' => HYPHEN,
+            b'.' => DOT,
+            _ => INVALID,
+        };
+        b += 1;
+    }
+    table
+};
+
+fn is_a_label(label: &[u8]) -> bool {
+    label.len() >= 4 && label[..4].eq_ignore_ascii_case(b"xn--")
 }
 
 /// Checks RFC 5321 §4.1.2 `Domain` syntax plus the DNS length limits.

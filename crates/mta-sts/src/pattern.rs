@@ -77,6 +77,38 @@ impl MxPattern {
 
     /// Parses an `mx` value and says whether anything about it deserves a warning.
     pub fn parse_noted(value: &str) -> Result<(MxPattern, Option<PatternNote>), PatternError> {
+        let (wildcard, name) = match value.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, value),
+        };
+        // Fast path: a plain LDH name, checked in one pass.
+        if let Some(scan) = domain::scan_ldh(name.as_bytes())
+            && !scan.a_label
+        {
+            let base = if scan.upper {
+                name.to_ascii_lowercase()
+            } else {
+                name.to_owned()
+            };
+            let note = (scan.numeric && base.parse::<Ipv4Addr>().is_ok())
+                .then_some(PatternNote::IpAddress);
+            return Ok((
+                MxPattern {
+                    wildcard,
+                    base: base.into_boxed_str(),
+                },
+                note,
+            ));
+        }
+        Self::parse_slow(value, wildcard, name)
+    }
+
+    /// Everything but a plain LDH name: A-labels, U-labels, and errors with their reason.
+    fn parse_slow(
+        value: &str,
+        wildcard: bool,
+        name: &str,
+    ) -> Result<(MxPattern, Option<PatternNote>), PatternError> {
         if value.is_empty() || value == "." {
             return Err(PatternError::Empty);
         }
@@ -92,10 +124,6 @@ impl MxPattern {
         if value.starts_with('.') {
             return Err(PatternError::LeadingDot(value.to_owned()));
         }
-        let (wildcard, name) = match value.strip_prefix("*.") {
-            Some(rest) => (true, rest),
-            None => (false, value),
-        };
         if name.contains('*') {
             return Err(PatternError::MisplacedWildcard(value.to_owned()));
         }

@@ -282,17 +282,25 @@ impl Parser {
             None => text,
         };
         // RFC 8461 §3.2: sts-policy-term = LF / CRLF; one optional final terminator.
-        let text = text.strip_suffix('\n').unwrap_or(text);
-        for (index, line) in text.split('\n').enumerate() {
-            let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
-            let line = line.strip_suffix('\r').unwrap_or(line);
-            self.line(number, line);
+        let mut rest = text.strip_suffix('\n').unwrap_or(text);
+        let mut number = 0u32;
+        loop {
+            number = number.saturating_add(1);
+            let (line, next) = match rest.bytes().position(|b| b == b'\n') {
+                Some(at) => (&rest[..at], Some(&rest[at + 1..])),
+                None => (rest, None),
+            };
+            self.line(number, line.strip_suffix('\r').unwrap_or(line));
+            match next {
+                Some(next) => rest = next,
+                None => break,
+            }
         }
     }
 
     fn line(&mut self, number: u32, raw: &str) {
         let mut line = raw;
-        if line.trim_matches(is_wsp_or_cr).is_empty() {
+        if line.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
             self.diagnostics.push(Diagnostic::deviation(
                 "blank-line",
                 Some(number),
@@ -328,7 +336,7 @@ impl Parser {
             ));
             return;
         }
-        let Some((key, value)) = line.split_once(':') else {
+        let Some((key, value)) = split_colon(line) else {
             self.note_near_miss_without_colon(number, line);
             self.diagnostics.push(Diagnostic::deviation(
                 "invalid-line",
@@ -599,8 +607,10 @@ fn is_wsp(c: char) -> bool {
     c == ' ' || c == '\t'
 }
 
-fn is_wsp_or_cr(c: char) -> bool {
-    is_wsp(c) || c == '\r'
+/// `line.split_once(':')` without the generic pattern machinery (hot path).
+fn split_colon(line: &str) -> Option<(&str, &str)> {
+    let at = line.bytes().position(|b| b == b':')?;
+    Some((&line[..at], &line[at + 1..]))
 }
 
 /// `sts-policy-ext-value`: visible characters or UTF-8, inner spaces, no CTLs. The caller has
