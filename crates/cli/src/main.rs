@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod check;
+mod daemon;
 mod input;
 mod lint;
 mod net;
@@ -37,6 +38,9 @@ enum Command {
     /// Full diagnosis of domains' MTA-STS and TLS-RPT setup (DNS, policy host, every MX
     /// over STARTTLS); exit 0 pass (warnings allowed), 1 any fail. `--input FILE` for bulk.
     Check(check::CheckArgs),
+    /// Run the socketmap policy server for Postfix and the HTTP API (`--check-config`
+    /// validates the configuration: exit 0 valid, 2 invalid).
+    Daemon(daemon::DaemonArgs),
     /// TLS-RPT (RFC 8460): import reports, summarise them per domain and day, show one.
     Report(report::ReportArgs),
 }
@@ -53,11 +57,14 @@ pub(crate) mod exit {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.quiet);
+    if !matches!(cli.command, Command::Daemon(_)) {
+        init_logging(cli.verbose, cli.quiet);
+    }
     let result = match cli.command {
         Command::Lint(args) => lint::run(&args),
         Command::Query(args) => query::run(&args),
         Command::Check(args) => check::run(&args),
+        Command::Daemon(args) => daemon::run(&args, cli.verbose, cli.quiet),
         Command::Report(args) => report::run(&args),
     };
     match result {

@@ -282,6 +282,28 @@ impl DnsServer {
         self.addr
     }
 
+    /// Also serves the same zones (and counts into the same log) on `addr`, UDP and TCP:
+    /// e.g. port 53 of a spare loopback address for programs that find DNS through
+    /// `/etc/resolv.conf` (glibc, Postfix), which has no port syntax. Binding port 53 needs
+    /// root or `CAP_NET_BIND_SERVICE`. Serves on the runtime behind `handle` (the world's:
+    /// [`crate::World::handle`]).
+    pub fn also_listen(&self, handle: &Handle, addr: SocketAddr) -> Result<(), Error> {
+        let udp = std::net::UdpSocket::bind(addr)?;
+        let tcp = std::net::TcpListener::bind(addr)?;
+        udp.set_nonblocking(true)?;
+        tcp.set_nonblocking(true)?;
+        let _guard = handle.enter();
+        let udp = tokio::net::UdpSocket::from_std(udp)?;
+        let tcp = tokio::net::TcpListener::from_std(tcp)?;
+        let mut server = hickory_server::Server::new(Handler(self.shared.clone()));
+        server.register_socket(udp);
+        server.register_listener(tcp, Duration::from_secs(10), 64);
+        handle.spawn(async move {
+            let _ = server.block_until_done().await;
+        });
+        Ok(())
+    }
+
     /// TTL used by the setters that take none (default [`DEFAULT_TTL`]).
     pub fn set_default_ttl(&self, ttl: u32) {
         self.shared.zones_mut().default_ttl = ttl;

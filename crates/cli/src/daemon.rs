@@ -1,0 +1,160 @@
+//! `mta-sts daemon`: the socketmap policy server and HTTP API (DESIGN §5); the work is in
+//! `mta_sts_daemon::app`.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use mta_sts_daemon::app::{self, ConfigSource};
+use mta_sts_daemon::config::{Config, DaneMode, OnFailure, StoreKind, ZoneSettings};
+
+use crate::exit;
+
+/// `mta-sts daemon` arguments.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Configuration file. Default /etc/mta-sts/daemon.toml, where a missing file means
+    /// every default; a file given here must exist.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Read and validate the configuration, print the effective settings, then exit:
+    /// 0 valid, 2 invalid.
+    #[arg(long)]
+    check_config: bool,
+    /// Log line format on standard error.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// One human-readable line per event.
+    Human,
+    /// One JSON object per line (for journald/ELK pipelines).
+    Json,
+}
+
+/// Runs the command; logging is set up here because the daemon logs at `info` by default.
+pub fn run(args: &DaemonArgs, verbose: u8, quiet: bool) -> anyhow::Result<u8> {
+    init_logging(args.log_format, verbose, quiet);
+    let source = ConfigSource::from_arg(args.config.as_deref());
+    let config = match source.load() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("mta-sts daemon: {e}");
+            return Ok(exit::USAGE);
+        }
+    };
+    if args.check_config {
+        print!("{}", summary(&source, &config));
+        return Ok(exit::OK);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("mta-sts-daemon")
+        .build()?;
+    match runtime.block_on(app::run(source, config)) {
+        Ok(()) => Ok(exit::OK),
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("mta-sts daemon: {e}");
+            Ok(exit::FAIL)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+fn zone_line(name: &str, z: &ZoneSettings) -> String {
+    format!(
+        "  {name}: strict_testing={} require_sni={} tlsrpt={} on_failure={} budget={} dane={}\n",
+        z.strict_testing,
+        z.require_sni,
+        z.tlsrpt,
+        match z.on_failure {
+            OnFailure::NotFound => "notfound",
+            OnFailure::Temp => "temp",
+        },
+        humantime::format_duration(z.budget),
+        match z.dane {
+            DaneMode::Off => "off",
+            DaneMode::Defer => "defer",
+        },
+    )
+}
+
+/// The effective configuration, one setting per line.
+fn summary(source: &ConfigSource, c: &Config) -> String {
+    let d = humantime::format_duration;
+    let mut out = String::new();
+    let origin = match source {
+        ConfigSource::Default(p) if !p.exists() => format!("{} (absent: defaults)", p.display()),
+        other => other.path().display().to_string(),
+    };
+    out.push_str(&format!("configuration: {origin}: valid\n"));
+    out.push_str(&format!(
+        "socketmap: listen={} socket_mode={:04o} idle_timeout={} max_connections={} max_request={} max_pipelined={} shutdown_timeout={}\n",
+        c.socketmap.listen,
+        c.socketmap.socket_mode,
+        d(c.socketmap.idle_timeout),
+        c.socketmap.max_connections,
+        c.socketmap.max_request,
+        c.socketmap.max_pipelined,
+        d(c.socketmap.shutdown_timeout)
+    ));
+    out.push_str(&format!("http: listen={}\n", c.http.listen));
+    let ns: Vec<String> = c
+        .resolver
+        .nameservers
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    out.push_str(&format!(
+        "resolver: nameservers={} ca_file={} connect_to=[{}] timeout={} dane_require_ad={}\n",
+        if ns.is_empty() {
+            "system".to_owned()
+        } else {
+            ns.join(",")
+        },
+        c.resolver
+            .ca_file
+            .as_ref()
+            .map_or("none".to_owned(), |p| p.display().to_string()),
+        c.resolver.connect_to.join(","),
+        d(c.resolver.timeout),
+        c.resolver.dane_require_ad
+    ));
+    let store = match c.cache.store {
+        StoreKind::Sqlite => format!("sqlite path={}", c.cache.path.display()),
+        StoreKind::Redis => "redis redis_url=<set>".to_owned(),
+        StoreKind::Memory => "memory".to_owned(),
+    };
+    out.push_str(&format!(
+        "cache: store={store} refresh={}\n",
+        d(c.cache.refresh)
+    ));
+    out.push_str("zones:\n");
+    out.push_str(&zone_line("[defaults]", &c.defaults));
+    for (name, zone) in &c.zones {
+        out.push_str(&zone_line(name, zone));
+    }
+    out
+}

@@ -1,0 +1,248 @@
+//! `mta-sts daemon` as a process: `--check-config` exit codes; socketmap and HTTP answers;
+//! SIGHUP reload (good and bad configurations); systemd notifications; `kill -9` and a
+//! restart answered from the SQLite store without any HTTPS fetch; SIGTERM drains and
+//! exits 0; 10,000 idle connections without a leak.
+
+mod daemon_support;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use daemon_support::*;
+use mta_sts_testkit::World;
+
+const ENFORCE: &str = "OK secure match=mail.good.test servername=hostname";
+
+fn world() -> World {
+    World::builder()
+        .domain("good.test", |d| d.enforce())
+        .domain("testing.test", |d| {
+            d.mta_sts("testing", &["mail.testing.test"])
+        })
+        .start()
+}
+
+#[test]
+fn check_config_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[zones.strict]\nstrict_testing = true\n[cache]\nstore = \"memory\"\n",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["daemon", "--check-config", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("valid"), "{text}");
+    assert!(text.contains("socketmap: listen=127.0.0.1:8461"), "{text}");
+    assert!(text.contains("strict: strict_testing=true"), "{text}");
+    assert!(text.contains("cache: store=memory"), "{text}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[defaults]\nstrict_testin = true\n").unwrap();
+    let out = Command::new(bin())
+        .args(["daemon", "--check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("strict_testin"), "names the bad key: {err}");
+
+    let out = Command::new(bin())
+        .args(["daemon", "--check-config", "--config"])
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "an explicit file must exist");
+}
+
+#[test]
+fn process_serves_reloads_survives_kill_9_and_drains_on_sigterm() {
+    let world = world();
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let recv = || {
+        let mut buf = [0u8; 512];
+        let n = notify.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let body = format!(
+        "{}[cache]\nstore = \"sqlite\"\npath = \"{}\"\n",
+        resolver_section(&world),
+        dir.path().join("cache.db").display()
+    );
+    let notify_env = notify_path.to_string_lossy().into_owned();
+    let mut daemon = DaemonProc::start(
+        dir.path(),
+        "shutdown_timeout = \"3s\"",
+        &body,
+        &[("NOTIFY_SOCKET", &notify_env)],
+    );
+    assert!(recv().contains("READY=1"));
+
+    assert_eq!(daemon.query("postfix good.test"), ENFORCE);
+    assert_eq!(daemon.query("strict testing.test"), "NOTFOUND ");
+    assert_eq!(daemon.http_get("/healthz"), (200, "ok\n".to_owned()));
+    let (status, json) = daemon.http_get("/v1/policy/good.test");
+    assert_eq!(status, 200);
+    assert!(json.contains("\"mode\":\"enforce\""), "{json}");
+
+    // SIGHUP with a new zone: applied, connections kept.
+    let mut kept = std::net::TcpStream::connect(daemon.socketmap).unwrap();
+    assert_eq!(query_on(&mut kept, "strict testing.test"), "NOTFOUND ");
+    let text = std::fs::read_to_string(&daemon.config).unwrap();
+    std::fs::write(
+        &daemon.config,
+        format!("{text}[zones.strict]\nstrict_testing = true\n"),
+    )
+    .unwrap();
+    daemon.signal("HUP");
+    assert!(recv().contains("RELOADING=1"));
+    assert!(recv().contains("READY=1"));
+    assert_eq!(
+        query_on(&mut kept, "strict testing.test"),
+        "OK secure match=mail.testing.test servername=hostname"
+    );
+
+    // SIGHUP with a broken file: refused, old configuration kept.
+    let good_text = std::fs::read_to_string(&daemon.config).unwrap();
+    std::fs::write(&daemon.config, "[defaults]\nbudget = \"soon\"\n").unwrap();
+    daemon.signal("HUP");
+    assert!(recv().contains("RELOADING=1"));
+    assert!(recv().contains("READY=1"));
+    assert_eq!(
+        query_on(&mut kept, "strict testing.test"),
+        "OK secure match=mail.testing.test servername=hostname"
+    );
+    assert!(
+        daemon.log_text().contains("reload refused"),
+        "{}",
+        daemon.log_text()
+    );
+    std::fs::write(&daemon.config, good_text).unwrap();
+    drop(kept);
+
+    // kill -9, restart on the same SQLite file: cached domains are answered without any
+    // HTTPS fetch (the TXT id is unchanged, so only DNS is asked).
+    let fetched = world.https().request_count("mta-sts.good.test");
+    assert_eq!(fetched, 1);
+    daemon.signal("KILL");
+    assert!(daemon.wait_exit(Duration::from_secs(5)).is_some());
+    let mut daemon = DaemonProc::spawn(
+        daemon.config.clone(),
+        daemon.socketmap,
+        daemon.http,
+        &[("NOTIFY_SOCKET", &notify_env)],
+    );
+    assert!(recv().contains("READY=1"));
+    assert_eq!(daemon.query("postfix good.test"), ENFORCE);
+    assert_eq!(
+        world.https().request_count("mta-sts.good.test"),
+        fetched,
+        "no HTTPS fetch after the restart"
+    );
+    assert!(
+        daemon.log_text().contains("policies=2"),
+        "{}",
+        daemon.log_text()
+    );
+
+    // SIGTERM: drains and exits 0 within shutdown_timeout.
+    let started = Instant::now();
+    daemon.signal("TERM");
+    let status = daemon.wait_exit(Duration::from_secs(5)).expect("exits");
+    assert!(status.success(), "{status:?}: {}", daemon.log_text());
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert!(recv().contains("STOPPING=1"));
+}
+
+/// Soft limit of open files of this process.
+fn fd_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(1024)
+}
+
+#[test]
+fn ten_thousand_idle_connections_no_crash_no_leak() {
+    let wanted = 10_000;
+    let count = wanted.min(fd_limit().saturating_sub(200));
+    if count < wanted {
+        eprintln!(
+            "NOTE: open-files limit {}: testing {count} connections instead of {wanted}",
+            fd_limit()
+        );
+    }
+    let world = world();
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!("{}[cache]\nstore = \"memory\"\n", resolver_section(&world));
+    let daemon = DaemonProc::start(
+        dir.path(),
+        "max_connections = 20000\nidle_timeout = \"60s\"",
+        &body,
+        &[],
+    );
+    let reply = std::panic::catch_unwind(|| daemon.query("postfix good.test"));
+    assert_eq!(
+        reply.ok().as_deref(),
+        Some(ENFORCE),
+        "{}",
+        daemon.log_text()
+    );
+    // Let the query's connection close before taking the baseline.
+    std::thread::sleep(Duration::from_millis(200));
+    let baseline = daemon.fd_count();
+    let mut idle = Vec::with_capacity(count);
+    let started = Instant::now();
+    for _ in 0..count {
+        idle.push(std::net::TcpStream::connect(daemon.socketmap).expect("connect"));
+    }
+    eprintln!("{count} connections opened in {:?}", started.elapsed());
+    assert!(
+        eventually(Duration::from_secs(20), || daemon.fd_count()
+            >= baseline + count),
+        "accepted {} of {count}",
+        daemon.fd_count().saturating_sub(baseline)
+    );
+    eprintln!("accepted after {:?}", started.elapsed());
+    // Still serving while 10,000 connections sit idle.
+    let reply = std::panic::catch_unwind(|| daemon.query("postfix good.test"));
+    assert_eq!(
+        reply.ok().as_deref(),
+        Some(ENFORCE),
+        "{}",
+        daemon.log_text()
+    );
+    let (_, metrics) = daemon.http_get("/metrics");
+    assert!(
+        metrics.contains(&format!("mta_sts_socketmap_connections_open {}", count)),
+        "{metrics}"
+    );
+    drop(idle);
+    assert!(
+        eventually(Duration::from_secs(20), || daemon.fd_count() <= baseline),
+        "fds: baseline {baseline}, now {}",
+        daemon.fd_count()
+    );
+    let (_, metrics) = daemon.http_get("/metrics");
+    assert!(
+        metrics.contains("mta_sts_socketmap_connections_open 0"),
+        "{metrics}"
+    );
+}
