@@ -485,7 +485,7 @@ fn build(raw: Raw, src: &Source<'_>, path: Option<&Path>) -> Result<ServeConfig,
     // [default]
     let mut defaults = Defaults::default();
     let mut extra_watch = Vec::new();
-    let mut default_names: Vec<(String, String, Range<usize>)> = Vec::new();
+    let mut default_names: Vec<(String, String)> = Vec::new();
     if let Some(d) = &raw.default {
         let d = d.get_ref();
         defaults.mode = d.mode.as_ref().map(|m| parse_mode(src, m)).transpose()?;
@@ -497,7 +497,7 @@ fn build(raw: Raw, src: &Source<'_>, path: Option<&Path>) -> Result<ServeConfig,
             .transpose()?;
         defaults.rua = d.rua.as_ref().map(|r| parse_rua(src, r)).transpose()?;
         for name in &d.domains {
-            default_names.push((name.get_ref().clone(), src.line(&name.span()), name.span()));
+            default_names.push((name.get_ref().clone(), src.line(&name.span())));
         }
         if let Some(file) = &d.domains_file {
             let file_path = src.path(file.get_ref());
@@ -518,7 +518,6 @@ fn build(raw: Raw, src: &Source<'_>, path: Option<&Path>) -> Result<ServeConfig,
                 default_names.push((
                     line.to_string(),
                     format!("{}:{}", file_path.display(), i + 1),
-                    0..0,
                 ));
             }
             extra_watch.push(file_path);
@@ -527,7 +526,7 @@ fn build(raw: Raw, src: &Source<'_>, path: Option<&Path>) -> Result<ServeConfig,
 
     let mut domains: Vec<DomainConfig> = Vec::new();
     let mut seen: HashMap<Domain, String> = HashMap::new();
-    let mut add = |domain: DomainConfig, span: &Range<usize>| -> Result<(), ConfigError> {
+    let mut add = |domain: DomainConfig| -> Result<(), ConfigError> {
         if let Some(first) = seen.get(&domain.name) {
             return Err(ConfigError::Invalid {
                 location: domain.origin.clone(),
@@ -537,7 +536,6 @@ fn build(raw: Raw, src: &Source<'_>, path: Option<&Path>) -> Result<ServeConfig,
                 ),
             });
         }
-        let _ = span;
         seen.insert(domain.name.clone(), domain.origin.clone());
         domains.push(domain);
         Ok(())
@@ -592,10 +590,10 @@ fn build(raw: Raw, src: &Source<'_>, path: Option<&Path>) -> Result<ServeConfig,
             origin,
         };
         check_policy(&domain).map_err(|m| src.err(&span, m))?;
-        add(domain, &span)?;
+        add(domain)?;
     }
 
-    for (name, origin, span) in default_names {
+    for (name, origin) in default_names {
         let parsed = Domain::parse(&name).map_err(|e| ConfigError::Invalid {
             location: origin.clone(),
             message: format!("`{name}` is not a domain name: {e}"),
@@ -617,7 +615,7 @@ fn build(raw: Raw, src: &Source<'_>, path: Option<&Path>) -> Result<ServeConfig,
             location: origin.clone(),
             message,
         })?;
-        add(domain, &span)?;
+        add(domain)?;
     }
 
     let acme = match &raw.acme {
