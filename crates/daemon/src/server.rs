@@ -218,11 +218,9 @@ impl SocketmapServer {
     ) -> Result<Self, ServerError> {
         let listener = match listen {
             Listen::Tcp(addr) => {
-                Listener::Tcp(TcpListener::bind(addr).await.map_err(|source| {
-                    ServerError::Bind {
-                        listen: listen.to_string(),
-                        source,
-                    }
+                Listener::Tcp(bind_tcp(*addr).map_err(|source| ServerError::Bind {
+                    listen: listen.to_string(),
+                    source,
                 })?)
             }
             Listen::Unix(path) => {
@@ -374,6 +372,23 @@ async fn accept(listener: &Listener) -> io::Result<(Stream, String)> {
             Ok((Stream::Unix(stream), "unix".to_owned()))
         }
     }
+}
+
+/// Listen backlog: the kernel caps it at `net.core.somaxconn`. Larger than tokio's default
+/// so that a burst of Postfix `smtp` processes connecting at once is not dropped (a dropped
+/// handshake costs the client a 1 s SYN retransmission).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a TCP listener with [`LISTEN_BACKLOG`] and `SO_REUSEADDR` (restart while old
+/// connections linger in TIME_WAIT).
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn remove_stale_socket(path: &Path) -> Result<(), ServerError> {
