@@ -13,6 +13,7 @@ mod net;
 mod output;
 mod query;
 mod report;
+mod serve;
 
 /// MTA-STS (RFC 8461) and SMTP TLS Reporting (RFC 8460) toolkit.
 #[derive(Debug, Parser)]
@@ -41,6 +42,12 @@ enum Command {
     /// Run the socketmap policy server for Postfix and the HTTP API (`--check-config`
     /// validates the configuration: exit 0 valid, 2 invalid).
     Daemon(daemon::DaemonArgs),
+    /// Serve MTA-STS policies over HTTPS for many domains (SNI certificates, ACME, reload on
+    /// SIGHUP, TLS-RPT intake); `--print-records` lists the DNS records to publish.
+    Serve(serve::ServeArgs),
+    /// Print the DNS records to publish for a policy: `_mta-sts` TXT with an id derived from
+    /// the policy content, `_smtp._tls` TXT with `--rua`.
+    Records(serve::RecordsArgs),
     /// TLS-RPT (RFC 8460): import reports, summarise them per domain and day, show one.
     Report(report::ReportArgs),
 }
@@ -66,6 +73,8 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Daemon(args) => daemon::run(&args, cli.verbose, cli.quiet),
         Command::Report(args) => report::run(&args),
+        Command::Serve(args) => serve::run_serve(&args),
+        Command::Records(args) => serve::run_records(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
