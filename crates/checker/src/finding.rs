@@ -178,6 +178,17 @@ pub mod ids {
             "_mta-sts is a CNAME",
             "");
 
+        /// `mta-sts serve --check`: the published TXT id is not the id of the policy this
+        /// host serves, so senders with a cached policy never fetch the new one (RFC 8461 §3.1).
+        SERVE_ID_NOT_PUBLISHED = ("serve-id-not-published", Error, Record,
+            "the published TXT id is not the id of the served policy",
+            "Publish the record printed by `mta-sts serve --print-records` (after the new policy is served, RFC 8461 §8.1).");
+        /// `mta-sts serve --check`: senders fetch a different policy than the one configured
+        /// here (DNS for mta-sts.<domain> points elsewhere, or a proxy serves a stale copy).
+        SERVE_POLICY_DIFFERS = ("serve-policy-differs", Error, Policy,
+            "senders fetch a different policy than the one served here",
+            "Point mta-sts.<domain> at this policy host (A/AAAA or CNAME) or update the server that answers instead.");
+
         /// `mta-sts.<domain>` has no A/AAAA record.
         POLICY_HOST_DNS_MISSING = ("policy-host-dns-missing", Error, PolicyHost,
             "the policy host has no address",

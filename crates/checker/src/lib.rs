@@ -41,6 +41,7 @@
 pub mod analyze;
 pub mod bulk;
 pub mod checker;
+pub mod drift;
 pub mod finding;
 pub mod probe;
 pub mod report;

@@ -73,19 +73,24 @@ fn parse_secs(value: &str) -> Result<f64, String> {
 
 impl CheckArgs {
     fn config(&self) -> CheckConfig {
-        let trust = match &self.net.ca_file {
-            Some(path) => Trust::PlatformAnd(path.clone()),
-            None => Trust::Platform,
-        };
-        CheckConfig {
-            nameservers: self.net.dns.clone(),
-            trust,
-            connect_to: self.net.connect_to.clone(),
-            timeout: Duration::from_secs_f64(self.net.timeout),
-            smtp_timeout: Duration::from_secs_f64(self.smtp_timeout),
-            smtp: !self.no_smtp,
-            ..CheckConfig::default()
-        }
+        check_config(&self.net, self.smtp_timeout, !self.no_smtp)
+    }
+}
+
+/// The checker configuration for these network options (shared with `serve --check`).
+pub(crate) fn check_config(net: &NetArgs, smtp_timeout: f64, smtp: bool) -> CheckConfig {
+    let trust = match &net.ca_file {
+        Some(path) => Trust::PlatformAnd(path.clone()),
+        None => Trust::Platform,
+    };
+    CheckConfig {
+        nameservers: net.dns.clone(),
+        trust,
+        connect_to: net.connect_to.clone(),
+        timeout: Duration::from_secs_f64(net.timeout),
+        smtp_timeout: Duration::from_secs_f64(smtp_timeout),
+        smtp,
+        ..CheckConfig::default()
     }
 }
 
@@ -140,7 +145,7 @@ async fn run_domains(args: &CheckArgs, checker: Arc<Checker>) -> Result<u8> {
     Ok(exit_code(reports.iter().map(|r| r.verdict)))
 }
 
-fn exit_code(verdicts: impl IntoIterator<Item = Verdict>) -> u8 {
+pub(crate) fn exit_code(verdicts: impl IntoIterator<Item = Verdict>) -> u8 {
     if verdicts.into_iter().any(|v| v == Verdict::Fail) {
         exit::FAIL
     } else {
@@ -260,7 +265,7 @@ fn severity_label(style: Style, severity: Severity) -> String {
 }
 
 /// The human rendering of one report.
-fn human(style: Style, report: &Report) -> String {
+pub(crate) fn human(style: Style, report: &Report) -> String {
     let mut s = String::new();
     let errors = report
         .findings

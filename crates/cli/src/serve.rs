@@ -10,7 +10,9 @@ use mta_sts::{Domain, Policy};
 use mta_sts_policy_host::{Records, ServeConfig, Table, records};
 use serde::Serialize;
 
-use crate::{exit, input};
+use crate::net::NetArgs;
+use crate::output::Style;
+use crate::{check, exit, input};
 
 /// Default location of the policy host configuration.
 pub const DEFAULT_CONFIG: &str = "/etc/mta-sts/serve.toml";
@@ -26,8 +28,21 @@ pub struct ServeArgs {
     #[arg(long, conflicts_with = "print_records")]
     pub check_config: bool,
     /// Print the DNS records to publish for every configured domain, then exit.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "check")]
     pub print_records: bool,
+    /// Check every configured domain as the world sees it and report drift from what this
+    /// host serves (published TXT id, policy fetched by senders, MX coverage, certificate
+    /// expiry), with the finding ids of `mta-sts check`; exit 0 pass or warn, 1 fail.
+    #[arg(long, conflicts_with = "check_config")]
+    pub check: bool,
+    /// With --check: do not connect to MX hosts.
+    #[arg(long, requires = "check")]
+    pub no_smtp: bool,
+    /// With --check: JSON lines, one `mta-sts check` document per domain.
+    #[arg(long, requires = "check")]
+    pub json: bool,
+    #[command(flatten)]
+    pub net: NetArgs,
 }
 
 /// Arguments of `mta-sts records`.
@@ -126,6 +141,9 @@ pub fn run_serve(args: &ServeArgs) -> Result<u8> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    if args.check {
+        return runtime.block_on(self_check(args, config));
+    }
     if args.check_config || args.print_records {
         let table = runtime
             .block_on(Table::build(Arc::new(config)))
@@ -168,4 +186,43 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// `serve --check`: every configured domain through the checker, plus drift findings.
+async fn self_check(args: &ServeArgs, config: ServeConfig) -> Result<u8> {
+    use mta_sts_checker::drift::{Served, drift};
+    use mta_sts_checker::{Checker, Verdict};
+
+    let table = Table::build(Arc::new(config))
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
+    let check_config = check::check_config(&args.net, 20.0, !args.no_smtp);
+    let thresholds = check_config.thresholds;
+    let checker = Checker::new(check_config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let style = Style::stdout();
+    let mut verdicts = Vec::new();
+    for entry in table.hosts() {
+        let mut report = checker
+            .check_bounded(entry.domain.as_str(), std::time::Duration::from_secs(120))
+            .await;
+        let served = Served {
+            policy: &entry.policy,
+            id: &entry.id,
+            cert_not_after: entry.cert_validity.map(|(_, not_after)| not_after),
+        };
+        report.findings.extend(drift(
+            &report,
+            &served,
+            &thresholds,
+            std::time::SystemTime::now(),
+        ));
+        report.verdict = Verdict::of(&report.findings);
+        verdicts.push(report.verdict);
+        if args.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            print!("{}", check::human(style, &report));
+        }
+    }
+    Ok(check::exit_code(verdicts))
 }

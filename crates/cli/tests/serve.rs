@@ -181,6 +181,55 @@ fn serve_is_discovered_by_query_and_stops_on_sigterm() {
         txt
     );
 
+    // serve --check: no drift while the published record matches; drift once it does not.
+    world
+        .dns()
+        .set_mx("served.test", &[(10, "mx1.served.test")]);
+    let self_check = || {
+        let out = mta_sts()
+            .args(["serve", "--check", "--no-smtp", "--json", "--config"])
+            .arg(&config)
+            .args(["--dns", &world.dns_addr().to_string(), "--ca-file"])
+            .arg(world.ca_file())
+            .args([
+                "--connect-to",
+                &format!("mta-sts.served.test:443:127.0.0.1:{port}"),
+                "--timeout",
+                "5",
+            ])
+            .output()
+            .expect("serve --check");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        let ids: Vec<String> = report["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .filter_map(|f| f["id"].as_str().map(String::from))
+            .collect();
+        (out.status.code(), ids)
+    };
+    let (_, ids) = self_check();
+    assert!(
+        !ids.iter()
+            .any(|id| id.starts_with("serve-") || id == "mx-not-in-policy"),
+        "{ids:?}"
+    );
+    world
+        .dns()
+        .set_txt("_mta-sts.served.test", &[&["v=STSv1; id=stale1;"]]);
+    world.dns().set_mx(
+        "served.test",
+        &[(10, "mx1.served.test"), (20, "backup.elsewhere.test")],
+    );
+    let (code, ids) = self_check();
+    assert_eq!(code, Some(1), "{ids:?}");
+    assert!(
+        ids.contains(&"serve-id-not-published".to_owned()),
+        "{ids:?}"
+    );
+    assert!(ids.contains(&"mx-not-in-policy".to_owned()), "{ids:?}");
+
     let mut server = server;
     let pid = server.0.id().to_string();
     assert!(
