@@ -152,12 +152,14 @@ pub trait ReportStore: Send + Sync {
     async fn count(&self) -> Result<u64, StoreError>;
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Rows of the four summary queries, merged into [`DaySummary`]s.
 #[derive(Debug, Default)]
 pub(crate) struct SummaryBuilder {
     days: BTreeMap<(String, String), DaySummary>,
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl SummaryBuilder {
     fn entry(&mut self, domain: String, day: String) -> &mut DaySummary {
         self.days
@@ -201,10 +203,12 @@ impl SummaryBuilder {
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// SQL text of the summary queries with `{where}` filled for a back end's placeholders.
 pub(crate) struct SummarySql {
     pub totals: String,
@@ -213,6 +217,7 @@ pub(crate) struct SummarySql {
     pub by_mx: String,
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl SummarySql {
     /// `placeholder(n)` renders the n-th (1-based) parameter: `?1` or `$1`.
     pub(crate) fn new(filter: &SummaryFilter, placeholder: impl Fn(usize) -> String) -> Self {
@@ -263,16 +268,19 @@ impl SummarySql {
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// A JSON array of strings as text (policy-string, mx-host columns).
 pub(crate) fn json_list(items: &[String]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Count as a database integer; counts are at most 2^53−1 (checked by the model).
 pub(crate) fn db_count(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Reads a stored row back into a [`StoredReport`].
 pub(crate) fn stored(
     id: i64,

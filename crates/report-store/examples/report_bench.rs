@@ -1,0 +1,220 @@
+//! Measurement harness (not a test): import throughput from a Maildir and summary time over
+//! many stored reports, SQLite.
+//!
+//! ```text
+//! cargo run --release -p mta-sts-report-store --example report_bench -- import 10000
+//! cargo run --release -p mta-sts-report-store --example report_bench -- summary 1000000
+//! ```
+//!
+//! `import N` writes a Maildir of N report e-mails (multipart/report, base64 of gzip, 20
+//! domains × N/20 days, 3 organisations) to a temp dir, then times parsing and storing all of
+//! them through `ReportSink` into a fresh SQLite file (one transaction per report, as
+//! `mta-sts report import` does).
+//!
+//! `summary M` bulk-loads M reports (one policy row each, failure details on every third)
+//! with `insert_batch`, then times `summary` over everything and for one domain.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mta_sts_report_store::{
+    InputOutcome, Limits, ParsedReport, ReportSink, ReportStore, SqliteStore, SummaryFilter,
+    mailbox,
+};
+use tlsrpt::{
+    FailureDetail, PolicyDescriptor, PolicyResult, PolicyType, Report, ResultType, SessionSummary,
+    UtcDateTime,
+};
+
+const ORGS: [&str; 3] = ["Google Inc.", "Microsoft Corporation", "Mail.ru"];
+
+fn report(i: u64) -> Report {
+    let domain = format!("domain{}.example", i % 20);
+    let day = UtcDateTime::from_unix_seconds(1_700_000_000 + (i / 20) as i64 * 86_400);
+    let mut r = Report::daily(
+        ORGS[(i % 3) as usize],
+        "tlsrpt@reporter.example",
+        format!("bench-{i}"),
+        day,
+    );
+    let failures = if i.is_multiple_of(3) { 2 } else { 0 };
+    r.policies.push(PolicyResult {
+        policy: PolicyDescriptor {
+            policy_type: PolicyType::Sts,
+            policy_string: vec![
+                "version: STSv1".into(),
+                "mode: enforce".into(),
+                format!("mx: mx.{domain}"),
+                "max_age: 86400".into(),
+            ],
+            policy_domain: domain.clone(),
+            mx_host: vec![format!("mx.{domain}")],
+        },
+        summary: SessionSummary {
+            total_successful_session_count: 100 + i % 50,
+            total_failure_session_count: failures,
+        },
+        failure_details: if failures > 0 {
+            vec![FailureDetail {
+                sending_mta_ip: Some("192.0.2.1".into()),
+                receiving_mx_hostname: Some(format!("mx.{domain}")),
+                ..FailureDetail::new(ResultType::CertificateExpired, failures)
+            }]
+        } else {
+            vec![]
+        },
+    });
+    r
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for (i, c) in bytes.chunks(3).enumerate() {
+        if i > 0 && i % 19 == 0 {
+            out.push_str("\r\n");
+        }
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for k in 0..4 {
+            out.push(if k <= c.len() {
+                T[(n >> (18 - 6 * k) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+fn email(r: &Report) -> std::io::Result<Vec<u8>> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(r.to_json().as_bytes())?;
+    let gz = gz.finish()?;
+    let domain = &r.policies[0].policy.policy_domain;
+    Ok(format!(
+        "From: tlsrpt@reporter.example\r\nTo: tlsrpt@{domain}\r\n\
+         Subject: Report Domain: {domain} Submitter: reporter.example Report-ID: <{}@reporter.example>\r\n\
+         TLS-Report-Domain: {domain}\r\nTLS-Report-Submitter: reporter.example\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=\"tlsrpt\"; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nTLS report\r\n\
+         --b\r\nContent-Type: application/tlsrpt+gzip\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+        r.report_id,
+        base64(&gz)
+    )
+    .into_bytes())
+}
+
+type Error = Box<dyn std::error::Error>;
+
+async fn import(n: u64) -> Result<(), Error> {
+    let dir = tempfile::tempdir()?;
+    let md = dir.path().join("Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(md.join(sub))?;
+    }
+    for i in 0..n {
+        std::fs::write(
+            md.join("cur").join(format!("{i}.bench:2,S")),
+            email(&report(i))?,
+        )?;
+    }
+    let store: Arc<dyn ReportStore> = Arc::new(SqliteStore::open(&dir.path().join("r.db"))?);
+    let sink = ReportSink::new(store.clone(), Limits::default());
+    let start = Instant::now();
+    let mut imported = 0u64;
+    for path in mailbox::list_files(std::slice::from_ref(&md)) {
+        for input in mailbox::read_file(&path?, 64 << 20)? {
+            if let InputOutcome::Accepted { reports } =
+                sink.accept(&input.bytes, None, &input.label).await?
+            {
+                imported += reports.len() as u64;
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "import: {imported} reports from a Maildir in {secs:.2} s = {:.0} reports/s (stored {})",
+        imported as f64 / secs,
+        store.count().await?
+    );
+    Ok(())
+}
+
+async fn summary(m: u64) -> Result<(), Error> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("r.db");
+    let store = SqliteStore::open(&path)?;
+    let start = Instant::now();
+    let batch_size = 20_000;
+    let mut i = 0;
+    while i < m {
+        let batch: Vec<ParsedReport> = (i..(i + batch_size).min(m))
+            .map(|k| {
+                let r = report(k);
+                ParsedReport {
+                    raw_json: r.to_json(),
+                    report: r,
+                    origin: "bench".into(),
+                }
+            })
+            .collect();
+        store.insert_batch(&batch, "bench").await?;
+        i += batch_size;
+    }
+    let load = start.elapsed().as_secs_f64();
+    let size = std::fs::metadata(&path)?.len();
+    println!(
+        "load: {m} reports in {load:.1} s ({:.0}/s), database {:.0} MB",
+        m as f64 / load,
+        size as f64 / 1e6
+    );
+    for (label, filter) in [
+        ("all domains", SummaryFilter::default()),
+        (
+            "one domain",
+            SummaryFilter {
+                domain: Some("domain7.example".into()),
+                since: None,
+            },
+        ),
+        (
+            "all domains, last 30 days",
+            SummaryFilter {
+                domain: None,
+                since: Some(
+                    UtcDateTime::from_unix_seconds(1_700_000_000 + ((m / 20) as i64 - 30) * 86_400)
+                        .date_string(),
+                ),
+            },
+        ),
+    ] {
+        let start = Instant::now();
+        let rows = store.summary(&filter).await?;
+        let secs = start.elapsed().as_secs_f64();
+        let sessions: u64 = rows.iter().map(|d| d.successful + d.failed).sum();
+        println!(
+            "summary ({label}): {} day rows, {sessions} sessions in {:.3} s",
+            rows.len(),
+            secs
+        );
+    }
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().collect();
+    let what = args.get(1).map(String::as_str).unwrap_or("import");
+    let n: u64 = args
+        .get(2)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(10_000);
+    match what {
+        "import" => import(n).await,
+        "summary" => summary(n).await,
+        other => Err(format!("unknown mode {other}; use import N or summary M").into()),
+    }
+}
