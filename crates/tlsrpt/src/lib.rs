@@ -21,11 +21,19 @@
 //!   strictly; [`report_schema`] validates what we write against §4.4; [`report_filename`] is
 //!   the §5.1 file name; [`report_datetime`] the report date-times.
 //!
+//! - [`event`], [`aggregate`], [`mail`]: the generating side (RFC 8460 §4, §5.3): session
+//!   events in, one report per policy domain and UTC day out, and its e-mail.
+//!
 //! [`Diagnostic`]: mta_sts::diagnostic::Diagnostic
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "serde")]
+pub mod aggregate;
+#[cfg(feature = "serde")]
+pub mod event;
+pub mod mail;
 pub mod record;
 pub mod report;
 pub mod report_datetime;
