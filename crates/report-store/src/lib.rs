@@ -9,6 +9,8 @@
 //! - [`sink`]: [`ReportSink`], raw bytes plus media type in, stored reports out; the entry
 //!   point for the CLI and for the policy host's HTTPS intake (RFC 8460 §5.4).
 //! - [`html`]: a self-contained HTML page of a summary.
+//! - [`send`], [`deliver`], [`outbox`]: the generating side (RFC 8460 §4, §5): session events
+//!   in, daily reports out, delivered by mail and HTTPS with retries for 24 hours.
 //!
 //! Not done here: DKIM verification of mailed reports (RFC 8460 §3 says reports without a
 //! valid signature MUST be ignored; importing from a mailbox trusts the mailbox's filtering).
@@ -17,7 +19,7 @@
 //! # #[cfg(feature = "sqlite")]
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! use std::sync::Arc;
-//! use mta_sts_report_store::{InputOutcome, Limits, ReportSink, SqliteStore, SummaryFilter};
+//! use mta_sts_report_store::{InputOutcome, Limits, ReportSink, ReportStore, SqliteStore, SummaryFilter};
 //!
 //! let store = Arc::new(SqliteStore::in_memory()?);
 //! let sink = ReportSink::new(store.clone(), Limits::default());
@@ -36,11 +38,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "send")]
+pub mod deliver;
 pub mod html;
 pub mod intake;
 pub mod mailbox;
+#[cfg(feature = "sqlite")]
+pub mod outbox;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "send")]
+pub mod send;
 pub mod sink;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
