@@ -43,6 +43,11 @@ pub enum ReportCommand {
     Summary(SummaryArgs),
     /// Show the stored report(s) with this report-id (or database row id).
     Show(ShowArgs),
+    /// Generate and deliver our own reports (RFC 8460 §4, §5): ingest session events, build
+    /// one report per policy domain and completed UTC day, deliver to every rua (mail through
+    /// a relay, HTTPS POST), retrying for 24 hours; exit 0 all delivered or scheduled, 1 some
+    /// failed permanently, 2 usage.
+    Send(SendArgs),
 }
 
 /// Arguments of `mta-sts report import`.
@@ -114,6 +119,9 @@ pub fn run(args: &ReportArgs) -> Result<u8> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    if let ReportCommand::Send(a) = &args.command {
+        return runtime.block_on(send(&location, a));
+    }
     runtime.block_on(async {
         let store = open_store(&location).await.with_context(|| {
             "pass --db with a writable SQLite path or a reachable postgres:// URL".to_owned()
@@ -122,6 +130,7 @@ pub fn run(args: &ReportArgs) -> Result<u8> {
             ReportCommand::Import(a) => import(store, a).await,
             ReportCommand::Summary(a) => summary(store, a).await,
             ReportCommand::Show(a) => show(store, a).await,
+            ReportCommand::Send(_) => Ok(exit::USAGE),
         }
     })
 }
@@ -366,4 +375,299 @@ async fn show(store: Arc<dyn ReportStore>, args: &ShowArgs) -> Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+/// Arguments of `mta-sts report send`.
+///
+/// State (events consumed per file, generated reports, the outbox and the delivery log) lives
+/// in the SQLite `--db` next to received reports. Events are one JSON object per line (see
+/// the `tlsrpt::event` documentation; libtlsrpt datagram lines are accepted too). With
+/// `--dry-run` events are still ingested (idempotently), but reports are only printed: none is
+/// recorded or delivered. `--log` prints the outbox and the delivery log and does nothing else.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Events files (JSON lines) to ingest; only lines added since the last run are read.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub events: Vec<PathBuf>,
+    /// Only generate the report of this completed UTC day (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub day: Option<String>,
+    /// SMTP relay for mailto: reports; it must DKIM-sign them (RFC 8460 §5.3).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub relay: Option<String>,
+    /// Use STARTTLS with the relay (its certificate is verified).
+    #[arg(long)]
+    pub starttls: bool,
+    /// The submitter domain (TLS-Report-Submitter, the domain of contact-info, RFC 8460 §5.3).
+    #[arg(long, value_name = "DOMAIN")]
+    pub submitter: Option<String>,
+    /// From: address of report mail. Default: tlsrpt@SUBMITTER.
+    #[arg(long, value_name = "ADDR")]
+    pub from: Option<String>,
+    /// organization-name of the reports. Default: the submitter domain.
+    #[arg(long, value_name = "NAME")]
+    pub org: Option<String>,
+    /// contact-info of the reports. Default: the From: address.
+    #[arg(long, value_name = "ADDR")]
+    pub contact: Option<String>,
+    /// Accept any certificate of https: report endpoints (RFC 8460 §3 allows it).
+    #[arg(long)]
+    pub insecure_https: bool,
+    /// Print the reports that would be generated; record and deliver nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the outbox and the delivery log, then exit.
+    #[arg(long)]
+    pub log: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Pretend the time is this (RFC 3339 or Unix seconds); for tests and replays.
+    #[arg(long, value_name = "TIME", hide = true)]
+    pub now: Option<String>,
+    #[command(flatten)]
+    pub net: crate::net::NetArgs,
+}
+
+/// One line of `report send` output.
+#[derive(Debug, Default, Serialize)]
+struct SendLine {
+    report_id: String,
+    policy_domain: String,
+    day: String,
+    successful: Option<u64>,
+    failed: Option<u64>,
+    note: Option<String>,
+    deliveries: Vec<SendDelivery>,
+}
+
+#[derive(Debug, Serialize)]
+struct SendDelivery {
+    rua: String,
+    outcome: &'static str,
+    detail: String,
+}
+
+fn parse_now(text: Option<&str>) -> Result<i64> {
+    match text {
+        None => Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0)),
+        Some(t) => match t.parse::<i64>() {
+            Ok(secs) => Ok(secs),
+            Err(_) => Ok(UtcDateTime::parse(t)
+                .with_context(|| format!("--now `{t}`"))?
+                .unix_seconds()),
+        },
+    }
+}
+
+async fn send(location: &str, args: &SendArgs) -> Result<u8> {
+    use mta_sts_report_store::deliver::{DeliveryConfig, read_pem_certs};
+    use mta_sts_report_store::outbox::{AttemptResult, Outbox};
+    use mta_sts_report_store::send::{SendConfig, Sender};
+    use mta_sts_resolver::dns::{Dns, DnsConfig};
+    use std::collections::BTreeMap;
+    use tlsrpt::aggregate::Submitter;
+
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        bail!("report send keeps its outbox in SQLite: pass --db with a SQLite file path");
+    }
+    let outbox = Outbox::open(Path::new(location))
+        .with_context(|| "pass --db with a writable SQLite path".to_owned())?;
+    if args.log {
+        let entries = outbox.entries()?;
+        let log = outbox.log_entries()?;
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"outbox": entries, "log": log}))?
+            );
+        } else {
+            for e in &entries {
+                let state = match (e.delivered_at, e.failed_at) {
+                    (Some(t), _) => format!("delivered {}", UtcDateTime::from_unix_seconds(t)),
+                    (_, Some(t)) => format!("failed {}", UtcDateTime::from_unix_seconds(t)),
+                    _ => format!("next {}", UtcDateTime::from_unix_seconds(e.next_attempt)),
+                };
+                println!(
+                    "outbox {} {} attempts={} {state}{}",
+                    e.report_id,
+                    e.rua,
+                    e.attempts,
+                    e.last_error
+                        .as_deref()
+                        .map(|x| format!(" ({x})"))
+                        .unwrap_or_default()
+                );
+            }
+            for l in &log {
+                println!(
+                    "{} {} {} {} {}{}",
+                    UtcDateTime::from_unix_seconds(l.time),
+                    l.outcome,
+                    l.report_id,
+                    l.policy_domain,
+                    l.rua,
+                    if l.detail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", l.detail)
+                    }
+                );
+            }
+        }
+        return Ok(exit::OK);
+    }
+    let Some(submitter) = args.submitter.clone() else {
+        bail!("--submitter DOMAIN is required (the domain of the reports' contact-info)");
+    };
+    if let Some(day) = &args.day
+        && UtcDateTime::parse(&format!("{day}T00:00:00Z")).is_err()
+    {
+        bail!("--day `{day}` is not YYYY-MM-DD");
+    }
+    let now = parse_now(args.now.as_deref())?;
+    let from = args
+        .from
+        .clone()
+        .unwrap_or_else(|| format!("tlsrpt@{submitter}"));
+    let extra_roots = match &args.net.ca_file {
+        Some(path) => {
+            let pem =
+                std::fs::read(path).with_context(|| format!("--ca-file {}", path.display()))?;
+            read_pem_certs(&pem).with_context(|| format!("--ca-file {}", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    let timeout = std::time::Duration::from_secs_f64(args.net.timeout);
+    let dns = Dns::new(&DnsConfig {
+        nameservers: args.net.dns.clone(),
+        timeout,
+        ..DnsConfig::default()
+    })
+    .context("cannot set up DNS")?;
+    let sender = Sender::new(
+        outbox,
+        dns,
+        SendConfig {
+            submitter: Submitter {
+                organization_name: args.org.clone().unwrap_or_else(|| submitter.clone()),
+                contact_info: args.contact.clone().unwrap_or_else(|| from.clone()),
+                domain: submitter.clone(),
+            },
+            from,
+            delivery: DeliveryConfig {
+                relay: args.relay.clone(),
+                relay_starttls: args.starttls,
+                helo: submitter.clone(),
+                extra_roots,
+                insecure_https: args.insecure_https,
+                connect_to: args.net.connect_to.clone(),
+                timeout,
+            },
+        },
+    );
+    for path in &args.events {
+        let ingested = sender.ingest_file(path, now)?;
+        for (line, reason) in &ingested.refused {
+            eprintln!("{}: line {line}: {reason}", path.display());
+        }
+    }
+    let generated = sender
+        .generate(now, args.day.as_deref(), args.dry_run)
+        .await?;
+    if args.dry_run {
+        let reports: Vec<_> = generated.iter().map(|g| &g.report).collect();
+        for r in &reports {
+            println!("{}", r.to_json_pretty());
+        }
+        return Ok(exit::OK);
+    }
+    let mut lines: BTreeMap<String, SendLine> = BTreeMap::new();
+    for g in &generated {
+        lines.insert(
+            g.report.report_id.clone(),
+            SendLine {
+                report_id: g.report.report_id.clone(),
+                policy_domain: g.policy_domain.clone(),
+                day: g.day.clone(),
+                successful: Some(g.report.total_successful()),
+                failed: Some(g.report.total_failed()),
+                note: g.note.clone(),
+                deliveries: Vec::new(),
+            },
+        );
+    }
+    let attempts = sender.deliver_due(now).await?;
+    let mut failed = false;
+    for a in &attempts {
+        let line = lines
+            .entry(a.entry.report_id.clone())
+            .or_insert_with(|| SendLine {
+                report_id: a.entry.report_id.clone(),
+                policy_domain: a.entry.policy_domain.clone(),
+                day: a.entry.report_id.get(..10).unwrap_or_default().to_owned(),
+                ..SendLine::default()
+            });
+        let (outcome, detail) = match &a.result {
+            AttemptResult::Delivered => ("delivered", String::new()),
+            AttemptResult::Retry { at, error } => (
+                "retry",
+                format!("{error}; next {}", UtcDateTime::from_unix_seconds(*at)),
+            ),
+            AttemptResult::Failed { error } => {
+                failed = true;
+                ("failed", error.clone())
+            }
+        };
+        line.deliveries.push(SendDelivery {
+            rua: a.entry.rua.clone(),
+            outcome,
+            detail,
+        });
+    }
+    let lines: Vec<SendLine> = lines.into_values().collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&lines)?);
+    } else {
+        let style = Style::stdout();
+        for l in &lines {
+            let counts = match (l.successful, l.failed) {
+                (Some(s), Some(f)) => format!(" {s} ok/{f} failed"),
+                _ => String::new(),
+            };
+            let deliveries = l
+                .deliveries
+                .iter()
+                .map(|d| {
+                    let outcome = match d.outcome {
+                        "delivered" => style.good(d.outcome),
+                        "failed" => style.bad(d.outcome),
+                        other => other.to_owned(),
+                    };
+                    if d.detail.is_empty() {
+                        format!("{} {outcome}", d.rua)
+                    } else {
+                        format!("{} {outcome} ({})", d.rua, d.detail)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let note = l
+                .note
+                .as_deref()
+                .map(|n| format!(" [{n}]"))
+                .unwrap_or_default();
+            println!(
+                "{} {} {}{counts}{note}{}{deliveries}",
+                l.day,
+                l.policy_domain,
+                l.report_id,
+                if deliveries.is_empty() { "" } else { ": " }
+            );
+        }
+    }
+    Ok(if failed { exit::FAIL } else { exit::OK })
 }

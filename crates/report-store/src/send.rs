@@ -187,10 +187,19 @@ impl Sender {
     /// Builds the report of every (policy domain, completed UTC day) not reported yet, looks
     /// up its `rua`s and queues it. With `dry_run` nothing is recorded. A DNS failure leaves
     /// the day pending for the next run.
-    pub async fn generate(&self, now: i64, dry_run: bool) -> Result<Vec<Generated>, SendError> {
+    /// `only_day` (`YYYY-MM-DD`) restricts generation to that day.
+    pub async fn generate(
+        &self,
+        now: i64,
+        only_day: Option<&str>,
+        dry_run: bool,
+    ) -> Result<Vec<Generated>, SendError> {
         let today = UtcDateTime::from_unix_seconds(now).date_string();
         let mut generated = Vec::new();
         for (domain, day) in self.outbox.pending_days(&today)? {
+            if only_day.is_some_and(|d| d != day) {
+                continue;
+            }
             let Ok(day_start) = UtcDateTime::parse(&format!("{day}T00:00:00Z")) else {
                 continue;
             };

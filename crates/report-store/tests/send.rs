@@ -91,14 +91,14 @@ async fn rfc8460_5_3_mailto_delivery_through_the_relay() {
     // Idempotent: nothing new the second time; an appended line is picked up alone.
     assert_eq!(s.ingest_file(&events, now()).unwrap().events, 0);
 
-    let generated = s.generate(now(), false).await.unwrap();
+    let generated = s.generate(now(), None, false).await.unwrap();
     assert_eq!(generated.len(), 1, "only the completed day is reported");
     let report = &generated[0].report;
     assert_eq!(report.report_id, "2024-05-01_example.com@sender.test");
     assert_eq!((report.total_successful(), report.total_failed()), (5, 2));
     assert_eq!(generated[0].note, None);
     // Generating again does not report the day twice.
-    assert!(s.generate(now(), false).await.unwrap().is_empty());
+    assert!(s.generate(now(), None, false).await.unwrap().is_empty());
 
     let attempts = s.deliver_due(now()).await.unwrap();
     assert_eq!(attempts.len(), 1);
@@ -180,7 +180,7 @@ async fn rfc8460_5_4_https_post_retried_with_backoff() {
     let events = write_events(dir.path(), EVENTS);
     let s = sender(&world, None, dir.path());
     s.ingest_file(&events, now()).unwrap();
-    let generated = s.generate(now(), false).await.unwrap();
+    let generated = s.generate(now(), None, false).await.unwrap();
     let report = generated[0].report.clone();
 
     let t0 = now();
@@ -236,7 +236,7 @@ async fn rfc8460_5_3_retries_stop_after_24_hours() {
     let s = sender(&world, None, dir.path());
     s.ingest_file(&write_events(dir.path(), EVENTS), now())
         .unwrap();
-    s.generate(now(), false).await.unwrap();
+    s.generate(now(), None, false).await.unwrap();
     let mut t = now();
     let mut runs = 0;
     loop {
@@ -277,7 +277,7 @@ async fn rfc8460_3_both_rua_kinds_and_no_record() {
     let s = sender(&world, Some(relay.addr().to_string()), dir.path());
     s.ingest_file(&write_events(dir.path(), &lines), now())
         .unwrap();
-    let generated = s.generate(now(), false).await.unwrap();
+    let generated = s.generate(now(), None, false).await.unwrap();
     assert_eq!(generated.len(), 2);
     let none = generated
         .iter()
@@ -328,7 +328,7 @@ async fn rfc8460_3_certificate_errors_only_ignored_when_asked() {
     let s = sender(&world, None, dir.path());
     s.ingest_file(&write_events(dir.path(), EVENTS), now())
         .unwrap();
-    s.generate(now(), false).await.unwrap();
+    s.generate(now(), None, false).await.unwrap();
     let attempts = s.deliver_due(now()).await.unwrap();
     assert!(matches!(attempts[0].result, AttemptResult::Retry { .. }));
 }
