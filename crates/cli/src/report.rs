@@ -47,7 +47,7 @@ pub enum ReportCommand {
     /// one report per policy domain and completed UTC day, deliver to every rua (mail through
     /// a relay, HTTPS POST), retrying for 24 hours; exit 0 all delivered or scheduled, 1 some
     /// failed permanently, 2 usage.
-    Send(SendArgs),
+    Send(Box<SendArgs>),
 }
 
 /// Arguments of `mta-sts report import`.
@@ -410,6 +410,16 @@ pub struct SendArgs {
     /// contact-info of the reports. Default: the From: address.
     #[arg(long, value_name = "ADDR")]
     pub contact: Option<String>,
+    /// DKIM-sign report mail with this PEM key (RSA or Ed25519, RFC 8460 §5.3 MUST); without
+    /// it the relay must sign (e.g. OpenDKIM).
+    #[arg(long, value_name = "PEM", requires = "dkim_selector")]
+    pub dkim_key: Option<PathBuf>,
+    /// DKIM selector (s=); its key record should carry s=tlsrpt.
+    #[arg(long, value_name = "SELECTOR")]
+    pub dkim_selector: Option<String>,
+    /// DKIM signing domain (d=). Default: the submitter domain.
+    #[arg(long, value_name = "DOMAIN")]
+    pub dkim_domain: Option<String>,
     /// Accept any certificate of https: report endpoints (RFC 8460 §3 allows it).
     #[arg(long)]
     pub insecure_https: bool,
@@ -541,6 +551,18 @@ async fn send(location: &str, args: &SendArgs) -> Result<u8> {
         }
         None => Vec::new(),
     };
+    let dkim = match (&args.dkim_key, &args.dkim_selector) {
+        (Some(path), Some(selector)) => {
+            let pem =
+                std::fs::read(path).with_context(|| format!("--dkim-key {}", path.display()))?;
+            let domain = args.dkim_domain.as_deref().unwrap_or(&submitter);
+            Some(std::sync::Arc::new(
+                mta_sts_report_store::dkim::DkimSigner::from_pem(&pem, domain, selector)
+                    .with_context(|| format!("--dkim-key {}", path.display()))?,
+            ))
+        }
+        _ => None,
+    };
     let timeout = std::time::Duration::from_secs_f64(args.net.timeout);
     let dns = Dns::new(&DnsConfig {
         nameservers: args.net.dns.clone(),
@@ -567,6 +589,7 @@ async fn send(location: &str, args: &SendArgs) -> Result<u8> {
                 connect_to: args.net.connect_to.clone(),
                 timeout,
             },
+            dkim,
         },
     );
     for path in &args.events {

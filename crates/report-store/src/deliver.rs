@@ -5,10 +5,10 @@
 //! # Mail and RFC 8460 §3, §5.3
 //!
 //! - Report mail is handed to a configured **relay** (e.g. the local Postfix on
-//!   `127.0.0.1:25`, optionally with STARTTLS). The relay signs it with DKIM: RFC 8460 §5.3
-//!   requires a valid DKIM signature of the reporting domain (no `l=`, `h=` including
-//!   `tls-report-domain:tls-report-submitter`, key record preferably `s=tlsrpt`). This crate does
-//!   not sign; configure OpenDKIM or rspamd on the relay, e.g. for OpenDKIM
+//!   `127.0.0.1:25`, optionally with STARTTLS). RFC 8460 §5.3 requires a valid DKIM signature
+//!   of the reporting domain (no `l=`, `h=` including `tls-report-domain:tls-report-submitter`,
+//!   key record preferably `s=tlsrpt`): either configure a key ([`crate::dkim`], `mta-sts
+//!   report send --dkim-key`), or let the relay sign, e.g. OpenDKIM with
 //!   `SignHeaders From,To,Subject,Date,Message-ID,TLS-Report-Domain,TLS-Report-Submitter`.
 //! - Report mail MUST NOT be subject to MTA-STS or DANE failures of the report domain itself
 //!   (RFC 8460 §3: otherwise a domain with broken TLS never learns about it). With Postfix and

@@ -9,7 +9,7 @@
 //! - [`sink`]: [`ReportSink`], raw bytes plus media type in, stored reports out; the entry
 //!   point for the CLI and for the policy host's HTTPS intake (RFC 8460 §5.4).
 //! - [`html`]: a self-contained HTML page of a summary.
-//! - [`send`], [`deliver`], [`outbox`]: the generating side (RFC 8460 §4, §5): session events
+//! - [`send`], [`deliver`], [`dkim`], [`outbox`]: the generating side (RFC 8460 §4, §5): session events
 //!   in, daily reports out, delivered by mail and HTTPS with retries for 24 hours.
 //!
 //! Not done here: DKIM verification of mailed reports (RFC 8460 §3 says reports without a
@@ -40,6 +40,8 @@
 
 #[cfg(feature = "send")]
 pub mod deliver;
+#[cfg(feature = "send")]
+pub mod dkim;
 pub mod html;
 pub mod intake;
 pub mod mailbox;

@@ -56,6 +56,8 @@ pub struct SendConfig {
     pub from: String,
     /// Transport settings.
     pub delivery: DeliveryConfig,
+    /// DKIM signer for report mail (RFC 8460 §5.3); `None`: the relay signs.
+    pub dkim: Option<std::sync::Arc<crate::dkim::DkimSigner>>,
 }
 
 /// What ingesting one events file did.
@@ -353,6 +355,16 @@ impl Sender {
                         date: UtcDateTime::from_unix_seconds(now),
                     },
                 );
+                let message =
+                    match &self.config.dkim {
+                        Some(signer) => signer.sign(&message, now).map_err(|e| {
+                            crate::deliver::DeliveryError {
+                                permanent: true,
+                                message: e.to_string(),
+                            }
+                        })?,
+                        None => message,
+                    };
                 send_mail(&self.config.delivery, &self.config.from, &address, &message).await
             }
             _ => Err(crate::deliver::DeliveryError {

@@ -4,15 +4,18 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mail_parser::{MessageParser, MimeHeaders};
 use mta_sts_report_store::deliver::{DeliveryConfig, read_pem_certs};
+use mta_sts_report_store::dkim::DkimSigner;
 use mta_sts_report_store::intake::{Limits, parse_input};
 use mta_sts_report_store::outbox::{AttemptResult, Outbox};
 use mta_sts_report_store::send::{SendConfig, Sender, backoff};
+use mta_sts_resolver::ConnectTo;
 use mta_sts_resolver::dns::{Dns, DnsConfig};
-use mta_sts_testkit::{HostBehavior, SmtpConfig, World};
+use mta_sts_testkit::{CertKind, HostBehavior, SmtpConfig, World};
 use tlsrpt::aggregate::Submitter;
 use tlsrpt::{Report, UtcDateTime};
 
@@ -35,6 +38,16 @@ fn write_events(dir: &Path, text: &str) -> std::path::PathBuf {
 }
 
 fn sender(world: &World, relay: Option<String>, dir: &Path) -> Sender {
+    sender_with(world, relay, dir, None, Vec::new())
+}
+
+fn sender_with(
+    world: &World,
+    relay: Option<String>,
+    dir: &Path,
+    dkim: Option<DkimSigner>,
+    extra_connect_to: Vec<ConnectTo>,
+) -> Sender {
     let dns = Dns::new(&DnsConfig {
         nameservers: vec![world.dns_addr()],
         timeout: Duration::from_secs(3),
@@ -56,10 +69,15 @@ fn sender(world: &World, relay: Option<String>, dir: &Path) -> Sender {
             delivery: DeliveryConfig {
                 relay,
                 extra_roots: roots,
-                connect_to: vec![world.connect_to_any().parse().unwrap()],
+                connect_to: [world.connect_to_any().parse().unwrap()]
+                    .into_iter()
+                    .chain(extra_connect_to)
+                    .collect(),
+                relay_starttls: dkim.is_some(),
                 timeout: Duration::from_secs(5),
                 ..DeliveryConfig::default()
             },
+            dkim: dkim.map(Arc::new),
         },
     )
 }
@@ -331,4 +349,163 @@ async fn rfc8460_3_certificate_errors_only_ignored_when_asked() {
     s.generate(now(), None, false).await.unwrap();
     let attempts = s.deliver_due(now()).await.unwrap();
     assert!(matches!(attempts[0].result, AttemptResult::Retry { .. }));
+}
+
+/// A fresh Ed25519 key as PKCS#8 PEM, and its raw public key.
+fn ed25519_pem() -> (String, Vec<u8>) {
+    use ring::signature::KeyPair;
+    let pkcs8 =
+        ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+    let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\r\n{}\r\n-----END PRIVATE KEY-----\r\n",
+        tlsrpt::mail::base64_lines(pkcs8.as_ref())
+    );
+    (pem, pair.public_key().as_ref().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc8460_5_3_dkim_signed_over_starttls() {
+    let world = World::builder().start();
+    let relay = world
+        .start_smtp(SmtpConfig::new("relay.sender.test").starttls(CertKind::Valid))
+        .unwrap();
+    world.dns().set_txt(
+        "_smtp._tls.example.com",
+        &[&["v=TLSRPTv1; rua=mailto:tlsrpt@example.com"]],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, public) = ed25519_pem();
+    let signer = DkimSigner::from_pem(pem.as_bytes(), "sender.test", "tlsrpt").unwrap();
+    let relay_override: ConnectTo =
+        format!("relay.sender.test:25:127.0.0.1:{}", relay.addr().port())
+            .parse()
+            .unwrap();
+    let s = sender_with(
+        &world,
+        Some("relay.sender.test:25".into()),
+        dir.path(),
+        Some(signer),
+        vec![relay_override],
+    );
+    s.ingest_file(&write_events(dir.path(), EVENTS), now())
+        .unwrap();
+    s.generate(now(), None, false).await.unwrap();
+    let attempts = s.deliver_due(now()).await.unwrap();
+    assert_eq!(attempts[0].result, AttemptResult::Delivered, "{attempts:?}");
+    let messages = relay.messages();
+    assert!(messages[0].tls.is_some(), "STARTTLS was used");
+    let data = String::from_utf8(messages[0].data.clone()).unwrap();
+    assert!(data.starts_with(
+        "DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=sender.test; s=tlsrpt;"
+    ));
+    let header_end = data.find("\r\n\r\n").unwrap();
+    let dkim_header = &data[..data.find("\r\nFrom:").unwrap()];
+    assert!(dkim_header.contains("tls-report-domain:tls-report-submitter"));
+    assert!(!dkim_header.contains("l="));
+    assert!(header_end > dkim_header.len());
+    // Still a valid report mail for the intake.
+    let reimported = parse_input(data.as_bytes(), None, &Limits::default()).unwrap();
+    assert_eq!(
+        reimported[0].report.report_id,
+        "2024-05-01_example.com@sender.test"
+    );
+
+    // Independent verification with dkimpy, when installed (python3-dkim, python3-nacl).
+    let key_record = format!(
+        "v=DKIM1; k=ed25519; s=tlsrpt; p={}",
+        tlsrpt::mail::base64_lines(&public)
+    );
+    let script = r#"
+import sys, dkim
+msg = open(sys.argv[1], 'rb').read()
+rec = open(sys.argv[2], 'rb').read()
+d = dkim.DKIM(msg, tlsrpt='strict')
+ok = d.verify(dnsfunc=lambda name, timeout=5: rec)
+sys.exit(0 if ok else 1)
+"#;
+    let msg_path = dir.path().join("signed.eml");
+    let rec_path = dir.path().join("key.txt");
+    std::fs::write(&msg_path, &messages[0].data).unwrap();
+    std::fs::write(&rec_path, key_record).unwrap();
+    let python = ["python3", "/usr/bin/python3"].into_iter().find(|py| {
+        std::process::Command::new(py)
+            .args(["-c", "import dkim, nacl"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if let Some(python) = python {
+        let out = std::process::Command::new(python)
+            .args(["-c", script])
+            .arg(&msg_path)
+            .arg(&rec_path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "dkimpy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("dkimpy verified the signature");
+    }
+}
+
+/// RSA keys: ring cannot generate them, so this runs where `openssl` is installed, and is
+/// verified with dkimpy where that is installed too.
+#[test]
+fn rfc6376_rsa_sha256_signature_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("rsa.pem");
+    let generated = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&key)
+        .output();
+    if !generated.is_ok_and(|o| o.status.success()) {
+        return;
+    }
+    let public = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+        .arg(&key)
+        .output()
+        .unwrap()
+        .stdout;
+    let signer = DkimSigner::from_pem(&std::fs::read(&key).unwrap(), "sender.test", "rsa").unwrap();
+    assert_eq!(signer.algorithm(), "rsa-sha256");
+    let message = b"From: a@sender.test\r\nTo: b@example.com\r\nSubject:  x \r\n y\r\nTLS-Report-Domain: example.com\r\nTLS-Report-Submitter: sender.test\r\n\r\nbody  \r\n\r\n";
+    let signed = signer.sign(message, 1_714_611_600).unwrap();
+    let record = format!(
+        "v=DKIM1; k=rsa; p={}",
+        tlsrpt::mail::base64_lines(&public).replace("\r\n", "")
+    );
+    std::fs::write(dir.path().join("m.eml"), &signed).unwrap();
+    std::fs::write(dir.path().join("k.txt"), record).unwrap();
+    let script = "import sys, dkim\nm=open(sys.argv[1],'rb').read()\nk=open(sys.argv[2],'rb').read()\nsys.exit(0 if dkim.verify(m, dnsfunc=lambda n, timeout=5: k) else 1)";
+    for python in ["python3", "/usr/bin/python3"] {
+        let ok = std::process::Command::new(python)
+            .args(["-c", "import dkim"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            let out = std::process::Command::new(python)
+                .args(["-c", script])
+                .arg(dir.path().join("m.eml"))
+                .arg(dir.path().join("k.txt"))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            eprintln!("dkimpy verified the RSA signature");
+            return;
+        }
+    }
 }

@@ -19,9 +19,10 @@
 //! ```
 //!
 //! DKIM (RFC 8460 §5.3: the message MUST carry a valid DKIM signature of the reporting domain,
-//! `h=` covering `TLS-Report-Domain` and `TLS-Report-Submitter`, no `l=`) is not applied here:
-//! the relay that [`crate`]'s callers submit to signs outgoing mail (e.g. Postfix with OpenDKIM
-//! or rspamd, with `SignHeaders` including `tls-report-domain,tls-report-submitter`).
+//! `h=` covering `TLS-Report-Domain` and `TLS-Report-Submitter`, no `l=`) is not applied here
+//! (this crate does no cryptography): `mta-sts-report-store`'s `dkim` module signs the built
+//! message with a configured key, or else the relay must sign (e.g. Postfix with OpenDKIM or
+//! rspamd, with `SignHeaders` including `tls-report-domain,tls-report-submitter`).
 
 use crate::report::Report;
 use crate::report_datetime::UtcDateTime;
