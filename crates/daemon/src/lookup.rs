@@ -43,6 +43,13 @@ pub trait PolicyLookup: Send + Sync + 'static {
     /// the wait and lets it finish in the background.
     async fn lookup(&self, domain: &Domain) -> LookupResult;
 
+    /// The answer when it is known right now without I/O (a cached policy whose TXT
+    /// confirmation is still within its DNS TTL), so no task is spawned for the query. The
+    /// default never knows.
+    fn fast(&self, _domain: &Domain) -> Option<LookupResult> {
+        None
+    }
+
     /// The unexpired cached policy of `domain`, without any network I/O; used when the budget
     /// runs out. The default has no cache.
     async fn cached(&self, _domain: &Domain) -> Option<Arc<Policy>> {
@@ -65,6 +72,17 @@ pub async fn resolve(lookup: Arc<dyn PolicyLookup>, domain: Domain, zone: ZoneSe
 /// called within a tokio runtime.
 pub fn start(lookup: Arc<dyn PolicyLookup>, domain: Domain, zone: ZoneSettings) -> InFlight {
     let deadline = tokio::time::Instant::now() + zone.budget;
+    if zone.dane != DaneMode::Defer
+        && let Some(result) = lookup.fast(&domain)
+    {
+        return InFlight {
+            lookup,
+            domain,
+            zone,
+            deadline,
+            task: Task::Ready(result),
+        };
+    }
     let task = {
         let lookup = Arc::clone(&lookup);
         let domain = domain.clone();
@@ -82,8 +100,15 @@ pub fn start(lookup: Arc<dyn PolicyLookup>, domain: Domain, zone: ZoneSettings) 
         domain,
         zone,
         deadline,
-        task,
+        task: Task::Spawned(task),
     }
+}
+
+/// The lookup of an [`InFlight`]: answered at once, or running in its own task.
+#[derive(Debug)]
+enum Task {
+    Ready(LookupResult),
+    Spawned(tokio::task::JoinHandle<(LookupResult, DaneVerdict)>),
 }
 
 /// A started lookup (see [`start`]).
@@ -93,7 +118,7 @@ pub struct InFlight {
     domain: Domain,
     zone: ZoneSettings,
     deadline: tokio::time::Instant,
-    task: tokio::task::JoinHandle<(LookupResult, DaneVerdict)>,
+    task: Task,
 }
 
 impl std::fmt::Debug for dyn PolicyLookup {
@@ -125,6 +150,15 @@ impl InFlight {
             deadline,
             task,
         } = self;
+        let task = match task {
+            Task::Ready(result) => {
+                return (
+                    reply_for(&domain, &zone, &result, DaneVerdict::NotChecked),
+                    false,
+                );
+            }
+            Task::Spawned(task) => task,
+        };
         match tokio::time::timeout_at(deadline, task).await {
             Ok(Ok((result, dane))) => (reply_for(&domain, &zone, &result, dane), false),
             Ok(Err(join_error)) => {

@@ -142,6 +142,11 @@ impl PolicyLookup for ResolverLookup {
         }
     }
 
+    fn fast(&self, domain: &Domain) -> Option<LookupResult> {
+        let cached = self.resolver.lookup_fast(domain)?;
+        Some(LookupResult::Policy(Arc::clone(&cached.policy)))
+    }
+
     async fn cached(&self, domain: &Domain) -> Option<Arc<Policy>> {
         self.resolver
             .cached(domain)

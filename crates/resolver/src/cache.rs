@@ -98,11 +98,19 @@ pub(crate) struct Entry {
     pub refresh_failures: u32,
     /// When the refresher should fetch again.
     pub next_refresh: u64,
+    /// Until when the last `_mta-sts` TXT answer, which confirmed the cached policy's id,
+    /// is current (its DNS TTL): a DNS cache would give the same answer until then.
+    pub txt_until: u64,
 }
 
 impl Entry {
     pub fn fresh_policy(&self, now: u64) -> Option<&Arc<CachedPolicy>> {
         self.policy.as_ref().filter(|p| p.is_fresh(now))
+    }
+
+    /// The fresh policy while the TXT answer confirming its id is within its TTL.
+    pub fn confirmed_policy(&self, now: u64) -> Option<&Arc<CachedPolicy>> {
+        self.fresh_policy(now).filter(|_| now < self.txt_until)
     }
 
     pub fn failure_for(&self, id: &str, now: u64, backoff: u64) -> Option<&FailMark> {
@@ -164,6 +172,13 @@ impl MemoryCache {
         self.shard(domain)
             .write()
             .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The fresh policy whose TXT confirmation is still within its TTL (no I/O needed).
+    pub fn confirmed(&self, domain: &Domain, now: u64) -> Option<Arc<CachedPolicy>> {
+        self.read(domain)
+            .get(domain)
+            .and_then(|e| e.confirmed_policy(now).cloned())
     }
 
     /// The cached policy (fresh or not).

@@ -341,9 +341,25 @@ impl Resolver {
         self.inner.memory.policy(domain).filter(|p| p.is_fresh(now))
     }
 
+    /// The policy [`Resolver::lookup`] would apply right now without any I/O: a fresh cached
+    /// policy whose `_mta-sts` TXT id was confirmed by an answer still within its DNS TTL
+    /// (the answer a DNS cache would give again). `None` means a full lookup is needed.
+    /// Never set up when the DNS answer cache is off (`dns_cache_size = 0`), where every
+    /// lookup queries the TXT record.
+    pub fn lookup_fast(&self, domain: &Domain) -> Option<Arc<CachedPolicy>> {
+        let inner = &self.inner;
+        let policy = inner.memory.confirmed(domain, inner.clock.now())?;
+        bump(&inner.stats.cache_hits);
+        bump(&inner.stats.lookups_policy);
+        Some(policy)
+    }
+
     /// Resolves the policy to apply to `domain` (RFC 8461 §5.1). Never fails: failures are
     /// in [`Lookup::error`]. Concurrent calls for one domain share one flight.
     pub async fn lookup(&self, domain: &Domain) -> Lookup {
+        if let Some(policy) = self.lookup_fast(domain) {
+            return Lookup::cached(policy, None);
+        }
         let inner = &self.inner;
         let mut rx = {
             let mut flights = inner.flights.lock().unwrap_or_else(|p| p.into_inner());
@@ -502,6 +518,17 @@ impl Resolver {
 }
 
 impl Inner {
+    /// Remembers that a TXT answer valid for `ttl` seconds confirmed the cached policy's id,
+    /// so lookups until then need no DNS query ([`Resolver::lookup_fast`]). Only with the
+    /// DNS answer cache on: without it every lookup is meant to query.
+    fn confirm_txt(&self, domain: &Domain, now: u64, ttl: u32) {
+        if self.config.dns_cache_size == 0 {
+            return;
+        }
+        let until = now.saturating_add(u64::from(ttl).min(self.config.negative_ttl_cap.as_secs()));
+        self.memory.update(domain, |entry| entry.txt_until = until);
+    }
+
     fn store_error(&self, op: &str, e: &crate::store::StoreError) {
         bump(&self.stats.store_errors);
         tracing::warn!(
@@ -649,8 +676,8 @@ impl Inner {
             return Lookup::none(entry.negative_error.map(|e| *e));
         }
 
-        let record = match self.discover(domain).await {
-            Ok((record, _ttl)) => record,
+        let (record, txt_ttl) = match self.discover(domain).await {
+            Ok(found) => found,
             Err((error, negative_ttl)) => {
                 // RFC 8461 §3.1 / §5.1: no usable TXT record or a DNS failure never evicts
                 // a fresh cached policy; apply it.
@@ -676,6 +703,7 @@ impl Inner {
         if let Some(policy) = &cached
             && *policy.record_id == *record.id
         {
+            self.confirm_txt(domain, now, txt_ttl);
             bump(&self.stats.cache_hits);
             return Lookup::cached(policy.clone(), None);
         }
@@ -698,11 +726,14 @@ impl Inner {
         }
 
         match self.fetch_policy(domain, &record.id, now).await {
-            Ok(policy) => Lookup {
-                policy: Some(policy),
-                from_cache: false,
-                error: None,
-            },
+            Ok(policy) => {
+                self.confirm_txt(domain, now, txt_ttl);
+                Lookup {
+                    policy: Some(policy),
+                    from_cache: false,
+                    error: None,
+                }
+            }
             // RFC 8461 §3.3: on failure keep applying a fresh cached policy; without one,
             // deliver as if the domain had no MTA-STS.
             Err(e) => match cached {
