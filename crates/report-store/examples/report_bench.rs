@@ -27,13 +27,15 @@ use tlsrpt::{
     UtcDateTime,
 };
 
+const DOMAINS: u64 = 1000;
 const ORGS: [&str; 3] = ["Google Inc.", "Microsoft Corporation", "Mail.ru"];
 
 fn report(i: u64) -> Report {
-    let domain = format!("domain{}.example", i % 20);
-    let day = UtcDateTime::from_unix_seconds(1_700_000_000 + (i / 20) as i64 * 86_400);
+    // A hoster's shape: 1000 domains, each reported on daily by 3 organisations.
+    let domain = format!("domain{}.example", i % DOMAINS);
+    let day = UtcDateTime::from_unix_seconds(1_700_000_000 + (i / (DOMAINS * 3)) as i64 * 86_400);
     let mut r = Report::daily(
-        ORGS[(i % 3) as usize],
+        ORGS[((i / DOMAINS) % 3) as usize],
         "tlsrpt@reporter.example",
         format!("bench-{i}"),
         day,
@@ -184,8 +186,10 @@ async fn summary(m: u64) -> Result<(), Error> {
             SummaryFilter {
                 domain: None,
                 since: Some(
-                    UtcDateTime::from_unix_seconds(1_700_000_000 + ((m / 20) as i64 - 30) * 86_400)
-                        .date_string(),
+                    UtcDateTime::from_unix_seconds(
+                        1_700_000_000 + ((m / (DOMAINS * 3)) as i64 - 30) * 86_400,
+                    )
+                    .date_string(),
                 ),
             },
         ),
