@@ -20,8 +20,9 @@ use crate::store::StoreError;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tlsrpt_event_files (
-    path   TEXT PRIMARY KEY,
-    offset INTEGER NOT NULL
+    path     TEXT PRIMARY KEY,
+    offset   INTEGER NOT NULL,
+    identity TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS tlsrpt_events (
     id            INTEGER PRIMARY KEY,
@@ -172,17 +173,21 @@ impl Outbox {
         f(&mut guard).map_err(db)
     }
 
-    /// The byte offset consumed from an events file (0 when new).
-    pub fn file_offset(&self, path: &str) -> Result<u64, StoreError> {
+    /// The byte offset consumed from an events file and the file identity (device and inode)
+    /// it was consumed from; `(0, "")` when new.
+    pub fn file_offset(&self, path: &str) -> Result<(u64, String), StoreError> {
         self.with(|c| {
             c.query_row(
-                "SELECT offset FROM tlsrpt_event_files WHERE path = ?1",
+                "SELECT offset, identity FROM tlsrpt_event_files WHERE path = ?1",
                 [path],
-                |r| r.get::<_, i64>(0),
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
             )
             .optional()
         })
-        .map(|o| u64::try_from(o.unwrap_or(0)).unwrap_or(0))
+        .map(|o| {
+            let (offset, identity) = o.unwrap_or_default();
+            (u64::try_from(offset).unwrap_or(0), identity)
+        })
     }
 
     /// Stores events (`(policy_domain, day, unix time, json line)`) and the new offset of
@@ -190,6 +195,7 @@ impl Outbox {
     pub fn add_events(
         &self,
         path: &str,
+        identity: &str,
         offset: u64,
         events: &[(String, String, i64, String)],
     ) -> Result<(), StoreError> {
@@ -204,9 +210,9 @@ impl Outbox {
                 }
             }
             tx.execute(
-                "INSERT INTO tlsrpt_event_files (path, offset) VALUES (?1, ?2)
-                 ON CONFLICT (path) DO UPDATE SET offset = excluded.offset",
-                params![path, i64::try_from(offset).unwrap_or(i64::MAX)],
+                "INSERT INTO tlsrpt_event_files (path, offset, identity) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (path) DO UPDATE SET offset = excluded.offset, identity = excluded.identity",
+                params![path, i64::try_from(offset).unwrap_or(i64::MAX), identity],
             )?;
             tx.commit()
         })

@@ -103,6 +103,20 @@ pub fn backoff(attempts: u32) -> i64 {
     FIRST_RETRY.saturating_mul(1 << shift).min(MAX_RETRY)
 }
 
+/// Device and inode of a file (Unix), so a rotated events file is noticed even when the new
+/// one is already longer than the offset consumed from the old one.
+fn file_identity(path: &Path) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            return format!("{}:{}", m.dev(), m.ino());
+        }
+    }
+    let _ = path;
+    String::new()
+}
+
 /// gzip (RFC 8460 §5.2).
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
@@ -146,9 +160,10 @@ impl Sender {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        let mut offset = self.outbox.file_offset(&key)?;
-        if offset > bytes.len() as u64 {
-            tracing::warn!(file = %key, offset, "events file shrank; reading it from the start");
+        let identity = file_identity(path);
+        let (mut offset, known) = self.outbox.file_offset(&key)?;
+        if offset > bytes.len() as u64 || (!known.is_empty() && known != identity) {
+            tracing::warn!(file = %key, offset, "events file was rotated; reading it from the start");
             offset = 0;
         }
         let start = usize::try_from(offset).unwrap_or(0);
@@ -176,7 +191,7 @@ impl Sender {
             }
         }
         let new_offset = offset + complete as u64;
-        self.outbox.add_events(&key, new_offset, &rows)?;
+        self.outbox.add_events(&key, &identity, new_offset, &rows)?;
         tracing::info!(file = %key, events = rows.len(), offset = new_offset, "events ingested");
         Ok(Ingested {
             path: key,

@@ -182,6 +182,14 @@ async fn rfc8460_5_3_mailto_delivery_through_the_relay() {
     );
     file.write_all(b"\n").unwrap();
     assert_eq!(s.ingest_file(&events, now()).unwrap().events, 1);
+
+    // Rotation: a new file under the same name (another inode) is read from its start, even
+    // when it is already longer than the consumed offset.
+    drop(file);
+    std::fs::rename(&events, dir.path().join("events.jsonl.1")).unwrap();
+    let bigger = format!("{EVENTS}{EVENTS}{EVENTS}");
+    write_events(dir.path(), &bigger);
+    assert_eq!(s.ingest_file(&events, now()).unwrap().events, 9);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

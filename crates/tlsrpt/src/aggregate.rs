@@ -9,7 +9,7 @@
 //!   (§4.3, §4.4), in a stable order;
 //! - `policy-domain` is always written, also for `no-policy-found` (notes §4 item 17);
 //! - the date range is the UTC day, `00:00:00Z` to the next day's `00:00:00Z`
-//!   ([`DateRange::utc_day`], the model's choice);
+//!   ([`DateRange::utc_day`](crate::DateRange::utc_day), the model's choice);
 //! - the `report-id` is [`report_id`]: `<YYYY-MM-DD>_<policy-domain>@<submitter>`. It is
 //!   deterministic, so a report regenerated for the same day and domain carries the same id
 //!   and receivers deduplicate it (RFC 8460 §4.4: unique per reporting organisation), and it
