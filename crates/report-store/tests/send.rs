@@ -168,6 +168,31 @@ async fn rfc8460_5_3_mailto_delivery_through_the_relay() {
     assert_eq!(reimported.len(), 1);
     assert_eq!(&reimported[0].report, report);
 
+    // ... and through the sink into the store, in the same SQLite file as the outbox.
+    let store = std::sync::Arc::new(
+        mta_sts_report_store::SqliteStore::open(&dir.path().join("reports.db")).unwrap(),
+    );
+    let sink = mta_sts_report_store::ReportSink::new(store.clone(), Limits::default());
+    let outcome = sink.accept(&m.data, None, "mail").await.unwrap();
+    assert!(matches!(
+        outcome,
+        mta_sts_report_store::InputOutcome::Accepted { .. }
+    ));
+    let summary = mta_sts_report_store::ReportStore::summary(
+        store.as_ref(),
+        &mta_sts_report_store::SummaryFilter::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            summary[0].day.as_str(),
+            summary[0].successful,
+            summary[0].failed
+        ),
+        ("2024-05-01", 5, 2)
+    );
+
     // Appended events are consumed from the remembered offset.
     let mut file = std::fs::OpenOptions::new()
         .append(true)
