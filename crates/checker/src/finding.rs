@@ -184,7 +184,7 @@ pub mod ids {
             "the published TXT id is not the id of the served policy",
             "Publish the record printed by `mta-sts serve --print-records` (after the new policy is served, RFC 8461 §8.1).");
         /// `mta-sts serve --check`: senders fetch a different policy than the one configured
-        /// here (DNS for mta-sts.<domain> points elsewhere, or a proxy serves a stale copy).
+        /// here (DNS for `mta-sts.<domain>` points elsewhere, or a proxy serves a stale copy).
         SERVE_POLICY_DIFFERS = ("serve-policy-differs", Error, Policy,
             "senders fetch a different policy than the one served here",
             "Point mta-sts.<domain> at this policy host (A/AAAA or CNAME) or update the server that answers instead.");

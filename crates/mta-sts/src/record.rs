@@ -153,7 +153,7 @@ impl StsRecord {
 
     /// Chooses the MTA-STS record among the TXT RRs at `_mta-sts.<domain>` (RFC 8461 §3.1):
     /// RRs that do not begin with `v=STSv1` *WSP `;` are discarded; exactly one must remain
-    /// and be valid. Each item is one RR with its strings concatenated (see [`concat`]).
+    /// and be valid. Each item is one RR with its strings concatenated (see [`concat()`]).
     ///
     /// ```
     /// use mta_sts::record::{StsRecord, SelectError};
