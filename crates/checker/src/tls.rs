@@ -9,17 +9,14 @@
 //! the handshake signatures, so the server must hold the key) and the verdict is computed
 //! afterwards on the same chain with the configured trust.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mta_sts::decision::TlsOutcome;
 use mta_sts_resolver::Trust;
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, PeerIncompatible, RootCertStore,
-    SignatureScheme,
+    CertificateError, ClientConfig, DigitallySignedStruct, PeerIncompatible, SignatureScheme,
 };
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use serde::Serialize;
@@ -40,48 +37,19 @@ impl std::fmt::Debug for ProbeTls {
     }
 }
 
-fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let err = |message: String| Error::CaFile {
-        path: path.to_path_buf(),
-        message,
-    };
-    let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let certs = rustls_pemfile::certs(&mut pem.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| err(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(err("no CERTIFICATE block found".into()));
-    }
-    Ok(certs)
-}
-
 impl ProbeTls {
     /// Builds the client: TLS 1.2 and 1.3 only (RFC 8461 §3.3), ring provider, the trust
     /// anchors of `trust` for the verdict.
     pub fn new(trust: &Trust, alpn: Vec<Vec<u8>>) -> Result<ProbeTls, Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls_err = |e: rustls::Error| Error::Tls(e.to_string());
-        let verifier: Arc<dyn ServerCertVerifier> = match trust {
-            Trust::Only(path) => {
-                let mut roots = RootCertStore::empty();
-                for cert in read_ca_file(path)? {
-                    roots.add(cert).map_err(tls_err)?;
+        let verifier =
+            mta_sts_resolver::fetch::verifier(trust, provider.clone()).map_err(|e| match e {
+                mta_sts_resolver::fetch::SetupError::CaFile { path, message } => {
+                    Error::CaFile { path, message }
                 }
-                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                    .build()
-                    .map_err(|e| Error::Tls(e.to_string()))?
-            }
-            Trust::Platform => Arc::new(
-                rustls_platform_verifier::Verifier::new(provider.clone()).map_err(tls_err)?,
-            ),
-            Trust::PlatformAnd(path) => Arc::new(
-                rustls_platform_verifier::Verifier::new_with_extra_roots(
-                    read_ca_file(path)?,
-                    provider.clone(),
-                )
-                .map_err(tls_err)?,
-            ),
-        };
+                mta_sts_resolver::fetch::SetupError::Tls(message) => Error::Tls(message),
+            })?;
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(tls_err)?

@@ -189,9 +189,10 @@ impl std::fmt::Debug for Fetcher {
     }
 }
 
-fn read_ca_file(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, SetupError> {
+/// The certificates of a PEM file (`--ca-file`).
+pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, SetupError> {
     let err = |message: String| SetupError::CaFile {
-        path: path.clone(),
+        path: path.to_path_buf(),
         message,
     };
     let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
@@ -204,34 +205,39 @@ fn read_ca_file(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, SetupErr
     Ok(certs)
 }
 
+/// The WebPKI verifier for `trust` (RFC 8461 §3.3: chain to a trusted root, unexpired,
+/// DNS-ID of the server name): the platform's roots, optionally plus a CA file, or only the
+/// CA file. Shared by everything that validates certificates as a sender does.
+pub fn verifier(
+    trust: &Trust,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn ServerCertVerifier>, SetupError> {
+    let tls = |e: rustls::Error| SetupError::Tls(e.to_string());
+    Ok(match trust {
+        Trust::Only(path) => {
+            let mut roots = RootCertStore::empty();
+            for cert in read_ca_file(path)? {
+                roots.add(cert).map_err(tls)?;
+            }
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| SetupError::Tls(e.to_string()))?
+        }
+        Trust::Platform => {
+            Arc::new(rustls_platform_verifier::Verifier::new(provider).map_err(tls)?)
+        }
+        Trust::PlatformAnd(path) => Arc::new(
+            rustls_platform_verifier::Verifier::new_with_extra_roots(read_ca_file(path)?, provider)
+                .map_err(tls)?,
+        ),
+    })
+}
+
 impl Fetcher {
     /// Builds a fetcher; `dns` resolves policy hosts (and `--connect-to` names).
     pub fn new(config: FetchConfig, dns: Dns) -> Result<Fetcher, SetupError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier: Arc<dyn ServerCertVerifier> = match &config.trust {
-            Trust::Only(path) => {
-                let mut roots = RootCertStore::empty();
-                for cert in read_ca_file(path)? {
-                    roots
-                        .add(cert)
-                        .map_err(|e| SetupError::Tls(e.to_string()))?;
-                }
-                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                    .build()
-                    .map_err(|e| SetupError::Tls(e.to_string()))?
-            }
-            Trust::Platform => Arc::new(
-                rustls_platform_verifier::Verifier::new(provider.clone())
-                    .map_err(|e| SetupError::Tls(e.to_string()))?,
-            ),
-            Trust::PlatformAnd(path) => Arc::new(
-                rustls_platform_verifier::Verifier::new_with_extra_roots(
-                    read_ca_file(path)?,
-                    provider.clone(),
-                )
-                .map_err(|e| SetupError::Tls(e.to_string()))?,
-            ),
-        };
+        let verifier = verifier(&config.trust, provider.clone())?;
         // RFC 8461 §3.3 / DESIGN §3: TLS 1.2 or later only.
         let mut tls = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
