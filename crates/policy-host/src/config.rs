@@ -35,9 +35,12 @@
 //! storage = "/var/lib/mta-sts/acme"
 //! challenge = "tls-alpn-01"               # or "http-01" (then http_listen, default 0.0.0.0:80)
 //!
-//! [tlsrpt]
+//! [tlsrpt]                               # accept TLS-RPT reports POSTed over HTTPS (RFC 8460 §5.4)
 //! intake_path = "/tlsrpt"
-//! spool_dir = "/var/spool/mta-sts/tlsrpt"
+//! store = "/var/lib/mta-sts/reports.db"   # the report store, as `mta-sts report --db` takes it
+//!                                         # (a SQLite file or a postgres:// URL)
+//! spool_dir = "/var/spool/mta-sts/tlsrpt" # with `store`: where reports go when the store fails;
+//!                                         # alone: where every report goes
 //!
 //! [limits]
 //! header_read_timeout = "10s"
@@ -167,13 +170,25 @@ pub struct AcmeConfig {
     pub renew_after: f64,
 }
 
-/// `[tlsrpt]`: the report intake (RFC 8460 §5.3.2).
+/// `[tlsrpt]`: the report intake (RFC 8460 §5.4). At least one of `store` and `spool_dir`
+/// is set.
+///
+/// | `store` | `spool_dir` | a POSTed report goes |
+/// |---|---|---|
+/// | set | unset | into the store; when the store fails, 503 and the sender retries (§5.5) |
+/// | set | set | into the store; when the store fails, into the spool (import it later) |
+/// | unset | set | into the spool, for `mta-sts report import <spool_dir>` |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsRptConfig {
     /// The path reports are POSTed to, e.g. `/tlsrpt`.
     pub intake_path: String,
-    /// Where accepted reports are written.
-    pub spool_dir: PathBuf,
+    /// The report store, in the syntax of `mta-sts report --db`: a `postgres://` or
+    /// `postgresql://` URL, or a SQLite file path (made absolute against the configuration
+    /// file's directory). The policy host does not open it; the front end supplies a
+    /// [`ReportSink`](crate::intake::ReportSink) for it.
+    pub store: Option<String>,
+    /// The spool directory: the fallback for `store`, or where every report goes without it.
+    pub spool_dir: Option<PathBuf>,
     /// Largest request body accepted, bytes (default 1 MiB).
     pub max_body: usize,
     /// Largest decompressed report accepted, bytes (default 16 MiB).
@@ -300,6 +315,7 @@ struct RawAcme {
 #[serde(deny_unknown_fields)]
 struct RawTlsRpt {
     intake_path: Option<Spanned<String>>,
+    store: Option<Spanned<String>>,
     spool_dir: Option<PathBuf>,
     max_body: Option<Spanned<i64>>,
     max_report: Option<Spanned<i64>>,
@@ -874,14 +890,29 @@ fn build_tlsrpt(src: &Source<'_>, t: &Spanned<RawTlsRpt>) -> Result<TlsRptConfig
         }
         None => "/tlsrpt".to_string(),
     };
-    let spool_dir = t.spool_dir.as_deref().map(|p| src.path(p)).ok_or_else(|| {
-        src.err(
+    let store = match &t.store {
+        Some(s) => {
+            let location = s.get_ref().trim();
+            if location.is_empty() {
+                return Err(src.err(
+                    &s.span(),
+                    "store is empty: write a SQLite file path such as \"/var/lib/mta-sts/reports.db\" or a postgres:// URL",
+                ));
+            }
+            Some(store_location(src, location))
+        }
+        None => None,
+    };
+    let spool_dir = t.spool_dir.as_deref().map(|p| src.path(p));
+    if store.is_none() && spool_dir.is_none() {
+        return Err(src.err(
             &span,
-            "[tlsrpt] needs `spool_dir`, the directory where accepted reports are written",
-        )
-    })?;
+            "[tlsrpt] needs `store` (the report database, as `mta-sts report --db` takes it) or `spool_dir` (a directory for `mta-sts report import`), or both",
+        ));
+    }
     Ok(TlsRptConfig {
         intake_path,
+        store,
         spool_dir,
         max_body: match &t.max_body {
             Some(v) => positive(src, v, "max_body")?,
@@ -892,6 +923,20 @@ fn build_tlsrpt(src: &Source<'_>, t: &Spanned<RawTlsRpt>) -> Result<TlsRptConfig
             None => 16 << 20,
         },
     })
+}
+
+/// A `store` value: URLs as written, SQLite paths made absolute like every other path.
+fn store_location(src: &Source<'_>, location: &str) -> String {
+    if is_postgres_url(location) {
+        location.to_string()
+    } else {
+        src.path(Path::new(location)).display().to_string()
+    }
+}
+
+/// Whether a `store` value names PostgreSQL (the `mta-sts report --db` rule).
+pub fn is_postgres_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
 }
 
 fn build_limits(src: &Source<'_>, l: &RawLimits) -> Result<Limits, ConfigError> {
@@ -975,5 +1020,36 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("configured twice"), "{e}");
+    }
+
+    #[test]
+    fn tlsrpt_store_and_spool() {
+        let base = "[[domain]]\nname = \"a.test\"\nmode = \"enforce\"\nmx = [\"mx.a.test\"]\n";
+        let parse = |extra: &str| {
+            ServeConfig::parse(
+                &format!("{base}{extra}"),
+                Some(Path::new("/etc/m/serve.toml")),
+            )
+        };
+        let c = parse("[tlsrpt]\nstore = \"reports.db\"\n").unwrap();
+        let t = c.tlsrpt.unwrap();
+        assert_eq!(t.store.as_deref(), Some("/etc/m/reports.db"));
+        assert_eq!(t.spool_dir, None);
+        assert_eq!(t.intake_path, "/tlsrpt");
+        let url = "postgres://u:p@127.0.0.1/reports";
+        let t = parse(&format!(
+            "[tlsrpt]\nstore = \"{url}\"\nspool_dir = \"spool\"\n"
+        ))
+        .unwrap()
+        .tlsrpt
+        .unwrap();
+        assert_eq!(t.store.as_deref(), Some(url), "URLs are not paths");
+        assert_eq!(t.spool_dir, Some(PathBuf::from("/etc/m/spool")));
+        let e = parse("[tlsrpt]\nintake_path = \"/r\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs `store`"), "{e}");
+        let e = parse("[tlsrpt]\nstore = \" \"\n").unwrap_err().to_string();
+        assert!(e.contains("store is empty"), "{e}");
     }
 }

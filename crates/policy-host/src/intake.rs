@@ -1,19 +1,47 @@
-//! TLS-RPT report intake over HTTPS (RFC 8460 §5.3.2).
+//! TLS-RPT report intake over HTTPS (RFC 8460 §5.4).
 //!
 //! A reporting MTA POSTs one report per request, as `application/tlsrpt+json` or gzip
 //! compressed as `application/tlsrpt+gzip`. The intake checks the media type (415), caps
 //! the request body and the decompressed report (413, so a gzip bomb costs at most
 //! `max_report` bytes of memory), checks that the report is a JSON object with a
-//! `report-id` (400), and hands it to a [`ReportSink`]; 201 means stored.
+//! `report-id` (400), and hands it to a [`ReportSink`].
 //!
-//! The full report model and its checks live in the `tlsrpt` crate's later store; the
-//! default sink, [`SpoolSink`], writes each report atomically into a spool directory.
+//! # Where reports go
+//!
+//! [`ReportSink`] is async: the real destination is a database, and its calls must not hold
+//! a tokio worker. It returns a boxed future ([`SinkFuture`]) so that it stays usable as
+//! `Arc<dyn ReportSink>` without an `async-trait` dependency. This crate is only the HTTPS
+//! server and has no database code: the `mta-sts` binary implements the trait over the
+//! report store of `mta-sts report` (SQLite or PostgreSQL, `[tlsrpt] store`), which parses
+//! the report fully and de-duplicates by report-id. The built-in [`SpoolSink`] writes files
+//! for `mta-sts report import`; it is the sink when only `spool_dir` is configured, and the
+//! fallback when a store is configured too: if the store fails (or takes longer than
+//! [`STORE_TIMEOUT`]), the report is spooled, so nothing a sender was told is saved is lost.
+//!
+//! # Answers
+//!
+//! RFC 8460 §5.4: the receiver MUST answer "successful", typically 200 or 201, and other
+//! codes may be retried by the sender for up to 24 hours (§5.5). So:
+//!
+//! | outcome | status |
+//! |---|---|
+//! | a new report was stored | 201 Created |
+//! | the same report was stored before (a sender retrying) | 200 OK: idempotent |
+//! | the store failed, the report was spooled instead | 201 Created (and an error in the log) |
+//! | not gzip, not JSON, not a TLS-RPT report (§4) | 400 with the reason |
+//! | another media type | 415; a body or report over the caps: 413 |
+//! | the store failed and there is no spool, or the spool failed too | 503 with `Retry-After`, so the sender retries (§5.5) |
+//!
+//! A spooled report gets 201, not 202: it is saved, and some senders take only the 200 and
+//! 201 that §5.4 names as success.
 
+use std::future::Future;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -22,6 +50,14 @@ use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, StatusCode};
 
 use crate::config::TlsRptConfig;
+
+/// How long a [`ReportSink`] may take for one report before the intake gives up on it and
+/// spools the report (or answers 503). A late store write that does finish is harmless: the
+/// later import of the spooled copy is a duplicate.
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a 503 asks the sender to wait before retrying, seconds (RFC 8460 §5.5 retries).
+pub const RETRY_AFTER_SECS: u32 = 300;
 
 /// A report accepted by the intake, ready to be stored.
 #[derive(Debug, Clone)]
@@ -34,14 +70,32 @@ pub struct IncomingReport {
     pub gzip: bool,
     /// The policy host it was posted to.
     pub host: String,
+    /// The path it was posted to (`[tlsrpt] intake_path`).
+    pub path: String,
     /// When it arrived.
     pub received: SystemTime,
+}
+
+impl IncomingReport {
+    /// Where it came from, for a store's `source` column: `https://<host><path>`.
+    pub fn source(&self) -> String {
+        format!("https://{}{}", self.host, self.path)
+    }
+}
+
+/// What a sink did with a report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored now; the name is for the log and the answer (e.g. `report 42`).
+    New(String),
+    /// Stored before (same report, e.g. a sender's retry); nothing changed.
+    Duplicate(String),
 }
 
 /// A report could not be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    /// Writing failed.
+    /// Writing a file failed.
     #[error("cannot store the report in {path}: {source}")]
     Io {
         /// Where.
@@ -49,21 +103,36 @@ pub enum SinkError {
         /// Why.
         source: std::io::Error,
     },
-    /// Another sink's failure.
-    #[error("cannot store the report: {0}")]
-    Other(String),
+    /// The sink refused the report itself: it is not a valid TLS-RPT report (RFC 8460 §4).
+    /// Answered 400; never spooled, since retrying cannot help.
+    #[error("{0}")]
+    Rejected(String),
+    /// The store failed or is unreachable; the report may be retried later.
+    #[error("the report store failed: {0}")]
+    Store(String),
 }
 
-/// Where accepted reports go. Implement it to plug in a report database; the intake calls
-/// it from a blocking thread.
+/// The future a [`ReportSink`] returns.
+pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = Result<Stored, SinkError>> + Send + 'a>>;
+
+/// Where accepted reports go.
+///
+/// Async so that a database behind it does not block the server's runtime; a boxed future
+/// keeps it object safe (`Arc<dyn ReportSink>`). Implementations must not block: run
+/// blocking work with `tokio::task::spawn_blocking`. See the [module docs](self) for how
+/// the results map to HTTP answers.
 pub trait ReportSink: Send + Sync + 'static {
-    /// Stores `report`, returning a name for it (for the log and the 201 answer).
-    fn store(&self, report: &IncomingReport) -> Result<String, SinkError>;
+    /// Stores `report`.
+    fn store<'a>(&'a self, report: &'a IncomingReport) -> SinkFuture<'a>;
+
+    /// Where reports go, for logs and `--check-config`; no secrets (passwords).
+    fn describe(&self) -> String;
 }
 
 /// Writes each report as `<sha256 of the JSON, 32 hex>.json` into a directory, atomically
-/// (temporary file, fsync, rename). The name comes from the content, never from client
-/// input, so a re-sent report overwrites its earlier copy instead of duplicating it.
+/// (temporary file, fsync, rename), for `mta-sts report import <dir>`. The name comes from
+/// the content, never from client input, so a re-sent report is a [`Stored::Duplicate`]
+/// instead of a second file.
 #[derive(Debug, Clone)]
 pub struct SpoolSink {
     dir: PathBuf,
@@ -79,18 +148,21 @@ impl SpoolSink {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-}
 
-impl ReportSink for SpoolSink {
-    fn store(&self, report: &IncomingReport) -> Result<String, SinkError> {
+    /// Writes `json` now, blocking; the name of the file, and whether it was there before.
+    pub fn write(&self, json: &[u8]) -> Result<Stored, SinkError> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| SinkError::Io { path, source }
         };
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
-        let digest = ring::digest::digest(&ring::digest::SHA256, &report.json);
+        let digest = ring::digest::digest(&ring::digest::SHA256, json);
         let name = format!("{}.json", &crate::id::hex(digest.as_ref())[..32]);
+        let target = self.dir.join(&name);
+        if target.is_file() {
+            return Ok(Stored::Duplicate(target.display().to_string()));
+        }
         let tmp = self.dir.join(format!(
             ".tmp-{}-{}",
             std::process::id(),
@@ -98,22 +170,37 @@ impl ReportSink for SpoolSink {
         ));
         let result = (|| {
             let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-            file.write_all(&report.json).map_err(io(&tmp))?;
+            file.write_all(json).map_err(io(&tmp))?;
             file.sync_all().map_err(io(&tmp))?;
-            let target = self.dir.join(&name);
             std::fs::rename(&tmp, &target).map_err(io(&target))
         })();
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
-        result.map(|()| name)
+        result.map(|()| Stored::New(target.display().to_string()))
+    }
+}
+
+impl ReportSink for SpoolSink {
+    fn store<'a>(&'a self, report: &'a IncomingReport) -> SinkFuture<'a> {
+        let sink = self.clone();
+        let json = report.json.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || sink.write(&json))
+                .await
+                .map_err(|e| SinkError::Store(format!("spool task failed: {e}")))?
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("the spool directory {}", self.dir.display())
     }
 }
 
 /// An intake answer: status and one-line reason.
 pub(crate) type Answer = (StatusCode, String);
 
-/// `application/tlsrpt+json` or `application/tlsrpt+gzip` (RFC 8460 §5.3.2, §6.4, §6.5);
+/// `application/tlsrpt+json` or `application/tlsrpt+gzip` (RFC 8460 §5.4, §6.4, §6.5);
 /// `Content-Encoding: gzip` on the JSON type is accepted too.
 fn media_type(req: &Request<Incoming>) -> Result<bool, Answer> {
     let value = req
@@ -147,16 +234,17 @@ fn media_type(req: &Request<Incoming>) -> Result<bool, Answer> {
         "application/tlsrpt+json" => Ok(encoded_gzip),
         _ => Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send application/tlsrpt+json or application/tlsrpt+gzip (RFC 8460 §5.3.2)".to_string(),
+            "send application/tlsrpt+json or application/tlsrpt+gzip (RFC 8460 §5.4)".to_string(),
         )),
     }
 }
 
-/// Handles one `POST <intake_path>`.
+/// Handles one `POST <intake_path>`: `sink` first, `fallback` when `sink` fails.
 pub(crate) async fn handle(
     req: Request<Incoming>,
     config: &TlsRptConfig,
     sink: Arc<dyn ReportSink>,
+    fallback: Option<SpoolSink>,
     host: &str,
 ) -> Answer {
     let gzip = match media_type(&req) {
@@ -196,47 +284,94 @@ pub(crate) async fn handle(
     };
     let max_report = config.max_report;
     let host = host.to_string();
-    let work = move || -> Answer {
+    let path = config.intake_path.clone();
+    // Decompressing and parsing are CPU work of up to `max_report` bytes: off the runtime.
+    let check = move || -> Result<IncomingReport, Answer> {
         let json = if gzip {
-            match gunzip(&body, max_report) {
-                Ok(json) => Bytes::from(json),
-                Err(answer) => return answer,
-            }
+            Bytes::from(gunzip(&body, max_report)?)
         } else {
             body
         };
-        let report_id = match report_id(&json) {
-            Ok(id) => id,
-            Err(reason) => return (StatusCode::BAD_REQUEST, reason),
-        };
-        let report = IncomingReport {
+        let report_id = report_id(&json).map_err(|reason| (StatusCode::BAD_REQUEST, reason))?;
+        Ok(IncomingReport {
             json,
             report_id,
             gzip,
             host,
+            path,
             received: SystemTime::now(),
-        };
-        match sink.store(&report) {
-            Ok(name) => {
-                tracing::info!(host = %report.host, report_id = %report.report_id, stored = %name, "TLS-RPT report accepted");
-                (StatusCode::CREATED, format!("stored {name}"))
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "TLS-RPT report not stored");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the report could not be stored".to_string(),
-                )
-            }
+        })
+    };
+    let report = match tokio::task::spawn_blocking(check).await {
+        Ok(Ok(report)) => report,
+        Ok(Err(answer)) => return answer,
+        Err(_) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error".to_string(),
+            );
         }
     };
-    match tokio::task::spawn_blocking(work).await {
-        Ok(answer) => answer,
-        Err(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error".to_string(),
-        ),
+    deliver(&report, sink.as_ref(), fallback.as_ref()).await
+}
+
+/// Stores a checked report and decides the answer (the table in the module docs).
+async fn deliver(
+    report: &IncomingReport,
+    sink: &dyn ReportSink,
+    fallback: Option<&SpoolSink>,
+) -> Answer {
+    let stored = match tokio::time::timeout(STORE_TIMEOUT, sink.store(report)).await {
+        Ok(result) => result,
+        Err(_) => Err(SinkError::Store(format!(
+            "no answer within {} s",
+            STORE_TIMEOUT.as_secs()
+        ))),
+    };
+    let failure = match stored {
+        Ok(Stored::New(name)) => {
+            tracing::info!(host = %report.host, report_id = %report.report_id, stored = %name, "TLS-RPT report stored");
+            return (StatusCode::CREATED, format!("stored as {name}"));
+        }
+        Ok(Stored::Duplicate(name)) => {
+            // A sender retrying a report we have: success, so it stops (RFC 8460 §5.4).
+            tracing::info!(host = %report.host, report_id = %report.report_id, stored = %name, "TLS-RPT report received again; already stored");
+            return (StatusCode::OK, format!("already stored as {name}"));
+        }
+        Err(SinkError::Rejected(reason)) => {
+            tracing::info!(host = %report.host, report_id = %report.report_id, %reason, "TLS-RPT report refused");
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("not a valid TLS-RPT report (RFC 8460 §4): {reason}"),
+            );
+        }
+        Err(e) => e,
+    };
+    let Some(spool) = fallback else {
+        tracing::error!(host = %report.host, report_id = %report.report_id, error = %failure, sink = %sink.describe(), "TLS-RPT report not stored; the sender is asked to retry (503)");
+        return unavailable();
+    };
+    match spool.store(report).await {
+        Ok(Stored::New(name) | Stored::Duplicate(name)) => {
+            tracing::error!(host = %report.host, report_id = %report.report_id, error = %failure, spooled = %name, "TLS-RPT report store failed; report spooled instead: run `mta-sts report import {}` once the store works", spool.dir().display());
+            (
+                StatusCode::CREATED,
+                "accepted; spooled for import".to_string(),
+            )
+        }
+        Err(e) => {
+            tracing::error!(host = %report.host, report_id = %report.report_id, error = %failure, spool_error = %e, "TLS-RPT report neither stored nor spooled; the sender is asked to retry (503)");
+            unavailable()
+        }
     }
+}
+
+/// 503: nothing was saved; the sender should retry later (RFC 8460 §5.5).
+fn unavailable() -> Answer {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the report could not be stored now; retry later".to_string(),
+    )
 }
 
 /// Decompresses at most `max` bytes; more is a 413 (a gzip bomb stops here).
@@ -279,6 +414,92 @@ mod tests {
         assert!(report_id(br#"[1]"#).is_err());
         assert!(report_id(br#"{"report-id":1}"#).is_err());
         assert!(report_id(b"{").is_err());
+    }
+
+    fn report(id: &str) -> IncomingReport {
+        IncomingReport {
+            json: Bytes::from(format!(r#"{{"report-id":"{id}"}}"#)),
+            report_id: id.to_string(),
+            gzip: false,
+            host: "mta-sts.a.test".to_string(),
+            path: "/tlsrpt".to_string(),
+            received: SystemTime::now(),
+        }
+    }
+
+    /// A sink that answers from a script.
+    struct Scripted(fn(&IncomingReport) -> Result<Stored, SinkError>);
+
+    impl ReportSink for Scripted {
+        fn store<'a>(&'a self, report: &'a IncomingReport) -> SinkFuture<'a> {
+            let answer = (self.0)(report);
+            Box::pin(async move { answer })
+        }
+        fn describe(&self) -> String {
+            "scripted".to_string()
+        }
+    }
+
+    fn failing(_: &IncomingReport) -> Result<Stored, SinkError> {
+        Err(SinkError::Store("database is locked".to_string()))
+    }
+
+    // RFC 8460 §5.4: 201 new, 200 duplicate (a retry is success), 400 refused.
+    #[tokio::test]
+    async fn rfc8460_s5_4_answers() {
+        let new = Scripted(|r| Ok(Stored::New(format!("report {}", r.report_id))));
+        let dup = Scripted(|_| Ok(Stored::Duplicate("report 1".to_string())));
+        let bad = Scripted(|_| Err(SinkError::Rejected("no policies".to_string())));
+        let r = report("a");
+        assert_eq!(deliver(&r, &new, None).await.0, StatusCode::CREATED);
+        assert_eq!(deliver(&r, &dup, None).await.0, StatusCode::OK);
+        let (status, body) = deliver(&r, &bad, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("no policies"), "{body}");
+    }
+
+    // A failing store: the report is spooled (201) when there is a spool; a refused report
+    // is never spooled; no spool, or a broken one, is 503 so the sender retries (§5.5).
+    #[tokio::test]
+    async fn rfc8460_s5_5_store_failure_spools_or_asks_for_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = SpoolSink::new(dir.path().join("spool"));
+        let r = report("b");
+        assert_eq!(
+            deliver(&r, &Scripted(failing), Some(&spool)).await.0,
+            StatusCode::CREATED
+        );
+        assert_eq!(std::fs::read_dir(spool.dir()).unwrap().count(), 1);
+        assert_eq!(
+            spool.write(&r.json).unwrap(),
+            Stored::Duplicate(
+                std::fs::read_dir(spool.dir())
+                    .unwrap()
+                    .next()
+                    .unwrap()
+                    .unwrap()
+                    .path()
+                    .display()
+                    .to_string()
+            )
+        );
+        let bad = Scripted(|_| Err(SinkError::Rejected("no".to_string())));
+        assert_eq!(
+            deliver(&report("c"), &bad, Some(&spool)).await.0,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(std::fs::read_dir(spool.dir()).unwrap().count(), 1);
+        assert_eq!(
+            deliver(&r, &Scripted(failing), None).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        // A spool that cannot be created (its parent is a file).
+        std::fs::write(dir.path().join("file"), b"x").unwrap();
+        let broken = SpoolSink::new(dir.path().join("file/spool"));
+        assert_eq!(
+            deliver(&r, &Scripted(failing), Some(&broken)).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! | the DNS records to publish, in zone-file syntax | [`records`](mod@records) |
 //! | the HTTPS server: SNI certificates (§7.1), `/.well-known/mta-sts.txt` (§3.2) | [`server`] |
 //! | the routing table built from a config, swapped whole on reload | [`table`] |
-//! | TLS-RPT report intake over HTTPS (RFC 8460 §5.3.2) | [`intake`] |
+//! | TLS-RPT report intake over HTTPS (RFC 8460 §5.4) | [`intake`] |
 //! | automatic certificates (RFC 8555, TLS-ALPN-01 RFC 8737, HTTP-01) | [`acme`] |
 //!
 //! Wiring for a command-line front end:
@@ -43,7 +43,7 @@ mod tls;
 
 pub use config::{ConfigError, ServeConfig};
 pub use id::policy_id;
-pub use intake::{IncomingReport, ReportSink, SinkError, SpoolSink};
+pub use intake::{IncomingReport, ReportSink, SinkError, SinkFuture, SpoolSink, Stored};
 pub use records::{Records, TxtRecord, records};
-pub use server::{ServeError, Server, serve};
+pub use server::{ServeError, Server, serve, serve_with_sink};
 pub use table::{HostEntry, Table, TableError};

@@ -31,7 +31,9 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::header::{
+    ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -42,7 +44,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::acme::Challenges;
-use crate::config::{ConfigError, ServeConfig};
+use crate::config::{ConfigError, ServeConfig, TlsRptConfig};
 use crate::intake::{ReportSink, SpoolSink};
 use crate::table::{Table, TableError};
 use crate::tls::{ACME_TLS_ALPN, SniResolver, normalize_host, server_config};
@@ -78,6 +80,12 @@ pub enum ServeError {
     /// rustls refused the TLS configuration.
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    /// `[tlsrpt] store` is set but the server was started without a sink for it
+    /// ([`Server::start_with_sink`]; `mta-sts serve` opens the store and passes one).
+    #[error(
+        "[tlsrpt] store = \"{0}\" needs the report store: run `mta-sts serve`, or start the server with a sink for it"
+    )]
+    NoStoreSink(String),
 }
 
 /// State shared by listeners, connections, the watcher and the ACME manager.
@@ -106,6 +114,13 @@ impl Shared {
         if config.listen != old.config().listen {
             tracing::warn!("`listen` changed: the new addresses take effect after a restart");
         }
+        self.check_store(&config)?;
+        let store = |c: &ServeConfig| c.tlsrpt.as_ref().and_then(|t| t.store.clone());
+        if store(&config) != store(old.config()) {
+            tracing::warn!(
+                "[tlsrpt] store changed: the new report store takes effect after a restart"
+            );
+        }
         let table = Table::build(Arc::new(config)).await?;
         for entry in table.hosts() {
             match old.host(&entry.host) {
@@ -125,14 +140,23 @@ impl Shared {
         Ok(())
     }
 
-    fn sink(&self, table: &Table) -> Option<Arc<dyn ReportSink>> {
-        match &self.sink {
-            Some(sink) => Some(sink.clone()),
-            None => table
-                .config()
-                .tlsrpt
-                .as_ref()
-                .map(|t| Arc::new(SpoolSink::new(t.spool_dir.clone())) as Arc<dyn ReportSink>),
+    /// A `store` needs a sink from the front end; without one, reports would silently go
+    /// elsewhere than configured.
+    fn check_store(&self, config: &ServeConfig) -> Result<(), ServeError> {
+        match config.tlsrpt.as_ref().and_then(|t| t.store.as_ref()) {
+            Some(store) if self.sink.is_none() => Err(ServeError::NoStoreSink(store.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Where a report goes now: the front end's sink with the spool as fallback, or the
+    /// spool alone. The spool follows the current configuration (reloads apply).
+    fn sinks(&self, intake: &TlsRptConfig) -> Option<(Arc<dyn ReportSink>, Option<SpoolSink>)> {
+        let spool = intake.spool_dir.clone().map(SpoolSink::new);
+        match (&self.sink, spool) {
+            (Some(sink), spool) => Some((sink.clone(), spool)),
+            (None, Some(spool)) => Some((Arc::new(spool) as Arc<dyn ReportSink>, None)),
+            (None, None) => None,
         }
     }
 }
@@ -162,7 +186,9 @@ impl Server {
         Server::start_inner(config, None).await
     }
 
-    /// [`Server::start`] with reports going to `sink` instead of the `[tlsrpt]` spool.
+    /// [`Server::start`] with reports going to `sink` (typically the report store named by
+    /// `[tlsrpt] store`); the `[tlsrpt] spool_dir`, if set, becomes the fallback for reports
+    /// the sink fails to store.
     pub async fn start_with_sink(
         config: ServeConfig,
         sink: Arc<dyn ReportSink>,
@@ -176,6 +202,10 @@ impl Server {
     ) -> Result<Server, ServeError> {
         let path = config.path.clone();
         let max_conns = config.limits.max_connections;
+        if let (None, Some(store)) = (&sink, config.tlsrpt.as_ref().and_then(|t| t.store.as_ref()))
+        {
+            return Err(ServeError::NoStoreSink(store.clone()));
+        }
         let table = Table::build(Arc::new(config)).await?;
         let config = table.config().clone();
         let table = Arc::new(ArcSwap::from_pointee(table));
@@ -248,6 +278,12 @@ impl Server {
         for entry in shared.table.load().hosts() {
             tracing::info!(host = %entry.host, id = %entry.id, mode = %entry.policy.mode, "policy ready");
         }
+        if let Some(intake) = &config.tlsrpt
+            && let Some((sink, fallback)) = shared.sinks(intake)
+        {
+            let fallback = fallback.map(|s| s.describe());
+            tracing::info!(path = %intake.intake_path, sink = %sink.describe(), fallback = fallback.as_deref().unwrap_or("none (503, the sender retries)"), "accepting TLS-RPT reports");
+        }
         Ok(Server {
             shared,
             addrs,
@@ -304,7 +340,19 @@ pub async fn serve(
     config: ServeConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let server = Server::start(config).await?;
+    run(Server::start(config).await?, shutdown).await
+}
+
+/// [`serve`] with reports going to `sink` ([`Server::start_with_sink`]).
+pub async fn serve_with_sink(
+    config: ServeConfig,
+    sink: Arc<dyn ReportSink>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    run(Server::start_with_sink(config, sink).await?, shutdown).await
+}
+
+async fn run(server: Server, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
     let shared = server.shared.clone();
     #[cfg(unix)]
     let hup = {
@@ -527,11 +575,20 @@ async fn route(shared: &Shared, req: Request<Incoming>, sni: &str) -> Answer {
         if req.method() != Method::POST {
             return method_not_allowed("POST");
         }
-        let Some(sink) = shared.sink(&table) else {
+        let Some((sink, fallback)) = shared.sinks(intake) else {
             return text(StatusCode::NOT_FOUND, "not found");
         };
-        let (status, reason) = crate::intake::handle(req, intake, sink, &entry.host).await;
-        return text(status, &reason);
+        let (status, reason) =
+            crate::intake::handle(req, intake, sink, fallback, &entry.host).await;
+        let mut response = text(status, &reason);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // RFC 8460 §5.5: the sender retries; say when (RFC 9110 §10.2.3).
+            response.headers_mut().insert(
+                RETRY_AFTER,
+                HeaderValue::from(crate::intake::RETRY_AFTER_SECS),
+            );
+        }
+        return response;
     }
     text(StatusCode::NOT_FOUND, "not found")
 }

@@ -1,12 +1,18 @@
-//! TLS-RPT report intake over HTTPS (RFC 8460 §5.3.2): media types, size caps, gzip bombs,
-//! JSON checks, atomic spooling.
+//! TLS-RPT report intake over HTTPS (RFC 8460 §5.4): media types, size caps, gzip bombs,
+//! JSON checks, atomic spooling, a store sink with the spool as fallback.
 
 mod common;
 
 use std::io::Write;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
 use common::{Conn, Fixture, build};
+use mta_sts_policy_host::{
+    IncomingReport, ReportSink, ServeConfig, ServeError, Server, SinkError, SinkFuture, Stored,
+};
 
 const REPORT: &str = r#"{"organization-name":"Sender Inc.","date-range":{"start-datetime":"2024-01-01T00:00:00Z","end-datetime":"2024-01-01T23:59:59Z"},"contact-info":"tlsrpt@sender.example","report-id":"2024-01-01T00:00:00Z_a.test","policies":[]}"#;
 
@@ -49,17 +55,18 @@ async fn reports_are_accepted_checked_and_spooled() {
         let post = |body: Vec<u8>, ct: &str| {
             build("POST", host, "/tlsrpt", h2, Bytes::from(body), Some(ct)).unwrap()
         };
-        // JSON and gzip: 201, stored under a content hash.
+        // JSON and gzip: 201, stored under a content hash; the same report again is a
+        // sender's retry: 200, still one file (RFC 8460 §5.4).
         let r = conn
             .send(post(REPORT.as_bytes().to_vec(), "application/tlsrpt+json"))
             .await
             .unwrap();
-        assert_eq!(r.status, 201, "{}", r.text());
+        assert_eq!(r.status, if h2 { 200 } else { 201 }, "{}", r.text());
         let r = conn
             .send(post(gzip(REPORT.as_bytes()), "application/tlsrpt+gzip"))
             .await
             .unwrap();
-        assert_eq!(r.status, 201, "{}", r.text());
+        assert_eq!(r.status, 200, "{}", r.text());
         let files = spooled(&spool);
         assert_eq!(files.len(), 1, "same report twice = one file: {files:?}");
         assert_eq!(files[0].1, REPORT.as_bytes());
@@ -114,5 +121,99 @@ async fn reports_are_accepted_checked_and_spooled() {
             .iter()
             .all(|(name, _)| !name.starts_with(".tmp"))
     );
+    server.shutdown().await;
+}
+
+/// A store stand-in: keeps report ids, refuses reports without policies (as the real store
+/// refuses reports it cannot parse), fails while `down` is set.
+#[derive(Default)]
+struct Store {
+    ids: Mutex<Vec<String>>,
+    down: AtomicBool,
+}
+
+impl ReportSink for Store {
+    fn store<'a>(&'a self, report: &'a IncomingReport) -> SinkFuture<'a> {
+        Box::pin(async move {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(SinkError::Store("connection refused".into()));
+            }
+            if !String::from_utf8_lossy(&report.json).contains("\"policies\"") {
+                return Err(SinkError::Rejected("missing \"policies\"".into()));
+            }
+            let mut ids = self.ids.lock().unwrap();
+            if ids.contains(&report.report_id) {
+                return Ok(Stored::Duplicate(report.report_id.clone()));
+            }
+            ids.push(report.report_id.clone());
+            Ok(Stored::New(report.report_id.clone()))
+        })
+    }
+
+    fn describe(&self) -> String {
+        "the test store".into()
+    }
+}
+
+// RFC 8460 §5.4 answers with a store sink, and the spool as its fallback (§5.5: a 503 only
+// when nothing could be saved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc8460_s5_4_store_sink_answers_and_spool_fallback() {
+    let f = Fixture::new();
+    let config = f.standard_config("\n[tlsrpt]\nstore = \"reports.db\"\nspool_dir = \"spool\"\n");
+    let loaded = ServeConfig::load(&config).unwrap();
+    // Without a sink for `store`, the server refuses to start rather than spool silently.
+    assert!(matches!(
+        Server::start(loaded.clone()).await,
+        Err(ServeError::NoStoreSink(_))
+    ));
+    let store = Arc::new(Store::default());
+    let server = Server::start_with_sink(loaded, store.clone())
+        .await
+        .unwrap();
+    let addr = server.local_addrs()[0];
+    let host = "mta-sts.a.test";
+    let spool = f.path("spool");
+    let mut conn = Conn::open(&f.pki, addr, host, false).await.unwrap();
+    let post = |body: &str| {
+        build(
+            "POST",
+            host,
+            "/tlsrpt",
+            false,
+            Bytes::from(body.to_string()),
+            Some("application/tlsrpt+json"),
+        )
+        .unwrap()
+    };
+    let r = conn.send(post(REPORT)).await.unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = conn.send(post(REPORT)).await.unwrap();
+    assert_eq!(r.status, 200, "a retry is success: {}", r.text());
+    let r = conn.send(post(r#"{"report-id":"x"}"#)).await.unwrap();
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("policies"), "{}", r.text());
+    assert_eq!(
+        *store.ids.lock().unwrap(),
+        vec!["2024-01-01T00:00:00Z_a.test"]
+    );
+    assert!(spooled(&spool).is_empty());
+
+    // The store fails: the report is spooled, and the sender is told it is received.
+    store.down.store(true, Ordering::SeqCst);
+    let other = REPORT.replace("_a.test", "_b.test");
+    let r = conn.send(post(&other)).await.unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let files = spooled(&spool);
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].1, other.as_bytes());
+
+    // Store and spool both fail: 503 with Retry-After, so the sender retries later.
+    std::fs::remove_dir_all(&spool).unwrap();
+    std::fs::write(&spool, b"not a directory").unwrap();
+    let third = REPORT.replace("_a.test", "_c.test");
+    let r = conn.send(post(&third)).await.unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.header("retry-after").is_some());
     server.shutdown().await;
 }
