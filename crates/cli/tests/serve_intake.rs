@@ -1,0 +1,549 @@
+//! RFC 8460 §5.4 end to end: TLS-RPT reports POSTed over real HTTPS to the `mta-sts serve`
+//! binary land in the report store of `mta-sts report` (SQLite, and PostgreSQL when
+//! installed), once per report-id; bad reports get 400; when the store is unavailable the
+//! report is spooled and a later `mta-sts report import` of the spool recovers it (§5.5).
+//!
+//! The gzip reports are sent by our own sender (`mta_sts_report_store::deliver::post_https`,
+//! what `mta-sts report send` uses); the JSON ones by a raw HTTP/1.1 client here, to read
+//! the answer's body.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use mta_sts_report_store::deliver::{DeliveryConfig, post_https, read_pem_certs};
+use mta_sts_testkit::{Pki, Validity};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
+
+const HOST: &str = "mta-sts.served.test";
+
+fn report(id: &str, ok: u64, failed: u64) -> String {
+    format!(
+        r#"{{"organization-name":"Sender Inc.","date-range":{{"start-datetime":"2024-03-01T00:00:00Z","end-datetime":"2024-03-01T23:59:59Z"}},"contact-info":"tlsrpt@sender.example","report-id":"{id}","policies":[{{"policy":{{"policy-type":"sts","policy-string":["version: STSv1","mode: enforce","mx: mx1.served.test","max_age: 604800"],"policy-domain":"served.test"}},"summary":{{"total-successful-session-count":{ok},"total-failure-session-count":{failed}}}}}]}}"#
+    )
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes).expect("gzip");
+    enc.finish().expect("gzip")
+}
+
+fn mta_sts() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mta-sts"));
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `mta-sts report --db DB ARGS…`.
+fn report_cmd(db: &str, args: &[&str]) -> Output {
+    mta_sts()
+        .args(["report", "--db", db])
+        .args(args)
+        .output()
+        .expect("mta-sts report")
+}
+
+/// The stored copies of `report_id` (`report show ID --json`).
+fn stored(db: &str, report_id: &str) -> Vec<Value> {
+    let out = report_cmd(db, &["show", report_id, "--json"]);
+    if out.status.code() == Some(1) {
+        return Vec::new();
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+    v.as_array().cloned().expect("array")
+}
+
+/// (successful, failed) sessions for served.test on 2024-03-01 (`report summary --json`).
+fn totals(db: &str) -> (u64, u64, u64) {
+    let out = report_cmd(db, &["summary", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    v["days"]
+        .as_array()
+        .expect("days")
+        .iter()
+        .filter(|d| d["policy_domain"] == "served.test" && d["day"] == "2024-03-01")
+        .fold((0, 0, 0), |(r, s, f), d| {
+            (
+                r + d["reports"].as_u64().unwrap_or(0),
+                s + d["successful"].as_u64().unwrap_or(0),
+                f + d["failed"].as_u64().unwrap_or(0),
+            )
+        })
+}
+
+fn spooled(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default()
+}
+
+/// A certificate for the policy host, a `serve.toml` with `[tlsrpt]`, the running binary.
+struct Serve {
+    pki: Pki,
+    dir: tempfile::TempDir,
+    port: u16,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Serve {
+    fn new(tlsrpt: &str) -> Serve {
+        let pki = Pki::new().expect("pki");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let issued = pki.ca().issue(&[HOST], Validity::Current).expect("issue");
+        std::fs::write(
+            dir.path().join("host.pem"),
+            format!("{}{}", issued.cert_pem, pki.ca().pem()),
+        )
+        .expect("cert");
+        std::fs::write(dir.path().join("host.key"), &issued.key_pem).expect("key");
+        let port = free_port();
+        let config = dir.path().join("serve.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\n[[domain]]\nname = \"served.test\"\nmode = \"enforce\"\nmx = [\"mx1.served.test\"]\nmax_age = 604800\ncert = \"host.pem\"\nkey = \"host.key\"\n\n[tlsrpt]\nintake_path = \"/tlsrpt\"\n{tlsrpt}"
+            ),
+        )
+        .expect("config");
+        Serve {
+            pki,
+            dir,
+            port,
+            config,
+            child: None,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn check_config(&self) -> Output {
+        mta_sts()
+            .args(["serve", "--check-config", "--config"])
+            .arg(&self.config)
+            .output()
+            .expect("serve --check-config")
+    }
+
+    async fn start(&mut self) {
+        let log = std::fs::File::create(self.path("serve.log")).expect("log");
+        self.child = Some(
+            mta_sts()
+                .args(["serve", "--config"])
+                .arg(&self.config)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn serve"),
+        );
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "serve did not listen: {}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("serve.log")).unwrap_or_default()
+    }
+
+    /// POSTs `body` with `content_type` over HTTP/1.1; status and body of the answer.
+    async fn post(&self, body: &[u8], content_type: &str) -> (u16, String) {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("connect");
+        let connector = TlsConnector::from(self.pki.ca().client_config().expect("client config"));
+        let name = ServerName::try_from(HOST.to_owned()).expect("name");
+        let mut tls = connector.connect(name, tcp).await.expect("TLS");
+        let head = format!(
+            "POST /tlsrpt HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        tls.write_all(head.as_bytes()).await.expect("write");
+        tls.write_all(body).await.expect("write");
+        let mut answer = Vec::new();
+        // The server may close without a TLS close_notify after `Connection: close`.
+        let _ = tls.read_to_end(&mut answer).await;
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {answer:?}"));
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// POSTs gzip with our own TLS-RPT sender, as `mta-sts report send` delivers.
+    async fn send_gzip(&self, json: &str) -> Result<u16, String> {
+        let config = DeliveryConfig {
+            extra_roots: read_pem_certs(self.pki.ca().pem().as_bytes()).expect("ca"),
+            connect_to: vec![
+                format!("{HOST}:443:127.0.0.1:{}", self.port)
+                    .parse()
+                    .expect("connect-to"),
+            ],
+            timeout: Duration::from_secs(20),
+            ..DeliveryConfig::default()
+        };
+        post_https(
+            &config,
+            &format!("https://{HOST}/tlsrpt"),
+            &gzip(json.as_bytes()),
+        )
+        .await
+        .map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Posts to `serve` and checks the store at `db` (any `--db` location): new reports are
+/// stored once (201), a re-sent one is success without a second copy (200), bad ones are
+/// 400 and change nothing.
+async fn posted_reports_are_stored_once(serve: &Serve, db: &str) {
+    let a = report("2024-03-01T00:00:00Z_gzip", 90, 10);
+    let b = report("2024-03-01T00:00:00Z_json", 5, 0);
+    assert_eq!(serve.send_gzip(&a).await, Ok(201), "{}", serve.log());
+    let (status, body) = serve.post(b.as_bytes(), "application/tlsrpt+json").await;
+    assert_eq!(status, 201, "{body}\n{}", serve.log());
+    assert!(body.starts_with("stored as report "), "{body}");
+
+    // RFC 8460 §5.4 + §5.5: a sender retrying a report it already delivered gets success,
+    // and the store keeps one copy.
+    assert_eq!(serve.send_gzip(&a).await, Ok(200), "{}", serve.log());
+    let (status, body) = serve.post(b.as_bytes(), "application/tlsrpt+json").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("already stored"), "{body}");
+
+    // Not JSON, and JSON that is no TLS-RPT report (RFC 8460 §4): 400 with the reason.
+    let (status, body) = serve
+        .post(b"{\"report-id\": oops", "application/tlsrpt+json")
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not valid JSON"), "{body}");
+    let (status, body) = serve
+        .post(
+            br#"{"report-id":"r-bad","policies":[]}"#,
+            "application/tlsrpt+json",
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not a valid TLS-RPT report"), "{body}");
+
+    for id in ["2024-03-01T00:00:00Z_gzip", "2024-03-01T00:00:00Z_json"] {
+        let copies = stored(db, id);
+        assert_eq!(copies.len(), 1, "{id}: {copies:?}");
+        assert_eq!(copies[0]["source"], format!("https://{HOST}/tlsrpt"));
+    }
+    assert!(stored(db, "r-bad").is_empty());
+    assert_eq!(totals(db), (2, 95, 10), "the two reports, once each");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc8460_s5_4_posted_reports_land_in_the_sqlite_store() {
+    let mut serve = Serve::new("store = \"reports.db\"\nspool_dir = \"spool\"\n");
+    let db = serve.path("reports.db").display().to_string();
+
+    let out = serve.check_config();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "go to the report store {db} (SQLite), 0 report(s) stored"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("spool"), "{stdout}");
+
+    serve.start().await;
+    posted_reports_are_stored_once(&serve, &db).await;
+    assert!(
+        spooled(&serve.path("spool")).is_empty(),
+        "the store worked: nothing spooled"
+    );
+
+    let out = serve.check_config();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 report(s) stored"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc8460_s5_5_unavailable_store_spools_and_import_recovers() {
+    // The store's directory is a regular file: SQLite cannot open it (even as root).
+    let mut serve = Serve::new("store = \"blocked/reports.db\"\nspool_dir = \"spool\"\n");
+    let blocked = serve.path("blocked");
+    std::fs::write(&blocked, b"in the way").expect("write");
+    let db = serve.path("blocked/reports.db").display().to_string();
+    let spool = serve.path("spool");
+
+    // --check-config opens the store: an unusable one is a configuration error.
+    let out = serve.check_config();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot open the report database"),
+        "{}",
+        text(&out)
+    );
+
+    // serve starts anyway (policies must be served); the report is spooled, the sender is
+    // told it was received, the log says what happened and how to recover.
+    serve.start().await;
+    let first = report("2024-03-01T00:00:00Z_spooled", 7, 3);
+    let (status, body) = serve
+        .post(first.as_bytes(), "application/tlsrpt+json")
+        .await;
+    assert_eq!(status, 201, "{body}\n{}", serve.log());
+    assert_eq!(spooled(&spool).len(), 1);
+    assert!(
+        serve.log().contains("report spooled instead"),
+        "{}",
+        serve.log()
+    );
+    // A bad report is refused, never spooled.
+    let (status, _) = serve.post(b"[]", "application/tlsrpt+json").await;
+    assert_eq!(status, 400);
+    assert_eq!(spooled(&spool).len(), 1);
+
+    // Once the store can be opened, the next report goes straight into it (no restart).
+    std::fs::remove_file(&blocked).expect("unblock");
+    let second = report("2024-03-01T00:00:00Z_direct", 1, 0);
+    assert_eq!(serve.send_gzip(&second).await, Ok(201), "{}", serve.log());
+    assert_eq!(spooled(&spool).len(), 1);
+    assert_eq!(stored(&db, "2024-03-01T00:00:00Z_direct").len(), 1);
+    assert!(stored(&db, "2024-03-01T00:00:00Z_spooled").is_empty());
+
+    // The operator imports the spool: the spooled report is recovered.
+    let spool_arg = spool.display().to_string();
+    let out = report_cmd(&db, &["import", &spool_arg, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["imported"], 1, "{v}");
+    assert_eq!(stored(&db, "2024-03-01T00:00:00Z_spooled").len(), 1);
+    assert_eq!(totals(&db), (2, 8, 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc8460_s5_4_posted_reports_land_in_the_postgresql_store() {
+    let pg = match postgres::start() {
+        Ok(pg) => pg,
+        Err(why) => return postgres::skip_or_fail(&why),
+    };
+    let url = pg.url();
+    let mut serve = Serve::new(&format!("store = \"{url}\"\nspool_dir = \"spool\"\n"));
+    let out = serve.check_config();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("(PostgreSQL), 0 report(s) stored"),
+        "{}",
+        text(&out)
+    );
+    serve.start().await;
+    posted_reports_are_stored_once(&serve, &url).await;
+    assert!(spooled(&serve.path("spool")).is_empty());
+
+    // The database goes away: reports are spooled; once it is back, the import recovers them.
+    pg.stop();
+    let late = report("2024-03-01T00:00:00Z_pg_down", 4, 4);
+    let (status, body) = serve.post(late.as_bytes(), "application/tlsrpt+json").await;
+    assert_eq!(status, 201, "{body}\n{}", serve.log());
+    assert_eq!(spooled(&serve.path("spool")).len(), 1);
+    pg.restart().expect("restart PostgreSQL");
+    let spool_arg = serve.path("spool").display().to_string();
+    let out = report_cmd(&url, &["import", &spool_arg, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(stored(&url, "2024-03-01T00:00:00Z_pg_down").len(), 1);
+    assert_eq!(totals(&url), (3, 99, 14));
+}
+
+/// A real PostgreSQL server for one test (initdb + pg_ctl in a temp dir, loopback, a free
+/// port), as in `crates/report-store/tests/report_store_postgres.rs`. Without PostgreSQL
+/// the test says why and passes, unless `MTA_STS_REQUIRE_INTEROP=1`.
+mod postgres {
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    pub struct Server {
+        dir: tempfile::TempDir,
+        bin: PathBuf,
+        port: u16,
+        as_postgres: bool,
+    }
+
+    impl Server {
+        fn cmd(&self, program: &str) -> Command {
+            let path = self.bin.join(program);
+            if self.as_postgres {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(path);
+                c
+            } else {
+                Command::new(path)
+            }
+        }
+
+        fn data(&self) -> PathBuf {
+            self.dir.path().join("data")
+        }
+
+        pub fn url(&self) -> String {
+            format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        }
+
+        pub fn stop(&self) {
+            let _ = self
+                .cmd("pg_ctl")
+                .arg("-D")
+                .arg(self.data())
+                .args(["-m", "immediate", "-w", "stop"])
+                .output();
+        }
+
+        pub fn restart(&self) -> Result<(), String> {
+            let log = self.dir.path().join("pg.log");
+            let opts = format!(
+                "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
+                self.port,
+                self.dir.path().display()
+            );
+            let out = self
+                .cmd("pg_ctl")
+                .arg("-D")
+                .arg(self.data())
+                .arg("-l")
+                .arg(&log)
+                .args(["-o", &opts, "-w", "start"])
+                .output()
+                .map_err(|e| format!("pg_ctl: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "pg_ctl start failed: {} {}",
+                    String::from_utf8_lossy(&out.stderr),
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ))
+            }
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.stop();
+        }
+    }
+
+    fn find_bin() -> Option<PathBuf> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|p| p.join("initdb").is_file() && p.join("pg_ctl").is_file())
+            .collect();
+        dirs.sort();
+        dirs.pop()
+    }
+
+    fn is_root() -> bool {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    }
+
+    pub fn start() -> Result<Server, String> {
+        let bin = find_bin()
+            .ok_or("no /usr/lib/postgresql/*/bin/initdb (apt-get install -y postgresql)")?;
+        let as_postgres = is_root();
+        let dir = tempfile::Builder::new()
+            .prefix("mta-sts-pg")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        if as_postgres {
+            // initdb refuses root: the server runs as the postgres user, which must own it.
+            let ok = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !ok.success() {
+                return Err("chown postgres failed (no postgres user?)".into());
+            }
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let server = Server {
+            dir,
+            bin,
+            port,
+            as_postgres,
+        };
+        let out = server
+            .cmd("initdb")
+            .arg("-D")
+            .arg(server.data())
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .output()
+            .map_err(|e| format!("initdb: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        server.restart()?;
+        Ok(server)
+    }
+
+    pub fn skip_or_fail(why: &str) {
+        if std::env::var("MTA_STS_REQUIRE_INTEROP").as_deref() == Ok("1") {
+            panic!("PostgreSQL needed (MTA_STS_REQUIRE_INTEROP=1): {why}");
+        }
+        eprintln!("SKIPPED: serve intake into PostgreSQL: {why}");
+    }
+}
