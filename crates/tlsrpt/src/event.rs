@@ -20,12 +20,16 @@
 //!  "receiving_mx_helo": "mx1.example.com",
 //!  "receiving_ip": "198.51.100.7",
 //!  "failure_reason_code": "X509_V_ERR_CERT_HAS_EXPIRED",
+//!  "additional_information": "https://mx.example.com/tls-help", // §4.4, a URI
 //!  "count": 1}                                 // optional, sessions this line stands for
 //! ```
 //!
 //! For the negotiation failures of RFC 8460 §4.3.1 give `sending_mta_ip` and
 //! `receiving_mx_hostname` (the §4.4 schema requires them there); an `sts` or `tlsa` policy
 //! should carry its `string`.
+//!
+//! Members not listed here are ignored (the daemon adds `"source"`), so writers may annotate
+//! lines.
 //!
 //! A failure in MTA-STS `testing` mode is recorded as a failure although the message was
 //! delivered (project notes §4 item 18): the report tells the domain what *would* have failed.
@@ -97,7 +101,7 @@ pub struct Event {
     pub receiving_ip: Option<String>,
     /// `failure-reason-code`.
     pub failure_reason_code: Option<String>,
-    /// `additional-information` (a URI), only from libtlsrpt datagrams.
+    /// `additional-information` (a URI): libtlsrpt's `"a"`, or `additional_information`.
     pub additional_information: Option<String>,
     /// Sessions this event stands for (at least 1).
     pub count: u64,
@@ -223,7 +227,7 @@ mod parse {
             receiving_mx_helo: opt_string(object, "receiving_mx_helo")?,
             receiving_ip: opt_string(object, "receiving_ip")?,
             failure_reason_code: opt_string(object, "failure_reason_code")?,
-            additional_information: None,
+            additional_information: opt_string(object, "additional_information")?,
             count,
         }])
     }
@@ -388,6 +392,7 @@ impl Event {
             ("receiving_mx_helo", &self.receiving_mx_helo),
             ("receiving_ip", &self.receiving_ip),
             ("failure_reason_code", &self.failure_reason_code),
+            ("additional_information", &self.additional_information),
         ] {
             if let Some(v) = value {
                 object.insert(key.into(), v.clone().into());
@@ -419,6 +424,21 @@ mod tests {
         assert_eq!(events[1].outcome, Outcome::Success);
         assert_eq!(events[1].time, received);
         assert_eq!(events[0].policy.policy_type, PolicyType::Sts);
+    }
+
+    #[test]
+    fn datagram_lines_round_trip_with_additional_information() {
+        // A collector stamps datagrams and rewrites them as lines of our format; nothing
+        // of RFC 8460 §4.4 may be lost on the way (`additional-information` included).
+        let line = r#"{"d":"example.com","policies":[{"policy-type":2,"policy-domain":"example.com","failure-details":[{"c":202,"s":"192.0.2.1","n":"mx.example.com","a":"https://example.com/tls","f":"name"}],"f":1}]}"#;
+        let received = UtcDateTime::from_unix_seconds(1_714_569_255);
+        let events = parse_line(line, received).unwrap();
+        let again = parse_line(&events[0].to_json_line(), UtcDateTime::EPOCH).unwrap();
+        assert_eq!(events, again);
+        assert_eq!(
+            again[0].additional_information.as_deref(),
+            Some("https://example.com/tls")
+        );
     }
 
     #[test]

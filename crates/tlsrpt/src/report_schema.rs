@@ -12,8 +12,9 @@
 //!   next day's `00:00:00Z` or the same day's `23:59:59Z` (RFC 8460 §4.1 "full UTC day");
 //! - `policies`: a non-empty array (RFC 8460 §4); `policy-type` one of `tlsa`, `sts`,
 //!   `no-policy-found` (§4.4); `policy-domain` present, an ASCII name (A-labels, §4.4);
-//!   `policy-string` an array of strings, present for `sts` and `tlsa`, absent for
-//!   `no-policy-found`; `mx-host` an array of ASCII strings, only for `sts`;
+//!   `policy-string` an array of strings, present for `sts` and `tlsa` (except for an `sts`
+//!   policy that could not be retrieved: only §4.3.2 discovery failures, no success, so there
+//!   is no policy text), absent for `no-policy-found`; `mx-host` an array of ASCII strings, only for `sts`;
 //! - `summary`: both counts present; `failure-details` an array;
 //! - each failure detail: a registered `result-type` (§4.3); `failed-session-count`;
 //!   `sending-mta-ip` and `receiving-mx-hostname` required for the negotiation failures of
@@ -239,6 +240,31 @@ pub fn validate_report_json(document: &Value) -> Vec<SchemaViolation> {
     c.violations
 }
 
+/// Whether an `sts` policy element only reports that its policy could not be retrieved:
+/// no successful session, and every failure detail an MTA-STS discovery failure of RFC 8460
+/// §4.3.2. There is no policy text to put in `policy-string` then.
+fn policy_never_retrieved(policy_result: &Map<String, Value>) -> bool {
+    let successful = policy_result
+        .get("summary")
+        .and_then(|s| s.get("total-successful-session-count"))
+        .and_then(Value::as_u64);
+    let details = policy_result
+        .get("failure-details")
+        .and_then(Value::as_array);
+    successful == Some(0)
+        && details.is_some_and(|d| {
+            !d.is_empty()
+                && d.iter().all(|detail| {
+                    matches!(
+                        detail.get("result-type").and_then(Value::as_str),
+                        Some(
+                            "sts-policy-fetch-error" | "sts-policy-invalid" | "sts-webpki-invalid"
+                        )
+                    )
+                })
+        })
+}
+
 fn validate_policy(c: &mut Checker, value: &Value, path: &str) {
     let Some(map) = c.object(value, path) else {
         return;
@@ -278,6 +304,7 @@ fn validate_policy(c: &mut Checker, value: &Value, path: &str) {
                         c.fail(&here, "is not written for no-policy-found");
                     }
                     (Some(v), _) => c.strings(v, &here, false),
+                    (None, Some(PolicyType::Sts)) if policy_never_retrieved(map) => {}
                     (None, Some(PolicyType::Sts | PolicyType::Tlsa)) => {
                         c.fail(&here, "is required for sts and tlsa")
                     }
@@ -380,5 +407,28 @@ mod tests {
         assert!(is_report_ip("2001:db8::1"));
         assert!(!is_report_ip("192.0.2.01"));
         assert!(!is_report_ip("mx.example"));
+    }
+
+    #[test]
+    fn rfc8460_4_3_2_policy_string_may_be_absent_when_no_policy_was_retrieved() {
+        let report = |successful: u64, result_type: &str| {
+            serde_json::json!({
+                "organization-name": "o", "contact-info": "t@s.test", "report-id": "r@s.test",
+                "date-range": {"start-datetime": "2024-05-01T00:00:00Z",
+                               "end-datetime": "2024-05-02T00:00:00Z"},
+                "policies": [{
+                    "policy": {"policy-type": "sts", "policy-domain": "example.com"},
+                    "summary": {"total-successful-session-count": successful,
+                                "total-failure-session-count": 1},
+                    "failure-details": [{"result-type": result_type, "failed-session-count": 1,
+                                         "sending-mta-ip": "192.0.2.1",
+                                         "receiving-mx-hostname": "mx.example.com"}]
+                }]
+            })
+        };
+        assert!(validate_report_json(&report(0, "sts-webpki-invalid")).is_empty());
+        // A session that applied a policy, or a TLS failure under it: the policy is known.
+        assert!(!validate_report_json(&report(1, "sts-webpki-invalid")).is_empty());
+        assert!(!validate_report_json(&report(0, "certificate-expired")).is_empty());
     }
 }
