@@ -13,7 +13,12 @@
 //!   that does not load is refused with a log line and the old one stays.
 //! - **Shutdown** ([`Daemon::shutdown`], SIGTERM/SIGINT): `/healthz` turns 503, the
 //!   socketmap server stops accepting and drains in-flight queries for up to
-//!   `shutdown_timeout`, then the HTTP API stops.
+//!   `shutdown_timeout`, then the TLS-RPT tasks stop and the last counts are flushed
+//!   ([`crate::tlsrpt`]), then the HTTP API stops.
+//!
+//! TLS-RPT ([`crate::tlsrpt`], `[tlsrpt]`): the counters survive reloads; a reload flushes
+//! them and applies `events` and `count_applied`, the collector socket and `[tlsrpt.send]`
+//! need a restart.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,6 +36,7 @@ use crate::metrics::{Metrics, bump};
 use crate::notify;
 use crate::resolver_lookup::ResolverLookup;
 use crate::server::{ServerError, ServerHandle, ServerOptions, SocketmapServer};
+use crate::tlsrpt::{Clock, Recorder, TlsrptError, TlsrptService, system_clock};
 
 /// Why the daemon cannot start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +58,9 @@ pub enum DaemonError {
     /// The socketmap server cannot listen.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// The TLS-RPT collector socket or `[tlsrpt.send]` cannot be set up.
+    #[error(transparent)]
+    Tlsrpt(#[from] TlsrptError),
     /// The HTTP API cannot listen.
     #[error("cannot listen on {listen} for the HTTP API: {source}")]
     Http {
@@ -139,6 +148,7 @@ pub struct Core {
     server: ServerHandle,
     shutting_down: AtomicBool,
     reload_lock: tokio::sync::Mutex<()>,
+    tlsrpt: TlsrptService,
 }
 
 impl std::fmt::Debug for Core {
@@ -159,6 +169,11 @@ impl Core {
     /// The daemon's counters.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The TLS-RPT recorder, collector and scheduler.
+    pub fn tlsrpt(&self) -> &TlsrptService {
+        &self.tlsrpt
     }
 
     /// Whether shutdown has started (`/healthz` answers 503).
@@ -219,6 +234,7 @@ async fn build_generation(
     config: Config,
     store: Arc<dyn Store>,
     metrics: &Arc<Metrics>,
+    recorder: &Arc<Recorder>,
 ) -> Result<Generation, DaemonError> {
     let resolver = Resolver::new(resolver_config(&config)?, store, Arc::new(SystemClock))
         .map_err(|e| DaemonError::Resolver(e.to_string()))?;
@@ -228,7 +244,7 @@ async fn build_generation(
         "warm start: cached policies loaded from the store"
     );
     let refresher = Arc::new(Refresher(resolver.spawn_refresher()));
-    let lookup = lookup_for(&config, resolver, metrics);
+    let lookup = lookup_for(&config, resolver, metrics, recorder);
     Ok(Generation {
         config,
         lookup,
@@ -236,7 +252,12 @@ async fn build_generation(
     })
 }
 
-fn lookup_for(config: &Config, resolver: Resolver, metrics: &Arc<Metrics>) -> ResolverLookup {
+fn lookup_for(
+    config: &Config,
+    resolver: Resolver,
+    metrics: &Arc<Metrics>,
+    recorder: &Arc<Recorder>,
+) -> ResolverLookup {
     let dane = DaneClient::new(
         &config.resolver.nameservers,
         config.resolver.timeout,
@@ -245,6 +266,7 @@ fn lookup_for(config: &Config, resolver: Resolver, metrics: &Arc<Metrics>) -> Re
     ResolverLookup::new(resolver)
         .with_dane(dane)
         .with_metrics(Arc::clone(metrics))
+        .with_tlsrpt(Arc::clone(recorder))
 }
 
 /// A running daemon (see the module documentation).
@@ -261,9 +283,17 @@ pub struct Daemon {
 impl Daemon {
     /// Opens the store, builds the resolver, binds both listeners and starts serving.
     pub async fn start(config: Config) -> Result<Daemon, DaemonError> {
+        Self::start_with_clock(config, system_clock()).await
+    }
+
+    /// [`Daemon::start`] with the clock TLS-RPT events are stamped with and the report
+    /// schedule runs on (tests move it across UTC midnight).
+    pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Daemon, DaemonError> {
         let metrics = Arc::new(Metrics::default());
         let store = open_store(&config).await?;
-        let generation = Arc::new(build_generation(config, Arc::clone(&store), &metrics).await?);
+        let recorder = Arc::new(Recorder::new());
+        let generation =
+            Arc::new(build_generation(config, Arc::clone(&store), &metrics, &recorder).await?);
         let config = &generation.config;
         let server = SocketmapServer::bind_with_metrics(
             &config.socketmap.listen,
@@ -280,6 +310,14 @@ impl Daemon {
                 source,
             })?;
         let http_addr = http_listener.local_addr();
+        let tlsrpt = TlsrptService::start(
+            &config.tlsrpt,
+            &config.resolver,
+            recorder,
+            Arc::clone(&metrics),
+            clock,
+        )
+        .await?;
         let socketmap_listen = server.listen();
         let core = Arc::new(Core {
             store,
@@ -288,6 +326,7 @@ impl Daemon {
             server: server.handle(),
             shutting_down: AtomicBool::new(false),
             reload_lock: tokio::sync::Mutex::new(()),
+            tlsrpt,
         });
         let (stop, stop_rx) = watch::channel(false);
         let socketmap = {
@@ -345,7 +384,13 @@ impl Daemon {
                 || old.config.resolver.dane_require_ad != config.resolver.dane_require_ad;
             if resolver_changed {
                 tracing::info!("resolver settings changed: new resolver over the same store");
-                build_generation(config, Arc::clone(&core.store), &core.metrics).await
+                build_generation(
+                    config,
+                    Arc::clone(&core.store),
+                    &core.metrics,
+                    core.tlsrpt.recorder(),
+                )
+                .await
             } else {
                 // Same resolver, same memory cache and refresher; new zones.
                 Ok(Generation {
@@ -363,6 +408,7 @@ impl Daemon {
                     generation.config.zone_table(),
                     Arc::new(generation.lookup.clone()),
                 );
+                core.tlsrpt.reload(&generation.config.tlsrpt).await;
                 *core.current.write().unwrap_or_else(|p| p.into_inner()) = generation;
                 bump(&core.metrics.reloads_ok);
                 tracing::info!("configuration reloaded");
@@ -383,6 +429,8 @@ impl Daemon {
         if let Err(e) = self.socketmap.await {
             tracing::error!(error = %e, "socketmap server task failed");
         }
+        // After the drain, so the counts of the last queries are written too.
+        self.core.tlsrpt.shutdown().await;
         let _ = self.http.await;
         tracing::info!("mta-sts daemon stopped");
     }

@@ -76,6 +76,8 @@ pub struct Config {
     pub defaults: ZoneSettings,
     /// `[zones.<name>]`: settings per socketmap name; unset keys come from `[defaults]`.
     pub zones: BTreeMap<String, ZoneSettings>,
+    /// `[tlsrpt]`: TLS-RPT data (RFC 8460): recording, the collector socket, sending.
+    pub tlsrpt: TlsrptConfig,
 }
 
 impl Config {
@@ -358,6 +360,80 @@ impl Default for ZoneSettings {
     }
 }
 
+/// `[tlsrpt]`: TLS-RPT (RFC 8460) data generated and collected by the daemon; everything
+/// is off by default. The recording rule is described in [`crate::tlsrpt`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsrptConfig {
+    /// `events`: the JSON-lines events file appended to (the `tlsrpt::event` format that
+    /// `mta-sts report send --events` reads). `None` (default): nothing is recorded.
+    pub events: Option<PathBuf>,
+    /// `count_applied`: also record one `success` session per socketmap query that applied
+    /// an MTA-STS policy (default false: an MTA that reports its own sessions, e.g. Postfix
+    /// 3.10 through the collector socket, would be counted twice).
+    pub count_applied: bool,
+    /// `flush_interval`: how often the in-memory counters are appended to `events`
+    /// (default 60 s; also on reload and shutdown).
+    pub flush_interval: Duration,
+    /// `socket`: the Unix datagram socket receiving Postfix 3.10 / libtlsrpt datagrams and
+    /// our own event objects. `None` (default): no collector.
+    pub socket: Option<PathBuf>,
+    /// `socket_mode` of the collector socket, default `0666` (Postfix's `smtp` processes
+    /// must be able to send to it, as with the socketmap socket).
+    pub socket_mode: u32,
+    /// `[tlsrpt.send]`: generate and deliver reports on a schedule; `None` (default): off.
+    pub send: Option<TlsrptSendConfig>,
+}
+
+impl Default for TlsrptConfig {
+    fn default() -> Self {
+        TlsrptConfig {
+            events: None,
+            count_applied: false,
+            flush_interval: Duration::from_secs(60),
+            socket: None,
+            socket_mode: 0o666,
+            send: None,
+        }
+    }
+}
+
+/// `[tlsrpt.send]`: the settings of `mta-sts report send`, run by the daemon after each
+/// UTC day (RFC 8460 §4.1) and every `retry_interval` for due retries (§5.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsrptSendConfig {
+    /// `db`: the SQLite outbox (events consumed, reports, delivery log); default
+    /// `/var/lib/mta-sts/reports.db`, the same file `mta-sts report send --db` uses.
+    pub db: PathBuf,
+    /// `submitter` (required): the domain of `contact-info`, `TLS-Report-Submitter`.
+    pub submitter: String,
+    /// `from`: `From:` of report mail; default `tlsrpt@<submitter>`.
+    pub from: Option<String>,
+    /// `organization`: `organization-name`; default the submitter domain.
+    pub organization: Option<String>,
+    /// `contact`: `contact-info`; default the `from` address.
+    pub contact: Option<String>,
+    /// `relay`: SMTP relay `HOST:PORT` for `mailto:` reports; without it mail delivery fails.
+    pub relay: Option<String>,
+    /// `starttls`: use STARTTLS with the relay (its certificate is verified).
+    pub starttls: bool,
+    /// `dkim_key`: PEM key (RSA or Ed25519) to DKIM-sign report mail (RFC 8460 §5.3 MUST);
+    /// without it the relay must sign.
+    pub dkim_key: Option<PathBuf>,
+    /// `dkim_selector`: the DKIM selector; required with `dkim_key`.
+    pub dkim_selector: Option<String>,
+    /// `dkim_domain`: DKIM `d=`; default the submitter domain.
+    pub dkim_domain: Option<String>,
+    /// `insecure_https`: accept any certificate of `https:` endpoints (RFC 8460 §3 MAY).
+    pub insecure_https: bool,
+    /// `timeout` of one DNS lookup or delivery attempt (default 30 s).
+    pub timeout: Duration,
+    /// `jitter`: reports are generated at a random moment up to this long after 00:00 UTC
+    /// (default 15 min), so that not every sender posts at midnight (RFC 8460 §4.1).
+    pub jitter: Duration,
+    /// `retry_interval`: how often due outbox entries are retried (default 5 min).
+    pub retry_interval: Duration,
+}
+
 // ---- raw TOML shapes: every key optional, unknown keys rejected ----
 
 #[derive(Deserialize, Default)]
@@ -375,6 +451,145 @@ struct RawConfig {
     defaults: RawZone,
     #[serde(default)]
     zones: BTreeMap<String, RawZone>,
+    #[serde(default)]
+    tlsrpt: RawTlsrpt,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTlsrpt {
+    events: Option<PathBuf>,
+    count_applied: Option<bool>,
+    flush_interval: Option<HumanDuration>,
+    socket: Option<PathBuf>,
+    socket_mode: Option<FileMode>,
+    send: Option<RawTlsrptSend>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTlsrptSend {
+    db: Option<PathBuf>,
+    submitter: Option<String>,
+    from: Option<String>,
+    organization: Option<String>,
+    contact: Option<String>,
+    relay: Option<String>,
+    starttls: Option<bool>,
+    dkim_key: Option<PathBuf>,
+    dkim_selector: Option<String>,
+    dkim_domain: Option<String>,
+    insecure_https: Option<bool>,
+    timeout: Option<HumanDuration>,
+    jitter: Option<HumanDuration>,
+    retry_interval: Option<HumanDuration>,
+}
+
+impl RawTlsrpt {
+    fn resolve(self) -> Result<TlsrptConfig, String> {
+        let d = TlsrptConfig::default();
+        let empty_path = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str().is_empty());
+        if empty_path(&self.events) || empty_path(&self.socket) {
+            return Err(
+                "[tlsrpt] events and socket need a path; leave the key out to turn it off"
+                    .to_owned(),
+            );
+        }
+        let flush_interval = self.flush_interval.map(|t| t.0).unwrap_or(d.flush_interval);
+        if flush_interval.is_zero() {
+            return Err("[tlsrpt] flush_interval must be above 0 (default \"60s\")".to_owned());
+        }
+        let send = match self.send {
+            None => None,
+            Some(raw) => Some(raw.resolve()?),
+        };
+        if send.is_some() && self.events.is_none() {
+            return Err(
+                "[tlsrpt.send] needs [tlsrpt] events: the file the reports are built from, e.g. `events = \"/var/lib/mta-sts/tlsrpt-events.jsonl\"`"
+                    .to_owned(),
+            );
+        }
+        Ok(TlsrptConfig {
+            events: self.events,
+            count_applied: self.count_applied.unwrap_or(d.count_applied),
+            flush_interval,
+            socket: self.socket,
+            socket_mode: self.socket_mode.map(|m| m.0).unwrap_or(d.socket_mode),
+            send,
+        })
+    }
+}
+
+impl RawTlsrptSend {
+    fn resolve(self) -> Result<TlsrptSendConfig, String> {
+        let submitter = self
+            .submitter
+            .map(|s| s.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                "[tlsrpt.send] needs submitter = \"DOMAIN\": the domain of the reports' contact-info (RFC 8460 §5.3 TLS-Report-Submitter)"
+                    .to_owned()
+            })?;
+        if mta_sts::Domain::parse(&submitter).is_err() {
+            return Err(format!(
+                "[tlsrpt.send] submitter `{submitter}` is not a domain name (e.g. \"mail.example.com\")"
+            ));
+        }
+        if self.dkim_key.is_some() != self.dkim_selector.is_some() {
+            return Err(
+                "[tlsrpt.send] dkim_key and dkim_selector go together (e.g. dkim_selector = \"tlsrpt\")"
+                    .to_owned(),
+            );
+        }
+        if let Some(relay) = &self.relay
+            && relay
+                .rsplit_once(':')
+                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        {
+            return Err(format!(
+                "[tlsrpt.send] relay `{relay}` is not HOST:PORT (e.g. \"127.0.0.1:25\")"
+            ));
+        }
+        for (key, value) in [("from", &self.from), ("contact", &self.contact)] {
+            if value.as_ref().is_some_and(|v| !v.contains('@')) {
+                return Err(format!(
+                    "[tlsrpt.send] {key} must be an e-mail address (e.g. \"tlsrpt@{submitter}\")"
+                ));
+            }
+        }
+        let retry_interval = self
+            .retry_interval
+            .map(|t| t.0)
+            .unwrap_or(Duration::from_secs(300));
+        if retry_interval.is_zero() {
+            return Err("[tlsrpt.send] retry_interval must be above 0 (default \"5m\")".to_owned());
+        }
+        let jitter = self.jitter.map(|t| t.0).unwrap_or(Duration::from_secs(900));
+        if jitter > Duration::from_secs(12 * 3600) {
+            return Err(
+                "[tlsrpt.send] jitter must be at most 12h (reports cover the previous UTC day; default \"15m\")"
+                    .to_owned(),
+            );
+        }
+        Ok(TlsrptSendConfig {
+            db: self
+                .db
+                .unwrap_or_else(|| PathBuf::from("/var/lib/mta-sts/reports.db")),
+            submitter,
+            from: self.from,
+            organization: self.organization,
+            contact: self.contact,
+            relay: self.relay,
+            starttls: self.starttls.unwrap_or(false),
+            dkim_key: self.dkim_key,
+            dkim_selector: self.dkim_selector,
+            dkim_domain: self.dkim_domain,
+            insecure_https: self.insecure_https.unwrap_or(false),
+            timeout: self.timeout.map(|t| t.0).unwrap_or(Duration::from_secs(30)),
+            jitter,
+            retry_interval,
+        })
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -523,6 +738,7 @@ impl RawConfig {
             .iter()
             .map(|(name, zone)| (name.clone(), zone.over(&defaults)))
             .collect();
+        let tlsrpt = self.tlsrpt.resolve().map_err(invalid)?;
         Ok(Config {
             socketmap,
             http,
@@ -530,6 +746,7 @@ impl RawConfig {
             cache,
             defaults,
             zones,
+            tlsrpt,
         })
     }
 }

@@ -17,6 +17,7 @@
 //! | counters and `/metrics` | [`metrics`] |
 //! | HTTP API | [`http`] |
 //! | systemd notification | [`notify`] |
+//! | TLS-RPT: policy outcomes, collector socket, scheduled reports | [`tlsrpt`] |
 //! | the running daemon: wiring, reload, shutdown, signals | [`app`] |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -33,6 +34,7 @@ pub mod notify;
 pub mod resolver_lookup;
 pub mod server;
 pub mod socketmap;
+pub mod tlsrpt;
 
 pub use answer::DaneVerdict;
 pub use app::{ConfigSource, Daemon, DaemonError};

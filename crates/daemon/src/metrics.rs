@@ -18,6 +18,12 @@
 //! | `mta_sts_cache_entries` | gauge | | domains in the memory cache |
 //! | `mta_sts_dane_checks_total` | counter | `verdict` = usable, not_usable | DANE checks |
 //! | `mta_sts_reloads_total` | counter | `result` = ok, error | SIGHUP reloads |
+//! | `mta_sts_tlsrpt_events_total` | counter | `source` = daemon, socket | TLS-RPT event lines appended to the events file |
+//! | `mta_sts_tlsrpt_events_write_errors_total` | counter | | failed appends to the events file |
+//! | `mta_sts_tlsrpt_datagrams_received_total` | counter | | datagrams on the collector socket |
+//! | `mta_sts_tlsrpt_datagrams_invalid_total` | counter | | of those, dropped as invalid |
+//! | `mta_sts_tlsrpt_reports_generated_total` | counter | | reports built by `[tlsrpt.send]` |
+//! | `mta_sts_tlsrpt_deliveries_total` | counter | `outcome` = delivered, retry, failed | report delivery attempts |
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -105,6 +111,24 @@ pub struct Metrics {
     pub reloads_ok: AtomicU64,
     /// Refused reloads.
     pub reloads_error: AtomicU64,
+    /// TLS-RPT event lines appended from the daemon's own counters.
+    pub tlsrpt_events_daemon: AtomicU64,
+    /// TLS-RPT event lines appended from collector datagrams.
+    pub tlsrpt_events_socket: AtomicU64,
+    /// Failed appends to the TLS-RPT events file.
+    pub tlsrpt_write_errors: AtomicU64,
+    /// Datagrams received on the TLS-RPT collector socket.
+    pub tlsrpt_datagrams_received: AtomicU64,
+    /// Of those, dropped as invalid.
+    pub tlsrpt_datagrams_invalid: AtomicU64,
+    /// TLS-RPT reports generated.
+    pub tlsrpt_reports_generated: AtomicU64,
+    /// TLS-RPT report deliveries that succeeded.
+    pub tlsrpt_deliveries_ok: AtomicU64,
+    /// TLS-RPT report deliveries that failed and will be retried.
+    pub tlsrpt_deliveries_retry: AtomicU64,
+    /// TLS-RPT report deliveries that failed for good.
+    pub tlsrpt_deliveries_failed: AtomicU64,
 }
 
 fn get(counter: &AtomicU64) -> u64 {
@@ -201,6 +225,49 @@ impl Metrics {
             &[
                 ("result=\"ok\"", get(&self.reloads_ok)),
                 ("result=\"error\"", get(&self.reloads_error)),
+            ],
+        );
+        counter(
+            &mut out,
+            "mta_sts_tlsrpt_events_total",
+            "TLS-RPT event lines appended to the events file, by source.",
+            &[
+                ("source=\"daemon\"", get(&self.tlsrpt_events_daemon)),
+                ("source=\"socket\"", get(&self.tlsrpt_events_socket)),
+            ],
+        );
+        for (name, help, value) in [
+            (
+                "mta_sts_tlsrpt_events_write_errors_total",
+                "Failed appends to the TLS-RPT events file.",
+                &self.tlsrpt_write_errors,
+            ),
+            (
+                "mta_sts_tlsrpt_datagrams_received_total",
+                "Datagrams received on the TLS-RPT collector socket.",
+                &self.tlsrpt_datagrams_received,
+            ),
+            (
+                "mta_sts_tlsrpt_datagrams_invalid_total",
+                "Datagrams dropped as invalid by the TLS-RPT collector.",
+                &self.tlsrpt_datagrams_invalid,
+            ),
+            (
+                "mta_sts_tlsrpt_reports_generated_total",
+                "TLS-RPT reports generated (RFC 8460 §4).",
+                &self.tlsrpt_reports_generated,
+            ),
+        ] {
+            counter(&mut out, name, help, &[("", get(value))]);
+        }
+        counter(
+            &mut out,
+            "mta_sts_tlsrpt_deliveries_total",
+            "TLS-RPT report delivery attempts (RFC 8460 §5), by outcome.",
+            &[
+                ("outcome=\"delivered\"", get(&self.tlsrpt_deliveries_ok)),
+                ("outcome=\"retry\"", get(&self.tlsrpt_deliveries_retry)),
+                ("outcome=\"failed\"", get(&self.tlsrpt_deliveries_failed)),
             ],
         );
         if let Some(s) = stats {

@@ -15,6 +15,7 @@ use crate::answer::DaneVerdict;
 use crate::dane::DaneClient;
 use crate::lookup::{LookupResult, PolicyLookup};
 use crate::metrics::{Metrics, bump};
+use crate::tlsrpt::Recorder;
 
 /// Most domains whose last error is remembered; the table is cleared when full.
 const LAST_ERRORS_CAP: usize = 10_000;
@@ -46,6 +47,7 @@ pub struct ResolverLookup {
     dane: Option<DaneClient>,
     metrics: Arc<Metrics>,
     last_errors: Arc<Mutex<HashMap<Domain, LastError>>>,
+    tlsrpt: Option<Arc<Recorder>>,
 }
 
 impl ResolverLookup {
@@ -56,7 +58,15 @@ impl ResolverLookup {
             dane: None,
             metrics: Arc::default(),
             last_errors: Arc::default(),
+            tlsrpt: None,
         }
+    }
+
+    /// Records the outcome of each socketmap query in `recorder` (TLS-RPT, RFC 8460; see
+    /// [`crate::tlsrpt`]). HTTP API lookups are not recorded.
+    pub fn with_tlsrpt(mut self, recorder: Arc<Recorder>) -> Self {
+        self.tlsrpt = Some(recorder);
+        self
     }
 
     /// Uses `client` for zones with `dane = "defer"`.
@@ -133,6 +143,9 @@ pub(crate) fn unix_now() -> u64 {
 impl PolicyLookup for ResolverLookup {
     async fn lookup(&self, domain: &Domain) -> LookupResult {
         let lookup = self.lookup_full(domain).await;
+        if let Some(recorder) = &self.tlsrpt {
+            recorder.record(domain, &lookup);
+        }
         match (lookup.policy, lookup.error) {
             (Some(cached), _) => LookupResult::Policy(Arc::clone(&cached.policy)),
             (None, Some(error)) if error.is_unusable() => LookupResult::Failed {
@@ -144,6 +157,9 @@ impl PolicyLookup for ResolverLookup {
 
     fn fast(&self, domain: &Domain) -> Option<LookupResult> {
         let cached = self.resolver.lookup_fast(domain)?;
+        if let Some(recorder) = &self.tlsrpt {
+            recorder.record_applied(domain, &cached);
+        }
         Some(LookupResult::Policy(Arc::clone(&cached.policy)))
     }
 
