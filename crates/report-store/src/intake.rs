@@ -18,8 +18,13 @@
 //! (`application/gzip`, `application/json`, `application/zip`, `application/octet-stream`)
 //! only when the attachment's name is an RFC 8460 §5.1 report file name. Unlike one peer
 //! (vectors S15.4) a `multipart/related` wrapper is not refused: the report type of the part
-//! is what identifies a report. DKIM (RFC 8460 §3 "MUST be ignored" without a valid signature)
-//! is not verified here; see the crate documentation.
+//! is what identifies a report.
+//!
+//! DKIM (RFC 8460 §3: reports without a valid signature by the reporting domain "MUST be
+//! ignored") is not checked by this parser: mail read from files goes through
+//! [`crate::import::MailImporter`], which verifies the signature first
+//! ([`is_message`] tells which inputs are mail). Bare JSON, gzip and zip files, and HTTPS
+//! POSTs (RFC 8460 §5.4), are not mail and carry no signature.
 
 use std::io::Read;
 
@@ -168,6 +173,12 @@ fn looks_like_json(bytes: &[u8]) -> bool {
         .is_some_and(|b| *b == b'{')
 }
 
+/// Whether [`parse_input`] reads `bytes` as an RFC 5322 message (mail, which RFC 8460 §3
+/// requires to be DKIM-signed) rather than as JSON, gzip or zip.
+pub fn is_message(bytes: &[u8]) -> bool {
+    !(bytes.starts_with(GZIP_MAGIC) || bytes.starts_with(ZIP_MAGIC) || looks_like_json(bytes))
+}
+
 /// Extracts and parses every report in one input.
 ///
 /// `media_type` is the declared type (an HTTP `Content-Type`), used only for logging: the
@@ -194,7 +205,7 @@ pub fn parse_input(
     }
     tracing::debug!(len = bytes.len(), media_type, "parsing TLS-RPT input");
     let mut out = Vec::new();
-    if bytes.starts_with(GZIP_MAGIC) || bytes.starts_with(ZIP_MAGIC) || looks_like_json(bytes) {
+    if !is_message(bytes) {
         payload(bytes, "input".to_owned(), false, limits, &mut out)?;
     } else {
         message(bytes, limits, &mut out)?;

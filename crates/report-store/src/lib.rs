@@ -12,8 +12,10 @@
 //! - [`send`], [`deliver`], [`dkim`], [`outbox`]: the generating side (RFC 8460 §4, §5): session events
 //!   in, daily reports out, delivered by mail and HTTPS with retries for 24 hours.
 //!
-//! Not done here: DKIM verification of mailed reports (RFC 8460 §3 says reports without a
-//! valid signature MUST be ignored; importing from a mailbox trusts the mailbox's filtering).
+//! - [`dkim_verify`], [`dkim_dns`], [`import`]: RFC 8460 §3 for mail read from files: reports
+//!   without a valid DKIM signature by the reporting domain are ignored (refused with a
+//!   reason); [`import::MailImporter`] is the entry point for `mta-sts report import`.
+//!   [`ReportSink`] itself does not verify DKIM (HTTPS POSTs are not mail).
 //!
 //! ```
 //! # #[cfg(feature = "sqlite")]
@@ -40,9 +42,15 @@
 
 #[cfg(feature = "send")]
 pub mod deliver;
-#[cfg(feature = "send")]
+#[cfg(feature = "dkim")]
 pub mod dkim;
+#[cfg(feature = "dkim-dns")]
+pub mod dkim_dns;
+#[cfg(feature = "dkim")]
+pub mod dkim_verify;
 pub mod html;
+#[cfg(feature = "dkim-dns")]
+pub mod import;
 pub mod intake;
 pub mod mailbox;
 #[cfg(feature = "sqlite")]
