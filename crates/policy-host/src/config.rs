@@ -1052,4 +1052,17 @@ mod tests {
         let e = parse("[tlsrpt]\nstore = \" \"\n").unwrap_err().to_string();
         assert!(e.contains("store is empty"), "{e}");
     }
+
+    #[test]
+    fn packaging_example_is_valid() {
+        let text = include_str!("../../../packaging/serve.toml");
+        let c = ServeConfig::parse(text, Some(Path::new("/etc/mta-sts/serve.toml"))).unwrap();
+        let t = c.tlsrpt.unwrap();
+        assert_eq!(t.store.as_deref(), Some("/var/lib/mta-sts/reports.db"));
+        assert_eq!(
+            t.spool_dir,
+            Some(PathBuf::from("/var/spool/mta-sts/tlsrpt"))
+        );
+        assert_eq!(c.domains.len(), 1);
+    }
 }

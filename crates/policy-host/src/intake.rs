@@ -353,7 +353,7 @@ async fn deliver(
     };
     match spool.store(report).await {
         Ok(Stored::New(name) | Stored::Duplicate(name)) => {
-            tracing::error!(host = %report.host, report_id = %report.report_id, error = %failure, spooled = %name, "TLS-RPT report store failed; report spooled instead: run `mta-sts report import {}` once the store works", spool.dir().display());
+            tracing::error!(host = %report.host, report_id = %report.report_id, error = %failure, sink = %sink.describe(), spooled = %name, "TLS-RPT report store failed; report spooled instead: run `mta-sts report import {}` into the store once it works", spool.dir().display());
             (
                 StatusCode::CREATED,
                 "accepted; spooled for import".to_string(),
