@@ -39,7 +39,7 @@ impl NetArgs {
     }
 }
 
-fn parse_nameserver(value: &str) -> Result<SocketAddr, String> {
+pub(crate) fn parse_nameserver(value: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = value.parse::<SocketAddr>() {
         return Ok(addr);
     }
@@ -51,7 +51,7 @@ fn parse_nameserver(value: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("`{value}` is not IP or IP:PORT (e.g. 127.0.0.1:53 or [::1]:5353)"))
 }
 
-fn parse_timeout(value: &str) -> Result<f64, String> {
+pub(crate) fn parse_timeout(value: &str) -> Result<f64, String> {
     match value.parse::<f64>() {
         Ok(secs) if secs > 0.0 && secs <= 60.0 => Ok(secs),
         _ => Err(format!(

@@ -36,7 +36,8 @@ pub struct ReportArgs {
 #[derive(Debug, Subcommand)]
 pub enum ReportCommand {
     /// Import reports from files (.json, .json.gz, .gz, .zip, .eml), directories, Maildir
-    /// folders and mbox files; exit 1 if any input was refused.
+    /// folders and mbox files; mail must carry a valid DKIM signature by the reporting domain
+    /// (RFC 8460 §3); exit 1 if any input was refused.
     Import(ImportArgs),
     /// Sessions per policy domain and day: succeeded, failed, failures by result type,
     /// reporting organisation and MX.
@@ -59,9 +60,30 @@ pub struct ImportArgs {
     /// Largest decompressed report accepted, in bytes (decompression-bomb cap).
     #[arg(long, default_value_t = 25 << 20, value_name = "BYTES")]
     pub max_report_size: usize,
-    /// Print the result as JSON: {"imported","duplicates","refused":[{"input","reason"}]}.
+    /// Print the result as JSON: {"imported","duplicates","refused":[{"input","reason","code",
+    /// "temporary"}],"warnings":[{"input","reason"}],"dkim","dkim_verified"}.
     #[arg(long)]
     pub json: bool,
+    /// Import mail without DKIM verification, e.g. an archive whose signing keys have been
+    /// rotated away. RFC 8460 §3 requires receivers to ignore reports without a valid DKIM
+    /// signature by the reporting domain: use this only for mail you trust otherwise.
+    #[arg(long)]
+    pub no_dkim: bool,
+    /// Also refuse mail whose DKIM key record lacks s=tlsrpt (RFC 8460 §3 MAY); by default
+    /// such mail is imported with a warning.
+    #[arg(long, conflicts_with = "no_dkim")]
+    pub dkim_require_service: bool,
+    /// DNS server for DKIM key lookups instead of the system's, as IP or IP:PORT
+    /// (repeatable).
+    #[arg(long = "dns", value_name = "IP[:PORT]", value_parser = crate::net::parse_nameserver)]
+    pub dns: Vec<std::net::SocketAddr>,
+    /// Give up on a DKIM key lookup after this many seconds (at most 60); a lookup that
+    /// fails or times out refuses the message as dkim-temporary (try again later).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = crate::net::parse_timeout)]
+    pub timeout: f64,
+    /// Pretend the time is this (Unix seconds), for DKIM x= expiry; for tests and replays.
+    #[arg(long, value_name = "UNIX", hide = true)]
+    pub now: Option<u64>,
 }
 
 /// Arguments of `mta-sts report summary`.
@@ -140,21 +162,64 @@ struct ImportResult {
     imported: u64,
     duplicates: u64,
     refused: Vec<Refusal>,
+    /// Inputs imported with a remark (e.g. a DKIM key without s=tlsrpt).
+    warnings: Vec<Warning>,
+    /// "verify" or "skip" (--no-dkim).
+    dkim: &'static str,
+    /// Mail inputs whose DKIM signature verified.
+    dkim_verified: u64,
 }
 
 #[derive(Debug, Serialize)]
 struct Refusal {
     input: String,
     reason: String,
+    /// A stable code for DKIM refusals (dkim-missing, dkim-invalid, …), else null.
+    code: Option<&'static str>,
+    /// Whether trying again later may succeed (a DNS failure during DKIM key lookup).
+    temporary: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Warning {
+    input: String,
+    reason: String,
 }
 
 async fn import(store: Arc<dyn ReportStore>, args: &ImportArgs) -> Result<u8> {
+    use mta_sts_report_store::dkim_dns::DkimVerifier;
+    use mta_sts_report_store::import::{DkimCheck, DkimStatus, MailImporter};
+    use mta_sts_resolver::dns::{Dns, DnsConfig};
+
     let limits = Limits {
         max_report_bytes: args.max_report_size,
         ..Limits::default()
     };
     let sink = ReportSink::new(store, limits);
-    let mut result = ImportResult::default();
+    let dkim = if args.no_dkim {
+        DkimCheck::Skip
+    } else {
+        let dns = Dns::new(&DnsConfig {
+            nameservers: args.dns.clone(),
+            timeout: std::time::Duration::from_secs_f64(args.timeout),
+            ..DnsConfig::default()
+        })
+        .context("cannot set up DNS for DKIM key lookups; pass --dns IP[:PORT]")?;
+        DkimCheck::Verify(Box::new(
+            DkimVerifier::new(dns).require_service(args.dkim_require_service),
+        ))
+    };
+    let importer = MailImporter::new(sink, dkim);
+    let now = args.now.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    });
+    let mut result = ImportResult {
+        dkim: if args.no_dkim { "skip" } else { "verify" },
+        ..ImportResult::default()
+    };
     for file in mailbox::list_files(&args.paths) {
         let path = match file {
             Ok(p) => p,
@@ -162,6 +227,8 @@ async fn import(store: Arc<dyn ReportStore>, args: &ImportArgs) -> Result<u8> {
                 result.refused.push(Refusal {
                     input: e.path.clone(),
                     reason: e.source.to_string(),
+                    code: None,
+                    temporary: false,
                 });
                 continue;
             }
@@ -172,12 +239,29 @@ async fn import(store: Arc<dyn ReportStore>, args: &ImportArgs) -> Result<u8> {
                 result.refused.push(Refusal {
                     input: e.path.clone(),
                     reason: e.source.to_string(),
+                    code: None,
+                    temporary: false,
                 });
                 continue;
             }
         };
         for input in inputs {
-            match sink.accept(&input.bytes, None, &input.label).await? {
+            let imported = importer.import(&input.bytes, &input.label, now).await?;
+            for reason in imported.warnings {
+                result.warnings.push(Warning {
+                    input: input.label.clone(),
+                    reason,
+                });
+            }
+            let (code, temporary) = match &imported.dkim {
+                DkimStatus::Verified(_) => {
+                    result.dkim_verified += 1;
+                    (None, false)
+                }
+                DkimStatus::Refused(r) => (Some(r.code()), r.is_temporary()),
+                DkimStatus::NotMail | DkimStatus::Skipped => (None, false),
+            };
+            match imported.outcome {
                 InputOutcome::Accepted { reports } => {
                     for r in reports {
                         match r.stored {
@@ -189,6 +273,8 @@ async fn import(store: Arc<dyn ReportStore>, args: &ImportArgs) -> Result<u8> {
                 InputOutcome::Refused { reason } => result.refused.push(Refusal {
                     input: input.label,
                     reason,
+                    code,
+                    temporary,
                 }),
             }
         }
@@ -210,6 +296,14 @@ async fn import(store: Arc<dyn ReportStore>, args: &ImportArgs) -> Result<u8> {
         );
         for r in &result.refused {
             println!("  refused {}: {}", r.input, r.reason);
+        }
+        for w in &result.warnings {
+            println!("  warning {}: {}", w.input, w.reason);
+        }
+        if args.no_dkim {
+            eprintln!(
+                "note: --no-dkim: mail was imported without DKIM verification (RFC 8460 §3 requires it)"
+            );
         }
     }
     Ok(if result.refused.is_empty() {
