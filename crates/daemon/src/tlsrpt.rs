@@ -185,7 +185,7 @@ fn failure_slot(error: &ResolverError) -> usize {
         .unwrap_or(FAILURES.len() - 3)
 }
 
-/// Successful sessions counted under one policy (by its body).
+/// Successful sessions counted under one policy (by its parsed content).
 #[derive(Debug)]
 struct Applied {
     policy: Arc<CachedPolicy>,
@@ -297,7 +297,9 @@ impl Recorder {
         {
             return;
         }
-        let same = |a: &Applied| Arc::ptr_eq(&a.policy, policy) || a.policy.body == policy.body;
+        // Same policy: the same parsed content (a refetch of an unchanged policy is another
+        // `Arc` holding an equal policy).
+        let same = |a: &Applied| Arc::ptr_eq(&a.policy, policy) || a.policy.policy == policy.policy;
         self.with_counters(domain, |c| {
             {
                 let applied = c.applied.read().unwrap_or_else(|p| p.into_inner());
@@ -373,10 +375,8 @@ fn drain_domain(domain: &Domain, c: &DomainCounters, time: UtcDateTime, out: &mu
         }
         let policy = EventPolicy {
             policy_type: PolicyType::Sts,
-            policy_string: mta_sts::policy::policy_strings(&a.policy.body)
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
+            // The policy's lines in canonical order (RFC 8460 §4.4 `policy-string`).
+            policy_string: a.policy.policy.lines(),
             mx_host: a.policy.policy.mx.iter().map(ToString::to_string).collect(),
         };
         out.push(base(policy, Outcome::Success, count));
@@ -1036,9 +1036,27 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
+    /// `CachedPolicy::new` gives a `CachedPolicy` or, with a checked record id, an
+    /// `Option` of one; the tests take either.
+    trait IntoCached {
+        fn into_cached(self) -> CachedPolicy;
+    }
+
+    impl IntoCached for CachedPolicy {
+        fn into_cached(self) -> CachedPolicy {
+            self
+        }
+    }
+
+    impl IntoCached for Option<CachedPolicy> {
+        fn into_cached(self) -> CachedPolicy {
+            self.expect("a valid record id")
+        }
+    }
+
     fn cached(body: &str) -> Arc<CachedPolicy> {
         let policy = mta_sts::Policy::parse(body.as_bytes()).expect("policy");
-        Arc::new(CachedPolicy::new(policy, "1", body, 0))
+        Arc::new(CachedPolicy::new(policy, "1", body, 0).into_cached())
     }
 
     fn lookup(policy: Option<Arc<CachedPolicy>>, error: Option<ResolverError>) -> Lookup {
@@ -1165,14 +1183,15 @@ mod tests {
         let r = Recorder::new();
         r.configure(true, false);
         let d: Domain = "example.com".parse().unwrap();
-        let enforce = cached("version: STSv1\nmode: enforce\nmx: *.example.com\nmax_age: 86400\n");
+        let text = "version: STSv1\nmode: enforce\nmx: *.example.com\nmax_age: 86400\n";
+        let enforce = cached(text);
         r.record_applied(&d, &enforce);
         assert!(r.drain(UtcDateTime::EPOCH).is_empty());
 
         r.configure(true, true);
         r.record_applied(&d, &enforce);
         // The same policy refetched (another Arc) is the same policy.
-        r.record_applied(&d, &cached(&enforce.body));
+        r.record_applied(&d, &cached(text));
         // Mode none: no policy is applied (RFC 8461 §5).
         let none: Domain = "none.example".parse().unwrap();
         r.record_applied(
