@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use mta_sts_daemon::app::{self, ConfigSource};
-use mta_sts_daemon::config::{Config, DaneMode, OnFailure, StoreKind, ZoneSettings};
+use mta_sts_daemon::config::{Config, DaneMode, OnFailure, StoreKind, TlsrptConfig, ZoneSettings};
 
 use crate::exit;
 
@@ -46,6 +46,14 @@ pub fn run(args: &DaemonArgs, verbose: u8, quiet: bool) -> anyhow::Result<u8> {
         }
     };
     if args.check_config {
+        // Parsing checked the syntax; the files [tlsrpt] names must also load.
+        if let Err(e) = mta_sts_daemon::tlsrpt::check_files(&config.tlsrpt, &config.resolver) {
+            eprintln!(
+                "mta-sts daemon: invalid configuration in {}: {e}",
+                source.path().display()
+            );
+            return Ok(exit::USAGE);
+        }
         print!("{}", summary(&source, &config));
         return Ok(exit::OK);
     }
@@ -101,6 +109,54 @@ fn zone_line(name: &str, z: &ZoneSettings) -> String {
     )
 }
 
+/// The `[tlsrpt]` and `[tlsrpt.send]` lines of the summary.
+fn tlsrpt_lines(t: &TlsrptConfig) -> String {
+    let d = humantime::format_duration;
+    let path = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map_or("off".to_owned(), |p| p.display().to_string())
+    };
+    let mut out = format!(
+        "tlsrpt: events={} count_applied={} flush_interval={} socket={} socket_mode={:04o}\n",
+        path(&t.events),
+        t.count_applied,
+        d(t.flush_interval),
+        path(&t.socket),
+        t.socket_mode
+    );
+    match &t.send {
+        None => out.push_str("tlsrpt.send: off\n"),
+        Some(s) => {
+            let from = s
+                .from
+                .clone()
+                .unwrap_or_else(|| format!("tlsrpt@{}", s.submitter));
+            out.push_str(&format!(
+                "tlsrpt.send: db={} submitter={} from={from} organization={} contact={} relay={} starttls={} dkim={} insecure_https={} timeout={} jitter={} retry_interval={}\n",
+                s.db.display(),
+                s.submitter,
+                s.organization.as_deref().unwrap_or(&s.submitter),
+                s.contact.as_deref().unwrap_or(&from),
+                s.relay.as_deref().unwrap_or("none"),
+                s.starttls,
+                match (&s.dkim_key, &s.dkim_selector) {
+                    (Some(k), Some(sel)) => format!(
+                        "{}:{sel}@{}",
+                        k.display(),
+                        s.dkim_domain.as_deref().unwrap_or(&s.submitter)
+                    ),
+                    _ => "relay-signs".to_owned(),
+                },
+                s.insecure_https,
+                d(s.timeout),
+                d(s.jitter),
+                d(s.retry_interval)
+            ));
+        }
+    }
+    out
+}
+
 /// The effective configuration, one setting per line.
 fn summary(source: &ConfigSource, c: &Config) -> String {
     let d = humantime::format_duration;
@@ -151,6 +207,7 @@ fn summary(source: &ConfigSource, c: &Config) -> String {
         "cache: store={store} refresh={}\n",
         d(c.cache.refresh)
     ));
+    out.push_str(&tlsrpt_lines(&c.tlsrpt));
     out.push_str("zones:\n");
     out.push_str(&zone_line("[defaults]", &c.defaults));
     for (name, zone) in &c.zones {
