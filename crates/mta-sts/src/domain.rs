@@ -4,6 +4,7 @@
 //! comparison ASCII case-insensitive, and §6.4.2 requires U-labels to be converted first.
 //! [`Domain`] holds a name in that canonical form, so equality is plain string equality.
 
+use compact_str::CompactString;
 use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
@@ -60,13 +61,15 @@ pub enum DomainError {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(transparent))]
-pub struct Domain(Box<str>);
+pub struct Domain(CompactString);
 
 impl Domain {
     /// Parses a name, accepting U-labels, any case and one trailing dot.
     pub fn parse(input: &str) -> Result<Domain, DomainError> {
         let name = input.strip_suffix('.').unwrap_or(input);
-        Ok(Domain(to_a_labels(name)?.into_owned().into_boxed_str()))
+        // Inline up to 24 bytes, so most names need no allocation (a daemon keys its cache
+        // of 100,000 policies by them).
+        Ok(Domain(CompactString::from(to_a_labels(name)?)))
     }
 
     /// The canonical name.

@@ -587,12 +587,17 @@ impl Parser {
             None
         } else {
             match (self.mode, self.max_age) {
-                (Some((mode, _)), Some(max_age)) => Some(Policy {
-                    mode,
-                    max_age,
-                    mx: self.mx,
-                    extensions: self.extensions,
-                }),
+                (Some((mode, _)), Some(max_age)) => {
+                    // Policies are cached by the hundred thousand: no spare capacity.
+                    self.mx.shrink_to_fit();
+                    self.extensions.shrink_to_fit();
+                    Some(Policy {
+                        mode,
+                        max_age,
+                        mx: self.mx,
+                        extensions: self.extensions,
+                    })
+                }
                 _ => None,
             }
         };
