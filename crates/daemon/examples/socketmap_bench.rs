@@ -5,7 +5,7 @@
 //! ```text
 //! cargo build --release --example socketmap_bench -p mta-sts-daemon
 //! target/release/examples/socketmap_bench [--secs 5] [--conns 16] [--cold 1500] \
-//!     [--peer /path/to/venv/bin/mta-sts-daemon] [--rss-policies 100000]
+//!     [--peer /path/to/venv/bin/mta-sts-daemon] [--rss-policies 100000] [--only-rss]
 //! ```
 //!
 //! Load: `--conns` connections, each with one outstanding request (as Postfix's smtp
@@ -13,7 +13,8 @@
 //! cached beforehand. Cold: every request names a domain never asked before (TXT lookup +
 //! HTTPS fetch each). CPU per fresh lookup: utime+stime of the server process
 //! (`/proc/<pid>/stat`) over the cold phase divided by the lookups. RSS: a daemon
-//! warm-started from an SQLite store holding `--rss-policies` policies.
+//! warm-started from an SQLite store holding `--rss-policies` policies (2 `mx` each; a third
+//! with CRLF line ends, a third with LF, a third in a non-canonical line order).
 //!
 //! The peer needs DNS through /etc/resolv.conf on port 53 and policy hosts on port 443,
 //! so the harness serves the world's zones on 127.0.53.x:53, proxies 127.0.44.x:443 to the
@@ -295,6 +296,10 @@ fn bench(args: &[String]) -> Result<(), BoxError> {
     let cold: usize = opt(args, "--cold", 1500);
     let rss_policies: usize = opt(args, "--rss-policies", 100_000);
     let peer: String = opt(args, "--peer", String::new());
+    if args.iter().any(|a| a == "--only-rss") {
+        let dir = tempfile::tempdir()?;
+        return rss_phase(&tokio::runtime::Runtime::new()?, dir.path(), rss_policies);
+    }
     const WARM: usize = 200;
     let domains = WARM + 2 * cold;
     println!(
@@ -469,9 +474,17 @@ fn bench(args: &[String]) -> Result<(), BoxError> {
     drop(daemon);
     drop(peer_proc);
 
-    // RSS with many cached policies: fill an SQLite store, warm-start a daemon from it.
+    rss_phase(&rt, dir.path(), rss_policies)
+}
+
+/// RSS with many cached policies: fill an SQLite store, warm-start a daemon from it.
+fn rss_phase(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    rss_policies: usize,
+) -> Result<(), BoxError> {
     println!("\n== resident memory with {rss_policies} cached policies");
-    let db = dir.path().join("rss.db");
+    let db = dir.join("rss.db");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
@@ -489,7 +502,13 @@ fn bench(args: &[String]) -> Result<(), BoxError> {
             store
                 .put(
                     &StoredPolicy {
-                        body: format!("version: STSv1\r\nmode: enforce\r\nmx: mail.{d}\r\nmx: *.mx.{d}\r\nmax_age: 604800\r\n"),
+                        // The three shapes of served bodies: canonical with CRLF, with LF, and
+                        // another line order (kept verbatim in memory).
+                        body: match i % 3 {
+                            0 => format!("version: STSv1\r\nmode: enforce\r\nmx: mail.{d}\r\nmx: *.mx.{d}\r\nmax_age: 604800\r\n"),
+                            1 => format!("version: STSv1\nmode: enforce\nmx: mail.{d}\nmx: *.mx.{d}\nmax_age: 604800\n"),
+                            _ => format!("version: STSv1\nmode: enforce\nmax_age: 604800\nmx: mail.{d}\nmx: *.mx.{d}\n"),
+                        },
                         domain: d,
                         record_id: "20240101T000000".to_owned(),
                         fetched_at: now,
@@ -501,12 +520,12 @@ fn bench(args: &[String]) -> Result<(), BoxError> {
         }
         Ok::<(), BoxError>(())
     })?;
-    let (empty, _) = spawn_daemon(dir.path(), "empty", "[cache]\nstore = \"memory\"\n")?;
+    let (empty, _) = spawn_daemon(dir, "empty", "[cache]\nstore = \"memory\"\n")?;
     std::thread::sleep(Duration::from_millis(500));
     let base = rss_mb(empty.0.id());
     drop(empty);
     let (full, _) = spawn_daemon(
-        dir.path(),
+        dir,
         "rss",
         &format!("[cache]\nstore = \"sqlite\"\npath = \"{}\"\n", db.display()),
     )?;

@@ -220,7 +220,7 @@ async fn policy(core: &Core, raw: &str, refresh: bool) -> Response<Full<Bytes>> 
     });
     let reply = answer(
         &domain,
-        cached.as_ref().map(|c| c.policy.as_ref()),
+        cached.as_ref().map(|c| &c.policy),
         &generation.config.defaults,
         DaneVerdict::NotChecked,
     );

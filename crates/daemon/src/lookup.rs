@@ -9,7 +9,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use mta_sts::{Domain, Policy};
+use mta_sts::Domain;
+use mta_sts_resolver::CachedPolicy;
 
 use crate::answer::{DaneVerdict, answer, answer_failure};
 use crate::config::{DaneMode, ZoneSettings};
@@ -23,7 +24,7 @@ const CACHED_LOOKUP_LIMIT: std::time::Duration = std::time::Duration::from_milli
 pub enum LookupResult {
     /// A policy applies: freshly fetched, or an unexpired cached one kept after a failed or
     /// unnecessary refresh (RFC 8461 §5.1).
-    Policy(Arc<Policy>),
+    Policy(Arc<CachedPolicy>),
     /// The domain has no usable MTA-STS policy (no or invalid `_mta-sts` record, RFC 8461
     /// §3.1), and nothing unexpired is cached.
     NoPolicy,
@@ -52,7 +53,7 @@ pub trait PolicyLookup: Send + Sync + 'static {
 
     /// The unexpired cached policy of `domain`, without any network I/O; used when the budget
     /// runs out. The default has no cache.
-    async fn cached(&self, _domain: &Domain) -> Option<Arc<Policy>> {
+    async fn cached(&self, _domain: &Domain) -> Option<Arc<CachedPolicy>> {
         None
     }
 
@@ -179,7 +180,12 @@ impl InFlight {
                     "lookup exceeded the query budget; finishing it in the background"
                 );
                 let reply = match cached {
-                    Some(policy) => answer(&domain, Some(&policy), &zone, DaneVerdict::NotChecked),
+                    Some(cached) => answer(
+                        &domain,
+                        Some(&cached.policy),
+                        &zone,
+                        DaneVerdict::NotChecked,
+                    ),
                     None => answer_failure(&domain, &zone, "lookup exceeded the query budget"),
                 };
                 (reply, true)
@@ -196,7 +202,7 @@ pub fn reply_for(
     dane: DaneVerdict,
 ) -> Reply {
     match result {
-        LookupResult::Policy(policy) => answer(domain, Some(policy), zone, dane),
+        LookupResult::Policy(cached) => answer(domain, Some(&cached.policy), zone, dane),
         LookupResult::NoPolicy => answer(domain, None, zone, dane),
         LookupResult::Failed { reason } => {
             tracing::debug!(%domain, %reason, "policy lookup failed, nothing cached");

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use mta_sts::{Domain, Policy};
-use mta_sts_resolver::{Lookup, Resolver};
+use mta_sts::Domain;
+use mta_sts_resolver::{CachedPolicy, Lookup, Resolver};
 use serde::Serialize;
 
 use crate::answer::DaneVerdict;
@@ -147,7 +147,7 @@ impl PolicyLookup for ResolverLookup {
             recorder.record(domain, &lookup);
         }
         match (lookup.policy, lookup.error) {
-            (Some(cached), _) => LookupResult::Policy(Arc::clone(&cached.policy)),
+            (Some(cached), _) => LookupResult::Policy(cached),
             (None, Some(error)) if error.is_unusable() => LookupResult::Failed {
                 reason: error.to_string(),
             },
@@ -160,13 +160,11 @@ impl PolicyLookup for ResolverLookup {
         if let Some(recorder) = &self.tlsrpt {
             recorder.record_applied(domain, &cached);
         }
-        Some(LookupResult::Policy(Arc::clone(&cached.policy)))
+        Some(LookupResult::Policy(cached))
     }
 
-    async fn cached(&self, domain: &Domain) -> Option<Arc<Policy>> {
-        self.resolver
-            .cached(domain)
-            .map(|cached| Arc::clone(&cached.policy))
+    async fn cached(&self, domain: &Domain) -> Option<Arc<CachedPolicy>> {
+        self.resolver.cached(domain)
     }
 
     async fn dane(&self, domain: &Domain) -> DaneVerdict {

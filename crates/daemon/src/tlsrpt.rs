@@ -375,8 +375,11 @@ fn drain_domain(domain: &Domain, c: &DomainCounters, time: UtcDateTime, out: &mu
         }
         let policy = EventPolicy {
             policy_type: PolicyType::Sts,
-            // The policy's lines in canonical order (RFC 8460 §4.4 `policy-string`).
-            policy_string: a.policy.policy.lines(),
+            // The policy's lines as served (RFC 8460 §4.4 `policy-string`).
+            policy_string: mta_sts::policy::policy_strings(&a.policy.body())
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
             mx_host: a.policy.policy.mx.iter().map(ToString::to_string).collect(),
         };
         out.push(base(policy, Outcome::Success, count));
@@ -1036,27 +1039,9 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    /// `CachedPolicy::new` gives a `CachedPolicy` or, with a checked record id, an
-    /// `Option` of one; the tests take either.
-    trait IntoCached {
-        fn into_cached(self) -> CachedPolicy;
-    }
-
-    impl IntoCached for CachedPolicy {
-        fn into_cached(self) -> CachedPolicy {
-            self
-        }
-    }
-
-    impl IntoCached for Option<CachedPolicy> {
-        fn into_cached(self) -> CachedPolicy {
-            self.expect("a valid record id")
-        }
-    }
-
     fn cached(body: &str) -> Arc<CachedPolicy> {
         let policy = mta_sts::Policy::parse(body.as_bytes()).expect("policy");
-        Arc::new(CachedPolicy::new(policy, "1", body, 0).into_cached())
+        Arc::new(CachedPolicy::new(policy, "1", body, 0).expect("a valid record id"))
     }
 
     fn lookup(policy: Option<Arc<CachedPolicy>>, error: Option<ResolverError>) -> Lookup {

@@ -308,29 +308,40 @@ impl Resolver {
         self.inner.memory.len()
     }
 
-    /// Loads every unexpired store entry into memory (warm start). Returns how many.
+    /// Loads every unexpired store entry into memory (warm start), a page at a time.
+    /// Returns how many.
     pub async fn warm_start(&self) -> usize {
+        const PAGE: usize = 1000;
         let inner = &self.inner;
         let now = inner.clock.now();
-        match inner.store.load_all(now).await {
-            Ok(entries) => {
-                let mut loaded = 0;
-                for stored in entries {
-                    let (Ok(domain), Some(policy)) = (
-                        Domain::parse(&stored.domain),
-                        CachedPolicy::from_stored(&stored),
-                    ) else {
-                        continue;
-                    };
-                    if inner.install(&domain, Arc::new(policy), now) {
-                        loaded += 1;
-                    }
+        if let Some(count) = inner.store.count_hint(now).await {
+            inner.memory.reserve(count);
+        }
+        let mut loaded = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let page = match inner.store.load_page(now, after.as_deref(), PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    inner.store_error("load_page", &e);
+                    return loaded;
                 }
-                loaded
+            };
+            let full = page.len() == PAGE;
+            for stored in &page {
+                let (Ok(domain), Some(policy)) = (
+                    Domain::parse(&stored.domain),
+                    CachedPolicy::from_stored(stored),
+                ) else {
+                    continue;
+                };
+                if inner.install(&domain, Arc::new(policy), now) {
+                    loaded += 1;
+                }
             }
-            Err(e) => {
-                inner.store_error("load_all", &e);
-                0
+            match page.into_iter().next_back() {
+                Some(last) if full => after = Some(last.domain),
+                _ => return loaded,
             }
         }
     }
@@ -458,7 +469,7 @@ impl Resolver {
             // keep the cached one when the TXT lookup does not give a valid record.
             let id = match inner.discover(&domain).await {
                 Ok((record, _)) => Arc::from(record.id.as_str()),
-                Err(_) => policy.record_id.clone(),
+                Err(_) => Arc::from(policy.record_id.as_str()),
             };
             match inner.fetch_policy(&domain, &id, now).await {
                 Ok(_) => {
@@ -470,9 +481,8 @@ impl Resolver {
                     bump(&inner.stats.refresh_failures);
                     let retry = now + inner.config.backoff.as_secs().max(1);
                     let failures = inner.memory.update(&domain, |entry| {
-                        entry.refresh_failures += 1;
                         entry.next_refresh = retry;
-                        entry.refresh_failures
+                        entry.note_refresh_failure()
                     });
                     // RFC 8461 §3.3 / §10.2: alert on failing refreshes unless mode is none.
                     if policy.policy.mode != Mode::None {
@@ -560,9 +570,7 @@ impl Inner {
             entry.next_refresh =
                 next_refresh(domain, &policy, interval).max(now.min(policy.fetched_at));
             entry.policy = Some(policy);
-            entry.negative_until = 0;
-            entry.negative_error = None;
-            entry.refresh_failures = 0;
+            entry.clear_negative_and_refresh_failures();
             true
         })
     }
@@ -623,12 +631,13 @@ impl Inner {
         let result = match self.fetcher.fetch(domain).await {
             Ok(fetched) => match Policy::parse(&fetched.body) {
                 // Policy::parse succeeded, so the body is UTF-8.
-                Ok(policy) => Ok(CachedPolicy::new(
-                    policy,
-                    id,
-                    &String::from_utf8_lossy(&fetched.body),
-                    now,
-                )),
+                Ok(policy) => {
+                    CachedPolicy::new(policy, id, &String::from_utf8_lossy(&fetched.body), now)
+                        // Unreachable: the id comes from a record that parsed (RFC 8461 §3.1).
+                        .ok_or_else(|| {
+                            Error::InvalidRecord(mta_sts::RecordError::InvalidId { id: id.into() })
+                        })
+                }
                 Err(e) => Err(Error::InvalidPolicy(e)),
             },
             Err(e) => Err(e),
@@ -637,8 +646,7 @@ impl Inner {
             Ok(policy) => {
                 let policy = Arc::new(policy);
                 self.install(domain, policy.clone(), now);
-                self.memory
-                    .update(domain, |e| e.fail_marks.retain(|m| &*m.id != id));
+                self.memory.update(domain, |e| e.clear_failure(id));
                 // Write-through; a store failure never fails the lookup (DESIGN §3).
                 if let Err(e) = self.store.put(&policy.to_stored(domain), now).await {
                     self.store_error("put", &e);
@@ -673,7 +681,7 @@ impl Inner {
             && now < entry.negative_until
         {
             bump(&self.stats.negative_hits);
-            return Lookup::none(entry.negative_error.map(|e| *e));
+            return Lookup::none(entry.negative_error().cloned());
         }
 
         let (record, txt_ttl) = match self.discover(domain).await {
@@ -688,11 +696,9 @@ impl Inner {
                 if let Some(ttl) = negative_ttl {
                     let ttl = u64::from(ttl).min(self.config.negative_ttl_cap.as_secs());
                     if ttl > 0 {
-                        let boxed = Box::new(error.clone());
-                        self.memory.update(domain, |entry| {
-                            entry.negative_until = now + ttl;
-                            entry.negative_error = Some(boxed);
-                        });
+                        let error = error.clone();
+                        self.memory
+                            .update(domain, |entry| entry.set_negative(now + ttl, error));
                     }
                 }
                 return Lookup::none(Some(error));

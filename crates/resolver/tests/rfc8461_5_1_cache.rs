@@ -34,7 +34,7 @@ async fn rfc8461_3_2_expiry_is_fetch_time_plus_max_age() {
     assert_eq!(p.fetched_at, T0);
     assert_eq!(p.expires_at, T0 + 86400);
     assert_eq!(&*p.record_id, "1");
-    assert_eq!(&*p.body, POLICY);
+    assert_eq!(p.body(), POLICY);
 }
 
 #[tokio::test]

@@ -12,19 +12,21 @@ use mta_sts_daemon::config::{Listen, ZoneSettings, Zones};
 use mta_sts_daemon::lookup::{LookupResult, PolicyLookup};
 use mta_sts_daemon::netstring::{Decoder, Limits, encode};
 use mta_sts_daemon::server::{ServerOptions, SocketmapServer};
+use mta_sts_resolver::CachedPolicy;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub fn policy(text: &str) -> Arc<Policy> {
-    Arc::new(Policy::parse(text.as_bytes()).expect("test policy"))
+pub fn policy(text: &str) -> Arc<CachedPolicy> {
+    let parsed = Policy::parse(text.as_bytes()).expect("test policy");
+    Arc::new(CachedPolicy::new(parsed, "1", text, 0).expect("test id"))
 }
 
 /// A lookup backed by a fixed map: domain → (delay, result). Unknown domains: no policy.
 #[derive(Default)]
 pub struct FixedLookup {
     pub answers: HashMap<String, (Duration, LookupResult)>,
-    pub cache: HashMap<String, Arc<Policy>>,
+    pub cache: HashMap<String, Arc<CachedPolicy>>,
     pub calls: Mutex<Vec<String>>,
     pub finished: AtomicUsize,
 }
@@ -35,7 +37,7 @@ impl FixedLookup {
         self
     }
 
-    pub fn cached_policy(mut self, domain: &str, p: Arc<Policy>) -> Self {
+    pub fn cached_policy(mut self, domain: &str, p: Arc<CachedPolicy>) -> Self {
         self.cache.insert(domain.to_owned(), p);
         self
     }
@@ -91,7 +93,7 @@ impl PolicyLookup for FixedLookup {
         result
     }
 
-    async fn cached(&self, domain: &Domain) -> Option<Arc<Policy>> {
+    async fn cached(&self, domain: &Domain) -> Option<Arc<CachedPolicy>> {
         self.cache.get(domain.as_str()).cloned()
     }
 }

@@ -80,6 +80,32 @@ pub trait Store: Send + Sync + 'static {
     /// Every unexpired entry at `now`, for a warm start and for the proactive refresher.
     async fn load_all(&self, now: u64) -> Result<Vec<StoredPolicy>, StoreError>;
 
+    /// About how many unexpired entries there are at `now`, when the backend can tell
+    /// cheaply: a warm start sizes the memory table once instead of growing it by doubling,
+    /// which would leave the outgrown tables as holes in the heap. `None` by default.
+    async fn count_hint(&self, _now: u64) -> Option<usize> {
+        None
+    }
+
+    /// Up to `limit` unexpired entries at `now` whose domains sort after `after`, in domain
+    /// order: a warm start of 100,000 entries reads them a page at a time, so it never holds
+    /// them all at once (less peak memory, and less heap left fragmented behind the cache).
+    ///
+    /// The default reads everything through [`Store::load_all`] and slices it; backends that
+    /// can page natively override it.
+    async fn load_page(
+        &self,
+        now: u64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredPolicy>, StoreError> {
+        let mut all = self.load_all(now).await?;
+        all.retain(|e| after.is_none_or(|a| e.domain.as_str() > a));
+        all.sort_unstable_by(|a, b| a.domain.cmp(&b.domain));
+        all.truncate(limit);
+        Ok(all)
+    }
+
     /// Short backend name for logs and metrics: `memory`, `sqlite`, `redis`.
     fn backend(&self) -> &'static str;
 }

@@ -420,6 +420,60 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn count_hint(&self, now: u64) -> Option<usize> {
+        self.with_conn(move |conn, path| {
+            let now_sql = i64::try_from(now).unwrap_or(i64::MAX);
+            conn.query_row(
+                "SELECT COUNT(*) FROM policies WHERE expires_at > ?1",
+                params![now_sql],
+                |row| row.get::<_, i64>(0),
+            )
+            .map_err(|e| sql_error(path, e))
+        })
+        .await
+        .ok()
+        .and_then(|n| usize::try_from(n).ok())
+    }
+
+    async fn load_page(
+        &self,
+        now: u64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredPolicy>, StoreError> {
+        let after = after.unwrap_or_default().to_owned();
+        self.with_conn(move |conn, path| {
+            let now_sql = i64::try_from(now).unwrap_or(i64::MAX);
+            let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
+            // The primary key orders the pages; `domain > ''` starts at the first.
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "{SELECT_COLUMNS} WHERE domain > ?2 AND expires_at > ?1 ORDER BY domain LIMIT ?3"
+                ))
+                .map_err(|e| sql_error(path, e))?;
+            let rows = stmt
+                .query_map(params![now_sql, after, limit_sql], |row| Ok(decode_row(row)))
+                .map_err(|e| sql_error(path, e))?;
+            let mut out = Vec::with_capacity(limit.min(4096));
+            for row in rows {
+                match row.map_err(|e| sql_error(path, e))? {
+                    Ok(entry) if entry.is_fresh(now) => out.push(entry),
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(path = %path.display(), error = %err, "skipping a corrupt cached policy");
+                    }
+                }
+            }
+            drop(stmt);
+            if out.len() < limit {
+                // The last page: the warm start is over, give back the page cache it filled.
+                let _ = conn.execute_batch("PRAGMA shrink_memory");
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     fn backend(&self) -> &'static str {
         BACKEND
     }
