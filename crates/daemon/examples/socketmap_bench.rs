@@ -5,11 +5,13 @@
 //! ```text
 //! cargo build --release --example socketmap_bench -p mta-sts-daemon
 //! target/release/examples/socketmap_bench [--secs 5] [--conns 16] [--cold 1500] \
-//!     [--peer /path/to/venv/bin/mta-sts-daemon] [--rss-policies 100000] [--only-rss]
+//!     [--peer /path/to/venv/bin/mta-sts-daemon] [--rss-policies 100000] [--only-rss] [--rounds 5]
 //! ```
 //!
 //! Load: `--conns` connections, each with one outstanding request (as Postfix's smtp
-//! processes do), for `--secs` seconds, loopback only. Warm: keys cycle over 200 domains
+//! processes do), for `--secs` seconds, loopback only. The warm phase runs `--rounds`
+//! rounds of ceiling, daemon (and peer) back to back and reports the median ratio, since on
+//! a shared 2-core machine single runs vary by ±15 %. Warm: keys cycle over 200 domains
 //! cached beforehand. Cold: every request names a domain never asked before (TXT lookup +
 //! HTTPS fetch each). CPU per fresh lookup: utime+stime of the server process
 //! (`/proc/<pid>/stat`) over the cold phase divided by the lookups. RSS: a daemon
@@ -56,6 +58,19 @@ fn main() -> Result<(), BoxError> {
         }
         _ => bench(&args),
     }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// `[min–max]` of the values.
+fn spread(values: &[f64]) -> String {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("[{min:.2}–{max:.2}]")
 }
 
 fn opt<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
@@ -296,6 +311,7 @@ fn bench(args: &[String]) -> Result<(), BoxError> {
     let cold: usize = opt(args, "--cold", 1500);
     let rss_policies: usize = opt(args, "--rss-policies", 100_000);
     let peer: String = opt(args, "--peer", String::new());
+    let rounds: usize = opt(args, "--rounds", 5).max(1);
     if args.iter().any(|a| a == "--only-rss") {
         let dir = tempfile::tempdir()?;
         return rss_phase(&tokio::runtime::Runtime::new()?, dir.path(), rss_policies);
@@ -411,27 +427,37 @@ fn bench(args: &[String]) -> Result<(), BoxError> {
         if let Some((_, addr)) = &peer_proc {
             load(*addr, "postfix", 4, 60.0, first.clone()).await?;
         }
-        println!("\n== warm cache ({WARM} cached domains, keys cycle over them)");
-        let ceiling = load(trivial_addr, "postfix", conns, secs, warm_keys.clone()).await?;
-        print_run("trivial constant-reply server", &ceiling);
-        let ours = load(daemon_addr, "postfix", conns, secs, warm_keys.clone()).await?;
-        print_run("mta-sts daemon", &ours);
-        let theirs = match &peer_proc {
-            Some((_, addr)) => {
+        println!(
+            "\n== warm cache ({WARM} cached domains, keys cycle over them; {rounds} rounds, ceiling and daemon back to back, ratios per round)"
+        );
+        let mut qps_ratios = Vec::new();
+        let mut p99_ratios = Vec::new();
+        let mut peer_ratios = Vec::new();
+        for round in 1..=rounds {
+            println!("round {round}");
+            let ceiling = load(trivial_addr, "postfix", conns, secs, warm_keys.clone()).await?;
+            print_run("trivial constant-reply server", &ceiling);
+            let ours = load(daemon_addr, "postfix", conns, secs, warm_keys.clone()).await?;
+            print_run("mta-sts daemon", &ours);
+            qps_ratios.push(ours.qps() / ceiling.qps());
+            p99_ratios.push(ours.p99_ms / ceiling.p99_ms);
+            if let Some((_, addr)) = &peer_proc {
                 let r = load(*addr, "postfix", conns, secs, warm_keys.clone()).await?;
                 print_run("postfix-mta-sts-resolver 1.5.1", &r);
-                Some(r)
+                peer_ratios.push(ours.qps() / r.qps());
             }
-            None => None,
-        };
+        }
         println!(
-            "ratios: daemon/ceiling q/s {:.2}, p99 daemon/ceiling {:.2}{}",
-            ours.qps() / ceiling.qps(),
-            ours.p99_ms / ceiling.p99_ms,
-            theirs
-                .as_ref()
-                .map(|t| format!(", daemon/peer q/s {:.1}", ours.qps() / t.qps()))
-                .unwrap_or_default()
+            "ratios (median of {rounds}): daemon/ceiling q/s {:.2} {}, p99 daemon/ceiling {:.2} {}{}",
+            median(&qps_ratios),
+            spread(&qps_ratios),
+            median(&p99_ratios),
+            spread(&p99_ratios),
+            if peer_ratios.is_empty() {
+                String::new()
+            } else {
+                format!(", daemon/peer q/s {:.1} {}", median(&peer_ratios), spread(&peer_ratios))
+            }
         );
 
         println!("\n== cold (every request a domain never asked: TXT + HTTPS fetch)");

@@ -134,6 +134,20 @@ impl InFlight {
         &self.domain
     }
 
+    /// The reply at once when the answer was known without I/O ([`PolicyLookup::fast`]),
+    /// else the lookup back.
+    pub fn into_ready(self) -> Result<Reply, InFlight> {
+        match &self.task {
+            Task::Ready(result) => Ok(reply_for(
+                &self.domain,
+                &self.zone,
+                result,
+                DaneVerdict::NotChecked,
+            )),
+            Task::Spawned(_) => Err(self),
+        }
+    }
+
     /// Waits for the lookup until the deadline, then answers from the cache or per
     /// `on_failure`. Dropping the task handle on timeout detaches the task: the lookup keeps
     /// running and fills the cache for the next query.

@@ -28,17 +28,19 @@
 //! stop reading new requests, let in-flight queries finish and their replies be written for
 //! up to `shutdown_timeout`, then close every connection.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{Listen, SocketmapConfig, Zones};
@@ -139,12 +141,38 @@ struct Served {
 struct Shared {
     options: ServerOptions,
     served: RwLock<Arc<Served>>,
+    /// Bumped by every reload, so a connection re-reads `served` only when it changed.
+    generation: AtomicU64,
     metrics: Arc<Metrics>,
 }
 
 impl Shared {
     fn served(&self) -> Arc<Served> {
         Arc::clone(&self.served.read().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// A connection's copy of what the server serves, refreshed after a reload.
+struct ServedCopy {
+    served: Arc<Served>,
+    generation: u64,
+}
+
+impl ServedCopy {
+    fn new(shared: &Shared) -> ServedCopy {
+        let generation = shared.generation.load(Ordering::Acquire);
+        ServedCopy {
+            served: shared.served(),
+            generation,
+        }
+    }
+
+    /// The current zones and lookup: one atomic load per request, no lock.
+    fn current(&mut self, shared: &Shared) -> &Served {
+        if shared.generation.load(Ordering::Acquire) != self.generation {
+            *self = ServedCopy::new(shared);
+        }
+        &self.served
     }
 }
 
@@ -169,6 +197,7 @@ impl ServerHandle {
             .served
             .write()
             .unwrap_or_else(|p| p.into_inner()) = served;
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The current zone table.
@@ -239,6 +268,7 @@ impl SocketmapServer {
             shared: Arc::new(Shared {
                 options,
                 served: RwLock::new(Arc::new(Served { zones, lookup })),
+                generation: AtomicU64::new(0),
                 metrics,
             }),
         })
@@ -433,18 +463,22 @@ enum Pending {
 }
 
 impl Pending {
-    async fn reply(self, metrics: &Metrics) -> Reply {
+    /// The reply now if it needs no waiting.
+    fn into_ready(self) -> Result<Reply, InFlight> {
         match self {
-            Pending::Ready(reply) => reply,
-            Pending::Lookup(in_flight) => {
-                let (reply, exceeded) = in_flight.finish_reporting().await;
-                if exceeded {
-                    bump(&metrics.budget_exceeded);
-                }
-                reply
-            }
+            Pending::Ready(reply) => Ok(reply),
+            Pending::Lookup(in_flight) => in_flight.into_ready(),
         }
     }
+}
+
+/// Waits for a started lookup, counting budget overruns.
+async fn finish(in_flight: InFlight, metrics: &Metrics) -> Reply {
+    let (reply, exceeded) = in_flight.finish_reporting().await;
+    if exceeded {
+        bump(&metrics.budget_exceeded);
+    }
+    reply
 }
 
 /// What to do with one request payload.
@@ -454,7 +488,7 @@ enum Handled {
     QueueAndClose(Pending),
 }
 
-fn handle(payload: &[u8], peer: &str, shared: &Shared) -> Handled {
+fn handle(payload: &[u8], peer: &str, served: &Served) -> Handled {
     let request = match Request::parse(payload) {
         Ok(request) => request,
         Err(err) => {
@@ -470,7 +504,6 @@ fn handle(payload: &[u8], peer: &str, shared: &Shared) -> Handled {
             Handled::Queue(Pending::Ready(Reply::NotFound))
         }
         Key::Domain(domain) => {
-            let served = shared.served();
             let zone = served.zones.get(request.name).clone();
             tracing::debug!(%peer, name = request.name, %domain, "lookup");
             Handled::Queue(Pending::Lookup(start(
@@ -483,106 +516,186 @@ fn handle(payload: &[u8], peer: &str, shared: &Shared) -> Handled {
 }
 
 /// Serves one connection until EOF, error, idle timeout or shutdown.
-async fn connection<S>(stream: S, peer: &str, shared: &Shared, mut stop: watch::Receiver<bool>)
+///
+/// One loop, no helper task: requests are decoded as bytes arrive, replies known at once
+/// (cached policies, skipped keys) are encoded straight into the output buffer, lookups
+/// that need I/O run in their own tasks and are awaited in request order while reading
+/// goes on. The idle timer is armed once and only moved when it fires, so a busy
+/// connection does not touch the timer wheel per request.
+async fn connection<S>(mut stream: S, peer: &str, shared: &Shared, mut stop: watch::Receiver<bool>)
 where
     S: AsyncRead + AsyncWrite + Send + Unpin,
 {
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let (tx, mut rx) = mpsc::channel::<Pending>(shared.options.max_pipelined);
-    let in_flight_count = AtomicUsize::new(0);
-    let in_flight = &in_flight_count;
+    // Reads happen only inside the `select!` below and writes only outside it, so the
+    // stream needs no split (and no lock).
     let idle = shared.options.idle_timeout;
+    let max_pipelined = shared.options.max_pipelined;
+    let mut served = ServedCopy::new(shared);
+    let mut decoder = Decoder::new(shared.options.limits);
+    let mut buf = vec![0u8; READ_SIZE];
+    let mut out: Vec<u8> = Vec::with_capacity(256);
+    // Replies not yet known, in request order; `head` is the oldest, being awaited.
+    let mut queue: VecDeque<Pending> = VecDeque::new();
+    let mut head: Option<Pin<Box<dyn Future<Output = Reply> + Send + '_>>> = None;
+    // No more requests are read: a bad request, EOF, shutdown (perhaps already begun).
+    let mut closing = *stop.borrow_and_update();
+    // Last byte read or reply written, and when the request now arriving began.
+    let mut last_activity = tokio::time::Instant::now();
+    let mut request_started: Option<tokio::time::Instant> = None;
+    let timer = tokio::time::sleep(idle);
+    tokio::pin!(timer);
+    // Registered once, not once per request.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
 
-    // The reader owns `tx`: when it returns, the writer sees the end of the queue after the
-    // last reply and closes; when the writer returns early (write error), it drops `rx` and
-    // the reader's next send fails.
-    let reader = async move {
-        let mut decoder = Decoder::new(shared.options.limits);
-        let mut buf = vec![0u8; READ_SIZE];
-        // When the first byte of the request now being received arrived.
-        let mut request_started: Option<tokio::time::Instant> = None;
-        loop {
-            loop {
-                match decoder.decode() {
-                    Ok(Some(payload)) => {
-                        request_started = None;
-                        let (pending, close) = match handle(&payload, peer, shared) {
-                            Handled::Queue(p) => (p, false),
-                            Handled::QueueAndClose(p) => (p, true),
-                        };
-                        in_flight.fetch_add(1, Ordering::SeqCst);
-                        if tx.send(pending).await.is_err() || close {
-                            return;
+    loop {
+        // Every complete request: answer or start its lookup.
+        while !closing && queue.len() + usize::from(head.is_some()) < max_pipelined {
+            match decoder.decode() {
+                Ok(Some(payload)) => {
+                    request_started = None;
+                    let (pending, close) = match handle(&payload, peer, served.current(shared)) {
+                        Handled::Queue(p) => (p, false),
+                        Handled::QueueAndClose(p) => (p, true),
+                    };
+                    closing = close;
+                    if head.is_none() && queue.is_empty() {
+                        // Nothing ahead of it: a reply known now goes straight out.
+                        match pending.into_ready() {
+                            Ok(reply) => write_reply(&mut out, &reply, &shared.metrics),
+                            Err(in_flight) => queue.push_back(Pending::Lookup(in_flight)),
                         }
+                    } else {
+                        queue.push_back(pending);
                     }
-                    Ok(None) => break,
-                    Err(err) => {
-                        tracing::warn!(%peer, error = %err, "malformed socketmap netstring; closing the connection");
-                        return;
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::warn!(%peer, error = %err, "malformed socketmap netstring; closing the connection");
+                    closing = true;
+                }
+            }
+        }
+        // Replies now known, in order.
+        if head.is_none() {
+            while let Some(next) = queue.pop_front() {
+                match next.into_ready() {
+                    Ok(reply) => write_reply(&mut out, &reply, &shared.metrics),
+                    Err(in_flight) => {
+                        head = Some(Box::pin(finish(in_flight, &shared.metrics)));
+                        break;
                     }
                 }
             }
-            if *stop.borrow() {
+        }
+        if !out.is_empty() {
+            if !write_out(&mut stream, &out, idle, peer).await {
                 return;
             }
-            let now = tokio::time::Instant::now();
-            let deadline = if decoder.buffered() > 0 {
-                // A partial request must be complete within `idle` of its first byte.
-                *request_started.get_or_insert(now) + idle
-            } else {
-                now + idle
-            };
-            tokio::select! {
-                biased;
-                _ = stop.changed() => return,
-                read = tokio::time::timeout_at(deadline, rd.read(&mut buf)) => match read {
-                    Err(_elapsed) => {
-                        if decoder.buffered() > 0 {
-                            tracing::info!(%peer, buffered = decoder.buffered(), timeout = ?idle, "socketmap request not completed in time; closing the connection");
-                            return;
-                        }
-                        if in_flight.load(Ordering::SeqCst) == 0 {
-                            tracing::debug!(%peer, "idle socketmap connection closed");
-                            return;
-                        }
+            out.clear();
+            last_activity = tokio::time::Instant::now();
+        }
+        if head.is_none() && queue.is_empty() && closing {
+            let _ = stream.shutdown().await;
+            return;
+        }
+        let reading = !closing && queue.len() + usize::from(head.is_some()) < max_pipelined;
+        tokio::select! {
+            biased;
+            _ = &mut stopped, if !closing => {
+                closing = true;
+            }
+            reply = async {
+                match head.as_mut() {
+                    Some(head) => head.await,
+                    None => std::future::pending().await,
+                }
+            }, if head.is_some() => {
+                head = None;
+                write_reply(&mut out, &reply, &shared.metrics);
+            }
+            read = stream.read(&mut buf), if reading => match read {
+                Ok(0) => {
+                    if decoder.buffered() > 0 {
+                        tracing::debug!(%peer, buffered = decoder.buffered(), "client closed the connection inside a request");
                     }
-                    Ok(Ok(0)) => {
-                        if decoder.buffered() > 0 {
-                            tracing::debug!(%peer, buffered = decoder.buffered(), "client closed the connection inside a request");
-                        }
-                        return;
+                    closing = true;
+                }
+                Ok(n) => {
+                    let now = tokio::time::Instant::now();
+                    last_activity = now;
+                    if decoder.buffered() == 0 {
+                        request_started = Some(now);
                     }
-                    Ok(Ok(n)) => decoder.feed(buf.get(..n).unwrap_or_default()),
-                    Ok(Err(err)) => {
-                        tracing::debug!(%peer, error = %err, "socketmap read failed");
-                        return;
-                    }
-                },
+                    decoder.feed(buf.get(..n).unwrap_or_default());
+                }
+                Err(err) => {
+                    tracing::debug!(%peer, error = %err, "socketmap read failed");
+                    closing = true;
+                }
+            },
+            () = &mut timer, if reading => {
+                // A partial request must be complete within `idle` of its first byte; an
+                // idle connection is closed `idle` after its last activity.
+                let deadline = match request_started.filter(|_| decoder.buffered() > 0) {
+                    Some(started) => started + idle,
+                    None => last_activity + idle,
+                };
+                if tokio::time::Instant::now() < deadline {
+                    timer.as_mut().reset(deadline);
+                } else if decoder.buffered() > 0 {
+                    tracing::info!(%peer, buffered = decoder.buffered(), timeout = ?idle, "socketmap request not completed in time; closing the connection");
+                    return;
+                } else if head.is_none() && queue.is_empty() {
+                    tracing::debug!(%peer, "idle socketmap connection closed");
+                    return;
+                } else {
+                    timer.as_mut().reset(tokio::time::Instant::now() + idle);
+                }
             }
         }
-    };
+    }
+}
 
-    let writer = async move {
-        while let Some(pending) = rx.recv().await {
-            let reply = pending.reply(&shared.metrics).await;
-            shared.metrics.count_reply(&reply);
-            let bytes = reply.encode();
-            let written = tokio::time::timeout(idle, wr.write_all(&bytes)).await;
-            in_flight.fetch_sub(1, Ordering::SeqCst);
-            match written {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => {
-                    tracing::debug!(%peer, error = %err, "socketmap write failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "client does not read its replies; closing");
-                    return;
-                }
+/// Appends the netstring of `reply` to `out` and counts it.
+fn write_reply(out: &mut Vec<u8>, reply: &Reply, metrics: &Metrics) {
+    metrics.count_reply(reply);
+    reply.encode_into(out);
+}
+
+/// Writes `bytes`; false when the connection is to be dropped (an error, or a client that
+/// has not read its replies for `idle`). A write the socket takes at once arms no timer.
+async fn write_out<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    bytes: &[u8],
+    idle: Duration,
+    peer: &str,
+) -> bool {
+    let done = {
+        let mut attempt = std::pin::pin!(wr.write(bytes));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match attempt.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(Ok(n)) => n,
+            std::task::Poll::Ready(Err(err)) => {
+                tracing::debug!(%peer, error = %err, "socketmap write failed");
+                return false;
             }
+            std::task::Poll::Pending => 0,
         }
-        let _ = wr.shutdown().await;
     };
-
-    tokio::join!(reader, writer);
+    let rest = bytes.get(done..).unwrap_or_default();
+    if rest.is_empty() {
+        return true;
+    }
+    match tokio::time::timeout(idle, wr.write_all(rest)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(err)) => {
+            tracing::debug!(%peer, error = %err, "socketmap write failed");
+            false
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "client does not read its replies; closing");
+            false
+        }
+    }
 }

@@ -11,12 +11,11 @@
 //! any lookup ([`Key::Skip`]): `.domain` keys, address literals, and junk. Unlike
 //! postfix-mta-sts-resolver, junk never causes a DNS query (DESIGN §5).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 
 use mta_sts::Domain;
-
-use crate::netstring;
 
 /// Why a request payload is unusable. The framing was intact, so the server can say so.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -192,7 +191,27 @@ impl Reply {
 
     /// The reply as a netstring, ready to write.
     pub fn encode(&self) -> Vec<u8> {
-        netstring::encode(self.payload().as_bytes())
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the reply as a netstring to `out` (no intermediate allocation).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let (word, text): (&str, &str) = match self {
+            Reply::Ok(data) => ("OK ", data),
+            Reply::NotFound => ("NOTFOUND ", ""),
+            Reply::Temp(reason) => ("TEMP ", reason),
+            Reply::Timeout(reason) => ("TIMEOUT ", reason),
+            Reply::Perm(reason) => ("PERM ", reason),
+        };
+        let text = sanitise(text);
+        let len = word.len() + text.len();
+        out.extend_from_slice(len.to_string().as_bytes());
+        out.push(b':');
+        out.extend_from_slice(word.as_bytes());
+        out.extend_from_slice(text.as_bytes());
+        out.push(b',');
     }
 }
 
@@ -202,8 +221,13 @@ impl fmt::Display for Reply {
     }
 }
 
-fn sanitise(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+fn sanitise(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect(),
+    )
 }
