@@ -354,3 +354,46 @@ async fn sqlite_calls_do_not_block_the_runtime() {
     ticker.abort();
     assert!(ticks.load(std::sync::atomic::Ordering::Relaxed) > 1);
 }
+
+/// Warm start reads the store a page at a time: corrupt rows inside a page must not end
+/// it early (a short page is the last one).
+#[tokio::test]
+async fn sqlite_pages_skip_corrupt_rows_without_ending_early() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cache.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    let now = unix_now();
+    for i in 0..25 {
+        let p = policy(&format!("d{i:02}.example"), "g", now, 86400);
+        store.put(&p, now).await.expect("put");
+    }
+    raw(&path)
+        .execute(
+            "INSERT INTO policies VALUES ('d05a.example', 'r', X'FFFE00', ?1, ?2)",
+            rusqlite::params![now as i64, (now + 86400) as i64],
+        )
+        .expect("insert a corrupt row");
+    let mut after: Option<String> = None;
+    let mut pages = Vec::new();
+    loop {
+        let page = store
+            .load_page(now, after.as_deref(), 10)
+            .await
+            .expect("page");
+        pages.push(page.len());
+        match page.last() {
+            Some(last) if page.len() == 10 => after = Some(last.domain.clone()),
+            _ => break,
+        }
+    }
+    assert_eq!(
+        pages,
+        [10, 10, 5],
+        "every good row, in full pages until the last"
+    );
+    assert_eq!(
+        store.count_hint(now).await,
+        Some(26),
+        "the count includes the corrupt row"
+    );
+}

@@ -51,6 +51,29 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX policies_expires_at ON policies (expires_at);",
 ];
 
+/// Up to `limit` fresh entries of `rows`; corrupt rows are logged and skipped.
+fn collect_fresh(
+    rows: impl Iterator<Item = rusqlite::Result<Result<StoredPolicy, StoreError>>>,
+    now: u64,
+    limit: usize,
+    path: &Path,
+) -> Result<Vec<StoredPolicy>, StoreError> {
+    let mut out = Vec::with_capacity(limit.min(4096));
+    for row in rows {
+        if out.len() >= limit {
+            break;
+        }
+        match row.map_err(|e| sql_error(path, e))? {
+            Ok(entry) if entry.is_fresh(now) => out.push(entry),
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "skipping a corrupt cached policy");
+            }
+        }
+    }
+    Ok(out)
+}
+
 const SELECT_COLUMNS: &str = "SELECT domain, record_id, body, fetched_at, expires_at FROM policies";
 
 /// SQLite's `synchronous` setting for the WAL journal (see the module docs).
@@ -405,17 +428,7 @@ impl Store for SqliteStore {
             let rows = stmt
                 .query_map(params![now_sql], |row| Ok(decode_row(row)))
                 .map_err(|e| sql_error(path, e))?;
-            let mut out = Vec::new();
-            for row in rows {
-                match row.map_err(|e| sql_error(path, e))? {
-                    Ok(entry) if entry.is_fresh(now) => out.push(entry),
-                    Ok(_) => {}
-                    Err(err) => {
-                        tracing::warn!(path = %path.display(), error = %err, "skipping a corrupt cached policy");
-                    }
-                }
-            }
-            Ok(out)
+            collect_fresh(rows, now, usize::MAX, path)
         })
         .await
     }
@@ -444,26 +457,18 @@ impl Store for SqliteStore {
         let after = after.unwrap_or_default().to_owned();
         self.with_conn(move |conn, path| {
             let now_sql = i64::try_from(now).unwrap_or(i64::MAX);
-            let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
-            // The primary key orders the pages; `domain > ''` starts at the first.
+            // The primary key orders the pages; `domain > ''` starts at the first. No SQL
+            // LIMIT: the cursor streams, and stopping after `limit` good rows means a short
+            // page is the last one even when corrupt rows were skipped.
             let mut stmt = conn
                 .prepare_cached(&format!(
-                    "{SELECT_COLUMNS} WHERE domain > ?2 AND expires_at > ?1 ORDER BY domain LIMIT ?3"
+                    "{SELECT_COLUMNS} WHERE domain > ?2 AND expires_at > ?1 ORDER BY domain"
                 ))
                 .map_err(|e| sql_error(path, e))?;
             let rows = stmt
-                .query_map(params![now_sql, after, limit_sql], |row| Ok(decode_row(row)))
+                .query_map(params![now_sql, after], |row| Ok(decode_row(row)))
                 .map_err(|e| sql_error(path, e))?;
-            let mut out = Vec::with_capacity(limit.min(4096));
-            for row in rows {
-                match row.map_err(|e| sql_error(path, e))? {
-                    Ok(entry) if entry.is_fresh(now) => out.push(entry),
-                    Ok(_) => {}
-                    Err(err) => {
-                        tracing::warn!(path = %path.display(), error = %err, "skipping a corrupt cached policy");
-                    }
-                }
-            }
+            let out = collect_fresh(rows, now, limit, path)?;
             drop(stmt);
             if out.len() < limit {
                 // The last page: the warm start is over, give back the page cache it filled.
