@@ -371,9 +371,11 @@ async fn rfc8460_s5_5_unavailable_store_spools_and_import_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rfc8460_s5_4_posted_reports_land_in_the_postgresql_store() {
-    let pg = match postgres::start() {
+    let pg = match mta_sts_testkit::postgres::start() {
         Ok(pg) => pg,
-        Err(why) => return postgres::skip_or_fail(&why),
+        Err(why) => {
+            return mta_sts_testkit::postgres::skip_or_fail("serve intake into PostgreSQL", &why);
+        }
     };
     let url = pg.url();
     let mut serve = Serve::new(&format!("store = \"{url}\"\nspool_dir = \"spool\"\n"));
@@ -400,150 +402,4 @@ async fn rfc8460_s5_4_posted_reports_land_in_the_postgresql_store() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(stored(&url, "2024-03-01T00:00:00Z_pg_down").len(), 1);
     assert_eq!(totals(&url), (3, 99, 14));
-}
-
-/// A real PostgreSQL server for one test (initdb + pg_ctl in a temp dir, loopback, a free
-/// port), as in `crates/report-store/tests/report_store_postgres.rs`. Without PostgreSQL
-/// the test says why and passes, unless `MTA_STS_REQUIRE_INTEROP=1`.
-mod postgres {
-    use std::path::PathBuf;
-    use std::process::Command;
-
-    pub struct Server {
-        dir: tempfile::TempDir,
-        bin: PathBuf,
-        port: u16,
-        as_postgres: bool,
-    }
-
-    impl Server {
-        fn cmd(&self, program: &str) -> Command {
-            let path = self.bin.join(program);
-            if self.as_postgres {
-                let mut c = Command::new("runuser");
-                c.args(["-u", "postgres", "--"]).arg(path);
-                c
-            } else {
-                Command::new(path)
-            }
-        }
-
-        fn data(&self) -> PathBuf {
-            self.dir.path().join("data")
-        }
-
-        pub fn url(&self) -> String {
-            format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-        }
-
-        pub fn stop(&self) {
-            let _ = self
-                .cmd("pg_ctl")
-                .arg("-D")
-                .arg(self.data())
-                .args(["-m", "immediate", "-w", "stop"])
-                .output();
-        }
-
-        pub fn restart(&self) -> Result<(), String> {
-            let log = self.dir.path().join("pg.log");
-            let opts = format!(
-                "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
-                self.port,
-                self.dir.path().display()
-            );
-            let out = self
-                .cmd("pg_ctl")
-                .arg("-D")
-                .arg(self.data())
-                .arg("-l")
-                .arg(&log)
-                .args(["-o", &opts, "-w", "start"])
-                .output()
-                .map_err(|e| format!("pg_ctl: {e}"))?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "pg_ctl start failed: {} {}",
-                    String::from_utf8_lossy(&out.stderr),
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                ))
-            }
-        }
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            self.stop();
-        }
-    }
-
-    fn find_bin() -> Option<PathBuf> {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-            .filter(|p| p.join("initdb").is_file() && p.join("pg_ctl").is_file())
-            .collect();
-        dirs.sort();
-        dirs.pop()
-    }
-
-    fn is_root() -> bool {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-    }
-
-    pub fn start() -> Result<Server, String> {
-        let bin = find_bin()
-            .ok_or("no /usr/lib/postgresql/*/bin/initdb (apt-get install -y postgresql)")?;
-        let as_postgres = is_root();
-        let dir = tempfile::Builder::new()
-            .prefix("mta-sts-pg")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
-        if as_postgres {
-            // initdb refuses root: the server runs as the postgres user, which must own it.
-            let ok = Command::new("chown")
-                .args(["postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .map_err(|e| e.to_string())?;
-            if !ok.success() {
-                return Err("chown postgres failed (no postgres user?)".into());
-            }
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
-        let server = Server {
-            dir,
-            bin,
-            port,
-            as_postgres,
-        };
-        let out = server
-            .cmd("initdb")
-            .arg("-D")
-            .arg(server.data())
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
-            .output()
-            .map_err(|e| format!("initdb: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        server.restart()?;
-        Ok(server)
-    }
-
-    pub fn skip_or_fail(why: &str) {
-        if std::env::var("MTA_STS_REQUIRE_INTEROP").as_deref() == Ok("1") {
-            panic!("PostgreSQL needed (MTA_STS_REQUIRE_INTEROP=1): {why}");
-        }
-        eprintln!("SKIPPED: serve intake into PostgreSQL: {why}");
-    }
 }

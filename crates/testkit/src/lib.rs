@@ -15,6 +15,7 @@
 pub mod ca;
 pub mod dns;
 pub mod https;
+pub mod postgres;
 pub mod smtp;
 pub mod world;
 
