@@ -233,23 +233,38 @@ pub fn verifier(
     })
 }
 
+/// The TLS client configuration of policy fetches: ring, TLS 1.3 and 1.2 only (RFC 8461
+/// §3.3), the [`verifier`] for `trust`, ALPN `http/1.1`.
+pub fn tls_client_config(trust: &Trust) -> Result<Arc<ClientConfig>, SetupError> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    // Offer TLS13_AES_128_GCM_SHA256 first (RFC 8446 §9.1's mandatory suite, first in
+    // browsers too): its SHA-256 key schedule costs a quarter less handshake CPU than
+    // AES_256_GCM_SHA384's SHA-384 where SHA-256 has hardware support. All ring's suites
+    // stay offered.
+    provider
+        .cipher_suites
+        .sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    let provider = Arc::new(provider);
+    let verifier = verifier(trust, provider.clone())?;
+    // RFC 8461 §3.3 / DESIGN §3: TLS 1.2 or later only.
+    let mut tls = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| SetupError::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(tls))
+}
+
 impl Fetcher {
     /// Builds a fetcher; `dns` resolves policy hosts (and `--connect-to` names).
     pub fn new(config: FetchConfig, dns: Dns) -> Result<Fetcher, SetupError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = verifier(&config.trust, provider.clone())?;
-        // RFC 8461 §3.3 / DESIGN §3: TLS 1.2 or later only.
-        let mut tls = ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| SetupError::Tls(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tls = tls_client_config(&config.trust)?;
         let mut config = config;
         config.timeout = config.timeout.min(MAX_TIMEOUT);
         Ok(Fetcher {
-            connector: TlsConnector::from(Arc::new(tls)),
+            connector: TlsConnector::from(tls),
             config: Arc::new(config),
             dns,
         })
@@ -343,12 +358,19 @@ impl Fetcher {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(http_error)?;
-        let conn = tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let result = self.exchange(host, &mut sender).await;
-        conn.abort();
-        result
+        // The connection is driven in this task, beside the request, rather than spawned:
+        // one connection carries one request, and a spawned task would cost a task and a
+        // cross-task wake-up per read. Dropping it closes the connection.
+        let mut conn = std::pin::pin!(conn);
+        let exchange = self.exchange(host, &mut sender);
+        let mut exchange = std::pin::pin!(exchange);
+        tokio::select! {
+            biased;
+            result = &mut exchange => result,
+            // The connection ended (the server closed it, or an I/O error, which hyper also
+            // hands to the response or body): what was received is still read out.
+            _ = &mut conn => exchange.await,
+        }
     }
 
     async fn exchange(
@@ -472,5 +494,35 @@ fn tls_error(host: &str, e: std::io::Error) -> Error {
             host,
             message: other.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls13_aes_128_gcm_sha256_is_offered_first_and_nothing_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        mta_sts_testkit::TestCa::new("suite test CA")
+            .unwrap()
+            .write_pem(&ca)
+            .unwrap();
+        let config = tls_client_config(&Trust::Only(ca)).unwrap();
+        let offered: Vec<_> = config
+            .crypto_provider()
+            .cipher_suites
+            .iter()
+            .map(|s| s.suite())
+            .collect();
+        assert_eq!(
+            offered.first(),
+            Some(&rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+        );
+        assert_eq!(
+            offered.len(),
+            rustls::crypto::ring::default_provider().cipher_suites.len()
+        );
     }
 }

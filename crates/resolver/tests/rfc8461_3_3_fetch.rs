@@ -231,6 +231,16 @@ async fn rfc8461_3_3_lying_content_length_is_capped_on_the_stream() {
 }
 
 #[tokio::test]
+async fn rfc8461_3_3_truncated_body_is_not_a_policy() {
+    // The whole valid policy, then the connection closes before the announced length: a
+    // cut body must fail the fetch, even though what arrived would parse.
+    let behavior = HostBehavior::policy(POLICY).lying_content_length(POLICY.len() as u64 + 40);
+    let (_w, error, outcome) = live_error(behavior).await;
+    assert!(matches!(error, Some(Error::Http { .. })), "{error:?}");
+    assert_ne!(outcome, Outcome::Policy);
+}
+
+#[tokio::test]
 async fn rfc8461_3_3_ten_megabyte_body_ends_quickly_with_too_large() {
     for behavior in [
         HostBehavior::huge(10_000_000),

@@ -1,0 +1,639 @@
+//! Socketmap benchmark harness (DESIGN §6): a Postfix-like load generator against
+//! `mta-sts daemon`, a trivial constant-reply server (the ceiling) and, when installed,
+//! postfix-mta-sts-resolver, all against the same testkit world, in one run.
+//!
+//! ```text
+//! cargo build --release --example socketmap_bench -p mta-sts-daemon
+//! target/release/examples/socketmap_bench [--secs 5] [--conns 16] [--cold 1500] \
+//!     [--peer /path/to/venv/bin/mta-sts-daemon] [--rss-policies 100000] [--only-rss] [--rounds 5]
+//! ```
+//!
+//! Load: `--conns` connections, each with one outstanding request (as Postfix's smtp
+//! processes do), for `--secs` seconds, loopback only. The warm phase runs `--rounds`
+//! rounds of ceiling, daemon (and peer) back to back and reports the median ratio, since on
+//! a shared 2-core machine single runs vary by ±15 %. Warm: keys cycle over 200 domains
+//! cached beforehand. Cold: every request names a domain never asked before (TXT lookup +
+//! HTTPS fetch each). CPU per fresh lookup: utime+stime of the server process
+//! (`/proc/<pid>/stat`) over the cold phase divided by the lookups. RSS: a daemon
+//! warm-started from an SQLite store holding `--rss-policies` policies (2 `mx` each; a third
+//! with CRLF line ends, a third with LF, a third in a non-canonical line order).
+//!
+//! The peer needs DNS through /etc/resolv.conf on port 53 and policy hosts on port 443,
+//! so the harness serves the world's zones on 127.0.53.x:53, proxies 127.0.44.x:443 to the
+//! world's HTTPS server, points every `mta-sts.` name there, and runs the peer under
+//! `unshare -m` with a bind-mounted resolv.conf (needs root).
+//!
+//! Floor: after the cold phase, a bare blocking client (see `floor.rs`) does the same
+//! protocol work for `--cold` further fresh domains in its own process: UDP TXT query, TLS
+//! handshake with the fetcher's configuration, GET. Its CPU per lookup is the least any
+//! client using the daemon's TLS stack can spend, and is printed beside the daemon's.
+//!
+//! Internal modes (the harness re-executes itself): `daemon CONFIG`, `trivial PORT`,
+//! `floor DNS HTTPS CA FIRST COUNT`.
+
+mod floor;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use mta_sts_daemon::app::{self, ConfigSource};
+use mta_sts_daemon::config::Config;
+use mta_sts_daemon::netstring::{Decoder, Limits, encode};
+use mta_sts_resolver::store::sqlite::Synchronous;
+use mta_sts_resolver::store::{SqliteOptions, SqliteStore, Store, StoredPolicy};
+use mta_sts_testkit::World;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("daemon") => {
+            let path = PathBuf::from(args.get(2).ok_or("daemon CONFIG")?);
+            let config = Config::load(&path)?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(app::run(ConfigSource::Explicit(path), config))?;
+            Ok(())
+        }
+        Some("trivial") => {
+            let port: u16 = args.get(2).ok_or("trivial PORT")?.parse()?;
+            tokio::runtime::Runtime::new()?.block_on(trivial_server(port))
+        }
+        Some("floor") => {
+            let arg = |i: usize| args.get(i).map(String::as_str).ok_or("floor DNS HTTPS CA FIRST COUNT");
+            let first: usize = arg(5)?.parse()?;
+            let count: usize = arg(6)?.parse()?;
+            let names: Vec<String> = (first..first + count)
+                .map(mta_sts_testkit::world::bulk_name)
+                .collect();
+            floor::run(arg(2)?.parse()?, arg(3)?.parse()?, Path::new(arg(4)?), &names)
+        }
+        _ => bench(&args),
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// `[min–max]` of the values.
+fn spread(values: &[f64]) -> String {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("[{min:.2}–{max:.2}]")
+}
+
+fn opt<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Answers every request `OK secure match=mail.example servername=hostname`.
+async fn trivial_server(port: u16) -> Result<(), BoxError> {
+    let listener = tokio::net::TcpSocket::new_v4()?;
+    listener.set_reuseaddr(true)?;
+    listener.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+    let listener = listener.listen(4096)?;
+    let reply = encode(b"OK secure match=mail.example servername=hostname");
+    loop {
+        let (mut s, _) = listener.accept().await?;
+        let _ = s.set_nodelay(true);
+        let reply = reply.clone();
+        tokio::spawn(async move {
+            let mut d = Decoder::new(Limits::default());
+            let mut buf = vec![0u8; 4096];
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => d.feed(buf.get(..n).unwrap_or_default()),
+                }
+                while let Ok(Some(_)) = d.decode() {
+                    if s.write_all(&reply).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// One load run's figures.
+#[derive(Debug, Default)]
+struct Run {
+    requests: u64,
+    secs: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    replies_ok: u64,
+}
+
+impl Run {
+    fn qps(&self) -> f64 {
+        self.requests as f64 / self.secs
+    }
+}
+
+/// `conns` connections, one outstanding request each, until `secs` pass or `keys` run out
+/// (`keys(i)` names the i-th request's key; `None` = stop).
+async fn load(
+    addr: SocketAddr,
+    map: &str,
+    conns: usize,
+    secs: f64,
+    keys: Arc<dyn Fn(u64) -> Option<String> + Send + Sync>,
+) -> Result<Run, BoxError> {
+    let counter = Arc::new(AtomicU64::new(0));
+    let ok = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (counter, ok, stop, keys, map) = (
+            counter.clone(),
+            ok.clone(),
+            stop.clone(),
+            keys.clone(),
+            map.to_owned(),
+        );
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(1 << 16);
+            let mut d = Decoder::new(Limits::default());
+            let mut buf = vec![0u8; 4096];
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                let Some(key) = keys(i) else { break };
+                let t = Instant::now();
+                if s.write_all(&encode(format!("{map} {key}").as_bytes()))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                let reply = loop {
+                    if let Ok(Some(p)) = d.decode() {
+                        break Some(p);
+                    }
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break None,
+                        Ok(n) => d.feed(buf.get(..n).unwrap_or_default()),
+                    }
+                };
+                let Some(reply) = reply else { break };
+                lat.push(t.elapsed());
+                if reply.starts_with(b"OK") {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await?);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    all.sort();
+    let pct = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1e3)
+            .unwrap_or(0.0)
+    };
+    Ok(Run {
+        requests: all.len() as u64,
+        secs,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        replies_ok: ok.load(Ordering::Relaxed),
+    })
+}
+
+/// CPU seconds per lookup of the bare client (`floor.rs`) over `count` fresh domains from
+/// `first`, run in a child process so that only its own work is counted, and the seconds
+/// of one handshake's public-key operations alone.
+fn floor_cpu_per_lookup(
+    world: &World,
+    first: usize,
+    count: usize,
+) -> Result<(f64, f64), BoxError> {
+    let out = Command::new(std::env::current_exe()?)
+        .arg("floor")
+        .arg(world.dns_addr().to_string())
+        .arg(world.https_addr().to_string())
+        .arg(world.ca_file())
+        .args([first.to_string(), count.to_string()])
+        .stderr(Stdio::inherit())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("FLOOR "))
+        .ok_or_else(|| format!("floor client failed ({})", out.status))?;
+    let crypto = text
+        .lines()
+        .find_map(|l| l.strip_prefix("CRYPTO "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .ok_or("floor client printed no CRYPTO line")?;
+    let mut f = line.split_whitespace().map(str::parse::<f64>);
+    match (f.next(), f.next()) {
+        (Some(Ok(cpu)), Some(Ok(n))) if n > 0.0 => Ok((cpu / n, crypto)),
+        _ => Err(format!("floor client printed `{line}`").into()),
+    }
+}
+
+/// utime + stime of `pid` in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may contain spaces) start at ") ".
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime is field 14, stime 15 (1-based); here index 11 and 12.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn wait_port(addr: SocketAddr, secs: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_daemon(dir: &Path, name: &str, body: &str) -> Result<(Kill, SocketAddr), BoxError> {
+    let sm = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!("[socketmap]\nlisten = \"{sm}\"\n[http]\nlisten = \"{http}\"\n{body}"),
+    )?;
+    let child = Command::new(std::env::current_exe()?)
+        .arg("daemon")
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let child = Kill(child);
+    if !wait_port(sm, 120) {
+        return Err("daemon did not start".into());
+    }
+    Ok((child, sm))
+}
+
+/// A TCP proxy from `listen` to `to` (the peer needs port 443).
+async fn proxy(listen: SocketAddr, to: SocketAddr) -> Result<(), BoxError> {
+    let l = tokio::net::TcpListener::bind(listen).await?;
+    tokio::spawn(async move {
+        while let Ok((mut a, _)) = l.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut b) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+fn print_run(label: &str, r: &Run) {
+    println!(
+        "{label:<34} {:>9.0} q/s  p50 {:>6.3} ms  p99 {:>6.3} ms  ({} requests in {:.1} s, {} OK)",
+        r.qps(),
+        r.p50_ms,
+        r.p99_ms,
+        r.requests,
+        r.secs,
+        r.replies_ok
+    );
+}
+
+fn bench(args: &[String]) -> Result<(), BoxError> {
+    let secs: f64 = opt(args, "--secs", 5.0);
+    let conns: usize = opt(args, "--conns", 16);
+    let cold: usize = opt(args, "--cold", 1500);
+    let rss_policies: usize = opt(args, "--rss-policies", 100_000);
+    let peer: String = opt(args, "--peer", String::new());
+    let rounds: usize = opt(args, "--rounds", 5).max(1);
+    if args.iter().any(|a| a == "--only-rss") {
+        let dir = tempfile::tempdir()?;
+        return rss_phase(&tokio::runtime::Runtime::new()?, dir.path(), rss_policies);
+    }
+    const WARM: usize = 200;
+    let domains = WARM + 3 * cold;
+    println!(
+        "socketmap bench: {conns} connections, one outstanding request each, {secs} s per warm run; {domains} testkit domains; {} CPUs",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    let world = World::builder().bulk(domains).start();
+    let dir = tempfile::tempdir()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let name = |i: usize| mta_sts_testkit::world::bulk_name(i);
+
+    let resolver = format!(
+        "[resolver]\nnameservers = [\"{}\"]\nca_file = \"{}\"\nconnect_to = [\"{}\"]\ntimeout = \"10s\"\n",
+        world.dns_addr(),
+        world.ca_file().display(),
+        world.connect_to_any()
+    );
+    let (daemon, daemon_addr) = spawn_daemon(
+        dir.path(),
+        "daemon",
+        &format!("{resolver}[cache]\nstore = \"memory\"\n[defaults]\nbudget = \"20s\"\n"),
+    )?;
+    let trivial_port = free_port();
+    let trivial = Kill(
+        Command::new(std::env::current_exe()?)
+            .args(["trivial", &trivial_port.to_string()])
+            .spawn()?,
+    );
+    let trivial_addr = SocketAddr::from(([127, 0, 0, 1], trivial_port));
+    if !wait_port(trivial_addr, 30) {
+        return Err("trivial server did not start".into());
+    }
+
+    // The peer, when asked for and possible.
+    let mut peer_proc: Option<(Kill, SocketAddr)> = None;
+    if !peer.is_empty() {
+        let ns = (1..50)
+            .map(|n| Ipv4Addr::new(127, 0, 53, 100 + n))
+            .find(|ip| {
+                world
+                    .dns()
+                    .also_listen(world.handle(), SocketAddr::from((*ip, 53)))
+                    .is_ok()
+            });
+        let web = (1..50)
+            .map(|n| SocketAddr::from((Ipv4Addr::new(127, 0, 44, n), 443)))
+            .find(|a| std::net::TcpListener::bind(a).is_ok());
+        if let (Some(ns), Some(web)) = (ns, web) {
+            for i in 0..domains {
+                world.dns().set_a(
+                    &format!("mta-sts.{}", name(i)),
+                    &[match web.ip() {
+                        std::net::IpAddr::V4(v4) => v4,
+                        std::net::IpAddr::V6(_) => Ipv4Addr::LOCALHOST,
+                    }],
+                );
+            }
+            rt.block_on(proxy(web, world.https_addr()))?;
+            let resolv = dir.path().join("resolv.conf");
+            std::fs::write(
+                &resolv,
+                format!("nameserver {ns}\noptions timeout:1 attempts:2\n"),
+            )?;
+            let port = free_port();
+            let cfg = dir.path().join("peer.yml");
+            std::fs::write(
+                &cfg,
+                format!(
+                    "host: 127.0.0.1\nport: {port}\nreuse_port: true\nshutdown_timeout: 5\ncache: {{type: internal, options: {{cache_size: 100000}}}}\ndefault_zone: {{strict_testing: false, timeout: 10}}\n"
+                ),
+            )?;
+            let child = Command::new("unshare")
+                .args([
+                    "-m",
+                    "sh",
+                    "-c",
+                    "mount --bind \"$1\" /etc/resolv.conf && shift && exec \"$@\"",
+                    "sh",
+                ])
+                .arg(&resolv)
+                .arg(&peer)
+                .arg("-c")
+                .arg(&cfg)
+                .args(["-v", "error"])
+                .env("SSL_CERT_FILE", world.ca_file())
+                .stdout(Stdio::null())
+                .spawn()?;
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let child = Kill(child);
+            if wait_port(addr, 30) {
+                peer_proc = Some((child, addr));
+            } else {
+                println!("peer: did not start");
+            }
+        } else {
+            println!("peer: skipped (needs port 53 and 443 on loopback: run as root)");
+        }
+    }
+
+    rt.block_on(async {
+        // Warm up: cache the first WARM domains in each server.
+        let warm_keys: Arc<dyn Fn(u64) -> Option<String> + Send + Sync> =
+            Arc::new(move |i| Some(name(i as usize % WARM)));
+        let first: Arc<dyn Fn(u64) -> Option<String> + Send + Sync> =
+            Arc::new(move |i| (i < WARM as u64).then(|| name(i as usize)));
+        load(daemon_addr, "postfix", 4, 60.0, first.clone()).await?;
+        if let Some((_, addr)) = &peer_proc {
+            load(*addr, "postfix", 4, 60.0, first.clone()).await?;
+        }
+        println!(
+            "\n== warm cache ({WARM} cached domains, keys cycle over them; {rounds} rounds, ceiling and daemon back to back, ratios per round)"
+        );
+        let mut qps_ratios = Vec::new();
+        let mut p99_ratios = Vec::new();
+        let mut peer_ratios = Vec::new();
+        for round in 1..=rounds {
+            println!("round {round}");
+            let ceiling = load(trivial_addr, "postfix", conns, secs, warm_keys.clone()).await?;
+            print_run("trivial constant-reply server", &ceiling);
+            let ours = load(daemon_addr, "postfix", conns, secs, warm_keys.clone()).await?;
+            print_run("mta-sts daemon", &ours);
+            qps_ratios.push(ours.qps() / ceiling.qps());
+            p99_ratios.push(ours.p99_ms / ceiling.p99_ms);
+            if let Some((_, addr)) = &peer_proc {
+                let r = load(*addr, "postfix", conns, secs, warm_keys.clone()).await?;
+                print_run("postfix-mta-sts-resolver 1.5.1", &r);
+                peer_ratios.push(ours.qps() / r.qps());
+            }
+        }
+        println!(
+            "ratios (median of {rounds}): daemon/ceiling q/s {:.2} {}, p99 daemon/ceiling {:.2} {}{}",
+            median(&qps_ratios),
+            spread(&qps_ratios),
+            median(&p99_ratios),
+            spread(&p99_ratios),
+            if peer_ratios.is_empty() {
+                String::new()
+            } else {
+                format!(", daemon/peer q/s {:.1} {}", median(&peer_ratios), spread(&peer_ratios))
+            }
+        );
+
+        println!("\n== cold (every request a domain never asked: TXT + HTTPS fetch)");
+        let mut cold_runs = Vec::new();
+        let targets: Vec<(&str, SocketAddr, u32, usize)> =
+            std::iter::once(("mta-sts daemon", daemon_addr, daemon.0.id(), WARM))
+                .chain(
+                    peer_proc.as_ref().map(|(c, a)| {
+                        ("postfix-mta-sts-resolver 1.5.1", *a, c.0.id(), WARM + cold)
+                    }),
+                )
+                .collect();
+        for (label, addr, pid, offset) in targets {
+            let keys: Arc<dyn Fn(u64) -> Option<String> + Send + Sync> =
+                Arc::new(move |i| ((i as usize) < cold).then(|| name(offset + i as usize)));
+            let cpu0 = cpu_secs(pid);
+            let r = load(addr, "postfix", conns, 120.0, keys).await?;
+            let cpu = cpu_secs(pid) - cpu0;
+            print_run(label, &r);
+            println!(
+                "{:<34} CPU {:.3} s for {} lookups = {:.3} ms CPU per fresh lookup",
+                "",
+                cpu,
+                r.requests,
+                cpu * 1e3 / r.requests.max(1) as f64
+            );
+            cold_runs.push((label, r, cpu));
+        }
+        if let [(_, ours, our_cpu), (_, theirs, their_cpu)] = cold_runs.as_slice() {
+            println!(
+                "ratios: cold lookups/s daemon/peer {:.1}, CPU per lookup daemon/peer {:.3}",
+                ours.qps() / theirs.qps(),
+                (our_cpu / ours.requests.max(1) as f64)
+                    / (their_cpu / theirs.requests.max(1) as f64)
+            );
+        }
+        let (floor, crypto) = floor_cpu_per_lookup(&world, WARM + 2 * cold, cold)?;
+        println!(
+            "{:<34} CPU {:.3} ms per fresh lookup (bare blocking client: TXT + TLS handshake + GET, same TLS stack)",
+            "floor",
+            floor * 1e3
+        );
+        println!(
+            "{:<34} CPU {:.3} ms per handshake (2 ECDSA P-256 verifications + X25519 key pair and agreement, tight loop)",
+            "  of which public-key crypto alone",
+            crypto * 1e3
+        );
+        if let Some((_, ours, our_cpu)) = cold_runs.first() {
+            let ours = our_cpu / ours.requests.max(1) as f64;
+            print!("ratios: daemon/floor CPU per lookup {:.2}", ours / floor);
+            if let Some((_, theirs, their_cpu)) = cold_runs.get(1) {
+                let theirs = their_cpu / theirs.requests.max(1) as f64;
+                print!(
+                    ", floor/peer {:.3}, public-key crypto alone/peer {:.3}",
+                    floor / theirs,
+                    crypto / theirs
+                );
+            }
+            println!();
+        }
+        Ok::<(), BoxError>(())
+    })?;
+    drop(trivial);
+    drop(daemon);
+    drop(peer_proc);
+
+    rss_phase(&rt, dir.path(), rss_policies)
+}
+
+/// RSS with many cached policies: fill an SQLite store, warm-start a daemon from it.
+fn rss_phase(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    rss_policies: usize,
+) -> Result<(), BoxError> {
+    println!("\n== resident memory with {rss_policies} cached policies");
+    let db = dir.join("rss.db");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    rt.block_on(async {
+        let store = SqliteStore::open_with(
+            &db,
+            SqliteOptions {
+                synchronous: Synchronous::Normal,
+                ..SqliteOptions::default()
+            },
+        )
+        .await?;
+        for i in 0..rss_policies {
+            let d = format!("d{i}.rss.test");
+            store
+                .put(
+                    &StoredPolicy {
+                        // The three shapes of served bodies: canonical with CRLF, with LF, and
+                        // another line order (kept verbatim in memory).
+                        body: match i % 3 {
+                            0 => format!("version: STSv1\r\nmode: enforce\r\nmx: mail.{d}\r\nmx: *.mx.{d}\r\nmax_age: 604800\r\n"),
+                            1 => format!("version: STSv1\nmode: enforce\nmx: mail.{d}\nmx: *.mx.{d}\nmax_age: 604800\n"),
+                            _ => format!("version: STSv1\nmode: enforce\nmax_age: 604800\nmx: mail.{d}\nmx: *.mx.{d}\n"),
+                        },
+                        domain: d,
+                        record_id: "20240101T000000".to_owned(),
+                        fetched_at: now,
+                        expires_at: now + 604_800,
+                    },
+                    now,
+                )
+                .await?;
+        }
+        Ok::<(), BoxError>(())
+    })?;
+    let (empty, _) = spawn_daemon(dir, "empty", "[cache]\nstore = \"memory\"\n")?;
+    std::thread::sleep(Duration::from_millis(500));
+    let base = rss_mb(empty.0.id());
+    drop(empty);
+    let (full, _) = spawn_daemon(
+        dir,
+        "rss",
+        &format!("[cache]\nstore = \"sqlite\"\npath = \"{}\"\n", db.display()),
+    )?;
+    std::thread::sleep(Duration::from_millis(500));
+    let rss = rss_mb(full.0.id());
+    println!(
+        "daemon RSS: {base:.1} MB empty, {rss:.1} MB with {rss_policies} policies ({:.0} bytes per policy)",
+        (rss - base) * 1024.0 * 1024.0 / rss_policies.max(1) as f64
+    );
+    Ok(())
+}
