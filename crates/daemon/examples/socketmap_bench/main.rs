@@ -65,13 +65,22 @@ fn main() -> Result<(), BoxError> {
             tokio::runtime::Runtime::new()?.block_on(trivial_server(port))
         }
         Some("floor") => {
-            let arg = |i: usize| args.get(i).map(String::as_str).ok_or("floor DNS HTTPS CA FIRST COUNT");
+            let arg = |i: usize| {
+                args.get(i)
+                    .map(String::as_str)
+                    .ok_or("floor DNS HTTPS CA FIRST COUNT")
+            };
             let first: usize = arg(5)?.parse()?;
             let count: usize = arg(6)?.parse()?;
             let names: Vec<String> = (first..first + count)
                 .map(mta_sts_testkit::world::bulk_name)
                 .collect();
-            floor::run(arg(2)?.parse()?, arg(3)?.parse()?, Path::new(arg(4)?), &names)
+            floor::run(
+                arg(2)?.parse()?,
+                arg(3)?.parse()?,
+                Path::new(arg(4)?),
+                &names,
+            )
         }
         _ => bench(&args),
     }
@@ -224,11 +233,7 @@ async fn load(
 /// CPU seconds per lookup of the bare client (`floor.rs`) over `count` fresh domains from
 /// `first`, run in a child process so that only its own work is counted, and the seconds
 /// of one handshake's public-key operations alone.
-fn floor_cpu_per_lookup(
-    world: &World,
-    first: usize,
-    count: usize,
-) -> Result<(f64, f64), BoxError> {
+fn floor_cpu_per_lookup(world: &World, first: usize, count: usize) -> Result<(f64, f64), BoxError> {
     let out = Command::new(std::env::current_exe()?)
         .arg("floor")
         .arg(world.dns_addr().to_string())
