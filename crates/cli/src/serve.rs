@@ -331,10 +331,8 @@ pub fn run_serve(args: &ServeArgs) -> Result<u8> {
                     if let Err(e) = sink.open().await {
                         let meanwhile = match &intake.spool_dir {
                             Some(dir) => format!(
-                                "reports are spooled to {} until it opens (then run `mta-sts report import {} --db {}`)",
+                                "reports are spooled to {} and move into the store once it opens",
                                 dir.display(),
-                                dir.display(),
-                                shown_location(location)
                             ),
                             None => "reports are answered 503 (senders retry) until it opens"
                                 .to_owned(),
@@ -380,10 +378,10 @@ async fn check_intake(intake: &TlsRptConfig) -> Result<String> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     use mta_sts_policy_host::ReportSink as _;
-    let shown = shown_location(location);
     let fallback = match spool {
         Some(dir) => format!(
-            "; if the store fails, to the spool directory {dir} (then run `mta-sts report import {dir} --db {shown}`)"
+            "; if the store fails, to the spool directory {dir}, moved into the store every {} once it works",
+            humantime::format_duration(intake.drain_interval)
         ),
         None => "; if the store fails, senders get 503 and retry (set spool_dir to keep them)"
             .to_owned(),

@@ -1,7 +1,8 @@
 //! RFC 8460 §5.4 end to end: TLS-RPT reports POSTed over real HTTPS to the `mta-sts serve`
 //! binary land in the report store of `mta-sts report` (SQLite, and PostgreSQL when
 //! installed), once per report-id; bad reports get 400; when the store is unavailable the
-//! report is spooled and a later `mta-sts report import` of the spool recovers it (§5.5).
+//! report is spooled, and the spool moves into the store by itself once it works (or a
+//! `mta-sts report import` of the spool recovers it) (§5.5).
 //!
 //! The gzip reports are sent by our own sender (`mta_sts_report_store::deliver::post_https`,
 //! what `mta-sts report send` uses); the JSON ones by a raw HTTP/1.1 client here, to read
@@ -378,7 +379,9 @@ async fn rfc8460_s5_4_posted_reports_land_in_the_postgresql_store() {
         }
     };
     let url = pg.url();
-    let mut serve = Serve::new(&format!("store = \"{url}\"\nspool_dir = \"spool\"\n"));
+    let mut serve = Serve::new(&format!(
+        "store = \"{url}\"\nspool_dir = \"spool\"\ndrain_interval = \"1s\"\n"
+    ));
     let out = serve.check_config();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
@@ -390,16 +393,85 @@ async fn rfc8460_s5_4_posted_reports_land_in_the_postgresql_store() {
     posted_reports_are_stored_once(&serve, &url).await;
     assert!(spooled(&serve.path("spool")).is_empty());
 
-    // The database goes away: reports are spooled; once it is back, the import recovers them.
+    // The database goes away: reports are spooled; once it is back, the spool drains into
+    // it by itself (drain_interval), no import needed.
     pg.stop();
     let late = report("2024-03-01T00:00:00Z_pg_down", 4, 4);
     let (status, body) = serve.post(late.as_bytes(), "application/tlsrpt+json").await;
     assert_eq!(status, 201, "{body}\n{}", serve.log());
     assert_eq!(spooled(&serve.path("spool")).len(), 1);
     pg.restart().expect("restart PostgreSQL");
-    let spool_arg = serve.path("spool").display().to_string();
-    let out = report_cmd(&url, &["import", &spool_arg, "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(stored(&url, "2024-03-01T00:00:00Z_pg_down").len(), 1);
+    wait_drained(&serve, &url, "2024-03-01T00:00:00Z_pg_down").await;
     assert_eq!(totals(&url), (3, 99, 14));
+}
+
+/// Waits until the spool holds no report and `report_id` is in the store.
+async fn wait_drained(serve: &Serve, db: &str, report_id: &str) {
+    let started = Instant::now();
+    loop {
+        let left = spooled(&serve.path("spool"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .count();
+        if left == 0 && stored(db, report_id).len() == 1 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{left} report(s) still spooled\n{}",
+            serve.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc8460_s5_5_spooled_reports_drain_into_the_store_once_it_works() {
+    let mut serve = Serve::new(
+        "store = \"blocked/reports.db\"\nspool_dir = \"spool\"\ndrain_interval = \"1s\"\n",
+    );
+    let blocked = serve.path("blocked");
+    std::fs::write(&blocked, b"in the way").expect("write");
+    let db = serve.path("blocked/reports.db").display().to_string();
+    let spool = serve.path("spool");
+    serve.start().await;
+    let first = report("2024-03-01T00:00:00Z_drained", 5, 2);
+    let (status, body) = serve
+        .post(first.as_bytes(), "application/tlsrpt+json")
+        .await;
+    assert_eq!(status, 201, "{body}\n{}", serve.log());
+    // Spooled by hand, e.g. copied from another host: JSON with a report-id, yet not a
+    // TLS-RPT report (RFC 8460 §4). The store refuses it; it must be kept, not lost.
+    std::fs::write(
+        spool.join("0000handmade.json"),
+        br#"{"report-id":"handmade"}"#,
+    )
+    .expect("write");
+    // While the store fails, passes leave everything in place.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(spooled(&spool).len(), 2, "{}", serve.log());
+    assert_eq!(
+        serve.log().matches("wait for the store").count(),
+        1,
+        "said once while the store is down: {}",
+        serve.log()
+    );
+
+    std::fs::remove_file(&blocked).expect("unblock");
+    wait_drained(&serve, &db, "2024-03-01T00:00:00Z_drained").await;
+    assert_eq!(totals(&db), (1, 5, 2));
+    let rejected = spooled(&spool.join(mta_sts_policy_host::REJECTED_DIR));
+    assert_eq!(rejected.len(), 1, "{}", serve.log());
+    assert_eq!(
+        std::fs::read(&rejected[0]).expect("read"),
+        br#"{"report-id":"handmade"}"#
+    );
+    assert!(
+        serve.log().contains("moved into the store"),
+        "{}",
+        serve.log()
+    );
+    // The source column names the spool file the report came back from.
+    let row = stored(&db, "2024-03-01T00:00:00Z_drained");
+    assert!(row[0].to_string().contains("spool"), "{}", row[0]);
 }

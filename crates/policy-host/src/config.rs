@@ -41,6 +41,8 @@
 //!                                         # (a SQLite file or a postgres:// URL)
 //! spool_dir = "/var/spool/mta-sts/tlsrpt" # with `store`: where reports go when the store fails;
 //!                                         # alone: where every report goes
+//! drain_interval = "60s"                  # with both: how often spooled reports are moved
+//!                                         # into the store once it works again
 //!
 //! [limits]
 //! header_read_timeout = "10s"
@@ -170,13 +172,16 @@ pub struct AcmeConfig {
     pub renew_after: f64,
 }
 
+/// Default `[tlsrpt] drain_interval`.
+pub const DEFAULT_DRAIN_INTERVAL: Duration = Duration::from_secs(60);
+
 /// `[tlsrpt]`: the report intake (RFC 8460 §5.4). At least one of `store` and `spool_dir`
 /// is set.
 ///
 /// | `store` | `spool_dir` | a POSTed report goes |
 /// |---|---|---|
 /// | set | unset | into the store; when the store fails, 503 and the sender retries (§5.5) |
-/// | set | set | into the store; when the store fails, into the spool (import it later) |
+/// | set | set | into the store; when the store fails, into the spool, moved into the store every `drain_interval` once it works |
 /// | unset | set | into the spool, for `mta-sts report import <spool_dir>` |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsRptConfig {
@@ -189,6 +194,9 @@ pub struct TlsRptConfig {
     pub store: Option<String>,
     /// The spool directory: the fallback for `store`, or where every report goes without it.
     pub spool_dir: Option<PathBuf>,
+    /// With both `store` and `spool_dir`: how often reports spooled while the store failed
+    /// are moved into it (default 60 s; also once at start).
+    pub drain_interval: Duration,
     /// Largest request body accepted, bytes (default 1 MiB).
     pub max_body: usize,
     /// Largest decompressed report accepted, bytes (default 16 MiB).
@@ -317,6 +325,7 @@ struct RawTlsRpt {
     intake_path: Option<Spanned<String>>,
     store: Option<Spanned<String>>,
     spool_dir: Option<PathBuf>,
+    drain_interval: Option<Spanned<toml::Value>>,
     max_body: Option<Spanned<i64>>,
     max_report: Option<Spanned<i64>>,
 }
@@ -914,6 +923,10 @@ fn build_tlsrpt(src: &Source<'_>, t: &Spanned<RawTlsRpt>) -> Result<TlsRptConfig
         intake_path,
         store,
         spool_dir,
+        drain_interval: match &t.drain_interval {
+            Some(v) => duration(src, v, "drain_interval")?,
+            None => DEFAULT_DRAIN_INTERVAL,
+        },
         max_body: match &t.max_body {
             Some(v) => positive(src, v, "max_body")?,
             None => 1 << 20,
@@ -1051,6 +1064,16 @@ mod tests {
         assert!(e.contains("needs `store`"), "{e}");
         let e = parse("[tlsrpt]\nstore = \" \"\n").unwrap_err().to_string();
         assert!(e.contains("store is empty"), "{e}");
+        assert_eq!(t.drain_interval, DEFAULT_DRAIN_INTERVAL);
+        let t = parse("[tlsrpt]\nstore = \"r.db\"\nspool_dir = \"s\"\ndrain_interval = \"5m\"\n")
+            .unwrap()
+            .tlsrpt
+            .unwrap();
+        assert_eq!(t.drain_interval, Duration::from_secs(300));
+        let e = parse("[tlsrpt]\nstore = \"r.db\"\ndrain_interval = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("drain_interval"), "{e}");
     }
 
     #[test]

@@ -16,7 +16,9 @@
 //! the report fully and de-duplicates by report-id. The built-in [`SpoolSink`] writes files
 //! for `mta-sts report import`; it is the sink when only `spool_dir` is configured, and the
 //! fallback when a store is configured too: if the store fails (or takes longer than
-//! [`STORE_TIMEOUT`]), the report is spooled, so nothing a sender was told is saved is lost.
+//! [`STORE_TIMEOUT`]), the report is spooled, so nothing a sender was told is saved is lost,
+//! and the server moves the spool into the store once it works ([`SpoolSink::drain_into`],
+//! every `[tlsrpt] drain_interval`).
 //!
 //! # Answers
 //!
@@ -74,12 +76,18 @@ pub struct IncomingReport {
     pub path: String,
     /// When it arrived.
     pub received: SystemTime,
+    /// The spool file it was read back from, when [`SpoolSink::drain_into`] hands it on.
+    pub spooled: Option<PathBuf>,
 }
 
 impl IncomingReport {
-    /// Where it came from, for a store's `source` column: `https://<host><path>`.
+    /// Where it came from, for a store's `source` column: `https://<host><path>`, or the
+    /// spool file of a drained report.
     pub fn source(&self) -> String {
-        format!("https://{}{}", self.host, self.path)
+        match &self.spooled {
+            Some(file) => file.display().to_string(),
+            None => format!("https://{}{}", self.host, self.path),
+        }
     }
 }
 
@@ -130,7 +138,8 @@ pub trait ReportSink: Send + Sync + 'static {
 }
 
 /// Writes each report as `<sha256 of the JSON, 32 hex>.json` into a directory, atomically
-/// (temporary file, fsync, rename), for `mta-sts report import <dir>`. The name comes from
+/// (temporary file, fsync, rename), for `mta-sts report import <dir>` or
+/// [`SpoolSink::drain_into`]. The name comes from
 /// the content, never from client input, so a re-sent report is a [`Stored::Duplicate`]
 /// instead of a second file.
 #[derive(Debug, Clone)]
@@ -194,6 +203,153 @@ impl ReportSink for SpoolSink {
 
     fn describe(&self) -> String {
         format!("the spool directory {}", self.dir.display())
+    }
+}
+
+/// The subdirectory of the spool where [`SpoolSink::drain_into`] puts reports the store
+/// refused, so that they are kept for a person to look at and not tried again.
+pub const REJECTED_DIR: &str = "rejected";
+
+/// What one [`SpoolSink::drain_into`] pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Drained {
+    /// Reports the sink stored, now gone from the spool.
+    pub stored: usize,
+    /// Reports the sink had already, now gone from the spool.
+    pub duplicates: usize,
+    /// Reports the sink refused (not TLS-RPT, RFC 8460 §4), moved to [`REJECTED_DIR`].
+    pub rejected: usize,
+    /// Reports still in the spool because the sink failed.
+    pub left: usize,
+    /// Why the pass stopped early: the sink's failure, or the spool could not be read.
+    pub error: Option<String>,
+}
+
+impl Drained {
+    /// Whether the pass moved or refused anything.
+    pub fn moved(&self) -> usize {
+        self.stored + self.duplicates + self.rejected
+    }
+}
+
+impl SpoolSink {
+    /// The spooled reports, by name: `*.json` files, not the temporary `.tmp-*` ones.
+    async fn spooled(&self) -> std::io::Result<Vec<PathBuf>> {
+        let mut files = Vec::new();
+        let mut dir = match tokio::fs::read_dir(&self.dir).await {
+            Ok(dir) => dir,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
+            Err(e) => return Err(e),
+        };
+        while let Some(entry) = dir.next_entry().await? {
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !name.starts_with('.')
+                && name.ends_with(".json")
+                && entry.file_type().await?.is_file()
+            {
+                files.push(path);
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// Hands the spooled reports to `sink`, the store they should have gone to (RFC 8460
+    /// §5.4), so the spool empties by itself once the store works again:
+    ///
+    /// - a report the sink stores, or already has, leaves the spool;
+    /// - a report it refuses moves to [`REJECTED_DIR`], kept but not tried again;
+    /// - the first store failure (or [`STORE_TIMEOUT`]) ends the pass, leaving that report
+    ///   and the rest for the next one.
+    ///
+    /// A report is removed only after the sink said it is stored, so a crash in between
+    /// costs a duplicate on the next pass, never a report.
+    pub async fn drain_into(&self, sink: &dyn ReportSink) -> Drained {
+        let mut drained = Drained::default();
+        let files = match self.spooled().await {
+            Ok(files) => files,
+            Err(e) => {
+                drained.error = Some(format!("cannot read {}: {e}", self.dir.display()));
+                return drained;
+            }
+        };
+        let total = files.len();
+        for (done, file) in files.into_iter().enumerate() {
+            match self.drain_one(&file, sink).await {
+                Ok(Stored::New(_)) => drained.stored += 1,
+                Ok(Stored::Duplicate(_)) => drained.duplicates += 1,
+                Err(SinkError::Rejected(reason)) => {
+                    drained.rejected += 1;
+                    self.reject(&file, &reason).await;
+                }
+                // This file could not be read or removed: the others may still go.
+                Err(e @ SinkError::Io { .. }) => {
+                    drained.left += 1;
+                    drained.error = Some(e.to_string());
+                }
+                Err(e) => {
+                    drained.left += total - done;
+                    drained.error = Some(e.to_string());
+                    return drained;
+                }
+            }
+        }
+        drained
+    }
+
+    /// Stores one spooled file and, once stored, removes it.
+    async fn drain_one(&self, file: &Path, sink: &dyn ReportSink) -> Result<Stored, SinkError> {
+        let io = |source| SinkError::Io {
+            path: file.to_path_buf(),
+            source,
+        };
+        let json = Bytes::from(tokio::fs::read(file).await.map_err(io)?);
+        let received = tokio::fs::metadata(file)
+            .await
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|_| SystemTime::now());
+        let report = IncomingReport {
+            report_id: report_id(&json).map_err(SinkError::Rejected)?,
+            json,
+            gzip: false,
+            host: String::new(),
+            path: String::new(),
+            received,
+            spooled: Some(file.to_path_buf()),
+        };
+        let stored = tokio::time::timeout(STORE_TIMEOUT, sink.store(&report))
+            .await
+            .map_err(|_| {
+                SinkError::Store(format!("no answer within {} s", STORE_TIMEOUT.as_secs()))
+            })??;
+        match tokio::fs::remove_file(file).await {
+            Ok(()) => {}
+            // Another pass (a second server on the same spool) took it first.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+        tracing::info!(file = %file.display(), report_id = %report.report_id, stored = ?stored, "spooled TLS-RPT report moved into the store");
+        Ok(stored)
+    }
+
+    /// Moves a refused report to [`REJECTED_DIR`].
+    async fn reject(&self, file: &Path, reason: &str) {
+        let dir = self.dir.join(REJECTED_DIR);
+        let target = dir.join(file.file_name().unwrap_or_default());
+        let moved = match tokio::fs::create_dir_all(&dir).await {
+            Ok(()) => tokio::fs::rename(file, &target).await,
+            Err(e) => Err(e),
+        };
+        match moved {
+            Ok(()) => {
+                tracing::warn!(file = %target.display(), %reason, "spooled TLS-RPT report refused by the store (RFC 8460 §4); kept in the rejected directory")
+            }
+            Err(e) => {
+                tracing::error!(file = %file.display(), %reason, error = %e, "spooled TLS-RPT report refused by the store and could not be moved aside")
+            }
+        }
     }
 }
 
@@ -300,6 +456,7 @@ pub(crate) async fn handle(
             host,
             path,
             received: SystemTime::now(),
+            spooled: None,
         })
     };
     let report = match tokio::task::spawn_blocking(check).await {
@@ -353,7 +510,7 @@ async fn deliver(
     };
     match spool.store(report).await {
         Ok(Stored::New(name) | Stored::Duplicate(name)) => {
-            tracing::error!(host = %report.host, report_id = %report.report_id, error = %failure, sink = %sink.describe(), spooled = %name, "TLS-RPT report store failed; report spooled instead: run `mta-sts report import {}` into the store once it works", spool.dir().display());
+            tracing::error!(host = %report.host, report_id = %report.report_id, error = %failure, sink = %sink.describe(), spooled = %name, "TLS-RPT report store failed; report spooled instead, to move into the store once it works");
             (
                 StatusCode::CREATED,
                 "accepted; spooled for import".to_string(),
@@ -424,6 +581,7 @@ mod tests {
             host: "mta-sts.a.test".to_string(),
             path: "/tlsrpt".to_string(),
             received: SystemTime::now(),
+            spooled: None,
         }
     }
 
@@ -442,6 +600,68 @@ mod tests {
 
     fn failing(_: &IncomingReport) -> Result<Stored, SinkError> {
         Err(SinkError::Store("database is locked".to_string()))
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    // Spooled reports go to the store once it works: stored ones and ones it already had
+    // leave the spool, refused ones are kept aside, a failing store leaves everything.
+    #[tokio::test]
+    async fn rfc8460_s5_4_spool_drains_into_the_sink() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = SpoolSink::new(dir.path());
+        for id in ["new", "dup", "bad"] {
+            spool.write(report(id).json.as_ref()).unwrap();
+        }
+        // A write in progress and a stray file are not reports.
+        std::fs::write(dir.path().join(".tmp-1-0"), b"{").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"x").unwrap();
+
+        let down = spool.drain_into(&Scripted(failing)).await;
+        assert_eq!((down.moved(), down.left), (0, 3), "{down:?}");
+        assert!(down.error.unwrap().contains("database is locked"));
+        assert_eq!(names(dir.path()).len(), 5);
+
+        let up = Scripted(|r| match r.report_id.as_str() {
+            "dup" => Ok(Stored::Duplicate("report 1".into())),
+            "bad" => Err(SinkError::Rejected("no policies".into())),
+            _ => {
+                assert!(r.source().ends_with(".json"), "{}", r.source());
+                Ok(Stored::New("report 2".into()))
+            }
+        });
+        let drained = spool.drain_into(&up).await;
+        assert_eq!(
+            drained,
+            Drained {
+                stored: 1,
+                duplicates: 1,
+                rejected: 1,
+                left: 0,
+                error: None
+            }
+        );
+        assert_eq!(names(dir.path()), [".tmp-1-0", "notes.txt", REJECTED_DIR]);
+        let kept = names(&dir.path().join(REJECTED_DIR));
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            std::fs::read(dir.path().join(REJECTED_DIR).join(&kept[0])).unwrap(),
+            report("bad").json.as_ref()
+        );
+        // Nothing left: a pass is a no-op; a missing spool is not an error.
+        assert_eq!(spool.drain_into(&up).await, Drained::default());
+        let none = SpoolSink::new(dir.path().join("absent"));
+        assert_eq!(none.drain_into(&up).await, Drained::default());
     }
 
     // RFC 8460 §5.4: 201 new, 200 duplicate (a retry is success), 400 refused.

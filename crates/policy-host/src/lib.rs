@@ -43,7 +43,9 @@ mod tls;
 
 pub use config::{ConfigError, ServeConfig};
 pub use id::policy_id;
-pub use intake::{IncomingReport, ReportSink, SinkError, SinkFuture, SpoolSink, Stored};
+pub use intake::{
+    Drained, IncomingReport, REJECTED_DIR, ReportSink, SinkError, SinkFuture, SpoolSink, Stored,
+};
 pub use records::{Records, TxtRecord, records};
 pub use server::{ServeError, Server, serve, serve_with_sink};
 pub use table::{HostEntry, Table, TableError};

@@ -274,6 +274,7 @@ impl Server {
             )));
         }
         tasks.push(tokio::spawn(watch_loop(shared.clone())));
+        tasks.push(tokio::spawn(drain_loop(shared.clone())));
         tasks.push(tokio::spawn(crate::acme::run(shared.clone())));
         for entry in shared.table.load().hosts() {
             tracing::info!(host = %entry.host, id = %entry.id, mode = %entry.policy.mode, "policy ready");
@@ -697,6 +698,40 @@ fn fingerprint(table: &Table) -> Vec<(PathBuf, Option<(SystemTime, u64)>)> {
 }
 
 /// Polls the configuration and certificate files; reloads when one changed.
+/// With a store and a spool (`[tlsrpt] store` and `spool_dir`): at start and then every
+/// `drain_interval`, moves the reports spooled while the store failed into it, so the spool
+/// empties by itself (RFC 8460 §5.4: what a sender was told is saved ends up stored). The
+/// spool and the interval follow reloads.
+async fn drain_loop(shared: Arc<Shared>) {
+    let Some(sink) = shared.sink.clone() else {
+        return;
+    };
+    let mut waiting = false;
+    loop {
+        let intake = shared.table.load().config().tlsrpt.clone();
+        let Some(intake) = intake else {
+            tokio::time::sleep(crate::config::DEFAULT_DRAIN_INTERVAL).await;
+            continue;
+        };
+        if let Some(dir) = &intake.spool_dir {
+            let drained = SpoolSink::new(dir).drain_into(sink.as_ref()).await;
+            if drained.moved() > 0 {
+                tracing::info!(spool = %dir.display(), stored = drained.stored, duplicates = drained.duplicates, rejected = drained.rejected, left = drained.left, "spooled TLS-RPT reports moved into the store");
+            }
+            match &drained.error {
+                // Said once, not every pass, while the store stays down.
+                Some(error) if !waiting => {
+                    tracing::warn!(spool = %dir.display(), left = drained.left, %error, sink = %sink.describe(), "spooled TLS-RPT reports wait for the store; trying again every {}", humantime::format_duration(intake.drain_interval));
+                    waiting = true;
+                }
+                Some(_) => {}
+                None => waiting = false,
+            }
+        }
+        tokio::time::sleep(intake.drain_interval).await;
+    }
+}
+
 async fn watch_loop(shared: Arc<Shared>) {
     let mut last = fingerprint(&shared.table.load());
     loop {
