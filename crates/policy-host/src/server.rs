@@ -697,7 +697,6 @@ fn fingerprint(table: &Table) -> Vec<(PathBuf, Option<(SystemTime, u64)>)> {
         .collect()
 }
 
-/// Polls the configuration and certificate files; reloads when one changed.
 /// With a store and a spool (`[tlsrpt] store` and `spool_dir`): at start and then every
 /// `drain_interval`, moves the reports spooled while the store failed into it, so the spool
 /// empties by itself (RFC 8460 §5.4: what a sender was told is saved ends up stored). The
@@ -732,6 +731,7 @@ async fn drain_loop(shared: Arc<Shared>) {
     }
 }
 
+/// Polls the configuration and certificate files; reloads when one changed.
 async fn watch_loop(shared: Arc<Shared>) {
     let mut last = fingerprint(&shared.table.load());
     loop {
