@@ -226,7 +226,7 @@ pub struct Drained {
 }
 
 impl Drained {
-    /// Whether the pass moved or refused anything.
+    /// How many reports the pass took out of the spool: stored, duplicate or refused.
     pub fn moved(&self) -> usize {
         self.stored + self.duplicates + self.rejected
     }
