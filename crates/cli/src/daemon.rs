@@ -9,6 +9,9 @@ use mta_sts_daemon::config::{Config, DaneMode, OnFailure, StoreKind, TlsrptConfi
 
 use crate::exit;
 
+/// How long blocking tasks still running after shutdown may delay the exit.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// `mta-sts daemon` arguments.
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
@@ -46,8 +49,14 @@ pub fn run(args: &DaemonArgs, verbose: u8, quiet: bool) -> anyhow::Result<u8> {
         }
     };
     if args.check_config {
-        // Parsing checked the syntax; the files [tlsrpt] names must also load.
-        if let Err(e) = mta_sts_daemon::tlsrpt::check_files(&config.tlsrpt, &config.resolver) {
+        // Parsing checked the syntax; everything the start loads must load too (store, CA
+        // file, [tlsrpt] files, socket paths), so that "valid" means "will start".
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let checked = runtime.block_on(app::check(&config));
+        runtime.shutdown_background();
+        if let Err(e) = checked {
             eprintln!(
                 "mta-sts daemon: invalid configuration in {}: {e}",
                 source.path().display()
@@ -61,7 +70,12 @@ pub fn run(args: &DaemonArgs, verbose: u8, quiet: bool) -> anyhow::Result<u8> {
         .enable_all()
         .thread_name("mta-sts-daemon")
         .build()?;
-    match runtime.block_on(app::run(source, config)) {
+    let result = runtime.block_on(app::run(source, config));
+    // Dropping the runtime would wait for every blocking-pool task still running (a SQLite
+    // write, a name resolution of a lookup abandoned at shutdown): after "mta-sts daemon
+    // stopped" nothing is owed to anyone, so give them a moment and exit (issue 18.11).
+    runtime.shutdown_timeout(EXIT_GRACE);
+    match result {
         Ok(()) => Ok(exit::OK),
         Err(e) => {
             tracing::error!("{e}");
@@ -167,16 +181,24 @@ fn summary(source: &ConfigSource, c: &Config) -> String {
     };
     out.push_str(&format!("configuration: {origin}: valid\n"));
     out.push_str(&format!(
-        "socketmap: listen={} socket_mode={:04o} idle_timeout={} max_connections={} max_request={} max_pipelined={} shutdown_timeout={}\n",
+        "socketmap: listen={} socket_mode={:04o} idle_timeout={} max_connections={} max_connections_per_peer={} max_request={} max_pipelined={} shutdown_timeout={}\n",
         c.socketmap.listen,
         c.socketmap.socket_mode,
         d(c.socketmap.idle_timeout),
         c.socketmap.max_connections,
+        c.socketmap.max_connections_per_peer,
         c.socketmap.max_request,
         c.socketmap.max_pipelined,
         d(c.socketmap.shutdown_timeout)
     ));
-    out.push_str(&format!("http: listen={}\n", c.http.listen));
+    out.push_str(&format!(
+        "http: listen={} max_connections={} idle_timeout={} lookup_rate={} lookup_burst={}\n",
+        c.http.listen,
+        c.http.max_connections,
+        d(c.http.idle_timeout),
+        c.http.lookup_rate,
+        c.http.lookup_burst
+    ));
     let ns: Vec<String> = c
         .resolver
         .nameservers

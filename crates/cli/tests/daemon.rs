@@ -63,6 +63,77 @@ fn check_config_exit_codes() {
     assert_eq!(out.status.code(), Some(2), "an explicit file must exist");
 }
 
+/// Issues 12.12 and 18.2: `--check-config` loads what the start loads (store, CA file,
+/// socket paths), so "valid" means "will start".
+#[test]
+fn check_config_loads_what_the_start_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(bin())
+            .args(["daemon", "--check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let cache = |path: &std::path::Path| {
+        format!(
+            "[cache]\nstore = \"sqlite\"\npath = \"{}\"\n",
+            path.display()
+        )
+    };
+    let good_db = dir.path().join("state/cache.db");
+    assert_eq!(check("good.toml", &cache(&good_db)).0, Some(0));
+
+    let not_pem = dir.path().join("not-pem.txt");
+    std::fs::write(&not_pem, "this is no certificate\n").unwrap();
+    for (name, text, needle) in [
+        (
+            "ca-missing.toml",
+            format!(
+                "[resolver]\nca_file = \"{}\"\n{}",
+                dir.path().join("nope.pem").display(),
+                cache(&good_db)
+            ),
+            "nope.pem",
+        ),
+        (
+            "ca-not-pem.toml",
+            format!(
+                "[resolver]\nca_file = \"{}\"\n{}",
+                not_pem.display(),
+                cache(&good_db)
+            ),
+            "not-pem.txt",
+        ),
+        ("store-dir.toml", cache(dir.path()), "directory"),
+        (
+            "store-unwritable.toml",
+            cache(std::path::Path::new("/proc/mta-sts-no-such-dir/cache.db")),
+            "/proc/mta-sts-no-such-dir",
+        ),
+        (
+            "http-on-file.toml",
+            format!(
+                "[http]\nlisten = \"unix:{}\"\n{}",
+                not_pem.display(),
+                cache(&good_db)
+            ),
+            "not a socket",
+        ),
+    ] {
+        let (code, err) = check(name, &text);
+        assert_eq!(code, Some(2), "{name}: {err}");
+        assert!(err.contains(needle), "{name}: {err}");
+    }
+    assert!(not_pem.is_file(), "the check deletes nothing");
+}
+
 #[test]
 fn process_serves_reloads_survives_kill_9_and_drains_on_sigterm() {
     let world = world();
@@ -194,7 +265,7 @@ fn ten_thousand_idle_connections_no_crash_no_leak() {
     let body = format!("{}[cache]\nstore = \"memory\"\n", resolver_section(&world));
     let daemon = DaemonProc::start(
         dir.path(),
-        "max_connections = 20000\nidle_timeout = \"60s\"",
+        "max_connections = 20000\nmax_connections_per_peer = 20000\nidle_timeout = \"60s\"",
         &body,
         &[],
     );
@@ -249,5 +320,122 @@ fn ten_thousand_idle_connections_no_crash_no_leak() {
     assert!(
         metrics.contains("mta_sts_socketmap_connections_open 0"),
         "{metrics}"
+    );
+}
+
+/// Issue 12.3: idle HTTP API connections must never take the descriptors the socketmap
+/// needs. The daemon runs with 600 open files; 700 idle API connections used to exhaust
+/// them (accept EMFILE on the socketmap, Postfix lookups timing out). Now the API's cap is
+/// computed from the limit and the socketmap still answers.
+#[test]
+fn idle_http_connections_cannot_starve_the_socketmap() {
+    if !have("prlimit", "util-linux") {
+        return;
+    }
+    let world = world();
+    let dir = tempfile::tempdir().unwrap();
+    let socketmap: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = dir.path().join("daemon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[socketmap]\nlisten = \"{socketmap}\"\nmax_connections = 64\n[http]\nlisten = \"{http}\"\nidle_timeout = \"60s\"\n{}[cache]\nstore = \"memory\"\n",
+            resolver_section(&world)
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("daemon.log");
+    let child = Command::new("prlimit")
+        .arg("--nofile=600:600")
+        .arg("--")
+        .arg(bin())
+        .args(["daemon", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn");
+    let daemon = DaemonProc {
+        child,
+        socketmap,
+        http,
+        config,
+        log,
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(socketmap).is_ok()
+        }),
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(daemon.query("postfix good.test"), ENFORCE);
+    let mut idle = Vec::new();
+    for _ in 0..700 {
+        match std::net::TcpStream::connect_timeout(&http, Duration::from_secs(2)) {
+            Ok(s) => idle.push(s),
+            Err(_) => break,
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        daemon.fd_count() < 600,
+        "the daemon holds {} descriptors",
+        daemon.fd_count()
+    );
+    let started = Instant::now();
+    let reply = std::panic::catch_unwind(|| daemon.query("postfix good.test"));
+    assert_eq!(
+        reply.ok().as_deref(),
+        Some(ENFORCE),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(idle);
+}
+
+/// Issue 18.11: after "mta-sts daemon stopped" the process exits at once (it used to linger
+/// 1.3–1.8 s waiting for runtime threads).
+#[test]
+fn sigterm_exits_promptly_after_stopped() {
+    let world = world();
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "{}[cache]\nstore = \"sqlite\"\npath = \"{}\"\n",
+        resolver_section(&world),
+        dir.path().join("cache.db").display()
+    );
+    world.add_domain("slow.test", |d| {
+        d.sts_id("1").mx(10, "mail.slow.test").policy_behavior(
+            mta_sts_testkit::HostBehavior::policy(
+                "version: STSv1\nmode: enforce\nmx: mail.slow.test\nmax_age: 86400\n",
+            )
+            .delay(Duration::from_secs(5)),
+        )
+    });
+    let body = format!("{body}[defaults]\nbudget = \"300ms\"\n");
+    let mut daemon = DaemonProc::start(dir.path(), "", &body, &[]);
+    assert_eq!(daemon.query("postfix good.test"), ENFORCE);
+    assert_eq!(daemon.http_get("/v1/policy/testing.test").0, 200);
+    // A lookup still running in the background (past its budget) at shutdown.
+    assert_eq!(daemon.query("postfix slow.test"), "NOTFOUND ");
+    daemon.signal("TERM");
+    let mut stopped_at = None;
+    assert!(eventually(Duration::from_secs(10), || {
+        if stopped_at.is_none() && daemon.log_text().contains("mta-sts daemon stopped") {
+            stopped_at = Some(Instant::now());
+        }
+        stopped_at.is_some()
+    }));
+    let status = daemon.wait_exit(Duration::from_secs(10)).expect("exits");
+    let lingered = stopped_at.map(|t| t.elapsed()).unwrap_or_default();
+    eprintln!("exited {lingered:?} after \"stopped\"");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        lingered < Duration::from_millis(700),
+        "lingered {lingered:?} after \"mta-sts daemon stopped\""
     );
 }

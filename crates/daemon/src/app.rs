@@ -4,7 +4,9 @@
 //! - **Start** ([`Daemon::start`]): opens the store of `[cache]`, builds the
 //!   [`Resolver`] of `[resolver]`, loads every unexpired stored policy into memory (warm
 //!   start: after a restart, cached domains are answered without any HTTPS fetch), starts the
-//!   proactive refresher (RFC 8461 §3.3, §10.2), binds the socketmap and HTTP listeners.
+//!   proactive refresher (RFC 8461 §3.3, §10.2), raises the soft open-files limit to the hard
+//!   one and splits it between the listeners ([`connection_caps`]: the socketmap first, the
+//!   HTTP API gets what is left), binds the socketmap and HTTP listeners.
 //! - **Reload** ([`Daemon::reload`], SIGHUP in [`run`]): a new configuration replaces zones,
 //!   budgets and resolver settings without dropping a connection. A changed `[resolver]`
 //!   (or `cache.refresh`) builds a new resolver over the *same* store and warm-starts it; an
@@ -229,6 +231,104 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, DaemonError> 
     })
 }
 
+/// What `mta-sts daemon --check-config` checks beyond parsing, so that "valid" means "will
+/// start" (issues 12.12, 18.2): loads everything [`Daemon::start`] loads and binds nothing.
+///
+/// - the store opens (SQLite: the file opens, its directory is writable for the journal;
+///   Redis: the URL parses; Redis itself may be down, as at start);
+/// - the resolver builds: the DNS configuration and `[resolver] ca_file` (PEM
+///   certificates) load;
+/// - `[tlsrpt]` files load ([`crate::tlsrpt::check_files`]);
+/// - every UNIX socket path (socketmap, HTTP, collector) is in an existing directory and
+///   holds no file other than a socket (a live socket is fine: the running daemon's).
+pub async fn check(config: &Config) -> Result<(), DaemonError> {
+    if config.cache.store == StoreKind::Sqlite && config.cache.path.is_dir() {
+        return Err(DaemonError::Store {
+            kind: "sqlite",
+            message: format!(
+                "{}: is a directory, not a database file",
+                config.cache.path.display()
+            ),
+        });
+    }
+    // Opening creates the directory and the file, as the start does.
+    let store = open_store(config).await?;
+    if config.cache.store == StoreKind::Sqlite {
+        check_writable_dir(&config.cache.path)?;
+    }
+    Resolver::new(resolver_config(config)?, store, Arc::new(SystemClock))
+        .map_err(|e| DaemonError::Resolver(e.to_string()))?;
+    crate::tlsrpt::check_files(&config.tlsrpt, &config.resolver).map_err(|message| {
+        DaemonError::Config(ConfigError::Invalid {
+            path: None,
+            message,
+        })
+    })?;
+    use crate::socket_path::{SocketKind, SocketPathError, check_stale};
+    let mut paths = Vec::new();
+    for (what, listen) in [
+        ("[socketmap] listen", &config.socketmap.listen),
+        ("[http] listen", &config.http.listen),
+    ] {
+        if let Listen::Unix(path) = listen {
+            paths.push((what, path.as_path(), SocketKind::Stream));
+        }
+    }
+    if let Some(path) = &config.tlsrpt.socket {
+        paths.push(("[tlsrpt] socket", path.as_path(), SocketKind::Datagram));
+    }
+    for (what, path, kind) in paths {
+        let invalid = |message: String| {
+            DaemonError::Config(ConfigError::Invalid {
+                path: None,
+                message: format!("{what} {}: {message}", path.display()),
+            })
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.is_dir()
+            // The collector creates its directory.
+            && kind == SocketKind::Stream
+        {
+            return Err(invalid(format!(
+                "directory {} does not exist",
+                parent.display()
+            )));
+        }
+        match check_stale(path, kind).await {
+            Ok(_) | Err(SocketPathError::InUse) => {}
+            Err(e) => return Err(invalid(e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// The SQLite store needs its directory writable (journal files), not only the file.
+fn check_writable_dir(db: &Path) -> Result<(), DaemonError> {
+    let fail = |message: String| DaemonError::Store {
+        kind: "sqlite",
+        message: format!("{}: {message}", db.display()),
+    };
+    let dir = match db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => dir,
+        None => Path::new("."),
+    };
+    let probe = dir.join(format!(".mta-sts-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(fail(format!(
+            "cannot create files in {}: {e}",
+            dir.display()
+        ))),
+    }
+}
+
 /// Builds the lookup of `config` over `store`, warm-starts it and starts its refresher.
 async fn build_generation(
     config: Config,
@@ -269,6 +369,79 @@ fn lookup_for(
         .with_tlsrpt(Arc::clone(recorder))
 }
 
+/// Descriptors kept free for everything but client connections: listeners, the store, the
+/// DNS and HTTPS sockets of lookups in flight, the TLS-RPT files, the runtime's own.
+pub const FD_RESERVE: usize = 256;
+
+/// Fewest HTTP API connections kept when the socketmap's must be lowered to fit.
+const MIN_HTTP_CONNECTIONS: usize = 4;
+
+/// How many connections each listener may hold (see [`connection_caps`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionCaps {
+    /// Socketmap connections.
+    pub socketmap: usize,
+    /// HTTP API connections.
+    pub http: usize,
+}
+
+/// Splits the open-files limit `nofile` (`None`: unlimited) so that the socketmap's
+/// `max_connections` plus [`FD_RESERVE`] always fit and the HTTP API gets only what is
+/// left, up to its own `max_connections` (issue 12.3: the API must never starve the
+/// socketmap of descriptors). A socketmap cap that does not fit is lowered, keeping room
+/// for a few API connections.
+pub fn connection_caps(nofile: Option<u64>, socketmap: usize, http: usize) -> ConnectionCaps {
+    let Some(limit) = nofile.map(|n| usize::try_from(n).unwrap_or(usize::MAX)) else {
+        return ConnectionCaps { socketmap, http };
+    };
+    let room = limit.saturating_sub(FD_RESERVE);
+    let socketmap_cap = socketmap
+        .min(room.saturating_sub(MIN_HTTP_CONNECTIONS))
+        .max(1);
+    let http_cap = http.min(room.saturating_sub(socketmap_cap)).max(1);
+    if socketmap_cap < socketmap {
+        tracing::warn!(
+            nofile = limit,
+            configured = socketmap,
+            effective = socketmap_cap,
+            "[socketmap] max_connections does not fit under the open-files limit; lowered (raise LimitNOFILE)"
+        );
+    }
+    if http_cap < http {
+        tracing::info!(
+            nofile = limit,
+            configured = http,
+            effective = http_cap,
+            "[http] max_connections lowered to keep descriptors for the socketmap"
+        );
+    }
+    ConnectionCaps {
+        socketmap: socketmap_cap,
+        http: http_cap,
+    }
+}
+
+/// Raises the soft open-files limit to the hard one (systemd's `LimitNOFILE=` sets both;
+/// a shell often leaves the soft one at 1024) and returns the soft limit now in force,
+/// `None` when unlimited.
+pub fn raise_nofile_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => return limit.maximum,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot raise the soft open-files limit");
+            }
+        }
+    }
+    limit.current
+}
+
 /// A running daemon (see the module documentation).
 #[derive(Debug)]
 pub struct Daemon {
@@ -295,9 +468,19 @@ impl Daemon {
         let generation =
             Arc::new(build_generation(config, Arc::clone(&store), &metrics, &recorder).await?);
         let config = &generation.config;
+        let caps = connection_caps(
+            raise_nofile_limit(),
+            config.socketmap.max_connections,
+            config.http.max_connections,
+        );
+        let mut server_options = ServerOptions::from_config(&config.socketmap);
+        server_options.max_connections = caps.socketmap;
+        server_options.max_per_peer = server_options.max_per_peer.min(caps.socketmap);
+        let mut http_options = crate::http::HttpOptions::from_config(&config.http);
+        http_options.max_connections = caps.http;
         let server = SocketmapServer::bind_with_metrics(
             &config.socketmap.listen,
-            ServerOptions::from_config(&config.socketmap),
+            server_options,
             config.zone_table(),
             Arc::new(generation.lookup.clone()),
             Arc::clone(&metrics),
@@ -338,6 +521,7 @@ impl Daemon {
         let http = tokio::spawn(crate::http::serve(
             http_listener,
             Arc::clone(&core),
+            http_options,
             stop_rx,
         ));
         tracing::info!(

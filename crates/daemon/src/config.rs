@@ -200,8 +200,14 @@ pub struct SocketmapConfig {
     /// `idle_timeout`: a connection with no request in progress for this long is closed
     /// (default 60 s; Postfix reconnects on its next lookup).
     pub idle_timeout: Duration,
-    /// `max_connections`: more clients wait in the listen backlog (default 4096).
+    /// `max_connections`: connections served at once (default 4096). When all are taken, a
+    /// new client evicts the longest-idle connection, else waits in the listen backlog
+    /// (see [`crate::server`]).
     pub max_connections: usize,
+    /// `max_connections_per_peer`: connections served at once per TCP source address
+    /// (default 1024); a peer over it evicts its own longest-idle connection or is refused.
+    /// Not applied to UNIX sockets (see [`crate::server`]).
+    pub max_connections_per_peer: usize,
     /// `max_request`: largest request payload in bytes (default 65536).
     pub max_request: usize,
     /// `max_pipelined`: requests looked up concurrently per connection (default 128); more
@@ -218,6 +224,7 @@ impl Default for SocketmapConfig {
             socket_mode: 0o666,
             idle_timeout: Duration::from_secs(60),
             max_connections: 4096,
+            max_connections_per_peer: 1024,
             max_request: crate::netstring::DEFAULT_MAX_PAYLOAD,
             max_pipelined: 128,
             shutdown_timeout: Duration::from_secs(10),
@@ -230,12 +237,30 @@ impl Default for SocketmapConfig {
 pub struct HttpConfig {
     /// `listen`, default `127.0.0.1:8462`.
     pub listen: Listen,
+    /// `max_connections`: API connections served at once (default 64); more wait in the
+    /// listen backlog. Lowered at start if the open-files limit cannot hold it next to the
+    /// socketmap's connections ([`crate::app`]).
+    pub max_connections: usize,
+    /// `idle_timeout`: a connection whose request headers have not all arrived this long
+    /// after the connection opened or the previous response was sent is closed (default 10 s).
+    pub idle_timeout: Duration,
+    /// `lookup_rate`: API requests that may look a domain up over the network
+    /// (`?refresh=1`, or a domain with no cached policy) allowed per second on average
+    /// (default 2); `0` answers such requests `429` always.
+    pub lookup_rate: u32,
+    /// `lookup_burst`: how many of those may come at once (default 20); past it the API
+    /// answers `429` with `Retry-After`.
+    pub lookup_burst: u32,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], 8462))),
+            max_connections: 64,
+            idle_timeout: Duration::from_secs(10),
+            lookup_rate: 2,
+            lookup_burst: 20,
         }
     }
 }
@@ -599,6 +624,7 @@ struct RawSocketmap {
     socket_mode: Option<FileMode>,
     idle_timeout: Option<HumanDuration>,
     max_connections: Option<usize>,
+    max_connections_per_peer: Option<usize>,
     max_request: Option<usize>,
     max_pipelined: Option<usize>,
     shutdown_timeout: Option<HumanDuration>,
@@ -608,6 +634,10 @@ struct RawSocketmap {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: Option<Parsed<Listen>>,
+    max_connections: Option<usize>,
+    idle_timeout: Option<HumanDuration>,
+    lookup_rate: Option<u32>,
+    lookup_burst: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -666,6 +696,9 @@ impl RawConfig {
             socket_mode: s.socket_mode.map(|m| m.0).unwrap_or(d.socket_mode),
             idle_timeout: s.idle_timeout.map(|t| t.0).unwrap_or(d.idle_timeout),
             max_connections: s.max_connections.unwrap_or(d.max_connections),
+            max_connections_per_peer: s
+                .max_connections_per_peer
+                .unwrap_or(d.max_connections_per_peer),
             max_request: s.max_request.unwrap_or(d.max_request),
             max_pipelined: s.max_pipelined.unwrap_or(d.max_pipelined),
             shutdown_timeout: s
@@ -673,9 +706,12 @@ impl RawConfig {
                 .map(|t| t.0)
                 .unwrap_or(d.shutdown_timeout),
         };
-        if socketmap.max_connections == 0 || socketmap.max_pipelined == 0 {
+        if socketmap.max_connections == 0
+            || socketmap.max_connections_per_peer == 0
+            || socketmap.max_pipelined == 0
+        {
             return Err(invalid(
-                "[socketmap] max_connections and max_pipelined must be at least 1".to_owned(),
+                "[socketmap] max_connections, max_connections_per_peer and max_pipelined must be at least 1".to_owned(),
             ));
         }
         if socketmap.max_request == 0 {
@@ -683,13 +719,26 @@ impl RawConfig {
                 "[socketmap] max_request must be at least 1 byte (default 65536)".to_owned(),
             ));
         }
+        let hd = HttpConfig::default();
+        let h = self.http;
         let http = HttpConfig {
-            listen: self
-                .http
-                .listen
-                .map(|l| l.0)
-                .unwrap_or(HttpConfig::default().listen),
+            listen: h.listen.map(|l| l.0).unwrap_or(hd.listen),
+            max_connections: h.max_connections.unwrap_or(hd.max_connections),
+            idle_timeout: h.idle_timeout.map(|t| t.0).unwrap_or(hd.idle_timeout),
+            lookup_rate: h.lookup_rate.unwrap_or(hd.lookup_rate),
+            lookup_burst: h.lookup_burst.unwrap_or(hd.lookup_burst),
         };
+        if http.max_connections == 0 || http.idle_timeout.is_zero() {
+            return Err(invalid(
+                "[http] max_connections must be at least 1 and idle_timeout above 0 (defaults 64, \"10s\")".to_owned(),
+            ));
+        }
+        if http.lookup_burst == 0 && http.lookup_rate > 0 {
+            return Err(invalid(
+                "[http] lookup_burst must be at least 1 when lookup_rate is above 0 (default 20)"
+                    .to_owned(),
+            ));
+        }
         let rd = ResolverConfig::default();
         let resolver = ResolverConfig {
             nameservers: self

@@ -16,6 +16,7 @@
 //! | DANE check (`dane = "defer"`) | [`dane`] |
 //! | counters and `/metrics` | [`metrics`] |
 //! | HTTP API | [`http`] |
+//! | taking over a UNIX socket path (stale sockets only) | [`socket_path`] |
 //! | systemd notification | [`notify`] |
 //! | TLS-RPT: policy outcomes, collector socket, scheduled reports | [`tlsrpt`] |
 //! | the running daemon: wiring, reload, shutdown, signals | [`app`] |
@@ -33,6 +34,7 @@ pub mod netstring;
 pub mod notify;
 pub mod resolver_lookup;
 pub mod server;
+pub mod socket_path;
 pub mod socketmap;
 pub mod tlsrpt;
 

@@ -11,6 +11,7 @@
 //! | `mta_sts_socketmap_queries_total` | counter | `answer` = ok, notfound, temp, timeout, perm | replies written |
 //! | `mta_sts_socketmap_connections_total` | counter | | connections accepted |
 //! | `mta_sts_socketmap_connections_open` | gauge | | connections open now |
+//! | `mta_sts_socketmap_connections_shed_total` | counter | `action` = evicted, refused | connections closed to make room for a new one, new ones refused at the per-peer limit |
 //! | `mta_sts_socketmap_budget_exceeded_total` | counter | | queries answered after the budget ran out |
 //! | `mta_sts_lookup_duration_seconds` | histogram | `source` = cache, network | resolver lookups |
 //! | `mta_sts_lookups_total` | counter | `outcome` = policy, no_policy, unusable | resolver lookups |
@@ -97,6 +98,10 @@ pub struct Metrics {
     pub connections_total: AtomicU64,
     /// Connections open now.
     pub connections_open: AtomicU64,
+    /// Idle connections closed to make room for a new one.
+    pub connections_evicted: AtomicU64,
+    /// New connections refused at the per-peer limit (none of the peer's was idle).
+    pub connections_refused: AtomicU64,
     /// Queries whose lookup outlived the budget.
     pub budget_exceeded: AtomicU64,
     /// Lookups answered from memory without network I/O beyond the TXT check.
@@ -188,6 +193,15 @@ impl Metrics {
             out,
             "# HELP mta_sts_socketmap_connections_open Socketmap connections open now.\n# TYPE mta_sts_socketmap_connections_open gauge\nmta_sts_socketmap_connections_open {}",
             get(&self.connections_open)
+        );
+        counter(
+            &mut out,
+            "mta_sts_socketmap_connections_shed_total",
+            "Socketmap connections evicted (longest idle, to make room) or refused (per-peer limit).",
+            &[
+                ("action=\"evicted\"", get(&self.connections_evicted)),
+                ("action=\"refused\"", get(&self.connections_refused)),
+            ],
         );
         counter(
             &mut out,

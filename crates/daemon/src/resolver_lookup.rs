@@ -69,6 +69,15 @@ impl ResolverLookup {
         self
     }
 
+    /// This lookup without TLS-RPT recording (for the HTTP API, whose lookups are no
+    /// sessions).
+    pub fn without_tlsrpt(&self) -> Self {
+        ResolverLookup {
+            tlsrpt: None,
+            ..self.clone()
+        }
+    }
+
     /// Uses `client` for zones with `dane = "defer"`.
     pub fn with_dane(mut self, client: DaneClient) -> Self {
         self.dane = Some(client);
@@ -131,6 +140,17 @@ impl ResolverLookup {
     }
 }
 
+/// The [`LookupResult`] of a resolver lookup (see [`ResolverLookup`] for the mapping).
+pub fn result_of(lookup: &Lookup) -> LookupResult {
+    match (&lookup.policy, &lookup.error) {
+        (Some(cached), _) => LookupResult::Policy(Arc::clone(cached)),
+        (None, Some(error)) if error.is_unusable() => LookupResult::Failed {
+            reason: error.to_string(),
+        },
+        (None, _) => LookupResult::NoPolicy,
+    }
+}
+
 /// Seconds since the epoch.
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -146,13 +166,7 @@ impl PolicyLookup for ResolverLookup {
         if let Some(recorder) = &self.tlsrpt {
             recorder.record(domain, &lookup);
         }
-        match (lookup.policy, lookup.error) {
-            (Some(cached), _) => LookupResult::Policy(cached),
-            (None, Some(error)) if error.is_unusable() => LookupResult::Failed {
-                reason: error.to_string(),
-            },
-            (None, _) => LookupResult::NoPolicy,
-        }
+        result_of(&lookup)
     }
 
     fn fast(&self, domain: &Domain) -> Option<LookupResult> {

@@ -18,7 +18,26 @@
 //!   whose current request has not arrived completely within `idle_timeout` of its first
 //!   byte (a client trickling one byte a second is cut, not kept alive by each byte), or
 //!   that stops reading its replies for `idle_timeout`.
-//! - At most `max_connections` connections are served at once; more wait in the backlog.
+//! - An empty request (`0:,`) is answered `PERM empty request` and the connection is
+//!   closed. Postfix never sends one (its socketmap client always sends `<name> <key>`), so
+//!   it is no lookup and must not count as activity: before, `NOTFOUND ` to `0:,` every few
+//!   seconds let a client hold a slot forever. (A request without a space is still a name
+//!   with an empty key, answered `NOTFOUND `, as postfix-mta-sts-resolver does.)
+//!
+//! Connection limits (issue 12.4):
+//! - At most `max_connections` connections are served at once, and at most
+//!   `max_per_peer` per TCP source address. UNIX-socket connections have no per-peer
+//!   limit: every Postfix `smtp(8)` process connects as the same uid (`postfix`), so a
+//!   per-uid limit would cap Postfix itself, and the socket mode already says who may
+//!   connect; they are protected by eviction alone.
+//! - A connection is *idle* when it has no lookup in flight and no reply unwritten (a
+//!   partial request counts as idle: Postfix writes whole requests). When a new client
+//!   would exceed a limit, the longest-idle connection in that scope (the peer's, or any)
+//!   is evicted — closed without a reply owed — rather than refusing the newcomer: Postfix
+//!   reconnects on its next lookup, as after `idle_timeout`. With nothing idle, a new
+//!   client over the per-peer limit is refused (closed at once), and one over
+//!   `max_connections` waits, holding its one descriptor, until a connection ends or turns
+//!   idle; further clients wait in the listen backlog.
 //!
 //! Reload ([`ServerHandle::update`]): zones and the lookup are swapped atomically; queries
 //! already started finish with the settings they started with, open connections stay open
@@ -28,19 +47,19 @@
 //! stop reading new requests, let in-flight queries finish and their replies be written for
 //! up to `shutdown_timeout`, then close every connection.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{Listen, SocketmapConfig, Zones};
@@ -95,6 +114,9 @@ pub struct ServerOptions {
     pub idle_timeout: Duration,
     /// Most connections served at once.
     pub max_connections: usize,
+    /// Most connections served at once per TCP source address (not applied to UNIX
+    /// sockets).
+    pub max_per_peer: usize,
     /// Most requests in flight per connection.
     pub max_pipelined: usize,
     /// How long in-flight queries may finish after shutdown starts.
@@ -119,6 +141,7 @@ impl ServerOptions {
             },
             idle_timeout: config.idle_timeout,
             max_connections: config.max_connections.max(1),
+            max_per_peer: config.max_connections_per_peer.max(1),
             max_pipelined: config.max_pipelined.max(1),
             shutdown_timeout: config.shutdown_timeout,
             socket_mode: config.socket_mode,
@@ -137,6 +160,154 @@ struct Served {
     lookup: Arc<dyn PolicyLookup>,
 }
 
+/// [`Slot::state`] of a connection with a lookup in flight or a reply unwritten.
+const BUSY: u64 = 0;
+/// [`Slot::state`] of a connection chosen for eviction.
+const EVICTED: u64 = u64::MAX;
+
+/// A connection's entry in the [`Registry`].
+struct Slot {
+    /// [`BUSY`], [`EVICTED`], or when it turned idle (see [`Registry::stamp`]). Only the
+    /// evictor moves an idle state to `EVICTED` (compare-and-swap), only the connection
+    /// moves it to `BUSY` (swap, seeing an eviction it lost to).
+    state: AtomicU64,
+    /// Wakes the connection when it is evicted.
+    evict: Notify,
+}
+
+/// The open connections, for the connection limits and eviction (module documentation).
+struct Registry {
+    epoch: tokio::time::Instant,
+    max: usize,
+    max_per_peer: usize,
+    table: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    next_id: u64,
+    slots: HashMap<u64, (Option<IpAddr>, Arc<Slot>)>,
+    per_peer: HashMap<IpAddr, usize>,
+}
+
+impl Table {
+    fn remove(&mut self, id: u64) -> Option<Arc<Slot>> {
+        let (peer, slot) = self.slots.remove(&id)?;
+        if let Some(ip) = peer
+            && let Some(count) = self.per_peer.get_mut(&ip)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.per_peer.remove(&ip);
+            }
+        }
+        Some(slot)
+    }
+}
+
+impl Registry {
+    fn new(options: &ServerOptions) -> Registry {
+        Registry {
+            epoch: tokio::time::Instant::now(),
+            max: options.max_connections,
+            max_per_peer: options.max_per_peer,
+            table: Mutex::new(Table::default()),
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An idle state for now: milliseconds since the server started, plus one (never
+    /// [`BUSY`]).
+    fn stamp(&self) -> u64 {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(EVICTED - 2);
+        ms.saturating_add(1).min(EVICTED - 1)
+    }
+
+    /// Whether a connection from `peer` may be registered now without evicting.
+    fn peer_full(&self, peer: Option<IpAddr>) -> bool {
+        peer.is_some_and(|ip| {
+            self.table().per_peer.get(&ip).copied().unwrap_or(0) >= self.max_per_peer
+        })
+    }
+
+    fn full(&self) -> bool {
+        self.table().slots.len() >= self.max
+    }
+
+    fn register(&self, peer: Option<IpAddr>) -> (u64, Arc<Slot>) {
+        let slot = Arc::new(Slot {
+            state: AtomicU64::new(self.stamp()),
+            evict: Notify::new(),
+        });
+        let mut table = self.table();
+        let id = table.next_id;
+        table.next_id += 1;
+        table.slots.insert(id, (peer, Arc::clone(&slot)));
+        if let Some(ip) = peer {
+            *table.per_peer.entry(ip).or_default() += 1;
+        }
+        (id, slot)
+    }
+
+    /// Evicts the longest-idle connection (of `peer` when given); false when none is idle.
+    /// The evicted connection leaves the table at once; it closes a moment later.
+    fn evict_longest_idle(&self, peer: Option<IpAddr>) -> bool {
+        let mut table = self.table();
+        // A candidate may turn busy between the scan and the swap: scan again.
+        for _ in 0..8 {
+            let oldest = table
+                .slots
+                .iter()
+                .filter(|(_, (ip, _))| peer.is_none() || *ip == peer)
+                .filter_map(|(id, (_, slot))| {
+                    let state = slot.state.load(Ordering::Acquire);
+                    (state != BUSY && state != EVICTED).then_some((state, *id))
+                })
+                .min();
+            let Some((state, id)) = oldest else {
+                return false;
+            };
+            let Some((_, slot)) = table.slots.get(&id) else {
+                return false;
+            };
+            if slot
+                .state
+                .compare_exchange(state, EVICTED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                if let Some(slot) = table.remove(id) {
+                    slot.evict.notify_one();
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    fn release(&self, id: u64) {
+        self.table().remove(id);
+    }
+}
+
+/// Removes a connection from the [`Registry`] however its task ends.
+struct Registered {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.shared.registry.release(self.id);
+        self.shared
+            .metrics
+            .connections_open
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Everything a connection needs.
 struct Shared {
     options: ServerOptions,
@@ -144,6 +315,7 @@ struct Shared {
     /// Bumped by every reload, so a connection re-reads `served` only when it changed.
     generation: AtomicU64,
     metrics: Arc<Metrics>,
+    registry: Registry,
 }
 
 impl Shared {
@@ -266,6 +438,7 @@ impl SocketmapServer {
         Ok(SocketmapServer {
             listener,
             shared: Arc::new(Shared {
+                registry: Registry::new(&options),
                 options,
                 served: RwLock::new(Arc::new(Served { zones, lookup })),
                 generation: AtomicU64::new(0),
@@ -307,14 +480,11 @@ impl SocketmapServer {
     {
         let SocketmapServer { listener, shared } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let permits = Arc::new(Semaphore::new(shared.options.max_connections));
         let mut connections = JoinSet::new();
+        // An accepted client waiting for a free slot (every connection busy).
+        let mut waiting: Option<(Stream, String, Option<IpAddr>)> = None;
         tokio::pin!(shutdown);
         loop {
-            let accept = async {
-                let permit = Arc::clone(&permits).acquire_owned().await;
-                (permit, accept(&listener).await)
-            };
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
@@ -323,36 +493,64 @@ impl SocketmapServer {
                         tracing::error!(error = %err, "socketmap connection task failed");
                     }
                 }
-                (permit, accepted) = accept => {
-                    let Ok(permit) = permit else { break };
-                    match accepted {
-                        Ok((stream, peer)) => {
-                            let shared = Arc::clone(&shared);
-                            let stop = stop_rx.clone();
-                            bump(&shared.metrics.connections_total);
-                            bump(&shared.metrics.connections_open);
-                            match stream {
-                                Stream::Tcp(s) => connections.spawn(async move {
-                                    connection(s, &peer, &shared, stop).await;
-                                    shared.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
-                                    drop(permit);
-                                }),
-                                Stream::Unix(s) => connections.spawn(async move {
-                                    connection(s, &peer, &shared, stop).await;
-                                    shared.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
-                                    drop(permit);
-                                }),
-                            };
+                // Nothing tells when a connection turns idle: look again shortly.
+                () = tokio::time::sleep(ADMIT_RETRY), if waiting.is_some() => {}
+                accepted = accept(&listener), if waiting.is_none() => match accepted {
+                    Ok((stream, peer, ip)) => {
+                        let registry = &shared.registry;
+                        if registry.peer_full(ip) {
+                            if registry.evict_longest_idle(ip) {
+                                bump(&shared.metrics.connections_evicted);
+                            } else {
+                                tracing::info!(%peer, limit = shared.options.max_per_peer, "socketmap connection refused: per-peer limit reached and none of the peer's connections is idle");
+                                bump(&shared.metrics.connections_refused);
+                                continue;
+                            }
                         }
-                        Err(err) => {
-                            // EMFILE and friends: back off instead of spinning.
-                            tracing::warn!(error = %err, "socketmap accept failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
+                        waiting = Some((stream, peer, ip));
                     }
+                    Err(err) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %err, "socketmap accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+            if let Some((stream, peer, ip)) = waiting.take() {
+                let registry = &shared.registry;
+                let admit = !registry.full() || {
+                    let evicted = registry.evict_longest_idle(None);
+                    if evicted {
+                        bump(&shared.metrics.connections_evicted);
+                    }
+                    evicted
+                };
+                if !admit {
+                    waiting = Some((stream, peer, ip));
+                    continue;
                 }
+                let (id, slot) = registry.register(ip);
+                let shared = Arc::clone(&shared);
+                let stop = stop_rx.clone();
+                bump(&shared.metrics.connections_total);
+                bump(&shared.metrics.connections_open);
+                let registered = Registered {
+                    shared: Arc::clone(&shared),
+                    id,
+                };
+                match stream {
+                    Stream::Tcp(s) => connections.spawn(async move {
+                        connection(s, &peer, &shared, &slot, stop).await;
+                        drop(registered);
+                    }),
+                    Stream::Unix(s) => connections.spawn(async move {
+                        connection(s, &peer, &shared, &slot, stop).await;
+                        drop(registered);
+                    }),
+                };
             }
         }
+        drop(waiting);
         // Stop accepting: close the listener (and remove a UNIX socket file).
         if let Listener::Unix(_, path) = &listener
             && let Err(err) = std::fs::remove_file(path)
@@ -388,18 +586,24 @@ enum Stream {
     Unix(tokio::net::UnixStream),
 }
 
-async fn accept(listener: &Listener) -> io::Result<(Stream, String)> {
+/// How often a client waiting for a free slot looks for an idle connection to evict.
+const ADMIT_RETRY: Duration = Duration::from_millis(20);
+
+/// Accepts one client: the stream, the peer for logs, the source address (TCP only).
+async fn accept(listener: &Listener) -> io::Result<(Stream, String, Option<IpAddr>)> {
     match listener {
         Listener::Tcp(l) => {
             let (stream, peer) = l.accept().await?;
             if let Err(err) = stream.set_nodelay(true) {
                 tracing::debug!(error = %err, "cannot set TCP_NODELAY");
             }
-            Ok((Stream::Tcp(stream), peer.to_string()))
+            // An IPv4-mapped IPv6 source is the IPv4 peer.
+            let ip = peer.ip().to_canonical();
+            Ok((Stream::Tcp(stream), peer.to_string(), Some(ip)))
         }
         Listener::Unix(l, _) => {
             let (stream, _) = l.accept().await?;
-            Ok((Stream::Unix(stream), "unix".to_owned()))
+            Ok((Stream::Unix(stream), "unix".to_owned(), None))
         }
     }
 }
@@ -422,27 +626,23 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 async fn remove_stale_socket(path: &Path) -> Result<(), ServerError> {
-    use std::os::unix::fs::FileTypeExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return Ok(());
-    };
-    if !meta.file_type().is_socket() {
-        return Err(ServerError::SocketPathInUse {
-            path: path.to_owned(),
-            reason: "a file that is not a socket exists there",
-        });
-    }
-    if tokio::net::UnixStream::connect(path).await.is_ok() {
-        return Err(ServerError::SocketPathInUse {
-            path: path.to_owned(),
-            reason: "another process is listening on it",
-        });
-    }
-    tracing::info!(path = %path.display(), "replacing stale socket file");
-    std::fs::remove_file(path).map_err(|source| ServerError::Bind {
-        listen: format!("unix:{}", path.display()),
-        source,
-    })
+    use crate::socket_path::{SocketKind, SocketPathError, clear_stale};
+    clear_stale(path, SocketKind::Stream)
+        .await
+        .map_err(|e| match e {
+            SocketPathError::NotASocket => ServerError::SocketPathInUse {
+                path: path.to_owned(),
+                reason: "a file that is not a socket exists there",
+            },
+            SocketPathError::InUse => ServerError::SocketPathInUse {
+                path: path.to_owned(),
+                reason: "another process is listening on it",
+            },
+            SocketPathError::Remove(source) => ServerError::Bind {
+                listen: format!("unix:{}", path.display()),
+                source,
+            },
+        })
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), ServerError> {
@@ -489,6 +689,11 @@ enum Handled {
 }
 
 fn handle(payload: &[u8], peer: &str, served: &Served) -> Handled {
+    if payload.is_empty() {
+        // Not a request Postfix sends (module documentation): no lookup, no keep-alive.
+        tracing::info!(%peer, "empty socketmap request; replying PERM and closing the connection");
+        return Handled::QueueAndClose(Pending::Ready(Reply::Perm("empty request".to_owned())));
+    }
     let request = match Request::parse(payload) {
         Ok(request) => request,
         Err(err) => {
@@ -522,8 +727,13 @@ fn handle(payload: &[u8], peer: &str, served: &Served) -> Handled {
 /// that need I/O run in their own tasks and are awaited in request order while reading
 /// goes on. The idle timer is armed once and only moved when it fires, so a busy
 /// connection does not touch the timer wheel per request.
-async fn connection<S>(mut stream: S, peer: &str, shared: &Shared, mut stop: watch::Receiver<bool>)
-where
+async fn connection<S>(
+    mut stream: S,
+    peer: &str,
+    shared: &Shared,
+    slot: &Slot,
+    mut stop: watch::Receiver<bool>,
+) where
     S: AsyncRead + AsyncWrite + Send + Unpin,
 {
     // Reads happen only inside the `select!` below and writes only outside it, so the
@@ -547,6 +757,8 @@ where
     // Registered once, not once per request.
     let stopped = stop.changed();
     tokio::pin!(stopped);
+    // Whether `slot` says idle; registered idle.
+    let mut marked_idle = true;
 
     loop {
         // Every complete request: answer or start its lookup.
@@ -599,11 +811,22 @@ where
             let _ = stream.shutdown().await;
             return;
         }
+        if !marked_idle && head.is_none() && queue.is_empty() {
+            // Nothing owed to the client: evictable, longest-idle first.
+            slot.state.store(shared.registry.stamp(), Ordering::Release);
+            marked_idle = true;
+        }
         let reading = !closing && queue.len() + usize::from(head.is_some()) < max_pipelined;
         tokio::select! {
             biased;
             _ = &mut stopped, if !closing => {
                 closing = true;
+            }
+            () = slot.evict.notified() => {
+                if slot.state.load(Ordering::Acquire) == EVICTED {
+                    tracing::debug!(%peer, "idle socketmap connection evicted to make room");
+                    return;
+                }
             }
             reply = async {
                 match head.as_mut() {
@@ -622,6 +845,13 @@ where
                     closing = true;
                 }
                 Ok(n) => {
+                    if slot.state.swap(BUSY, Ordering::AcqRel) == EVICTED {
+                        // Evicted while these bytes arrived: the client sees EOF and
+                        // reconnects.
+                        tracing::debug!(%peer, "socketmap connection evicted to make room");
+                        return;
+                    }
+                    marked_idle = false;
                     let now = tokio::time::Instant::now();
                     last_activity = now;
                     if decoder.buffered() == 0 {

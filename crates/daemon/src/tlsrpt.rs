@@ -717,25 +717,20 @@ impl Drop for TlsrptService {
 /// Binds the collector socket: replaces a stale socket file, refuses any other file or a
 /// socket somebody receives on, sets the mode.
 async fn bind_collector(path: &Path, mode: u32) -> Result<UnixDatagram, TlsrptError> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let fail = |message: String| TlsrptError::Socket {
         path: path.to_owned(),
         message,
     };
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_socket() {
-            return Err(fail("a file that is not a socket exists there".into()));
-        }
-        let probe = UnixDatagram::unbound().map_err(|e| fail(e.to_string()))?;
-        if probe.connect(path).is_ok() {
-            return Err(fail(
+    crate::socket_path::clear_stale(path, crate::socket_path::SocketKind::Datagram)
+        .await
+        .map_err(|e| match e {
+            crate::socket_path::SocketPathError::InUse => fail(
                 "another process receives on it (tlsrpt-collectd?): stop it or choose another path"
                     .into(),
-            ));
-        }
-        std::fs::remove_file(path)
-            .map_err(|e| fail(format!("cannot remove the stale socket: {e}")))?;
-    }
+            ),
+            other => fail(other.to_string()),
+        })?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;

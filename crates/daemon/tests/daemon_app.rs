@@ -154,7 +154,8 @@ async fn wiring_http_api_reload_and_graceful_shutdown() {
         "mta_sts_socketmap_connections_total 4",
         "mta_sts_lookup_duration_seconds_bucket{source=\"network\",le=\"+Inf\"}",
         "mta_sts_fetches_total",
-        "mta_sts_lookups_total{outcome=\"unusable\"} 1",
+        // The socketmap's lookup and the API's (badcert.test was not cached).
+        "mta_sts_lookups_total{outcome=\"unusable\"} 2",
         "mta_sts_cache_entries",
     ] {
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
@@ -455,4 +456,168 @@ impl Drop for RedisServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// GET `path` with extra raw header lines: (status, headers, body).
+async fn http_get_full(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .expect("response in time")
+    .expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+/// Issue 12.3: an HTTP connection that sends nothing (or never finishes its headers) is
+/// closed after `[http] idle_timeout`; before, it stayed open for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_idle_and_slow_header_connections_are_closed() {
+    let world = world();
+    let mut config = config(&world, "store = \"memory\"", "");
+    config.http.idle_timeout = Duration::from_secs(1);
+    let daemon = Daemon::start(config).await.expect("start");
+    let addr = daemon.http_addr().expect("tcp");
+    let mut silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut partial = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    partial
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    for (what, stream) in [("silent", &mut silent), ("partial headers", &mut partial)] {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(8), stream.read_to_end(&mut buf)).await;
+        assert!(
+            read.is_ok(),
+            "{what}: connection still open 8 s after a 1 s idle timeout"
+        );
+    }
+    // The API still answers.
+    let (status, _) = http_get(&daemon, "/healthz").await;
+    assert_eq!(status, 200);
+    daemon.shutdown().await;
+}
+
+/// Issue 12.3: more HTTP connections than `[http] max_connections` do not take more
+/// descriptors: the extra ones wait in the backlog and the socketmap keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_connection_cap_leaves_the_socketmap_alone() {
+    let world = world();
+    let mut config = config(&world, "store = \"memory\"", "");
+    config.http.max_connections = 4;
+    let daemon = Daemon::start(config).await.expect("start");
+    let addr = daemon.http_addr().expect("tcp");
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A fifth is not served while the four hold their slots.
+    let fifth = tokio::time::timeout(Duration::from_millis(500), http_get(&daemon, "/healthz"));
+    assert!(fifth.await.is_err(), "the fifth connection was served");
+    assert_eq!(query(&daemon, "postfix good.test").await, ENFORCE);
+    drop(idle);
+    let (status, _) = http_get(&daemon, "/healthz").await;
+    assert_eq!(status, 200);
+    daemon.shutdown().await;
+}
+
+/// Issue 18.4: the API answers as the socketmap does: a domain never looked up is looked
+/// up (within the budget) instead of `"policy": null, "socketmap_answer": "NOTFOUND "`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_policy_looks_up_a_domain_not_yet_cached() {
+    let world = world();
+    let daemon = Daemon::start(config(&world, "store = \"memory\"", ""))
+        .await
+        .expect("start");
+    let (status, body) = http_get(&daemon, "/v1/policy/good.test").await;
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(json["socketmap_answer"], ENFORCE, "{json}");
+    assert_eq!(json["cached"], true, "{json}");
+    assert_eq!(json["policy"]["mode"], "enforce", "{json}");
+    // The socketmap agrees, answered from the cache the API filled: no second fetch.
+    let fetched = world.https().request_count("mta-sts.good.test");
+    assert_eq!(query(&daemon, "postfix good.test").await, ENFORCE);
+    assert_eq!(world.https().request_count("mta-sts.good.test"), fetched);
+    // A domain without a policy: NOTFOUND, as the socketmap says.
+    let (_, body) = http_get(&daemon, "/v1/policy/none.test").await;
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(json["socketmap_answer"], "NOTFOUND ", "{json}");
+    daemon.shutdown().await;
+}
+
+/// Issue 12.5: lookups through the API are rate-limited (429 with Retry-After), and an
+/// address literal is a 400, not a domain to look up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_lookups_are_rate_limited_and_address_literals_refused() {
+    let world = world();
+    let mut config = config(&world, "store = \"memory\"", "");
+    config.http.lookup_rate = 1;
+    config.http.lookup_burst = 3;
+    let daemon = Daemon::start(config).await.expect("start");
+    let addr = daemon.http_addr().expect("tcp");
+    for literal in ["127.0.0.1", "%5B127.0.0.1%5D", "[::1]", ".good.test"] {
+        let (status, _, body) = http_get_full(addr, &format!("/v1/policy/{literal}")).await;
+        assert_eq!(status, 400, "{literal}: {body}");
+    }
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for i in 0..8 {
+        let (status, head, _) =
+            http_get_full(addr, &format!("/v1/policy/d{i}.good.test?refresh=1")).await;
+        statuses.push(status);
+        if status == 429 {
+            retry_after = head
+                .lines()
+                .find_map(|l| l.strip_prefix("retry-after: "))
+                .and_then(|v| v.trim().parse::<u64>().ok());
+        }
+    }
+    assert!(
+        statuses.iter().filter(|s| **s == 200).count() <= 4,
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(
+        retry_after.is_some_and(|s| (1..=2).contains(&s)),
+        "{retry_after:?}"
+    );
+    // A cached domain costs nothing: answered while the bucket is empty.
+    assert_eq!(query(&daemon, "postfix good.test").await, ENFORCE);
+    let (status, _, body) = http_get_full(addr, "/v1/policy/good.test").await;
+    assert_eq!(status, 200, "{body}");
+    daemon.shutdown().await;
+}
+
+/// Issue 12.13: the HTTP listener on a UNIX path never deletes a file that is not a socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_unix_listener_leaves_a_regular_file_alone() {
+    let world = world();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("api.sock");
+    std::fs::write(&path, "precious").expect("write");
+    let mut config = config(&world, "store = \"memory\"", "");
+    config.http.listen = Listen::Unix(path.clone());
+    let err = Daemon::start(config).await.expect_err("must not start");
+    assert!(err.to_string().contains("not a socket"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("still there"),
+        "precious"
+    );
 }

@@ -279,9 +279,42 @@ async fn socketmap_thousand_concurrent_connections() {
 }
 
 #[tokio::test]
-async fn socketmap_connection_cap_queues_extra_clients() {
+async fn socketmap_connection_cap_queues_extra_clients_while_all_are_busy() {
     let options = ServerOptions {
         max_connections: 2,
+        ..ServerOptions::default()
+    };
+    let lookup =
+        Arc::new(FixedLookup::default().with("slow.test", Duration::from_millis(1500), good()));
+    let server = start(tcp(), options, Zones::default(), lookup).await;
+    let mut a = Client::new(&server.listen, 4096).await;
+    let mut b = Client::new(&server.listen, 4096).await;
+    a.send("p slow.test").await;
+    b.send("p slow.test").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut c = Client::new(&server.listen, 4096).await;
+    c.send("p x.test").await;
+    // Both slots are busy (lookups in flight): nothing to evict, the third waits.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), c.reply())
+            .await
+            .is_err()
+    );
+    // Busy connections are never evicted: both get their replies.
+    assert_eq!(a.reply().await.as_deref(), Some(SECURE));
+    assert_eq!(b.reply().await.as_deref(), Some(SECURE));
+    // Then one of them, now idle, makes room for the third.
+    assert_eq!(c.reply().await.as_deref(), Some(NOTFOUND));
+    server.stop().await;
+}
+
+/// Issue 12.4: with every slot held by idle connections, a new client is served at once by
+/// evicting the longest-idle connection (before: it waited in the backlog until an idle
+/// timeout freed a slot).
+#[tokio::test]
+async fn socketmap_full_server_evicts_the_longest_idle_connection() {
+    let options = ServerOptions {
+        max_connections: 3,
         ..ServerOptions::default()
     };
     let server = start(
@@ -291,21 +324,112 @@ async fn socketmap_connection_cap_queues_extra_clients() {
         Arc::new(FixedLookup::default()),
     )
     .await;
-    let mut a = Client::new(&server.listen, 4096).await;
-    let mut b = Client::new(&server.listen, 4096).await;
-    assert!(a.query("p x.test").await.is_some());
-    assert!(b.query("p x.test").await.is_some());
-    let mut c = Client::new(&server.listen, 4096).await;
-    c.send("p x.test").await;
-    // The third waits until a slot is free.
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), c.reply())
-            .await
-            .is_err()
+    let mut holders = Vec::new();
+    for _ in 0..3 {
+        let mut c = Client::new(&server.listen, 4096).await;
+        assert_eq!(c.query("p x.test").await.as_deref(), Some(NOTFOUND));
+        holders.push(c);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The newest holder sends again: still the least idle.
+    assert_eq!(
+        holders[2].query("p x.test").await.as_deref(),
+        Some(NOTFOUND)
     );
-    drop(a);
+    let started = Instant::now();
+    let mut newcomer = Client::new(&server.listen, 4096).await;
+    let reply = tokio::time::timeout(Duration::from_secs(5), newcomer.query("p x.test")).await;
+    assert_eq!(
+        reply.ok().flatten().as_deref(),
+        Some(NOTFOUND),
+        "a new client is served while every slot is held by an idle connection"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // The longest idle (the first) was closed; the others still work.
+    assert!(holders[0].closed_without_reply().await);
+    assert_eq!(
+        holders[1].query("p x.test").await.as_deref(),
+        Some(NOTFOUND)
+    );
+    server.stop().await;
+}
+
+/// Issue 12.4: an empty request (`0:,`, never sent by Postfix) is answered PERM and the
+/// connection closed, so it cannot be used to hold a slot (before: `NOTFOUND ` and the
+/// connection stayed open).
+#[tokio::test]
+async fn socketmap_empty_request_gets_perm_and_close() {
+    let server = start(
+        tcp(),
+        ServerOptions::default(),
+        Zones::default(),
+        Arc::new(FixedLookup::default()),
+    )
+    .await;
+    let mut c = Client::new(&server.listen, 4096).await;
+    c.send_raw(b"0:,").await;
+    assert_eq!(c.reply().await.as_deref(), Some("PERM empty request"));
+    assert_eq!(c.reply().await, None, "closed after the reply");
+    // A real query before it is still answered first.
+    let mut c = Client::new(&server.listen, 4096).await;
+    c.send_raw(b"8:p x.test,0:,").await;
     assert_eq!(c.reply().await.as_deref(), Some(NOTFOUND));
-    drop(b);
+    assert_eq!(c.reply().await.as_deref(), Some("PERM empty request"));
+    assert_eq!(c.reply().await, None);
+    server.stop().await;
+}
+
+/// Issue 12.4: the per-peer limit (TCP source address). A peer at its limit evicts its own
+/// longest-idle connection, never another peer's; with none of its own idle, it is refused.
+#[tokio::test]
+async fn socketmap_per_peer_limit_evicts_the_peers_longest_idle_or_refuses() {
+    let options = ServerOptions {
+        max_connections: 100,
+        max_per_peer: 2,
+        ..ServerOptions::default()
+    };
+    let lookup =
+        Arc::new(FixedLookup::default().with("slow.test", Duration::from_millis(1500), good()));
+    let server = start(tcp(), options, Zones::default(), lookup).await;
+    let other: std::net::Ipv4Addr = "127.0.0.2".parse().unwrap();
+    let me: std::net::Ipv4Addr = "127.0.0.1".parse().unwrap();
+    // The longest idle connection of all belongs to another peer.
+    let mut b1 = Client::from_source(&server.listen, other).await;
+    assert_eq!(b1.query("p x.test").await.as_deref(), Some(NOTFOUND));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut a1 = Client::from_source(&server.listen, me).await;
+    assert_eq!(a1.query("p x.test").await.as_deref(), Some(NOTFOUND));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut a2 = Client::from_source(&server.listen, me).await;
+    assert_eq!(a2.query("p x.test").await.as_deref(), Some(NOTFOUND));
+    // A third from 127.0.0.1: its own longest idle (a1) goes.
+    let mut a3 = Client::from_source(&server.listen, me).await;
+    assert_eq!(a3.query("p x.test").await.as_deref(), Some(NOTFOUND));
+    assert!(a1.closed_without_reply().await);
+    assert_eq!(b1.query("p x.test").await.as_deref(), Some(NOTFOUND));
+    assert_eq!(a2.query("p x.test").await.as_deref(), Some(NOTFOUND));
+    // Both of 127.0.0.1's connections busy: a fourth is refused at once, not queued.
+    a2.send("p slow.test").await;
+    a3.send("p slow.test").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let mut a4 = Client::from_source(&server.listen, me).await;
+    a4.send_raw(b"8:p x.test,").await;
+    assert!(a4.closed_without_reply().await);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(a2.reply().await.as_deref(), Some(SECURE));
+    assert_eq!(a3.reply().await.as_deref(), Some(SECURE));
+    // Another peer is not affected.
+    let mut b2 = Client::from_source(&server.listen, other).await;
+    assert_eq!(b2.query("p x.test").await.as_deref(), Some(NOTFOUND));
     server.stop().await;
 }
 

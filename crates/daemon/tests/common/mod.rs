@@ -173,6 +173,23 @@ impl Client {
         }
     }
 
+    /// A client on a TCP connection from `source` (e.g. `127.0.0.2`: every 127/8 address
+    /// is local on Linux), to test per-peer limits.
+    pub async fn from_source(listen: &Listen, source: std::net::Ipv4Addr) -> Client {
+        let Listen::Tcp(addr) = listen else {
+            panic!("TCP only")
+        };
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(std::net::SocketAddr::from((source, 0)))
+            .expect("bind source");
+        Client {
+            io: Box::new(socket.connect(*addr).await.expect("connect")),
+            decoder: Decoder::new(Limits::default()),
+            read_size: 4096,
+        }
+    }
+
     pub async fn send(&mut self, request: &str) {
         self.io
             .write_all(&encode(request.as_bytes()))

@@ -1,0 +1,72 @@
+//! Taking over a UNIX socket path, shared by the socketmap listener ([`crate::server`]), the
+//! HTTP API ([`crate::http`]) and the TLS-RPT collector ([`crate::tlsrpt`]).
+//!
+//! A path may be reused only when what is there is a *stale socket*: a socket file nobody
+//! accepts (stream) or receives (datagram) on, left by a process that died. Anything else —
+//! a regular file, a directory, a symlink, a socket in use — is left alone and reported, so
+//! that a typo in `listen` never deletes a file.
+
+use std::io;
+use std::path::Path;
+
+/// The kind of socket about to be bound, so the liveness probe speaks its type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketKind {
+    /// `SOCK_STREAM` (socketmap, HTTP).
+    Stream,
+    /// `SOCK_DGRAM` (TLS-RPT collector).
+    Datagram,
+}
+
+/// Why a UNIX socket path cannot be taken over.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketPathError {
+    /// Something that is not a socket is at the path.
+    #[error("a file that is not a socket exists there")]
+    NotASocket,
+    /// A live process accepts or receives on the socket.
+    #[error("another process is listening on it")]
+    InUse,
+    /// The stale socket cannot be removed.
+    #[error("cannot remove the stale socket: {0}")]
+    Remove(io::Error),
+}
+
+/// What [`check_stale`] found at a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathState {
+    /// Nothing: bind away.
+    Free,
+    /// A socket nobody serves: remove it, then bind.
+    Stale,
+}
+
+/// Looks at `path` without changing anything: free, a stale socket, or an error.
+pub async fn check_stale(path: &Path, kind: SocketKind) -> Result<PathState, SocketPathError> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(PathState::Free);
+    };
+    if !meta.file_type().is_socket() {
+        return Err(SocketPathError::NotASocket);
+    }
+    let live = match kind {
+        SocketKind::Stream => tokio::net::UnixStream::connect(path).await.is_ok(),
+        SocketKind::Datagram => tokio::net::UnixDatagram::unbound()
+            .and_then(|probe| probe.connect(path))
+            .is_ok(),
+    };
+    if live {
+        return Err(SocketPathError::InUse);
+    }
+    Ok(PathState::Stale)
+}
+
+/// Makes `path` free for binding: nothing there, or a stale socket that is removed.
+pub async fn clear_stale(path: &Path, kind: SocketKind) -> Result<(), SocketPathError> {
+    if check_stale(path, kind).await? == PathState::Stale {
+        tracing::info!(path = %path.display(), "replacing stale socket file");
+        std::fs::remove_file(path).map_err(SocketPathError::Remove)?;
+    }
+    Ok(())
+}
