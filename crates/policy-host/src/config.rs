@@ -44,9 +44,14 @@
 //! drain_interval = "60s"                  # with both: how often spooled reports are moved
 //!                                         # into the store once it works again
 //!
+//! max_concurrent = 4                     # reports handled at once; more: 503 + Retry-After
+//! max_inflight = 33554432                 # decompressed report bytes held at once, all requests
+//!
 //! [limits]
 //! header_read_timeout = "10s"
 //! idle_timeout = "60s"
+//! body_timeout = "30s"                    # a request body must arrive within this (408)
+//! max_streams = 32                        # concurrent HTTP/2 streams per connection
 //! ```
 
 use std::collections::HashMap;
@@ -201,6 +206,16 @@ pub struct TlsRptConfig {
     pub max_body: usize,
     /// Largest decompressed report accepted, bytes (default 16 MiB).
     pub max_report: usize,
+    /// Most intake requests handled at once, over all hosts and connections (default 4);
+    /// one more is answered 503 with `Retry-After` before its body is read (RFC 8460 §5.5:
+    /// the sender retries). Bounds the request bodies held: `max_concurrent × max_body`.
+    pub max_concurrent: usize,
+    /// Most decompressed report bytes held at once by all intake requests together, each
+    /// JSON object or array counted 64 bytes more for its parsed form (default twice
+    /// `max_report`, minimum `max_report`); a report that would go over now is answered 503
+    /// with `Retry-After`, one that never fits 413. Bounds the memory that parsing and
+    /// storing reports takes (about 6× this).
+    pub max_inflight: usize,
 }
 
 /// `[limits]`: protection against slow and greedy clients.
@@ -217,6 +232,12 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Most concurrent connections (default 10000); more wait in the accept queue.
     pub max_connections: usize,
+    /// A request body must arrive within this, counted from the end of the header
+    /// (default 30 s); a slower one is answered 408 and its connection closed.
+    pub body_timeout: Duration,
+    /// Most concurrent HTTP/2 streams per connection (default 32; RFC 9113 §6.5.2
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`); more are refused by the HTTP/2 layer.
+    pub max_streams: u32,
 }
 
 impl Default for Limits {
@@ -227,6 +248,8 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             max_header_bytes: 8192,
             max_connections: 10_000,
+            body_timeout: Duration::from_secs(30),
+            max_streams: 32,
         }
     }
 }
@@ -328,6 +351,8 @@ struct RawTlsRpt {
     drain_interval: Option<Spanned<toml::Value>>,
     max_body: Option<Spanned<i64>>,
     max_report: Option<Spanned<i64>>,
+    max_concurrent: Option<Spanned<i64>>,
+    max_inflight: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -338,6 +363,8 @@ struct RawLimits {
     idle_timeout: Option<Spanned<toml::Value>>,
     max_header_bytes: Option<Spanned<i64>>,
     max_connections: Option<Spanned<i64>>,
+    body_timeout: Option<Spanned<toml::Value>>,
+    max_streams: Option<Spanned<i64>>,
 }
 
 /// Turns byte spans into `file:line:column`.
@@ -919,6 +946,23 @@ fn build_tlsrpt(src: &Source<'_>, t: &Spanned<RawTlsRpt>) -> Result<TlsRptConfig
             "[tlsrpt] needs `store` (the report database, as `mta-sts report --db` takes it) or `spool_dir` (a directory for `mta-sts report import`), or both",
         ));
     }
+    let max_report = match &t.max_report {
+        Some(v) => positive(src, v, "max_report")?,
+        None => 16 << 20,
+    };
+    let max_inflight = match &t.max_inflight {
+        Some(v) => {
+            let n = positive(src, v, "max_inflight")?;
+            if n < max_report {
+                return Err(src.err(
+                    &v.span(),
+                    format!("`max_inflight` ({n}) must be at least `max_report` ({max_report}), or no report of the largest accepted size could ever be handled"),
+                ));
+            }
+            n
+        }
+        None => max_report.saturating_mul(2),
+    };
     Ok(TlsRptConfig {
         intake_path,
         store,
@@ -931,10 +975,12 @@ fn build_tlsrpt(src: &Source<'_>, t: &Spanned<RawTlsRpt>) -> Result<TlsRptConfig
             Some(v) => positive(src, v, "max_body")?,
             None => 1 << 20,
         },
-        max_report: match &t.max_report {
-            Some(v) => positive(src, v, "max_report")?,
-            None => 16 << 20,
+        max_report,
+        max_concurrent: match &t.max_concurrent {
+            Some(v) => positive(src, v, "max_concurrent")?,
+            None => 4,
         },
+        max_inflight,
     })
 }
 
@@ -974,6 +1020,14 @@ fn build_limits(src: &Source<'_>, l: &RawLimits) -> Result<Limits, ConfigError> 
         max_connections: match &l.max_connections {
             Some(v) => positive(src, v, "max_connections")?,
             None => d.max_connections,
+        },
+        body_timeout: match &l.body_timeout {
+            Some(v) => duration(src, v, "body_timeout")?,
+            None => d.body_timeout,
+        },
+        max_streams: match &l.max_streams {
+            Some(v) => u32::try_from(positive(src, v, "max_streams")?).unwrap_or(u32::MAX),
+            None => d.max_streams,
         },
     })
 }
@@ -1074,6 +1128,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("drain_interval"), "{e}");
+    }
+
+    // Issue #12: the intake's and the connections' bounds, with defaults that hold the
+    // largest report, and a budget that could never hold one refused.
+    #[test]
+    fn intake_and_connection_bounds() {
+        let base = "[[domain]]\nname = \"a.test\"\nmode = \"enforce\"\nmx = [\"mx.a.test\"]\n";
+        let parse = |extra: &str| ServeConfig::parse(&format!("{base}{extra}"), None);
+        let c = parse("[tlsrpt]\nspool_dir = \"s\"\nmax_report = 1000\n").unwrap();
+        let t = c.tlsrpt.unwrap();
+        assert_eq!((t.max_concurrent, t.max_inflight), (4, 2000));
+        assert_eq!(c.limits.body_timeout, Duration::from_secs(30));
+        assert_eq!(c.limits.max_streams, 32);
+        let c = parse(
+            "[tlsrpt]\nspool_dir = \"s\"\nmax_concurrent = 2\nmax_report = 4000\nmax_inflight = 5000\n[limits]\nbody_timeout = \"5s\"\nmax_streams = 8\n",
+        )
+        .unwrap();
+        let t = c.tlsrpt.unwrap();
+        assert_eq!((t.max_concurrent, t.max_inflight), (2, 5000));
+        assert_eq!(c.limits.body_timeout, Duration::from_secs(5));
+        assert_eq!(c.limits.max_streams, 8);
+        let e = parse("[tlsrpt]\nspool_dir = \"s\"\nmax_inflight = 100\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at least `max_report`"), "{e}");
+        for bad in [
+            "[tlsrpt]\nspool_dir = \"s\"\nmax_concurrent = 0\n",
+            "[limits]\nmax_streams = -1\n",
+            "[limits]\nbody_timeout = \"0s\"\n",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -6,6 +6,25 @@
 //! `max_report` bytes of memory), checks that the report is a JSON object with a
 //! `report-id` (400), and hands it to a [`ReportSink`].
 //!
+//! # Bounded work
+//!
+//! The intake is public and unauthenticated, so what it may cost is bounded in total, not
+//! only per request (`[tlsrpt] max_concurrent`, `max_inflight`, `[limits] body_timeout`):
+//!
+//! - at most `max_concurrent` requests are handled at once; one more is answered 503 with
+//!   `Retry-After` before its body is read, so bodies held are at most
+//!   `max_concurrent × max_body`;
+//! - decompressed bytes are counted against a budget of `max_inflight` bytes shared by all
+//!   requests as they are produced (the gzip trailer's declared size at once, the rest as it
+//!   comes; then [`PARSED_OBJECT_COST`] per JSON object and array, for what the parsed form
+//!   costs), and held until the sink is done with the report; a
+//!   report that does not fit now is answered 503 with `Retry-After` (RFC 8460 §5.5: the
+//!   sender retries);
+//! - the body must arrive within `body_timeout` (408), so a trickled body cannot hold a
+//!   permit;
+//! - the `report-id` check streams over the JSON and keeps nothing but the id: no JSON tree
+//!   (which costs 5-10× the text) is built here.
+//!
 //! # Where reports go
 //!
 //! [`ReportSink`] is async: the real destination is a database, and its calls must not hold
@@ -32,11 +51,14 @@
 //! | the store failed, the report was spooled instead | 201 Created (and an error in the log) |
 //! | not gzip, not JSON, not a TLS-RPT report (§4) | 400 with the reason |
 //! | another media type | 415; a body or report over the caps: 413 |
+//! | the body did not arrive within `body_timeout` | 408 |
+//! | `max_concurrent` requests in progress, or the report does not fit in `max_inflight` now | 503 with `Retry-After` |
 //! | the store failed and there is no spool, or the spool failed too | 503 with `Retry-After`, so the sender retries (§5.5) |
 //!
 //! A spooled report gets 201, not 202: it is saved, and some senders take only the 200 and
 //! 201 that §5.4 names as success.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -45,11 +67,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, StatusCode};
+use serde::de::{Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::TlsRptConfig;
 
@@ -311,7 +335,9 @@ impl SpoolSink {
             .and_then(|m| m.modified())
             .unwrap_or_else(|_| SystemTime::now());
         let report = IncomingReport {
-            report_id: report_id(&json).map_err(SinkError::Rejected)?,
+            report_id: report_id(&json)
+                .map_err(|e| SinkError::Rejected(e.to_string()))?
+                .0,
             json,
             gzip: false,
             host: String::new(),
@@ -395,14 +421,135 @@ fn media_type(req: &Request<Incoming>) -> Result<bool, Answer> {
     }
 }
 
-/// Handles one `POST <intake_path>`: `sink` first, `fallback` when `sink` fails.
+/// The intake's limits shared by every request (see the module docs): a permit per request
+/// in progress, and a budget of decompressed bytes in flight.
+#[derive(Debug)]
+pub(crate) struct IntakeGate {
+    requests: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+    max_concurrent: usize,
+    max_inflight: usize,
+}
+
+impl IntakeGate {
+    /// The gate for `config`'s `max_concurrent` and `max_inflight`.
+    pub(crate) fn new(config: &TlsRptConfig) -> IntakeGate {
+        let max_inflight = config.max_inflight.min(Semaphore::MAX_PERMITS);
+        IntakeGate {
+            requests: Arc::new(Semaphore::new(
+                config.max_concurrent.min(Semaphore::MAX_PERMITS),
+            )),
+            bytes: Arc::new(Semaphore::new(max_inflight)),
+            max_concurrent: config.max_concurrent,
+            max_inflight: config.max_inflight,
+        }
+    }
+
+    /// Whether this gate has `config`'s limits (a reload keeps the gate when they did not
+    /// change, so requests in progress stay counted).
+    pub(crate) fn matches(&self, config: &TlsRptConfig) -> bool {
+        self.max_concurrent == config.max_concurrent && self.max_inflight == config.max_inflight
+    }
+}
+
+/// Bytes of the decompressed-report budget held by one request.
+struct Reservation {
+    budget: Arc<Semaphore>,
+    held: Option<OwnedSemaphorePermit>,
+}
+
+impl Reservation {
+    /// Takes `n` more bytes of the budget now, or says no (never waits).
+    fn take(&mut self, n: usize) -> bool {
+        let Ok(n) = u32::try_from(n) else {
+            return false;
+        };
+        match self.budget.clone().try_acquire_many_owned(n) {
+            Ok(permit) => {
+                match &mut self.held {
+                    Some(held) => held.merge(permit),
+                    None => self.held = Some(permit),
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// 503 because the intake is at its limits; the server adds `Retry-After` (RFC 8460 §5.5).
+fn busy() -> Answer {
+    (StatusCode::SERVICE_UNAVAILABLE, BodyError::Busy.to_string())
+}
+
+/// Reads and drops the body, at most `max` bytes, before `deadline`; whether it all came.
+async fn discard_body(mut body: Incoming, max: usize, deadline: tokio::time::Instant) -> bool {
+    let mut seen = 0usize;
+    loop {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(None) => return true,
+            Ok(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    seen = seen.saturating_add(data.len());
+                    if seen > max {
+                        return false;
+                    }
+                }
+            }
+            Ok(Some(Err(_))) | Err(_) => return false,
+        }
+    }
+}
+
+/// Reads the whole body, at most `max` bytes, before `deadline`.
+async fn read_body(
+    mut body: Incoming,
+    max: usize,
+    declared: Option<u64>,
+    deadline: tokio::time::Instant,
+    too_big: impl Fn() -> Answer,
+) -> Result<Bytes, Answer> {
+    let hint = declared.map_or(0, |n| usize::try_from(n).unwrap_or(max).min(max));
+    let mut buf = BytesMut::with_capacity(hint);
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                return Err((
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body did not arrive in time".to_string(),
+                ));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(_))) => {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read".to_string(),
+                ));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.len().saturating_add(data.len()) > max {
+                return Err(too_big());
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Handles one `POST <intake_path>`: `sink` first, `fallback` when `sink` fails; `gate`
+/// bounds the work of all intake requests together, `body_timeout` this one's body.
 pub(crate) async fn handle(
     req: Request<Incoming>,
     config: &TlsRptConfig,
+    gate: &IntakeGate,
+    body_timeout: Duration,
     sink: Arc<dyn ReportSink>,
     fallback: Option<SpoolSink>,
     host: &str,
 ) -> Answer {
+    let deadline = tokio::time::Instant::now() + body_timeout;
     let gzip = match media_type(&req) {
         Ok(g) => g,
         Err(answer) => return answer,
@@ -421,47 +568,44 @@ pub(crate) async fn handle(
     if declared.is_some_and(|n| n > config.max_body as u64) {
         return too_big();
     }
-    let body = match Limited::new(req.into_body(), config.max_body)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                return too_big();
-            }
-            return (
-                StatusCode::BAD_REQUEST,
-                "the request body could not be read".to_string(),
-            );
+    // Before the body is read: what waits for a permit is only a header.
+    let Ok(_request) = gate.requests.clone().try_acquire_owned() else {
+        tracing::debug!(%host, "TLS-RPT intake at max_concurrent; 503");
+        if req.version() < hyper::Version::HTTP_2 {
+            // HTTP/1.1: a sender still writing its body when the connection closes may
+            // never read the 503; the body is read and dropped (nothing is kept) first,
+            // within the same size and time limits.
+            let _ = discard_body(req.into_body(), config.max_body, deadline).await;
         }
+        return busy();
+    };
+    let body = match read_body(
+        req.into_body(),
+        config.max_body,
+        declared,
+        deadline,
+        too_big,
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err(answer) => return answer,
     };
     let max_report = config.max_report;
-    let host = host.to_string();
-    let path = config.intake_path.clone();
-    // Decompressing and parsing are CPU work of up to `max_report` bytes: off the runtime.
-    let check = move || -> Result<IncomingReport, Answer> {
-        let json = if gzip {
-            Bytes::from(gunzip(&body, max_report)?)
-        } else {
-            body
-        };
-        let report_id = report_id(&json).map_err(|reason| (StatusCode::BAD_REQUEST, reason))?;
-        Ok(IncomingReport {
-            json,
-            report_id,
-            gzip,
-            host,
-            path,
-            received: SystemTime::now(),
-            spooled: None,
-        })
+    let max_weight = config.max_inflight;
+    let mut reservation = Reservation {
+        budget: gate.bytes.clone(),
+        held: None,
     };
-    let report = match tokio::task::spawn_blocking(check).await {
-        Ok(Ok(report)) => report,
-        Ok(Err(answer)) => return answer,
+    // Decompressing and parsing are CPU work of up to `max_report` bytes: off the runtime.
+    let check = move || {
+        let checked = check_body_within(body, gzip, max_report, max_weight, &mut |n| {
+            reservation.take(n)
+        });
+        (checked, reservation)
+    };
+    let (checked, _reservation) = match tokio::task::spawn_blocking(check).await {
+        Ok(done) => done,
         Err(_) => {
             return (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -469,6 +613,25 @@ pub(crate) async fn handle(
             );
         }
     };
+    let checked = match checked {
+        Ok(checked) => checked,
+        Err(e) => {
+            if e == BodyError::Busy {
+                tracing::debug!(%host, "TLS-RPT intake at max_inflight; 503");
+            }
+            return (e.status(), e.to_string());
+        }
+    };
+    let report = IncomingReport {
+        json: checked.json,
+        report_id: checked.report_id,
+        gzip,
+        host: host.to_string(),
+        path: config.intake_path.clone(),
+        received: SystemTime::now(),
+        spooled: None,
+    };
+    // `_reservation` and `_request` are held until the sink is done with the report.
     deliver(&report, sink.as_ref(), fallback.as_ref()).await
 }
 
@@ -531,33 +694,343 @@ fn unavailable() -> Answer {
     )
 }
 
-/// Decompresses at most `max` bytes; more is a 413 (a gzip bomb stops here).
-fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, Answer> {
-    let mut out = Vec::new();
-    let decoder = flate2::read::MultiGzDecoder::new(body);
-    match decoder.take(max as u64 + 1).read_to_end(&mut out) {
-        Ok(_) if out.len() > max => Err((
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the decompressed report is larger than {max} bytes"),
-        )),
-        Ok(_) => Ok(out),
-        Err(_) => Err((
-            StatusCode::BAD_REQUEST,
-            "the body is not valid gzip (application/tlsrpt+gzip)".to_string(),
-        )),
+/// Why a POSTed body is not taken as a report; [`BodyError::status`] is the answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// `application/tlsrpt+gzip` (RFC 8460 §6.5) that is not gzip.
+    #[error("the body is not valid gzip (application/tlsrpt+gzip)")]
+    Gzip,
+    /// The decompressed report is over `max_report`.
+    #[error("the decompressed report is larger than {0} bytes")]
+    TooLarge(usize),
+    /// The decompressed-bytes budget (`max_inflight`) is used by other requests now.
+    #[error("too many reports are being received now; retry later")]
+    Busy,
+    /// Not JSON (RFC 8460 §4.4).
+    #[error("the report is not valid JSON: {0}")]
+    Json(String),
+    /// JSON, but not an object (RFC 8460 §4.4).
+    #[error("the report is not a JSON object (RFC 8460 §4.4)")]
+    NotObject,
+    /// No `report-id` string (RFC 8460 §4.4).
+    #[error("the report has no \"report-id\" string (RFC 8460 §4.4)")]
+    NoReportId,
+    /// The report's text plus [`PARSED_OBJECT_COST`] per JSON object and array is over
+    /// `max_inflight`: it could never be handled.
+    #[error(
+        "the report has too many JSON objects and arrays ({containers}) to be handled within {limit} bytes"
+    )]
+    TooComplex {
+        /// Objects and arrays in the report.
+        containers: usize,
+        /// `max_inflight`.
+        limit: usize,
+    },
+    /// `report-id` twice: I-JSON member names are unique (RFC 7493 §2.3).
+    #[error("the report has more than one \"report-id\" member (RFC 7493 §2.3)")]
+    DuplicateReportId,
+}
+
+impl BodyError {
+    /// The HTTP answer: 400, 413, or 503 for [`BodyError::Busy`].
+    pub fn status(&self) -> StatusCode {
+        match self {
+            BodyError::TooLarge(_) | BodyError::TooComplex { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
     }
 }
 
-/// The report must be a JSON object with a string `report-id` (RFC 8460 §4.4).
-fn report_id(json: &[u8]) -> Result<String, String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(json).map_err(|e| format!("the report is not valid JSON: {e}"))?;
-    let Some(object) = value.as_object() else {
-        return Err("the report is not a JSON object (RFC 8460 §4.4)".to_string());
+/// A body the intake takes: the report JSON (decompressed) and its `report-id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedBody {
+    /// The report JSON.
+    pub json: Bytes,
+    /// Its `report-id` (RFC 8460 §4.4).
+    pub report_id: String,
+}
+
+/// What the intake does with a POSTed body before a sink sees it: gunzip when `gzip`
+/// (RFC 8460 §6.5; at most `max_report` bytes, counted as they are produced), then check
+/// that it is a JSON object with a `report-id` string (§4.4). Memory: the body, the JSON,
+/// and the id; no JSON tree.
+pub fn check_body(
+    body: impl Into<Bytes>,
+    gzip: bool,
+    max_report: usize,
+) -> Result<CheckedBody, BodyError> {
+    check_body_within(body.into(), gzip, max_report, usize::MAX, &mut |_| true)
+}
+
+/// [`check_body`], asking `reserve` for every decompressed byte before keeping it.
+fn check_body_within(
+    body: Bytes,
+    gzip: bool,
+    max_report: usize,
+    max_weight: usize,
+    reserve: &mut dyn FnMut(usize) -> bool,
+) -> Result<CheckedBody, BodyError> {
+    let json = if gzip {
+        let json = gunzip(&body, max_report, reserve)?;
+        drop(body);
+        Bytes::from(json)
+    } else {
+        if body.len() > max_report {
+            return Err(BodyError::TooLarge(max_report));
+        }
+        if !reserve(body.len()) {
+            return Err(BodyError::Busy);
+        }
+        body
     };
-    match object.get("report-id").and_then(|v| v.as_str()) {
-        Some(id) if !id.is_empty() => Ok(id.to_string()),
-        _ => Err("the report has no \"report-id\" string (RFC 8460 §4.4)".to_string()),
+    let (report_id, containers) = report_id(&json)?;
+    // What parsing and storing the report costs beyond its text grows with its objects and
+    // arrays (a 20-byte `{"result-type":"x"}` becomes a struct of some 200 bytes, and the
+    // store holds more than one form at once): counted too, so a report of tiny objects
+    // takes the budget its memory takes.
+    let weight = json
+        .len()
+        .saturating_add(containers.saturating_mul(PARSED_OBJECT_COST));
+    if weight > max_weight {
+        return Err(BodyError::TooComplex {
+            containers,
+            limit: max_weight,
+        });
+    }
+    if !reserve(weight - json.len()) {
+        return Err(BodyError::Busy);
+    }
+    Ok(CheckedBody { json, report_id })
+}
+
+/// What each JSON object or array of a report counts against `max_inflight`, bytes, on top
+/// of the JSON text. Measured: storing a report takes about 6× its budget count, for big
+/// reports of few large objects and of many tiny ones alike.
+pub const PARSED_OBJECT_COST: usize = 64;
+
+/// Decompresses at most `max` bytes (more is a 413: a gzip bomb stops here), taking the
+/// bytes from `reserve` before keeping them.
+///
+/// The size the gzip trailer declares (`ISIZE`, RFC 1952 §2.3.1) is taken first, at once:
+/// reports that arrive together then either fit whole or are refused at once, instead of
+/// each taking part of the budget and all failing. The declaration is not trusted: more
+/// output is taken chunk by chunk as it comes, and the cap counts what is produced.
+fn gunzip(
+    body: &[u8],
+    max: usize,
+    reserve: &mut dyn FnMut(usize) -> bool,
+) -> Result<Vec<u8>, BodyError> {
+    let declared = match body.len() {
+        // 10-byte header, 8-byte trailer: anything shorter is not gzip.
+        0..18 => 0,
+        n => body[n - 4..]
+            .try_into()
+            .map_or(0, |b| u32::from_le_bytes(b) as usize),
+    };
+    let mut reserved = declared.min(max);
+    if !reserve(reserved) {
+        return Err(BodyError::Busy);
+    }
+    let mut decoder = flate2::read::MultiGzDecoder::new(body);
+    let mut out = Vec::with_capacity(reserved);
+    let mut chunk = vec![0; 64 * 1024];
+    loop {
+        let n = match decoder.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(BodyError::Gzip),
+        };
+        let len = out.len().saturating_add(n);
+        if len > max {
+            return Err(BodyError::TooLarge(max));
+        }
+        if len > reserved {
+            if !reserve(len - reserved) {
+                return Err(BodyError::Busy);
+            }
+            reserved = len;
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+    // Growth by doubling leaves up to half the buffer unused; the report is kept a while.
+    if out.capacity() - out.len() > out.len() / 8 {
+        out.shrink_to_fit();
+    }
+    Ok(out)
+}
+
+/// The `report-id` of a report: it must be a JSON object with a non-empty string
+/// `report-id` (RFC 8460 §4.4). Streams over the JSON; keeps only the id, and counts the
+/// objects and arrays (the second value).
+fn report_id(json: &[u8]) -> Result<(String, usize), BodyError> {
+    // A UTF-8 byte order mark is tolerated, as the report store does.
+    let json = json.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(json);
+    match json.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(_) if serde_json::from_slice::<IgnoredAny>(json).is_ok() => {
+            return Err(BodyError::NotObject);
+        }
+        _ => {
+            let e = serde_json::from_slice::<IgnoredAny>(json).err();
+            return Err(BodyError::Json(
+                e.map_or_else(|| "empty".to_string(), |e| e.to_string()),
+            ));
+        }
+    }
+    let containers = Cell::new(1);
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let id = de
+        .deserialize_map(ReportIdVisitor(&containers))
+        .map_err(|e| {
+            if e.to_string().starts_with(DUPLICATE) {
+                BodyError::DuplicateReportId
+            } else {
+                BodyError::Json(e.to_string())
+            }
+        })?;
+    de.end().map_err(|e| BodyError::Json(e.to_string()))?;
+    match id {
+        Some(id) if !id.is_empty() => Ok((id, containers.get())),
+        _ => Err(BodyError::NoReportId),
+    }
+}
+
+const DUPLICATE: &str = "duplicate report-id";
+
+/// The top-level object: finds `report-id`, skips every other member without keeping it.
+struct ReportIdVisitor<'a>(&'a Cell<usize>);
+
+impl<'de> Visitor<'de> for ReportIdVisitor<'_> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a TLS-RPT report object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut id: Option<Option<String>> = None;
+        while let Some(is_id) = map.next_key_seed(IsReportId)? {
+            if !is_id {
+                map.next_value_seed(Skip(self.0))?;
+                continue;
+            }
+            if id.is_some() {
+                return Err(serde::de::Error::custom(DUPLICATE));
+            }
+            id = Some(map.next_value_seed(StringOrSkip(self.0))?);
+        }
+        Ok(id.flatten())
+    }
+}
+
+/// A member name: whether it is `report-id`.
+struct IsReportId;
+
+impl<'de> serde::de::DeserializeSeed<'de> for IsReportId {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for IsReportId {
+    type Value = bool;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<bool, E> {
+        Ok(v == "report-id")
+    }
+}
+
+/// The `report-id` value: the string, or `None` for anything else (skipped, not kept).
+struct StringOrSkip<'a>(&'a Cell<usize>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for StringOrSkip<'_> {
+    type Value = Option<String>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StringOrSkip<'_> {
+    type Value = Option<String>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a report-id")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(v.to_owned()))
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Skip(self.0).visit_seq(seq).map(|()| None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Skip(self.0).visit_map(map).map(|()| None)
+    }
+}
+
+/// Any value, skipped without keeping it; its objects and arrays are counted. Depth is
+/// bounded by serde_json's recursion limit (128).
+struct Skip<'a>(&'a Cell<usize>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Skip<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.0.set(self.0.get().saturating_add(1));
+        while seq.next_element_seed(Skip(self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.0.set(self.0.get().saturating_add(1));
+        while map.next_key::<IgnoredAny>()?.is_some() {
+            map.next_value_seed(Skip(self.0))?;
+        }
+        Ok(())
     }
 }
 
@@ -567,10 +1040,52 @@ mod tests {
 
     #[test]
     fn report_id_required() {
-        assert!(report_id(br#"{"report-id":"x"}"#).is_ok());
-        assert!(report_id(br#"[1]"#).is_err());
-        assert!(report_id(br#"{"report-id":1}"#).is_err());
-        assert!(report_id(b"{").is_err());
+        assert_eq!(
+            report_id(br#"{"report-id":"x"}"#).unwrap(),
+            ("x".to_string(), 1)
+        );
+        // Objects and arrays are counted, also inside a report-id that is not a string.
+        assert_eq!(
+            report_id(br#"{"a":[{},{"b":[1,[]]}],"report-id":"x","c":{"d":"e"}}"#)
+                .unwrap()
+                .1,
+            7
+        );
+        assert_eq!(
+            report_id(br#"{"report-id":[{}],"x":1}"#),
+            Err(BodyError::NoReportId)
+        );
+        assert_eq!(
+            report_id(b"\xEF\xBB\xBF {\"a\":[{\"report-id\":1}],\"report-id\":\"y\\u0031\"}")
+                .unwrap()
+                .0,
+            "y1"
+        );
+        assert_eq!(report_id(br#"[1]"#), Err(BodyError::NotObject));
+        assert_eq!(report_id(br#""x""#), Err(BodyError::NotObject));
+        assert_eq!(report_id(br#"{"report-id":1}"#), Err(BodyError::NoReportId));
+        assert_eq!(
+            report_id(br#"{"report-id":{"report-id":"x"}}"#),
+            Err(BodyError::NoReportId)
+        );
+        assert_eq!(
+            report_id(br#"{"report-id":""}"#),
+            Err(BodyError::NoReportId)
+        );
+        assert_eq!(report_id(br#"{"policies":[]}"#), Err(BodyError::NoReportId));
+        assert_eq!(
+            report_id(br#"{"report-id":"a","report-id":"b"}"#),
+            Err(BodyError::DuplicateReportId)
+        );
+        for bad in [
+            &b"{"[..],
+            b"",
+            b"  ",
+            b"{\"report-id\":\"x\"} x",
+            b"{\"report-id\":\"x\",}",
+        ] {
+            assert!(matches!(report_id(bad), Err(BodyError::Json(_))), "{bad:?}");
+        }
     }
 
     fn report(id: &str) -> IncomingReport {
@@ -727,11 +1242,91 @@ mod tests {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         enc.write_all(&vec![b' '; 100_000]).unwrap();
         let gz = enc.finish().unwrap();
+        let all = &mut |_| true;
+        assert_eq!(gunzip(&gz, 1000, all), Err(BodyError::TooLarge(1000)));
+        assert_eq!(gunzip(&gz, 100_000, all).unwrap().len(), 100_000);
+        assert_eq!(gunzip(b"nope", 10, all), Err(BodyError::Gzip));
+    }
+
+    // The decompressed bytes are taken from the budget: the declared size (gzip ISIZE) at
+    // once, then whatever comes beyond it as it is produced; a report that does not fit is
+    // Busy (503) once the budget says no, not after inflating it all.
+    #[test]
+    fn gunzip_takes_from_the_budget() {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&vec![b' '; 1 << 20]).unwrap();
+        let gz = enc.finish().unwrap();
+        let mut asked = Vec::new();
+        let mut budget = |n: usize| {
+            asked.push(n);
+            true
+        };
+        assert_eq!(gunzip(&gz, 2 << 20, &mut budget).unwrap().len(), 1 << 20);
+        assert_eq!(asked, [1 << 20], "the declared size, at once");
         assert_eq!(
-            gunzip(&gz, 1000).unwrap_err().0,
-            StatusCode::PAYLOAD_TOO_LARGE
+            gunzip(&gz, 2 << 20, &mut |n| n < (1 << 20)),
+            Err(BodyError::Busy)
         );
-        assert_eq!(gunzip(&gz, 100_000).unwrap().len(), 100_000);
-        assert_eq!(gunzip(b"nope", 10).unwrap_err().0, StatusCode::BAD_REQUEST);
+        // A trailer that declares less than comes: the rest is taken as it comes, and
+        // refused once the budget runs out.
+        let mut lying = gz.clone();
+        let n = lying.len();
+        lying[n - 4..].copy_from_slice(&1000u32.to_le_bytes());
+        let mut taken = 0;
+        let mut budget = |n: usize| {
+            taken += n;
+            taken <= 256 * 1024
+        };
+        assert_eq!(
+            check_body_within(Bytes::from(lying), true, 2 << 20, usize::MAX, &mut budget),
+            Err(BodyError::Busy)
+        );
+        assert!(taken <= 256 * 1024 + 64 * 1024, "{taken}");
+        let json = Bytes::from_static(br#"{"report-id":"r"}"#);
+        let mut seen = 0;
+        let checked = check_body_within(json.clone(), false, 100, usize::MAX, &mut |n| {
+            seen += n;
+            true
+        })
+        .unwrap();
+        // Plain JSON is taken whole, plus its one object's parsed cost.
+        assert_eq!(
+            (checked.report_id.as_str(), seen),
+            ("r", json.len() + PARSED_OBJECT_COST)
+        );
+        assert_eq!(
+            check_body_within(json, false, 100, usize::MAX, &mut |_| false),
+            Err(BodyError::Busy)
+        );
+        assert!(matches!(
+            check_body(gz, true, 1 << 20),
+            Err(BodyError::Json(_))
+        ));
+    }
+
+    // A report of many tiny objects counts what its parsed form costs: 1000 objects of 20
+    // bytes count 64 bytes more each, and are refused (413) when that can never fit.
+    #[test]
+    fn tiny_objects_count_against_the_budget() {
+        let details = vec![r#"{"result-type":"x"}"#; 1000].join(",");
+        let json = Bytes::from(format!(
+            r#"{{"report-id":"r","policies":[{{"failure-details":[{details}]}}]}}"#
+        ));
+        let containers = 1 + 1 + 1 + 1 + 1000;
+        let weight = json.len() + containers * PARSED_OBJECT_COST;
+        let mut taken = 0;
+        let checked = check_body_within(json.clone(), false, 1 << 20, weight, &mut |n| {
+            taken += n;
+            true
+        })
+        .unwrap();
+        assert_eq!((checked.report_id.as_str(), taken), ("r", weight));
+        assert_eq!(
+            check_body_within(json, false, 1 << 20, weight - 1, &mut |_| true),
+            Err(BodyError::TooComplex {
+                containers,
+                limit: weight - 1
+            })
+        );
     }
 }

@@ -44,7 +44,8 @@ mod tls;
 pub use config::{ConfigError, ServeConfig};
 pub use id::policy_id;
 pub use intake::{
-    Drained, IncomingReport, REJECTED_DIR, ReportSink, SinkError, SinkFuture, SpoolSink, Stored,
+    BodyError, CheckedBody, Drained, IncomingReport, REJECTED_DIR, ReportSink, SinkError,
+    SinkFuture, SpoolSink, Stored, check_body,
 };
 pub use records::{Records, TxtRecord, records};
 pub use server::{ServeError, Server, serve, serve_with_sink};

@@ -7,14 +7,18 @@
 //! - `GET`/`HEAD /.well-known/mta-sts.txt` (§3.2) → 200, `text/plain; charset=utf-8`,
 //!   the canonical CRLF body, pre-rendered when the configuration was loaded.
 //! - An unknown `Host` → 404: a policy is never served for a host that did not ask for it
-//!   by name. Any other path → 404; another method → 405 with `Allow`. Never a redirect
+//!   by name. No `Host` (nor `:authority`), several, or an invalid one → 400 (RFC 9112
+//!   §3.2). Any other path → 404; another method → 405 with `Allow`. Never a redirect
 //!   (senders MUST NOT follow them, §3.3).
 //! - No `Cache-Control` by default: senders MUST NOT use HTTP caching (§8.2), and a cache
 //!   in front of us would break the "body before id" ordering of §8.1. The suggested
 //!   `max-age=60` for a caching reverse proxy is one config key away (`cache_control`).
-//! - Header size limit (431), header read timeout, idle timeout, handshake timeout, a
-//!   connection limit; the policy answer stays far within the one minute / 64 KiB that
-//!   §3.3 suggests.
+//! - Header size limit (431), header read timeout, idle timeout (no bytes moving, or no
+//!   request in progress), handshake timeout, body timeout (408), a connection limit;
+//!   HTTP/2: at most `max_streams` concurrent streams per connection and small flow-control
+//!   windows ([`H2_STREAM_WINDOW`], [`H2_CONN_WINDOW`]), so unread request data a
+//!   connection can make us buffer is bounded. The policy answer stays far within the one
+//!   minute / 64 KiB that §3.3 suggests.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -45,7 +49,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::acme::Challenges;
 use crate::config::{ConfigError, ServeConfig, TlsRptConfig};
-use crate::intake::{ReportSink, SpoolSink};
+use crate::intake::{IntakeGate, ReportSink, SpoolSink};
 use crate::table::{Table, TableError};
 use crate::tls::{ACME_TLS_ALPN, SniResolver, normalize_host, server_config};
 
@@ -57,6 +61,17 @@ pub const POLICY_MEDIA_TYPE: &str = "text/plain; charset=utf-8";
 
 /// How long connections may take to finish after shutdown was asked for.
 const DRAIN: Duration = Duration::from_secs(10);
+
+/// HTTP/2 initial stream window, bytes (RFC 9113 §6.9.2): request data one stream can send
+/// before we read it. The RFC default; hyper's is 1 MiB.
+pub const H2_STREAM_WINDOW: u32 = 65_535;
+
+/// HTTP/2 connection window, bytes (RFC 9113 §6.9.1): unread request data one connection
+/// can make us buffer over all its streams.
+pub const H2_CONN_WINDOW: u32 = 256 * 1024;
+
+/// HTTP/2 send buffer per stream, bytes: answers here are small.
+const H2_SEND_BUF: usize = 64 * 1024;
 
 /// Why the server could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +114,8 @@ pub(crate) struct Shared {
     conns: Arc<Semaphore>,
     max_conns: usize,
     policy_type: HeaderValue,
+    /// The TLS-RPT intake's shared limits, when there is an intake; follows reloads.
+    intake_gate: arc_swap::ArcSwapOption<IntakeGate>,
 }
 
 impl Shared {
@@ -136,8 +153,23 @@ impl Shared {
                 tracing::info!(host = %entry.host, "policy host removed");
             }
         }
+        self.update_gate(table.config());
         self.table.store(Arc::new(table));
         Ok(())
+    }
+
+    /// A new intake gate when `[tlsrpt] max_concurrent` or `max_inflight` changed; requests
+    /// in progress keep (and then release) their permits of the old one.
+    fn update_gate(&self, config: &ServeConfig) {
+        match &config.tlsrpt {
+            None => self.intake_gate.store(None),
+            Some(t) => {
+                let current = self.intake_gate.load();
+                if !current.as_ref().is_some_and(|g| g.matches(t)) {
+                    self.intake_gate.store(Some(Arc::new(IntakeGate::new(t))));
+                }
+            }
+        }
     }
 
     /// A `store` needs a sink from the front end; without one, reports would silently go
@@ -226,6 +258,9 @@ impl Server {
             conns: Arc::new(Semaphore::new(max_conns)),
             max_conns,
             policy_type: HeaderValue::from_static(POLICY_MEDIA_TYPE),
+            intake_gate: arc_swap::ArcSwapOption::from(
+                config.tlsrpt.as_ref().map(|t| Arc::new(IntakeGate::new(t))),
+            ),
         });
 
         let mut listeners = Vec::new();
@@ -444,10 +479,16 @@ async fn connection(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpStream, 
     });
     let service_shared = shared.clone();
     let sni: Arc<str> = Arc::from(sni.unwrap_or_default());
+    let service_activity = activity.clone();
     let service = hyper::service::service_fn(move |req| {
         let shared = service_shared.clone();
         let sni = sni.clone();
-        async move { Ok::<_, Infallible>(route(&shared, req, &sni).await) }
+        let in_flight = InFlight::start(service_activity.clone());
+        async move {
+            let answer = route(&shared, req, &sni).await;
+            drop(in_flight);
+            Ok::<_, Infallible>(answer)
+        }
     });
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -457,11 +498,16 @@ async fn connection(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpStream, 
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
+    // RFC 9113 §6.5.2, §6.9: streams and unread data per connection are bounded; what a
+    // stream's handler buffers beyond that is bounded by the intake's own limits.
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(100);
+        .max_concurrent_streams(limits.max_streams)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONN_WINDOW)
+        .max_send_buf_size(H2_SEND_BUF);
     let builder = match alpn.as_deref() {
         Some(b"h2") => builder.http2_only(),
         _ => builder.http1_only(),
@@ -482,7 +528,10 @@ async fn connection(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpStream, 
             }
             _ = ticker.tick() => {
                 match closing {
-                    None if activity.idle_for() >= limits.idle_timeout => {
+                    // Idle: no bytes moving, or bytes trickling without a request ever
+                    // getting through (HTTP/2 has no header read timeout of its own).
+                    None if activity.idle_for() >= limits.idle_timeout
+                        || activity.no_request_for() >= limits.idle_timeout => {
                         tracing::debug!(%peer, "closing idle connection");
                         closing = Some(Instant::now());
                         conn.as_mut().graceful_shutdown();
@@ -522,20 +571,34 @@ fn method_not_allowed(allow: &'static str) -> Answer {
 }
 
 /// The host a request is for: the URI authority (HTTP/2 `:authority`, HTTP/1.1
-/// absolute-form) or the `Host` header, without port, lower case, no trailing dot.
+/// absolute-form, which overrides `Host`, RFC 9112 §3.2.2) or the `Host` header, without
+/// port, lower case, no trailing dot. `None` when there is none, or the `Host` header is
+/// repeated or invalid: RFC 9112 §3.2 asks for a 400 then.
 fn request_host(req: &Request<Incoming>) -> Option<String> {
     if let Some(authority) = req.uri().authority() {
         return Some(normalize_host(authority.host()));
     }
-    let value = req.headers().get(HOST)?.to_str().ok()?;
+    let mut values = req.headers().get_all(HOST).iter();
+    let value = values.next()?.to_str().ok()?;
+    if values.next().is_some() {
+        return None;
+    }
     let authority: hyper::http::uri::Authority = value.parse().ok()?;
+    if authority.as_str().contains('@') || authority.host().is_empty() {
+        return None;
+    }
     Some(normalize_host(authority.host()))
 }
 
 async fn route(shared: &Shared, req: Request<Incoming>, sni: &str) -> Answer {
     let table = shared.table.load_full();
     let Some(host) = request_host(&req) else {
-        return text(StatusCode::NOT_FOUND, "unknown host");
+        // RFC 9112 §3.2: no Host, several, or an invalid one → 400 (and HTTP/1.0 without
+        // Host: a policy host is chosen by name, so there is nothing to answer either).
+        return text(
+            StatusCode::BAD_REQUEST,
+            "missing or invalid Host header (RFC 9112 §3.2)",
+        );
     };
     let Some(entry) = table.host(&host) else {
         tracing::debug!(%host, %sni, "request for an unknown host");
@@ -576,12 +639,31 @@ async fn route(shared: &Shared, req: Request<Incoming>, sni: &str) -> Answer {
         if req.method() != Method::POST {
             return method_not_allowed("POST");
         }
-        let Some((sink, fallback)) = shared.sinks(intake) else {
+        let (Some((sink, fallback)), Some(gate)) =
+            (shared.sinks(intake), shared.intake_gate.load_full())
+        else {
             return text(StatusCode::NOT_FOUND, "not found");
         };
-        let (status, reason) =
-            crate::intake::handle(req, intake, sink, fallback, &entry.host).await;
+        let h1 = req.version() < hyper::Version::HTTP_2;
+        let body_timeout = table.config().limits.body_timeout;
+        let (status, reason) = crate::intake::handle(
+            req,
+            intake,
+            &gate,
+            body_timeout,
+            sink,
+            fallback,
+            &entry.host,
+        )
+        .await;
         let mut response = text(status, &reason);
+        if status == StatusCode::REQUEST_TIMEOUT && h1 {
+            // RFC 9110 §15.5.9: the server SHOULD close; the unread rest of the body would be
+            // taken for the next request otherwise.
+            response
+                .headers_mut()
+                .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             // RFC 8460 §5.5: the sender retries; say when (RFC 9110 §10.2.3).
             response.headers_mut().insert(
@@ -594,10 +676,14 @@ async fn route(shared: &Shared, req: Request<Incoming>, sni: &str) -> Answer {
     text(StatusCode::NOT_FOUND, "not found")
 }
 
-/// Last time bytes moved on a connection.
+/// Last time bytes moved on a connection, and its requests in progress.
 struct Activity {
     start: Instant,
     last_ms: AtomicU64,
+    /// Requests being handled now.
+    in_flight: AtomicU64,
+    /// When a request last started or ended.
+    request_ms: AtomicU64,
 }
 
 impl Activity {
@@ -605,17 +691,54 @@ impl Activity {
         Activity {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            request_ms: AtomicU64::new(0),
         }
     }
 
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// How long no request has been in progress (zero while one is).
+    fn no_request_for(&self) -> Duration {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let since = self.request_ms.load(Ordering::Relaxed);
+        Duration::from_millis(self.now_ms().saturating_sub(since))
+    }
+
     fn touch(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 
     fn idle_for(&self) -> Duration {
         let now = self.start.elapsed();
         now.saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// One request in progress on a connection, for [`Activity::no_request_for`].
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: Arc<Activity>) -> InFlight {
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        activity
+            .request_ms
+            .store(activity.now_ms(), Ordering::Relaxed);
+        InFlight(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        activity
+            .request_ms
+            .store(activity.now_ms(), Ordering::Relaxed);
+        activity.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
