@@ -27,7 +27,7 @@ use mta_sts_resolver::Trust;
 
 use crate::exit;
 use crate::net::NetArgs;
-use crate::output::Style;
+use crate::output::{StdoutError, Style};
 
 /// Arguments of `mta-sts check`.
 #[derive(Debug, Args)]
@@ -134,12 +134,12 @@ async fn run_domains(args: &CheckArgs, checker: Arc<Checker>) -> Result<u8> {
             } else {
                 serde_json::to_string(report)?
             };
-            writeln!(stdout, "{text}")?;
+            writeln!(stdout, "{text}").map_err(StdoutError)?;
         } else {
             if i > 0 {
-                writeln!(stdout)?;
+                writeln!(stdout).map_err(StdoutError)?;
             }
-            write!(stdout, "{}", human(style, report))?;
+            write!(stdout, "{}", human(style, report)).map_err(StdoutError)?;
         }
     }
     Ok(exit_code(reports.iter().map(|r| r.verdict)))
@@ -223,10 +223,10 @@ async fn run_bulk(args: &CheckArgs, checker: Arc<Checker>, input: &str) -> Resul
     .await;
     bar.finish_and_clear();
     if let Some(e) = write_error {
-        return Err(anyhow::anyhow!("cannot write the results: {e}"));
+        return Err(StdoutError(e).into());
     }
-    writeln!(out, "{}", serde_json::json!({ "summary": summary }))?;
-    out.flush()?;
+    writeln!(out, "{}", serde_json::json!({ "summary": summary })).map_err(StdoutError)?;
+    out.flush().map_err(StdoutError)?;
     if std::io::stderr().is_terminal() {
         eprint!("{}", summary_text(&summary));
     }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::exit;
 use crate::input;
-use crate::output::{Style, diagnostic_line};
+use crate::output::{StdoutError, Style, diagnostic_line, outln};
 
 /// Arguments of `mta-sts lint`.
 #[derive(Debug, Args)]
@@ -45,13 +45,11 @@ struct Report {
 
 /// Runs the command and returns its exit code.
 pub fn run(args: &LintArgs) -> Result<u8> {
-    let bytes = input::read(&args.file)?;
-    let report = if args.record {
-        sts_record(&bytes)
-    } else if args.tlsrpt_record {
-        tlsrpt_record(&bytes)
-    } else {
-        policy_file(&bytes)
+    // The fetcher's cap (RFC 8461 §3.3 "a suggested maximum policy size is 64 kilobytes"):
+    // what `query` and the daemon refuse is not valid here either, and reading stays bounded.
+    let report = match input::read_capped(&args.file, MAX_INPUT)? {
+        input::Capped::Whole(bytes) => lint_bytes(args, &bytes),
+        input::Capped::TooLarge => too_large(args),
     };
     let ok = if args.strict {
         report.strict_valid
@@ -59,11 +57,56 @@ pub fn run(args: &LintArgs) -> Result<u8> {
         report.valid
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print_human(&args.file, &report, args.strict);
+        print_human(&args.file, &report, args.strict)?;
     }
     Ok(if ok { exit::OK } else { exit::FAIL })
+}
+
+/// Largest input linted: the policy body cap of the fetcher (65,536 bytes, see
+/// `mta_sts_resolver::fetch::DEFAULT_MAX_BODY`); TXT records are far smaller.
+const MAX_INPUT: usize = mta_sts_resolver::fetch::DEFAULT_MAX_BODY;
+
+fn lint_bytes(args: &LintArgs, bytes: &[u8]) -> Report {
+    if args.record {
+        sts_record(bytes)
+    } else if args.tlsrpt_record {
+        tlsrpt_record(bytes)
+    } else {
+        policy_file(bytes)
+    }
+}
+
+/// The report for input over [`MAX_INPUT`]: invalid, with one `too-large` error.
+fn too_large(args: &LintArgs) -> Report {
+    let (kind, message) = if args.record || args.tlsrpt_record {
+        (
+            if args.record {
+                "sts-record"
+            } else {
+                "tlsrpt-record"
+            },
+            format!(
+                "the input is larger than {MAX_INPUT} bytes: pass the TXT record value, a line of text"
+            ),
+        )
+    } else {
+        (
+            "policy",
+            format!(
+                "the policy is larger than {MAX_INPUT} bytes, so senders refuse to fetch it (RFC 8461 §3.3 suggests a 64-kilobyte cap): a policy is a few lines, serve only the policy"
+            ),
+        )
+    };
+    Report {
+        kind,
+        valid: false,
+        strict_valid: false,
+        policy: None,
+        record: None,
+        diagnostics: vec![Diagnostic::error("too-large", None, message)],
+    }
 }
 
 fn policy_file(bytes: &[u8]) -> Report {
@@ -154,7 +197,7 @@ fn choose(rrs: &[Vec<u8>], is_candidate: fn(&[u8]) -> bool) -> Result<&[u8], Dia
     }
 }
 
-fn print_human(file: &str, report: &Report, strict: bool) {
+fn print_human(file: &str, report: &Report, strict: bool) -> Result<(), StdoutError> {
     let style = Style::stdout();
     let name = if file == "-" { "<stdin>" } else { file };
     let what = match report.kind {
@@ -178,10 +221,10 @@ fn print_human(file: &str, report: &Report, strict: bool) {
             "valid, with {deviations} deviation(s) from the RFC grammar that strict senders reject"
         ))
     };
-    println!("{name}: {what} {verdict}");
+    outln!("{name}: {what} {verdict}")?;
     if let Some(policy) = &report.policy {
         let mx: Vec<String> = policy.mx.iter().map(ToString::to_string).collect();
-        println!(
+        outln!(
             "  mode {}, max_age {}, mx {}",
             policy.mode,
             policy.max_age,
@@ -190,9 +233,10 @@ fn print_human(file: &str, report: &Report, strict: bool) {
             } else {
                 mx.join(" ")
             }
-        );
+        )?;
     }
     for d in &report.diagnostics {
-        println!("{}", diagnostic_line(style, d));
+        outln!("{}", diagnostic_line(style, d))?;
     }
+    Ok(())
 }

@@ -67,7 +67,38 @@ fn main() -> ExitCode {
     if !matches!(cli.command, Command::Daemon(_)) {
         init_logging(cli.verbose, cli.quiet);
     }
-    let result = match cli.command {
+    // A closed pipe or a full disk on standard output is an error value, never a panic:
+    // commands write with `output::outln!`, and a `print!` left in any command is caught here.
+    output::quiet_stdout_panics();
+    let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli))) {
+        Ok(result) => result,
+        Err(payload) => match output::stdout_panic(payload.as_ref()) {
+            Some(error) => Err(error.into()),
+            None => std::panic::resume_unwind(payload),
+        },
+    };
+    let result = result.and_then(|code| {
+        output::flush_stdout()?;
+        Ok(code)
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            let stdout = error
+                .chain()
+                .find_map(|e| e.downcast_ref::<output::StdoutError>());
+            if stdout.is_some_and(output::StdoutError::is_closed_pipe) {
+                // The reader has what it wanted (`mta-sts … | head`): end quietly.
+                return ExitCode::from(exit::OK);
+            }
+            output::print_error(&error);
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
         Command::Lint(args) => lint::run(&args),
         Command::Query(args) => query::run(&args),
         Command::Check(args) => check::run(&args),
@@ -75,13 +106,6 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run(&args),
         Command::Serve(args) => serve::run_serve(&args),
         Command::Records(args) => serve::run_records(&args),
-    };
-    match result {
-        Ok(code) => ExitCode::from(code),
-        Err(error) => {
-            output::print_error(&error);
-            ExitCode::from(exit::USAGE)
-        }
     }
 }
 

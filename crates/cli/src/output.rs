@@ -1,7 +1,13 @@
 //! Rendering for humans: colour only on a terminal (and never with `NO_COLOR`), errors as
 //! one sentence on standard error.
+//!
+//! Standard output is written through [`outln!`]/[`out!`], which return a [`StdoutError`]
+//! instead of panicking as `println!` does when the pipe is closed or the disk is full;
+//! `main` turns that error into a quiet exit 0 (closed pipe) or one sentence and exit 2.
+//! [`quiet_stdout_panics`] and [`stdout_panic`] catch the `println!` calls that remain (in
+//! code shared with other commands) the same way.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use mta_sts::{Diagnostic, Severity};
 
@@ -69,5 +75,117 @@ pub fn print_error(error: &anyhow::Error) {
     for cause in error.chain().skip(1) {
         message.push_str(&format!(": {cause}"));
     }
-    eprintln!("{message}");
+    // Nothing more can be said when standard error itself cannot be written.
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
+
+/// Standard output could not be written: the reader closed the pipe, the disk is full, ….
+#[derive(Debug)]
+pub struct StdoutError(pub std::io::Error);
+
+impl StdoutError {
+    /// Whether the reader went away (`mta-sts … | head`): not an error for the user, who
+    /// has read all they wanted, so the command ends quietly with exit 0 (as ripgrep does).
+    pub fn is_closed_pipe(&self) -> bool {
+        self.0.kind() == std::io::ErrorKind::BrokenPipe
+    }
+}
+
+impl std::fmt::Display for StdoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot write to standard output: {}; check the disk space, or where the output is redirected",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for StdoutError {}
+
+/// Writes to standard output, returning the error `print!` would panic with.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) -> Result<(), StdoutError> {
+    std::io::stdout()
+        .lock()
+        .write_fmt(args)
+        .map_err(StdoutError)
+}
+
+/// Flushes standard output (text without a final newline stays buffered until then).
+pub fn flush_stdout() -> Result<(), StdoutError> {
+    std::io::stdout().lock().flush().map_err(StdoutError)
+}
+
+/// `println!` returning `Result<(), StdoutError>` instead of panicking.
+macro_rules! outln {
+    () => {
+        $crate::output::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` returning `Result<(), StdoutError>` instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!($($arg)*))
+    };
+}
+
+pub(crate) use {out, outln};
+
+/// The prefix of the panic message of `print!`/`println!` when standard output fails
+/// (`std::io::stdio::print_to`).
+const PRINT_PANIC: &str = "failed printing to stdout: ";
+
+/// The write error behind a `print!` panic message, if the message is one.
+fn print_panic_error(message: &str) -> Option<StdoutError> {
+    let rest = message.strip_prefix(PRINT_PANIC)?;
+    // `io::Error` displays OS errors as "<description> (os error <code>)"; the code gives
+    // back the kind (a closed pipe or not).
+    let code = rest
+        .rsplit_once("(os error ")
+        .and_then(|(_, tail)| tail.strip_suffix(')'))
+        .and_then(|code| code.parse::<i32>().ok());
+    Some(StdoutError(match code {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::other(rest.to_owned()),
+    }))
+}
+
+/// Makes the panic of a `print!` on a failing standard output silent, so that `main` can
+/// report it as [`StdoutError`] (see [`stdout_panic`]); every other panic is reported as
+/// before. This covers commands whose output is still written with `print!`.
+pub fn quiet_stdout_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if stdout_panic(info.payload()).is_none() {
+            default(info);
+        }
+    }));
+}
+
+/// The [`StdoutError`] of a caught panic that a failing `print!` raised.
+pub fn stdout_panic(payload: &(dyn std::any::Any + Send)) -> Option<StdoutError> {
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&'static str>().copied())?;
+    print_panic_error(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn print_panic_messages_are_recognised() {
+        let closed = print_panic_error("failed printing to stdout: Broken pipe (os error 32)");
+        assert!(closed.is_some_and(|e| e.is_closed_pipe()));
+        let full =
+            print_panic_error("failed printing to stdout: No space left on device (os error 28)");
+        assert!(full.is_some_and(|e| !e.is_closed_pipe()));
+        assert!(print_panic_error("index out of bounds").is_none());
+    }
 }

@@ -11,7 +11,7 @@ use mta_sts_resolver::{Outcome, Resolver, SystemClock};
 use serde::Serialize;
 
 use crate::net::NetArgs;
-use crate::output::Style;
+use crate::output::{StdoutError, Style, out, outln};
 
 /// Arguments of `mta-sts query`.
 #[derive(Debug, Args)]
@@ -81,9 +81,9 @@ pub fn run(args: &QueryArgs) -> Result<u8> {
         elapsed_ms: live.elapsed.as_millis(),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print_human(&report, live.body.as_deref());
+        print_human(&report, live.body.as_deref())?;
     }
     Ok(match outcome {
         Outcome::Policy => EXIT_POLICY,
@@ -92,7 +92,7 @@ pub fn run(args: &QueryArgs) -> Result<u8> {
     })
 }
 
-fn print_human(report: &Report, body: Option<&str>) {
+fn print_human(report: &Report, body: Option<&str>) -> Result<(), StdoutError> {
     let style = Style::stdout();
     let id = report
         .record
@@ -101,20 +101,20 @@ fn print_human(report: &Report, body: Option<&str>) {
         .unwrap_or_default();
     match (&report.policy, &report.error) {
         (Some(policy), _) => {
-            println!(
+            outln!(
                 "{}: {}{id}, {} ms",
                 report.domain,
                 style.good(&format!("MTA-STS policy, mode {}", policy.mode)),
                 report.elapsed_ms
-            );
-            print!("{}", body.unwrap_or_default());
+            )?;
+            out!("{}", body.unwrap_or_default())?;
             if !body.unwrap_or_default().ends_with('\n') {
-                println!();
+                outln!()?;
             }
         }
         (None, Some(error)) if report.outcome == "unusable" => {
             let kind = error.result_type.unwrap_or("failure");
-            println!(
+            outln!(
                 "{}: {}{id}: {}",
                 report.domain,
                 style.bad(&format!(
@@ -122,18 +122,19 @@ fn print_human(report: &Report, body: Option<&str>) {
                     error.reason
                 )),
                 error.message
-            );
+            )?;
         }
         (None, error) => {
             let why = error
                 .as_ref()
                 .map(|e| e.message.as_str())
                 .unwrap_or("no _mta-sts record");
-            println!(
+            outln!(
                 "{}: {}: {why}",
                 report.domain,
                 style.warn("no MTA-STS policy")
-            );
+            )?;
         }
     }
+    Ok(())
 }

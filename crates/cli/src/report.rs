@@ -11,14 +11,14 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use mta_sts_report_store::{
-    DaySummary, InputOutcome, Inserted, Limits, ReportSink, ReportStore, SummaryFilter, html,
-    mailbox, open_store,
+    DaySummary, InputOutcome, Inserted, Limits, ReportSink, ReportStore, StoreError, SummaryFilter,
+    html, mailbox, open_existing_store, open_store,
 };
 use serde::Serialize;
 use tlsrpt::UtcDateTime;
 
 use crate::exit;
-use crate::output::Style;
+use crate::output::{Style, outln};
 
 /// Arguments of `mta-sts report`.
 #[derive(Debug, Args)]
@@ -144,10 +144,31 @@ pub fn run(args: &ReportArgs) -> Result<u8> {
     if let ReportCommand::Send(a) = &args.command {
         return runtime.block_on(send(&location, a));
     }
+    // Usage errors come before the database is looked for.
+    if let ReportCommand::Summary(SummaryArgs {
+        since: Some(since), ..
+    }) = &args.command
+        && (since.len() != 10 || UtcDateTime::parse(&format!("{since}T00:00:00Z")).is_err())
+    {
+        bail!("--since `{since}` is not a date; pass YYYY-MM-DD, e.g. --since 2024-01-31");
+    }
     runtime.block_on(async {
-        let store = open_store(&location).await.with_context(|| {
-            "pass --db with a writable SQLite path or a reachable postgres:// URL".to_owned()
-        })?;
+        let store = if matches!(args.command, ReportCommand::Import(_)) {
+            open_store(&location).await.with_context(|| {
+                "pass --db with a writable SQLite path or a reachable postgres:// URL".to_owned()
+            })?
+        } else {
+            // Reading commands never create a database: a typo in --db must not look like
+            // an empty store.
+            open_existing_store(&location).await.map_err(|e| match e {
+                StoreError::Missing { .. } => anyhow::anyhow!(
+                    "{e}; pass --db with the database `mta-sts report import` stored reports in"
+                ),
+                other => anyhow::Error::new(other).context(
+                    "pass --db with a readable SQLite path or a reachable postgres:// URL",
+                ),
+            })?
+        };
         match &args.command {
             ReportCommand::Import(a) => import(store, a).await,
             ReportCommand::Summary(a) => summary(store, a).await,
@@ -220,6 +241,8 @@ async fn import(store: Arc<dyn ReportStore>, args: &ImportArgs) -> Result<u8> {
         dkim: if args.no_dkim { "skip" } else { "verify" },
         ..ImportResult::default()
     };
+    // Mail whose reports were stored without DKIM verification (--no-dkim).
+    let mut unverified_mail = 0u64;
     for file in mailbox::list_files(&args.paths) {
         let path = match file {
             Ok(p) => p,
@@ -263,11 +286,18 @@ async fn import(store: Arc<dyn ReportStore>, args: &ImportArgs) -> Result<u8> {
             };
             match imported.outcome {
                 InputOutcome::Accepted { reports } => {
+                    let mut new = false;
                     for r in reports {
                         match r.stored {
-                            Inserted::New(_) => result.imported += 1,
+                            Inserted::New(_) => {
+                                result.imported += 1;
+                                new = true;
+                            }
                             Inserted::Duplicate(_) => result.duplicates += 1,
                         }
+                    }
+                    if new && imported.dkim == DkimStatus::Skipped {
+                        unverified_mail += 1;
                     }
                 }
                 InputOutcome::Refused { reason } => result.refused.push(Refusal {
@@ -280,10 +310,10 @@ async fn import(store: Arc<dyn ReportStore>, args: &ImportArgs) -> Result<u8> {
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
+        outln!("{}", serde_json::to_string_pretty(&result)?)?;
     } else {
         let style = Style::stdout();
-        println!(
+        outln!(
             "{} imported, {} duplicate{}, {} refused",
             style.good(&result.imported.to_string()),
             result.duplicates,
@@ -293,16 +323,21 @@ async fn import(store: Arc<dyn ReportStore>, args: &ImportArgs) -> Result<u8> {
             } else {
                 style.bad(&result.refused.len().to_string())
             }
-        );
+        )?;
         for r in &result.refused {
-            println!("  refused {}: {}", r.input, r.reason);
+            outln!("  refused {}: {}", r.input, r.reason)?;
         }
         for w in &result.warnings {
-            println!("  warning {}: {}", w.input, w.reason);
+            outln!("  warning {}: {}", w.input, w.reason)?;
         }
-        if args.no_dkim {
+        if unverified_mail > 0 {
             eprintln!(
-                "note: --no-dkim: mail was imported without DKIM verification (RFC 8460 §3 requires it)"
+                "note: --no-dkim: {unverified_mail} mail message{} imported without DKIM verification (RFC 8460 §3 requires it)",
+                if unverified_mail == 1 {
+                    " was"
+                } else {
+                    "s were"
+                }
             );
         }
     }
@@ -319,11 +354,6 @@ struct SummaryJson<'a> {
 }
 
 async fn summary(store: Arc<dyn ReportStore>, args: &SummaryArgs) -> Result<u8> {
-    if let Some(since) = &args.since
-        && (since.len() != 10 || UtcDateTime::parse(&format!("{since}T00:00:00Z")).is_err())
-    {
-        bail!("--since `{since}` is not a date; pass YYYY-MM-DD, e.g. --since 2024-01-31");
-    }
     let filter = SummaryFilter {
         domain: args.domain.clone(),
         since: args.since.clone(),
@@ -352,22 +382,22 @@ async fn summary(store: Arc<dyn ReportStore>, args: &SummaryArgs) -> Result<u8> 
         })?;
     }
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&SummaryJson { days: &days })?
-        );
+        )?;
         return Ok(exit::OK);
     }
     let style = Style::stdout();
     if days.is_empty() {
-        println!(
+        outln!(
             "no reports{}",
             if args.domain.is_some() || args.since.is_some() {
                 " match"
             } else {
                 " stored"
             }
-        );
+        )?;
     }
     let mut last_domain = None;
     for d in &days {
@@ -377,7 +407,7 @@ async fn summary(store: Arc<dyn ReportStore>, args: &SummaryArgs) -> Result<u8> 
             } else {
                 &d.policy_domain
             };
-            println!("{}", style.dim(name));
+            outln!("{}", style.dim(name))?;
             last_domain = Some(&d.policy_domain);
         }
         let rate = d
@@ -388,7 +418,7 @@ async fn summary(store: Arc<dyn ReportStore>, args: &SummaryArgs) -> Result<u8> 
         } else {
             d.failed.to_string()
         };
-        println!(
+        outln!(
             "  {}  {} ok  {} failed  {} success  ({} report{})",
             d.day,
             d.successful,
@@ -396,15 +426,14 @@ async fn summary(store: Arc<dyn ReportStore>, args: &SummaryArgs) -> Result<u8> 
             rate,
             d.reports,
             if d.reports == 1 { "" } else { "s" }
-        );
+        )?;
         for (label, map) in [
             ("by result type", &d.failures_by_result_type),
             ("by organisation", &d.failures_by_organization),
             ("by MX", &d.failures_by_mx),
         ] {
             if !map.is_empty() {
-                let items: Vec<String> = map.iter().map(|(k, v)| format!("{k} {v}")).collect();
-                println!("      failures {label}: {}", items.join(", "));
+                outln!("      failures {label}: {}", top_entries(map))?;
             }
         }
     }
@@ -412,6 +441,25 @@ async fn summary(store: Arc<dyn ReportStore>, args: &SummaryArgs) -> Result<u8> 
         eprintln!("wrote {}", path.display());
     }
     Ok(exit::OK)
+}
+
+/// Most entries of one failure breakdown shown per line; `--json` keeps all.
+const TOP_ENTRIES: usize = 10;
+
+/// `key count, …` for the [`TOP_ENTRIES`] largest counts (ties by key), then `and N more`:
+/// a day may have failures at thousands of MX hosts.
+fn top_entries(map: &std::collections::BTreeMap<String, u64>) -> String {
+    let mut entries: Vec<(&String, &u64)> = map.iter().collect();
+    entries.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    let mut items: Vec<String> = entries
+        .iter()
+        .take(TOP_ENTRIES)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    if entries.len() > TOP_ENTRIES {
+        items.push(format!("and {} more", entries.len() - TOP_ENTRIES));
+    }
+    items.join(", ")
 }
 
 async fn show(store: Arc<dyn ReportStore>, args: &ShowArgs) -> Result<u8> {
@@ -424,31 +472,32 @@ async fn show(store: Arc<dyn ReportStore>, args: &ShowArgs) -> Result<u8> {
         return Ok(exit::FAIL);
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&found)?);
+        outln!("{}", serde_json::to_string_pretty(&found)?)?;
         return Ok(exit::OK);
     }
     for s in &found {
         let r = &s.report;
-        println!("report {} (row {}, from {})", r.report_id, s.id, s.source);
-        println!("  organisation  {}", r.organization_name);
-        println!("  contact       {}", r.contact_info);
-        println!(
+        outln!("report {} (row {}, from {})", r.report_id, s.id, s.source)?;
+        outln!("  organisation  {}", r.organization_name)?;
+        outln!("  contact       {}", r.contact_info)?;
+        outln!(
             "  period        {} – {}",
-            r.date_range.start, r.date_range.end
-        );
+            r.date_range.start,
+            r.date_range.end
+        )?;
         for p in &r.policies {
-            println!(
+            outln!(
                 "  policy {} {}: {} ok, {} failed",
                 p.policy.policy_type,
                 p.policy.policy_domain,
                 p.summary.total_successful_session_count,
                 p.summary.total_failure_session_count
-            );
+            )?;
             if !p.policy.mx_host.is_empty() {
-                println!("    mx-host {}", p.policy.mx_host.join(", "));
+                outln!("    mx-host {}", p.policy.mx_host.join(", "))?;
             }
             for line in &p.policy.policy_string {
-                println!("    | {line}");
+                outln!("    | {line}")?;
             }
             for d in &p.failure_details {
                 let mut parts = vec![format!("{} x{}", d.result_type, d.failed_session_count)];
@@ -464,7 +513,7 @@ async fn show(store: Arc<dyn ReportStore>, args: &ShowArgs) -> Result<u8> {
                 if let Some(code) = &d.failure_reason_code {
                     parts.push(format!("reason {code:?}"));
                 }
-                println!("    failure {}", parts.join(", "));
+                outln!("    failure {}", parts.join(", "))?;
             }
         }
     }
@@ -584,10 +633,10 @@ async fn send(location: &str, args: &SendArgs) -> Result<u8> {
         let entries = outbox.entries()?;
         let log = outbox.log_entries()?;
         if args.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({"outbox": entries, "log": log}))?
-            );
+            )?;
         } else {
             for e in &entries {
                 let state = match (e.delivered_at, e.failed_at) {
@@ -595,7 +644,7 @@ async fn send(location: &str, args: &SendArgs) -> Result<u8> {
                     (_, Some(t)) => format!("failed {}", UtcDateTime::from_unix_seconds(t)),
                     _ => format!("next {}", UtcDateTime::from_unix_seconds(e.next_attempt)),
                 };
-                println!(
+                outln!(
                     "outbox {} {} attempts={} {state}{}",
                     e.report_id,
                     e.rua,
@@ -604,10 +653,10 @@ async fn send(location: &str, args: &SendArgs) -> Result<u8> {
                         .as_deref()
                         .map(|x| format!(" ({x})"))
                         .unwrap_or_default()
-                );
+                )?;
             }
             for l in &log {
-                println!(
+                outln!(
                     "{} {} {} {} {}{}",
                     UtcDateTime::from_unix_seconds(l.time),
                     l.outcome,
@@ -619,7 +668,7 @@ async fn send(location: &str, args: &SendArgs) -> Result<u8> {
                     } else {
                         format!(" ({})", l.detail)
                     }
-                );
+                )?;
             }
         }
         return Ok(exit::OK);
@@ -698,7 +747,7 @@ async fn send(location: &str, args: &SendArgs) -> Result<u8> {
     if args.dry_run {
         let reports: Vec<_> = generated.iter().map(|g| &g.report).collect();
         for r in &reports {
-            println!("{}", r.to_json_pretty());
+            outln!("{}", r.to_json_pretty())?;
         }
         return Ok(exit::OK);
     }
@@ -747,7 +796,7 @@ async fn send(location: &str, args: &SendArgs) -> Result<u8> {
     }
     let lines: Vec<SendLine> = lines.into_values().collect();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&lines)?);
+        outln!("{}", serde_json::to_string_pretty(&lines)?)?;
     } else {
         let style = Style::stdout();
         for l in &lines {
@@ -777,13 +826,13 @@ async fn send(location: &str, args: &SendArgs) -> Result<u8> {
                 .as_deref()
                 .map(|n| format!(" [{n}]"))
                 .unwrap_or_default();
-            println!(
+            outln!(
                 "{} {} {}{counts}{note}{}{deliveries}",
                 l.day,
                 l.policy_domain,
                 l.report_id,
                 if deliveries.is_empty() { "" } else { ": " }
-            );
+            )?;
         }
     }
     Ok(if failed { exit::FAIL } else { exit::OK })

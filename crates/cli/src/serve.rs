@@ -22,7 +22,7 @@ use mta_sts_report_store::{InputOutcome, Inserted, Limits, StoreError, open_stor
 use serde::Serialize;
 
 use crate::net::NetArgs;
-use crate::output::Style;
+use crate::output::{Style, out, outln};
 use crate::{check, exit, input};
 
 /// Default location of the policy host configuration.
@@ -96,7 +96,13 @@ pub fn run_records(args: &RecordsArgs) -> Result<u8> {
             args.domain
         )
     })?;
-    let body = input::read(&args.policy)?;
+    let limit = mta_sts_resolver::fetch::DEFAULT_MAX_BODY;
+    let input::Capped::Whole(body) = input::read_capped(&args.policy, limit)? else {
+        anyhow::bail!(
+            "{} is larger than {limit} bytes, more than senders fetch (RFC 8461 §3.3): a policy is a few lines",
+            args.policy
+        );
+    };
     let policy = Policy::parse(&body).map_err(|e| {
         anyhow::anyhow!(
             "{} is not a usable policy ({e}); run `mta-sts lint {}` for every problem",
@@ -137,9 +143,9 @@ fn print_records(all: &[Records], json: bool) -> Result<()> {
                     value: &t.value,
                 }),
             };
-            println!("{}", serde_json::to_string(&doc)?);
+            outln!("{}", serde_json::to_string(&doc)?)?;
         } else {
-            print!("{r}");
+            out!("{r}")?;
         }
     }
     Ok(())
@@ -311,12 +317,12 @@ pub fn run_serve(args: &ServeArgs) -> Result<u8> {
                     .with_context(|| format!("{}: [tlsrpt]", args.config.display()))?,
                 None => "TLS-RPT intake: off (no [tlsrpt] section)".to_owned(),
             };
-            println!(
+            outln!(
                 "{}: valid, {} domain(s)",
                 args.config.display(),
                 table.records().len()
-            );
-            println!("{intake}");
+            )?;
+            outln!("{intake}")?;
         }
         return Ok(exit::OK);
     }
@@ -447,9 +453,9 @@ async fn self_check(args: &ServeArgs, config: ServeConfig) -> Result<u8> {
         report.verdict = Verdict::of(&report.findings);
         verdicts.push(report.verdict);
         if args.json {
-            println!("{}", serde_json::to_string(&report)?);
+            outln!("{}", serde_json::to_string(&report)?)?;
         } else {
-            print!("{}", check::human(style, &report));
+            out!("{}", check::human(style, &report))?;
         }
     }
     Ok(check::exit_code(verdicts))

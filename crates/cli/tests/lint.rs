@@ -190,3 +190,142 @@ fn every_corpus_policy_lints_without_crashing() {
         assert!(matches!(code, Some(0 | 1)), "{path}: {code:?}");
     }
 }
+
+/// Output errors (issue #12 item 7): a reader that goes away ends the command quietly with
+/// exit 0; a full disk is one sentence and exit 2; never a panic (exit 101).
+#[test]
+fn closed_pipe_ends_quietly() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    // 30,000 invalid lines (60 KB, under the size limit) give megabytes of diagnostics:
+    // far more than a pipe buffers, so writing goes on after the reader has left.
+    let file = dir.path().join("bad.txt");
+    std::fs::write(&file, "x\n".repeat(30_000)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mta-sts"))
+        .args(["lint", file.to_str().unwrap()])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("policy invalid"), "{first}");
+    // The reader is dropped here: the pipe is closed.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+#[test]
+fn full_disk_is_one_sentence_and_exit_2() {
+    if !std::path::Path::new("/dev/full").exists() {
+        eprintln!("skipped: no /dev/full on this system");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("good.txt");
+    std::fs::write(&policy, GOOD).unwrap();
+    let empty_config = dir.path().join("daemon.toml");
+    std::fs::write(&empty_config, "").unwrap();
+    for args in [
+        vec!["lint", policy.to_str().unwrap()],
+        vec!["lint", "--json", policy.to_str().unwrap()],
+        // `daemon --check-config` prints with `print!`: the same rule holds.
+        vec![
+            "daemon",
+            "--check-config",
+            "--config",
+            empty_config.to_str().unwrap(),
+        ],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_mta-sts"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create("/dev/full").unwrap())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        let sentences: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("mta-sts: "))
+            .collect();
+        assert_eq!(sentences.len(), 1, "{args:?}: {stderr}");
+        assert!(
+            sentences[0].starts_with("mta-sts: cannot write to standard output: "),
+            "{args:?}: {stderr}"
+        );
+        if args[0] == "lint" {
+            assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        }
+    }
+}
+
+/// Issue #12 item 8: the fetcher's 65,536-byte cap (RFC 8461 §3.3) applies to `lint` too.
+#[test]
+fn oversized_policy_is_too_large() {
+    let mut body = String::from("version: STSv1\nmode: enforce\nmax_age: 86400\n");
+    let mut i = 0;
+    while body.len() <= 70_000 {
+        body.push_str(&format!("mx: mx{i:05}.example.com\n"));
+        i += 1;
+    }
+    let (code, v) = json(&["lint", "--json", "-"], body.as_bytes());
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["policy"], serde_json::Value::Null);
+    assert_eq!(v["diagnostics"][0]["code"], "too-large", "{v}");
+    // Exactly 65,536 bytes is still read and linted (here: valid up to a cut line).
+    let cut = &body.as_bytes()[..65_536];
+    let (_, v) = json(&["lint", "--json", "-"], cut);
+    assert!(
+        v["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["code"] != "too-large"),
+        "{v}"
+    );
+}
+
+/// Endless input is read only up to the limit: `lint /dev/zero` answers (before the fix it
+/// read until memory ran out).
+#[test]
+fn endless_input_is_read_bounded() {
+    if !std::path::Path::new("/dev/zero").exists() {
+        eprintln!("skipped: no /dev/zero on this system");
+        return;
+    }
+    for extra in [None, Some("--record"), Some("--tlsrpt-record")] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mta-sts"))
+            .arg("lint")
+            .args(extra)
+            .args(["--json", "/dev/zero"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Liveness only: a generous bound, far above the milliseconds it takes.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("lint {extra:?} /dev/zero still reading after 60 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{extra:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["diagnostics"][0]["code"], "too-large", "{extra:?}: {v}");
+    }
+}

@@ -310,3 +310,190 @@ fn usage_errors_exit_2() {
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+fn import_json(db: &Path, args: &[&str]) -> (Option<i32>, Value, String) {
+    let mut all = vec!["import", "--json"];
+    all.extend_from_slice(args);
+    let out = bin(db, &all);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.code(), value, stderr)
+}
+
+fn refusal<'a>(result: &'a Value, input: &str) -> &'a str {
+    result["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["input"].as_str().is_some_and(|i| i.ends_with(input)))
+        .and_then(|r| r["reason"].as_str())
+        .unwrap_or_else(|| panic!("{input} not refused: {result}"))
+}
+
+/// Issue #12 item 9: special files get a clear refusal (they used to be skipped silently),
+/// and what is neither JSON, gzip, zip nor mail is "not a TLS-RPT report", not unsigned mail.
+#[test]
+fn import_refuses_special_and_non_report_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    std::fs::write(inbox.join("empty.eml"), b"").unwrap();
+    std::fs::write(inbox.join("expected.tsv"), b"domain\tday\nexample.com\t1\n").unwrap();
+
+    // /dev/null named on the command line.
+    let (code, result, stderr) = import_json(&db, &["/dev/null"]);
+    assert_eq!(code, Some(1), "{result} {stderr}");
+    assert!(
+        refusal(&result, "/dev/null").contains("not a regular file"),
+        "{result}"
+    );
+
+    // A FIFO: refused without being opened (opening would wait for a writer).
+    let fifo = dir.path().join("fifo");
+    match Command::new("mkfifo").arg(&fifo).status() {
+        Ok(s) if s.success() => {
+            let (code, result, _) = import_json(&db, &[fifo.to_str().unwrap()]);
+            assert_eq!(code, Some(1));
+            assert!(refusal(&result, "fifo").contains("FIFO"), "{result}");
+        }
+        _ => eprintln!("skipped the FIFO case: mkfifo is not available"),
+    }
+
+    // DKIM is on (the default): the empty file and the .tsv are still not "dkim-missing".
+    for extra in [None, Some("--no-dkim")] {
+        let mut args: Vec<&str> = extra.into_iter().collect();
+        args.push(inbox.to_str().unwrap());
+        let (code, result, stderr) = import_json(&db, &args);
+        assert_eq!(code, Some(1), "{result}");
+        assert_eq!(result["refused"].as_array().unwrap().len(), 2, "{result}");
+        let empty = refusal(&result, "empty.eml");
+        assert!(empty.starts_with("not a TLS-RPT report ("), "{empty}");
+        let tsv = refusal(&result, "expected.tsv");
+        assert!(tsv.starts_with("not a TLS-RPT report ("), "{tsv}");
+        assert!(
+            result["refused"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["code"].is_null())
+        );
+        // Nothing was imported: no note about mail imported without DKIM.
+        assert!(!stderr.contains("--no-dkim"), "{stderr}");
+    }
+    // Human output (where the note is printed) says it only once mail was imported.
+    let out = bin(&db, &["import", "--no-dkim", inbox.to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("note: --no-dkim"));
+    let corpus = std::fs::read(corpus_dir().join("005.json")).unwrap();
+    std::fs::write(inbox.join("report.eml"), email(&corpus, "n1")).unwrap();
+    let out = bin(&db, &["import", "--no-dkim", inbox.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("note: --no-dkim: 1 mail message"),
+        "{stderr}"
+    );
+}
+
+/// Issue #12 item 9: a MIME body without its closing boundary still has its base64 report
+/// decoded (as Python's email parser does).
+#[test]
+fn mail_without_closing_boundary_is_imported() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let corpus = std::fs::read(corpus_dir().join("005.json")).unwrap();
+    let whole = String::from_utf8(email(&corpus, "open")).unwrap();
+    let open = whole.strip_suffix("--b--\r\n").unwrap();
+    assert!(!open.contains("--b--"));
+    let file = dir.path().join("open.eml");
+    std::fs::write(&file, open).unwrap();
+    let (code, result, _) = import_json(&db, &["--no-dkim", file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{result}");
+    assert_eq!(result["imported"], 1, "{result}");
+}
+
+/// Issue #12 item 10: commands that only read never create a database.
+#[test]
+fn reading_commands_need_an_existing_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("typo/reports.db");
+    for args in [
+        vec!["summary"],
+        vec!["summary", "--json"],
+        vec!["show", "1"],
+    ] {
+        let out = bin(&db, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("no report database exists at"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(!db.exists(), "{args:?} created {}", db.display());
+        assert!(!dir.path().join("typo").exists(), "{args:?}");
+    }
+}
+
+/// Issue #12 item 11: the human summary shows the top MX hosts and "and N more" (`--json`
+/// keeps all); a missing and an empty receiving-mx-hostname are one `(none)` entry.
+#[test]
+fn summary_shows_top_mx_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let mut report = tlsrpt::Report::daily(
+        "reporter.example",
+        "tlsrpt@reporter.example",
+        "many-mx",
+        tlsrpt::UtcDateTime::parse("2024-06-01T00:00:00Z").unwrap(),
+    );
+    let detail = |mx: Option<&str>, n: u64| tlsrpt::FailureDetail {
+        receiving_mx_hostname: mx.map(str::to_owned),
+        ..tlsrpt::FailureDetail::new(tlsrpt::ResultType::CertificateExpired, n)
+    };
+    let mut details: Vec<_> = (0..25)
+        .map(|i| detail(Some(&format!("mx{i:02}.example.com")), 1 + i))
+        .collect();
+    details.push(detail(None, 2));
+    details.push(detail(Some(""), 3));
+    let failed: u64 = details.iter().map(|d| d.failed_session_count).sum();
+    report.policies.push(tlsrpt::PolicyResult {
+        policy: tlsrpt::PolicyDescriptor {
+            policy_type: tlsrpt::PolicyType::Sts,
+            policy_string: vec![],
+            policy_domain: "example.com".into(),
+            mx_host: vec![],
+        },
+        summary: tlsrpt::SessionSummary {
+            total_successful_session_count: 1,
+            total_failure_session_count: failed,
+        },
+        failure_details: details,
+    });
+    let file = dir.path().join("report.json");
+    std::fs::write(&file, report.to_json()).unwrap();
+    let (code, result, _) = import_json(&db, &[file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{result}");
+
+    let out = bin(&db, &["summary"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("failures by MX"))
+        .unwrap_or_else(|| panic!("{text}"));
+    // 26 hosts: the 10 largest, then the rest counted.
+    assert!(line.ends_with(", and 16 more"), "{line}");
+    assert!(
+        line.contains("mx24.example.com 25, mx23.example.com 24"),
+        "{line}"
+    );
+    assert!(!line.contains("mx00.example.com"), "{line}");
+    assert!(line.len() < 400, "{line}");
+
+    let out = bin(&db, &["summary", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_mx = v["days"][0]["failures_by_mx"].as_object().unwrap();
+    assert_eq!(by_mx.len(), 26, "{v}");
+    assert_eq!(by_mx["(none)"], 5, "{v}");
+    assert!(!by_mx.contains_key(""), "{v}");
+}

@@ -3,6 +3,8 @@
 //! Reports lacking such a signature MUST be ignored by the recipient."
 //!
 //! [`MailImporter::import`] takes one input (one file, or one message of an mbox):
+//! - what is neither JSON, gzip, zip nor an e-mail (an empty file, a `.tsv`) is refused as
+//!   "not a TLS-RPT report (…)" first ([`crate::mailbox::prepare`]), not as unsigned mail;
 //! - mail ([`is_message`]) is verified first ([`DkimVerifier`]); without a valid signature
 //!   aligned with the reporting domain (see [`crate::dkim_verify`] for the rule) nothing of it
 //!   is stored and the refusal says why (`dkim-missing`, `dkim-invalid: …`,
@@ -19,6 +21,7 @@
 use crate::dkim_dns::DkimVerifier;
 use crate::dkim_verify::{DkimRefusal, Pass, Verdict};
 use crate::intake::is_message;
+use crate::mailbox::prepare;
 use crate::sink::{InputOutcome, ReportSink, SinkError};
 
 /// Whether mail is DKIM-verified.
@@ -33,7 +36,7 @@ pub enum DkimCheck {
 /// What the DKIM step did for one input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DkimStatus {
-    /// Not mail (JSON, gzip, zip): nothing to verify.
+    /// Not mail (JSON, gzip, zip, or refused as not a report at all): nothing to verify.
     NotMail,
     /// Mail, imported without verification ([`DkimCheck::Skip`]).
     Skipped,
@@ -82,6 +85,19 @@ impl MailImporter {
         now: u64,
     ) -> Result<Imported, SinkError> {
         let mut warnings = Vec::new();
+        let prepared = match prepare(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::info!(source, error = %e, "input refused");
+                return Ok(Imported {
+                    outcome: InputOutcome::Refused {
+                        reason: e.to_string(),
+                    },
+                    dkim: DkimStatus::NotMail,
+                    warnings,
+                });
+            }
+        };
         let dkim = if !is_message(bytes) {
             DkimStatus::NotMail
         } else {
@@ -110,7 +126,9 @@ impl MailImporter {
                 },
             }
         };
-        let outcome = self.sink.accept(bytes, None, source).await?;
+        // DKIM was verified on the bytes as received; the prepared ones only differ by
+        // close delimiters appended to an unterminated MIME message.
+        let outcome = self.sink.accept(&prepared, None, source).await?;
         Ok(Imported {
             outcome,
             dkim,

@@ -86,3 +86,19 @@ pub async fn open_store(location: &str) -> Result<std::sync::Arc<dyn ReportStore
         )?))
     }
 }
+
+/// Opens an existing store from a `--db` value, for commands that only read: a SQLite path
+/// where no file exists is [`StoreError::Missing`] (nothing is created); a `postgres://` URL
+/// connects as [`open_store`] does.
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+pub async fn open_existing_store(
+    location: &str,
+) -> Result<std::sync::Arc<dyn ReportStore>, StoreError> {
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(PostgresStore::connect(location).await?))
+    } else {
+        Ok(std::sync::Arc::new(SqliteStore::open_existing(
+            std::path::Path::new(location),
+        )?))
+    }
+}

@@ -5,9 +5,19 @@
 //! of a Maildir is skipped: messages there are still being written). A file whose first line
 //! begins with `From ` is an mbox (mboxo/mboxrd: `>From ` lines are unescaped), anything else is
 //! one input. Reading is bounded by [`Limits::max_input_bytes`](crate::intake::Limits) per
-//! file (an mbox may be larger: it is read whole but each message is then bounded).
+//! file (an mbox may be larger: it is read whole but each message is then bounded). Special
+//! files (FIFOs, devices, sockets) are refused without being opened: reading a FIFO could
+//! wait forever, and `/dev/null` holds no report.
+//!
+//! [`prepare`] is the first look at one input's bytes: what is neither JSON, gzip, zip nor
+//! an e-mail (an empty file, a `.tsv` next to the reports) is refused as "not a TLS-RPT
+//! report" before any DKIM check, and a MIME message whose closing boundary is missing gets
+//! it back, so that its last part is decoded (as Python's `email` parser does).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+
+use crate::intake::{IntakeError, Limits, ParsedReport, is_message, parse_input};
 
 /// One input found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,8 +59,22 @@ fn walk(path: &Path, out: &mut Vec<Result<PathBuf, InputError>>, depth: u32) {
             return;
         }
     };
-    if meta.is_file() || (depth == 0 && meta.file_type().is_symlink() && path.is_file()) {
+    // A path named on the command line is followed if it is a symbolic link.
+    let meta = match (depth, meta.file_type().is_symlink()) {
+        (0, true) => std::fs::metadata(path).unwrap_or(meta),
+        _ => meta,
+    };
+    if meta.is_file() {
         out.push(Ok(path.to_path_buf()));
+        return;
+    }
+    if let Some(kind) = special_kind(&meta.file_type()) {
+        out.push(Err(InputError {
+            path: path.display().to_string(),
+            source: std::io::Error::other(format!(
+                "not a regular file ({kind}): import reads files, directories, Maildir folders and mbox files"
+            )),
+        }));
         return;
     }
     if !meta.is_dir() || depth > 16 {
@@ -77,6 +101,129 @@ fn walk(path: &Path, out: &mut Vec<Result<PathBuf, InputError>>, depth: u32) {
         }
         walk(&entry, out, depth + 1);
     }
+}
+
+/// What kind of special file this is; `None` for files, directories and symbolic links.
+fn special_kind(file_type: &std::fs::FileType) -> Option<&'static str> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return Some("a FIFO");
+        }
+        if file_type.is_char_device() {
+            return Some("a character device");
+        }
+        if file_type.is_block_device() {
+            return Some("a block device");
+        }
+        if file_type.is_socket() {
+            return Some("a socket");
+        }
+    }
+    if file_type.is_file() || file_type.is_dir() || file_type.is_symlink() {
+        None
+    } else {
+        Some("a special file")
+    }
+}
+
+/// Why an input is not a TLS-RPT report at all (before any DKIM check).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotAReport {
+    /// The input has no bytes.
+    #[error("not a TLS-RPT report (the input is empty)")]
+    Empty,
+    /// Neither JSON, gzip, zip nor an RFC 5322 message.
+    #[error(
+        "not a TLS-RPT report (neither JSON, gzip, zip nor an e-mail: the first line is not a header field)"
+    )]
+    NotMail,
+}
+
+/// Why [`parse_file_input`] refused an input.
+#[derive(Debug, thiserror::Error)]
+pub enum FileInputError {
+    /// Not JSON, gzip, zip or mail.
+    #[error(transparent)]
+    NotAReport(#[from] NotAReport),
+    /// The intake refused it.
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
+}
+
+/// The first look at one input read from disk: refuses what is not a report at all, and
+/// closes MIME multiparts whose closing boundary is missing. The bytes to hand to
+/// [`parse_input`] (DKIM is verified on the original bytes).
+pub fn prepare(bytes: &[u8]) -> Result<Cow<'_, [u8]>, NotAReport> {
+    if bytes.is_empty() {
+        return Err(NotAReport::Empty);
+    }
+    if !is_message(bytes) {
+        return Ok(Cow::Borrowed(bytes));
+    }
+    if !starts_with_header_field(bytes) {
+        return Err(NotAReport::NotMail);
+    }
+    Ok(close_multiparts(bytes))
+}
+
+/// `report import`'s reading of one input without DKIM and store: [`prepare`], then
+/// [`parse_input`]. The fuzz target `mail_import` drives it.
+pub fn parse_file_input(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<Vec<ParsedReport>, FileInputError> {
+    let prepared = prepare(bytes)?;
+    Ok(parse_input(&prepared, None, limits)?)
+}
+
+/// Whether the first line is an RFC 5322 §2.2 header field: a name of printable ASCII
+/// other than `:` (ftext), then `:`.
+fn starts_with_header_field(bytes: &[u8]) -> bool {
+    let name_len = bytes
+        .iter()
+        .take_while(|b| matches!(b, 33..=57 | 59..=126))
+        .count();
+    name_len > 0 && bytes.get(name_len) == Some(&b':')
+}
+
+/// Appends the close delimiter (RFC 2046 §5.1.1 `--boundary--`) of every multipart of the
+/// message that lacks one, innermost first. Some receivers' test mails end without it;
+/// the parser then leaves the last part undecoded, where Python's `email` decodes it.
+fn close_multiparts(bytes: &[u8]) -> Cow<'_, [u8]> {
+    let Some(message) = mail_parser::MessageParser::default().parse(bytes) else {
+        return Cow::Borrowed(bytes);
+    };
+    let mut missing: Vec<Vec<u8>> = Vec::new();
+    for part in &message.parts {
+        if !part.is_multipart() {
+            continue;
+        }
+        let Some(boundary) =
+            mail_parser::MimeHeaders::content_type(part).and_then(|ct| ct.attribute("boundary"))
+        else {
+            continue;
+        };
+        let close = [b"\n--".as_slice(), boundary.as_bytes(), b"--"].concat();
+        if !contains(bytes, &close) && !missing.iter().any(|m| m == &close) {
+            missing.push(close);
+        }
+    }
+    if missing.is_empty() {
+        return Cow::Borrowed(bytes);
+    }
+    let mut out = bytes.to_vec();
+    for close in missing.iter().rev() {
+        out.extend_from_slice(b"\r");
+        out.extend_from_slice(close);
+        out.extend_from_slice(b"\r\n");
+    }
+    Cow::Owned(out)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Reads one file into inputs: one, or one per message for an mbox.
@@ -150,5 +297,23 @@ mod tests {
         assert_eq!(m.len(), 2);
         assert_eq!(m[0], b"Subject: 1\n\nFrom here\nbody\n");
         assert_eq!(m[1], b"Subject: 2\n\nx\n");
+    }
+
+    #[test]
+    fn prepare_refuses_what_is_not_a_report() {
+        assert_eq!(prepare(b""), Err(NotAReport::Empty));
+        assert_eq!(prepare(b"domain\tday\n"), Err(NotAReport::NotMail));
+        assert_eq!(prepare(b": no name\n"), Err(NotAReport::NotMail));
+        assert!(prepare(b"{}").is_ok());
+        assert!(prepare(b"Subject: x\r\n\r\nbody").is_ok());
+    }
+
+    #[test]
+    fn unclosed_multipart_gets_its_close_delimiter() {
+        let open = b"Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nx";
+        let closed = prepare(open).unwrap();
+        assert!(closed.ends_with(b"x\r\n--b--\r\n"), "{closed:?}");
+        let whole = [open.as_slice(), b"\r\n--b--\r\n"].concat();
+        assert!(matches!(prepare(&whole), Ok(Cow::Borrowed(_))));
     }
 }

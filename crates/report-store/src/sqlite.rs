@@ -89,6 +89,28 @@ impl SqliteStore {
         Self::init(conn).map_err(|e| open_err(e.to_string()))
     }
 
+    /// Opens the existing database file at `path`, for commands that only read: a missing
+    /// file is [`StoreError::Missing`], and neither it nor its directory is created.
+    pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
+        let open_err = |reason: String| StoreError::Open {
+            location: path.display().to_string(),
+            reason,
+        };
+        if !path.exists() {
+            return Err(StoreError::Missing {
+                location: path.display().to_string(),
+            });
+        }
+        // No SQLITE_OPEN_CREATE: should the file vanish meanwhile, opening fails instead.
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| open_err(e.to_string()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| open_err(e.to_string()))?;
+        Self::init(conn).map_err(|e| open_err(e.to_string()))
+    }
+
     /// An in-memory database (tests).
     pub fn in_memory() -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory().map_err(db)?;

@@ -34,6 +34,13 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// A command that only reads found no database at the location (it is not created:
+    /// a typo in `--db` must not look like an empty store).
+    #[error("no report database exists at {location}")]
+    Missing {
+        /// The path.
+        location: String,
+    },
     /// A stored report could not be read back.
     #[error("stored report {id} is unreadable: {reason}")]
     Corrupt {
@@ -98,8 +105,8 @@ pub struct DaySummary {
     pub failures_by_result_type: BTreeMap<String, u64>,
     /// Sum of `total-failure-session-count` per reporting organisation (only non-zero).
     pub failures_by_organization: BTreeMap<String, u64>,
-    /// Sum of `failed-session-count` per `receiving-mx-hostname` (`(none)` when absent, as
-    /// for policy fetch failures).
+    /// Sum of `failed-session-count` per `receiving-mx-hostname` ([`NO_MX`], `(none)`, when
+    /// absent or empty, as for policy fetch failures).
     pub failures_by_mx: BTreeMap<String, u64>,
 }
 
@@ -192,10 +199,18 @@ impl SummaryBuilder {
             .insert(kind, to_u64(n));
     }
 
+    /// A missing and an empty `receiving-mx-hostname` are one key, [`NO_MX`]; their
+    /// counts add up.
     pub(crate) fn by_mx(&mut self, domain: String, day: String, mx: Option<String>, n: i64) {
-        self.entry(domain, day)
+        let key = mx
+            .filter(|m| !m.trim().is_empty())
+            .unwrap_or_else(|| NO_MX.to_owned());
+        let count = self
+            .entry(domain, day)
             .failures_by_mx
-            .insert(mx.unwrap_or_else(|| NO_MX.to_owned()), to_u64(n));
+            .entry(key)
+            .or_default();
+        *count = count.saturating_add(to_u64(n));
     }
 
     pub(crate) fn finish(self) -> Vec<DaySummary> {
