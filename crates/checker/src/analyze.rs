@@ -890,8 +890,11 @@ fn analyze_tlsrpt(
 ) -> Option<TlsRptReport> {
     use crate::finding::Area;
     let name = format!("_smtp._tls.{}", evidence.domain);
-    // RFC 8461 §5 "testing": the point of testing is the reports.
-    let missing_severity = if mode == Some(Mode::Testing) {
+    // A domain that publishes MTA-STS (a `v=STSv1` record, and no policy known to be
+    // `none`) without TLS-RPT never learns of failed deliveries (RFC 8460 §1), and RFC 8461
+    // §5 `testing` exists only to produce those reports: a warning. Without MTA-STS, or
+    // while withdrawing it with `mode: none`, the record is merely useful: information.
+    let missing_severity = if has_candidate(&evidence.sts) && mode != Some(Mode::None) {
         Severity::Warning
     } else {
         Severity::Info

@@ -97,9 +97,18 @@ pub fn drift(
     findings
 }
 
+/// Whether the fetched policy is the served one. The `mx` lines are a set (RFC 8461 §3.2
+/// gives their order no meaning; §4.1 matches against any of them), so another order or
+/// a repeated line is the same policy; patterns are compared in their canonical lower-case
+/// A-label form.
 fn same_policy(live: &crate::report::PolicyReport, served: &Policy) -> bool {
-    let served_mx: Vec<String> = served.mx.iter().map(ToString::to_string).collect();
+    let mut live_mx: Vec<String> = live.mx.iter().map(|m| m.to_ascii_lowercase()).collect();
+    let mut served_mx: Vec<String> = served.mx.iter().map(ToString::to_string).collect();
+    live_mx.sort();
+    live_mx.dedup();
+    served_mx.sort();
+    served_mx.dedup();
     live.mode.as_deref() == Some(served.mode.as_str())
         && live.max_age == Some(served.max_age)
-        && live.mx == served_mx
+        && live_mx == served_mx
 }

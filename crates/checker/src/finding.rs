@@ -356,10 +356,12 @@ pub mod ids {
             "an MX host's certificate is not acceptable",
             "Replace it with a valid WebPKI certificate for the MX host name.");
 
-        /// No `_smtp._tls` record.
-        TLSRPT_MISSING = ("tlsrpt-missing", Info, Tlsrpt,
+        /// No `_smtp._tls` record: a warning when the domain publishes MTA-STS (without
+        /// reports its owner never learns of failed deliveries, and `testing` mode exists
+        /// only to produce them), information otherwise (no MTA-STS, or `mode: none`).
+        TLSRPT_MISSING = ("tlsrpt-missing", Warning, Tlsrpt,
             "no TLS-RPT record",
-            "Publish `v=TLSRPTv1; rua=mailto:tlsrpt@<domain>` at _smtp._tls.<domain> to learn about failed deliveries (RFC 8460).");
+            "Publish `v=TLSRPTv1; rua=mailto:tlsrpt@<domain>` at _smtp._tls.<domain>: without TLS-RPT reports you never learn that senders failed to deliver (RFC 8460), and `mode: testing` only produces those reports.");
         /// Several `v=TLSRPTv1` records (RFC 8460 §3).
         TLSRPT_MULTIPLE = ("tlsrpt-multiple", Error, Tlsrpt,
             "several TLS-RPT records",

@@ -478,7 +478,21 @@ fn cases() -> Vec<Case> {
                     .policy(&policy(&n, "enforce", 1_209_600))
                     .mx(10, "mail.nortp.test")
             },
+            // a warning: the domain publishes MTA-STS (issue #12 item 15)
             &["tlsrpt-missing"],
+            Warn,
+        ),
+        case(
+            "nortpnone.test",
+            |d| {
+                let n = d.name().to_string();
+                DomainBuilder::new(&n)
+                    .sts_id("1")
+                    .policy(&policy(&n, "none", 1_209_600))
+                    .mx(10, "mail.nortpnone.test")
+            },
+            // withdrawing MTA-STS with mode none: the missing record is information only
+            &["policy-mode-none", "tlsrpt-missing"],
             Pass,
         ),
         case(

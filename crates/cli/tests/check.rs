@@ -339,3 +339,78 @@ fn bulk_thousand_domains_with_summary() {
         assert_eq!(sessions, 1, "{host}");
     }
 }
+
+/// The bulk progress bar (issue #12 item 17): drawn on a terminal, in a pseudo-terminal
+/// made by util-linux `script`, and absent with `--no-progress`; the words summary follows
+/// either way. Skipped without `script` unless `MTA_STS_REQUIRE_INTEROP=1`.
+#[test]
+fn bulk_progress_bar_on_a_terminal() {
+    const N: usize = 200;
+    if Command::new("script").arg("--version").output().is_err() {
+        assert!(
+            std::env::var("MTA_STS_REQUIRE_INTEROP").as_deref() != Ok("1"),
+            "script is required (MTA_STS_REQUIRE_INTEROP=1): apt-get install util-linux"
+        );
+        eprintln!("skipping: script (util-linux) not installed");
+        return;
+    }
+    let mut builder = World::builder();
+    for i in 0..N {
+        builder = builder.domain(&format!("p{i}.progress.test"), |d| d.enforce());
+    }
+    let world = builder.start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let list = dir.path().join("domains.txt");
+    let names: Vec<String> = (0..N).map(|i| format!("p{i}.progress.test\n")).collect();
+    std::fs::write(&list, names.concat()).expect("write list");
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let run = |extra: &[&str]| {
+        let mut argv = vec![
+            env!("CARGO_BIN_EXE_mta-sts").to_owned(),
+            "check".into(),
+            "--no-smtp".into(),
+            "--input".into(),
+            list.display().to_string(),
+            "--concurrency".into(),
+            "4".into(),
+            "--dns".into(),
+            world.dns_addr().to_string(),
+            "--ca-file".into(),
+            world.ca_file().display().to_string(),
+            "--connect-to".into(),
+            world.connect_to_any(),
+            "--timeout".into(),
+            "5".into(),
+        ];
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        let line: Vec<String> = argv.iter().map(|a| quote(a)).collect();
+        // stdout of the child is the pty too: the transcript is everything it drew.
+        let out = Command::new("script")
+            .args(["-qefc", &line.join(" "), "/dev/null"])
+            .env("TERM", "xterm")
+            .env("NO_COLOR", "1")
+            .env_remove("CI")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run script");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let bar = format!("/{N} domains");
+    let summary = format!("{N} domains in ");
+
+    let (code, transcript) = run(&[]);
+    assert_eq!(code, Some(0), "{transcript}");
+    assert!(
+        transcript.contains(&bar),
+        "no progress bar `{bar}` in:\n{transcript}"
+    );
+    assert!(transcript.contains(&summary), "{transcript}");
+
+    let (code, transcript) = run(&["--no-progress"]);
+    assert_eq!(code, Some(0), "{transcript}");
+    assert!(!transcript.contains(&bar), "{transcript}");
+    assert!(transcript.contains(&summary), "{transcript}");
+}

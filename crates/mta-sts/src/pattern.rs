@@ -34,8 +34,35 @@ pub enum PatternError {
     )]
     Empty,
     /// Several names on one line (RFC 8461 §3.2: each MX MUST have its own `mx:` line).
+    /// Only given when every part of the value is itself a valid pattern.
     #[error("`{0}` lists several hosts on one line: write each on its own `mx:` line")]
     List(String),
+    /// A `#` comment after (or instead of) the host name; policy files have no comments.
+    #[error(
+        "`{value}` carries a `#` comment: policy files have no comments, so the comment is read as part of the host name; {fix}",
+        fix = comment_fix(.host.as_deref())
+    )]
+    InlineComment {
+        /// The value as written.
+        value: String,
+        /// The text before `#`, when it is a valid pattern on its own.
+        host: Option<String>,
+    },
+    /// An MX priority pasted in front of the host name (`Priority 5: alt1.example.com`).
+    #[error(
+        "`{value}` holds an MX priority: a policy lists host names only, without priorities; write `mx: {host}`"
+    )]
+    Priority {
+        /// The value as written.
+        value: String,
+        /// The host name found after the priority.
+        host: String,
+    },
+    /// Words, spaces or punctuation that make up no host name (`not a hostname!`).
+    #[error(
+        "`{0}` is not a host name (a host name has no spaces; only letters, digits, `-` and `.`): give one MX host name, e.g. `mx: mail.example.com`"
+    )]
+    NotOneHostName(String),
     /// A trailing dot (`mail.example.com.`).
     #[error("`{0}` ends with a dot: remove it (write `{fixed}`)", fixed = .0.trim_end_matches('.'))]
     TrailingDot(String),
@@ -108,8 +135,11 @@ impl MxPattern {
         if value.is_empty() || value == "." {
             return Err(PatternError::Empty);
         }
+        if value.contains('#') {
+            return Err(inline_comment(value));
+        }
         if value.contains([',', ' ', '\t', ';']) {
-            return Err(PatternError::List(value.to_owned()));
+            return Err(several_words(value));
         }
         if value.contains([':', '[', ']', '/', '@']) {
             return Err(PatternError::NotAHostName(value.to_owned()));
@@ -117,7 +147,9 @@ impl MxPattern {
         if value.ends_with('.') && value.len() > 1 {
             return Err(PatternError::TrailingDot(value.to_owned()));
         }
-        if value.starts_with('.') {
+        // Suggest the wildcard only when `*` + value is itself a valid pattern: `..--` is
+        // no wildcard gone wrong, and `*..--` would be invalid advice.
+        if value.starts_with('.') && MxPattern::parse(&format!("*{value}")).is_ok() {
             return Err(PatternError::LeadingDot(value.to_owned()));
         }
         if name.contains('*') {
@@ -189,6 +221,66 @@ impl MxPattern {
             None => false,
         }
     }
+}
+
+/// The advice after an inline comment: the host name to keep, when there is a valid one.
+fn comment_fix(host: Option<&str>) -> String {
+    match host {
+        Some(host) => format!("remove the comment: write `mx: {host}`"),
+        None => {
+            "remove the comment and give one MX host name, e.g. `mx: mail.example.com`".to_owned()
+        }
+    }
+}
+
+/// A value with `#`: RFC 8461 §3.2 has no comments, `#` is not part of `Domain`.
+fn inline_comment(value: &str) -> PatternError {
+    let before = value
+        .split_once('#')
+        .map_or(value, |(before, _)| before)
+        .trim_matches([' ', '\t']);
+    let host = (!before.is_empty())
+        .then(|| MxPattern::parse(before).ok())
+        .flatten()
+        .map(|pattern| pattern.to_string());
+    PatternError::InlineComment {
+        value: value.to_owned(),
+        host,
+    }
+}
+
+/// A value with spaces, commas or semicolons: a list of hosts only when every part is a
+/// valid pattern (RFC 8461 §3.2: one `mx:` line per MX), a pasted MX priority when it is
+/// `Priority N: host` (or `N host`), otherwise just not a host name.
+fn several_words(value: &str) -> PatternError {
+    let words: Vec<&str> = value
+        .split([',', ' ', '\t', ';'])
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.len() >= 2 && words.iter().all(|w| MxPattern::parse(w).is_ok()) {
+        return PatternError::List(value.to_owned());
+    }
+    if let Some((last, front)) = words.split_last()
+        && !front.is_empty()
+        && front.iter().any(|w| {
+            let w = w.trim_end_matches(':');
+            !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit())
+        })
+        && front.iter().all(|w| {
+            let w = w.trim_end_matches(':');
+            w.eq_ignore_ascii_case("priority")
+                || w.eq_ignore_ascii_case("pref")
+                || w.eq_ignore_ascii_case("preference")
+                || (!w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()))
+        })
+        && let Ok(host) = MxPattern::parse(last)
+    {
+        return PatternError::Priority {
+            value: value.to_owned(),
+            host: host.to_string(),
+        };
+    }
+    PatternError::NotOneHostName(value.to_owned())
 }
 
 impl fmt::Display for MxPattern {

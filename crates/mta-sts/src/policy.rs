@@ -503,6 +503,17 @@ impl Parser {
             ));
             return;
         }
+        if let Some(known) = one_edit_from_known(key) {
+            // Probably a typo, but it may be a real extension: keep it as one (RFC 8461 §3.2
+            // "unknown fields ... MUST be ignored") and only advise.
+            self.near_misses
+                .push((known, number, format!("`{}`", abbreviate(key))));
+            self.diagnostics.push(Diagnostic::advice(
+                "misspelled-key",
+                Some(number),
+                format!("`{}` is not a field of RFC 8461, so senders ignore this line as an unknown extension: did you mean `{known}:`?", abbreviate(key)),
+            ));
+        }
         if !is_ext_name(key) {
             self.diagnostics.push(Diagnostic::deviation(
                 "invalid-line",
@@ -532,6 +543,7 @@ impl Parser {
             .find(|k| k.eq_ignore_ascii_case(word))
             .copied()
             .or_else(|| misspelling_of(word))
+            .or_else(|| one_edit_from_known(word))
         {
             self.near_misses.push((
                 known,
@@ -643,6 +655,45 @@ fn misspelling_of(key: &str) -> Option<&'static str> {
         "versions" => Some("version"),
         "modes" => Some("mode"),
         _ => None,
+    }
+}
+
+/// A key one typo away from a known one, for a did-you-mean hint.
+fn one_edit_from_known(key: &str) -> Option<&'static str> {
+    // One edit (insertion, deletion, substitution or swap of neighbours) away from a known
+    // key: `nmx`, `mod`, `max-age`, `verison`. Keys of one character are too short to guess.
+    let lower = key.to_ascii_lowercase();
+    if lower.len() < 2 {
+        return None;
+    }
+    KNOWN_KEYS
+        .iter()
+        .find(|known| one_edit_apart(lower.as_bytes(), known.as_bytes()))
+        .copied()
+}
+
+/// Whether `a` becomes `b` by one insertion, deletion, substitution or transposition of
+/// neighbouring bytes (optimal string alignment distance 1).
+fn one_edit_apart(a: &[u8], b: &[u8]) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    if long.len() - short.len() > 1 {
+        return false;
+    }
+    let prefix = short.iter().zip(long).take_while(|(x, y)| x == y).count();
+    if short.len() == long.len() {
+        if prefix == short.len() {
+            return false; // equal
+        }
+        let (sa, sb) = (&short[prefix + 1..], &long[prefix + 1..]);
+        // substitution, or a swap of two neighbours
+        sa == sb
+            || (prefix + 1 < short.len()
+                && short[prefix] == long[prefix + 1]
+                && short[prefix + 1] == long[prefix]
+                && short[prefix + 2..] == long[prefix + 2..])
+    } else {
+        // one byte inserted into `short` at `prefix`
+        short[prefix..] == long[prefix + 1..]
     }
 }
 

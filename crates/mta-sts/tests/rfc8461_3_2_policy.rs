@@ -484,3 +484,119 @@ fn every_diagnostic_has_a_fix_and_a_line_where_it_applies() {
         assert!(d.message.contains(':'), "a fix follows a colon: {d}");
     }
 }
+
+/// The message of the first `invalid-mx` error of a policy whose only mx line is `value`.
+fn mx_message(value: &str) -> String {
+    let l = lint(&format!(
+        "version: STSv1\nmode: enforce\nmx: {value}\nmax_age: 86400\n"
+    ));
+    assert!(l.policy.is_none(), "{value:?} should be invalid");
+    l.diagnostics
+        .iter()
+        .find(|d| d.code == "invalid-mx")
+        .map(|d| d.message.clone())
+        .unwrap_or_else(|| panic!("{value:?}: no invalid-mx in {:?}", l.diagnostics))
+}
+
+// STS-3.2-k (issue #12 item 14): "lists several hosts" only for values that list hosts; a
+// comment, a pasted MX priority or plain words get their own explanation.
+#[test]
+fn rfc8461_3_2_invalid_mx_messages_name_the_real_mistake() {
+    for list in [
+        "a.example.com, b.example.com",
+        "a.example.com;b.example.com",
+    ] {
+        assert!(mx_message(list).contains("several hosts"), "{list}");
+    }
+    // real-world policies (shared/corpus/realworld policies 007, 051, 012, 074)
+    let m = mx_message("*.mail.protection.outlook.com      # 3. If you have secondary");
+    assert!(!m.contains("several hosts"), "{m}");
+    assert!(
+        m.contains("comment") && m.contains("`mx: *.mail.protection.outlook.com`"),
+        "{m}"
+    );
+    let m = mx_message("mx1.your_domain.tld      # 2. Add your primary");
+    assert!(!m.contains("several hosts") && m.contains("comment"), "{m}");
+    let m = mx_message("Priority 5: ALT1.ASPMX.L.GOOGLE.COM");
+    assert!(!m.contains("several hosts"), "{m}");
+    assert!(
+        m.contains("priority") && m.contains("`mx: alt1.aspmx.l.google.com`"),
+        "{m}"
+    );
+    let m = mx_message("not a hostname!");
+    assert!(!m.contains("several hosts"), "{m}");
+    assert!(m.contains("is not a host name"), "{m}");
+}
+
+// issue #12 item 14: the wildcard advice for a leading dot is only given when it is valid.
+#[test]
+fn rfc8461_3_2_leading_dot_advice_is_itself_valid() {
+    let m = mx_message(".example.com");
+    assert!(m.contains("`*.example.com`"), "{m}");
+    let m = mx_message("..--");
+    assert!(
+        !m.contains("*..--"),
+        "advice must not be an invalid pattern: {m}"
+    );
+    assert!(m.contains("empty label"), "{m}");
+}
+
+// issue #12 item 14: a key one edit away from a known one gets a did-you-mean, on the line
+// and in the missing-field error.
+#[test]
+fn rfc8461_3_2_one_typo_keys_get_did_you_mean() {
+    for (line, known, missing) in [
+        ("nmx: mx0.example.com", "mx", "missing-mx"),
+        ("max-age: 86400", "max_age", "missing-max-age"),
+        ("mod: enforce", "mode", "missing-mode"),
+        ("verison: STSv1", "version", "missing-version"),
+    ] {
+        let mut fields = [
+            "version: STSv1",
+            "mode: enforce",
+            "mx: mx0.example.com",
+            "max_age: 86400",
+        ];
+        let at = fields
+            .iter()
+            .position(|f| f.starts_with(&format!("{known}:")))
+            .unwrap_or_default();
+        fields[at] = line;
+        let l = lint(&fields.join("\n"));
+        assert!(l.policy.is_none(), "{line}");
+        let advice = l
+            .diagnostics
+            .iter()
+            .find(|d| d.code == "misspelled-key")
+            .unwrap_or_else(|| panic!("{line}: {:?}", l.diagnostics));
+        assert!(!advice.is_error() && !advice.breaks_abnf, "{advice:?}");
+        assert!(
+            advice.message.contains(&format!("`{known}:`")),
+            "{advice:?}"
+        );
+        let error = l
+            .diagnostics
+            .iter()
+            .find(|d| d.code == missing)
+            .unwrap_or_else(|| panic!("{line}: {:?}", l.diagnostics));
+        assert!(
+            error
+                .message
+                .contains(&format!("did you mean line {}", at + 1)),
+            "{error:?}"
+        );
+    }
+    // two edits away, or one character: no guess, a plain extension
+    for key in ["nmxx", "x", "foo_ext", "modes_of"] {
+        let l = lint(&format!("{BASE}{key}: value\n"));
+        assert!(l.is_strict_valid(), "{key}: {:?}", l.diagnostics);
+        assert!(
+            l.diagnostics.iter().all(|d| d.code != "misspelled-key"),
+            "{key}"
+        );
+    }
+    // a valid extension that happens to be one edit away stays an extension
+    let l = lint(&format!("{BASE}more: text\n"));
+    let p = l.policy.as_ref().expect("valid");
+    assert_eq!(p.extensions, vec![("more".into(), "text".into())]);
+}
