@@ -63,7 +63,7 @@ pub fn run(args: &DaemonArgs, verbose: u8, quiet: bool) -> anyhow::Result<u8> {
             );
             return Ok(exit::USAGE);
         }
-        print!("{}", summary(&source, &config));
+        crate::output::out!("{}", summary(&source, &config))?;
         return Ok(exit::OK);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,6 +1,8 @@
 //! `mta-sts`: the command-line front of the toolkit (DESIGN §4). This crate only defines
 //! the commands and renders their results; the work is done by the library crates.
 
+#![deny(clippy::print_stdout)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -68,16 +70,8 @@ fn main() -> ExitCode {
         init_logging(cli.verbose, cli.quiet);
     }
     // A closed pipe or a full disk on standard output is an error value, never a panic:
-    // commands write with `output::outln!`, and a `print!` left in any command is caught here.
-    output::quiet_stdout_panics();
-    let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli))) {
-        Ok(result) => result,
-        Err(payload) => match output::stdout_panic(payload.as_ref()) {
-            Some(error) => Err(error.into()),
-            None => std::panic::resume_unwind(payload),
-        },
-    };
-    let result = result.and_then(|code| {
+    // every command writes with `output::outln!`/`out!` (no `print!` in this crate).
+    let result = run(cli).and_then(|code| {
         output::flush_stdout()?;
         Ok(code)
     });

@@ -4,8 +4,7 @@
 //! Standard output is written through [`outln!`]/[`out!`], which return a [`StdoutError`]
 //! instead of panicking as `println!` does when the pipe is closed or the disk is full;
 //! `main` turns that error into a quiet exit 0 (closed pipe) or one sentence and exit 2.
-//! [`quiet_stdout_panics`] and [`stdout_panic`] catch the `println!` calls that remain (in
-//! code shared with other commands) the same way.
+//! No `print!`/`println!` is used in this crate (clippy's `print_stdout` lint keeps it so).
 
 use std::io::{IsTerminal, Write};
 
@@ -134,58 +133,3 @@ macro_rules! out {
 }
 
 pub(crate) use {out, outln};
-
-/// The prefix of the panic message of `print!`/`println!` when standard output fails
-/// (`std::io::stdio::print_to`).
-const PRINT_PANIC: &str = "failed printing to stdout: ";
-
-/// The write error behind a `print!` panic message, if the message is one.
-fn print_panic_error(message: &str) -> Option<StdoutError> {
-    let rest = message.strip_prefix(PRINT_PANIC)?;
-    // `io::Error` displays OS errors as "<description> (os error <code>)"; the code gives
-    // back the kind (a closed pipe or not).
-    let code = rest
-        .rsplit_once("(os error ")
-        .and_then(|(_, tail)| tail.strip_suffix(')'))
-        .and_then(|code| code.parse::<i32>().ok());
-    Some(StdoutError(match code {
-        Some(code) => std::io::Error::from_raw_os_error(code),
-        None => std::io::Error::other(rest.to_owned()),
-    }))
-}
-
-/// Makes the panic of a `print!` on a failing standard output silent, so that `main` can
-/// report it as [`StdoutError`] (see [`stdout_panic`]); every other panic is reported as
-/// before. This covers commands whose output is still written with `print!`.
-pub fn quiet_stdout_panics() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if stdout_panic(info.payload()).is_none() {
-            default(info);
-        }
-    }));
-}
-
-/// The [`StdoutError`] of a caught panic that a failing `print!` raised.
-pub fn stdout_panic(payload: &(dyn std::any::Any + Send)) -> Option<StdoutError> {
-    let message = payload
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| payload.downcast_ref::<&'static str>().copied())?;
-    print_panic_error(message)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn print_panic_messages_are_recognised() {
-        let closed = print_panic_error("failed printing to stdout: Broken pipe (os error 32)");
-        assert!(closed.is_some_and(|e| e.is_closed_pipe()));
-        let full =
-            print_panic_error("failed printing to stdout: No space left on device (os error 28)");
-        assert!(full.is_some_and(|e| !e.is_closed_pipe()));
-        assert!(print_panic_error("index out of bounds").is_none());
-    }
-}
