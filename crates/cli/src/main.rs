@@ -11,6 +11,7 @@ mod check;
 mod daemon;
 mod input;
 mod lint;
+mod malloc;
 mod net;
 mod output;
 mod query;
@@ -98,7 +99,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Check(args) => check::run(&args),
         Command::Daemon(args) => daemon::run(&args, cli.verbose, cli.quiet),
         Command::Report(args) => report::run(&args),
-        Command::Serve(args) => serve::run_serve(&args),
+        Command::Serve(args) => {
+            malloc::bound_arenas();
+            serve::run_serve(&args)
+        }
         Command::Records(args) => serve::run_records(&args),
     }
 }
