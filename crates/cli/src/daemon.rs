@@ -85,15 +85,54 @@ pub fn run(args: &DaemonArgs, verbose: u8, quiet: bool) -> anyhow::Result<u8> {
     }
 }
 
-fn init_logging(format: LogFormat, verbose: u8, quiet: bool) {
+/// Libraries whose debug output is about their own internals (DNS message parsing, TLS
+/// handshakes, HTTP connection pools): kept at `warn` unless `-vv` or `RUST_LOG` names
+/// them, so that `-v` shows the daemon's own lines, one per query.
+const QUIET_LIBRARIES: [&str; 10] = [
+    // A filter target matches every target it begins: `hickory` covers hickory_net,
+    // hickory_proto, hickory_resolver; `hyper` covers hyper_util.
+    "hickory",
+    "rustls",
+    "tokio_rustls",
+    "hyper",
+    "h2",
+    "reqwest",
+    "redis",
+    "rusqlite",
+    "tower",
+    "mio",
+];
+
+/// The log filter: `RUST_LOG` when set (e.g. `RUST_LOG=mta_sts_daemon=debug`), else the
+/// level of `-q`/`-v`/`-vv` (`error`/`debug`/`trace`, default `info`); below `trace` the
+/// [`QUIET_LIBRARIES`] not named in `RUST_LOG` stay at `warn`.
+fn log_filter(rust_log: Option<&str>, verbose: u8, quiet: bool) -> String {
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "info",
         (false, 1) => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let mut directives = match rust_log.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(env) => env.to_owned(),
+        None if level == "trace" => return level.to_owned(),
+        None => level.to_owned(),
+    };
+    for library in QUIET_LIBRARIES {
+        if !directives.contains(library) {
+            directives.push_str(&format!(",{library}=warn"));
+        }
+    }
+    directives
+}
+
+fn init_logging(format: LogFormat, verbose: u8, quiet: bool) {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let directives = log_filter(rust_log.as_deref(), verbose, quiet);
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+        eprintln!("mta-sts daemon: RUST_LOG `{directives}` is not a filter ({e}); using `info`");
+        tracing_subscriber::EnvFilter::new(log_filter(None, 0, false))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -131,12 +170,12 @@ fn tlsrpt_lines(t: &TlsrptConfig) -> String {
             .map_or("off".to_owned(), |p| p.display().to_string())
     };
     let mut out = format!(
-        "tlsrpt: events={} count_applied={} flush_interval={} socket={} socket_mode={:04o}\n",
+        "tlsrpt: events={} flush_interval={} socket={} socket_mode={:04o} socket_group={}\n",
         path(&t.events),
-        t.count_applied,
         d(t.flush_interval),
         path(&t.socket),
-        t.socket_mode
+        t.socket_mode,
+        t.socket_group.as_deref().unwrap_or("-")
     );
     match &t.send {
         None => out.push_str("tlsrpt.send: off\n"),
@@ -181,9 +220,10 @@ fn summary(source: &ConfigSource, c: &Config) -> String {
     };
     out.push_str(&format!("configuration: {origin}: valid\n"));
     out.push_str(&format!(
-        "socketmap: listen={} socket_mode={:04o} idle_timeout={} max_connections={} max_connections_per_peer={} max_request={} max_pipelined={} shutdown_timeout={}\n",
+        "socketmap: listen={} socket_mode={:04o} socket_group={} idle_timeout={} max_connections={} max_connections_per_peer={} max_request={} max_pipelined={} shutdown_timeout={}\n",
         c.socketmap.listen,
         c.socketmap.socket_mode,
+        c.socketmap.socket_group.as_deref().unwrap_or("-"),
         d(c.socketmap.idle_timeout),
         c.socketmap.max_connections,
         c.socketmap.max_connections_per_peer,
@@ -236,4 +276,22 @@ fn summary(source: &ConfigSource, c: &Config) -> String {
         out.push_str(&zone_line(name, zone));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn library_internals_stay_quiet_unless_named() {
+        let v = log_filter(None, 1, false);
+        assert!(v.starts_with("debug,") && v.contains("hickory=warn") && v.contains("hyper=warn"));
+        assert_eq!(log_filter(None, 2, false), "trace");
+        assert!(log_filter(Some(""), 0, false).starts_with("info,"));
+        let named = log_filter(Some("debug,hickory_proto=trace"), 0, false);
+        assert!(
+            !named.contains("hickory=warn") && named.contains("rustls=warn"),
+            "{named}"
+        );
+    }
 }

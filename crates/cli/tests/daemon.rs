@@ -126,6 +126,14 @@ fn check_config_loads_what_the_start_loads() {
             ),
             "not a socket",
         ),
+        (
+            "socket-group-unknown.toml",
+            format!(
+                "[socketmap]\nsocket_group = \"mta-sts-no-such-group\"\n{}",
+                cache(&good_db)
+            ),
+            "[socketmap] socket_group: no group `mta-sts-no-such-group`",
+        ),
     ] {
         let (code, err) = check(name, &text);
         assert_eq!(code, Some(2), "{name}: {err}");
@@ -438,4 +446,63 @@ fn sigterm_exits_promptly_after_stopped() {
         lingered < Duration::from_millis(700),
         "lingered {lingered:?} after \"mta-sts daemon stopped\""
     );
+}
+
+/// Issue 18.10: `-v` gives one line per query with the domain, the answer, where it came
+/// from and the time, and none of the DNS/TLS/HTTP libraries' internals; a domain without
+/// an `_mta-sts` record is no error in the API.
+#[test]
+fn verbose_logs_one_line_per_query_and_no_library_internals() {
+    let world = World::builder()
+        .domain("good.test", |d| d.enforce())
+        .domain("nosts.test", |d| d.mx(10, "mail.nosts.test"))
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let socketmap: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = dir.path().join("daemon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[socketmap]\nlisten = \"{socketmap}\"\n[http]\nlisten = \"{http}\"\n{}[cache]\nstore = \"memory\"\n",
+            resolver_section(&world)
+        ),
+    )
+    .unwrap();
+    // No RUST_LOG: the level comes from -v alone.
+    let daemon = DaemonProc::spawn_args(config, socketmap, http, &["-v"], &[("RUST_LOG", "")]);
+    let before = daemon.log_text().lines().count();
+    assert_eq!(daemon.query("postfix good.test"), ENFORCE);
+    assert_eq!(daemon.query("postfix good.test"), ENFORCE);
+    assert_eq!(daemon.query("postfix nosts.test"), "NOTFOUND ");
+    let log = daemon.log_text();
+    let new: Vec<&str> = log.lines().skip(before).collect();
+    let queries: Vec<&&str> = new.iter().filter(|l| l.contains(" query ")).collect();
+    assert_eq!(queries.len(), 3, "{log}");
+    for (line, domain, answer, source) in [
+        (queries[0], "good.test", ENFORCE, "fetch"),
+        (queries[1], "good.test", ENFORCE, "cache"),
+        (queries[2], "nosts.test", "NOTFOUND ", "negative"),
+    ] {
+        assert!(line.contains("DEBUG"), "{line}");
+        assert!(line.contains(&format!("domain={domain}")), "{line}");
+        assert!(line.contains(&format!("answer=\"{answer}\"")), "{line}");
+        assert!(line.contains(&format!("source={source}")), "{line}");
+        assert!(line.contains("ms="), "{line}");
+    }
+    // Library internals (hickory's DNS messages, rustls, hyper) stay out of -v: the three
+    // queries and the first fetch of good.test (DNS, HTTPS) make a handful of lines at most.
+    assert!(new.len() <= 8, "{} lines:\n{}", new.len(), new.join("\n"));
+    for noisy in ["hickory", "rustls", "hyper", "Message", "handshake"] {
+        assert!(
+            new.iter().all(|l| !l.contains(noisy)),
+            "{noisy}:\n{}",
+            new.join("\n")
+        );
+    }
+
+    // No `_mta-sts` record: no policy, and no error.
+    let (status, json) = daemon.http_get("/v1/policy/nosts.test");
+    assert_eq!(status, 200, "{json}");
+    assert!(json.contains("\"last_error\":null"), "{json}");
 }

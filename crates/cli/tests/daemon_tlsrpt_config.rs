@@ -21,7 +21,7 @@ fn check_config_validates_tlsrpt() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("tlsrpt: events=off count_applied=false"),
+        text.contains("tlsrpt: events=off flush_interval=1m"),
         "{text}"
     );
     assert!(text.contains("tlsrpt.send: off"), "{text}");
@@ -30,7 +30,7 @@ fn check_config_validates_tlsrpt() {
     std::fs::write(
         &path,
         format!(
-            "[tlsrpt]\nevents = \"{}\"\ncount_applied = true\n[tlsrpt.send]\nsubmitter = \"mail.example.com\"\nrelay = \"127.0.0.1:25\"\n",
+            "[tlsrpt]\nevents = \"{}\"\ncount_applied = false\n[tlsrpt.send]\nsubmitter = \"mail.example.com\"\nrelay = \"127.0.0.1:25\"\n",
             events.display()
         ),
     )
@@ -38,7 +38,7 @@ fn check_config_validates_tlsrpt() {
     let out = check(&path);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("count_applied=true"), "{text}");
+    assert!(!text.contains("count_applied"), "{text}");
     assert!(
         text.contains("submitter=mail.example.com from=tlsrpt@mail.example.com"),
         "{text}"
@@ -59,6 +59,24 @@ fn check_config_validates_tlsrpt() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("dkim_key"), "{err}");
+
+    // Issue 18.3: a socketmap query is not a session; counting queries as successful
+    // sessions is refused with the fix named (exit 2).
+    std::fs::write(
+        &path,
+        format!(
+            "[tlsrpt]\nevents = \"{}\"\ncount_applied = true\n",
+            events.display()
+        ),
+    )
+    .unwrap();
+    let out = check(&path);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("count_applied = true is not supported") && err.contains("[tlsrpt] socket"),
+        "{err}"
+    );
 
     // Unknown keys are refused in [tlsrpt] as everywhere.
     std::fs::write(&path, "[tlsrpt]\nevent = \"/x\"\n").unwrap();

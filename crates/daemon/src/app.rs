@@ -7,20 +7,23 @@
 //!   proactive refresher (RFC 8461 §3.3, §10.2), raises the soft open-files limit to the hard
 //!   one and splits it between the listeners ([`connection_caps`]: the socketmap first, the
 //!   HTTP API gets what is left), binds the socketmap and HTTP listeners.
-//! - **Reload** ([`Daemon::reload`], SIGHUP in [`run`]): a new configuration replaces zones,
-//!   budgets and resolver settings without dropping a connection. A changed `[resolver]`
-//!   (or `cache.refresh`) builds a new resolver over the *same* store and warm-starts it; an
-//!   unchanged one is kept with its memory cache. Listen addresses, `[socketmap]` limits and
-//!   the store itself need a restart: a change there is logged and ignored. A configuration
-//!   that does not load is refused with a log line and the old one stays.
+//! - **Reload** ([`Daemon::reload`], SIGHUP in [`run`]): a new configuration replaces, without
+//!   dropping a connection, `[defaults]` and `[zones.*]` (budgets included), `[resolver]`,
+//!   `cache.refresh` and `[tlsrpt] events`. A changed `[resolver]` (or `cache.refresh`)
+//!   builds a new resolver over the *same* store and warm-starts it; an unchanged one is
+//!   kept with its memory cache. Everything else needs a restart: every `[socketmap]` and
+//!   `[http]` key, `[cache] store`, `path`, `redis_url`, `[tlsrpt] socket`, `socket_mode`,
+//!   `flush_interval` and `[tlsrpt.send]`. [`restart_pending`] compares those with the
+//!   values the running daemon started with (not with the last file loaded, so setting a
+//!   key back to the value in use is no change) and each changed key is logged by name. A
+//!   configuration that does not load is refused with a log line and the old one stays.
 //! - **Shutdown** ([`Daemon::shutdown`], SIGTERM/SIGINT): `/healthz` turns 503, the
 //!   socketmap server stops accepting and drains in-flight queries for up to
 //!   `shutdown_timeout`, then the TLS-RPT tasks stop and the last counts are flushed
 //!   ([`crate::tlsrpt`]), then the HTTP API stops.
 //!
 //! TLS-RPT ([`crate::tlsrpt`], `[tlsrpt]`): the counters survive reloads; a reload flushes
-//! them and applies `events` and `count_applied`, the collector socket and `[tlsrpt.send]`
-//! need a restart.
+//! them and applies `events`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -145,6 +148,9 @@ impl Drop for Refresher {
 /// State shared by the daemon, the HTTP API and reloads.
 pub struct Core {
     store: Arc<dyn Store>,
+    /// The configuration the listeners, the store and the TLS-RPT tasks were started with:
+    /// what [`restart_pending`] compares a reload with.
+    started: Config,
     metrics: Arc<Metrics>,
     current: RwLock<Arc<Generation>>,
     server: ServerHandle,
@@ -240,7 +246,8 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, DaemonError> 
 ///   certificates) load;
 /// - `[tlsrpt]` files load ([`crate::tlsrpt::check_files`]);
 /// - every UNIX socket path (socketmap, HTTP, collector) is in an existing directory and
-///   holds no file other than a socket (a live socket is fine: the running daemon's).
+///   holds no file other than a socket (a live socket is fine: the running daemon's);
+/// - every `socket_group` names a group of `/etc/group` (or is a number).
 pub async fn check(config: &Config) -> Result<(), DaemonError> {
     if config.cache.store == StoreKind::Sqlite && config.cache.path.is_dir() {
         return Err(DaemonError::Store {
@@ -264,7 +271,20 @@ pub async fn check(config: &Config) -> Result<(), DaemonError> {
             message,
         })
     })?;
-    use crate::socket_path::{SocketKind, SocketPathError, check_stale};
+    use crate::socket_path::{SocketKind, SocketPathError, check_stale, group_id};
+    for (what, group) in [
+        ("[socketmap] socket_group", &config.socketmap.socket_group),
+        ("[tlsrpt] socket_group", &config.tlsrpt.socket_group),
+    ] {
+        if let Some(group) = group {
+            group_id(group).map_err(|message| {
+                DaemonError::Config(ConfigError::Invalid {
+                    path: None,
+                    message: format!("{what}: {message}"),
+                })
+            })?;
+        }
+    }
     let mut paths = Vec::new();
     for (what, listen) in [
         ("[socketmap] listen", &config.socketmap.listen),
@@ -504,6 +524,7 @@ impl Daemon {
         let socketmap_listen = server.listen();
         let core = Arc::new(Core {
             store,
+            started: config.clone(),
             metrics,
             current: RwLock::new(Arc::clone(&generation)),
             server: server.handle(),
@@ -555,14 +576,18 @@ impl Daemon {
         &self.core
     }
 
-    /// Applies a new configuration (see the module documentation). On error the old
-    /// configuration stays in force.
-    pub async fn reload(&self, config: Config) -> Result<(), DaemonError> {
+    /// Applies a new configuration (see the module documentation) and returns the keys
+    /// whose change waits for a restart ([`restart_pending`], each also logged). On error
+    /// the old configuration stays in force.
+    pub async fn reload(&self, config: Config) -> Result<Vec<&'static str>, DaemonError> {
         let core = &self.core;
         let _guard = core.reload_lock.lock().await;
         let old = core.current();
+        let pending = restart_pending(&core.started, &config);
         let result = async {
-            warn_restart_only(&old.config, &config);
+            for key in &pending {
+                tracing::warn!("{key} changed: takes effect after a restart");
+            }
             let resolver_changed = resolver_config(&old.config).map(|c| format!("{c:?}")).ok()
                 != resolver_config(&config).map(|c| format!("{c:?}")).ok()
                 || old.config.resolver.dane_require_ad != config.resolver.dane_require_ad;
@@ -596,7 +621,7 @@ impl Daemon {
                 *core.current.write().unwrap_or_else(|p| p.into_inner()) = generation;
                 bump(&core.metrics.reloads_ok);
                 tracing::info!("configuration reloaded");
-                Ok(())
+                Ok(pending)
             }
             Err(e) => {
                 bump(&core.metrics.reloads_error);
@@ -620,20 +645,58 @@ impl Daemon {
     }
 }
 
-/// Logs the settings a reload cannot change.
-fn warn_restart_only(old: &Config, new: &Config) {
-    if old.socketmap != new.socketmap {
-        tracing::warn!("[socketmap] changed: takes effect after a restart");
-    }
-    if old.http != new.http {
-        tracing::warn!("[http] changed: takes effect after a restart");
-    }
-    if old.cache.store != new.cache.store
-        || old.cache.path != new.cache.path
-        || old.cache.redis_url != new.cache.redis_url
-    {
-        tracing::warn!("[cache] store, path or redis_url changed: takes effect after a restart");
-    }
+/// The keys of `new` that differ from `started` (the configuration the daemon started with)
+/// and that a reload cannot apply, by name (e.g. `"[http] listen"`), in file order.
+pub fn restart_pending(started: &Config, new: &Config) -> Vec<&'static str> {
+    let (a, b) = (&started.socketmap, &new.socketmap);
+    let (ha, hb) = (&started.http, &new.http);
+    let (ca, cb) = (&started.cache, &new.cache);
+    let (ta, tb) = (&started.tlsrpt, &new.tlsrpt);
+    [
+        ("[socketmap] listen", a.listen != b.listen),
+        ("[socketmap] socket_mode", a.socket_mode != b.socket_mode),
+        ("[socketmap] socket_group", a.socket_group != b.socket_group),
+        ("[socketmap] idle_timeout", a.idle_timeout != b.idle_timeout),
+        (
+            "[socketmap] max_connections",
+            a.max_connections != b.max_connections,
+        ),
+        (
+            "[socketmap] max_connections_per_peer",
+            a.max_connections_per_peer != b.max_connections_per_peer,
+        ),
+        ("[socketmap] max_request", a.max_request != b.max_request),
+        (
+            "[socketmap] max_pipelined",
+            a.max_pipelined != b.max_pipelined,
+        ),
+        (
+            "[socketmap] shutdown_timeout",
+            a.shutdown_timeout != b.shutdown_timeout,
+        ),
+        ("[http] listen", ha.listen != hb.listen),
+        (
+            "[http] max_connections",
+            ha.max_connections != hb.max_connections,
+        ),
+        ("[http] idle_timeout", ha.idle_timeout != hb.idle_timeout),
+        ("[http] lookup_rate", ha.lookup_rate != hb.lookup_rate),
+        ("[http] lookup_burst", ha.lookup_burst != hb.lookup_burst),
+        ("[cache] store", ca.store != cb.store),
+        ("[cache] path", ca.path != cb.path),
+        ("[cache] redis_url", ca.redis_url != cb.redis_url),
+        (
+            "[tlsrpt] flush_interval",
+            ta.flush_interval != tb.flush_interval,
+        ),
+        ("[tlsrpt] socket", ta.socket != tb.socket),
+        ("[tlsrpt] socket_mode", ta.socket_mode != tb.socket_mode),
+        ("[tlsrpt] socket_group", ta.socket_group != tb.socket_group),
+        ("[tlsrpt.send]", ta.send != tb.send),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
 }
 
 /// Runs the daemon until SIGTERM or SIGINT: reloads `source` on SIGHUP, tells systemd

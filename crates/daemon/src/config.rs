@@ -195,8 +195,13 @@ pub struct SocketmapConfig {
     /// `listen`, default `127.0.0.1:8461`.
     pub listen: Listen,
     /// `socket_mode` for a UNIX socket, default `0666` (Postfix's `smtp` processes must
-    /// connect; postfix-mta-sts-resolver uses the same).
+    /// connect; postfix-mta-sts-resolver uses the same). With `socket_group = "postfix"`,
+    /// `"0660"` lets Postfix in and nobody else.
     pub socket_mode: u32,
+    /// `socket_group`: the group a UNIX socket is given after it is bound (a name from
+    /// `/etc/group` or a number); `None` (default): the daemon's group. The daemon must be a
+    /// member (systemd `SupplementaryGroups=`).
+    pub socket_group: Option<String>,
     /// `idle_timeout`: a connection with no request in progress for this long is closed
     /// (default 60 s; Postfix reconnects on its next lookup).
     pub idle_timeout: Duration,
@@ -222,6 +227,7 @@ impl Default for SocketmapConfig {
         SocketmapConfig {
             listen: Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], 8461))),
             socket_mode: 0o666,
+            socket_group: None,
             idle_timeout: Duration::from_secs(60),
             max_connections: 4096,
             max_connections_per_peer: 1024,
@@ -392,10 +398,6 @@ pub struct TlsrptConfig {
     /// `events`: the JSON-lines events file appended to (the `tlsrpt::event` format that
     /// `mta-sts report send --events` reads). `None` (default): nothing is recorded.
     pub events: Option<PathBuf>,
-    /// `count_applied`: also record one `success` session per socketmap query that applied
-    /// an MTA-STS policy (default false: an MTA that reports its own sessions, e.g. Postfix
-    /// 3.10 through the collector socket, would be counted twice).
-    pub count_applied: bool,
     /// `flush_interval`: how often the in-memory counters are appended to `events`
     /// (default 60 s; also on reload and shutdown).
     pub flush_interval: Duration,
@@ -405,6 +407,8 @@ pub struct TlsrptConfig {
     /// `socket_mode` of the collector socket, default `0666` (Postfix's `smtp` processes
     /// must be able to send to it, as with the socketmap socket).
     pub socket_mode: u32,
+    /// `socket_group` of the collector socket, as `[socketmap] socket_group`.
+    pub socket_group: Option<String>,
     /// `[tlsrpt.send]`: generate and deliver reports on a schedule; `None` (default): off.
     pub send: Option<TlsrptSendConfig>,
 }
@@ -413,10 +417,10 @@ impl Default for TlsrptConfig {
     fn default() -> Self {
         TlsrptConfig {
             events: None,
-            count_applied: false,
             flush_interval: Duration::from_secs(60),
             socket: None,
             socket_mode: 0o666,
+            socket_group: None,
             send: None,
         }
     }
@@ -484,10 +488,12 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawTlsrpt {
     events: Option<PathBuf>,
+    /// Accepted as `false` only, for files written for earlier versions.
     count_applied: Option<bool>,
     flush_interval: Option<HumanDuration>,
     socket: Option<PathBuf>,
     socket_mode: Option<FileMode>,
+    socket_group: Option<Parsed<GroupName>>,
     send: Option<RawTlsrptSend>,
 }
 
@@ -520,6 +526,14 @@ impl RawTlsrpt {
                     .to_owned(),
             );
         }
+        // RFC 8460 §4: reports count sessions. A socketmap query is asked before a session
+        // (or by `postmap -q`, with none), so it cannot be counted as a successful one.
+        if self.count_applied == Some(true) {
+            return Err(
+                "[tlsrpt] count_applied = true is not supported: a socketmap query is not an SMTP session, so it would report deliveries Postfix deferred as successes; remove the key (successful sessions come from Postfix >= 3.10 through [tlsrpt] socket, see docs/postfix.md §6)"
+                    .to_owned(),
+            );
+        }
         let flush_interval = self.flush_interval.map(|t| t.0).unwrap_or(d.flush_interval);
         if flush_interval.is_zero() {
             return Err("[tlsrpt] flush_interval must be above 0 (default \"60s\")".to_owned());
@@ -536,10 +550,10 @@ impl RawTlsrpt {
         }
         Ok(TlsrptConfig {
             events: self.events,
-            count_applied: self.count_applied.unwrap_or(d.count_applied),
             flush_interval,
             socket: self.socket,
             socket_mode: self.socket_mode.map(|m| m.0).unwrap_or(d.socket_mode),
+            socket_group: self.socket_group.map(|g| g.0.0),
             send,
         })
     }
@@ -622,6 +636,7 @@ impl RawTlsrptSend {
 struct RawSocketmap {
     listen: Option<Parsed<Listen>>,
     socket_mode: Option<FileMode>,
+    socket_group: Option<Parsed<GroupName>>,
     idle_timeout: Option<HumanDuration>,
     max_connections: Option<usize>,
     max_connections_per_peer: Option<usize>,
@@ -694,6 +709,7 @@ impl RawConfig {
         let socketmap = SocketmapConfig {
             listen: s.listen.map(|l| l.0).unwrap_or(d.listen),
             socket_mode: s.socket_mode.map(|m| m.0).unwrap_or(d.socket_mode),
+            socket_group: s.socket_group.map(|g| g.0.0),
             idle_timeout: s.idle_timeout.map(|t| t.0).unwrap_or(d.idle_timeout),
             max_connections: s.max_connections.unwrap_or(d.max_connections),
             max_connections_per_peer: s
@@ -808,6 +824,26 @@ impl<'de, T: FromStr<Err = String>> Deserialize<'de> for Parsed<T> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         text.parse().map(Parsed).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A group name or number for `socket_group` (resolved when the socket is bound).
+struct GroupName(String);
+
+impl FromStr for GroupName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let valid = !s.is_empty()
+            && s.len() <= 32
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if valid {
+            Ok(GroupName(s.to_owned()))
+        } else {
+            Err(format!(
+                "socket_group `{s}` is not a group name or number (e.g. \"postfix\")"
+            ))
+        }
     }
 }
 

@@ -36,6 +36,46 @@ pub enum LookupResult {
     },
 }
 
+/// Where the answer to a query came from, for the one log line per query (`source=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A cached policy (memory, or the store after a restart), no HTTPS fetch.
+    Cache,
+    /// A policy fetched over HTTPS during this query.
+    Fetch,
+    /// No policy: the domain has no `_mta-sts` record (from DNS or the negative cache), or
+    /// no usable one.
+    Negative,
+    /// Discovery failed and nothing unexpired is cached: answered per `on_failure`.
+    Failed,
+    /// The query budget ran out: answered from the cache or per `on_failure`, the lookup
+    /// finishes in the background.
+    Budget,
+}
+
+impl Source {
+    /// The word logged.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Cache => "cache",
+            Source::Fetch => "fetch",
+            Source::Negative => "negative",
+            Source::Failed => "failed",
+            Source::Budget => "budget",
+        }
+    }
+
+    /// The source of `result` when the lookup does not say whether a policy came from
+    /// the cache (a policy then counts as fetched).
+    pub fn of(result: &LookupResult) -> Source {
+        match result {
+            LookupResult::Policy(_) => Source::Fetch,
+            LookupResult::NoPolicy => Source::Negative,
+            LookupResult::Failed { .. } => Source::Failed,
+        }
+    }
+}
+
 /// Where the server gets policies from. The real implementation wraps
 /// `mta_sts_resolver::Resolver`; tests use fixed maps.
 #[async_trait]
@@ -43,6 +83,14 @@ pub trait PolicyLookup: Send + Sync + 'static {
     /// Looks up the policy of `domain` (DNS, HTTPS, cache). May take long; [`resolve`] bounds
     /// the wait and lets it finish in the background.
     async fn lookup(&self, domain: &Domain) -> LookupResult;
+
+    /// [`PolicyLookup::lookup`] with where the result came from (for the query log line).
+    /// The default tells only from the result ([`Source::of`]).
+    async fn lookup_with_source(&self, domain: &Domain) -> (LookupResult, Source) {
+        let result = self.lookup(domain).await;
+        let source = Source::of(&result);
+        (result, source)
+    }
 
     /// The answer when it is known right now without I/O (a cached policy whose TXT
     /// confirmation is still within its DNS TTL), so no task is spawned for the query. The
@@ -72,7 +120,7 @@ pub async fn resolve(lookup: Arc<dyn PolicyLookup>, domain: Domain, zone: ZoneSe
 /// Starts the lookup of `domain` in its own task now; the budget counts from now. Must be
 /// called within a tokio runtime.
 pub fn start(lookup: Arc<dyn PolicyLookup>, domain: Domain, zone: ZoneSettings) -> InFlight {
-    let deadline = tokio::time::Instant::now() + zone.budget;
+    let started = tokio::time::Instant::now();
     if zone.dane != DaneMode::Defer
         && let Some(result) = lookup.fast(&domain)
     {
@@ -80,8 +128,8 @@ pub fn start(lookup: Arc<dyn PolicyLookup>, domain: Domain, zone: ZoneSettings) 
             lookup,
             domain,
             zone,
-            deadline,
-            task: Task::Ready(result),
+            started,
+            task: Task::Ready(result, Source::Cache),
         };
     }
     let task = {
@@ -90,9 +138,12 @@ pub fn start(lookup: Arc<dyn PolicyLookup>, domain: Domain, zone: ZoneSettings) 
         let check_dane = zone.dane == DaneMode::Defer;
         tokio::spawn(async move {
             if check_dane {
-                tokio::join!(lookup.lookup(&domain), lookup.dane(&domain))
+                let ((result, source), dane) =
+                    tokio::join!(lookup.lookup_with_source(&domain), lookup.dane(&domain));
+                (result, source, dane)
             } else {
-                (lookup.lookup(&domain).await, DaneVerdict::NotChecked)
+                let (result, source) = lookup.lookup_with_source(&domain).await;
+                (result, source, DaneVerdict::NotChecked)
             }
         })
     };
@@ -100,7 +151,7 @@ pub fn start(lookup: Arc<dyn PolicyLookup>, domain: Domain, zone: ZoneSettings) 
         lookup,
         domain,
         zone,
-        deadline,
+        started,
         task: Task::Spawned(task),
     }
 }
@@ -108,8 +159,8 @@ pub fn start(lookup: Arc<dyn PolicyLookup>, domain: Domain, zone: ZoneSettings) 
 /// The lookup of an [`InFlight`]: answered at once, or running in its own task.
 #[derive(Debug)]
 enum Task {
-    Ready(LookupResult),
-    Spawned(tokio::task::JoinHandle<(LookupResult, DaneVerdict)>),
+    Ready(LookupResult, Source),
+    Spawned(tokio::task::JoinHandle<(LookupResult, Source, DaneVerdict)>),
 }
 
 /// A started lookup (see [`start`]).
@@ -118,7 +169,8 @@ pub struct InFlight {
     lookup: Arc<dyn PolicyLookup>,
     domain: Domain,
     zone: ZoneSettings,
-    deadline: tokio::time::Instant,
+    /// When the query started; its deadline is this plus `zone.budget`.
+    started: tokio::time::Instant,
     task: Task,
 }
 
@@ -138,12 +190,11 @@ impl InFlight {
     /// else the lookup back.
     pub fn into_ready(self) -> Result<Reply, InFlight> {
         match &self.task {
-            Task::Ready(result) => Ok(reply_for(
-                &self.domain,
-                &self.zone,
-                result,
-                DaneVerdict::NotChecked,
-            )),
+            Task::Ready(result, source) => {
+                let reply = reply_for(&self.domain, &self.zone, result, DaneVerdict::NotChecked);
+                log_query(&self.domain, &reply, *source, Some(result), self.started);
+                Ok(reply)
+            }
             Task::Spawned(_) => Err(self),
         }
     }
@@ -162,20 +213,24 @@ impl InFlight {
             lookup,
             domain,
             zone,
-            deadline,
+            started,
             task,
         } = self;
+        let deadline = started + zone.budget;
         let task = match task {
-            Task::Ready(result) => {
-                return (
-                    reply_for(&domain, &zone, &result, DaneVerdict::NotChecked),
-                    false,
-                );
+            Task::Ready(result, source) => {
+                let reply = reply_for(&domain, &zone, &result, DaneVerdict::NotChecked);
+                log_query(&domain, &reply, source, Some(&result), started);
+                return (reply, false);
             }
             Task::Spawned(task) => task,
         };
         match tokio::time::timeout_at(deadline, task).await {
-            Ok(Ok((result, dane))) => (reply_for(&domain, &zone, &result, dane), false),
+            Ok(Ok((result, source, dane))) => {
+                let reply = reply_for(&domain, &zone, &result, dane);
+                log_query(&domain, &reply, source, Some(&result), started);
+                (reply, false)
+            }
             Ok(Err(join_error)) => {
                 tracing::error!(%domain, error = %join_error, "policy lookup task failed");
                 (answer_failure(&domain, &zone, "internal error"), false)
@@ -202,8 +257,38 @@ impl InFlight {
                     ),
                     None => answer_failure(&domain, &zone, "lookup exceeded the query budget"),
                 };
+                log_query(&domain, &reply, Source::Budget, None, started);
                 (reply, true)
             }
+        }
+    }
+}
+
+/// The one line per answered query (debug level, `mta-sts -v daemon`): domain,
+/// name, the reply Postfix gets, where it came from and how long it took.
+/// A failed discovery adds its reason.
+fn log_query(
+    domain: &Domain,
+    reply: &Reply,
+    source: Source,
+    result: Option<&LookupResult>,
+    started: tokio::time::Instant,
+) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    let ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1000.0);
+    match result {
+        Some(LookupResult::Failed { reason }) => tracing::debug!(
+            %domain,
+            answer = ?reply.payload(),
+            source = %source.as_str(),
+            %ms,
+            %reason,
+            "query"
+        ),
+        _ => {
+            tracing::debug!(%domain, answer = ?reply.payload(), source = %source.as_str(), %ms, "query")
         }
     }
 }
@@ -218,9 +303,6 @@ pub fn reply_for(
     match result {
         LookupResult::Policy(cached) => answer(domain, Some(&cached.policy), zone, dane),
         LookupResult::NoPolicy => answer(domain, None, zone, dane),
-        LookupResult::Failed { reason } => {
-            tracing::debug!(%domain, %reason, "policy lookup failed, nothing cached");
-            answer_failure(domain, zone, reason)
-        }
+        LookupResult::Failed { reason } => answer_failure(domain, zone, reason),
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::answer::DaneVerdict;
 use crate::dane::DaneClient;
-use crate::lookup::{LookupResult, PolicyLookup};
+use crate::lookup::{LookupResult, PolicyLookup, Source};
 use crate::metrics::{Metrics, bump};
 use crate::tlsrpt::Recorder;
 
@@ -114,9 +114,17 @@ impl ResolverLookup {
         } else {
             self.metrics.lookup_network.observe(elapsed);
         }
-        match &lookup.error {
+        // "No record" is no error: the domain publishes no policy (RFC 8461 §3.1); nor is an
+        // invalid domain, for which nothing was asked. Neither is a `last_error`.
+        match lookup.error.as_ref().filter(|e| {
+            !matches!(
+                e,
+                mta_sts_resolver::Error::NoRecord { .. }
+                    | mta_sts_resolver::Error::InvalidDomain { .. }
+            )
+        }) {
             Some(error) => {
-                tracing::debug!(%domain, %error, applied = lookup.policy.is_some(), "MTA-STS discovery problem");
+                tracing::trace!(%domain, %error, applied = lookup.policy.is_some(), "MTA-STS discovery problem");
                 let entry = LastError {
                     result_type: error.result_type().to_string(),
                     reason: error.reason_code().to_owned(),
@@ -162,18 +170,26 @@ pub(crate) fn unix_now() -> u64 {
 #[async_trait]
 impl PolicyLookup for ResolverLookup {
     async fn lookup(&self, domain: &Domain) -> LookupResult {
+        self.lookup_with_source(domain).await.0
+    }
+
+    async fn lookup_with_source(&self, domain: &Domain) -> (LookupResult, Source) {
         let lookup = self.lookup_full(domain).await;
         if let Some(recorder) = &self.tlsrpt {
             recorder.record(domain, &lookup);
         }
-        result_of(&lookup)
+        let result = result_of(&lookup);
+        let source = match &result {
+            LookupResult::Policy(_) if lookup.from_cache => Source::Cache,
+            other => Source::of(other),
+        };
+        (result, source)
     }
 
     fn fast(&self, domain: &Domain) -> Option<LookupResult> {
+        // A cached policy applied: nothing for TLS-RPT (a query is not a session, see
+        // crate::tlsrpt).
         let cached = self.resolver.lookup_fast(domain)?;
-        if let Some(recorder) = &self.tlsrpt {
-            recorder.record_applied(domain, &cached);
-        }
         Some(LookupResult::Policy(cached))
     }
 

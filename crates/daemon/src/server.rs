@@ -93,15 +93,13 @@ pub enum ServerError {
         /// What is there.
         reason: &'static str,
     },
-    /// Setting the socket file mode failed.
-    #[error("cannot set mode {mode:04o} on {}: {source}", path.display())]
+    /// Giving the socket file its `socket_group` or `socket_mode` failed.
+    #[error("unix:{}: {message}", path.display())]
     SocketMode {
         /// The socket path.
         path: PathBuf,
-        /// The mode.
-        mode: u32,
-        /// The I/O error.
-        source: io::Error,
+        /// What failed and how to fix it.
+        message: String,
     },
 }
 
@@ -123,6 +121,8 @@ pub struct ServerOptions {
     pub shutdown_timeout: Duration,
     /// File mode of a UNIX socket.
     pub socket_mode: u32,
+    /// Group given to a UNIX socket (a name or a number), `None`: the daemon's.
+    pub socket_group: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -145,6 +145,7 @@ impl ServerOptions {
             max_pipelined: config.max_pipelined.max(1),
             shutdown_timeout: config.shutdown_timeout,
             socket_mode: config.socket_mode,
+            socket_group: config.socket_group.clone(),
         }
     }
 }
@@ -398,7 +399,7 @@ impl std::fmt::Debug for SocketmapServer {
 }
 
 impl SocketmapServer {
-    /// Binds `listen`. A UNIX socket gets `options.socket_mode`; a stale socket file (one
+    /// Binds `listen`. A UNIX socket gets `options.socket_group` and `options.socket_mode`; a stale socket file (one
     /// nobody accepts on) is replaced, anything else at the path is an error.
     pub async fn bind(
         listen: &Listen,
@@ -430,7 +431,15 @@ impl SocketmapServer {
                     listen: listen.to_string(),
                     source,
                 })?;
-                set_mode(path, options.socket_mode)?;
+                crate::socket_path::set_group_and_mode(
+                    path,
+                    options.socket_group.as_deref(),
+                    options.socket_mode,
+                )
+                .map_err(|message| ServerError::SocketMode {
+                    path: path.clone(),
+                    message,
+                })?;
                 Listener::Unix(listener, path.clone())
             }
         };
@@ -645,17 +654,6 @@ async fn remove_stale_socket(path: &Path) -> Result<(), ServerError> {
         })
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<(), ServerError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
-        ServerError::SocketMode {
-            path: path.to_owned(),
-            mode,
-            source,
-        }
-    })
-}
-
 /// A reply in the making, queued in request order.
 enum Pending {
     Ready(Reply),
@@ -705,12 +703,12 @@ fn handle(payload: &[u8], peer: &str, served: &Served) -> Handled {
     };
     match request.key() {
         Key::Skip(reason) => {
-            tracing::debug!(%peer, name = request.name, key = request.key, reason = reason.as_str(), "NOTFOUND without lookup");
+            tracing::debug!(%peer, name = request.name, key = request.key, answer = "NOTFOUND ", reason = reason.as_str(), "query without lookup");
             Handled::Queue(Pending::Ready(Reply::NotFound))
         }
         Key::Domain(domain) => {
             let zone = served.zones.get(request.name).clone();
-            tracing::debug!(%peer, name = request.name, %domain, "lookup");
+            tracing::trace!(%peer, name = request.name, %domain, "lookup");
             Handled::Queue(Pending::Lookup(start(
                 Arc::clone(&served.lookup),
                 domain,

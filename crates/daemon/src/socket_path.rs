@@ -70,3 +70,65 @@ pub async fn clear_stale(path: &Path, kind: SocketKind) -> Result<(), SocketPath
     }
     Ok(())
 }
+
+/// Resolves a `socket_group` setting to a group id: a number, or a group name looked up in
+/// `/etc/group` (system groups such as `postfix` are always there).
+pub fn group_id(group: &str) -> Result<u32, String> {
+    group_id_in(
+        group,
+        &std::fs::read_to_string("/etc/group").unwrap_or_default(),
+    )
+}
+
+/// [`group_id`] over the text of a group file.
+pub fn group_id_in(group: &str, group_file: &str) -> Result<u32, String> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    group_file
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let gid = fields.nth(1)?;
+            (name == group).then(|| gid.parse::<u32>().ok()).flatten()
+        })
+        .next()
+        .ok_or_else(|| format!("no group `{group}` in /etc/group"))
+}
+
+/// Gives a freshly bound socket file its group (when `group` is set) and then its mode.
+/// Changing the group needs the daemon to be a member of it (systemd:
+/// `SupplementaryGroups=`); the error says so.
+pub fn set_group_and_mode(path: &Path, group: Option<&str>, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(group) = group {
+        let gid = group_id(group)?;
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| {
+            format!(
+                "cannot give the socket to group {group} (gid {gid}): {e}; the daemon must be a member of that group (systemd: SupplementaryGroups={group})"
+            )
+        })?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot set mode {mode:04o}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::group_id_in;
+
+    #[test]
+    fn group_names_and_numbers() {
+        let file = "root:x:0:\npostfix:x:105:\npostdrop:x:106:\n";
+        assert_eq!(group_id_in("postfix", file), Ok(105));
+        assert_eq!(group_id_in("0", file), Ok(0));
+        assert_eq!(group_id_in("4242", ""), Ok(4242));
+        assert!(
+            group_id_in("nogroup", file)
+                .unwrap_err()
+                .contains("nogroup")
+        );
+        assert!(group_id_in("post", file).is_err());
+    }
+}

@@ -21,13 +21,13 @@
 //!   DNS failures of the TXT lookup (transient, RFC 8460 §4.3.4, and whether the domain has a
 //!   policy at all is unknown). A failed *refresh* while an unexpired cached policy still
 //!   applies is not a failure either: the session uses the cached policy (RFC 8461 §5.1).
-//! - **Successes are recorded only with `count_applied = true`**: each query that applied an
-//!   MTA-STS policy in mode `enforce` or `testing` is one successful `sts` session, with the
-//!   policy's `policy-string` and `mx-host` patterns. This is for MTAs that do not report
-//!   their own sessions; it assumes TLS succeeded, and under `enforce` a failed TLS session
-//!   leaves the mail queued and Postfix logs it, so the error is visible there. The default
-//!   is off, because an MTA feeding its session results (Postfix 3.10 through the collector
-//!   socket) reports the same sessions itself and they would be counted twice.
+//! - **Successes are never recorded from queries**: a socketmap query is not a session.
+//!   Postfix asks before it connects, and `postmap -q` asks without connecting at all; a
+//!   delivery that then fails certificate verification (`Server certificate not verified`)
+//!   was asked for exactly like one that succeeded. Successful sessions come only from the
+//!   MTA itself: Postfix ≥ 3.10 through the collector socket below. The former
+//!   `count_applied = true` (one success per query that applied a policy) is refused at
+//!   configuration load for that reason ([`crate::config`]).
 //!
 //! Counting is in memory and cheap (per policy domain an entry of atomic counters in a
 //! sharded map: a known domain costs a hash, a shared lock and an atomic add, no allocation
@@ -51,7 +51,7 @@
 //! none) and appended as event lines (`"source": "socket"`), see [`tlsrpt::event`] for the
 //! mapping of one delivery request to sessions. A datagram may also hold our own event
 //! objects, one per line. An invalid datagram is dropped whole, counted in
-//! `mta_sts_tlsrpt_datagrams_total{result="invalid"}` and logged at debug level at most once
+//! `mta_sts_tlsrpt_datagrams_invalid_total` and logged at debug level at most once
 //! per [`INVALID_LOG_EVERY`].
 //!
 //! # Sending on a schedule
@@ -76,11 +76,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use mta_sts::{Domain, Mode};
+use mta_sts::Domain;
 use mta_sts_report_store::deliver::{DeliveryConfig, read_pem_certs};
 use mta_sts_report_store::outbox::{AttemptResult, Outbox};
 use mta_sts_report_store::send::{SendConfig, Sender};
-use mta_sts_resolver::cache::CachedPolicy;
 use mta_sts_resolver::dns::{Dns, DnsConfig};
 use mta_sts_resolver::{ConnectTo, Error as ResolverError, Lookup};
 use tlsrpt::aggregate::Submitter;
@@ -185,19 +184,10 @@ fn failure_slot(error: &ResolverError) -> usize {
         .unwrap_or(FAILURES.len() - 3)
 }
 
-/// Successful sessions counted under one policy (by its parsed content).
-#[derive(Debug)]
-struct Applied {
-    policy: Arc<CachedPolicy>,
-    count: AtomicU64,
-}
-
 /// The counters of one policy domain since the last flush.
 #[derive(Debug, Default)]
 struct DomainCounters {
     failures: [AtomicU64; FAILURES.len()],
-    /// Normally one element; a new one only when the domain's policy changed.
-    applied: RwLock<Vec<Applied>>,
 }
 
 type Shard = RwLock<HashMap<Domain, Arc<DomainCounters>>>;
@@ -207,7 +197,6 @@ type Shard = RwLock<HashMap<Domain, Arc<DomainCounters>>>;
 #[derive(Debug)]
 pub struct Recorder {
     enabled: AtomicBool,
-    count_applied: AtomicBool,
     shards: Box<[Shard]>,
     hasher: std::collections::hash_map::RandomState,
 }
@@ -216,7 +205,6 @@ impl Default for Recorder {
     fn default() -> Self {
         Recorder {
             enabled: AtomicBool::new(false),
-            count_applied: AtomicBool::new(false),
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             hasher: std::collections::hash_map::RandomState::new(),
         }
@@ -229,10 +217,9 @@ impl Recorder {
         Recorder::default()
     }
 
-    /// Turns recording on or off, and the recording of applied policies.
-    pub fn configure(&self, enabled: bool, count_applied: bool) {
+    /// Turns recording on or off.
+    pub fn configure(&self, enabled: bool) {
         self.enabled.store(enabled, Ordering::Relaxed);
-        self.count_applied.store(count_applied, Ordering::Relaxed);
     }
 
     /// Whether recording is on.
@@ -274,51 +261,17 @@ impl Recorder {
     }
 
     /// Records the outcome of one socketmap query for `domain` (see the module
-    /// documentation for what counts).
+    /// documentation for what counts): a discovery failure with no policy applied. A query
+    /// that applied a policy records nothing, since the session's TLS outcome is unknown here.
     pub fn record(&self, domain: &Domain, lookup: &Lookup) {
-        if !self.enabled() {
+        if !self.enabled() || lookup.policy.is_some() {
             return;
         }
-        match (&lookup.policy, &lookup.error) {
-            (Some(policy), _) => self.record_applied(domain, policy),
-            (None, Some(error)) if is_recorded_failure(error) => {
-                self.record_failure(domain, error);
-            }
-            _ => {}
-        }
-    }
-
-    /// Records one successful session under `policy` when `count_applied` is on and the
-    /// policy's mode is `enforce` or `testing`.
-    pub fn record_applied(&self, domain: &Domain, policy: &Arc<CachedPolicy>) {
-        if !self.enabled()
-            || !self.count_applied.load(Ordering::Relaxed)
-            || policy.policy.mode == Mode::None
+        if let Some(error) = &lookup.error
+            && is_recorded_failure(error)
         {
-            return;
+            self.record_failure(domain, error);
         }
-        // Same policy: the same parsed content (a refetch of an unchanged policy is another
-        // `Arc` holding an equal policy).
-        let same = |a: &Applied| Arc::ptr_eq(&a.policy, policy) || a.policy.policy == policy.policy;
-        self.with_counters(domain, |c| {
-            {
-                let applied = c.applied.read().unwrap_or_else(|p| p.into_inner());
-                if let Some(a) = applied.iter().find(|a| same(a)) {
-                    a.count.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-            }
-            let mut applied = c.applied.write().unwrap_or_else(|p| p.into_inner());
-            match applied.iter().find(|a| same(a)) {
-                Some(a) => {
-                    a.count.fetch_add(1, Ordering::Relaxed);
-                }
-                None => applied.push(Applied {
-                    policy: Arc::clone(policy),
-                    count: AtomicU64::new(1),
-                }),
-            }
-        });
     }
 
     /// Records one failed session for a discovery failure of `domain` (the caller checked
@@ -367,24 +320,6 @@ fn drain_domain(domain: &Domain, c: &DomainCounters, time: UtcDateTime, out: &mu
         additional_information: None,
         count,
     };
-    let mut applied = c.applied.write().unwrap_or_else(|p| p.into_inner());
-    for a in applied.iter() {
-        let count = a.count.swap(0, Ordering::Relaxed);
-        if count == 0 {
-            continue;
-        }
-        let policy = EventPolicy {
-            policy_type: PolicyType::Sts,
-            // The policy's lines as served (RFC 8460 §4.4 `policy-string`).
-            policy_string: mta_sts::policy::policy_strings(&a.policy.body())
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
-            mx_host: a.policy.policy.mx.iter().map(ToString::to_string).collect(),
-        };
-        out.push(base(policy, Outcome::Success, count));
-    }
-    applied.clear();
     for ((result_type, reason), counter) in FAILURES.iter().zip(&c.failures) {
         let count = counter.swap(0, Ordering::Relaxed);
         if count == 0 {
@@ -543,7 +478,6 @@ pub struct TlsrptService {
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     socket: Option<PathBuf>,
-    config: Mutex<TlsrptConfig>,
 }
 
 impl std::fmt::Debug for TlsrptService {
@@ -579,7 +513,7 @@ impl TlsrptService {
         metrics: Arc<Metrics>,
         clock: Clock,
     ) -> Result<TlsrptService, TlsrptError> {
-        recorder.configure(config.events.is_some(), config.count_applied);
+        recorder.configure(config.events.is_some());
         let events = Arc::new(EventsFile::new(config.events.clone()));
         let flusher = Arc::new(Flusher {
             recorder,
@@ -594,7 +528,7 @@ impl TlsrptService {
         };
         let socket = match &config.socket {
             Some(path) => Some((
-                bind_collector(path, config.socket_mode).await?,
+                bind_collector(path, config.socket_group.as_deref(), config.socket_mode).await?,
                 path.clone(),
             )),
             None => None,
@@ -642,14 +576,13 @@ impl TlsrptService {
             tracing::info!(db = %send.db.display(), submitter = %send.submitter, "TLS-RPT reports are generated after each UTC day");
         }
         if let Some(path) = &config.events {
-            tracing::info!(path = %path.display(), count_applied = config.count_applied, "TLS-RPT events recorded");
+            tracing::info!(path = %path.display(), "TLS-RPT events recorded");
         }
         Ok(TlsrptService {
             flusher,
             stop,
             tasks: Mutex::new(tasks),
             socket: socket_path,
-            config: Mutex::new(config.clone()),
         })
     }
 
@@ -664,27 +597,13 @@ impl TlsrptService {
         let _ = tokio::task::spawn_blocking(move || f.flush()).await;
     }
 
-    /// Applies a reloaded configuration: flushes, then switches `events` and
-    /// `count_applied`; a changed `socket`, `socket_mode`, `flush_interval` or
-    /// `[tlsrpt.send]` takes effect after a restart (logged).
+    /// Applies a reloaded configuration: flushes, then switches `events`. The other keys
+    /// (`socket`, `socket_mode`, `flush_interval`, `[tlsrpt.send]`) take effect after a
+    /// restart; [`crate::app::restart_pending`] names the changed ones.
     pub async fn reload(&self, config: &TlsrptConfig) {
         self.flush().await;
-        let mut old = self.config.lock().unwrap_or_else(|p| p.into_inner());
-        if old.socket != config.socket
-            || old.socket_mode != config.socket_mode
-            || old.flush_interval != config.flush_interval
-            || old.send != config.send
-        {
-            tracing::warn!(
-                "[tlsrpt] socket, socket_mode, flush_interval or [tlsrpt.send] changed: takes effect after a restart"
-            );
-        }
         self.flusher.events.set_path(config.events.clone());
-        self.flusher
-            .recorder
-            .configure(config.events.is_some(), config.count_applied);
-        old.events = config.events.clone();
-        old.count_applied = config.count_applied;
+        self.flusher.recorder.configure(config.events.is_some());
     }
 
     /// Stops the tasks, flushes the last counts and removes the collector socket.
@@ -716,8 +635,11 @@ impl Drop for TlsrptService {
 
 /// Binds the collector socket: replaces a stale socket file, refuses any other file or a
 /// socket somebody receives on, sets the mode.
-async fn bind_collector(path: &Path, mode: u32) -> Result<UnixDatagram, TlsrptError> {
-    use std::os::unix::fs::PermissionsExt;
+async fn bind_collector(
+    path: &Path,
+    group: Option<&str>,
+    mode: u32,
+) -> Result<UnixDatagram, TlsrptError> {
     let fail = |message: String| TlsrptError::Socket {
         path: path.to_owned(),
         message,
@@ -736,8 +658,7 @@ async fn bind_collector(path: &Path, mode: u32) -> Result<UnixDatagram, TlsrptEr
             .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
     }
     let socket = UnixDatagram::bind(path).map_err(|e| fail(e.to_string()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| fail(format!("cannot set mode {mode:04o}: {e}")))?;
+    crate::socket_path::set_group_and_mode(path, group, mode).map_err(fail)?;
     Ok(socket)
 }
 
@@ -1033,6 +954,7 @@ impl Schedule {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use mta_sts_resolver::cache::CachedPolicy;
 
     fn cached(body: &str) -> Arc<CachedPolicy> {
         let policy = mta_sts::Policy::parse(body.as_bytes()).expect("policy");
@@ -1082,6 +1004,8 @@ mod tests {
             ),
             ("[tlsrpt]\nflush_interval = \"0s\"\n", "flush_interval"),
             ("[tlsrpt]\nsocket_mode = \"999\"\n", "octal"),
+            // A socketmap query is not a session (issue 18.3).
+            ("[tlsrpt]\ncount_applied = true\n", "count_applied"),
         ] {
             let err = Config::parse(bad).expect_err(bad).to_string();
             assert!(err.contains(says), "{bad}: {err}");
@@ -1099,7 +1023,7 @@ mod tests {
         r.record(&d, &lookup(None, Some(wrong_name.clone())));
         assert!(r.drain(UtcDateTime::EPOCH).is_empty());
 
-        r.configure(true, false);
+        r.configure(true);
         r.record(&d, &lookup(None, Some(wrong_name.clone())));
         r.record(&d, &lookup(None, Some(wrong_name)));
         r.record(
@@ -1153,41 +1077,15 @@ mod tests {
                 ),
             ]
         );
+        // A query that applied a policy is no session outcome: nothing is recorded, however
+        // often it is asked (a `postmap -q` or a delivery Postfix then defers alike).
+        let enforce = cached("version: STSv1\nmode: enforce\nmx: *.example.com\nmax_age: 86400\n");
+        r.record(&d, &lookup(Some(Arc::clone(&enforce)), None));
+        r.record(&d, &lookup(Some(enforce), None));
+        assert!(r.drain(UtcDateTime::EPOCH).is_empty());
         // Drained, and the idle domain forgotten.
         assert!(r.drain(UtcDateTime::EPOCH).is_empty());
         assert!(r.shards.iter().all(|s| s.read().unwrap().is_empty()));
-    }
-
-    #[test]
-    fn rfc8460_4_2_applied_policies_counted_only_when_asked() {
-        let r = Recorder::new();
-        r.configure(true, false);
-        let d: Domain = "example.com".parse().unwrap();
-        let text = "version: STSv1\nmode: enforce\nmx: *.example.com\nmax_age: 86400\n";
-        let enforce = cached(text);
-        r.record_applied(&d, &enforce);
-        assert!(r.drain(UtcDateTime::EPOCH).is_empty());
-
-        r.configure(true, true);
-        r.record_applied(&d, &enforce);
-        // The same policy refetched (another Arc) is the same policy.
-        r.record_applied(&d, &cached(text));
-        // Mode none: no policy is applied (RFC 8461 §5).
-        let none: Domain = "none.example".parse().unwrap();
-        r.record_applied(
-            &none,
-            &cached("version: STSv1\nmode: none\nmax_age: 86400\n"),
-        );
-        let events = r.drain(UtcDateTime::from_unix_seconds(1_714_564_800));
-        assert_eq!(events.len(), 1);
-        let e = &events[0];
-        assert_eq!((e.outcome.clone(), e.count), (Outcome::Success, 2));
-        assert_eq!(e.policy.mx_host, ["*.example.com"]);
-        assert_eq!(e.policy.policy_string[1], "mode: enforce");
-        let line = event_line(e, "daemon");
-        let back = parse_line(&line, UtcDateTime::EPOCH).unwrap();
-        assert_eq!(back[0], *e, "the line reads back as the same event");
-        assert!(line.contains("\"source\":\"daemon\""));
     }
 
     #[test]

@@ -181,3 +181,71 @@ fn config_load_names_the_file() {
     std::fs::write(&path, "").unwrap();
     assert_eq!(Config::load(&path).unwrap(), Config::default());
 }
+
+/// packaging/daemon.toml as shipped.
+const SHIPPED: &str = include_str!("../../../packaging/daemon.toml");
+
+/// The section a line of the shipped file is in: a live `[name]` header or an example one
+/// (`#example: [name]`).
+fn section_of(line: &str) -> Option<&str> {
+    let header = line.strip_prefix("#example: ").unwrap_or(line);
+    header.strip_prefix('[')?.strip_suffix(']')
+}
+
+/// Issue 18.8: packaging/daemon.toml tells defaults from examples. Each `#key = value` line
+/// is the default: uncommented alone, it parses to the same configuration as the file
+/// without it (for `[tlsrpt.send]`, whose defaults apply once the section is present, next
+/// to the keys it requires). Each `#example: …` line is valid: all of them uncommented
+/// together parse. Nothing else is set.
+#[test]
+fn shipped_daemon_toml_defaults_are_the_defaults_and_examples_parse() {
+    const SEND_CONTEXT: &str =
+        "[tlsrpt]\nevents = \"/x\"\n[tlsrpt.send]\nsubmitter = \"mail.example.com\"\n";
+    let mut section = "";
+    let mut defaults = 0;
+    for (number, line) in SHIPPED.lines().enumerate() {
+        let at = format!("packaging/daemon.toml:{}: {line}", number + 1);
+        if let Some(name) = section_of(line) {
+            section = name;
+            continue;
+        }
+        let trimmed = line.trim();
+        assert!(
+            trimmed.is_empty() || trimmed.starts_with('#'),
+            "{at}: only section headers are live"
+        );
+        let Some(setting) = line.strip_prefix('#') else {
+            continue;
+        };
+        let is_key = setting.split_once(" = ").is_some_and(|(key, _)| {
+            !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        });
+        if !is_key {
+            continue;
+        }
+        defaults += 1;
+        let (base, with) = if section == "tlsrpt.send" {
+            (
+                SEND_CONTEXT.to_owned(),
+                format!("{SEND_CONTEXT}{setting}\n"),
+            )
+        } else {
+            (String::new(), format!("[{section}]\n{setting}\n"))
+        };
+        let expected = Config::parse(&base).expect("context parses");
+        let got = Config::parse(&with).unwrap_or_else(|e| panic!("{at}: {e}"));
+        assert_eq!(got, expected, "{at}: not the default; write `#example: …`");
+    }
+    assert!(defaults > 30, "{defaults} default lines");
+
+    let examples: String = SHIPPED
+        .lines()
+        .map(|l| l.strip_prefix("#example: ").unwrap_or(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let config = Config::parse(&examples).unwrap_or_else(|e| panic!("examples: {e}"));
+    assert_ne!(config, Config::default());
+    assert!(config.zone("strict").strict_testing);
+    assert_eq!(config.socketmap.socket_group.as_deref(), Some("postfix"));
+    assert!(config.tlsrpt.send.is_some());
+}

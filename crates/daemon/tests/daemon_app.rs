@@ -621,3 +621,67 @@ async fn http_unix_listener_leaves_a_regular_file_alone() {
         "precious"
     );
 }
+
+/// Issue 18.9: a reload names each key whose change waits for a restart, compared with what
+/// the daemon started with, so setting a key back to the value in use is no change; what
+/// does reload (`[tlsrpt] events`, zones, `[resolver]`) is never reported as pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_names_each_restart_only_key_against_the_values_in_use() {
+    let world = world();
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    let start = config(&world, "store = \"memory\"", "");
+    let daemon = Daemon::start(start.clone()).await.expect("daemon starts");
+
+    let mut moved = start.clone();
+    moved.http.listen = "127.0.0.1:1".parse().unwrap();
+    assert_eq!(
+        daemon.reload(moved).await.expect("reload"),
+        ["[http] listen"]
+    );
+    // Back to the address in use: nothing pending, although the last file said otherwise.
+    assert_eq!(
+        daemon.reload(start.clone()).await.expect("reload"),
+        Vec::<&str>::new()
+    );
+
+    // One [tlsrpt] key changed: that key is named, not a list of four.
+    let tlsrpt = |extra: &str| {
+        config(
+            &world,
+            "store = \"memory\"",
+            &format!("[tlsrpt]\nevents = \"{}\"\n{extra}", events.display()),
+        )
+    };
+    // `events` reloads: not pending.
+    assert_eq!(
+        daemon.reload(tlsrpt("")).await.expect("reload"),
+        Vec::<&str>::new()
+    );
+    assert_eq!(
+        daemon
+            .reload(tlsrpt("flush_interval = \"30s\"\n"))
+            .await
+            .expect("reload"),
+        ["[tlsrpt] flush_interval"]
+    );
+    assert_eq!(
+        daemon
+            .reload(tlsrpt(
+                "socket_mode = \"0660\"\n[zones.strict]\nstrict_testing = true\n"
+            ))
+            .await
+            .expect("reload"),
+        ["[tlsrpt] socket_mode"]
+    );
+    // The zone of that reload is in force.
+    assert!(daemon.core().current().config.zone("strict").strict_testing);
+    let mut store = start.clone();
+    store.cache.path = dir.path().join("other.db");
+    store.socketmap.max_pipelined = 7;
+    assert_eq!(
+        daemon.reload(store).await.expect("reload"),
+        ["[socketmap] max_pipelined", "[cache] path"]
+    );
+    daemon.shutdown().await;
+}

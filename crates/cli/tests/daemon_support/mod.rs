@@ -100,6 +100,17 @@ impl DaemonProc {
         http: SocketAddr,
         env: &[(&str, &str)],
     ) -> DaemonProc {
+        Self::spawn_args(config, socketmap, http, &[], env)
+    }
+
+    /// [`DaemonProc::spawn`] with extra command-line arguments (e.g. `-v`).
+    pub fn spawn_args(
+        config: PathBuf,
+        socketmap: SocketAddr,
+        http: SocketAddr,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> DaemonProc {
         let log = config.with_file_name(format!(
             "daemon-{}.log",
             std::time::SystemTime::now()
@@ -110,6 +121,7 @@ impl DaemonProc {
         let mut cmd = Command::new(bin());
         cmd.args(["daemon", "--config"])
             .arg(&config)
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
