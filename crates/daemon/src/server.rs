@@ -688,8 +688,9 @@ enum Handled {
 
 fn handle(payload: &[u8], peer: &str, served: &Served) -> Handled {
     if payload.is_empty() {
-        // Not a request Postfix sends (module documentation): no lookup, no keep-alive.
-        tracing::info!(%peer, "empty socketmap request; replying PERM and closing the connection");
+        // Not a request Postfix sends (module documentation): no lookup, no keep-alive. At
+        // debug level: a client sending thousands of them must not flood the log.
+        tracing::debug!(%peer, "empty socketmap request; replying PERM and closing the connection");
         return Handled::QueueAndClose(Pending::Ready(Reply::Perm("empty request".to_owned())));
     }
     let request = match Request::parse(payload) {
