@@ -14,7 +14,9 @@ use crate::finding::{Finding, Severity, ids};
 use crate::probe::ProbeErrorKind;
 use crate::probe::https::PolicyHostProbe;
 use crate::probe::smtp::MxProbe;
-use crate::report::{Delivery, MxReport, PolicyReport, RecordReport, Report, TlsRptReport};
+use crate::report::{
+    Delivery, IfEnforced, MxReport, PolicyReport, RecordReport, Report, SkippedMx, TlsRptReport,
+};
 use crate::tls::{CertProblem, TlsSession};
 
 /// Limits the analysis applies.
@@ -66,8 +68,29 @@ pub struct MxEntry {
 pub struct RuaReach {
     /// The URI.
     pub uri: String,
-    /// `None`: reachable; `Some(why)`: not.
-    pub problem: Option<String>,
+    /// Empty: it can; else why not (RFC 8460 §3, §5.3, §5.4).
+    pub problems: Vec<RuaProblem>,
+}
+
+/// One reason a `rua` destination cannot (or may not) receive reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuaProblem {
+    /// What kind.
+    pub kind: RuaProblemKind,
+    /// The evidence.
+    pub message: String,
+}
+
+/// The kinds of [`RuaProblem`], one finding id each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuaProblemKind {
+    /// No MX/address for a `mailto:` domain; no address, no TCP or TLS for an `https:` host
+    /// (`tlsrpt-rua-unreachable`).
+    Unreachable,
+    /// The `https:` host's certificate fails WebPKI validation (`tlsrpt-rua-cert-invalid`).
+    Certificate,
+    /// The `https:` path does not take a report POST (`tlsrpt-rua-rejects-post`).
+    RejectsPost,
 }
 
 /// Everything the checker gathered about one domain.
@@ -122,7 +145,7 @@ pub fn analyze(evidence: &Evidence, thresholds: &Thresholds, elapsed_ms: u64) ->
     }
     let applied_policy = if applied { published.as_ref() } else { None };
 
-    let mx = analyze_mx(
+    let (mx, enforced) = analyze_mx(
         evidence,
         published.as_ref(),
         applied_policy,
@@ -134,7 +157,10 @@ pub fn analyze(evidence: &Evidence, thresholds: &Thresholds, elapsed_ms: u64) ->
     }
     let mode = published.as_ref().map(|p| p.mode);
     let tlsrpt = analyze_tlsrpt(evidence, mode, &mut findings);
-    let delivery = delivery(&evidence.mx, &mx, applied_policy, &mut findings);
+    let mut delivery = delivery(&evidence.mx, &mx, applied_policy, &mut findings);
+    if published.as_ref().is_some_and(|p| p.mode == Mode::Testing) {
+        delivery.if_enforced = Some(if_enforced(&evidence.mx, &enforced, &mut findings));
+    }
 
     Report {
         domain: evidence.domain.clone(),
@@ -620,7 +646,7 @@ fn analyze_mx(
     applied: Option<&Policy>,
     thresholds: &Thresholds,
     findings: &mut Vec<Finding>,
-) -> Vec<MxReport> {
+) -> (Vec<MxReport>, Vec<EnforcedMx>) {
     let entries: Vec<&MxEntry> = match &evidence.mx {
         MxSet::Hosts(list) => list.iter().collect(),
         MxSet::Implicit(entry) => {
@@ -638,27 +664,37 @@ fn analyze_mx(
                 &ids::MX_NULL,
                 format!("MX {}: 0 . (RFC 7505)", evidence.domain),
             ));
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
         MxSet::None => {
             findings.push(Finding::new(
                 &ids::MX_NONE,
                 format!("{} has no MX, A or AAAA record", evidence.domain),
             ));
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
         MxSet::DnsFailure(message) => {
             findings.push(Finding::new(
                 &ids::MX_DNS_FAILURE,
                 format!("MX {}: {message}", evidence.domain),
             ));
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
     };
     let severity = mx_severity(published);
+    // RFC 8461 §5: what the same policy would do under `mode: enforce`, for an owner
+    // deciding whether to leave `testing`.
+    let enforce = published
+        .filter(|p| p.mode == Mode::Testing)
+        .map(|p| Policy {
+            mode: Mode::Enforce,
+            ..p.clone()
+        });
     let mut out = Vec::new();
+    let mut enforced = Vec::new();
     for entry in entries {
         let host = &entry.host;
+        let first_finding = findings.len();
         // RFC 8461 §4.1: the MX RDATA name must match a pattern.
         let in_policy = published.map(|p| p.matches_mx(host));
         if in_policy == Some(false) && published.is_some_and(|p| p.mode != Mode::None) {
@@ -684,6 +720,21 @@ fn analyze_mx(
         let probe = entry.probe.as_deref();
         let outcome = probe.map(|p| mx_probe_findings(p, severity, thresholds, findings));
         let verdict = mx_verdict(applied, host, outcome);
+        if let Some(enforce) = &enforce {
+            // The findings just made about this host that fail validation (a certificate
+            // that merely expires soon is valid).
+            let reasons = findings[first_finding..]
+                .iter()
+                .filter(|f| f.area == crate::finding::Area::Mx)
+                .filter(|f| f.severity >= Severity::Warning && f.id != ids::MX_CERT_EXPIRING.id)
+                .map(|f| f.id.clone())
+                .collect();
+            enforced.push(EnforcedMx {
+                host: host.clone(),
+                verdict: mx_verdict(Some(enforce), host, outcome),
+                reasons,
+            });
+        }
         out.push(MxReport {
             host: host.clone(),
             preference: entry.preference,
@@ -699,7 +750,126 @@ fn analyze_mx(
             verdict,
         });
     }
-    out
+    (out, enforced)
+}
+
+/// One MX host as an enforcing sender would treat it (see [`if_enforced`]).
+struct EnforcedMx {
+    host: String,
+    /// [`mx_verdict`] under the policy with `mode: enforce`.
+    verdict: &'static str,
+    /// Ids of the findings about this host that fail validation.
+    reasons: Vec<String>,
+}
+
+/// What a sender would do if the `testing` policy said `enforce` (RFC 8461 §5), with the
+/// `enforce-would-defer` / `enforce-would-defer-some` finding, and the advice of
+/// `policy-mode-testing` made to fit: switch only when enforce would deliver.
+fn if_enforced(set: &MxSet, mx: &[EnforcedMx], findings: &mut Vec<Finding>) -> IfEnforced {
+    let skipped: Vec<SkippedMx> = mx
+        .iter()
+        .filter(|m| m.verdict == "skip")
+        .map(|m| SkippedMx {
+            host: m.host.clone(),
+            reasons: m.reasons.clone(),
+        })
+        .collect();
+    let list = skipped
+        .iter()
+        .map(|s| {
+            if s.reasons.is_empty() {
+                s.host.clone()
+            } else {
+                format!("{} ({})", s.host, s.reasons.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let first = mx
+        .iter()
+        .find(|m| m.verdict == "deliver" || m.verdict == "deliver-report");
+    let (would_deliver, host, reason, advice) = match (set, first) {
+        (MxSet::Null | MxSet::None, _) => (
+            Some(false),
+            None,
+            "the domain accepts no mail".to_string(),
+            None,
+        ),
+        (MxSet::DnsFailure(_), _) => (None, None, "the MX lookup failed".to_string(), None),
+        (_, Some(first)) => {
+            if skipped.is_empty() {
+                (
+                    Some(true),
+                    Some(first.host.clone()),
+                    format!("an enforcing sender delivers to {}", first.host),
+                    None,
+                )
+            } else {
+                findings.push(Finding::new(
+                    &ids::ENFORCE_WOULD_DEFER_SOME,
+                    format!(
+                        "under mode enforce senders skip {list}, and deliver to {}",
+                        first.host
+                    ),
+                ));
+                (
+                    Some(true),
+                    Some(first.host.clone()),
+                    format!(
+                        "an enforcing sender delivers to {} but skips {} of {} MX hosts",
+                        first.host,
+                        skipped.len(),
+                        mx.len()
+                    ),
+                    Some(
+                        "Fix the MX hosts listed under enforce-would-defer-some, then switch to \
+                         `mode: enforce` once TLS-RPT reports show no failures; testing protects \
+                         no mail.",
+                    ),
+                )
+            }
+        }
+        (_, None) if !skipped.is_empty() && mx.iter().all(|m| m.verdict != "not-probed") => {
+            findings.push(Finding::new(
+                &ids::ENFORCE_WOULD_DEFER,
+                format!("under mode enforce senders skip {list}"),
+            ));
+            (
+                Some(false),
+                None,
+                format!("switching to enforce now would defer all mail: senders skip {list}"),
+                Some(
+                    "Do not switch to `mode: enforce` yet: it would defer all mail (see \
+                     enforce-would-defer). Fix the MX hosts first, then switch once TLS-RPT \
+                     reports show no failures.",
+                ),
+            )
+        }
+        (_, None) => (
+            None,
+            None,
+            "unknown: the MX hosts were not probed or not reachable from here".to_string(),
+            Some(
+                "Switch to `mode: enforce` once `mta-sts check` reaches every MX host over \
+                 SMTP without MX findings and TLS-RPT reports show no failures; testing \
+                 protects no mail.",
+            ),
+        ),
+    };
+    if let Some(advice) = advice {
+        for f in findings
+            .iter_mut()
+            .filter(|f| f.id == ids::POLICY_MODE_TESTING.id)
+        {
+            f.fix = advice.to_string();
+        }
+    }
+    IfEnforced {
+        would_deliver,
+        mx: host,
+        reason,
+        skipped,
+    }
 }
 
 /// What the probe of one MX host means for a sender; `None` when the host could not be
@@ -880,6 +1050,7 @@ fn delivery(
         would_deliver: would,
         mx: host,
         reason,
+        if_enforced: None,
     }
 }
 
@@ -951,10 +1122,15 @@ fn analyze_tlsrpt(
                 report.rua = record.rua.iter().map(|r| r.uri().to_string()).collect();
             }
             for reach in &evidence.rua {
-                if let Some(problem) = &reach.problem {
+                for problem in &reach.problems {
+                    let entry = match problem.kind {
+                        RuaProblemKind::Unreachable => &ids::TLSRPT_RUA_UNREACHABLE,
+                        RuaProblemKind::Certificate => &ids::TLSRPT_RUA_CERT_INVALID,
+                        RuaProblemKind::RejectsPost => &ids::TLSRPT_RUA_REJECTS_POST,
+                    };
                     findings.push(Finding::new(
-                        &ids::TLSRPT_RUA_UNREACHABLE,
-                        format!("{}: {problem}", reach.uri),
+                        entry,
+                        format!("{}: {}", reach.uri, problem.message),
                     ));
                 }
             }

@@ -18,9 +18,12 @@ use mta_sts_resolver::{ConnectTo, DnsFailureKind, Trust};
 use tokio::sync::OnceCell;
 
 use crate::Error;
-use crate::analyze::{self, Evidence, MxEntry, MxSet, RuaReach, Thresholds};
+use crate::analyze::{
+    self, Evidence, MxEntry, MxSet, RuaProblem, RuaProblemKind, RuaReach, Thresholds,
+};
 use crate::finding::{Finding, Verdict, ids};
 use crate::probe::https::{self as https_probe, PolicyHostProbe};
+use crate::probe::rua::{self as rua_probe, Answer, HttpsUri};
 use crate::probe::smtp::{self as smtp_probe, MxProbe};
 use crate::probe::{Addresses, Target};
 use crate::report::{Delivery, Report};
@@ -72,6 +75,7 @@ impl Default for CheckConfig {
 }
 
 type ProbeCell = Arc<OnceCell<Arc<MxProbe>>>;
+type RuaCell = Arc<OnceCell<Vec<RuaProblem>>>;
 
 /// Checks domains. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct Checker {
@@ -81,6 +85,8 @@ pub struct Checker {
     https_tls: ProbeTls,
     smtp_tls: ProbeTls,
     mx_probes: Mutex<HashMap<(String, u16), ProbeCell>>,
+    /// `https:` rua probes by URI: reporting services serve many domains.
+    rua_probes: Mutex<HashMap<String, RuaCell>>,
 }
 
 impl std::fmt::Debug for Checker {
@@ -111,6 +117,7 @@ impl Checker {
             https_tls,
             smtp_tls,
             mx_probes: Mutex::new(HashMap::new()),
+            rua_probes: Mutex::new(HashMap::new()),
         })
     }
 
@@ -409,7 +416,9 @@ impl Checker {
     }
 
     /// Whether each `rua` destination can receive reports (RFC 8460 §3): a `mailto:`
-    /// domain needs an MX (or address), an `https:` host an address.
+    /// domain needs an MX (or address); an `https:` URI needs an address, a TLS handshake
+    /// with a valid certificate and a path that takes a report POST (see
+    /// [`crate::probe::rua`]: an empty POST, never a made-up report).
     async fn rua_reach(&self, tlsrpt: &DnsOutcome<Vec<u8>>) -> Vec<RuaReach> {
         let candidates: Vec<&Vec<u8>> = tlsrpt
             .records()
@@ -424,74 +433,131 @@ impl Checker {
         };
         let checks = record.rua.iter().map(|rua| async move {
             let uri = rua.uri().to_string();
-            let problem = match rua {
+            let unreachable = |message: String| {
+                vec![RuaProblem {
+                    kind: RuaProblemKind::Unreachable,
+                    message,
+                }]
+            };
+            let problems = match rua {
                 tlsrpt::Rua::Mailto { address, .. } => {
                     let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
                     match Domain::parse(domain) {
-                        Err(e) => Some(format!("`{domain}` is not a domain: {e}")),
+                        Err(e) => unreachable(format!("`{domain}` is not a domain: {e}")),
                         Ok(d) => match self.dns.mx(&d).await {
                             DnsOutcome::Found { records, .. } if !analyze::is_null_mx(&records) => {
-                                None
+                                Vec::new()
                             }
                             DnsOutcome::Found { .. } => {
-                                Some(format!("{d} has a null MX: it accepts no mail"))
+                                unreachable(format!("{d} has a null MX: it accepts no mail"))
                             }
                             DnsOutcome::Failure { message, .. } => {
-                                Some(format!("MX {d}: {message}"))
+                                unreachable(format!("MX {d}: {message}"))
                             }
                             DnsOutcome::NoRecord { .. } => {
                                 if self.addresses(d.as_str()).await.list.is_empty() {
-                                    Some(format!("{d} has no MX, A or AAAA record"))
+                                    unreachable(format!("{d} has no MX, A or AAAA record"))
                                 } else {
-                                    None
+                                    Vec::new()
                                 }
                             }
                         },
                     }
                 }
-                tlsrpt::Rua::Https { uri } => {
-                    let host = https_host(uri);
-                    if host.parse::<IpAddr>().is_ok() {
-                        None
-                    } else {
-                        let addresses = self.addresses(&host).await;
-                        if addresses.list.is_empty() {
-                            Some(format!(
-                                "{host} has no A or AAAA record{}",
-                                addresses
-                                    .dns_error
-                                    .map(|e| format!(" ({e})"))
-                                    .unwrap_or_default()
-                            ))
-                        } else {
-                            None
-                        }
-                    }
-                }
-                tlsrpt::Rua::Other { .. } => None,
+                tlsrpt::Rua::Https { uri } => self.https_rua(uri).await,
+                tlsrpt::Rua::Other { .. } => Vec::new(),
             };
-            RuaReach { uri, problem }
+            RuaReach { uri, problems }
         });
         join_all(checks).await
     }
-}
 
-/// The host of an `https://host[:port]/path` URI.
-fn https_host(uri: &str) -> String {
-    let rest = uri.split_once("://").map(|(_, r)| r).unwrap_or(uri);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let authority = authority
-        .rsplit_once('@')
-        .map(|(_, h)| h)
-        .unwrap_or(authority);
-    if let Some(v6) = authority.strip_prefix('[') {
-        return v6.split(']').next().unwrap_or("").to_string();
+    /// [`Checker::probe_https_rua`], once per URI for the whole run (single flight).
+    async fn https_rua(&self, uri: &str) -> Vec<RuaProblem> {
+        let cell = {
+            let mut map = self.rua_probes.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(uri.to_string()).or_default().clone()
+        };
+        cell.get_or_init(|| self.probe_https_rua(uri)).await.clone()
     }
-    authority
-        .split(':')
-        .next()
-        .unwrap_or("")
-        .to_ascii_lowercase()
+
+    /// Probes one `https:` destination (RFC 8460 §3, §5.4).
+    async fn probe_https_rua(&self, uri: &str) -> Vec<RuaProblem> {
+        let problem = |kind, message| RuaProblem { kind, message };
+        let Some(parsed) = HttpsUri::parse(uri) else {
+            return vec![problem(
+                RuaProblemKind::Unreachable,
+                "not an https://host[:port]/path URI".to_string(),
+            )];
+        };
+        let addresses = match parsed.host.parse::<IpAddr>() {
+            Ok(ip) => Addresses {
+                list: vec![ip],
+                dns_error: None,
+            },
+            Err(_) => self.addresses(&parsed.host).await,
+        };
+        let target = self.target(&parsed.host, parsed.port).await;
+        if addresses.list.is_empty() && target.connect_to.is_none() {
+            return vec![problem(
+                RuaProblemKind::Unreachable,
+                format!(
+                    "{} has no A or AAAA record{}",
+                    parsed.host,
+                    addresses
+                        .dns_error
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                ),
+            )];
+        }
+        let probe = rua_probe::probe(
+            &self.https_tls,
+            &target,
+            &addresses,
+            &parsed.path,
+            self.config.timeout,
+        )
+        .await;
+        let mut problems = Vec::new();
+        // RFC 8460 §3: senders MAY ignore certificate errors; many do not.
+        if let Some(cert) = probe.tls.as_ref().and_then(|t| t.certificate.as_ref())
+            && !cert.valid
+        {
+            problems.push(problem(
+                RuaProblemKind::Certificate,
+                format!(
+                    "{}: {} (SAN [{}], valid {} to {})",
+                    parsed.host,
+                    cert.error.as_deref().unwrap_or("not valid"),
+                    cert.sans.join(", "),
+                    cert.not_before,
+                    cert.not_after
+                ),
+            ));
+        }
+        if let Some(error) = probe.error {
+            problems.push(problem(
+                RuaProblemKind::Unreachable,
+                format!("{}:{}: {}", parsed.host, parsed.port, error.message),
+            ));
+        } else if let Some(status) = probe.status
+            && let Answer::Rejects(why) = rua_probe::accepts(status)
+        {
+            problems.push(problem(
+                RuaProblemKind::RejectsPost,
+                format!(
+                    "an empty POST of {} answered {status}{}: {why}",
+                    rua_probe::PROBE_CONTENT_TYPE,
+                    probe
+                        .location
+                        .map(|l| format!(" (Location: {l})"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        problems
+    }
 }
 
 fn trim_dot(s: &str) -> String {
@@ -542,6 +608,7 @@ pub fn failed_report(domain: &str, finding: Finding) -> Report {
             would_deliver: None,
             mx: None,
             reason: "the check did not complete".to_string(),
+            if_enforced: None,
         },
         elapsed_ms: 0,
     }
@@ -574,19 +641,4 @@ fn chain_resolver(config: &CheckConfig) -> Result<TokioResolver, Error> {
     opts.cache_size = config.dns_cache_size;
     opts.ndots = 0;
     builder.build().map_err(|e| Error::Dns(e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn https_hosts() {
-        assert_eq!(
-            https_host("https://Reports.Example.com/tlsrpt"),
-            "reports.example.com"
-        );
-        assert_eq!(https_host("https://r.example:8443/x?y"), "r.example");
-        assert_eq!(https_host("https://[2001:db8::1]/x"), "2001:db8::1");
-    }
 }

@@ -373,7 +373,17 @@ pub mod ids {
         /// A `rua` destination that cannot work.
         TLSRPT_RUA_UNREACHABLE = ("tlsrpt-rua-unreachable", Warning, Tlsrpt,
             "a TLS-RPT destination cannot receive reports",
-            "Give the mailto: domain an MX (or address) record, or make the https: host resolve.");
+            "Give the mailto: domain an MX (or address) record; make the https: host resolve and accept HTTPS connections (TLS 1.2 or later) on the URI's port.");
+        /// An `https:` `rua` host whose certificate fails WebPKI validation. RFC 8460 §3 lets
+        /// reporting MTAs ignore that, so only some reports are lost.
+        TLSRPT_RUA_CERT_INVALID = ("tlsrpt-rua-cert-invalid", Warning, Tlsrpt,
+            "a TLS-RPT https: destination has an invalid certificate",
+            "Serve a certificate from a public CA valid for the URI's host: RFC 8460 §3 lets senders ignore certificate errors, but many validate and then drop the report.");
+        /// An `https:` `rua` path that does not take a report POST (RFC 8460 §5.4): an empty
+        /// `POST` of `application/tlsrpt+gzip` got 404/410, 405, 401/403, a redirect or 5xx.
+        TLSRPT_RUA_REJECTS_POST = ("tlsrpt-rua-rejects-post", Warning, Tlsrpt,
+            "a TLS-RPT https: destination does not take report POSTs",
+            "Make the rua URI accept `POST` of application/tlsrpt+gzip and application/tlsrpt+json reports without credentials or redirects, answering 200 or 201 (RFC 8460 §5.4); check the path in the _smtp._tls record.");
 
         /// TLSA records at `_25._tcp.<mx>` (RFC 8461 §2: DANE takes precedence).
         DANE_TLSA_PRESENT = ("dane-tlsa-present", Info, Dane,
@@ -384,6 +394,16 @@ pub mod ids {
         DELIVERY_DEFERRED = ("delivery-deferred", Error, Delivery,
             "an enforcing sender would defer all mail",
             "Fix the MX findings above: under mode enforce no MX host passes, so senders queue mail until the policy expires or is fixed.");
+        /// `mode: testing`, and under `mode: enforce` no MX host would pass: switching now
+        /// would defer all mail (RFC 8461 §5). The detail names each host and why.
+        ENFORCE_WOULD_DEFER = ("enforce-would-defer", Warning, Delivery,
+            "switching to enforce now would defer all mail",
+            "Keep `mode: testing` until the MX findings above are fixed: under mode enforce senders skip every MX host listed here and queue mail until the policy expires or is fixed.");
+        /// `mode: testing`, and under `mode: enforce` some MX hosts would fail validation:
+        /// mail still goes to the others, which then carry it all (RFC 8461 §5).
+        ENFORCE_WOULD_DEFER_SOME = ("enforce-would-defer-some", Warning, Delivery,
+            "switching to enforce now would skip some MX hosts",
+            "Fix the MX hosts listed here before switching to `mode: enforce`: enforcing senders skip them, so mail waits whenever the remaining hosts are down.");
         /// The input line is not a domain name (bulk mode).
         DOMAIN_INVALID = ("domain-invalid", Error, Delivery,
             "not a domain name",

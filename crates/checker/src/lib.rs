@@ -10,13 +10,14 @@
 //! | policy host | A/AAAA, TCP 443, TLS ≥ 1.2, certificate trust/name/expiry, status, redirect, Content-Type, size, time | 8461 §3.3 |
 //! | policy | every lint diagnostic (`policy-<code>`), strict-sender verdict, mode, `max_age`, broad wildcard, unused patterns | 8461 §3.2, §10.4 |
 //! | MX | coverage by the policy, SMTP + STARTTLS, TLS version, certificate, implicit and null MX, the delivery decision | 8461 §4, §5 |
-//! | TLS-RPT | record (`tlsrpt-<code>`), `rua` reachability | 8460 §3 |
+//! | TLS-RPT | record (`tlsrpt-<code>`), `rua`: `mailto:` domain has MX, `https:` handshake, certificate and an empty POST ([`probe::rua`]) | 8460 §3, §5.4 |
 //! | DANE | TLSA at `_25._tcp.<mx>` | 8461 §2 |
 //!
 //! The verdict is `fail` when any finding is an error, `warn` when any is a warning, else
 //! `pass` ([`Verdict::of`]). The report also says whether an RFC-compliant sender that
 //! enforces the policy it can fetch now would deliver mail, and to which MX
-//! ([`report::Delivery`]).
+//! ([`report::Delivery`]); for a `testing` policy, also what it would do under `enforce`
+//! ([`report::IfEnforced`], findings `enforce-would-defer` and `enforce-would-defer-some`).
 //!
 //! Probes only record (module [`probe`]); all judgement is in [`analyze`], a pure function
 //! of the evidence. [`bulk`] checks many domains with bounded concurrency, sharing DNS

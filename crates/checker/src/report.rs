@@ -14,7 +14,9 @@
 //!                         "chain_length","name_match","valid","problem","error"}|null,
 //!          "dane_tlsa","banner","error","verdict"}],
 //!  "tlsrpt": {"txt","rua":[…],"valid"} | null,
-//!  "delivery": {"policy_mode","would_deliver","mx","reason"},
+//!  "delivery": {"policy_mode","would_deliver","mx","reason",
+//!               "if_enforced": {"would_deliver","mx","reason",
+//!                               "skipped":[{"host","reasons":[finding id…]}]} | null},
 //!  "elapsed_ms"}
 //! ```
 
@@ -158,4 +160,32 @@ pub struct Delivery {
     pub mx: Option<String>,
     /// One sentence.
     pub reason: String,
+    /// For a `mode: testing` policy: what a sender would do with today's MX hosts if the
+    /// policy said `mode: enforce` (the question an owner asks before switching);
+    /// `null` for other modes and without a policy.
+    pub if_enforced: Option<IfEnforced>,
+}
+
+/// What an enforcing sender would do with a `testing` policy switched to `enforce`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IfEnforced {
+    /// Whether mail would be delivered; `null` when unknown (MX hosts not probed or not
+    /// reachable from here).
+    pub would_deliver: Option<bool>,
+    /// The MX host it would deliver to first.
+    pub mx: Option<String>,
+    /// One sentence.
+    pub reason: String,
+    /// The MX hosts an enforcing sender would skip (RFC 8461 §4.1, §4.2), with the ids of
+    /// the findings that make it skip them.
+    pub skipped: Vec<SkippedMx>,
+}
+
+/// One MX host an enforcing sender would skip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedMx {
+    /// The MX host.
+    pub host: String,
+    /// Ids of the findings about this host that fail validation under enforce.
+    pub reasons: Vec<String>,
 }

@@ -75,6 +75,31 @@ fn p(n: &str) -> String {
     policy(n, "enforce", 1_209_600)
 }
 
+/// A good domain whose only TLS-RPT destination is `https://reports.<domain>/v1/tlsrpt`,
+/// served by the testkit's HTTPS host with `behavior`.
+fn rua_case(
+    domain: &'static str,
+    behavior: HostBehavior,
+    ids: &'static [&'static str],
+    verdict: Verdict,
+) -> Case {
+    case(
+        domain,
+        move |d| {
+            good(d).tlsrpt(&format!(
+                "v=TLSRPTv1; rua=https://reports.{domain}/v1/tlsrpt"
+            ))
+        },
+        ids,
+        verdict,
+    )
+    .tweak(move |w| {
+        let host = format!("reports.{domain}");
+        w.dns().set_a(&host, &[Ipv4Addr::LOCALHOST]);
+        w.https().set(&host, behavior.clone());
+    })
+}
+
 fn with_host(d: DomainBuilder, behavior: HostBehavior) -> DomainBuilder {
     good(d).policy_behavior(behavior)
 }
@@ -398,10 +423,106 @@ fn cases() -> Vec<Case> {
         case(
             "testingplain.test",
             |d| good_with(d, "testing", 1_209_600),
-            &["policy-mode-testing", "mx-starttls-missing"],
+            &[
+                "policy-mode-testing",
+                "mx-starttls-missing",
+                "enforce-would-defer",
+            ],
             Warn,
         )
         .mail(None),
+        // Issue #19 item 1: what `mode: enforce` would do with today's MX hosts.
+        // `https:` TLS-RPT destinations (issue #19 item 2): an empty POST of
+        // application/tlsrpt+gzip, judged by the answer and the certificate.
+        rua_case("ruaok.test", HostBehavior::status(400), &[], Pass),
+        rua_case("rua201.test", HostBehavior::status(201), &[], Pass),
+        rua_case(
+            "rua404.test",
+            HostBehavior::status(404),
+            &["tlsrpt-rua-rejects-post"],
+            Warn,
+        ),
+        rua_case(
+            "rua405.test",
+            HostBehavior::status(405),
+            &["tlsrpt-rua-rejects-post"],
+            Warn,
+        ),
+        rua_case(
+            "ruaredirect.test",
+            HostBehavior::redirect(308, "https://elsewhere.test/tlsrpt"),
+            &["tlsrpt-rua-rejects-post"],
+            Warn,
+        ),
+        rua_case(
+            "rua500.test",
+            HostBehavior::status(500),
+            &["tlsrpt-rua-rejects-post"],
+            Warn,
+        ),
+        rua_case(
+            "ruacert.test",
+            HostBehavior::status(400).cert(CertKind::WrongName),
+            &["tlsrpt-rua-cert-invalid"],
+            Warn,
+        ),
+        rua_case(
+            "ruaexpired.test",
+            HostBehavior::status(404).cert(CertKind::Expired),
+            &["tlsrpt-rua-cert-invalid", "tlsrpt-rua-rejects-post"],
+            Warn,
+        ),
+        // Resolves, but nothing answers HTTPS there.
+        case(
+            "ruadown.test",
+            |d| good(d).tlsrpt("v=TLSRPTv1; rua=https://reports.ruadown.test/tlsrpt"),
+            &["tlsrpt-rua-unreachable"],
+            Warn,
+        )
+        .tweak(|w| {
+            w.dns()
+                .set_a("reports.ruadown.test", &[Ipv4Addr::LOCALHOST]);
+        })
+        .cfg(|c| {
+            if let Ok(to) = "reports.ruadown.test:443:127.0.0.1:1".parse() {
+                c.connect_to.insert(0, to);
+            }
+        }),
+        case(
+            "testingwrongname.test",
+            |d| good_with(d, "testing", 1_209_600),
+            &[
+                "policy-mode-testing",
+                "mx-cert-name-mismatch",
+                "enforce-would-defer",
+            ],
+            Warn,
+        )
+        .mail(Some(CertKind::WrongName)),
+        case(
+            "testingsome.test",
+            |d| {
+                with_policy(
+                    d,
+                    "version: STSv1\nmode: testing\nmx: mail.testingsome.test\nmx: backup.testingsome.test\nmax_age: 1209600\n",
+                )
+                .mx(20, "backup.testingsome.test")
+            },
+            &[
+                "policy-mode-testing",
+                "mx-cert-expired",
+                "enforce-would-defer-some",
+            ],
+            Warn,
+        )
+        .smtp(vec![
+            ("mail.testingsome.test".into(), Some(CertKind::Valid), false),
+            (
+                "backup.testingsome.test".into(),
+                Some(CertKind::Expired),
+                false,
+            ),
+        ]),
         case("closed.test", good, &["mx-connect-failed"], Warn).smtp(vec![]),
         case(
             "implicit.test",
@@ -421,6 +542,9 @@ fn cases() -> Vec<Case> {
             w.dns().set_a("implicit.test", &[Ipv4Addr::LOCALHOST]);
             w.dns()
                 .set_a("reports.implicit.test", &[Ipv4Addr::LOCALHOST]);
+            // An intake's answer to the checker's empty POST (RFC 8460 §5.4).
+            w.https()
+                .set("reports.implicit.test", HostBehavior::status(400));
         }),
         case(
             "nullmx.test",

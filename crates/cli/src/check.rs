@@ -289,15 +289,32 @@ pub(crate) fn human(style: Style, report: &Report) -> String {
         if warnings == 1 { "" } else { "s" },
         report.elapsed_ms
     ));
-    let deliver = match report.delivery.would_deliver {
+    let answer = |would: Option<bool>| match would {
         Some(true) => style.good("yes"),
         Some(false) => style.bad("no"),
         None => style.warn("unknown"),
     };
-    s.push_str(&format!(
-        "  would an enforcing sender deliver mail? {deliver}: {}\n",
-        report.delivery.reason
-    ));
+    match &report.delivery.if_enforced {
+        // `mode: testing`: the question is what enforce would do with today's MX hosts;
+        // what a sender does now (deliver and report) comes second.
+        Some(enforced) => {
+            s.push_str(&format!(
+                "  would an enforcing sender deliver mail? {}: {}\n",
+                answer(enforced.would_deliver),
+                enforced.reason
+            ));
+            s.push_str(&format!(
+                "  and today? {}: {}\n",
+                answer(report.delivery.would_deliver),
+                report.delivery.reason
+            ));
+        }
+        None => s.push_str(&format!(
+            "  would an enforcing sender deliver mail? {}: {}\n",
+            answer(report.delivery.would_deliver),
+            report.delivery.reason
+        )),
+    }
     if let Some(record) = &report.record
         && let Some(id) = &record.id
     {

@@ -68,7 +68,13 @@ pub(crate) mod exit {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Daemon(_)) {
-        init_logging(cli.verbose, cli.quiet);
+        // A running policy host logs its lifecycle (started, reloaded, certificate issued,
+        // report received) by default; the other commands only problems.
+        let default = match &cli.command {
+            Command::Serve(a) if !(a.check || a.check_config || a.print_records) => "info",
+            _ => "warn",
+        };
+        init_logging(cli.verbose, cli.quiet, default);
     }
     // A closed pipe or a full disk on standard output is an error value, never a panic:
     // every command writes with `output::outln!`/`out!` (no `print!` in this crate).
@@ -107,20 +113,42 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
+/// Targets (prefixes) of libraries whose logs are internals: a failed certificate check is
+/// already a finding or an error message of ours, so their lines appear only at trace
+/// level (`-vvv`) or when `RUST_LOG` asks for them.
+const LIBRARY_TARGETS: &[&str] = &[
+    "rustls",
+    "tokio_rustls",
+    "hickory",
+    "hyper",
+    "h2",
+    "reqwest",
+];
+
 /// Logs go to standard error; `RUST_LOG` overrides the level chosen by `-v`/`-q`.
-fn init_logging(verbose: u8, quiet: bool) {
+/// `default` is the level without `-v`/`-q`; no colour codes unless standard error is a
+/// terminal (a log file or journald gets plain text).
+fn init_logging(verbose: u8, quiet: bool, default: &str) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) => "warn",
+        (false, 0) => default,
+        (false, 1) if default == "info" => "debug",
         (false, 1) => "info",
         (false, 2) => "debug",
         _ => "trace",
     };
+    let mut directives = level.to_string();
+    if level != "trace" {
+        for target in LIBRARY_TARGETS {
+            directives.push_str(&format!(",{target}=off"));
+        }
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directives));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }

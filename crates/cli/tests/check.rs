@@ -6,7 +6,7 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::process::{Command, Output, Stdio};
 
-use mta_sts_testkit::{CertKind, SmtpConfig, World};
+use mta_sts_testkit::{CertKind, SmtpConfig, Validity, World};
 use serde_json::Value;
 
 const MX_SERVERS: usize = 4;
@@ -35,9 +35,23 @@ fn world() -> World {
                 .mx(10, "mail.testing.test")
                 .tlsrpt("v=TLSRPTv1; rua=mailto:tlsrpt@testing.test")
         })
+        .domain("testingbad.test", |d| {
+            d.sts_id("1")
+                .policy(&good_policy("mail.testingbad.test").replace("enforce", "testing"))
+                .mx(10, "mail.testingbad.test")
+                .tlsrpt("v=TLSRPTv1; rua=mailto:tlsrpt@testingbad.test")
+        })
+        .domain("badcert.test", |d| {
+            d.sts_id("1")
+                .policy(&good_policy("mail.badcert.test"))
+                .mx(10, "mail.badcert.test")
+                .tlsrpt("v=TLSRPTv1; rua=mailto:tlsrpt@badcert.test")
+        })
         .smtp(SmtpConfig::new("mail.good.test").starttls(CertKind::Valid))
         .smtp(SmtpConfig::new("mail.testing.test").starttls(CertKind::Valid))
         .smtp(SmtpConfig::new("mail.plain.test"))
+        .smtp(SmtpConfig::new("mail.badcert.test").starttls(CertKind::WrongName))
+        .smtp(SmtpConfig::new("mail.testingbad.test").starttls(CertKind::WrongName))
         .start()
 }
 
@@ -168,6 +182,9 @@ fn validate(v: &Value) {
     }
     let d = &v["delivery"];
     assert!(d["would_deliver"].is_boolean() || d["would_deliver"].is_null());
+    let e = &d["if_enforced"];
+    assert!(e.is_null() || (e["reason"].is_string() && e["skipped"].is_array()));
+    assert!(e.is_null() || e["would_deliver"].is_boolean() || e["would_deliver"].is_null());
     assert!(is_str_or_null(&d["mx"]) && d["reason"].is_string());
 }
 
@@ -219,6 +236,208 @@ fn failing_domain_exits_1_and_shows_fixes() {
     validate(&v);
     assert_eq!(v["verdict"], "fail");
     assert_eq!(v["mx"][0]["verdict"], "skip");
+}
+
+/// Issue #19 item 9: the TLS library's own `ERROR failed to verify TLS certificate` log line
+/// repeated each bad MX certificate finding on standard error. Library internals log at
+/// trace level only (`-vvv` or `RUST_LOG`); the finding on standard output says it all.
+#[test]
+fn bad_mx_certificate_leaves_stderr_quiet() {
+    let world = world();
+    for verbosity in [None, Some("-v"), Some("-vv")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_mta-sts"))
+            .arg("check")
+            .arg("badcert.test")
+            .args(verbosity)
+            .args(["--dns", &world.dns_addr().to_string(), "--ca-file"])
+            .arg(world.ca_file())
+            .args(["--connect-to", &world.connect_to_any()])
+            .args(smtp_connect_to(&world, &["mail.badcert.test"]))
+            .args(["--timeout", "5", "--smtp-timeout", "5"])
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run mta-sts check");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+        assert!(stdout.contains("[mx-cert-name-mismatch]"), "{stdout}");
+        assert!(
+            !stderr.contains("failed to verify TLS certificate") && !stderr.contains("ERROR"),
+            "library log lines on stderr ({verbosity:?}):\n{stderr}"
+        );
+    }
+}
+
+/// Issue #19 item 1: a `testing` domain whose MX certificate has the wrong name. The owner
+/// asks "may I switch to enforce?": the headline answers no, names the host and the reason,
+/// and the advice of `policy-mode-testing` no longer says to switch.
+#[test]
+fn testing_domain_says_enforce_would_defer() {
+    let world = world();
+    let out = check(
+        &world,
+        &["mail.testingbad.test"],
+        &["testingbad.test"],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("testingbad.test: WARN"), "{text}");
+    assert!(
+        text.contains(
+            "would an enforcing sender deliver mail? no: switching to enforce now would defer \
+             all mail: senders skip mail.testingbad.test (mx-cert-name-mismatch)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("and today? yes: a sender under its testing policy delivers"),
+        "{text}"
+    );
+    assert!(text.contains("[enforce-would-defer]"), "{text}");
+    assert!(
+        text.contains("fix: Do not switch to `mode: enforce` yet"),
+        "{text}"
+    );
+    assert!(!text.contains("switch to `mode: enforce`;"), "{text}");
+
+    let out = check(
+        &world,
+        &["mail.testingbad.test"],
+        &["testingbad.test", "--json"],
+        None,
+    );
+    let v = parse(&out);
+    validate(&v);
+    let what_if = &v["delivery"]["if_enforced"];
+    assert_eq!(what_if["would_deliver"], false, "{v:#}");
+    assert_eq!(
+        what_if["skipped"],
+        serde_json::json!([{"host": "mail.testingbad.test", "reasons": ["mx-cert-name-mismatch"]}])
+    );
+    assert_eq!(v["delivery"]["would_deliver"], true);
+
+    // A testing domain with a good MX: enforce would deliver, and the advice is to switch.
+    let out = check(&world, &["mail.testing.test"], &["testing.test"], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("would an enforcing sender deliver mail? yes: an enforcing sender delivers to mail.testing.test"),
+        "{text}"
+    );
+    assert!(text.contains("switch to `mode: enforce`"), "{text}");
+    assert!(!text.contains("enforce-would-defer"), "{text}");
+}
+
+/// `mta-sts serve` with a `[tlsrpt]` intake at `/tlsrpt` for `mta-sts.served.test`, with a
+/// certificate from the world's CA; killed on drop.
+struct Intake {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Intake {
+    fn start(world: &World) -> Intake {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let issued = world
+            .ca()
+            .issue(&["mta-sts.served.test"], Validity::Current)
+            .expect("issue");
+        std::fs::write(
+            dir.path().join("host.pem"),
+            format!("{}{}", issued.cert_pem, world.ca_pem()),
+        )
+        .expect("cert");
+        std::fs::write(dir.path().join("host.key"), &issued.key_pem).expect("key");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let config = dir.path().join("serve.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\n[[domain]]\nname = \"served.test\"\nmode = \"enforce\"\nmx = [\"mx1.served.test\"]\nmax_age = 604800\ncert = \"host.pem\"\nkey = \"host.key\"\n\n[tlsrpt]\nintake_path = \"/tlsrpt\"\nspool_dir = \"spool\"\n"
+            ),
+        )
+        .expect("config");
+        let child = Command::new(env!("CARGO_BIN_EXE_mta-sts"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn serve");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "serve did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Intake {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Intake {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue #19 item 2: an `https:` rua pointing at our own `serve` intake passes (its answer
+/// to the checker's empty POST is a 4xx that is not 404/405); the same host with a path the
+/// intake does not serve is reported with the status it answered.
+#[test]
+fn https_rua_probed_against_our_own_intake() {
+    let world = world();
+    let intake = Intake::start(&world);
+    world
+        .dns()
+        .set_a("mta-sts.served.test", &[Ipv4Addr::LOCALHOST]);
+    let to = format!("mta-sts.served.test:443:127.0.0.1:{}", intake.port);
+    for (path, want) in [("/tlsrpt", None), ("/wrong", Some("answered 404"))] {
+        world.dns().set_txt(
+            "_smtp._tls.good.test",
+            &[&[&format!(
+                "v=TLSRPTv1; rua=https://mta-sts.served.test{path}"
+            )]],
+        );
+        let out = check(
+            &world,
+            &["mail.good.test"],
+            &["good.test", "--json", "--connect-to", &to],
+            None,
+        );
+        let v = parse(&out);
+        validate(&v);
+        let rua: Vec<&Value> = v["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .filter(|f| f["id"].as_str().is_some_and(|id| id.starts_with("tlsrpt-")))
+            .collect();
+        match want {
+            None => {
+                assert!(rua.is_empty(), "{v:#}");
+                assert_eq!(v["verdict"], "pass", "{v:#}");
+            }
+            Some(status) => {
+                assert_eq!(rua.len(), 1, "{v:#}");
+                assert_eq!(rua[0]["id"], "tlsrpt-rua-rejects-post");
+                let detail = rua[0]["detail"].as_str().unwrap_or_default();
+                assert!(detail.contains(status), "{detail}");
+                assert_eq!(v["verdict"], "warn", "{v:#}");
+            }
+        }
+    }
 }
 
 #[test]

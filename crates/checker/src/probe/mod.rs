@@ -1,8 +1,9 @@
-//! Network probes: the policy host over HTTPS ([`https`]) and MX hosts over SMTP with
-//! STARTTLS ([`smtp`]). They only record what they see; [`crate::analyze`] turns that into
+//! Network probes: the policy host over HTTPS ([`https`]), MX hosts over SMTP with
+//! STARTTLS ([`smtp`]) and `https:` TLS-RPT destinations ([`rua`]). They only record what they see; [`crate::analyze`] turns that into
 //! findings.
 
 pub mod https;
+pub mod rua;
 pub mod smtp;
 
 use std::net::{IpAddr, SocketAddr};
