@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use mta_sts::{Domain, Policy};
 use mta_sts_policy_host::config::{TlsRptConfig, is_postgres_url};
+use mta_sts_policy_host::table::CertSource;
 use mta_sts_policy_host::{
     IncomingReport, Records, ServeConfig, SinkError, SinkFuture, Stored, Table, records,
 };
@@ -34,8 +35,9 @@ pub struct ServeArgs {
     /// Configuration file (TOML; see README).
     #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
-    /// Load the configuration, certificates and `mx = "auto"` MX records, then exit: 0 valid,
-    /// 2 invalid.
+    /// Load the configuration, certificates and `mx = "auto"` MX records, open the report
+    /// store, then exit: 0 valid (with warnings for what `serve` works around: a report
+    /// store that cannot be opened yet, hosts waiting for an ACME certificate), 2 invalid.
     #[arg(long, conflicts_with = "print_records")]
     pub check_config: bool,
     /// Print the DNS records to publish for every configured domain, then exit.
@@ -43,7 +45,9 @@ pub struct ServeArgs {
     pub print_records: bool,
     /// Check every configured domain as the world sees it and report drift from what this
     /// host serves (published TXT id, policy fetched by senders, MX coverage, certificate
-    /// expiry), with the finding ids of `mta-sts check`; exit 0 pass or warn, 1 fail.
+    /// expiry, an `https:` rua naming this host with a path other than the intake path),
+    /// with the finding ids of `mta-sts check`; DNS from `nameservers` of the configuration
+    /// unless --dns is given; exit 0 pass or warn, 1 fail.
     #[arg(long, conflicts_with = "check_config")]
     pub check: bool,
     /// With --check: do not connect to MX hosts.
@@ -149,6 +153,22 @@ fn print_records(all: &[Records], json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// With `[tlsrpt]` on and no `rua` for a domain, no `_smtp._tls` record is printed: a
+/// zone-file comment says so and what to set, so reports reach this host's intake.
+fn tlsrpt_hint(records: &Records, intake: Option<&TlsRptConfig>) -> Option<String> {
+    let intake = intake?;
+    if records.tlsrpt.is_some() {
+        return None;
+    }
+    let uri = format!("https://{}{}", records.policy_host, intake.intake_path);
+    Some(format!(
+        "; no _smtp._tls record for {domain}: it has no `rua`. To receive its TLS-RPT reports \
+         (RFC 8460 §3) at this host's intake, set rua = \"{uri}\" in its [[domain]] table or in \
+         [default], then run --print-records again.",
+        domain = records.domain
+    ))
 }
 
 /// How long opening the report store may take (a PostgreSQL server that does not answer).
@@ -309,7 +329,12 @@ pub fn run_serve(args: &ServeArgs) -> Result<u8> {
             .block_on(Table::build(Arc::new(config)))
             .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
         if args.print_records {
-            print_records(&table.records(), false)?;
+            for r in table.records() {
+                print_records(std::slice::from_ref(&r), false)?;
+                if let Some(hint) = tlsrpt_hint(&r, intake.as_ref()) {
+                    outln!("{hint}")?;
+                }
+            }
         } else {
             let intake = match &intake {
                 Some(t) => runtime
@@ -322,6 +347,9 @@ pub fn run_serve(args: &ServeArgs) -> Result<u8> {
                 args.config.display(),
                 table.records().len()
             )?;
+            if let Some(line) = acme_waiting(&table) {
+                outln!("{line}")?;
+            }
             outln!("{intake}")?;
         }
         return Ok(exit::OK);
@@ -354,6 +382,32 @@ pub fn run_serve(args: &ServeArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
+/// `--check-config`: the hosts ACME has not issued a certificate for yet; `serve` aborts
+/// their TLS handshakes until it has (RFC 8461 §3.3: senders then cannot fetch the policy).
+fn acme_waiting(table: &Table) -> Option<String> {
+    let waiting: Vec<&str> = table
+        .hosts()
+        .filter(|e| e.cert_source == CertSource::AcmePending)
+        .map(|e| e.host.as_str())
+        .collect();
+    if waiting.is_empty() {
+        return None;
+    }
+    let directory = table
+        .config()
+        .acme
+        .as_ref()
+        .map_or("", |a| a.directory.as_str());
+    let (n, them) = match waiting.len() {
+        1 => ("1 host".to_owned(), "it"),
+        n => (format!("{n} hosts"), "them"),
+    };
+    Some(format!(
+        "waiting for an ACME certificate ({n}): {}. `serve` orders {them} from {directory} at start and refuses TLS for {them} until issued, so senders cannot fetch the policy meanwhile",
+        waiting.join(", "),
+    ))
+}
+
 /// `--check-config` for `[tlsrpt]`: opens the store (which creates a SQLite file and the
 /// tables, as the first report would) and checks the spool; says where reports go.
 async fn check_intake(intake: &TlsRptConfig) -> Result<String> {
@@ -375,9 +429,22 @@ async fn check_intake(intake: &TlsRptConfig) -> Result<String> {
         ));
     };
     let sink = StoreSink::new(location, intake);
-    let opened = sink.open().await.map_err(|e| {
-        anyhow::anyhow!("{e}; set `store` to a writable SQLite path or a reachable postgres:// URL")
-    })?;
+    let opened = match sink.open().await {
+        Ok(opened) => opened,
+        // `serve` starts without the store and opens it again with each report: a warning,
+        // as long as that is how serving would go.
+        Err(e) => {
+            let meanwhile = match &spool {
+                Some(dir) => {
+                    format!("reports are spooled to {dir} and move into the store once it opens")
+                }
+                None => "reports are answered 503 and senders retry (RFC 8460 §5.5)".to_owned(),
+            };
+            return Ok(format!(
+                "warning: {e}. `serve` starts anyway and opens the store again with each report; until then {meanwhile}. Set `store` to a writable SQLite path or a reachable postgres:// URL"
+            ));
+        }
+    };
     let count = opened
         .store()
         .count()
@@ -422,18 +489,133 @@ async fn shutdown_signal() {
     }
 }
 
+/// Findings that say a DNS record is missing: `serve --check` adds who answered.
+const NO_RECORD_FINDINGS: &[&str] = &["record-missing", "tlsrpt-missing"];
+
+fn join_addrs(addrs: &[std::net::SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `serve --check` finding id: a published `https:` rua names this policy host with a path
+/// it does not take reports at.
+pub const SERVE_RUA_NOT_INTAKE: &str = "serve-rua-not-intake";
+
+/// The host (lower case, no port, no trailing dot) and path (`/` when none, no query) of an
+/// `https:` URI; `None` for other schemes.
+fn https_host_path(uri: &str) -> Option<(String, String)> {
+    let (scheme, rest) = uri.trim().split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let rest = rest.split(['#', '?']).next().unwrap_or("");
+    let (authority, path) = match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, "/"),
+    };
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    Some((
+        host.trim_end_matches('.').to_ascii_lowercase(),
+        path.to_owned(),
+    ))
+}
+
+/// The published `rua` URIs (RFC 8460 §3) that point at one of this host's policy hosts
+/// over `https:` but at a path where it takes no reports (RFC 8460 §5.4): reporting MTAs
+/// get 404 and the reports are lost, while everything else passes.
+fn rua_drift(
+    published: &[String],
+    table: &Table,
+    config: &std::path::Path,
+) -> Vec<mta_sts_checker::Finding> {
+    use mta_sts_checker::{Area, Finding, Severity};
+    let intake = table.config().tlsrpt.as_ref();
+    let mut findings = Vec::new();
+    for uri in published {
+        let Some((host, path)) = https_host_path(uri) else {
+            continue;
+        };
+        if table.host(&host).is_none() {
+            continue;
+        }
+        let (detail, fix) = match intake {
+            Some(t) if t.intake_path == path => continue,
+            Some(t) => (
+                format!(
+                    "the _smtp._tls record has rua={uri}; this host takes reports at https://{host}{} and answers {path} with 404",
+                    t.intake_path
+                ),
+                format!(
+                    "Publish rua=https://{host}{} (see `mta-sts serve --print-records`), or set intake_path = \"{path}\" in [tlsrpt] of {}.",
+                    t.intake_path,
+                    config.display()
+                ),
+            ),
+            None => (
+                format!(
+                    "the _smtp._tls record has rua={uri}; this host has no [tlsrpt] section, so it answers {path} with 404"
+                ),
+                format!(
+                    "Add [tlsrpt] with intake_path = \"{path}\" and a store or spool_dir to {}, or publish another rua.",
+                    config.display()
+                ),
+            ),
+        };
+        findings.push(Finding {
+            id: SERVE_RUA_NOT_INTAKE.to_owned(),
+            severity: Severity::Error,
+            area: Area::Tlsrpt,
+            title: "TLS-RPT reports sent to this host are lost".to_owned(),
+            detail,
+            fix,
+        });
+    }
+    findings
+}
+
 /// `serve --check`: every configured domain through the checker, plus drift findings.
 async fn self_check(args: &ServeArgs, config: ServeConfig) -> Result<u8> {
     use mta_sts_checker::drift::{Served, drift};
     use mta_sts_checker::{Checker, Verdict};
 
+    // The DNS servers of serve.toml (`nameservers`) unless --dns says otherwise: the ones
+    // this host's own `mx = "auto"` lookups use.
+    let mut net = args.net.clone();
+    let (dns, asked) = if !net.dns.is_empty() {
+        (
+            format!("{} (--dns)", join_addrs(&net.dns)),
+            join_addrs(&net.dns),
+        )
+    } else if !config.nameservers.is_empty() {
+        net.dns = config.nameservers.clone();
+        let asked = join_addrs(&net.dns);
+        (
+            format!("{asked} (nameservers in {})", args.config.display()),
+            asked,
+        )
+    } else {
+        (
+            "the system resolver (/etc/resolv.conf)".to_owned(),
+            "the system resolver".to_owned(),
+        )
+    };
     let table = Table::build(Arc::new(config))
         .await
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
-    let check_config = check::check_config(&args.net, 20.0, !args.no_smtp);
+    let check_config = check::check_config(&net, 20.0, !args.no_smtp);
     let thresholds = check_config.thresholds;
     let checker = Checker::new(check_config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let style = Style::stdout();
+    if !args.json {
+        outln!("DNS answers from {dns}")?;
+    }
     let mut verdicts = Vec::new();
     for entry in table.hosts() {
         let mut report = checker
@@ -450,6 +632,17 @@ async fn self_check(args: &ServeArgs, config: ServeConfig) -> Result<u8> {
             &thresholds,
             std::time::SystemTime::now(),
         ));
+        if let Some(tlsrpt) = &report.tlsrpt {
+            report
+                .findings
+                .extend(rua_drift(&tlsrpt.rua, &table, &args.config));
+        }
+        // "No record" depends on who was asked: say it where it is read.
+        for finding in &mut report.findings {
+            if NO_RECORD_FINDINGS.contains(&finding.id.as_str()) {
+                finding.detail = format!("{} (answered by {asked})", finding.detail);
+            }
+        }
         report.verdict = Verdict::of(&report.findings);
         verdicts.push(report.verdict);
         if args.json {
@@ -459,4 +652,24 @@ async fn self_check(args: &ServeArgs, config: ServeConfig) -> Result<u8> {
         }
     }
     Ok(check::exit_code(verdicts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_uri_parts() {
+        let parts = |uri: &str| https_host_path(uri).map(|(h, p)| format!("{h} {p}"));
+        assert_eq!(
+            parts("https://MTA-STS.Example.org./reports?x=1#f").as_deref(),
+            Some("mta-sts.example.org /reports")
+        );
+        assert_eq!(
+            parts("https://u@mta-sts.example.org:443").as_deref(),
+            Some("mta-sts.example.org /")
+        );
+        assert_eq!(parts("mailto:tlsrpt@example.org"), None);
+        assert_eq!(parts("http://mta-sts.example.org/tlsrpt"), None);
+    }
 }

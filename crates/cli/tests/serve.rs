@@ -249,3 +249,256 @@ fn serve_is_discovered_by_query_and_stops_on_sigterm() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+/// A directory with `serve.toml` = `config` and a certificate (`host.pem`, `host.key`) for
+/// each of `hosts`, valid from a new testkit CA.
+fn config_dir(hosts: &[&str], config: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let pki = mta_sts_testkit::Pki::new().expect("pki");
+    config_dir_with(pki.ca(), hosts, config)
+}
+
+/// [`config_dir`] with a certificate from `ca`.
+fn config_dir_with(
+    ca: &mta_sts_testkit::TestCa,
+    hosts: &[&str],
+    config: &str,
+) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let issued = ca.issue(hosts, Validity::Current).expect("issue");
+    std::fs::write(
+        dir.path().join("host.pem"),
+        format!("{}{}", issued.cert_pem, ca.pem()),
+    )
+    .expect("cert");
+    std::fs::write(dir.path().join("host.key"), &issued.key_pem).expect("key");
+    let path = dir.path().join("serve.toml");
+    std::fs::write(&path, config).expect("config");
+    (dir, path)
+}
+
+// Issue #19 item 7: with [tlsrpt] on, a domain without `rua` gets no _smtp._tls record, and
+// --print-records says so with the rua that points at this host's intake; a domain with
+// `rua` gets its record and no hint; without [tlsrpt], no hint.
+#[test]
+fn print_records_hints_at_the_missing_tlsrpt_record() {
+    let base = "listen = \"127.0.0.1:0\"\ncert = \"host.pem\"\nkey = \"host.key\"\n\
+        [default]\nmode = \"enforce\"\nmx = [\"mx1.served.test\"]\ndomains = [\"plain.test\"]\n\
+        [[domain]]\nname = \"served.test\"\nrua = \"mailto:tls@served.test\"\n";
+    let hosts = ["mta-sts.served.test", "mta-sts.plain.test"];
+    let print = |config: &str| {
+        let (_dir, path) = config_dir(&hosts, config);
+        let out = mta_sts()
+            .args(["serve", "--print-records", "--config"])
+            .arg(&path)
+            .output()
+            .expect("run");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = print(&format!(
+        "{base}[tlsrpt]\nintake_path = \"/reports\"\nspool_dir = \"spool\"\n"
+    ));
+    assert!(
+        text.contains("_smtp._tls.served.test. IN TXT \"v=TLSRPTv1; rua=mailto:tls@served.test\""),
+        "{text}"
+    );
+    assert!(!text.contains("_smtp._tls.plain.test."), "{text}");
+    let hints: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("; no _smtp._tls record"))
+        .collect();
+    assert_eq!(hints.len(), 1, "{text}");
+    assert!(hints[0].contains("for plain.test"), "{text}");
+    assert!(
+        hints[0].contains("rua = \"https://mta-sts.plain.test/reports\""),
+        "{text}"
+    );
+    // Every line is a zone-file line: a comment or a record.
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with(';') || l.contains(" IN TXT ")),
+        "{text}"
+    );
+    let text = print(base);
+    assert!(!text.contains("; no _smtp._tls record"), "{text}");
+}
+
+// Issue #19 item 5: --check-config is "valid" for a host that waits for its ACME
+// certificate, and says which hosts wait (`serve` refuses TLS for them until issuance).
+#[test]
+fn check_config_names_hosts_waiting_for_an_acme_certificate() {
+    let (_dir, path) = config_dir(
+        &["mta-sts.served.test"],
+        "listen = \"127.0.0.1:0\"\n\
+         [[domain]]\nname = \"served.test\"\nmode = \"enforce\"\nmx = [\"mx1.served.test\"]\ncert = \"host.pem\"\nkey = \"host.key\"\n\
+         [[domain]]\nname = \"new.test\"\nmode = \"testing\"\nmx = [\"mx1.new.test\"]\n\
+         [acme]\ndirectory = \"https://acme.invalid/dir\"\ncontact = [\"mailto:hostmaster@served.test\"]\nstorage = \"acme\"\n",
+    );
+    let out = mta_sts()
+        .args(["serve", "--check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("waiting for an ACME certificate"))
+        .unwrap_or_else(|| panic!("no waiting line: {stdout}"));
+    assert!(line.contains("(1 host): mta-sts.new.test."), "{line}");
+    assert!(!line.contains("served.test"), "{line}");
+    assert!(line.contains("https://acme.invalid/dir"), "{line}");
+}
+
+// Issue #19 items 10 and 2: `serve --check` without --dns asks the nameservers of
+// serve.toml (and says which servers answer); a published https: rua that names this host
+// with a path other than its intake path is an error with the fix, the intake path passes.
+#[test]
+fn self_check_uses_config_nameservers_and_checks_the_rua_path() {
+    let world = World::empty();
+    let dns = world.dns_addr().to_string();
+    let port = free_port();
+    let (_dir, config) = config_dir_with(
+        world.ca(),
+        &["mta-sts.served.test"],
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\nnameservers = [\"{dns}\"]\ncert = \"host.pem\"\nkey = \"host.key\"\n\
+             [[domain]]\nname = \"served.test\"\nmode = \"enforce\"\nmx = [\"mx1.served.test\"]\nmax_age = 604800\n\
+             [tlsrpt]\nspool_dir = \"spool\"\n"
+        ),
+    );
+    let ca = world.ca_file().to_path_buf();
+    let printed = mta_sts()
+        .args(["serve", "--print-records", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    let records = String::from_utf8_lossy(&printed.stdout).into_owned();
+    let txt = records
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("_mta-sts.served.test. IN TXT \"")
+                .and_then(|v| v.strip_suffix('"'))
+        })
+        .unwrap_or_else(|| panic!("no TXT line in {records}"))
+        .to_owned();
+    world
+        .dns()
+        .set_txt("_mta-sts.served.test", &[&[txt.as_str()]]);
+    world
+        .dns()
+        .set_a("mta-sts.served.test", &[Ipv4Addr::LOCALHOST]);
+    world
+        .dns()
+        .set_mx("served.test", &[(10, "mx1.served.test")]);
+    world.dns().set_a("mx1.served.test", &[Ipv4Addr::LOCALHOST]);
+    let _server = Killed(
+        mta_sts()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn serve"),
+    );
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "serve did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let check = |json: bool| {
+        let mut cmd = mta_sts();
+        cmd.args(["serve", "--check", "--no-smtp", "--config"])
+            .arg(&config)
+            .arg("--ca-file")
+            .arg(&ca)
+            .args([
+                "--connect-to",
+                &format!("mta-sts.served.test:443:127.0.0.1:{port}"),
+                "--timeout",
+                "5",
+            ]);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().expect("serve --check")
+    };
+    let findings = || {
+        let out = check(true);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        assert_eq!(
+            report["record"]["id"].as_str(),
+            txt.strip_prefix("v=STSv1; id=")
+                .and_then(|t| t.strip_suffix(';')),
+            "{report}"
+        );
+        let found: Vec<serde_json::Value> =
+            report["findings"].as_array().expect("findings").clone();
+        (out.status.code(), found)
+    };
+
+    // No _smtp._tls record yet: the finding says which server said so.
+    let (_, found) = findings();
+    let missing = found
+        .iter()
+        .find(|f| f["id"] == "tlsrpt-missing")
+        .unwrap_or_else(|| panic!("no tlsrpt-missing in {found:?}"));
+    assert!(
+        missing["detail"]
+            .as_str()
+            .is_some_and(|d| d.ends_with(&format!("(answered by {dns})"))),
+        "{missing}"
+    );
+
+    world.dns().set_txt(
+        "_smtp._tls.served.test",
+        &[&["v=TLSRPTv1; rua=https://mta-sts.served.test/reports"]],
+    );
+    let (code, found) = findings();
+    let rua = found
+        .iter()
+        .find(|f| f["id"] == "serve-rua-not-intake")
+        .unwrap_or_else(|| panic!("no serve-rua-not-intake in {found:?}"));
+    assert_eq!(code, Some(1), "{found:?}");
+    assert_eq!(rua["severity"], "error");
+    let fix = rua["fix"].as_str().unwrap_or_default();
+    assert!(
+        fix.contains("rua=https://mta-sts.served.test/tlsrpt"),
+        "{fix}"
+    );
+    assert!(fix.contains("intake_path = \"/reports\""), "{fix}");
+
+    world.dns().set_txt(
+        "_smtp._tls.served.test",
+        &[&["v=TLSRPTv1; rua=https://mta-sts.served.test/tlsrpt"]],
+    );
+    let (_, found) = findings();
+    assert!(
+        !found.iter().any(|f| f["id"] == "serve-rua-not-intake"
+            || f["id"].as_str().is_some_and(|id| id.starts_with("serve-"))),
+        "{found:?}"
+    );
+    let human = check(false);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains(&format!(
+            "DNS answers from {dns} (nameservers in {})",
+            config.display()
+        )),
+        "{text}"
+    );
+}

@@ -2,7 +2,8 @@
 //! the TLS-RPT intake.
 //!
 //! Every key is optional where a sensible default exists; unknown keys are errors (a typo
-//! must not silently change what is served). Errors name the file, the line and the fix.
+//! must not silently change what is served) that list the keys of their table
+//! ([`SECTIONS`]). Errors name the file, the line and the fix.
 //!
 //! ```toml
 //! listen = ["0.0.0.0:443", "[::]:443"]   # or one string; default "0.0.0.0:443"
@@ -28,12 +29,18 @@
 //! max_age = 86400
 //! cert = "/etc/mta-sts/example.com.pem"
 //! key = "/etc/mta-sts/example.com.key"
+//! rua = "https://mta-sts.example.com/tlsrpt"
+//!
+//! [[domain]]
+//! name = "example.info"
+//! policy_file = "example.info.txt"        # a policy file served as written, instead of mode/mx/max_age
 //!
 //! [acme]                                  # certificates for hosts that have none
 //! directory = "https://acme-v02.api.letsencrypt.org/directory"
 //! contact = ["mailto:hostmaster@example.com"]
 //! storage = "/var/lib/mta-sts/acme"
 //! challenge = "tls-alpn-01"               # or "http-01" (then http_listen, default 0.0.0.0:80)
+//! ca_file = "/etc/mta-sts/acme-ca.pem"    # trust for a private ACME CA (Pebble, step-ca)
 //!
 //! [tlsrpt]                               # accept TLS-RPT reports POSTed over HTTPS (RFC 8460 §5.4)
 //! intake_path = "/tlsrpt"
@@ -44,6 +51,7 @@
 //! drain_interval = "60s"                  # with both: how often spooled reports are moved
 //!                                         # into the store once it works again
 //!
+//! accept_foreign = false                  # reports for domains not configured here: 403
 //! max_concurrent = 4                     # reports handled at once; more: 503 + Retry-After
 //! max_inflight = 33554432                 # decompressed report bytes held at once, all requests
 //!
@@ -70,6 +78,77 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:443";
 pub const DEFAULT_MAX_AGE: u64 = 604_800;
 /// Default ACME directory: Let's Encrypt production.
 pub const DEFAULT_ACME_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// The keys of the top level (besides the tables of [`SECTIONS`]).
+pub const TOP_KEYS: &[&str] = &[
+    "listen",
+    "cert_dir",
+    "cert",
+    "key",
+    "nameservers",
+    "watch_interval",
+    "cache_control",
+];
+/// The keys of `[default]`.
+pub const DEFAULT_KEYS: &[&str] = &["mode", "mx", "max_age", "rua", "domains", "domains_file"];
+/// The keys of each `[[domain]]`.
+pub const DOMAIN_KEYS: &[&str] = &[
+    "name",
+    "policy_file",
+    "mode",
+    "mx",
+    "max_age",
+    "cert",
+    "key",
+    "rua",
+];
+/// The keys of `[acme]`.
+pub const ACME_KEYS: &[&str] = &[
+    "directory",
+    "contact",
+    "storage",
+    "ca_file",
+    "challenge",
+    "http_listen",
+    "check_interval",
+    "renew_after",
+];
+/// The keys of `[tlsrpt]`.
+pub const TLSRPT_KEYS: &[&str] = &[
+    "intake_path",
+    "store",
+    "spool_dir",
+    "drain_interval",
+    "accept_foreign",
+    "max_body",
+    "max_report",
+    "max_concurrent",
+    "max_inflight",
+];
+/// The keys of `[limits]`.
+pub const LIMITS_KEYS: &[&str] = &[
+    "handshake_timeout",
+    "header_read_timeout",
+    "idle_timeout",
+    "max_header_bytes",
+    "max_connections",
+    "body_timeout",
+    "max_streams",
+];
+/// Every key `serve.toml` accepts, by table (`""`: the top level); any other key is an
+/// error that lists the keys of its table.
+pub const SECTIONS: &[(&str, &[&str])] = &[
+    ("", TOP_KEYS),
+    ("default", DEFAULT_KEYS),
+    ("domain", DOMAIN_KEYS),
+    ("acme", ACME_KEYS),
+    ("tlsrpt", TLSRPT_KEYS),
+    ("limits", LIMITS_KEYS),
+];
+
+/// Largest `policy_file` read, bytes: what senders fetch at most (RFC 8461 §3.3 suggests
+/// 64 KiB); a policy is a few lines.
+pub const MAX_POLICY_FILE: u64 = 64 * 1024;
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +201,10 @@ pub struct DomainConfig {
     pub mx: MxSource,
     /// `max_age` of the policy, seconds.
     pub max_age: u64,
+    /// Extension fields of the policy (RFC 8461 §3.2), in order; only from a `policy_file`.
+    pub extensions: Vec<(String, String)>,
+    /// The policy file the policy was read from (`policy_file`), if any.
+    pub policy_file: Option<PathBuf>,
     /// The certificate for `mta-sts.<name>`, if given for this domain.
     pub cert: Option<CertPaths>,
     /// The TLS-RPT `rua` value for the `_smtp._tls` record, if any.
@@ -137,7 +220,7 @@ impl DomainConfig {
             mode: self.mode,
             max_age: self.max_age,
             mx,
-            extensions: Vec::new(),
+            extensions: self.extensions.clone(),
         }
     }
 
@@ -216,6 +299,10 @@ pub struct TlsRptConfig {
     /// with `Retry-After`, one that never fits 413. Bounds the memory that parsing and
     /// storing reports takes (about 6× this).
     pub max_inflight: usize,
+    /// Whether reports whose `policy-domain` (RFC 8460 §4.4) is not one of the configured
+    /// domains are accepted (default `false`: they are answered 403). For hosters that
+    /// receive reports for domains whose policies they do not serve.
+    pub accept_foreign: bool,
 }
 
 /// `[limits]`: protection against slow and greedy clients.
@@ -308,6 +395,7 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawDomain {
     name: Spanned<String>,
+    policy_file: Option<Spanned<PathBuf>>,
     mode: Option<Spanned<String>>,
     mx: Option<Spanned<toml::Value>>,
     max_age: Option<Spanned<i64>>,
@@ -353,6 +441,7 @@ struct RawTlsRpt {
     max_report: Option<Spanned<i64>>,
     max_concurrent: Option<Spanned<i64>>,
     max_inflight: Option<Spanned<i64>>,
+    accept_foreign: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -430,7 +519,22 @@ impl ServeConfig {
         let raw: Raw = toml::from_str(text).map_err(|e| {
             let message = e.message().to_string();
             match e.span() {
-                Some(span) => source.err(&span, format!("{message} (see the [[domain]], [default], [acme], [tlsrpt] and [limits] keys in the serve.toml documentation)")),
+                Some(span) => match unknown_key(&message) {
+                    Some(key) => {
+                        let section = section_at(text, span.start);
+                        let keys = SECTIONS
+                            .iter()
+                            .find(|(name, _)| *name == section)
+                            .map_or(&[][..], |(_, keys)| keys);
+                        let (place, tables) = if section.is_empty() {
+                            ("at the top level".to_string(), ", and the tables [default], [[domain]], [acme], [tlsrpt], [limits]")
+                        } else {
+                            (format!("in [{section}]"), "")
+                        };
+                        source.err(&span, format!("unknown key `{key}` {place}: the keys there are {}{tables} (packaging/serve.toml describes each)", keys.join(", ")))
+                    }
+                    None => source.err(&span, format!("{message} (see the [[domain]], [default], [acme], [tlsrpt] and [limits] keys in the serve.toml documentation)")),
+                },
                 None => ConfigError::Invalid {
                     location: source.name.clone(),
                     message,
@@ -444,6 +548,30 @@ impl ServeConfig {
     pub fn domain(&self, name: &Domain) -> Option<&DomainConfig> {
         self.domains.iter().find(|d| &d.name == name)
     }
+}
+
+/// The key of serde's "unknown field `x`, expected …" message.
+fn unknown_key(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(key, _)| key)
+}
+
+/// The table a byte offset of `text` is in: the name of the last `[name]` or `[[name]]`
+/// header before it, `""` for the top level.
+fn section_at(text: &str, offset: usize) -> &str {
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
+    before
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let name = line.strip_prefix('[')?;
+            let end = name.find(']')?;
+            Some(name[..end].trim_matches(['[', ' ']))
+        })
+        .next_back()
+        .unwrap_or("")
 }
 
 fn build(raw: Raw, src: &Source<'_>, path: Option<&Path>) -> Result<ServeConfig, ConfigError> {
@@ -598,7 +726,28 @@ fn build(raw: Raw, src: &Source<'_>, path: Option<&Path>) -> Result<ServeConfig,
         let d = entry.get_ref();
         let name = parse_domain(src, &d.name)?;
         let origin = src.line(&span);
+        let from_file = match &d.policy_file {
+            Some(file) => {
+                let given = [
+                    ("mode", d.mode.is_some()),
+                    ("mx", d.mx.is_some()),
+                    ("max_age", d.max_age.is_some()),
+                ];
+                if let Some((key, _)) = given.iter().find(|(_, set)| *set) {
+                    return Err(src.err(
+                        &file.span(),
+                        format!("domain {name}: policy_file gives the whole policy, and `{key}` is set here too: remove `{key}` (or policy_file)"),
+                    ));
+                }
+                let file_path = src.path(file.get_ref());
+                let policy = read_policy_file(src, file, &file_path)?;
+                extra_watch.push(file_path.clone());
+                Some((policy, file_path))
+            }
+            None => None,
+        };
         let mode = match &d.mode {
+            _ if from_file.is_some() => from_file.as_ref().map_or(Mode::None, |(p, _)| p.mode),
             Some(m) => parse_mode(src, m)?,
             None => defaults.mode.ok_or_else(|| {
                 src.err(
@@ -608,10 +757,16 @@ fn build(raw: Raw, src: &Source<'_>, path: Option<&Path>) -> Result<ServeConfig,
             })?,
         };
         let mx = match &d.mx {
+            _ if from_file.is_some() => MxSource::List(
+                from_file
+                    .as_ref()
+                    .map_or_else(Vec::new, |(p, _)| p.mx.clone()),
+            ),
             Some(m) => parse_mx(src, m)?,
             None => defaults.mx.clone().unwrap_or(MxSource::List(Vec::new())),
         };
         let max_age = match &d.max_age {
+            _ if from_file.is_some() => from_file.as_ref().map_or(0, |(p, _)| p.max_age),
             Some(m) => parse_max_age(src, m)?,
             None => defaults.max_age.unwrap_or(DEFAULT_MAX_AGE),
         };
@@ -632,11 +787,17 @@ fn build(raw: Raw, src: &Source<'_>, path: Option<&Path>) -> Result<ServeConfig,
             Some(r) => Some(parse_rua(src, r)?),
             None => defaults.rua.clone(),
         };
+        let (extensions, policy_file) = match from_file {
+            Some((policy, file)) => (policy.extensions, Some(file)),
+            None => (Vec::new(), None),
+        };
         let domain = DomainConfig {
             name,
             mode,
             mx,
             max_age,
+            extensions,
+            policy_file,
             cert,
             rua,
             origin,
@@ -659,6 +820,8 @@ fn build(raw: Raw, src: &Source<'_>, path: Option<&Path>) -> Result<ServeConfig,
             mode,
             mx: defaults.mx.clone().unwrap_or(MxSource::List(Vec::new())),
             max_age: defaults.max_age.unwrap_or(DEFAULT_MAX_AGE),
+            extensions: Vec::new(),
+            policy_file: None,
             cert: None,
             rua: defaults.rua.clone(),
             origin: origin.clone(),
@@ -708,6 +871,54 @@ struct Defaults {
 }
 
 /// RFC 8461 §3.2: `mx` is required at least once unless the mode is `none`.
+/// Reads and parses a `policy_file` (RFC 8461 §3.2) the way `mta-sts lint` does; errors
+/// name the policy file and line.
+fn read_policy_file(
+    src: &Source<'_>,
+    file: &Spanned<PathBuf>,
+    path: &Path,
+) -> Result<Policy, ConfigError> {
+    use std::io::Read as _;
+    let unreadable = |e: std::io::Error| {
+        src.err(
+            &file.span(),
+            format!(
+                "cannot read policy_file {}: {e}; fix the path (relative paths start at the config file's directory)",
+                path.display()
+            ),
+        )
+    };
+    let mut body = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_POLICY_FILE + 1).read_to_end(&mut body))
+        .map_err(unreadable)?;
+    if body.len() as u64 > MAX_POLICY_FILE {
+        return Err(src.err(
+            &file.span(),
+            format!(
+                "policy_file {} is larger than {MAX_POLICY_FILE} bytes, more than senders fetch (RFC 8461 §3.3): a policy is a few lines",
+                path.display()
+            ),
+        ));
+    }
+    Policy::parse(&body).map_err(|e| {
+        let first = e.errors().next();
+        let location = match first.and_then(|d| d.line) {
+            Some(line) => format!("{}:{line}", path.display()),
+            None => path.display().to_string(),
+        };
+        let message = first.map_or_else(|| "not a valid policy".to_string(), |d| d.message.clone());
+        ConfigError::Invalid {
+            location,
+            message: format!(
+                "{message} (RFC 8461 §3.2; policy_file of domain at {}); run `mta-sts lint {}` for every problem",
+                src.line(&file.span()),
+                path.display()
+            ),
+        }
+    })
+}
+
 fn check_policy(domain: &DomainConfig) -> Result<(), String> {
     if let MxSource::List(list) = &domain.mx
         && list.is_empty()
@@ -981,6 +1192,7 @@ fn build_tlsrpt(src: &Source<'_>, t: &Spanned<RawTlsRpt>) -> Result<TlsRptConfig
             None => 4,
         },
         max_inflight,
+        accept_foreign: t.accept_foreign.unwrap_or(false),
     })
 }
 
@@ -1160,6 +1372,107 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// serde's own list of the fields of a table, from its unknown-field error.
+    fn serde_fields(section: &str) -> Vec<String> {
+        let text = match section {
+            "" => "zzz = 1\n".to_string(),
+            "domain" => "[[domain]]\nzzz = 1\n".to_string(),
+            other => format!("[{other}]\nzzz = 1\n"),
+        };
+        let message = match toml::from_str::<Raw>(&text) {
+            Ok(_) => panic!("zzz accepted in [{section}]"),
+            Err(e) => e.message().to_string(),
+        };
+        let (_, expected) = message.split_once("expected one of ").expect(&message);
+        let mut fields: Vec<String> = expected
+            .split(", ")
+            .map(|f| f.trim_matches('`').to_string())
+            .collect();
+        fields.sort();
+        fields
+    }
+
+    // Issue #19 item 4: the key lists the unknown-key error shows are the keys the parser
+    // takes, table by table.
+    #[test]
+    fn key_lists_are_the_parser_keys() {
+        for (section, keys) in SECTIONS {
+            let mut listed: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+            if section.is_empty() {
+                listed.extend(SECTIONS.iter().skip(1).map(|(name, _)| name.to_string()));
+            }
+            listed.sort();
+            assert_eq!(serde_fields(section), listed, "[{section}]");
+        }
+        let e = ServeConfig::parse("[acme]\nca_fle = \"ca.pem\"\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("serve.toml:2:1: unknown key `ca_fle` in [acme]: the keys there are directory, contact, storage, ca_file,"), "{e}");
+        let e = ServeConfig::parse(
+            "[[domain]]\nname = \"a.test\"\n[[domain]]\npolicy = \"p\"\n",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("in [domain]: the keys there are name, policy_file,"),
+            "{e}"
+        );
+    }
+
+    // Issue #19 item 6: `policy_file` serves an owner's policy file as written (mode, mx,
+    // max_age, extensions); errors name the policy file and line; it cannot be mixed with
+    // the keys it replaces.
+    #[test]
+    fn policy_file_is_read_with_file_and_line_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("serve.toml");
+        std::fs::write(
+            dir.path().join("p.txt"),
+            "version: STSv1\nmode: testing\nmx: mx1.a.test\nmx: *.b.test\nmax_age: 86400\nx_note: kept\n",
+        )
+        .unwrap();
+        let parse = |extra: &str| {
+            ServeConfig::parse(
+                &format!(
+                    "[default]\nmode = \"enforce\"\nmx = [\"other.test\"]\n[[domain]]\nname = \"a.test\"\npolicy_file = \"p.txt\"\n{extra}"
+                ),
+                Some(&config),
+            )
+        };
+        let c = parse("").unwrap();
+        let d = &c.domains[0];
+        assert_eq!(d.mode, Mode::Testing);
+        assert_eq!(d.max_age, 86400);
+        let policy = d.policy_with(match &d.mx {
+            MxSource::List(l) => l.clone(),
+            MxSource::Auto => panic!("auto"),
+        });
+        assert_eq!(
+            policy.to_string(),
+            "version: STSv1\r\nmode: testing\r\nmx: mx1.a.test\r\nmx: *.b.test\r\nmax_age: 86400\r\nx_note: kept\r\n"
+        );
+        assert_eq!(
+            d.policy_file.as_deref(),
+            Some(dir.path().join("p.txt").as_path())
+        );
+        assert!(c.extra_watch.contains(&dir.path().join("p.txt")));
+        let e = parse("mode = \"enforce\"\n").unwrap_err().to_string();
+        assert!(e.contains("`mode` is set here too"), "{e}");
+        std::fs::write(
+            dir.path().join("p.txt"),
+            "version: STSv1\nmode: enforce\nmx: mx1.a.test\nmax_age: soon\n",
+        )
+        .unwrap();
+        let e = parse("").unwrap_err().to_string();
+        let want = format!("{}:4: ", dir.path().join("p.txt").display());
+        assert!(e.starts_with(&want), "{e}");
+        assert!(e.contains("mta-sts lint"), "{e}");
+        std::fs::remove_file(dir.path().join("p.txt")).unwrap();
+        let e = parse("").unwrap_err().to_string();
+        assert!(e.contains("cannot read policy_file"), "{e}");
     }
 
     #[test]

@@ -50,6 +50,7 @@
 //! | the same report was stored before (a sender retrying) | 200 OK: idempotent |
 //! | the store failed, the report was spooled instead | 201 Created (and an error in the log) |
 //! | not gzip, not JSON, not a TLS-RPT report (§4) | 400 with the reason |
+//! | a `policy-domain` that is not a configured domain (unless `accept_foreign`) | 403 naming it |
 //! | another media type | 415; a body or report over the caps: 413 |
 //! | the body did not arrive within `body_timeout` | 408 |
 //! | `max_concurrent` requests in progress, or the report does not fit in `max_inflight` now | 503 with `Retry-After` |
@@ -58,7 +59,7 @@
 //! A spooled report gets 201, not 202: it is saved, and some senders take only the 200 and
 //! 201 that §5.4 names as success.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -335,9 +336,9 @@ impl SpoolSink {
             .and_then(|m| m.modified())
             .unwrap_or_else(|_| SystemTime::now());
         let report = IncomingReport {
-            report_id: report_id(&json)
+            report_id: scan(&json)
                 .map_err(|e| SinkError::Rejected(e.to_string()))?
-                .0,
+                .id,
             json,
             gzip: false,
             host: String::new(),
@@ -539,7 +540,9 @@ async fn read_body(
 }
 
 /// Handles one `POST <intake_path>`: `sink` first, `fallback` when `sink` fails; `gate`
-/// bounds the work of all intake requests together, `body_timeout` this one's body.
+/// bounds the work of all intake requests together, `body_timeout` this one's body;
+/// `served` says whether a policy domain is one this host serves.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn handle(
     req: Request<Incoming>,
     config: &TlsRptConfig,
@@ -548,6 +551,7 @@ pub(crate) async fn handle(
     sink: Arc<dyn ReportSink>,
     fallback: Option<SpoolSink>,
     host: &str,
+    served: &(dyn Fn(&str) -> bool + Sync),
 ) -> Answer {
     let deadline = tokio::time::Instant::now() + body_timeout;
     let gzip = match media_type(&req) {
@@ -622,6 +626,19 @@ pub(crate) async fn handle(
             return (e.status(), e.to_string());
         }
     };
+    // RFC 8460 §4: a report is about its policy-domain; one for a domain this host does not
+    // serve is a stranger's (or a mistake) and is not stored, unless `accept_foreign`.
+    if !config.accept_foreign
+        && let Some(foreign) = checked.policy_domains.iter().find(|d| !served(d))
+    {
+        tracing::info!(%host, report_id = %checked.report_id, policy_domain = %foreign, "TLS-RPT report for a domain this host does not serve refused (403); set [tlsrpt] accept_foreign = true to accept reports for other domains");
+        return (
+            StatusCode::FORBIDDEN,
+            format!(
+                "policy-domain {foreign} is not served by this host: reports for it are not accepted here (RFC 8460 §4)"
+            ),
+        );
+    }
     let report = IncomingReport {
         json: checked.json,
         report_id: checked.report_id,
@@ -749,6 +766,9 @@ pub struct CheckedBody {
     pub json: Bytes,
     /// Its `report-id` (RFC 8460 §4.4).
     pub report_id: String,
+    /// The distinct `policy-domain` values of its policies (RFC 8460 §4.4), lower case,
+    /// without a trailing dot; empty when it names none.
+    pub policy_domains: Vec<String>,
 }
 
 /// What the intake does with a POSTed body before a sink sees it: gunzip when `gzip`
@@ -784,7 +804,11 @@ fn check_body_within(
         }
         body
     };
-    let (report_id, containers) = report_id(&json)?;
+    let Scanned {
+        id: report_id,
+        containers,
+        domains: policy_domains,
+    } = scan(&json)?;
     // What parsing and storing the report costs beyond its text grows with its objects and
     // arrays (a 20-byte `{"result-type":"x"}` becomes a struct of some 200 bytes, and the
     // store holds more than one form at once): counted too, so a report of tiny objects
@@ -801,7 +825,11 @@ fn check_body_within(
     if !reserve(weight - json.len()) {
         return Err(BodyError::Busy);
     }
-    Ok(CheckedBody { json, report_id })
+    Ok(CheckedBody {
+        json,
+        report_id,
+        policy_domains,
+    })
 }
 
 /// What each JSON object or array of a report counts against `max_inflight`, bytes, on top
@@ -861,10 +889,28 @@ fn gunzip(
     Ok(out)
 }
 
-/// The `report-id` of a report: it must be a JSON object with a non-empty string
-/// `report-id` (RFC 8460 §4.4). Streams over the JSON; keeps only the id, and counts the
-/// objects and arrays (the second value).
+/// What the intake reads from a report without building a JSON tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Scanned {
+    /// The `report-id` (RFC 8460 §4.4).
+    id: String,
+    /// Objects and arrays in the report.
+    containers: usize,
+    /// Every distinct `policies[].policy.policy-domain` string, lower case, without a
+    /// trailing dot (RFC 8460 §4.4).
+    domains: Vec<String>,
+}
+
+/// The `report-id` of a report and the count of its objects and arrays ([`scan`]).
+#[cfg(test)]
 fn report_id(json: &[u8]) -> Result<(String, usize), BodyError> {
+    scan(json).map(|s| (s.id, s.containers))
+}
+
+/// Reads a report: it must be a JSON object with a non-empty string `report-id` (RFC 8460
+/// §4.4). Streams over the JSON; keeps only the id and the policy domains, and counts the
+/// objects and arrays.
+fn scan(json: &[u8]) -> Result<Scanned, BodyError> {
     // A UTF-8 byte order mark is tolerated, as the report store does.
     let json = json.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(json);
     match json.iter().find(|b| !b.is_ascii_whitespace()) {
@@ -880,9 +926,13 @@ fn report_id(json: &[u8]) -> Result<(String, usize), BodyError> {
         }
     }
     let containers = Cell::new(1);
+    let domains = RefCell::new(Vec::new());
     let mut de = serde_json::Deserializer::from_slice(json);
     let id = de
-        .deserialize_map(ReportIdVisitor(&containers))
+        .deserialize_map(ReportIdVisitor {
+            count: &containers,
+            domains: &domains,
+        })
         .map_err(|e| {
             if e.to_string().starts_with(DUPLICATE) {
                 BodyError::DuplicateReportId
@@ -892,15 +942,27 @@ fn report_id(json: &[u8]) -> Result<(String, usize), BodyError> {
         })?;
     de.end().map_err(|e| BodyError::Json(e.to_string()))?;
     match id {
-        Some(id) if !id.is_empty() => Ok((id, containers.get())),
+        Some(id) if !id.is_empty() => Ok(Scanned {
+            id,
+            containers: containers.get(),
+            domains: domains.into_inner(),
+        }),
         _ => Err(BodyError::NoReportId),
     }
 }
 
 const DUPLICATE: &str = "duplicate report-id";
 
-/// The top-level object: finds `report-id`, skips every other member without keeping it.
-struct ReportIdVisitor<'a>(&'a Cell<usize>);
+/// From the `policies` member to the policy domains: `[ { "policy": { "policy-domain" } } ]`
+/// (RFC 8460 §4.4).
+const POLICY_DOMAIN_PATH: &[Step] = &[Step::Each, Step::Key("policy"), Step::Key("policy-domain")];
+
+/// The top-level object: finds `report-id` and the policy domains, skips every other
+/// member without keeping it.
+struct ReportIdVisitor<'a> {
+    count: &'a Cell<usize>,
+    domains: &'a RefCell<Vec<String>>,
+}
 
 impl<'de> Visitor<'de> for ReportIdVisitor<'_> {
     type Value = Option<String>;
@@ -911,37 +973,133 @@ impl<'de> Visitor<'de> for ReportIdVisitor<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut id: Option<Option<String>> = None;
-        while let Some(is_id) = map.next_key_seed(IsReportId)? {
-            if !is_id {
-                map.next_value_seed(Skip(self.0))?;
-                continue;
+        while let Some(key) = map.next_key_seed(KeyIn(&["report-id", "policies"]))? {
+            match key {
+                Some(0) => {
+                    if id.is_some() {
+                        return Err(serde::de::Error::custom(DUPLICATE));
+                    }
+                    id = Some(map.next_value_seed(StringOrSkip(self.count))?);
+                }
+                Some(_) => map.next_value_seed(Follow {
+                    path: POLICY_DOMAIN_PATH,
+                    count: self.count,
+                    found: self.domains,
+                })?,
+                None => map.next_value_seed(Skip(self.count))?,
             }
-            if id.is_some() {
-                return Err(serde::de::Error::custom(DUPLICATE));
-            }
-            id = Some(map.next_value_seed(StringOrSkip(self.0))?);
         }
         Ok(id.flatten())
     }
 }
 
-/// A member name: whether it is `report-id`.
-struct IsReportId;
+/// A member name: its index in the list, or `None` for another name.
+struct KeyIn(&'static [&'static str]);
 
-impl<'de> serde::de::DeserializeSeed<'de> for IsReportId {
-    type Value = bool;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+impl<'de> serde::de::DeserializeSeed<'de> for KeyIn {
+    type Value = Option<usize>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_str(self)
     }
 }
 
-impl<'de> Visitor<'de> for IsReportId {
-    type Value = bool;
+impl<'de> Visitor<'de> for KeyIn {
+    type Value = Option<usize>;
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a member name")
     }
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<bool, E> {
-        Ok(v == "report-id")
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().position(|k| *k == v))
+    }
+}
+
+/// One step into a JSON value.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// The member with this name.
+    Key(&'static str),
+    /// Every element of an array.
+    Each,
+}
+
+/// Follows `path` into a value and collects the distinct strings at its end (lower case,
+/// without a trailing dot: domain names); everything else is skipped and counted like
+/// [`Skip`] does.
+struct Follow<'a> {
+    path: &'static [Step],
+    count: &'a Cell<usize>,
+    found: &'a RefCell<Vec<String>>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Follow<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Follow<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        if self.path.is_empty() {
+            let name = v.trim_end_matches('.').to_ascii_lowercase();
+            let mut found = self.found.borrow_mut();
+            if !found.contains(&name) {
+                found.push(name);
+            }
+        }
+        Ok(())
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Some((Step::Each, rest)) = self.path.split_first() else {
+            return Skip(self.count).visit_seq(seq);
+        };
+        self.count.set(self.count.get().saturating_add(1));
+        while seq
+            .next_element_seed(Follow {
+                path: rest,
+                count: self.count,
+                found: self.found,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Some((Step::Key(name), rest)) = self.path.split_first() else {
+            return Skip(self.count).visit_map(map);
+        };
+        self.count.set(self.count.get().saturating_add(1));
+        while let Some(key) = map.next_key_seed(KeyIn(std::slice::from_ref(name)))? {
+            if key.is_some() {
+                map.next_value_seed(Follow {
+                    path: rest,
+                    count: self.count,
+                    found: self.found,
+                })?;
+            } else {
+                map.next_value_seed(Skip(self.count))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -1086,6 +1244,20 @@ mod tests {
         ] {
             assert!(matches!(report_id(bad), Err(BodyError::Json(_))), "{bad:?}");
         }
+    }
+
+    // RFC 8460 §4.4: the policy domains are read on the way, distinct and canonical, from
+    // `policies[].policy.policy-domain` only; containers are counted as before.
+    #[test]
+    fn scan_finds_policy_domains() {
+        let json = br#"{"policy-domain":"top.test","policies":[{"policy":{"policy-domain":"A.test."},"summary":{"policy-domain":"x.test"}},{"policy":{"policy-domain":"a.test","mx-host":["m"]}},{"policy":{"policy-domain":7}},[],"s"],"report-id":"r"}"#;
+        let scanned = scan(json).unwrap();
+        assert_eq!(scanned.domains, ["a.test"]);
+        assert_eq!(scanned.containers, 11);
+        assert_eq!(
+            scan(br#"{"report-id":"r"}"#).unwrap().domains,
+            Vec::<String>::new()
+        );
     }
 
     fn report(id: &str) -> IncomingReport {

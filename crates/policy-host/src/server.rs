@@ -59,6 +59,9 @@ pub const POLICY_PATH: &str = "/.well-known/mta-sts.txt";
 /// The media type of the policy (RFC 8461 §3.2).
 pub const POLICY_MEDIA_TYPE: &str = "text/plain; charset=utf-8";
 
+/// Up to this many policy hosts, each gets its own "policy ready" line at start.
+const STARTUP_HOSTS_LISTED: usize = 20;
+
 /// How long connections may take to finish after shutdown was asked for.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -116,6 +119,8 @@ pub(crate) struct Shared {
     policy_type: HeaderValue,
     /// The TLS-RPT intake's shared limits, when there is an intake; follows reloads.
     intake_gate: arc_swap::ArcSwapOption<IntakeGate>,
+    /// The last logged reload was refused.
+    refused: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -156,6 +161,30 @@ impl Shared {
         self.update_gate(table.config());
         self.table.store(Arc::new(table));
         Ok(())
+    }
+
+    /// [`Shared::reload`], with its outcome logged: after a refused reload, the next one
+    /// that applies says so, so the last line of the log is never a stale "refused".
+    pub(crate) async fn reload_logged(&self) -> bool {
+        match self.reload().await {
+            Ok(()) => {
+                let hosts = self.table.load().hosts().count();
+                if self.refused.swap(false, Ordering::Relaxed) {
+                    tracing::info!(
+                        hosts,
+                        "reloaded: the configuration is valid again and now served"
+                    );
+                } else {
+                    tracing::info!(hosts, "reloaded");
+                }
+                true
+            }
+            Err(e) => {
+                self.refused.store(true, Ordering::Relaxed);
+                tracing::error!(error = %e, "reload refused; still serving the previous configuration");
+                false
+            }
+        }
     }
 
     /// A new intake gate when `[tlsrpt] max_concurrent` or `max_inflight` changed; requests
@@ -261,6 +290,7 @@ impl Server {
             intake_gate: arc_swap::ArcSwapOption::from(
                 config.tlsrpt.as_ref().map(|t| Arc::new(IntakeGate::new(t))),
             ),
+            refused: std::sync::atomic::AtomicBool::new(false),
         });
 
         let mut listeners = Vec::new();
@@ -311,9 +341,23 @@ impl Server {
         tasks.push(tokio::spawn(watch_loop(shared.clone())));
         tasks.push(tokio::spawn(drain_loop(shared.clone())));
         tasks.push(tokio::spawn(crate::acme::run(shared.clone())));
-        for entry in shared.table.load().hosts() {
-            tracing::info!(host = %entry.host, id = %entry.id, mode = %entry.policy.mode, "policy ready");
+        // One line per host for a few; a count for thousands (each host at debug level).
+        let table = shared.table.load();
+        let count = table.hosts().count();
+        for entry in table.hosts() {
+            if count <= STARTUP_HOSTS_LISTED {
+                tracing::info!(host = %entry.host, id = %entry.id, mode = %entry.policy.mode, "policy ready");
+            } else {
+                tracing::debug!(host = %entry.host, id = %entry.id, mode = %entry.policy.mode, "policy ready");
+            }
         }
+        if count > STARTUP_HOSTS_LISTED {
+            tracing::info!(
+                hosts = count,
+                "policies ready (each one at debug level: -v)"
+            );
+        }
+        drop(table);
         if let Some(intake) = &config.tlsrpt
             && let Some((sink, fallback)) = shared.sinks(intake)
         {
@@ -400,12 +444,7 @@ async fn run(server: Server, shutdown: impl Future<Output = ()>) -> Result<(), S
         tokio::spawn(async move {
             while signal.recv().await.is_some() {
                 tracing::info!("SIGHUP: reloading");
-                match shared.reload().await {
-                    Ok(()) => tracing::info!("reloaded"),
-                    Err(e) => {
-                        tracing::error!(error = %e, "reload refused; still serving the previous configuration")
-                    }
-                }
+                shared.reload_logged().await;
             }
         })
     };
@@ -646,6 +685,8 @@ async fn route(shared: &Shared, req: Request<Incoming>, sni: &str) -> Answer {
         };
         let h1 = req.version() < hyper::Version::HTTP_2;
         let body_timeout = table.config().limits.body_timeout;
+        // A configured domain has its policy host in the table (RFC 8461 §3.2 names it).
+        let served = |domain: &str| table.host(&format!("mta-sts.{domain}")).is_some();
         let (status, reason) = crate::intake::handle(
             req,
             intake,
@@ -654,6 +695,7 @@ async fn route(shared: &Shared, req: Request<Incoming>, sni: &str) -> Answer {
             sink,
             fallback,
             &entry.host,
+            &served,
         )
         .await;
         let mut response = text(status, &reason);
@@ -865,17 +907,12 @@ async fn watch_loop(shared: Arc<Shared>) {
             continue;
         }
         tracing::info!("configuration or certificate files changed: reloading");
-        match shared.reload().await {
-            Ok(()) => {
-                tracing::info!("reloaded");
-                // The new table may watch other files.
-                last = fingerprint(&shared.table.load());
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "reload refused; still serving the previous configuration");
-                // Remember what was seen, so a broken file is retried only once it changes.
-                last = now;
-            }
+        if shared.reload_logged().await {
+            // The new table may watch other files.
+            last = fingerprint(&shared.table.load());
+        } else {
+            // Remember what was seen, so a broken file is retried only once it changes.
+            last = now;
         }
     }
 }

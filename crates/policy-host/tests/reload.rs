@@ -151,3 +151,63 @@ async fn file_changes_are_picked_up_without_asking() {
     drop(conn);
     server.shutdown().await;
 }
+
+// Issue #19 item 6: a domain served from its policy file (`policy_file`), as written, with
+// the id `mta-sts records --policy FILE` prints for the same file; saving the file reloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_file_is_served_and_its_edits_reload() {
+    let f = Fixture::new();
+    let file = f.path("c.txt");
+    write_atomic(
+        &file,
+        b"version: STSv1\nmode: testing\nmx: mx.c.test\nmax_age: 86400\n",
+    );
+    f.write_cert("c", &["mta-sts.c.test"]);
+    let config = f.standard_config(
+        "\n[[domain]]\nname = \"c.test\"\npolicy_file = \"c.txt\"\ncert = \"c.pem\"\nkey = \"c.key\"\n",
+    );
+    let server = f.start(&config).await;
+    let addr = server.local_addrs()[0];
+    let body = |text: &str| text.replace('\n', "\r\n");
+    let r = common::get_policy(&f.pki, addr, "mta-sts.c.test")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.text(),
+        body("version: STSv1\nmode: testing\nmx: mx.c.test\nmax_age: 86400\n")
+    );
+    let policy = mta_sts::Policy::parse(&std::fs::read(&file).unwrap()).unwrap();
+    let id = server.table().host("mta-sts.c.test").unwrap().id.clone();
+    assert_eq!(
+        id,
+        mta_sts_policy_host::records(&"c.test".parse().unwrap(), &policy, None).id
+    );
+
+    // The owner edits the file: the watcher reloads it.
+    let edited = "version: STSv1\nmode: enforce\nmx: mx.c.test\nmx: mx2.c.test\nmax_age: 604800\n";
+    write_atomic(&file, edited.as_bytes());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = common::get_policy(&f.pki, addr, "mta-sts.c.test")
+            .await
+            .unwrap();
+        if r.text() == body(edited) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not reloaded: {}", r.text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A broken edit is refused with the file and line; the last good policy stays.
+    write_atomic(
+        &file,
+        b"version: STSv1\nmode: enforce\nmx: mx.c.test\nmax_age: x\n",
+    );
+    let e = server.reload().await.unwrap_err().to_string();
+    assert!(e.starts_with(&format!("{}:4:", file.display())), "{e}");
+    let r = common::get_policy(&f.pki, addr, "mta-sts.c.test")
+        .await
+        .unwrap();
+    assert_eq!(r.text(), body(edited));
+    server.shutdown().await;
+}

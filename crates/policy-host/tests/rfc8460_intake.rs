@@ -217,3 +217,103 @@ async fn rfc8460_s5_4_store_sink_answers_and_spool_fallback() {
     assert!(r.header("retry-after").is_some());
     server.shutdown().await;
 }
+
+/// A report whose policies name `domains` (RFC 8460 §4.4 `policy-domain`).
+fn report_for(id: &str, domains: &[&str]) -> String {
+    let policies = domains
+        .iter()
+        .map(|d| {
+            format!(
+                r#"{{"policy":{{"policy-type":"sts","policy-string":["version: STSv1","mode: enforce","mx: mx.{d}","max_age: 86400"],"policy-domain":"{d}","mx-host":["mx.{d}"]}},"summary":{{"total-successful-session-count":1,"total-failure-session-count":0}}}}"#
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    format!(
+        r#"{{"organization-name":"Sender Inc.","date-range":{{"start-datetime":"2024-01-01T00:00:00Z","end-datetime":"2024-01-01T23:59:59Z"}},"contact-info":"tlsrpt@sender.example","report-id":"{id}","policies":[{policies}]}}"#
+    )
+}
+
+// Issue #19 item 3. RFC 8460 §4: a report is about its policy-domain. One for a domain this
+// host does not serve is refused with 403 naming the domain, and not stored, by default;
+// `accept_foreign = true` (hosters receiving for domains they serve no policy for) takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc8460_s4_reports_for_domains_not_served_are_refused() {
+    let f = Fixture::new();
+    let config = f.standard_config("\n[tlsrpt]\nspool_dir = \"spool\"\n");
+    let server = f.start(&config).await;
+    let addr = server.local_addrs()[0];
+    let spool = f.path("spool");
+    for h2 in [false, true] {
+        let host = "mta-sts.a.test";
+        let mut conn = Conn::open(&f.pki, addr, host, h2).await.unwrap();
+        let post = |body: String, gz: bool| {
+            let (body, ct) = if gz {
+                (gzip(body.as_bytes()), "application/tlsrpt+gzip")
+            } else {
+                (body.into_bytes(), "application/tlsrpt+json")
+            };
+            build("POST", host, "/tlsrpt", h2, Bytes::from(body), Some(ct)).unwrap()
+        };
+        let before = spooled(&spool).len();
+        for (body, gz) in [
+            (
+                report_for(&format!("stranger-{h2}"), &["stranger.test"]),
+                false,
+            ),
+            (
+                report_for(&format!("stranger-gz-{h2}"), &["stranger.test"]),
+                true,
+            ),
+            // One policy of ours does not make the stranger's data ours.
+            (
+                report_for(&format!("mixed-{h2}"), &["a.test", "stranger.test"]),
+                false,
+            ),
+        ] {
+            let r = conn.send(post(body, gz)).await.unwrap();
+            assert_eq!(r.status, 403, "{}", r.text());
+            assert!(
+                r.text().contains("policy-domain stranger.test"),
+                "{}",
+                r.text()
+            );
+        }
+        assert_eq!(spooled(&spool).len(), before, "nothing stored");
+        // Any served domain (not only the host's own), in any case, with a trailing dot.
+        let r = conn
+            .send(post(
+                report_for(&format!("ours-{h2}"), &["a.test", "B.Test."]),
+                false,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 201, "{}", r.text());
+        assert_eq!(spooled(&spool).len(), before + 1);
+    }
+    server.shutdown().await;
+
+    // Opt-in: a hoster's intake takes reports for any domain.
+    let config = f.standard_config("\n[tlsrpt]\nspool_dir = \"spool2\"\naccept_foreign = true\n");
+    let server = f.start(&config).await;
+    let mut conn = Conn::open(&f.pki, server.local_addrs()[0], "mta-sts.a.test", false)
+        .await
+        .unwrap();
+    let r = conn
+        .send(
+            build(
+                "POST",
+                "mta-sts.a.test",
+                "/tlsrpt",
+                false,
+                Bytes::from(report_for("foreign-ok", &["stranger.test"])),
+                Some("application/tlsrpt+json"),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(spooled(&f.path("spool2")).len(), 1);
+    server.shutdown().await;
+}
