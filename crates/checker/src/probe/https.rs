@@ -4,7 +4,7 @@
 //! `Content-Type`, body size and response time.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -70,19 +70,14 @@ pub async fn probe(
         elapsed_ms: 0,
         error: None,
     };
-    let start = Instant::now();
-    let result = tokio::time::timeout(timeout, exchange(tls, target, &mut out, max_body)).await;
-    out.elapsed_ms = start.elapsed().as_millis() as u64;
-    match result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => out.error = Some(e),
-        Err(_) => {
-            out.error = Some(ProbeError::new(
-                ProbeErrorKind::Timeout,
-                format!("no complete answer within {:.1} s", timeout.as_secs_f64()),
-            ))
-        }
-    }
+    let (elapsed_ms, error) = super::timed(
+        timeout,
+        "no complete answer",
+        exchange(tls, target, &mut out, max_body),
+    )
+    .await;
+    out.elapsed_ms = elapsed_ms;
+    out.error = error;
     out
 }
 

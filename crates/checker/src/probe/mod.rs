@@ -87,6 +87,27 @@ impl ProbeError {
     }
 }
 
+/// Runs one probe exchange within `timeout`: the milliseconds it took, and its error, if
+/// any (a time-out is a [`ProbeErrorKind::Timeout`] saying "`what` within N s").
+pub(crate) async fn timed(
+    timeout: std::time::Duration,
+    what: &str,
+    exchange: impl std::future::Future<Output = Result<(), ProbeError>>,
+) -> (u64, Option<ProbeError>) {
+    let start = std::time::Instant::now();
+    let result = tokio::time::timeout(timeout, exchange).await;
+    let elapsed_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let error = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(_) => Some(ProbeError::new(
+            ProbeErrorKind::Timeout,
+            format!("{what} within {:.1} s", timeout.as_secs_f64()),
+        )),
+    };
+    (elapsed_ms, error)
+}
+
 /// Connects to the first address that accepts.
 pub(crate) async fn connect_any(
     addrs: &[SocketAddr],

@@ -19,7 +19,7 @@
 //!
 //! See [`accepts`].
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -146,20 +146,14 @@ pub async fn probe(
         elapsed_ms: 0,
         error: None,
     };
-    let start = Instant::now();
-    let result =
-        tokio::time::timeout(timeout, exchange(tls, target, addresses, path, &mut out)).await;
-    out.elapsed_ms = start.elapsed().as_millis() as u64;
-    match result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => out.error = Some(e),
-        Err(_) => {
-            out.error = Some(ProbeError::new(
-                ProbeErrorKind::Timeout,
-                format!("no answer within {:.1} s", timeout.as_secs_f64()),
-            ))
-        }
-    }
+    let (elapsed_ms, error) = super::timed(
+        timeout,
+        "no answer",
+        exchange(tls, target, addresses, path, &mut out),
+    )
+    .await;
+    out.elapsed_ms = elapsed_ms;
+    out.error = error;
     out
 }
 

@@ -3,7 +3,7 @@
 //! certificate (RFC 8461 §4.2). No mail is sent: the probe says QUIT after the handshake.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustls_pki_types::ServerName;
 use serde::Serialize;
@@ -63,22 +63,14 @@ pub async fn probe(
         elapsed_ms: 0,
         error: None,
     };
-    let start = Instant::now();
-    let result = tokio::time::timeout(timeout, dialogue(tls, target, ehlo_name, &mut out)).await;
-    out.elapsed_ms = start.elapsed().as_millis() as u64;
-    match result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => out.error = Some(e),
-        Err(_) => {
-            out.error = Some(ProbeError::new(
-                ProbeErrorKind::Timeout,
-                format!(
-                    "no complete SMTP dialogue within {:.1} s",
-                    timeout.as_secs_f64()
-                ),
-            ))
-        }
-    }
+    let (elapsed_ms, error) = super::timed(
+        timeout,
+        "no complete SMTP dialogue",
+        dialogue(tls, target, ehlo_name, &mut out),
+    )
+    .await;
+    out.elapsed_ms = elapsed_ms;
+    out.error = error;
     out
 }
 
