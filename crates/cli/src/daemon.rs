@@ -85,63 +85,15 @@ pub fn run(args: &DaemonArgs, verbose: u8, quiet: bool) -> anyhow::Result<u8> {
     }
 }
 
-/// Libraries whose debug output is about their own internals (DNS message parsing, TLS
-/// handshakes, HTTP connection pools): kept at `warn` unless `-vv` or `RUST_LOG` names
-/// them, so that `-v` shows the daemon's own lines, one per query.
-const QUIET_LIBRARIES: [&str; 10] = [
-    // A filter target matches every target it begins: `hickory` covers hickory_net,
-    // hickory_proto, hickory_resolver; `hyper` covers hyper_util.
-    "hickory",
-    "rustls",
-    "tokio_rustls",
-    "hyper",
-    "h2",
-    "reqwest",
-    "redis",
-    "rusqlite",
-    "tower",
-    "mio",
-];
-
-/// The log filter: `RUST_LOG` when set (e.g. `RUST_LOG=mta_sts_daemon=debug`), else the
-/// level of `-q`/`-v`/`-vv` (`error`/`debug`/`trace`, default `info`); below `trace` the
-/// [`QUIET_LIBRARIES`] not named in `RUST_LOG` stay at `warn`.
-fn log_filter(rust_log: Option<&str>, verbose: u8, quiet: bool) -> String {
+/// The daemon logs at `info` by default (`-v` debug, `-vv` trace, `-q` errors only).
+fn init_logging(format: LogFormat, verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "info",
         (false, 1) => "debug",
         _ => "trace",
     };
-    let mut directives = match rust_log.map(str::trim).filter(|s| !s.is_empty()) {
-        Some(env) => env.to_owned(),
-        None if level == "trace" => return level.to_owned(),
-        None => level.to_owned(),
-    };
-    for library in QUIET_LIBRARIES {
-        if !directives.contains(library) {
-            directives.push_str(&format!(",{library}=warn"));
-        }
-    }
-    directives
-}
-
-fn init_logging(format: LogFormat, verbose: u8, quiet: bool) {
-    let rust_log = std::env::var("RUST_LOG").ok();
-    let directives = log_filter(rust_log.as_deref(), verbose, quiet);
-    let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
-        eprintln!("mta-sts daemon: RUST_LOG `{directives}` is not a filter ({e}); using `info`");
-        tracing_subscriber::EnvFilter::new(log_filter(None, 0, false))
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false);
-    let _ = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
+    crate::logging::init(level, matches!(format, LogFormat::Json));
 }
 
 fn zone_line(name: &str, z: &ZoneSettings) -> String {
@@ -276,22 +228,4 @@ fn summary(source: &ConfigSource, c: &Config) -> String {
         out.push_str(&zone_line(name, zone));
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::log_filter;
-
-    #[test]
-    fn library_internals_stay_quiet_unless_named() {
-        let v = log_filter(None, 1, false);
-        assert!(v.starts_with("debug,") && v.contains("hickory=warn") && v.contains("hyper=warn"));
-        assert_eq!(log_filter(None, 2, false), "trace");
-        assert!(log_filter(Some(""), 0, false).starts_with("info,"));
-        let named = log_filter(Some("debug,hickory_proto=trace"), 0, false);
-        assert!(
-            !named.contains("hickory=warn") && named.contains("rustls=warn"),
-            "{named}"
-        );
-    }
 }

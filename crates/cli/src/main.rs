@@ -11,6 +11,7 @@ mod check;
 mod daemon;
 mod input;
 mod lint;
+mod logging;
 mod malloc;
 mod net;
 mod output;
@@ -113,21 +114,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-/// Targets (prefixes) of libraries whose logs are internals: a failed certificate check is
-/// already a finding or an error message of ours, so their lines appear only at trace
-/// level (`-vvv`) or when `RUST_LOG` asks for them.
-const LIBRARY_TARGETS: &[&str] = &[
-    "rustls",
-    "tokio_rustls",
-    "hickory",
-    "hyper",
-    "h2",
-    "reqwest",
-];
-
-/// Logs go to standard error; `RUST_LOG` overrides the level chosen by `-v`/`-q`.
-/// `default` is the level without `-v`/`-q`; no colour codes unless standard error is a
-/// terminal (a log file or journald gets plain text).
+/// The commands' logging ([`logging`]): `default` without `-v`/`-q` (`warn`, or `info` for a
+/// running `serve`), `RUST_LOG` overrides.
 fn init_logging(verbose: u8, quiet: bool, default: &str) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
@@ -137,18 +125,5 @@ fn init_logging(verbose: u8, quiet: bool, default: &str) {
         (false, 2) => "debug",
         _ => "trace",
     };
-    let mut directives = level.to_string();
-    if level != "trace" {
-        for target in LIBRARY_TARGETS {
-            directives.push_str(&format!(",{target}=off"));
-        }
-    }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directives));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+    logging::init(level, false);
 }
