@@ -21,10 +21,10 @@ use mta_sts::{Domain, Mode, Policy, SelectError, StsRecord};
 use tokio::sync::watch;
 
 use crate::cache::{CachedPolicy, MemoryCache, next_refresh};
-use crate::clock::Clock;
-use crate::dns::{Dns, DnsConfig, DnsOutcome};
-use crate::error::Error;
-use crate::fetch::{ConnectTo, FetchConfig, Fetcher, SetupError, Trust};
+use mta_sts_net::policy_fetch::DEFAULT_MAX_BODY;
+use mta_sts_net::{Clock, ConnectTo, Dns, DnsConfig, DnsOutcome, FetchConfig, Fetcher, Trust};
+
+use crate::error::{Error, SetupError};
 use crate::store::Store;
 
 /// Resolver settings (DESIGN §3, §5 `[resolver]` and `[cache]`).
@@ -70,7 +70,7 @@ impl Default for ResolverConfig {
             connect_to: Vec::new(),
             timeout: Duration::from_secs(10),
             check_media_type: true,
-            max_body: crate::fetch::DEFAULT_MAX_BODY,
+            max_body: DEFAULT_MAX_BODY,
             backoff: Duration::from_secs(300),
             negative_ttl_cap: Duration::from_secs(3600),
             negative_ttl_default: Duration::from_secs(300),
@@ -252,8 +252,7 @@ impl Resolver {
             nameservers: config.nameservers.clone(),
             timeout: config.timeout,
             cache_size: config.dns_cache_size,
-        })
-        .map_err(|e| SetupError::Tls(format!("DNS setup: {e}")))?;
+        })?;
         let trust = match (&config.ca_file, config.ca_file_only) {
             (Some(path), true) => Trust::Only(path.clone()),
             (Some(path), false) => Trust::PlatformAnd(path.clone()),
@@ -431,7 +430,7 @@ impl Resolver {
                             Err(e) => out.error = Some(Error::InvalidPolicy(e)),
                         }
                     }
-                    Err(e) => out.error = Some(e),
+                    Err(e) => out.error = Some(e.into()),
                 }
             }
             Err((e, _)) => out.error = Some(e),
@@ -640,7 +639,7 @@ impl Inner {
                 }
                 Err(e) => Err(Error::InvalidPolicy(e)),
             },
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         };
         match result {
             Ok(policy) => {

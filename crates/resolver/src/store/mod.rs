@@ -12,9 +12,13 @@ use async_trait::async_trait;
 
 mod memory;
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "redis")]
 pub use self::redis::{RedisOptions, RedisStore};
+#[cfg(feature = "sqlite")]
 pub use self::sqlite::{SqliteOptions, SqliteStore};
 
 /// One cached policy as stored.
@@ -41,6 +45,7 @@ impl StoredPolicy {
 
 /// Why a store operation failed. The resolver logs it and carries on from memory.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The backend could not be reached or refused the operation (connection, I/O, lock).
     #[error("the {backend} store is unavailable: {message}")]
