@@ -2,7 +2,7 @@
 //! [`Fetcher`], with an injected [`Clock`], a memory layer in front of a [`Store`],
 //! single-flight per domain and a proactive refresher.
 //!
-//! Rows of rfc-requirements §2.5, as implemented in `Inner::resolve`:
+//! The RFC 8461 §3.3 / §5.1 rules as a table, implemented in `Inner::resolve`:
 //!
 //! | TXT at t | cache | action |
 //! |---|---|---|
@@ -27,7 +27,7 @@ use mta_sts_net::{Clock, ConnectTo, Dns, DnsConfig, DnsOutcome, FetchConfig, Fet
 use crate::error::{Error, SetupError};
 use crate::store::Store;
 
-/// Resolver settings (DESIGN §3, §5 `[resolver]` and `[cache]`).
+/// Resolver settings (the daemon configuration's `[resolver]` and `[cache]` sections).
 #[derive(Debug, Clone)]
 pub struct ResolverConfig {
     /// DNS servers; empty = system configuration.
@@ -81,7 +81,7 @@ impl Default for ResolverConfig {
     }
 }
 
-/// Which of the three `mta-sts query` answers a result is (DESIGN §4: exit 0 / 1 / 3).
+/// Which of the three `mta-sts query` answers a result is (it exits 0 / 1 / 3 for them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
     /// A policy applies.
@@ -646,7 +646,7 @@ impl Inner {
                 let policy = Arc::new(policy);
                 self.install(domain, policy.clone(), now);
                 self.memory.update(domain, |e| e.clear_failure(id));
-                // Write-through; a store failure never fails the lookup (DESIGN §3).
+                // Write-through; a store failure never fails the lookup: memory still answers.
                 if let Err(e) = self.store.put(&policy.to_stored(domain), now).await {
                     self.store_error("put", &e);
                 }
@@ -669,7 +669,7 @@ impl Inner {
         }
     }
 
-    /// The §2.5 state machine for one lookup.
+    /// The RFC 8461 §5.1 state machine (the table in the module documentation) for one lookup.
     async fn resolve(&self, domain: &Domain) -> Lookup {
         let now = self.clock.now();
         let cached = self.cached_policy(domain, now).await;
