@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use mta_sts_checker::bulk::{self, BulkConfig};
 use mta_sts_checker::{CheckConfig, Checker};
-use mta_sts_resolver::Trust;
+use mta_sts_net::Trust;
 use mta_sts_testkit::{CertKind, Pki, World, world::bulk_name};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;

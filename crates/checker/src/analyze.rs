@@ -7,8 +7,8 @@ use std::time::Duration;
 use mta_sts::decision::{Decision, TlsOutcome, decide};
 use mta_sts::diagnostic::Verdict as _;
 use mta_sts::{Diagnostic, Mode, Policy, StsRecord};
-use mta_sts_resolver::dns::DnsOutcome;
-use mta_sts_resolver::fetch::is_text_plain;
+use mta_sts_net::dns::DnsOutcome;
+use mta_sts_net::policy_fetch::is_text_plain;
 
 use crate::finding::{Finding, Severity, ids};
 use crate::probe::ProbeErrorKind;
@@ -399,7 +399,7 @@ fn analyze_policy_host(
                 &ids::POLICY_HOST_REDIRECT,
                 format!(
                     "https://{host}{} answered {status}{}",
-                    mta_sts_resolver::fetch::POLICY_PATH,
+                    mta_sts_net::policy_fetch::POLICY_PATH,
                     probe
                         .location
                         .as_deref()
@@ -413,7 +413,7 @@ fn analyze_policy_host(
                 &ids::POLICY_HOST_HTTP_STATUS,
                 format!(
                     "https://{host}{} answered {status}",
-                    mta_sts_resolver::fetch::POLICY_PATH
+                    mta_sts_net::policy_fetch::POLICY_PATH
                 ),
             ));
         } else {

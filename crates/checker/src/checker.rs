@@ -9,12 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfig, ResolverConfig as HickoryConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use mta_sts::Domain;
-use mta_sts_resolver::dns::{Dns, DnsConfig, DnsOutcome};
-use mta_sts_resolver::{ConnectTo, DnsFailureKind, Trust};
+use mta_sts_net::dns::{Dns, DnsConfig, DnsOutcome};
+use mta_sts_net::{ConnectTo, DnsFailureKind, Trust};
 use tokio::sync::OnceCell;
 
 use crate::Error;
@@ -67,7 +65,7 @@ impl Default for CheckConfig {
             smtp: true,
             smtp_port: 25,
             ehlo_name: "mta-sts-checker.localhost".to_string(),
-            max_body: mta_sts_resolver::fetch::DEFAULT_MAX_BODY,
+            max_body: mta_sts_net::policy_fetch::DEFAULT_MAX_BODY,
             thresholds: Thresholds::default(),
             dns_cache_size: 65_536,
         }
@@ -101,12 +99,7 @@ impl Checker {
     /// Builds a checker (DNS clients and TLS configurations). Must run inside a tokio
     /// runtime.
     pub fn new(config: CheckConfig) -> Result<Checker, Error> {
-        let dns = Dns::new(&DnsConfig {
-            nameservers: config.nameservers.clone(),
-            timeout: config.timeout,
-            cache_size: config.dns_cache_size,
-        })
-        .map_err(|e| Error::Dns(e.to_string()))?;
+        let dns = Dns::new(&dns_config(&config)).map_err(|e| Error::Dns(e.to_string()))?;
         let chain = chain_resolver(&config)?;
         let https_tls = ProbeTls::new(&config.trust, vec![b"http/1.1".to_vec()])?;
         let smtp_tls = ProbeTls::new(&config.trust, Vec::new())?;
@@ -615,30 +608,13 @@ pub fn failed_report(domain: &str, finding: Finding) -> Report {
 }
 
 fn chain_resolver(config: &CheckConfig) -> Result<TokioResolver, Error> {
-    let provider = TokioRuntimeProvider::default();
-    let mut builder = if config.nameservers.is_empty() {
-        TokioResolver::builder_tokio().map_err(|e| Error::Dns(e.to_string()))?
-    } else {
-        let servers = config
-            .nameservers
-            .iter()
-            .map(|addr| {
-                let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
-                for connection in &mut ns.connections {
-                    connection.port = addr.port();
-                }
-                ns
-            })
-            .collect();
-        TokioResolver::builder_with_config(
-            HickoryConfig::from_parts(None, vec![], servers),
-            provider,
-        )
-    };
-    let opts = builder.options_mut();
-    opts.timeout = config.timeout;
-    opts.attempts = 1;
-    opts.cache_size = config.dns_cache_size;
-    opts.ndots = 0;
-    builder.build().map_err(|e| Error::Dns(e.to_string()))
+    mta_sts_net::dns::build_resolver(&dns_config(config)).map_err(|e| Error::Dns(e.to_string()))
+}
+
+fn dns_config(config: &CheckConfig) -> DnsConfig {
+    DnsConfig {
+        nameservers: config.nameservers.clone(),
+        timeout: config.timeout,
+        cache_size: config.dns_cache_size,
+    }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mta_sts::decision::TlsOutcome;
-use mta_sts_resolver::Trust;
+use mta_sts_net::{TlsSetupError, Trust};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, PeerIncompatible, SignatureScheme,
@@ -44,11 +44,17 @@ impl ProbeTls {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls_err = |e: rustls::Error| Error::Tls(e.to_string());
         let verifier =
-            mta_sts_resolver::fetch::verifier(trust, provider.clone()).map_err(|e| match e {
-                mta_sts_resolver::fetch::SetupError::CaFile { path, message } => {
-                    Error::CaFile { path, message }
-                }
-                mta_sts_resolver::fetch::SetupError::Tls(message) => Error::Tls(message),
+            mta_sts_net::tls::verifier(trust, provider.clone()).map_err(|e| match e {
+                TlsSetupError::CaFile { path, source } => Error::CaFile {
+                    path,
+                    message: source.to_string(),
+                },
+                TlsSetupError::NoCertificate { path } => Error::CaFile {
+                    path,
+                    message: "no CERTIFICATE block found".into(),
+                },
+                TlsSetupError::Tls(e) => Error::Tls(e.to_string()),
+                other => Error::Tls(other.to_string()),
             })?;
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])

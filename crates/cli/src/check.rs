@@ -23,7 +23,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use mta_sts_checker::bulk::{self, BulkConfig, Summary};
 use mta_sts_checker::{Area, CheckConfig, Checker, Report, Severity, Verdict};
-use mta_sts_resolver::Trust;
+use mta_sts_net::Trust;
 
 use crate::exit;
 use crate::net::NetArgs;

@@ -65,8 +65,8 @@ pub fn run(args: &LintArgs) -> Result<u8> {
 }
 
 /// Largest input linted: the policy body cap of the fetcher (65,536 bytes, see
-/// `mta_sts_resolver::fetch::DEFAULT_MAX_BODY`); TXT records are far smaller.
-const MAX_INPUT: usize = mta_sts_resolver::fetch::DEFAULT_MAX_BODY;
+/// `mta_sts_net::policy_fetch::DEFAULT_MAX_BODY`); TXT records are far smaller.
+const MAX_INPUT: usize = mta_sts_net::policy_fetch::DEFAULT_MAX_BODY;
 
 fn lint_bytes(args: &LintArgs, bytes: &[u8]) -> Report {
     if args.record {

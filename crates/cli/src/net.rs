@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use mta_sts_resolver::{ConnectTo, ResolverConfig};
+use mta_sts_net::ConnectTo;
+use mta_sts_resolver::ResolverConfig;
 
 /// Where to resolve and whom to trust.
 #[derive(Debug, Clone, Args)]

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use mta_sts::Domain;
+use mta_sts_net::SystemClock;
 use mta_sts_resolver::store::MemoryStore;
-use mta_sts_resolver::{Outcome, Resolver, SystemClock};
+use mta_sts_resolver::{Outcome, Resolver};
 use serde::Serialize;
 
 use crate::net::NetArgs;
@@ -38,7 +39,7 @@ struct Report {
 
 #[derive(Debug, Serialize)]
 struct ErrorReport {
-    result_type: Option<&'static str>,
+    result_type: Option<tlsrpt::ResultType>,
     reason: &'static str,
     message: String,
 }
@@ -74,7 +75,7 @@ pub fn run(args: &QueryArgs) -> Result<u8> {
         record: live.record.clone(),
         policy: live.policy.as_deref().cloned(),
         error: live.error.as_ref().map(|e| ErrorReport {
-            result_type: e.is_unusable().then(|| e.result_type().as_str()),
+            result_type: e.is_unusable().then(|| e.result_type()),
             reason: e.reason_code(),
             message: e.to_string(),
         }),
@@ -113,7 +114,7 @@ fn print_human(report: &Report, body: Option<&str>) -> Result<(), StdoutError> {
             }
         }
         (None, Some(error)) if report.outcome == "unusable" => {
-            let kind = error.result_type.unwrap_or("failure");
+            let kind = error.result_type.as_ref().map_or("failure", |r| r.as_str());
             outln!(
                 "{}: {}{id}: {}",
                 report.domain,

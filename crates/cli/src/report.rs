@@ -210,7 +210,7 @@ struct Warning {
 async fn import(store: Arc<dyn ReportStore>, args: &ImportArgs) -> Result<u8> {
     use mta_sts_report_store::dkim_dns::DkimVerifier;
     use mta_sts_report_store::import::{DkimCheck, DkimStatus, MailImporter};
-    use mta_sts_resolver::dns::{Dns, DnsConfig};
+    use mta_sts_net::dns::{Dns, DnsConfig};
 
     let limits = Limits {
         max_report_bytes: args.max_report_size,
@@ -620,7 +620,7 @@ async fn send(location: &str, args: &SendArgs) -> Result<u8> {
     use mta_sts_report_store::deliver::{DeliveryConfig, read_pem_certs};
     use mta_sts_report_store::outbox::{AttemptResult, Outbox};
     use mta_sts_report_store::send::{SendConfig, Sender};
-    use mta_sts_resolver::dns::{Dns, DnsConfig};
+    use mta_sts_net::dns::{Dns, DnsConfig};
     use std::collections::BTreeMap;
     use tlsrpt::aggregate::Submitter;
 

@@ -100,7 +100,7 @@ pub fn run_records(args: &RecordsArgs) -> Result<u8> {
             args.domain
         )
     })?;
-    let limit = mta_sts_resolver::fetch::DEFAULT_MAX_BODY;
+    let limit = mta_sts_net::policy_fetch::DEFAULT_MAX_BODY;
     let input::Capped::Whole(body) = input::read_capped(&args.policy, limit)? else {
         anyhow::bail!(
             "{} is larger than {limit} bytes, more than senders fetch (RFC 8461 §3.3): a policy is a few lines",

@@ -30,8 +30,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use mta_sts_net::{ConnectTo, SystemClock};
+use mta_sts_resolver::Resolver;
 use mta_sts_resolver::store::{MemoryStore, RedisOptions, RedisStore, SqliteStore, Store};
-use mta_sts_resolver::{ConnectTo, Resolver, SystemClock};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 

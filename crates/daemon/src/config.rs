@@ -770,7 +770,7 @@ impl RawConfig {
         if let Some(bad) = resolver
             .connect_to
             .iter()
-            .find(|c| c.parse::<mta_sts_resolver::ConnectTo>().is_err())
+            .find(|c| c.parse::<mta_sts_net::ConnectTo>().is_err())
         {
             return Err(invalid(format!(
                 "[resolver] connect_to `{bad}` is not HOST:PORT:ADDR:PORT (e.g. `mta-sts.example.test:443:127.0.0.1:8443`; an empty HOST matches every host)"

@@ -77,11 +77,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use mta_sts::Domain;
+use mta_sts_net::ConnectTo;
+use mta_sts_net::dns::{Dns, DnsConfig};
 use mta_sts_report_store::deliver::{DeliveryConfig, read_pem_certs};
 use mta_sts_report_store::outbox::{AttemptResult, Outbox};
 use mta_sts_report_store::send::{SendConfig, Sender};
-use mta_sts_resolver::dns::{Dns, DnsConfig};
-use mta_sts_resolver::{ConnectTo, Error as ResolverError, Lookup};
+use mta_sts_resolver::{Error as ResolverError, Lookup};
 use tlsrpt::aggregate::Submitter;
 use tlsrpt::event::{Event, EventPolicy, Outcome, parse_line};
 use tlsrpt::{PolicyType, ResultType, UtcDateTime};
@@ -148,31 +149,31 @@ pub fn is_recorded_failure(error: &ResolverError) -> bool {
 
 /// The failure kinds counted per domain: (RFC 8460 result type, reason code). The last
 /// three are the fall-backs for reason codes not listed (new resolver errors).
-const FAILURES: [(&str, &str); 19] = [
-    ("sts-policy-fetch-error", "connect-failed"),
-    ("sts-policy-fetch-error", "tls-version"),
-    ("sts-policy-fetch-error", "tls-handshake-failed"),
-    ("sts-policy-fetch-error", "timeout"),
-    ("sts-policy-fetch-error", "redirect"),
-    ("sts-policy-fetch-error", "http-status"),
-    ("sts-policy-fetch-error", "too-large"),
-    ("sts-policy-fetch-error", "http-protocol"),
-    ("sts-policy-invalid", "invalid-record"),
-    ("sts-policy-invalid", "multiple-records"),
-    ("sts-policy-invalid", "media-type"),
-    ("sts-policy-invalid", "invalid-policy"),
-    ("sts-webpki-invalid", "certificate-expired"),
-    ("sts-webpki-invalid", "certificate-untrusted"),
-    ("sts-webpki-invalid", "certificate-wrong-name"),
-    ("sts-webpki-invalid", "certificate-invalid"),
-    ("sts-policy-fetch-error", ""),
-    ("sts-policy-invalid", ""),
-    ("sts-webpki-invalid", ""),
+const FAILURES: [(ResultType, &str); 19] = [
+    (ResultType::StsPolicyFetchError, "connect-failed"),
+    (ResultType::StsPolicyFetchError, "tls-version"),
+    (ResultType::StsPolicyFetchError, "tls-handshake-failed"),
+    (ResultType::StsPolicyFetchError, "timeout"),
+    (ResultType::StsPolicyFetchError, "redirect"),
+    (ResultType::StsPolicyFetchError, "http-status"),
+    (ResultType::StsPolicyFetchError, "too-large"),
+    (ResultType::StsPolicyFetchError, "http-protocol"),
+    (ResultType::StsPolicyInvalid, "invalid-record"),
+    (ResultType::StsPolicyInvalid, "multiple-records"),
+    (ResultType::StsPolicyInvalid, "media-type"),
+    (ResultType::StsPolicyInvalid, "invalid-policy"),
+    (ResultType::StsWebpkiInvalid, "certificate-expired"),
+    (ResultType::StsWebpkiInvalid, "certificate-untrusted"),
+    (ResultType::StsWebpkiInvalid, "certificate-wrong-name"),
+    (ResultType::StsWebpkiInvalid, "certificate-invalid"),
+    (ResultType::StsPolicyFetchError, ""),
+    (ResultType::StsPolicyInvalid, ""),
+    (ResultType::StsWebpkiInvalid, ""),
 ];
 
 fn failure_slot(error: &ResolverError) -> usize {
     let reason = error.reason_code();
-    let result_type = error.result_type().as_str();
+    let result_type = error.result_type();
     FAILURES
         .iter()
         .position(|(r, code)| *r == result_type && *code == reason)
@@ -332,11 +333,7 @@ fn drain_domain(domain: &Domain, c: &DomainCounters, time: UtcDateTime, out: &mu
             policy_string: Vec::new(),
             mx_host: Vec::new(),
         };
-        let mut event = base(
-            policy,
-            Outcome::Failure(ResultType::from_wire(result_type)),
-            count,
-        );
+        let mut event = base(policy, Outcome::Failure(result_type.clone()), count);
         event.failure_reason_code = (!reason.is_empty()).then(|| (*reason).to_owned());
         out.push(event);
     }
@@ -954,7 +951,7 @@ impl Schedule {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use mta_sts_resolver::cache::CachedPolicy;
+    use mta_sts_resolver::CachedPolicy;
 
     fn cached(body: &str) -> Arc<CachedPolicy> {
         let policy = mta_sts::Policy::parse(body.as_bytes()).expect("policy");

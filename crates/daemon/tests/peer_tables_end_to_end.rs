@@ -11,8 +11,9 @@ use common::*;
 use mta_sts_daemon::ResolverLookup;
 use mta_sts_daemon::config::{OnFailure, ZoneSettings, Zones};
 use mta_sts_daemon::server::ServerOptions;
+use mta_sts_net::ManualClock;
 use mta_sts_resolver::store::{MemoryStore, Store};
-use mta_sts_resolver::{ManualClock, Resolver, ResolverConfig};
+use mta_sts_resolver::{Resolver, ResolverConfig};
 use mta_sts_testkit::{CertKind, DnsFault, HostBehavior, World};
 
 const GOOD: &str = "version: STSv1\nmode: enforce\nmx: mail.loc\nmax_age: 86400";

@@ -19,7 +19,7 @@ use mta_sts_daemon::tlsrpt::Clock;
 use mta_sts_report_store::deliver::{DeliveryConfig, read_pem_certs};
 use mta_sts_report_store::outbox::Outbox;
 use mta_sts_report_store::send::{SendConfig, Sender};
-use mta_sts_resolver::dns::{Dns, DnsConfig};
+use mta_sts_net::dns::{Dns, DnsConfig};
 use mta_sts_testkit::{CertKind, HostBehavior, World};
 use tlsrpt::aggregate::Submitter;
 use tlsrpt::{Report, validate_report_json};

@@ -3,39 +3,23 @@
 use std::net::SocketAddr;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use mta_sts::{Domain, MxPattern};
+use mta_sts_net::dns::{DnsConfig, DnsSetupError, build_resolver};
 
-/// A resolver for the configured nameservers, or the system configuration.
+/// A resolver for the configured nameservers, or the system configuration (the workspace's
+/// one resolver builder, with its defaults for timeout and answer cache).
 pub(crate) fn resolver(nameservers: &[SocketAddr]) -> Result<TokioResolver, String> {
-    if nameservers.is_empty() {
-        return TokioResolver::builder_tokio()
-            .map(|b| b.build())
-            .map_err(|e| {
-                format!(
-                    "cannot read the system DNS configuration: {e}; set `nameservers` in serve.toml"
-                )
-            })?
-            .map_err(|e| format!("cannot build a DNS resolver: {e}"));
-    }
-    let servers = nameservers
-        .iter()
-        .map(|addr| {
-            let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
-            for c in &mut ns.connections {
-                c.port = addr.port();
-            }
-            ns
-        })
-        .collect();
-    TokioResolver::builder_with_config(
-        ResolverConfig::from_name_servers(servers),
-        TokioRuntimeProvider::default(),
-    )
-    .build()
-    .map_err(|e| format!("cannot build a DNS resolver: {e}"))
+    build_resolver(&DnsConfig {
+        nameservers: nameservers.to_vec(),
+        ..DnsConfig::default()
+    })
+    .map_err(|e| match e {
+        DnsSetupError::SystemConfig(e) => format!(
+            "cannot read the system DNS configuration: {e}; set `nameservers` in serve.toml"
+        ),
+        e => e.to_string(),
+    })
 }
 
 /// The MX host names of `domain` as `mx` patterns, sorted and deduplicated so that the

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use common::Fixture;
 use mta_sts::Domain;
+use mta_sts_net::{ConnectTo, SystemClock};
 use mta_sts_resolver::store::MemoryStore;
-use mta_sts_resolver::{ConnectTo, Outcome, Resolver, ResolverConfig, SystemClock};
+use mta_sts_resolver::{Outcome, Resolver, ResolverConfig};
 use mta_sts_testkit::World;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

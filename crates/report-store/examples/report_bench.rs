@@ -27,7 +27,7 @@ use mta_sts_report_store::{
     InputOutcome, Limits, ParsedReport, ReportSink, ReportStore, SqliteStore, SummaryFilter,
     mailbox,
 };
-use mta_sts_resolver::dns::{Dns, DnsConfig};
+use mta_sts_net::dns::{Dns, DnsConfig};
 use ring::signature::KeyPair;
 use tlsrpt::{
     FailureDetail, PolicyDescriptor, PolicyResult, PolicyType, Report, ResultType, SessionSummary,

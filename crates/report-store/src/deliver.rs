@@ -36,8 +36,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mta_sts_resolver::ConnectTo;
-use mta_sts_resolver::dns::{Dns, DnsOutcome};
+use mta_sts_net::ConnectTo;
+use mta_sts_net::dns::{Dns, DnsOutcome};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tlsrpt::Rua;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

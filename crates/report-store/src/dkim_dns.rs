@@ -7,7 +7,7 @@
 //! cannot make the importer query names of its choosing beyond its own signers, and at most
 //! [`MAX_SIGNATURES`](crate::dkim_verify::MAX_SIGNATURES) of them.
 
-use mta_sts_resolver::dns::{Dns, DnsOutcome};
+use mta_sts_net::dns::{Dns, DnsOutcome};
 
 use crate::dkim_verify::{
     DkimRefusal, KeyRecord, Pass, SignedMessage, Verdict, aligned, reporting_domains, signer_label,

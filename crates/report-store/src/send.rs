@@ -14,7 +14,7 @@ use std::path::Path;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use mta_sts_resolver::dns::Dns;
+use mta_sts_net::dns::Dns;
 use tlsrpt::aggregate::{Submitter, aggregate};
 use tlsrpt::event::parse_line;
 use tlsrpt::mail::{MailParams, build_message};

@@ -19,7 +19,7 @@ use mta_sts_report_store::dkim_dns::DkimVerifier;
 use mta_sts_report_store::dkim_verify::{Algorithm, DkimRefusal};
 use mta_sts_report_store::import::{DkimCheck, DkimStatus, Imported, MailImporter};
 use mta_sts_report_store::{InputOutcome, Limits, ReportSink, ReportStore, SqliteStore, mailbox};
-use mta_sts_resolver::dns::{Dns, DnsConfig};
+use mta_sts_net::dns::{Dns, DnsConfig};
 use mta_sts_testkit::{DnsFault, World};
 use ring::signature::KeyPair;
 

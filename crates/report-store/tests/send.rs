@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mail_parser::{MessageParser, MimeHeaders};
+use mta_sts_net::ConnectTo;
+use mta_sts_net::dns::{Dns, DnsConfig};
 use mta_sts_report_store::deliver::{DeliveryConfig, read_pem_certs};
 use mta_sts_report_store::dkim::DkimSigner;
 use mta_sts_report_store::intake::{Limits, parse_input};
 use mta_sts_report_store::outbox::{AttemptResult, Outbox};
 use mta_sts_report_store::send::{SendConfig, Sender, backoff};
-use mta_sts_resolver::ConnectTo;
-use mta_sts_resolver::dns::{Dns, DnsConfig};
 use mta_sts_testkit::{CertKind, HostBehavior, SmtpConfig, World};
 use tlsrpt::aggregate::Submitter;
 use tlsrpt::{Report, UtcDateTime};

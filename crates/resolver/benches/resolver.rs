@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mta_sts::Domain;
+use mta_sts_net::SystemClock;
 use mta_sts_resolver::store::{MemoryStore, Store, StoredPolicy};
-use mta_sts_resolver::{Outcome, Resolver, ResolverConfig, SystemClock};
+use mta_sts_resolver::{Outcome, Resolver, ResolverConfig};
 use mta_sts_testkit::World;
 use mta_sts_testkit::world::bulk_name;
 
@@ -177,7 +178,7 @@ fn main() {
 
         // Memory per cached 5-mx policy: net bytes allocated by a warm start of n entries.
         let store = Arc::new(MemoryStore::new());
-        let now = mta_sts_resolver::Clock::now(&SystemClock);
+        let now = mta_sts_net::Clock::now(&SystemClock);
         for d in domains.iter() {
             let mut body = String::from("version: STSv1\nmode: enforce\n");
             for k in 1..=5 {

@@ -1,6 +1,6 @@
 //! The in-memory layer of the RFC 8461 cache: compact entries, sharded locks.
 //!
-//! Entry (rfc-requirements §2.5): the policy last fetched successfully with its TXT id,
+//! Entry (RFC 8461 §3.3, §5.1): the policy last fetched successfully with its TXT id,
 //! `fetched_at` and `expires_at = fetched_at + min(max_age, 31557600)` (RFC 8461 §3.2), the
 //! per-(domain, id) fetch failure marks (RFC 8461 §3.3 back-off), the negative-cache
 //! deadline, and the refresher's bookkeeping (RFC 8461 §10.2). The state machine itself is in

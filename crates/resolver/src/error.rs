@@ -1,51 +1,26 @@
 //! Why a policy could not be discovered or used: one variant per cause, each mapped to an
-//! RFC 8460 §4.3 result type and a stable kebab-case reason code.
+//! RFC 8460 §4.3 result type ([`tlsrpt::ResultType`]) and a stable kebab-case reason code.
+//!
+//! [`Error`] is data, not a chain of causes: one result is shared by every caller of a
+//! single flight and kept with the back-off marks, so it is `Clone` and compares equal, and
+//! the underlying errors of [`FetchError`] are carried as their messages.
 
 use std::time::Duration;
 
 use mta_sts::{PolicyError, RecordError};
+use mta_sts_net::{DnsFailureKind, DnsSetupError, FetchError, TlsSetupError};
+use tlsrpt::ResultType;
 
-/// RFC 8460 §4.3.1 / §4.3.2 result types for policy discovery failures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ResultType {
-    /// `sts-policy-fetch-error`: the policy could not be retrieved.
-    StsPolicyFetchError,
-    /// `sts-policy-invalid`: what was retrieved is not a valid policy.
-    StsPolicyInvalid,
-    /// `sts-webpki-invalid`: the policy host's certificate failed WebPKI validation.
-    StsWebpkiInvalid,
-}
-
-impl ResultType {
-    /// The RFC 8460 string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResultType::StsPolicyFetchError => "sts-policy-fetch-error",
-            ResultType::StsPolicyInvalid => "sts-policy-invalid",
-            ResultType::StsWebpkiInvalid => "sts-webpki-invalid",
-        }
-    }
-}
-
-impl std::fmt::Display for ResultType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Kind of DNS failure (never "no record": see [`Error::NoRecord`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DnsFailureKind {
-    /// The server answered SERVFAIL.
-    ServFail,
-    /// The server answered REFUSED.
-    Refused,
-    /// No answer within the timeout.
-    Timeout,
-    /// A socket or connection error.
-    Io,
-    /// Any other error (malformed answer, other response code, …).
-    Other,
+/// Why a [`crate::Resolver`] could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The DNS client could not be built (system configuration unreadable).
+    #[error("DNS setup failed: {0}")]
+    Dns(#[from] DnsSetupError),
+    /// The TLS client could not be built (CA file missing or empty, platform verifier).
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
 }
 
 /// Every reason a policy lookup can fail. Cloneable so one result can be shared by all
@@ -62,7 +37,7 @@ pub enum Error {
         reason: String,
     },
     /// The `_mta-sts` TXT lookup failed (SERVFAIL, REFUSED, timeout, I/O): not the same as
-    /// no record (RFC 8461 §3.1; rfc-requirements §4 item 11).
+    /// no record (RFC 8461 §3.1): a cached policy stays in force (RFC 8461 §5.1).
     #[error(
         "the DNS lookup of {name} failed ({message}): check the resolver and the domain's name servers"
     )]
@@ -214,7 +189,8 @@ impl Error {
             Redirect { .. } | Status { .. } | TooLarge { .. } | Http { .. } => {
                 ResultType::StsPolicyFetchError
             }
-            // rfc-requirements §2.4: a bad media type is reported as sts-policy-invalid.
+            // RFC 8461 §3.2: a policy not served as text/plain is not a valid policy, so it
+            // is reported as sts-policy-invalid (RFC 8460 §4.3.2.2).
             MediaType { .. } | InvalidPolicy(_) => ResultType::StsPolicyInvalid,
         }
     }
@@ -269,5 +245,38 @@ impl Error {
                 | Error::InvalidRecord(_)
                 | Error::MultipleRecords(_)
         )
+    }
+}
+
+impl From<FetchError> for Error {
+    /// The fetch failure as a resolver error, its cause kept as the message.
+    fn from(e: FetchError) -> Error {
+        match e {
+            FetchError::Connect { host, message, .. } => Error::Connect { host, message },
+            FetchError::TlsVersion { host, .. } => Error::TlsVersion { host },
+            FetchError::CertificateExpired { host, .. } => Error::CertificateExpired { host },
+            FetchError::CertificateUntrusted { host, .. } => Error::CertificateUntrusted { host },
+            FetchError::CertificateWrongName { host, .. } => Error::CertificateWrongName { host },
+            FetchError::Certificate { host, message, .. } => Error::Certificate { host, message },
+            FetchError::Tls { host, source } => Error::Tls {
+                host,
+                message: source.to_string(),
+            },
+            FetchError::Timeout { host, after } => Error::Timeout { host, after },
+            FetchError::Redirect { status, location } => Error::Redirect { status, location },
+            FetchError::Status { status } => Error::Status { status },
+            FetchError::MediaType { content_type } => Error::MediaType { content_type },
+            FetchError::TooLarge { limit } => Error::TooLarge { limit },
+            FetchError::Http(source) => Error::Http {
+                message: source.to_string(),
+            },
+            FetchError::Request(source) => Error::Http {
+                message: source.to_string(),
+            },
+            // A failure this version does not know: still a fetch error.
+            other => Error::Http {
+                message: other.to_string(),
+            },
+        }
     }
 }

@@ -1,22 +1,24 @@
-//! # mta-sts-resolver: policy discovery and caching (RFC 8461 §3, §5.1, §10.2)
+//! # mta-sts-resolver: the policy cache (RFC 8461 §3, §5.1, §10.2)
 //!
-//! The sender side of MTA-STS: find a domain's `_mta-sts` TXT record ([`dns`]), fetch its
-//! policy over HTTPS ([`fetch`]), and keep it in a cache whose state machine follows
-//! RFC 8461 ([`cache`], [`Resolver`]), backed by a [`store::Store`] (memory, SQLite or
-//! Redis). Every failure is a typed [`Error`] with its RFC 8460 result type.
+//! The sender side of MTA-STS above the network layer: discover a domain's `_mta-sts` TXT
+//! record and fetch its policy through `mta-sts-net` (its `Dns` and `Fetcher`), and keep
+//! the result in a cache whose state machine follows RFC 8461 ([`cache`], [`Resolver`]),
+//! backed by a [`store::Store`]: memory always, SQLite and Redis behind the `sqlite` and
+//! `redis` cargo features (both on by default). Every failure is a typed [`Error`] with its
+//! RFC 8460 result type ([`tlsrpt::ResultType`]).
+//!
+//! Modules form a DAG: [`resolver`] uses [`cache`], [`store`] and [`error`]; [`cache`] uses
+//! [`store`] and [`error`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cache;
-pub mod clock;
-pub mod dns;
 pub mod error;
-pub mod fetch;
 pub mod resolver;
 pub mod store;
 
 pub use cache::CachedPolicy;
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{DnsFailureKind, Error, ResultType};
-pub use fetch::{ConnectTo, Trust};
+pub use error::{Error, SetupError};
+/// The DNS failure kind carried by [`Error::DnsFailure`] (defined in `mta-sts-net`).
+pub use mta_sts_net::DnsFailureKind;
 pub use resolver::{LiveOutcome, Lookup, Outcome, Resolver, ResolverConfig, Stats};

@@ -2,7 +2,7 @@
 //! [`Fetcher`], with an injected [`Clock`], a memory layer in front of a [`Store`],
 //! single-flight per domain and a proactive refresher.
 //!
-//! Rows of rfc-requirements §2.5, as implemented in `Inner::resolve`:
+//! The RFC 8461 §3.3 / §5.1 rules as a table, implemented in `Inner::resolve`:
 //!
 //! | TXT at t | cache | action |
 //! |---|---|---|
@@ -21,13 +21,13 @@ use mta_sts::{Domain, Mode, Policy, SelectError, StsRecord};
 use tokio::sync::watch;
 
 use crate::cache::{CachedPolicy, MemoryCache, next_refresh};
-use crate::clock::Clock;
-use crate::dns::{Dns, DnsConfig, DnsOutcome};
-use crate::error::Error;
-use crate::fetch::{ConnectTo, FetchConfig, Fetcher, SetupError, Trust};
+use mta_sts_net::policy_fetch::DEFAULT_MAX_BODY;
+use mta_sts_net::{Clock, ConnectTo, Dns, DnsConfig, DnsOutcome, FetchConfig, Fetcher, Trust};
+
+use crate::error::{Error, SetupError};
 use crate::store::Store;
 
-/// Resolver settings (DESIGN §3, §5 `[resolver]` and `[cache]`).
+/// Resolver settings (the daemon configuration's `[resolver]` and `[cache]` sections).
 #[derive(Debug, Clone)]
 pub struct ResolverConfig {
     /// DNS servers; empty = system configuration.
@@ -70,7 +70,7 @@ impl Default for ResolverConfig {
             connect_to: Vec::new(),
             timeout: Duration::from_secs(10),
             check_media_type: true,
-            max_body: crate::fetch::DEFAULT_MAX_BODY,
+            max_body: DEFAULT_MAX_BODY,
             backoff: Duration::from_secs(300),
             negative_ttl_cap: Duration::from_secs(3600),
             negative_ttl_default: Duration::from_secs(300),
@@ -81,7 +81,7 @@ impl Default for ResolverConfig {
     }
 }
 
-/// Which of the three `mta-sts query` answers a result is (DESIGN §4: exit 0 / 1 / 3).
+/// Which of the three `mta-sts query` answers a result is (it exits 0 / 1 / 3 for them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
     /// A policy applies.
@@ -252,8 +252,7 @@ impl Resolver {
             nameservers: config.nameservers.clone(),
             timeout: config.timeout,
             cache_size: config.dns_cache_size,
-        })
-        .map_err(|e| SetupError::Tls(format!("DNS setup: {e}")))?;
+        })?;
         let trust = match (&config.ca_file, config.ca_file_only) {
             (Some(path), true) => Trust::Only(path.clone()),
             (Some(path), false) => Trust::PlatformAnd(path.clone()),
@@ -431,7 +430,7 @@ impl Resolver {
                             Err(e) => out.error = Some(Error::InvalidPolicy(e)),
                         }
                     }
-                    Err(e) => out.error = Some(e),
+                    Err(e) => out.error = Some(e.into()),
                 }
             }
             Err((e, _)) => out.error = Some(e),
@@ -640,14 +639,14 @@ impl Inner {
                 }
                 Err(e) => Err(Error::InvalidPolicy(e)),
             },
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         };
         match result {
             Ok(policy) => {
                 let policy = Arc::new(policy);
                 self.install(domain, policy.clone(), now);
                 self.memory.update(domain, |e| e.clear_failure(id));
-                // Write-through; a store failure never fails the lookup (DESIGN §3).
+                // Write-through; a store failure never fails the lookup: memory still answers.
                 if let Err(e) = self.store.put(&policy.to_stored(domain), now).await {
                     self.store_error("put", &e);
                 }
@@ -670,7 +669,7 @@ impl Inner {
         }
     }
 
-    /// The §2.5 state machine for one lookup.
+    /// The RFC 8461 §5.1 state machine (the table in the module documentation) for one lookup.
     async fn resolve(&self, domain: &Domain) -> Lookup {
         let now = self.clock.now();
         let cached = self.cached_policy(domain, now).await;

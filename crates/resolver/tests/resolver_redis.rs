@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use mta_sts_net::ManualClock;
 use mta_sts_resolver::store::{RedisOptions, RedisStore, Store};
-use mta_sts_resolver::{ManualClock, Outcome, Resolver};
+use mta_sts_resolver::{Outcome, Resolver};
 use mta_sts_testkit::World;
 
 struct RedisServer {

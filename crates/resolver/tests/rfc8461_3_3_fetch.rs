@@ -6,9 +6,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use mta_sts_resolver::fetch::{ConnectTo, is_text_plain};
-use mta_sts_resolver::{Error, Outcome, ResultType};
+use mta_sts_net::ConnectTo;
+use mta_sts_net::policy_fetch::is_text_plain;
+use mta_sts_resolver::{Error, Outcome};
 use mta_sts_testkit::{CertKind, HostBehavior, World};
+use tlsrpt::ResultType;
 
 fn world_with(behavior: HostBehavior) -> World {
     World::builder()

@@ -458,7 +458,7 @@ fn broken() -> mta_sts_resolver::store::StoreError {
 #[tokio::test]
 async fn store_outage_never_fails_a_lookup() {
     let world = good_world();
-    let clock = Arc::new(mta_sts_resolver::ManualClock::new(T0));
+    let clock = Arc::new(mta_sts_net::ManualClock::new(T0));
     let r = mta_sts_resolver::Resolver::new(config(&world), Arc::new(BrokenStore), clock)
         .expect("resolver");
     let d = domain("good.test");

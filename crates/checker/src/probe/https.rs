@@ -10,8 +10,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::header::{CONNECTION, CONTENT_TYPE, HOST, LOCATION, USER_AGENT};
 use hyper_util::rt::TokioIo;
-use mta_sts_resolver::dns::DnsOutcome;
-use mta_sts_resolver::fetch::{POLICY_PATH, USER_AGENT_VALUE};
+use mta_sts_net::dns::DnsOutcome;
+use mta_sts_net::policy_fetch::{POLICY_PATH, USER_AGENT_VALUE};
 use rustls_pki_types::ServerName;
 use serde::Serialize;
 

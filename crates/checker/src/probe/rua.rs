@@ -25,7 +25,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, USER_AGENT};
 use hyper_util::rt::TokioIo;
-use mta_sts_resolver::fetch::USER_AGENT_VALUE;
+use mta_sts_net::policy_fetch::USER_AGENT_VALUE;
 use rustls_pki_types::ServerName;
 use serde::Serialize;
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use mta_sts_checker::{CheckConfig, Checker};
-use mta_sts_resolver::{ConnectTo, Trust};
+use mta_sts_net::{ConnectTo, Trust};
 use mta_sts_testkit::{DomainBuilder, World};
 
 /// A domain with everything right: TXT, enforce policy for `mail.<d>`, max_age two weeks,

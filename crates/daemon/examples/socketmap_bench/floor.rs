@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
-use mta_sts_resolver::fetch::{POLICY_PATH, Trust, tls_client_config};
+use mta_sts_net::Trust;
+use mta_sts_net::policy_fetch::POLICY_PATH;
+use mta_sts_net::tls::tls_client_config;
 use rustls_pki_types::ServerName;
 
 use super::BoxError;

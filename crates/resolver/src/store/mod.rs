@@ -3,7 +3,7 @@
 //! A [`Store`] persists [`StoredPolicy`] entries: the raw policy body exactly as fetched,
 //! the TXT record id it was fetched under, and the RFC 8461 §3.2 timestamps. The resolver
 //! always keeps its own memory layer in front of the store, so a store outage never makes a
-//! lookup fail (DESIGN §3); stores only have to be durable and shareable.
+//! lookup fail (RFC 8461 §3.3 asks only for a cache that outlives lookups); stores only have to be durable and shareable.
 //!
 //! Times are seconds since the Unix epoch passed in by the caller, never read from a clock
 //! here, so the cache can be tested with an injected clock.
@@ -12,9 +12,13 @@ use async_trait::async_trait;
 
 mod memory;
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "redis")]
 pub use self::redis::{RedisOptions, RedisStore};
+#[cfg(feature = "sqlite")]
 pub use self::sqlite::{SqliteOptions, SqliteStore};
 
 /// One cached policy as stored.
@@ -41,6 +45,7 @@ impl StoredPolicy {
 
 /// Why a store operation failed. The resolver logs it and carries on from memory.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The backend could not be reached or refused the operation (connection, I/O, lock).
     #[error("the {backend} store is unavailable: {message}")]

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mta_sts::Domain;
+use mta_sts_net::ManualClock;
 use mta_sts_resolver::store::{MemoryStore, Store};
-use mta_sts_resolver::{ManualClock, Resolver, ResolverConfig};
+use mta_sts_resolver::{Resolver, ResolverConfig};
 use mta_sts_testkit::World;
 
 /// Start of the manual clock.

@@ -1,5 +1,6 @@
-//! Time for the cache: an injected [`Clock`] so the RFC 8461 §3.2 / §5.1 state machine can be
-//! tested by moving time instead of waiting.
+//! Time: an injected [`Clock`] so that rules about time (the RFC 8461 §3.2 / §5.1 cache
+//! state machine, report windows, back-off marks) can be tested by moving time instead of
+//! waiting. The one clock of the workspace.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -29,7 +30,7 @@ impl Clock for SystemClock {
 /// A clock that only moves when told to (tests).
 ///
 /// ```
-/// use mta_sts_resolver::clock::{Clock, ManualClock};
+/// use mta_sts_net::clock::{Clock, ManualClock};
 /// let clock = ManualClock::new(1_000);
 /// clock.advance(60);
 /// assert_eq!(clock.now(), 1_060);

@@ -1,9 +1,13 @@
 //! DNS lookups with hickory-resolver 0.26: the `_mta-sts` TXT record (RFC 8461 §3.1) plus the
 //! small TXT / MX / A / AAAA / TLSA helpers the daemon and the checker need.
 //!
-//! Every answer is one of three outcomes, never conflated (rfc-requirements §4 item 11):
-//! records found, [`DnsOutcome::NoRecord`] (NXDOMAIN or NODATA, with the negative TTL), or
+//! Every answer is one of three outcomes, never conflated (RFC 8461 §3.1 and §5.1: a failed
+//! lookup is not the absence of a record, so a cached policy stays in force): records found,
+//! [`DnsOutcome::NoRecord`] (NXDOMAIN or NODATA, with the negative TTL), or
 //! [`DnsOutcome::Failure`] (SERVFAIL, REFUSED, timeout, I/O).
+//!
+//! [`build_resolver`] is the one place a hickory resolver is configured: the resolver
+//! cache, the checker and the policy host's `mx = "auto"` all build theirs here.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -16,7 +20,34 @@ use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use mta_sts::Domain;
 
-use crate::error::{DnsFailureKind, Error};
+/// Kind of DNS failure (never "no record": see [`DnsOutcome::NoRecord`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DnsFailureKind {
+    /// The server answered SERVFAIL.
+    ServFail,
+    /// The server answered REFUSED.
+    Refused,
+    /// No answer within the timeout.
+    Timeout,
+    /// A socket or connection error.
+    Io,
+    /// Any other error (malformed answer, other response code, …).
+    Other,
+}
+
+/// Why a DNS client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DnsSetupError {
+    /// No name servers were given and the system configuration (`/etc/resolv.conf`) could
+    /// not be read.
+    #[error("cannot read the system DNS configuration: {0}")]
+    SystemConfig(#[source] NetError),
+    /// hickory refused the configuration.
+    #[error("cannot build a DNS resolver: {0}")]
+    Build(#[source] NetError),
+}
 
 /// How to reach DNS.
 #[derive(Debug, Clone)]
@@ -88,6 +119,38 @@ pub struct Tlsa {
     pub data: Vec<u8>,
 }
 
+/// The one hickory resolver of the workspace: `config.nameservers` (UDP with TCP fallback, each
+/// on its own port) or, when empty, the system configuration; one attempt bounded by
+/// `config.timeout`, hickory's TTL-respecting answer cache of `config.cache_size` entries,
+/// and no search domains (every name asked is absolute).
+pub fn build_resolver(config: &DnsConfig) -> Result<TokioResolver, DnsSetupError> {
+    let mut builder = if config.nameservers.is_empty() {
+        TokioResolver::builder_tokio().map_err(DnsSetupError::SystemConfig)?
+    } else {
+        let servers = config
+            .nameservers
+            .iter()
+            .map(|addr| {
+                // hickory 0.26: a NameServerConfig holds one connection per protocol.
+                let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
+                for connection in &mut ns.connections {
+                    connection.port = addr.port();
+                }
+                ns
+            })
+            .collect();
+        let hickory = HickoryConfig::from_parts(None, vec![], servers);
+        TokioResolver::builder_with_config(hickory, TokioRuntimeProvider::default())
+    };
+    let opts = builder.options_mut();
+    opts.timeout = config.timeout;
+    opts.attempts = 1;
+    opts.cache_size = config.cache_size;
+    // Names are always absolute here: never append a search domain.
+    opts.ndots = 0;
+    builder.build().map_err(DnsSetupError::Build)
+}
+
 /// A DNS client over hickory-resolver.
 #[derive(Clone)]
 pub struct Dns {
@@ -104,46 +167,18 @@ impl std::fmt::Debug for Dns {
 }
 
 impl Dns {
-    /// Builds a client. Fails only when the system configuration is wanted and unreadable.
-    pub fn new(config: &DnsConfig) -> Result<Dns, Error> {
-        let provider = TokioRuntimeProvider::default();
-        let mut builder = if config.nameservers.is_empty() {
-            TokioResolver::builder_tokio().map_err(|e| Error::DnsFailure {
-                name: "/etc/resolv.conf".into(),
-                kind: DnsFailureKind::Other,
-                message: e.to_string(),
-            })?
-        } else {
-            let servers = config
-                .nameservers
-                .iter()
-                .map(|addr| {
-                    // hickory 0.26: a NameServerConfig holds one connection per protocol.
-                    let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
-                    for connection in &mut ns.connections {
-                        connection.port = addr.port();
-                    }
-                    ns
-                })
-                .collect();
-            let config = HickoryConfig::from_parts(None, vec![], servers);
-            TokioResolver::builder_with_config(config, provider)
-        };
-        let opts = builder.options_mut();
-        opts.timeout = config.timeout;
-        opts.attempts = 1;
-        opts.cache_size = config.cache_size;
-        // Names are always absolute here: never append a search domain.
-        opts.ndots = 0;
-        let resolver = builder.build().map_err(|e| Error::DnsFailure {
-            name: String::new(),
-            kind: DnsFailureKind::Other,
-            message: e.to_string(),
-        })?;
+    /// Builds a client over [`build_resolver`]. Fails only when the system configuration is
+    /// wanted and unreadable.
+    pub fn new(config: &DnsConfig) -> Result<Dns, DnsSetupError> {
         Ok(Dns {
-            resolver,
+            resolver: build_resolver(config)?,
             timeout: config.timeout,
         })
+    }
+
+    /// The hickory resolver underneath, for record types this client has no helper for.
+    pub fn resolver(&self) -> &TokioResolver {
+        &self.resolver
     }
 
     /// The `_mta-sts.<domain>` TXT RRs, each RR's strings concatenated (RFC 8461 §3.1).
