@@ -44,6 +44,7 @@ pub mod bulk;
 pub mod checker;
 pub mod drift;
 pub mod finding;
+pub mod lint;
 pub mod probe;
 pub mod report;
 pub mod tls;
