@@ -341,6 +341,14 @@ pub(crate) fn human(style: Style, report: &Report) -> String {
             }
         ));
     }
+    s.push_str(&mx_lines(style, report));
+    s.push_str(&findings_by_area(style, report));
+    s
+}
+
+/// One line per MX host: coverage, STARTTLS, certificate and the sender's verdict.
+fn mx_lines(style: Style, report: &Report) -> String {
+    let mut s = String::new();
     for mx in &report.mx {
         let mut parts = Vec::new();
         match mx.in_policy {
@@ -372,6 +380,12 @@ pub(crate) fn human(style: Style, report: &Report) -> String {
             parts.join(", ")
         ));
     }
+    s
+}
+
+/// The findings grouped by area, each with its evidence and fix.
+fn findings_by_area(style: Style, report: &Report) -> String {
+    let mut s = String::new();
     for area in Area::ALL {
         let findings: Vec<_> = report.findings.iter().filter(|f| f.area == area).collect();
         if findings.is_empty() {
