@@ -15,16 +15,17 @@ use mta_sts_net::dns::{Dns, DnsConfig, DnsOutcome};
 use mta_sts_net::{ConnectTo, DnsFailureKind, Trust};
 use tokio::sync::OnceCell;
 
-use crate::Error;
 use crate::analyze::{
     self, Evidence, MxEntry, MxSet, RuaProblem, RuaProblemKind, RuaReach, Thresholds,
 };
-use crate::finding::{Finding, Verdict, ids};
+use crate::error::Error;
+use crate::finding::{Finding, ids};
+use crate::join;
 use crate::probe::https::{self as https_probe, PolicyHostProbe};
-use crate::probe::rua::{self as rua_probe, Answer, HttpsUri};
+use crate::probe::rua::{self as rua_probe, HttpsUri};
 use crate::probe::smtp::{self as smtp_probe, MxProbe};
 use crate::probe::{Addresses, Target};
-use crate::report::{Delivery, Report};
+use crate::report::Report;
 use crate::tls::ProbeTls;
 
 /// How to check.
@@ -46,7 +47,8 @@ pub struct CheckConfig {
     pub smtp_port: u16,
     /// Our EHLO name.
     pub ehlo_name: String,
-    /// Largest policy body accepted (65536, rfc-requirements §4 item 9).
+    /// Largest policy body accepted: 65536 bytes, reading RFC 8461 §3.3's "suggested
+    /// maximum policy size" of 64 kilobytes as 64 KiB.
     pub max_body: usize,
     /// Analysis thresholds.
     pub thresholds: Thresholds,
@@ -99,7 +101,7 @@ impl Checker {
     /// Builds a checker (DNS clients and TLS configurations). Must run inside a tokio
     /// runtime.
     pub fn new(config: CheckConfig) -> Result<Checker, Error> {
-        let dns = Dns::new(&dns_config(&config)).map_err(|e| Error::Dns(e.to_string()))?;
+        let dns = Dns::new(&dns_config(&config)).map_err(|source| Error::Dns { source })?;
         let chain = chain_resolver(&config)?;
         let https_tls = ProbeTls::new(&config.trust, vec![b"http/1.1".to_vec()])?;
         let smtp_tls = ProbeTls::new(&config.trust, Vec::new())?;
@@ -129,9 +131,9 @@ impl Checker {
 
     /// Checks one domain. Fails only when `input` is not a domain name.
     pub async fn check(&self, input: &str) -> Result<Report, Error> {
-        let domain = Domain::parse(input.trim()).map_err(|e| Error::InvalidDomain {
+        let domain = Domain::parse(input.trim()).map_err(|source| Error::InvalidDomain {
             input: input.to_string(),
-            reason: e.to_string(),
+            source,
         })?;
         let start = Instant::now();
         let evidence = self.gather(&domain).await;
@@ -149,11 +151,11 @@ impl Checker {
     pub async fn check_bounded(&self, input: &str, budget: Duration) -> Report {
         match tokio::time::timeout(budget, self.check(input)).await {
             Ok(Ok(report)) => report,
-            Ok(Err(e)) => failed_report(
+            Ok(Err(e)) => Report::failed(
                 input.trim(),
                 Finding::new(&ids::DOMAIN_INVALID, e.to_string()),
             ),
-            Err(_) => failed_report(
+            Err(_) => Report::failed(
                 &Domain::parse(input.trim())
                     .map(|d| d.to_string())
                     .unwrap_or_else(|_| input.trim().to_string()),
@@ -338,7 +340,7 @@ impl Checker {
                 records.sort();
                 records.dedup_by(|a, b| a.1.eq_ignore_ascii_case(&b.1));
                 let probes = records.iter().map(|(_, host)| self.mx_probe(host));
-                let probes = join_all(probes).await;
+                let probes = join::join_all(probes).await;
                 MxSet::Hosts(
                     records
                         .into_iter()
@@ -462,7 +464,7 @@ impl Checker {
             };
             RuaReach { uri, problems }
         });
-        join_all(checks).await
+        join::join_all(checks).await
     }
 
     /// [`Checker::probe_https_rua`], once per URI for the whole run (single flight).
@@ -512,44 +514,7 @@ impl Checker {
             self.config.timeout,
         )
         .await;
-        let mut problems = Vec::new();
-        // RFC 8460 §3: senders MAY ignore certificate errors; many do not.
-        if let Some(cert) = probe.tls.as_ref().and_then(|t| t.certificate.as_ref())
-            && !cert.valid
-        {
-            problems.push(problem(
-                RuaProblemKind::Certificate,
-                format!(
-                    "{}: {} (SAN [{}], valid {} to {})",
-                    parsed.host,
-                    cert.error.as_deref().unwrap_or("not valid"),
-                    cert.sans.join(", "),
-                    cert.not_before,
-                    cert.not_after
-                ),
-            ));
-        }
-        if let Some(error) = probe.error {
-            problems.push(problem(
-                RuaProblemKind::Unreachable,
-                format!("{}:{}: {}", parsed.host, parsed.port, error.message),
-            ));
-        } else if let Some(status) = probe.status
-            && let Answer::Rejects(why) = rua_probe::accepts(status)
-        {
-            problems.push(problem(
-                RuaProblemKind::RejectsPost,
-                format!(
-                    "an empty POST of {} answered {status}{}: {why}",
-                    rua_probe::PROBE_CONTENT_TYPE,
-                    probe
-                        .location
-                        .map(|l| format!(" (Location: {l})"))
-                        .unwrap_or_default()
-                ),
-            ));
-        }
-        problems
+        analyze::https_rua_problems(&parsed.host, parsed.port, &probe)
     }
 }
 
@@ -557,58 +522,8 @@ fn trim_dot(s: &str) -> String {
     s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase()
 }
 
-/// Runs futures concurrently on the current task and collects their outputs in order.
-async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in futures {
-        set.push(Box::pin(f));
-    }
-    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in set.iter_mut().enumerate() {
-            if out[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().flatten().collect()
-}
-
-/// A report that consists of one failing finding (bad input, timeout).
-pub fn failed_report(domain: &str, finding: Finding) -> Report {
-    let findings = vec![finding];
-    Report {
-        domain: domain.to_string(),
-        verdict: Verdict::of(&findings),
-        findings,
-        record: None,
-        policy: None,
-        policy_host: None,
-        mx: Vec::new(),
-        tlsrpt: None,
-        delivery: Delivery {
-            policy_mode: None,
-            would_deliver: None,
-            mx: None,
-            reason: "the check did not complete".to_string(),
-            if_enforced: None,
-        },
-        elapsed_ms: 0,
-    }
-}
-
 fn chain_resolver(config: &CheckConfig) -> Result<TokioResolver, Error> {
-    mta_sts_net::dns::build_resolver(&dns_config(config)).map_err(|e| Error::Dns(e.to_string()))
+    mta_sts_net::dns::build_resolver(&dns_config(config)).map_err(|source| Error::Dns { source })
 }
 
 fn dns_config(config: &CheckConfig) -> DnsConfig {

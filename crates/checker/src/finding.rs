@@ -183,6 +183,12 @@ pub mod ids {
         SERVE_ID_NOT_PUBLISHED = ("serve-id-not-published", Error, Record,
             "the published TXT id is not the id of the served policy",
             "Publish the record printed by `mta-sts serve --print-records` (after the new policy is served, RFC 8461 §8.1).");
+        /// `mta-sts serve --check`: a published `https:` `rua` (RFC 8460 §3) names this policy
+        /// host with a path where it takes no reports (RFC 8460 §5.4): reporting MTAs get 404
+        /// and the reports are lost. `serve --check` gives a fix naming its configuration.
+        SERVE_RUA_NOT_INTAKE = ("serve-rua-not-intake", Error, Tlsrpt,
+            "TLS-RPT reports sent to this host are lost",
+            "Publish the rua printed by `mta-sts serve --print-records`, or set intake_path in [tlsrpt] of the serve configuration to the published path.");
         /// `mta-sts serve --check`: senders fetch a different policy than the one configured
         /// here (DNS for `mta-sts.<domain>` points elsewhere, or a proxy serves a stale copy).
         SERVE_POLICY_DIFFERS = ("serve-policy-differs", Error, Policy,
@@ -469,6 +475,19 @@ mod tests {
                 e.id
             );
         }
+    }
+
+    #[test]
+    fn serve_check_findings_are_catalogued() {
+        for id in [
+            "serve-id-not-published",
+            "serve-policy-differs",
+            "serve-rua-not-intake",
+        ] {
+            assert!(ids::CATALOGUE.iter().any(|e| e.id == id), "{id}");
+        }
+        let e = ids::SERVE_RUA_NOT_INTAKE;
+        assert_eq!((e.severity, e.area), (Severity::Error, Area::Tlsrpt));
     }
 
     #[test]

@@ -23,6 +23,27 @@
 //! of the evidence. [`bulk`] checks many domains with bounded concurrency, sharing DNS
 //! answers and MX probes between domains.
 //!
+//! `mta-sts lint` is here too ([`lint`]): one policy file or record value judged without
+//! lookups.
+//!
+//! ## Modules
+//!
+//! Imports between modules form a DAG; each module uses only those listed after it:
+//!
+//! ```text
+//! bulk     → checker, report, finding
+//! checker  → analyze, probe, tls, report, finding, error, join
+//! drift    → analyze (Thresholds), report, finding
+//! analyze  → probe, tls, report, finding      (pure: no I/O, no clock)
+//! report   → probe, tls, finding
+//! probe    → tls                               (records only, judges nothing)
+//! tls      → error
+//! lint, finding, error, join                   (no crate module)
+//! ```
+//!
+//! Inside `analyze` one module per area of findings, also a DAG (see its docs); inside
+//! `probe` the HTTPS probes share one connection helper.
+//!
 //! Not detectable from one probe: whether the TXT `id` changes whenever the policy does
 //! (RFC 8461 §3.1); compare two runs over time for that.
 //!
@@ -43,41 +64,15 @@ pub mod analyze;
 pub mod bulk;
 pub mod checker;
 pub mod drift;
+mod error;
 pub mod finding;
+mod join;
+pub mod lint;
 pub mod probe;
 pub mod report;
 pub mod tls;
 
-use std::path::PathBuf;
-
 pub use checker::{CheckConfig, Checker};
+pub use error::Error;
 pub use finding::{Area, Finding, Severity, Verdict};
 pub use report::Report;
-
-/// Why a check could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The input is not a domain name.
-    #[error("`{input}` is not a domain name ({reason}): pass a domain such as example.com")]
-    InvalidDomain {
-        /// The input.
-        input: String,
-        /// Why.
-        reason: String,
-    },
-    /// The CA file is unreadable or empty.
-    #[error("cannot use the CA file {path}: {message}")]
-    CaFile {
-        /// The path.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-    /// rustls refused the configuration.
-    #[error("TLS setup failed: {0}")]
-    Tls(String),
-    /// The DNS client could not be built.
-    #[error("DNS setup failed: {0}")]
-    Dns(String),
-}

@@ -1,4 +1,5 @@
-//! The result of checking one domain: the `check --json` document (DESIGN §4).
+//! The result of checking one domain: the `check --json` document (its fields are a
+//! contract: additive changes only).
 //!
 //! ```text
 //! {"domain", "verdict": "pass|warn|fail",
@@ -66,6 +67,29 @@ impl Report {
         ids.sort();
         ids.dedup();
         ids
+    }
+
+    /// A report that consists of one failing finding (bad input, timeout).
+    pub fn failed(domain: &str, finding: Finding) -> Report {
+        let findings = vec![finding];
+        Report {
+            domain: domain.to_string(),
+            verdict: Verdict::of(&findings),
+            findings,
+            record: None,
+            policy: None,
+            policy_host: None,
+            mx: Vec::new(),
+            tlsrpt: None,
+            delivery: Delivery {
+                policy_mode: None,
+                would_deliver: None,
+                mx: None,
+                reason: "the check did not complete".to_string(),
+                if_enforced: None,
+            },
+            elapsed_ms: 0,
+        }
     }
 }
 

@@ -3,8 +3,8 @@
 //!
 //! Senders validate the policy host (RFC 8461 §3.3) and MX hosts (§4.2) with WebPKI rules:
 //! chain to a trusted root, not expired, a DNS-ID SAN matching the name (RFC 6125 §6.4: a
-//! `*` only as the whole leftmost label, no partial wildcards, no CN fallback;
-//! rfc-requirements §4 item 16). A failing verifier aborts the handshake and leaves nothing
+//! `*` only as the whole leftmost label, no partial wildcards, no CN fallback: RFC 6125
+//! §6.4.3 only allows partial-label wildcards, and webpki never matches them). A failing verifier aborts the handshake and leaves nothing
 //! to report, so the probe's verifier accepts the chain during the handshake (still checking
 //! the handshake signatures, so the server must hold the key) and the verdict is computed
 //! afterwards on the same chain with the configured trust.
@@ -22,7 +22,7 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use serde::Serialize;
 use tokio_rustls::TlsConnector;
 
-use crate::Error;
+use crate::error::Error;
 
 /// The probe's TLS client: one connector for every probe of a run.
 #[derive(Clone)]
@@ -42,7 +42,7 @@ impl ProbeTls {
     /// anchors of `trust` for the verdict.
     pub fn new(trust: &Trust, alpn: Vec<Vec<u8>>) -> Result<ProbeTls, Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls_err = |e: rustls::Error| Error::Tls(e.to_string());
+        let tls_err = |source: rustls::Error| Error::Tls { source };
         let verifier =
             mta_sts_net::tls::verifier(trust, provider.clone()).map_err(|e| match e {
                 TlsSetupError::CaFile { path, source } => Error::CaFile {
@@ -53,8 +53,7 @@ impl ProbeTls {
                     path,
                     message: "no CERTIFICATE block found".into(),
                 },
-                TlsSetupError::Tls(e) => Error::Tls(e.to_string()),
-                other => Error::Tls(other.to_string()),
+                other => Error::Verifier(other),
             })?;
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -308,7 +307,8 @@ pub fn is_version_error(e: &std::io::Error) -> bool {
 
 /// RFC 6125 §6.4 DNS-ID matching as WebPKI senders apply it: ASCII case-insensitive, one
 /// trailing dot ignored, a `*` only as the complete leftmost label matching exactly one
-/// label, no partial-label wildcards (rfc-requirements §2.3, §4 item 16).
+/// label, no partial-label wildcards (RFC 6125 §6.4.3 says MAY; RFC 8461 §3.3 allows only a
+/// complete leftmost `*` for the policy host, and webpki never matches partial labels).
 ///
 /// ```
 /// use mta_sts_checker::tls::dns_id_matches;

@@ -1,10 +1,11 @@
 //! `mta-sts check DOMAIN… | --input FILE`: full diagnosis of a domain's MTA-STS and TLS-RPT
-//! setup (DESIGN §4), for one domain or a million.
+//! setup, for one domain or a million. The diagnosis is [`mta_sts_checker`]; this module
+//! parses arguments and renders reports.
 //!
 //! Output:
 //! - one or more DOMAIN arguments: human output grouped by area, each problem with its fix;
-//!   `--json` prints the DESIGN §4 document (pretty for one domain, one compact document
-//!   per line for several).
+//!   `--json` prints the [`mta_sts_checker::Report`] document (pretty for one domain, one
+//!   compact document per line for several).
 //! - bulk (`--input FILE`, `-` = standard input; one domain per line, `#` comments): JSON
 //!   lines on standard output, one document per domain in completion order, then one final
 //!   line `{"summary":{"domains","pass","warn","fail","findings":{id:count},
@@ -41,7 +42,7 @@ pub struct CheckArgs {
     pub input: Option<String>,
     #[command(flatten)]
     pub net: NetArgs,
-    /// Print JSON (the DESIGN §4 `check` document).
+    /// Print JSON (the `check` document described in the README).
     #[arg(long)]
     pub json: bool,
     /// Give up on one MX host's SMTP dialogue (connect, EHLO, STARTTLS, TLS) after SECS.
@@ -340,6 +341,14 @@ pub(crate) fn human(style: Style, report: &Report) -> String {
             }
         ));
     }
+    s.push_str(&mx_lines(style, report));
+    s.push_str(&findings_by_area(style, report));
+    s
+}
+
+/// One line per MX host: coverage, STARTTLS, certificate and the sender's verdict.
+fn mx_lines(style: Style, report: &Report) -> String {
+    let mut s = String::new();
     for mx in &report.mx {
         let mut parts = Vec::new();
         match mx.in_policy {
@@ -371,6 +380,12 @@ pub(crate) fn human(style: Style, report: &Report) -> String {
             parts.join(", ")
         ));
     }
+    s
+}
+
+/// The findings grouped by area, each with its evidence and fix.
+fn findings_by_area(style: Style, report: &Report) -> String {
+    let mut s = String::new();
     for area in Area::ALL {
         let findings: Vec<_> = report.findings.iter().filter(|f| f.area == area).collect();
         if findings.is_empty() {

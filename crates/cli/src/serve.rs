@@ -500,10 +500,6 @@ fn join_addrs(addrs: &[std::net::SocketAddr]) -> String {
         .join(", ")
 }
 
-/// `serve --check` finding id: a published `https:` rua names this policy host with a path
-/// it does not take reports at.
-pub const SERVE_RUA_NOT_INTAKE: &str = "serve-rua-not-intake";
-
 /// The host (lower case, no port, no trailing dot) and path (`/` when none, no query) of an
 /// `https:` URI; `None` for other schemes.
 fn https_host_path(uri: &str) -> Option<(String, String)> {
@@ -535,7 +531,8 @@ fn rua_drift(
     table: &Table,
     config: &std::path::Path,
 ) -> Vec<mta_sts_checker::Finding> {
-    use mta_sts_checker::{Area, Finding, Severity};
+    use mta_sts_checker::Finding;
+    use mta_sts_checker::finding::ids;
     let intake = table.config().tlsrpt.as_ref();
     let mut findings = Vec::new();
     for uri in published {
@@ -569,12 +566,8 @@ fn rua_drift(
             ),
         };
         findings.push(Finding {
-            id: SERVE_RUA_NOT_INTAKE.to_owned(),
-            severity: Severity::Error,
-            area: Area::Tlsrpt,
-            title: "TLS-RPT reports sent to this host are lost".to_owned(),
-            detail,
             fix,
+            ..Finding::new(&ids::SERVE_RUA_NOT_INTAKE, detail)
         });
     }
     findings

@@ -9,14 +9,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::header::{CONNECTION, CONTENT_TYPE, HOST, LOCATION, USER_AGENT};
-use hyper_util::rt::TokioIo;
 use mta_sts_net::dns::DnsOutcome;
 use mta_sts_net::policy_fetch::{POLICY_PATH, USER_AGENT_VALUE};
-use rustls_pki_types::ServerName;
 use serde::Serialize;
 
-use super::{Addresses, ProbeError, ProbeErrorKind, Target};
-use crate::tls::{ProbeTls, TlsSession, is_version_error};
+use super::{Addresses, ProbeError, ProbeErrorKind, Target, client};
+use crate::tls::{ProbeTls, TlsSession};
 
 /// Everything the policy host probe saw.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -87,32 +85,16 @@ async fn exchange(
     out: &mut PolicyHostProbe,
     max_body: usize,
 ) -> Result<(), ProbeError> {
-    let addrs = target.socket_addrs(&out.addresses);
-    if addrs.is_empty() {
-        return Err(ProbeError::new(
-            ProbeErrorKind::NoAddress,
-            format!("{} has no address to connect to", target.host),
-        ));
-    }
-    let (tcp, addr) = super::connect_any(&addrs).await?;
-    out.connected_to = Some(addr);
-    let _ = tcp.set_nodelay(true);
-    let server_name = ServerName::try_from(target.host.clone())
-        .map_err(|e| ProbeError::new(ProbeErrorKind::Tls, e.to_string()))?;
-    let stream = tls
-        .connector()
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| tls_failure(&e))?;
-    out.tls = Some(tls.describe(stream.get_ref().1, &target.host));
-
-    let http = |e: hyper::Error| ProbeError::new(ProbeErrorKind::Http, e.to_string());
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(http)?;
-    let conn = tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let mut connection = client::connect(
+        tls,
+        target,
+        &out.addresses,
+        &mut out.connected_to,
+        &mut out.tls,
+    )
+    .await?;
+    let sender = &mut connection.sender;
+    let http = client::http_error;
     let result = async {
         // RFC 8461 §3.3: no HTTP caching, no conditional headers.
         let request = hyper::Request::get(POLICY_PATH)
@@ -151,16 +133,8 @@ async fn exchange(
         Ok(())
     }
     .await;
-    conn.abort();
+    drop(connection);
     result
-}
-
-fn tls_failure(e: &std::io::Error) -> ProbeError {
-    if is_version_error(e) {
-        ProbeError::new(ProbeErrorKind::TlsVersion, e.to_string())
-    } else {
-        ProbeError::new(ProbeErrorKind::Tls, e.to_string())
-    }
 }
 
 /// The addresses of a host from its A and AAAA answers.

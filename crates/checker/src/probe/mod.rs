@@ -1,7 +1,9 @@
 //! Network probes: the policy host over HTTPS ([`https`]), MX hosts over SMTP with
-//! STARTTLS ([`smtp`]) and `https:` TLS-RPT destinations ([`rua`]). They only record what they see; [`crate::analyze`] turns that into
-//! findings.
+//! STARTTLS ([`smtp`]) and `https:` TLS-RPT destinations ([`rua`]). They only record what
+//! they see; [`crate::analyze`] turns that into findings. The two HTTPS probes connect
+//! through one helper (`client`): TCP, the TLS handshake, then HTTP/1.1.
 
+mod client;
 pub mod https;
 pub mod rua;
 pub mod smtp;

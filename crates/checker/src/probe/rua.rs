@@ -24,13 +24,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, USER_AGENT};
-use hyper_util::rt::TokioIo;
 use mta_sts_net::policy_fetch::USER_AGENT_VALUE;
-use rustls_pki_types::ServerName;
 use serde::Serialize;
 
-use super::{Addresses, ProbeError, ProbeErrorKind, Target};
-use crate::tls::{ProbeTls, TlsSession, is_version_error};
+use super::{Addresses, ProbeError, ProbeErrorKind, Target, client};
+use crate::tls::{ProbeTls, TlsSession};
 
 /// The media type of the probe's (empty) POST: the one RFC 8460 §5.4 says reports use.
 pub const PROBE_CONTENT_TYPE: &str = "application/tlsrpt+gzip";
@@ -164,38 +162,11 @@ async fn exchange(
     path: &str,
     out: &mut RuaHttpsProbe,
 ) -> Result<(), ProbeError> {
-    let addrs = target.socket_addrs(addresses);
-    if addrs.is_empty() {
-        return Err(ProbeError::new(
-            ProbeErrorKind::NoAddress,
-            format!("{} has no address to connect to", target.host),
-        ));
-    }
-    let (tcp, _) = super::connect_any(&addrs).await?;
-    let _ = tcp.set_nodelay(true);
-    let server_name = ServerName::try_from(target.host.clone())
-        .map_err(|e| ProbeError::new(ProbeErrorKind::Tls, e.to_string()))?;
-    let stream = tls
-        .connector()
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| {
-            let kind = if is_version_error(&e) {
-                ProbeErrorKind::TlsVersion
-            } else {
-                ProbeErrorKind::Tls
-            };
-            ProbeError::new(kind, e.to_string())
-        })?;
-    out.tls = Some(tls.describe(stream.get_ref().1, &target.host));
-
-    let http = |e: hyper::Error| ProbeError::new(ProbeErrorKind::Http, e.to_string());
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(http)?;
-    let conn = tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let mut connected_to = None;
+    let mut connection =
+        client::connect(tls, target, addresses, &mut connected_to, &mut out.tls).await?;
+    let sender = &mut connection.sender;
+    let http = client::http_error;
     let host_header = if target.port == 443 {
         target.host.clone()
     } else if target.host.contains(':') {
@@ -232,7 +203,7 @@ async fn exchange(
         Ok(())
     }
     .await;
-    conn.abort();
+    drop(connection);
     result
 }
 

@@ -1,13 +1,11 @@
 //! The finding catalogue, one testkit world per misconfiguration (plus a perfect domain):
 //! each case asserts the exact set of finding ids and the verdict.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use common::{checker, config, good, good_with, policy};
+use crate::common::{checker, config, good, good_with, policy};
 use mta_sts_checker::{CheckConfig, Verdict};
 use mta_sts_testkit::dns::DnsFault;
 use mta_sts_testkit::{CertKind, DomainBuilder, HostBehavior, RecordType, SmtpConfig, World};

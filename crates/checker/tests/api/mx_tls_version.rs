@@ -3,14 +3,12 @@
 //! such, not as a generic handshake failure. Skips without `openssl` unless
 //! `MTA_STS_REQUIRE_INTEROP=1`.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{checker, config, good};
+use crate::common::{checker, config, good};
 use mta_sts_checker::Verdict;
 use mta_sts_testkit::{CertKind, World};
 

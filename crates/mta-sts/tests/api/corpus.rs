@@ -1,8 +1,8 @@
-//! Every real-world policy file and `_mta-sts` record of the corpus (testdata/corpus, copied
-//! from ../shared/corpus) goes through the parsers: no panic, and the verdict and diagnostic
-//! codes of each equal the reviewed expectation in tests/corpus/*.expected, so that any
-//! change of verdict shows up in review. `MTA_STS_BLESS=1 cargo test -p mta-sts --test corpus`
-//! rewrites the expectation files after a deliberate change.
+//! Every real-world policy file and `_mta-sts` record of the corpus (testdata/corpus) goes
+//! through the parsers: no panic, and the verdict and diagnostic codes of each equal the
+//! reviewed expectation in tests/corpus/*.expected, so that any change of verdict shows up
+//! in review. `MTA_STS_BLESS=1 cargo test -p mta-sts --test api corpus` rewrites the
+//! expectation files after a deliberate change.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -2,11 +2,9 @@
 //! empty `POST` of `application/tlsrpt+gzip`, never a made-up report, over TLS with SNI =
 //! the URI's host, to the URI's port and path.
 
-mod common;
-
 use std::net::Ipv4Addr;
 
-use common::{checker, config, good};
+use crate::common::{checker, config, good};
 use mta_sts_testkit::{HostBehavior, World};
 
 #[test]

@@ -2,9 +2,7 @@
 //! would do with today's MX hosts (RFC 8461 §5), names the hosts and why, and advises
 //! switching to enforce only when enforce would deliver.
 
-mod common;
-
-use common::{checker, config, good_with};
+use crate::common::{checker, config, good_with};
 use mta_sts_checker::{Report, Verdict, finding::ids};
 use mta_sts_testkit::{CertKind, SmtpConfig, World};
 

@@ -3,11 +3,9 @@
 //! (`drift::drift`). `serve-policy-differs` when they differ in mode, max_age or the set of
 //! mx patterns (RFC 8461 §3.2), never when they are the same policy written differently.
 
-mod common;
-
 use std::time::SystemTime;
 
-use common::{checker, config, good};
+use crate::common::{checker, config, good};
 use mta_sts::Policy;
 use mta_sts_checker::analyze::Thresholds;
 use mta_sts_checker::drift::{Served, drift};
