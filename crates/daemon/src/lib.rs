@@ -6,8 +6,7 @@
 //!
 //! | concept | module |
 //! |---|---|
-//! | netstring framing | [`netstring`] |
-//! | socketmap requests, key normalisation, replies | [`socketmap`] |
+//! | netstring framing, socketmap requests, key normalisation, replies | the `mta-sts-socketmap` crate (sans I/O) |
 //! | policy + zone settings → reply | [`answer`] |
 //! | configuration file | [`config`] |
 //! | the lookup trait and the per-query budget | [`lookup`] |
@@ -30,18 +29,16 @@ pub mod dane;
 pub mod http;
 pub mod lookup;
 pub mod metrics;
-pub mod netstring;
 pub mod notify;
 pub mod resolver_lookup;
 pub mod server;
 pub mod socket_path;
-pub mod socketmap;
 pub mod tlsrpt;
 
 pub use answer::DaneVerdict;
 pub use app::{ConfigSource, Daemon, DaemonError};
 pub use config::{Config, ConfigError, Listen, ZoneSettings, Zones};
 pub use lookup::{LookupResult, PolicyLookup};
+pub use mta_sts_socketmap::{Key, Reply, Request};
 pub use resolver_lookup::ResolverLookup;
 pub use server::{ServerError, ServerHandle, ServerOptions, SocketmapServer};
-pub use socketmap::{Key, Reply, Request};

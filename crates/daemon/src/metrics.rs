@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use mta_sts_resolver::Stats;
 
-use crate::socketmap::Reply;
+use mta_sts_socketmap::Reply;
 
 /// Upper bounds (seconds) of the lookup-duration histogram buckets.
 const BUCKETS: [f64; 12] = [

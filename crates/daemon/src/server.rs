@@ -2,7 +2,7 @@
 //! requests looked up concurrently with replies written in request order.
 //!
 //! Behaviour, per connection:
-//! - Requests are netstrings `<name> <key>` ([`crate::socketmap`]). Each lookup starts as
+//! - Requests are netstrings `<name> <key>` ([`mta_sts_socketmap::request`]). Each lookup starts as
 //!   soon as its request is complete; replies are written strictly in request order, since
 //!   the protocol has no request ids. At most `max_pipelined` requests are in flight; more
 //!   wait in the socket buffer (backpressure).
@@ -65,8 +65,8 @@ use tokio::task::JoinSet;
 use crate::config::{Listen, SocketmapConfig, Zones};
 use crate::lookup::{InFlight, PolicyLookup, start};
 use crate::metrics::{Metrics, bump};
-use crate::netstring::{Decoder, Limits};
-use crate::socketmap::{Key, Reply, Request};
+use mta_sts_socketmap::netstring::{Decoder, Limits};
+use mta_sts_socketmap::{Key, Reply, Request};
 
 /// Size of one socket read.
 const READ_SIZE: usize = 4096;
