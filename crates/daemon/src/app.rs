@@ -40,7 +40,9 @@ use crate::dane::DaneClient;
 use crate::metrics::{Metrics, bump};
 use crate::notify;
 use crate::resolver_lookup::ResolverLookup;
-use crate::server::{ServerError, ServerHandle, ServerOptions, SocketmapServer};
+use crate::server::{ServerError, ServerOptions, SocketmapServer};
+use crate::state::Refresher;
+pub use crate::state::{Core, Generation};
 use crate::tlsrpt::{Clock, Recorder, TlsrptError, TlsrptService, system_clock};
 
 /// Why the daemon cannot start or reload.
@@ -121,72 +123,6 @@ impl ConfigSource {
                 other => other,
             },
         }
-    }
-}
-
-/// One configuration in force: the configuration and the lookup built from it. Replaced
-/// as a whole on reload; dropping the last reference stops its refresher.
-#[derive(Debug)]
-pub struct Generation {
-    /// The configuration.
-    pub config: Config,
-    /// The lookup (resolver, DANE client, last errors).
-    pub lookup: ResolverLookup,
-    refresher: Arc<Refresher>,
-}
-
-/// Aborts the proactive refresher when the last generation using it goes.
-#[derive(Debug)]
-struct Refresher(JoinHandle<()>);
-
-impl Drop for Refresher {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// State shared by the daemon, the HTTP API and reloads.
-pub struct Core {
-    store: Arc<dyn Store>,
-    /// The configuration the listeners, the store and the TLS-RPT tasks were started with:
-    /// what [`restart_pending`] compares a reload with.
-    started: Config,
-    metrics: Arc<Metrics>,
-    current: RwLock<Arc<Generation>>,
-    server: ServerHandle,
-    shutting_down: AtomicBool,
-    reload_lock: tokio::sync::Mutex<()>,
-    tlsrpt: TlsrptService,
-}
-
-impl std::fmt::Debug for Core {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Core")
-            .field("store", &self.store.backend())
-            .field("shutting_down", &self.shutting_down())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Core {
-    /// The generation in force.
-    pub fn current(&self) -> Arc<Generation> {
-        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// The daemon's counters.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
-    /// The TLS-RPT recorder, collector and scheduler.
-    pub fn tlsrpt(&self) -> &TlsrptService {
-        &self.tlsrpt
-    }
-
-    /// Whether shutdown has started (`/healthz` answers 503).
-    pub fn shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::SeqCst)
     }
 }
 

@@ -33,6 +33,7 @@ pub mod notify;
 pub mod resolver_lookup;
 pub mod server;
 pub mod socket_path;
+pub mod state;
 pub mod tlsrpt;
 
 pub use answer::DaneVerdict;
