@@ -47,6 +47,7 @@ use crate::tlsrpt::{Clock, Recorder, TlsrptError, TlsrptService, system_clock};
 
 /// Why the daemon cannot start or reload.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DaemonError {
     /// The configuration does not load.
     #[error(transparent)]
@@ -61,7 +62,10 @@ pub enum DaemonError {
     },
     /// The resolver cannot be set up (DNS configuration, CA file).
     #[error("cannot set up the resolver: {0}")]
-    Resolver(String),
+    Resolver(#[source] mta_sts_resolver::fetch::SetupError),
+    /// A `[resolver] connect_to` value is malformed.
+    #[error("cannot set up the resolver: {0}")]
+    ConnectTo(#[source] mta_sts_resolver::fetch::ConnectToError),
     /// The socketmap server cannot listen.
     #[error(transparent)]
     Server(#[from] ServerError),
@@ -134,7 +138,7 @@ pub fn resolver_config(config: &Config) -> Result<mta_sts_resolver::ResolverConf
         .iter()
         .map(|c| c.parse::<ConnectTo>())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| DaemonError::Resolver(e.to_string()))?;
+        .map_err(DaemonError::ConnectTo)?;
     Ok(mta_sts_resolver::ResolverConfig {
         nameservers: config.resolver.nameservers.clone(),
         ca_file: config.resolver.ca_file.clone(),
@@ -200,7 +204,7 @@ pub async fn check(config: &Config) -> Result<(), DaemonError> {
         check_writable_dir(&config.cache.path)?;
     }
     Resolver::new(resolver_config(config)?, store, Arc::new(SystemClock))
-        .map_err(|e| DaemonError::Resolver(e.to_string()))?;
+        .map_err(DaemonError::Resolver)?;
     crate::tlsrpt::check_files(&config.tlsrpt, &config.resolver).map_err(|message| {
         DaemonError::Config(ConfigError::Invalid {
             path: None,
@@ -293,7 +297,7 @@ async fn build_generation(
     recorder: &Arc<Recorder>,
 ) -> Result<Generation, DaemonError> {
     let resolver = Resolver::new(resolver_config(&config)?, store, Arc::new(SystemClock))
-        .map_err(|e| DaemonError::Resolver(e.to_string()))?;
+        .map_err(DaemonError::Resolver)?;
     let loaded = resolver.warm_start().await;
     tracing::info!(
         policies = loaded,

@@ -77,12 +77,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use mta_sts::Domain;
-use mta_sts_report_store::deliver::{DeliveryConfig, read_pem_certs};
-use mta_sts_report_store::outbox::{AttemptResult, Outbox};
-use mta_sts_report_store::send::{SendConfig, Sender};
-use mta_sts_resolver::dns::{Dns, DnsConfig};
+use mta_sts_report_store::outbox::AttemptResult;
+use mta_sts_report_store::send::Sender;
+use mta_sts_report_store::sending::{
+    DkimKeyFile, SenderSettings, SetupError, load_ca_file, load_dkim_key, open_outbox,
+};
+use mta_sts_resolver::fetch::ConnectToError;
 use mta_sts_resolver::{ConnectTo, Error as ResolverError, Lookup};
-use tlsrpt::aggregate::Submitter;
 use tlsrpt::event::{Event, EventPolicy, Outcome, parse_line};
 use tlsrpt::{PolicyType, ResultType, UtcDateTime};
 use tokio::net::UnixDatagram;
@@ -121,6 +122,7 @@ pub fn system_clock() -> Clock {
 
 /// Why the TLS-RPT part of the daemon cannot start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsrptError {
     /// The collector socket cannot be bound or given its mode.
     #[error("cannot listen on the TLS-RPT collector socket {}: {message}", path.display())]
@@ -131,8 +133,21 @@ pub enum TlsrptError {
         message: String,
     },
     /// `[tlsrpt.send]` cannot be set up (outbox, DKIM key, CA file, DNS).
+    #[error("[tlsrpt.send]: {}{}", send_setting(.0), .0)]
+    Send(#[source] SetupError),
+    /// A `[resolver] connect_to` value the sender would use is malformed.
     #[error("[tlsrpt.send]: {0}")]
-    Send(String),
+    ConnectTo(#[source] ConnectToError),
+}
+
+/// The configuration key a failed sender set-up step read, with a space, for messages.
+fn send_setting(error: &SetupError) -> &'static str {
+    match error {
+        SetupError::Outbox { .. } => "outbox ",
+        SetupError::CaFileRead { .. } | SetupError::CaFilePem { .. } => "[resolver] ca_file ",
+        SetupError::DkimKeyRead { .. } | SetupError::DkimKey { .. } => "dkim_key ",
+        _ => "",
+    }
 }
 
 /// Whether a discovery error is recorded as a failed session (see the module
@@ -747,75 +762,52 @@ async fn collect(socket: UnixDatagram, flusher: Arc<Flusher>, mut stop: watch::R
     }
 }
 
-/// Builds the [`Sender`] of `[tlsrpt.send]` (as `mta-sts report send` does from its flags).
-fn build_sender(send: &TlsrptSendConfig, resolver: &ResolverConfig) -> Result<Sender, TlsrptError> {
-    let err = |m: String| TlsrptError::Send(m);
-    let outbox =
-        Outbox::open(&send.db).map_err(|e| err(format!("outbox {}: {e}", send.db.display())))?;
-    let extra_roots = match &resolver.ca_file {
-        Some(path) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| err(format!("[resolver] ca_file {}: {e}", path.display())))?;
-            read_pem_certs(&pem)
-                .map_err(|e| err(format!("[resolver] ca_file {}: {e}", path.display())))?
-        }
-        None => Vec::new(),
+/// The sender settings of `[tlsrpt.send]` (as `mta-sts report send` reads its flags).
+fn sender_settings(
+    send: &TlsrptSendConfig,
+    resolver: &ResolverConfig,
+    connect_to: Vec<ConnectTo>,
+) -> SenderSettings {
+    SenderSettings {
+        submitter: send.submitter.clone(),
+        from: send.from.clone(),
+        organization: send.organization.clone(),
+        contact: send.contact.clone(),
+        dkim: dkim_key_file(send),
+        relay: send.relay.clone(),
+        starttls: send.starttls,
+        insecure_https: send.insecure_https,
+        ca_file: resolver.ca_file.clone(),
+        connect_to,
+        nameservers: resolver.nameservers.clone(),
+        timeout: send.timeout,
+    }
+}
+
+/// The DKIM key of `[tlsrpt.send]`, when both `dkim_key` and `dkim_selector` are set.
+fn dkim_key_file(send: &TlsrptSendConfig) -> Option<DkimKeyFile> {
+    let (Some(key), Some(selector)) = (&send.dkim_key, &send.dkim_selector) else {
+        return None;
     };
-    let dkim = load_dkim(send)?;
+    Some(DkimKeyFile {
+        key: key.clone(),
+        selector: selector.clone(),
+        domain: send.dkim_domain.clone(),
+    })
+}
+
+/// Builds the [`Sender`] of `[tlsrpt.send]`.
+fn build_sender(send: &TlsrptSendConfig, resolver: &ResolverConfig) -> Result<Sender, TlsrptError> {
+    let outbox = open_outbox(&send.db).map_err(TlsrptError::Send)?;
     let connect_to = resolver
         .connect_to
         .iter()
-        .map(|c| c.parse::<ConnectTo>().map_err(|e| err(e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
-    let dns = Dns::new(&DnsConfig {
-        nameservers: resolver.nameservers.clone(),
-        timeout: send.timeout,
-        ..DnsConfig::default()
-    })
-    .map_err(|e| err(format!("cannot set up DNS: {e}")))?;
-    let from = send
-        .from
-        .clone()
-        .unwrap_or_else(|| format!("tlsrpt@{}", send.submitter));
-    Ok(Sender::new(
-        outbox,
-        dns,
-        SendConfig {
-            submitter: Submitter {
-                organization_name: send
-                    .organization
-                    .clone()
-                    .unwrap_or_else(|| send.submitter.clone()),
-                contact_info: send.contact.clone().unwrap_or_else(|| from.clone()),
-                domain: send.submitter.clone(),
-            },
-            from,
-            delivery: DeliveryConfig {
-                relay: send.relay.clone(),
-                relay_starttls: send.starttls,
-                helo: send.submitter.clone(),
-                extra_roots,
-                insecure_https: send.insecure_https,
-                connect_to,
-                timeout: send.timeout,
-            },
-            dkim,
-        },
-    ))
-}
-
-fn load_dkim(
-    send: &TlsrptSendConfig,
-) -> Result<Option<Arc<mta_sts_report_store::dkim::DkimSigner>>, TlsrptError> {
-    let (Some(path), Some(selector)) = (&send.dkim_key, &send.dkim_selector) else {
-        return Ok(None);
-    };
-    let pem = std::fs::read(path)
-        .map_err(|e| TlsrptError::Send(format!("dkim_key {}: {e}", path.display())))?;
-    let domain = send.dkim_domain.as_deref().unwrap_or(&send.submitter);
-    mta_sts_report_store::dkim::DkimSigner::from_pem(&pem, domain, selector)
-        .map(|s| Some(Arc::new(s)))
-        .map_err(|e| TlsrptError::Send(format!("dkim_key {}: {e}", path.display())))
+        .map(|c| c.parse::<ConnectTo>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(TlsrptError::ConnectTo)?;
+    sender_settings(send, resolver, connect_to)
+        .build(outbox)
+        .map_err(TlsrptError::Send)
 }
 
 /// The checks `--check-config` adds to parsing for `[tlsrpt]`: the DKIM key and the CA
@@ -835,12 +827,11 @@ pub fn check_files(config: &TlsrptConfig, resolver: &ResolverConfig) -> Result<(
         }
     }
     if let Some(send) = &config.send {
-        load_dkim(send).map_err(|e| e.to_string())?;
+        if let Some(key) = dkim_key_file(send) {
+            load_dkim_key(&key, &send.submitter).map_err(|e| TlsrptError::Send(e).to_string())?;
+        }
         if let Some(path) = &resolver.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("[resolver] ca_file {}: {e}", path.display()))?;
-            read_pem_certs(&pem)
-                .map_err(|e| format!("[resolver] ca_file {}: {e}", path.display()))?;
+            load_ca_file(path).map_err(|e| format!("[resolver] ca_file {e}"))?;
         }
     }
     Ok(())
