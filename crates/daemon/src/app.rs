@@ -1,5 +1,5 @@
 //! The running daemon: configuration → store, resolver, socketmap server and HTTP API;
-//! reload, graceful shutdown, systemd notification (DESIGN §5).
+//! reload, graceful shutdown, systemd notification.
 //!
 //! - **Start** ([`Daemon::start`]): opens the store of `[cache]`, builds the
 //!   [`Resolver`] of `[resolver]`, loads every unexpired stored policy into memory (warm
@@ -150,7 +150,7 @@ pub fn resolver_config(config: &Config) -> Result<mta_sts_resolver::ResolverConf
 }
 
 /// Opens the store of `[cache]`. Redis connects lazily, so a daemon starts while Redis is
-/// down (lookups then run from memory, DESIGN §3).
+/// down (lookups then run from memory).
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, DaemonError> {
     let cache = &config.cache;
     Ok(match cache.store {

@@ -1,4 +1,4 @@
-//! The HTTP API (DESIGN §5), HTTP/1.1 on `[http] listen` (default `127.0.0.1:8462`):
+//! The HTTP API, HTTP/1.1 on `[http] listen` (default `127.0.0.1:8462`):
 //!
 //! | request | answer |
 //! |---|---|

@@ -1,4 +1,4 @@
-//! # mta-sts-daemon: the enforcement side of MTA-STS for Postfix (DESIGN §5)
+//! # mta-sts-daemon: the enforcement side of MTA-STS for Postfix
 //!
 //! A Postfix `socketmap_table(5)` server that answers `smtp_tls_policy_maps` lookups with
 //! the TLS policy an MTA-STS policy (RFC 8461) requires, drop-in compatible with
@@ -18,7 +18,29 @@
 //! | taking over a UNIX socket path (stale sockets only) | [`socket_path`] |
 //! | systemd notification | [`notify`] |
 //! | TLS-RPT: policy outcomes, collector socket, scheduled reports | [`tlsrpt`] |
+//! | the state shared by the running daemon's tasks (generation in force, handles) | [`state`] |
 //! | the running daemon: wiring, reload, shutdown, signals | [`app`] |
+//!
+//! ## Module order
+//!
+//! The modules form a DAG that reads top-down: each uses only modules listed after it.
+//!
+//! ```text
+//! app             → http, state, resolver_lookup, server, tlsrpt, dane, config, metrics, socket_path, notify
+//! http            → state, resolver_lookup, lookup, answer, config, metrics, socket_path
+//! state           → resolver_lookup, server, tlsrpt, config, metrics
+//! resolver_lookup → tlsrpt, lookup, dane, answer, metrics
+//! server          → lookup, config, metrics, socket_path
+//! tlsrpt          → config, metrics, socket_path
+//! lookup          → answer, config
+//! dane            → answer
+//! answer          → config
+//! config, metrics, socket_path, notify: no module of this crate
+//! ```
+//!
+//! Inside [`tlsrpt`] the same holds: `service` → `collector`, `schedule` → `flush` →
+//! `recorder`, `events_file` → `clock`, `error`. The wire protocol (netstrings, requests,
+//! replies) is the `mta-sts-socketmap` crate below all of them.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
