@@ -3,8 +3,8 @@
 //! the same payloads as one feed.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mta_sts_daemon::netstring::{Decoder, Limits, encode};
-use mta_sts_daemon::socketmap::{Key, Request};
+use mta_sts_socketmap::netstring::{Decoder, Limits, encode};
+use mta_sts_socketmap::{Key, Request};
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits { max_digits: 5, max_payload: 1024 };

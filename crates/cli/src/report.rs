@@ -616,13 +616,28 @@ fn parse_now(text: Option<&str>) -> Result<i64> {
     }
 }
 
+/// A failed sender set-up step in the words of the flags, its cause kept.
+fn setup_error(error: mta_sts_report_store::sending::SetupError) -> anyhow::Error {
+    use mta_sts_report_store::sending::SetupError;
+    match error {
+        SetupError::CaFileRead { path, source } | SetupError::CaFilePem { path, source } => {
+            anyhow::Error::new(source).context(format!("--ca-file {}", path.display()))
+        }
+        SetupError::DkimKeyRead { path, source } => {
+            anyhow::Error::new(source).context(format!("--dkim-key {}", path.display()))
+        }
+        SetupError::DkimKey { path, source } => {
+            anyhow::Error::new(source).context(format!("--dkim-key {}", path.display()))
+        }
+        SetupError::Dns(source) => anyhow::Error::new(source).context("cannot set up DNS"),
+        other => anyhow::Error::new(other),
+    }
+}
+
 async fn send(location: &str, args: &SendArgs) -> Result<u8> {
-    use mta_sts_report_store::deliver::{DeliveryConfig, read_pem_certs};
     use mta_sts_report_store::outbox::{AttemptResult, Outbox};
-    use mta_sts_report_store::send::{SendConfig, Sender};
-    use mta_sts_net::dns::{Dns, DnsConfig};
+    use mta_sts_report_store::sending::{DkimKeyFile, SenderSettings};
     use std::collections::BTreeMap;
-    use tlsrpt::aggregate::Submitter;
 
     if location.starts_with("postgres://") || location.starts_with("postgresql://") {
         bail!("report send keeps its outbox in SQLite: pass --db with a SQLite file path");
@@ -682,59 +697,28 @@ async fn send(location: &str, args: &SendArgs) -> Result<u8> {
         bail!("--day `{day}` is not YYYY-MM-DD");
     }
     let now = parse_now(args.now.as_deref())?;
-    let from = args
-        .from
-        .clone()
-        .unwrap_or_else(|| format!("tlsrpt@{submitter}"));
-    let extra_roots = match &args.net.ca_file {
-        Some(path) => {
-            let pem =
-                std::fs::read(path).with_context(|| format!("--ca-file {}", path.display()))?;
-            read_pem_certs(&pem).with_context(|| format!("--ca-file {}", path.display()))?
-        }
-        None => Vec::new(),
-    };
-    let dkim = match (&args.dkim_key, &args.dkim_selector) {
-        (Some(path), Some(selector)) => {
-            let pem =
-                std::fs::read(path).with_context(|| format!("--dkim-key {}", path.display()))?;
-            let domain = args.dkim_domain.as_deref().unwrap_or(&submitter);
-            Some(std::sync::Arc::new(
-                mta_sts_report_store::dkim::DkimSigner::from_pem(&pem, domain, selector)
-                    .with_context(|| format!("--dkim-key {}", path.display()))?,
-            ))
-        }
-        _ => None,
-    };
-    let timeout = std::time::Duration::from_secs_f64(args.net.timeout);
-    let dns = Dns::new(&DnsConfig {
-        nameservers: args.net.dns.clone(),
-        timeout,
-        ..DnsConfig::default()
-    })
-    .context("cannot set up DNS")?;
-    let sender = Sender::new(
-        outbox,
-        dns,
-        SendConfig {
-            submitter: Submitter {
-                organization_name: args.org.clone().unwrap_or_else(|| submitter.clone()),
-                contact_info: args.contact.clone().unwrap_or_else(|| from.clone()),
-                domain: submitter.clone(),
-            },
-            from,
-            delivery: DeliveryConfig {
-                relay: args.relay.clone(),
-                relay_starttls: args.starttls,
-                helo: submitter.clone(),
-                extra_roots,
-                insecure_https: args.insecure_https,
-                connect_to: args.net.connect_to.clone(),
-                timeout,
-            },
-            dkim,
+    let settings = SenderSettings {
+        from: args.from.clone(),
+        organization: args.org.clone(),
+        contact: args.contact.clone(),
+        dkim: match (&args.dkim_key, &args.dkim_selector) {
+            (Some(key), Some(selector)) => Some(DkimKeyFile {
+                key: key.clone(),
+                selector: selector.clone(),
+                domain: args.dkim_domain.clone(),
+            }),
+            _ => None,
         },
-    );
+        relay: args.relay.clone(),
+        starttls: args.starttls,
+        insecure_https: args.insecure_https,
+        ca_file: args.net.ca_file.clone(),
+        connect_to: args.net.connect_to.clone(),
+        nameservers: args.net.dns.clone(),
+        timeout: std::time::Duration::from_secs_f64(args.net.timeout),
+        submitter,
+    };
+    let sender = settings.build(outbox).map_err(setup_error)?;
     for path in &args.events {
         let ingested = sender.ingest_file(path, now)?;
         for (line, reason) in &ingested.refused {

@@ -37,7 +37,7 @@
 use mta_sts::{Domain, Mode, Policy};
 
 use crate::config::{DaneMode, OnFailure, ZoneSettings};
-use crate::socketmap::Reply;
+use mta_sts_socketmap::Reply;
 
 /// What a DANE check found for the domain's MX hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

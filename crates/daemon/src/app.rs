@@ -1,5 +1,5 @@
 //! The running daemon: configuration → store, resolver, socketmap server and HTTP API;
-//! reload, graceful shutdown, systemd notification (DESIGN §5).
+//! reload, graceful shutdown, systemd notification.
 //!
 //! - **Start** ([`Daemon::start`]): opens the store of `[cache]`, builds the
 //!   [`Resolver`] of `[resolver]`, loads every unexpired stored policy into memory (warm
@@ -41,11 +41,14 @@ use crate::dane::DaneClient;
 use crate::metrics::{Metrics, bump};
 use crate::notify;
 use crate::resolver_lookup::ResolverLookup;
-use crate::server::{ServerError, ServerHandle, ServerOptions, SocketmapServer};
+use crate::server::{ServerError, ServerOptions, SocketmapServer};
+use crate::state::Refresher;
+pub use crate::state::{Core, Generation};
 use crate::tlsrpt::{Clock, Recorder, TlsrptError, TlsrptService, system_clock};
 
 /// Why the daemon cannot start or reload.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DaemonError {
     /// The configuration does not load.
     #[error(transparent)]
@@ -60,7 +63,10 @@ pub enum DaemonError {
     },
     /// The resolver cannot be set up (DNS configuration, CA file).
     #[error("cannot set up the resolver: {0}")]
-    Resolver(String),
+    Resolver(#[source] mta_sts_net::TlsSetupError),
+    /// A `[resolver] connect_to` value is malformed.
+    #[error("cannot set up the resolver: {0}")]
+    ConnectTo(#[source] mta_sts_net::ConnectToError),
     /// The socketmap server cannot listen.
     #[error(transparent)]
     Server(#[from] ServerError),
@@ -125,72 +131,6 @@ impl ConfigSource {
     }
 }
 
-/// One configuration in force: the configuration and the lookup built from it. Replaced
-/// as a whole on reload; dropping the last reference stops its refresher.
-#[derive(Debug)]
-pub struct Generation {
-    /// The configuration.
-    pub config: Config,
-    /// The lookup (resolver, DANE client, last errors).
-    pub lookup: ResolverLookup,
-    refresher: Arc<Refresher>,
-}
-
-/// Aborts the proactive refresher when the last generation using it goes.
-#[derive(Debug)]
-struct Refresher(JoinHandle<()>);
-
-impl Drop for Refresher {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// State shared by the daemon, the HTTP API and reloads.
-pub struct Core {
-    store: Arc<dyn Store>,
-    /// The configuration the listeners, the store and the TLS-RPT tasks were started with:
-    /// what [`restart_pending`] compares a reload with.
-    started: Config,
-    metrics: Arc<Metrics>,
-    current: RwLock<Arc<Generation>>,
-    server: ServerHandle,
-    shutting_down: AtomicBool,
-    reload_lock: tokio::sync::Mutex<()>,
-    tlsrpt: TlsrptService,
-}
-
-impl std::fmt::Debug for Core {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Core")
-            .field("store", &self.store.backend())
-            .field("shutting_down", &self.shutting_down())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Core {
-    /// The generation in force.
-    pub fn current(&self) -> Arc<Generation> {
-        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// The daemon's counters.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
-    /// The TLS-RPT recorder, collector and scheduler.
-    pub fn tlsrpt(&self) -> &TlsrptService {
-        &self.tlsrpt
-    }
-
-    /// Whether shutdown has started (`/healthz` answers 503).
-    pub fn shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::SeqCst)
-    }
-}
-
 /// The `[resolver]` and `cache.refresh` settings as the resolver wants them.
 pub fn resolver_config(config: &Config) -> Result<mta_sts_resolver::ResolverConfig, DaemonError> {
     let connect_to = config
@@ -199,7 +139,7 @@ pub fn resolver_config(config: &Config) -> Result<mta_sts_resolver::ResolverConf
         .iter()
         .map(|c| c.parse::<ConnectTo>())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| DaemonError::Resolver(e.to_string()))?;
+        .map_err(DaemonError::ConnectTo)?;
     Ok(mta_sts_resolver::ResolverConfig {
         nameservers: config.resolver.nameservers.clone(),
         ca_file: config.resolver.ca_file.clone(),
@@ -211,7 +151,7 @@ pub fn resolver_config(config: &Config) -> Result<mta_sts_resolver::ResolverConf
 }
 
 /// Opens the store of `[cache]`. Redis connects lazily, so a daemon starts while Redis is
-/// down (lookups then run from memory, DESIGN §3).
+/// down (lookups then run from memory).
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, DaemonError> {
     let cache = &config.cache;
     Ok(match cache.store {
@@ -265,7 +205,7 @@ pub async fn check(config: &Config) -> Result<(), DaemonError> {
         check_writable_dir(&config.cache.path)?;
     }
     Resolver::new(resolver_config(config)?, store, Arc::new(SystemClock))
-        .map_err(|e| DaemonError::Resolver(e.to_string()))?;
+        .map_err(DaemonError::Resolver)?;
     crate::tlsrpt::check_files(&config.tlsrpt, &config.resolver).map_err(|message| {
         DaemonError::Config(ConfigError::Invalid {
             path: None,
@@ -358,7 +298,7 @@ async fn build_generation(
     recorder: &Arc<Recorder>,
 ) -> Result<Generation, DaemonError> {
     let resolver = Resolver::new(resolver_config(&config)?, store, Arc::new(SystemClock))
-        .map_err(|e| DaemonError::Resolver(e.to_string()))?;
+        .map_err(DaemonError::Resolver)?;
     let loaded = resolver.warm_start().await;
     tracing::info!(
         policies = loaded,

@@ -231,7 +231,7 @@ impl Default for SocketmapConfig {
             idle_timeout: Duration::from_secs(60),
             max_connections: 4096,
             max_connections_per_peer: 1024,
-            max_request: crate::netstring::DEFAULT_MAX_PAYLOAD,
+            max_request: mta_sts_socketmap::netstring::DEFAULT_MAX_PAYLOAD,
             max_pipelined: 128,
             shutdown_timeout: Duration::from_secs(10),
         }

@@ -1,4 +1,4 @@
-//! The HTTP API (DESIGN §5), HTTP/1.1 on `[http] listen` (default `127.0.0.1:8462`):
+//! The HTTP API, HTTP/1.1 on `[http] listen` (default `127.0.0.1:8462`):
 //!
 //! | request | answer |
 //! |---|---|
@@ -24,7 +24,7 @@
 //!
 //! Limits (the API must never starve the socketmap, issue 12.3/12.5):
 //! - at most `[http] max_connections` connections at once (lowered at start so that the
-//!   socketmap's connections always fit under the open-files limit, see [`crate::app`]);
+//!   socketmap's connections always fit under the open-files limit, see the `app` module);
 //!   more wait in the listen backlog;
 //! - a connection whose request headers are not complete `[http] idle_timeout` after it
 //!   opened or after its previous response is closed (slow headers and idle keep-alive);
@@ -52,12 +52,12 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::answer::DaneVerdict;
-use crate::app::Core;
 use crate::config::{DaneMode, HttpConfig, Listen};
 use crate::lookup::{PolicyLookup, reply_for};
 use crate::resolver_lookup::unix_now;
 use crate::socket_path::{SocketKind, SocketPathError, clear_stale};
-use crate::socketmap::{Key, SkipReason};
+use crate::state::Core;
+use mta_sts_socketmap::{Key, SkipReason};
 
 /// The longest a connection may live, whatever it does (a client that stops reading a
 /// response is cut here).

@@ -1,4 +1,4 @@
-//! # mta-sts-daemon: the enforcement side of MTA-STS for Postfix (DESIGN §5)
+//! # mta-sts-daemon: the enforcement side of MTA-STS for Postfix
 //!
 //! A Postfix `socketmap_table(5)` server that answers `smtp_tls_policy_maps` lookups with
 //! the TLS policy an MTA-STS policy (RFC 8461) requires, drop-in compatible with
@@ -6,8 +6,7 @@
 //!
 //! | concept | module |
 //! |---|---|
-//! | netstring framing | [`netstring`] |
-//! | socketmap requests, key normalisation, replies | [`socketmap`] |
+//! | netstring framing, socketmap requests, key normalisation, replies | the `mta-sts-socketmap` crate (sans I/O) |
 //! | policy + zone settings → reply | [`answer`] |
 //! | configuration file | [`config`] |
 //! | the lookup trait and the per-query budget | [`lookup`] |
@@ -19,7 +18,29 @@
 //! | taking over a UNIX socket path (stale sockets only) | [`socket_path`] |
 //! | systemd notification | [`notify`] |
 //! | TLS-RPT: policy outcomes, collector socket, scheduled reports | [`tlsrpt`] |
+//! | the state shared by the running daemon's tasks (generation in force, handles) | [`state`] |
 //! | the running daemon: wiring, reload, shutdown, signals | [`app`] |
+//!
+//! ## Module order
+//!
+//! The modules form a DAG that reads top-down: each uses only modules listed after it.
+//!
+//! ```text
+//! app             → http, state, resolver_lookup, server, tlsrpt, dane, config, metrics, socket_path, notify
+//! http            → state, resolver_lookup, lookup, answer, config, metrics, socket_path
+//! state           → resolver_lookup, server, tlsrpt, config, metrics
+//! resolver_lookup → tlsrpt, lookup, dane, answer, metrics
+//! server          → lookup, config, metrics, socket_path
+//! tlsrpt          → config, metrics, socket_path
+//! lookup          → answer, config
+//! dane            → answer
+//! answer          → config
+//! config, metrics, socket_path, notify: no module of this crate
+//! ```
+//!
+//! Inside [`tlsrpt`] the same holds: `service` → `collector`, `schedule` → `flush` →
+//! `recorder`, `events_file` → `clock`, `error`. The wire protocol (netstrings, requests,
+//! replies) is the `mta-sts-socketmap` crate below all of them.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -30,18 +51,17 @@ pub mod dane;
 pub mod http;
 pub mod lookup;
 pub mod metrics;
-pub mod netstring;
 pub mod notify;
 pub mod resolver_lookup;
 pub mod server;
 pub mod socket_path;
-pub mod socketmap;
+pub mod state;
 pub mod tlsrpt;
 
 pub use answer::DaneVerdict;
 pub use app::{ConfigSource, Daemon, DaemonError};
 pub use config::{Config, ConfigError, Listen, ZoneSettings, Zones};
 pub use lookup::{LookupResult, PolicyLookup};
+pub use mta_sts_socketmap::{Key, Reply, Request};
 pub use resolver_lookup::ResolverLookup;
 pub use server::{ServerError, ServerHandle, ServerOptions, SocketmapServer};
-pub use socketmap::{Key, Reply, Request};

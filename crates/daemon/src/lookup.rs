@@ -14,7 +14,7 @@ use mta_sts_resolver::CachedPolicy;
 
 use crate::answer::{DaneVerdict, answer, answer_failure};
 use crate::config::{DaneMode, ZoneSettings};
-use crate::socketmap::Reply;
+use mta_sts_socketmap::Reply;
 
 /// Longest wait for [`PolicyLookup::cached`] once the budget has run out.
 const CACHED_LOOKUP_LIMIT: std::time::Duration = std::time::Duration::from_millis(500);

@@ -1,5 +1,5 @@
-//! Taking over a UNIX socket path, shared by the socketmap listener ([`crate::server`]), the
-//! HTTP API ([`crate::http`]) and the TLS-RPT collector ([`crate::tlsrpt`]).
+//! Taking over a UNIX socket path, shared by the socketmap listener (`server`), the
+//! HTTP API (`http`) and the TLS-RPT collector (`tlsrpt`), which all sit above it.
 //!
 //! A path may be reused only when what is there is a *stale socket*: a socket file nobody
 //! accepts (stream) or receives (datagram) on, left by a process that died. Anything else —

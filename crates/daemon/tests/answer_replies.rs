@@ -4,7 +4,7 @@
 use mta_sts::{Domain, Policy};
 use mta_sts_daemon::answer::{DaneVerdict, answer, answer_failure};
 use mta_sts_daemon::config::{DaneMode, OnFailure, ZoneSettings};
-use mta_sts_daemon::socketmap::Reply;
+use mta_sts_socketmap::Reply;
 
 const GOOD: &str = "version: STSv1\nmode: enforce\nmx: mail.good.test\nmax_age: 86400\n";
 const WILD: &str = "version: STSv1\nmode: enforce\nmx: mail.wild.test\nmx: *.wild.test\nmx: *.mx.wild.test\nmax_age: 604800\n";

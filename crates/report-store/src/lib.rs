@@ -59,6 +59,8 @@ pub mod outbox;
 pub mod postgres;
 #[cfg(feature = "send")]
 pub mod send;
+#[cfg(feature = "send")]
+pub mod sending;
 pub mod sink;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

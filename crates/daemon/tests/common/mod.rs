@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use mta_sts::{Domain, Policy};
 use mta_sts_daemon::config::{Listen, ZoneSettings, Zones};
 use mta_sts_daemon::lookup::{LookupResult, PolicyLookup};
-use mta_sts_daemon::netstring::{Decoder, Limits, encode};
+use mta_sts_socketmap::netstring::{Decoder, Limits, encode};
 use mta_sts_daemon::server::{ServerOptions, SocketmapServer};
 use mta_sts_resolver::CachedPolicy;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

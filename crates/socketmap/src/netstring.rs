@@ -11,7 +11,7 @@
 //! `99999` fails before any payload is sent), so the server can close the connection at once.
 //!
 //! ```
-//! use mta_sts_daemon::netstring::{encode, Decoder, Limits};
+//! use mta_sts_socketmap::netstring::{encode, Decoder, Limits};
 //! let mut decoder = Decoder::new(Limits::default());
 //! decoder.feed(b"12:postfix a.ex,00003:");
 //! assert_eq!(decoder.decode()?.as_deref(), Some(&b"postfix a.ex"[..]));
@@ -19,7 +19,7 @@
 //! decoder.feed(b"abc,");
 //! assert_eq!(decoder.decode()?.as_deref(), Some(&b"abc"[..]));
 //! assert_eq!(encode(b"NOTFOUND "), b"9:NOTFOUND ,");
-//! # Ok::<(), mta_sts_daemon::netstring::NetstringError>(())
+//! # Ok::<(), mta_sts_socketmap::netstring::NetstringError>(())
 //! ```
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -60,6 +60,7 @@ impl Limits {
 /// Why a byte stream is not a sequence of netstrings. After any of these the stream
 /// position is lost: a server must close the connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NetstringError {
     /// The length prefix is empty or has a byte other than an ASCII digit before `:`.
     #[error("bad netstring length: expected decimal digits then `:`, found byte 0x{found:02x}")]
@@ -113,9 +114,9 @@ pub fn encode(payload: &[u8]) -> Vec<u8> {
 /// Decodes a complete byte string into its payloads, for tests and one-shot use.
 ///
 /// ```
-/// use mta_sts_daemon::netstring::{decode_all, Limits};
+/// use mta_sts_socketmap::netstring::{decode_all, Limits};
 /// assert_eq!(decode_all(b"00:,1:X,", Limits::default())?, vec![b"".to_vec(), b"X".to_vec()]);
-/// # Ok::<(), mta_sts_daemon::netstring::NetstringError>(())
+/// # Ok::<(), mta_sts_socketmap::netstring::NetstringError>(())
 /// ```
 pub fn decode_all(data: &[u8], limits: Limits) -> Result<Vec<Vec<u8>>, NetstringError> {
     let mut decoder = Decoder::new(limits);

@@ -1,7 +1,7 @@
 //! Socketmap requests, key normalisation (vectors §D, §K rows that need no lookup) and reply
 //! shapes on the wire.
 
-use mta_sts_daemon::socketmap::{Key, Reply, Request, RequestError, SkipReason};
+use mta_sts_socketmap::{Key, Reply, Request, RequestError, SkipReason};
 
 fn domain(key: &str) -> String {
     match Key::normalise(key) {

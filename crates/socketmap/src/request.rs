@@ -1,24 +1,26 @@
-//! Postfix `socketmap_table(5)` requests and replies, and the lookup key normalisation of
-//! postfix-mta-sts-resolver (DESIGN §5, rfc-requirements §2.10).
+//! Postfix `socketmap_table(5)` requests and the lookup key normalisation of
+//! postfix-mta-sts-resolver (whose replies this toolkit answers drop-in compatibly).
 //!
 //! A request payload is `<name> <key>`: the map name (our zone) and the key Postfix looks up
 //! in `smtp_tls_policy_maps`, i.e. the next-hop destination: a domain, `[host]`,
 //! `[host]:port`, `host:port`, or, for parent-domain matching, `.domain`.
 //!
-//! The Policy Domain is the next-hop name with brackets and port stripped (RFC 8461 §3.4,
-//! rfc-requirements §4 item 14), one trailing dot removed, compared case-insensitively
+//! The Policy Domain is the next-hop name exactly as configured, with brackets and port
+//! stripped (RFC 8461 §3.4 leaves open whether a smart host `[smtp.provider.example]:587`
+//! names `smtp.provider.example` or `provider.example`; the existing daemons take the key
+//! Postfix supplies, and so do we), one trailing dot removed, compared case-insensitively
 //! (RFC 8461 §4.1). Keys that cannot name a Policy Domain are answered `NOTFOUND ` without
 //! any lookup ([`Key::Skip`]): `.domain` keys, address literals, and junk. Unlike
-//! postfix-mta-sts-resolver, junk never causes a DNS query (DESIGN §5).
+//! postfix-mta-sts-resolver, junk never causes a DNS query: a key that cannot name a
+//! Policy Domain is decided here, before any lookup.
 
-use std::borrow::Cow;
-use std::fmt;
 use std::net::IpAddr;
 
 use mta_sts::Domain;
 
 /// Why a request payload is unusable. The framing was intact, so the server can say so.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RequestError {
     /// The payload is not UTF-8 (Postfix sends host names, UTF-8 with SMTPUTF8).
     #[error("socketmap request is not valid UTF-8 (byte {valid_up_to})")]
@@ -42,10 +44,10 @@ impl<'a> Request<'a> {
     /// (answered `NOTFOUND `), as postfix-mta-sts-resolver reads it.
     ///
     /// ```
-    /// use mta_sts_daemon::socketmap::Request;
+    /// use mta_sts_socketmap::Request;
     /// let req = Request::parse(b"postfix [mail.example]:25")?;
     /// assert_eq!((req.name, req.key), ("postfix", "[mail.example]:25"));
-    /// # Ok::<(), mta_sts_daemon::socketmap::RequestError>(())
+    /// # Ok::<(), mta_sts_socketmap::RequestError>(())
     /// ```
     pub fn parse(payload: &'a [u8]) -> Result<Request<'a>, RequestError> {
         let text = std::str::from_utf8(payload).map_err(|e| RequestError::NotUtf8 {
@@ -102,7 +104,7 @@ impl Key {
     /// not a domain name is [`SkipReason::Invalid`].
     ///
     /// ```
-    /// use mta_sts_daemon::socketmap::{Key, SkipReason};
+    /// use mta_sts_socketmap::{Key, SkipReason};
     /// let Key::Domain(d) = Key::normalise("[GOOD.test.]:25") else { panic!() };
     /// assert_eq!(d.as_str(), "good.test");
     /// assert_eq!(Key::normalise("[a:bb:ccc::dddd]:123"), Key::Skip(SkipReason::AddressLiteral));
@@ -157,77 +159,4 @@ impl Key {
 fn is_port_suffix(text: &str) -> bool {
     text.strip_prefix(':')
         .is_some_and(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// A socketmap reply (`socketmap_table(5)`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    /// `OK <data>`: the lookup found `data` (a TLS policy such as `secure match=…`).
-    Ok(String),
-    /// `NOTFOUND ` (with one trailing space, as postfix-mta-sts-resolver sends it).
-    NotFound,
-    /// `TEMP <reason>`: temporary failure; Postfix defers the delivery.
-    Temp(String),
-    /// `TIMEOUT <reason>`: the lookup timed out; Postfix defers the delivery.
-    Timeout(String),
-    /// `PERM <reason>`: permanent failure (a configuration or request problem).
-    Perm(String),
-}
-
-impl Reply {
-    /// The reply payload, e.g. `OK secure match=mx.example servername=hostname`, `NOTFOUND `.
-    ///
-    /// Reasons are sanitised: control characters become spaces, so a reply never breaks
-    /// Postfix's logging.
-    pub fn payload(&self) -> String {
-        match self {
-            Reply::Ok(data) => format!("OK {}", sanitise(data)),
-            Reply::NotFound => "NOTFOUND ".to_owned(),
-            Reply::Temp(reason) => format!("TEMP {}", sanitise(reason)),
-            Reply::Timeout(reason) => format!("TIMEOUT {}", sanitise(reason)),
-            Reply::Perm(reason) => format!("PERM {}", sanitise(reason)),
-        }
-    }
-
-    /// The reply as a netstring, ready to write.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.encode_into(&mut out);
-        out
-    }
-
-    /// Appends the reply as a netstring to `out` (no intermediate allocation).
-    pub fn encode_into(&self, out: &mut Vec<u8>) {
-        let (word, text): (&str, &str) = match self {
-            Reply::Ok(data) => ("OK ", data),
-            Reply::NotFound => ("NOTFOUND ", ""),
-            Reply::Temp(reason) => ("TEMP ", reason),
-            Reply::Timeout(reason) => ("TIMEOUT ", reason),
-            Reply::Perm(reason) => ("PERM ", reason),
-        };
-        let text = sanitise(text);
-        let len = word.len() + text.len();
-        out.extend_from_slice(len.to_string().as_bytes());
-        out.push(b':');
-        out.extend_from_slice(word.as_bytes());
-        out.extend_from_slice(text.as_bytes());
-        out.push(b',');
-    }
-}
-
-impl fmt::Display for Reply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.payload())
-    }
-}
-
-fn sanitise(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return Cow::Borrowed(text);
-    }
-    Cow::Owned(
-        text.chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect(),
-    )
 }

@@ -1,6 +1,6 @@
 //! Netstring codec: the vectors of postfix-mta-sts-resolver (vectors §I) and properties.
 
-use mta_sts_daemon::netstring::{Decoder, Limits, NetstringError, decode_all, encode};
+use mta_sts_socketmap::netstring::{Decoder, Limits, NetstringError, decode_all, encode};
 use proptest::prelude::*;
 
 fn limits(max: usize) -> Limits {

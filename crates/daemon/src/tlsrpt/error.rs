@@ -1,0 +1,35 @@
+//! Why the TLS-RPT part of the daemon cannot start.
+
+use mta_sts_report_store::sending::SetupError;
+use mta_sts_net::ConnectToError;
+use std::path::PathBuf;
+
+/// Why the TLS-RPT part of the daemon cannot start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsrptError {
+    /// The collector socket cannot be bound or given its mode.
+    #[error("cannot listen on the TLS-RPT collector socket {}: {message}", path.display())]
+    Socket {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// `[tlsrpt.send]` cannot be set up (outbox, DKIM key, CA file, DNS).
+    #[error("[tlsrpt.send]: {}{}", send_setting(.0), .0)]
+    Send(#[source] SetupError),
+    /// A `[resolver] connect_to` value the sender would use is malformed.
+    #[error("[tlsrpt.send]: {0}")]
+    ConnectTo(#[source] ConnectToError),
+}
+
+/// The configuration key a failed sender set-up step read, with a space, for messages.
+fn send_setting(error: &SetupError) -> &'static str {
+    match error {
+        SetupError::Outbox { .. } => "outbox ",
+        SetupError::CaFileRead { .. } | SetupError::CaFilePem { .. } => "[resolver] ca_file ",
+        SetupError::DkimKeyRead { .. } | SetupError::DkimKey { .. } => "dkim_key ",
+        _ => "",
+    }
+}

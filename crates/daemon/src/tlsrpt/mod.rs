@@ -1,0 +1,146 @@
+//! TLS-RPT data (RFC 8460) from the daemon: what it records about policy discovery, a
+//! collector for the session results of the MTA, and scheduled report sending. Everything
+//! is off by default (`[tlsrpt]` in the configuration, see [`crate::config::TlsrptConfig`]).
+//!
+//! # What is recorded (the session rule)
+//!
+//! RFC 8460 §4 reports count **sessions**: SMTP connections to an MX host, with their TLS
+//! outcome. The daemon does not see sessions. It sees socketmap queries: Postfix asks for the
+//! TLS policy of a next-hop domain before it connects, once per delivery attempt, so one
+//! query stands for (roughly) one attempt. What the daemon *knows* is the outcome of policy
+//! discovery; whether TLS then succeeded is known only to the MTA. Hence:
+//!
+//! - **Discovery failures are always recorded** (when `events` is set): a query for a domain
+//!   that published an `_mta-sts` record but whose policy could not be fetched or used, with
+//!   nothing unexpired cached, is one failed session of result type `sts-policy-fetch-error`,
+//!   `sts-policy-invalid` or `sts-webpki-invalid` (RFC 8460 §4.3.2, the mapping of
+//!   `mta_sts_resolver::Error::result_type`), with the resolver's reason code (e.g.
+//!   `certificate-wrong-name`) as `failure-reason-code`. That session went ahead without the
+//!   policy the domain asked for, which is what §4.3.2 reports. Not recorded: "no record"
+//!   (the domain has no policy: nothing failed), an invalid domain (no query was made), and
+//!   DNS failures of the TXT lookup (transient, RFC 8460 §4.3.4, and whether the domain has a
+//!   policy at all is unknown). A failed *refresh* while an unexpired cached policy still
+//!   applies is not a failure either: the session uses the cached policy (RFC 8461 §5.1).
+//! - **Successes are never recorded from queries**: a socketmap query is not a session.
+//!   Postfix asks before it connects, and `postmap -q` asks without connecting at all; a
+//!   delivery that then fails certificate verification (`Server certificate not verified`)
+//!   was asked for exactly like one that succeeded. Successful sessions come only from the
+//!   MTA itself: Postfix ≥ 3.10 through the collector socket below. The former
+//!   `count_applied = true` (one success per query that applied a policy) is refused at
+//!   configuration load for that reason ([`crate::config`]).
+//!
+//! Counting is in memory and cheap (per policy domain an entry of atomic counters in a
+//! sharded map: a known domain costs a hash, a shared lock and an atomic add, no allocation
+//! and no I/O on the socketmap path). Every `flush_interval` (aligned to the wall clock, so
+//! no interval straddles 00:00 UTC), on reload and on shutdown the counters are appended to
+//! the events file as lines of the `tlsrpt::event` format with `"count": n` and one extra
+//! member `"source": "daemon"`, which the aggregator ignores. Each line is stamped with the
+//! last second of its interval, so it lands in the right UTC day (RFC 8460 §4.1).
+//!
+//! Overlap with MTA reports: when Postfix reports sessions itself and the daemon answered
+//! `NOTFOUND ` after a discovery failure, Postfix reports that session as `no-policy-found`
+//! while the daemon records an `sts` failure for it. Both lines describe the same session
+//! from two sides; the report then shows the `sts` policy failing and the delivery that went
+//! ahead without it.
+//!
+//! # The collector socket
+//!
+//! With `socket` set, the daemon receives on a Unix **datagram** socket what Postfix 3.10
+//! sends through sys4's libtlsrpt (`smtp_tlsrpt_socket_name`), taking the place of
+//! `tlsrpt-collectd`. Each valid datagram is stamped with its arrival time (datagrams carry
+//! none) and appended as event lines (`"source": "socket"`), see [`tlsrpt::event`] for the
+//! mapping of one delivery request to sessions. A datagram may also hold our own event
+//! objects, one per line. An invalid datagram is dropped whole, counted in
+//! `mta_sts_tlsrpt_datagrams_invalid_total` and logged at debug level at most once
+//! per [`INVALID_LOG_EVERY`].
+//!
+//! # Sending on a schedule
+//!
+//! With `[tlsrpt.send]`, a worker thread runs what `mta-sts report send` does, through
+//! [`mta_sts_report_store::send::Sender`] and the same SQLite outbox: after each UTC day has
+//! rolled over plus a random delay of up to `jitter` (RFC 8460 §4.1 "some delay"), it flushes
+//! the counters, ingests the new lines of the events file, generates the reports of every
+//! completed day not reported yet and delivers them; every `retry_interval` it retries the
+//! due outbox entries (RFC 8460 §5.3: retry for up to 24 hours). It also runs once at start,
+//! which catches up on days missed while the daemon was down.
+//!
+//! Report mail must reach the reporting address even when that domain's own MTA-STS or DANE
+//! fails (RFC 8460 §3, §5.3): send it through a relay/transport that does not consult the
+//! daemon's policy map (see docs/postfix.md).
+//!
+//! # Modules
+//!
+//! They read top-down, each using only those below it: `service` (the running part:
+//! tasks, reload, shutdown) → `collector` (the datagram socket), `schedule` (report
+//! generation and delivery, the sender of `[tlsrpt.send]`) → `flush` (counters → events
+//! file) → `recorder` (the counters), `events_file` (appending lines) → `clock`, `error`.
+//! `check` (`--check-config`) uses `schedule`.
+
+mod check;
+mod clock;
+mod collector;
+mod error;
+mod events_file;
+mod flush;
+mod recorder;
+mod schedule;
+mod service;
+
+pub use check::check_files;
+pub use clock::{Clock, system_clock};
+pub use collector::{INVALID_LOG_EVERY, MAX_DATAGRAM, parse_datagram};
+pub use error::TlsrptError;
+pub use events_file::{EventsFile, MAX_PENDING_LINES, event_line};
+pub use recorder::{Recorder, is_recorded_failure};
+pub use service::TlsrptService;
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use crate::config::{Config, TlsrptConfig};
+
+    #[test]
+    fn config_is_off_by_default_and_checked() {
+        let c = Config::parse("").unwrap().tlsrpt;
+        assert_eq!(c, TlsrptConfig::default());
+        assert!(c.events.is_none() && c.socket.is_none() && c.send.is_none());
+
+        let c = Config::parse(
+            "[tlsrpt]\nevents = \"/tmp/e.jsonl\"\nsocket = \"/run/t.sock\"\nsocket_mode = \"0660\"\n[tlsrpt.send]\nsubmitter = \"Mail.Example.COM.\"\nrelay = \"127.0.0.1:25\"\ndkim_key = \"/k.pem\"\ndkim_selector = \"tlsrpt\"\njitter = \"1h\"\n",
+        )
+        .unwrap()
+        .tlsrpt;
+        assert_eq!(c.socket_mode, 0o660);
+        let send = c.send.unwrap();
+        assert_eq!(send.submitter, "mail.example.com");
+        assert_eq!(send.db, PathBuf::from("/var/lib/mta-sts/reports.db"));
+        assert_eq!(send.jitter, Duration::from_secs(3600));
+        assert_eq!(send.retry_interval, Duration::from_secs(300));
+
+        for (bad, says) in [
+            ("[tlsrpt]\nevent = \"/x\"\n", "event"),
+            ("[tlsrpt]\nevents = \"/x\"\n[tlsrpt.send]\n", "submitter"),
+            (
+                "[tlsrpt.send]\nsubmitter = \"a.test\"\n",
+                "needs [tlsrpt] events",
+            ),
+            (
+                "[tlsrpt]\nevents = \"/x\"\n[tlsrpt.send]\nsubmitter = \"a.test\"\ndkim_key = \"/k\"\n",
+                "dkim_selector",
+            ),
+            (
+                "[tlsrpt]\nevents = \"/x\"\n[tlsrpt.send]\nsubmitter = \"a.test\"\nrelay = \"host\"\n",
+                "HOST:PORT",
+            ),
+            ("[tlsrpt]\nflush_interval = \"0s\"\n", "flush_interval"),
+            ("[tlsrpt]\nsocket_mode = \"999\"\n", "octal"),
+            // A socketmap query is not a session (issue 18.3).
+            ("[tlsrpt]\ncount_applied = true\n", "count_applied"),
+        ] {
+            let err = Config::parse(bad).expect_err(bad).to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+}
