@@ -63,7 +63,7 @@ pub enum DaemonError {
     },
     /// The resolver cannot be set up (DNS configuration, CA file).
     #[error("cannot set up the resolver: {0}")]
-    Resolver(#[source] mta_sts_net::TlsSetupError),
+    Resolver(#[source] mta_sts_resolver::SetupError),
     /// A `[resolver] connect_to` value is malformed.
     #[error("cannot set up the resolver: {0}")]
     ConnectTo(#[source] mta_sts_net::ConnectToError),

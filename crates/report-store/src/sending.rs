@@ -73,7 +73,7 @@ pub enum SetupError {
     },
     /// The DNS client (system configuration or nameservers) cannot be set up.
     #[error("cannot set up DNS: {0}")]
-    Dns(#[source] mta_sts_resolver::Error),
+    Dns(#[source] mta_sts_net::DnsSetupError),
 }
 
 /// The DKIM key report mail is signed with (RFC 8460 §5.3).
