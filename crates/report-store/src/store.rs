@@ -367,3 +367,22 @@ pub(crate) fn stored(
         raw_json,
     })
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::StoreError;
+
+    #[test]
+    fn a_locked_sqlite_database_is_busy_with_its_cause() {
+        for code in [rusqlite::ffi::SQLITE_BUSY, rusqlite::ffi::SQLITE_LOCKED] {
+            let e = StoreError::from(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            ));
+            assert!(matches!(e, StoreError::Busy(_)), "{e:?}");
+            assert!(std::error::Error::source(&e).is_some());
+        }
+        let e = StoreError::from(rusqlite::Error::QueryReturnedNoRows);
+        assert!(matches!(e, StoreError::Sqlite(_)), "{e:?}");
+    }
+}
