@@ -1,6 +1,6 @@
 //! Report delivery (RFC 8460 §5): looking up where reports go, POSTing them over HTTPS
-//! (§5.4) and mailing them through an SMTP relay (§5.3). Small hand-written clients over tokio
-//! and rustls (ring provider only).
+//! (§5.4) with hyper's HTTP/1.1 client, and mailing them through an SMTP relay (§5.3) with
+//! lettre. Both over tokio and rustls (ring provider only).
 //!
 //! # Mail and RFC 8460 §3, §5.3
 //!
@@ -32,39 +32,199 @@
 //! `POST` with `Content-Type: application/tlsrpt+gzip`; any 2xx is delivered (RFC 8460 §5.4).
 //! Certificates are verified by default; RFC 8460 §3 allows ignoring certificate errors for
 //! report submission, which [`DeliveryConfig::insecure_https`] turns on.
+//!
+//! # Errors
+//!
+//! [`DeliveryError::is_permanent`] tells the outbox whether retrying can help (an SMTP 5xx,
+//! an unusable URI or configuration) or not (everything else: connection, TLS, HTTP status,
+//! SMTP 4xx, timeouts); the outbox retries the latter for 24 hours (RFC 8460 §5.3).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Uri;
+use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT};
+use hyper_util::rt::TokioIo;
+use lettre::address::{AddressError, Envelope};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use mta_sts_net::ConnectTo;
 use mta_sts_net::dns::{Dns, DnsOutcome};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, InvalidDnsNameError, ServerName, UnixTime};
 use tlsrpt::Rua;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-/// A failed delivery attempt.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct DeliveryError {
-    /// Retrying will not help (SMTP 5xx, malformed URI).
-    pub permanent: bool,
-    /// What went wrong.
-    pub message: String,
+/// A failed delivery attempt. [`DeliveryError::is_permanent`] decides between a retry and
+/// giving up; the cause is kept as the [`source`](std::error::Error::source) (the outbox
+/// log shows the whole chain, see [`DeliveryError::detail`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeliveryError {
+    /// The rua is not a usable `https:` URI (permanent).
+    #[error("`{uri}` is not an https: URI")]
+    NotHttps {
+        /// The URI.
+        uri: String,
+    },
+    /// The rua is neither `mailto:` nor `https:` (permanent, RFC 8460 §3).
+    #[error("`{rua}` is not a mailto: or https: URI")]
+    UnusableRua {
+        /// The rua.
+        rua: String,
+    },
+    /// The `https:` URI does not parse (permanent).
+    #[error("`{uri}`")]
+    InvalidUri {
+        /// The URI.
+        uri: String,
+        /// Why.
+        #[source]
+        source: hyper::http::uri::InvalidUri,
+    },
+    /// The `https:` URI has no host (permanent).
+    #[error("`{uri}` has no host")]
+    NoHost {
+        /// The URI.
+        uri: String,
+    },
+    /// A host name cannot be a TLS server name (permanent).
+    #[error("`{host}`")]
+    ServerName {
+        /// The name.
+        host: String,
+        /// Why.
+        #[source]
+        source: InvalidDnsNameError,
+    },
+    /// The TLS client could not be set up (permanent).
+    #[error("TLS setup")]
+    TlsSetup(#[source] rustls::Error),
+    /// The TCP connection failed (transient).
+    #[error("connect to {target}")]
+    Connect {
+        /// `ADDR:PORT` connected to (after `--connect-to`).
+        target: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS handshake failed, e.g. the certificate was refused (transient).
+    #[error("TLS with {host}")]
+    Tls {
+        /// The server name.
+        host: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP exchange failed (transient).
+    #[error("HTTPS {host}")]
+    Http {
+        /// The server name.
+        host: String,
+        /// Why.
+        #[source]
+        source: hyper::Error,
+    },
+    /// The endpoint answered with a status other than 2xx (transient, RFC 8460 §5.4).
+    #[error("{uri}: HTTP {status}")]
+    Status {
+        /// The rua.
+        uri: String,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// No relay is configured, so `mailto:` cannot be served (permanent).
+    #[error("no SMTP relay configured for mailto: reports (--relay)")]
+    NoRelay,
+    /// The relay setting is not `HOST:PORT` (permanent).
+    #[error("relay `{relay}` is not HOST:PORT")]
+    BadRelay {
+        /// The setting.
+        relay: String,
+    },
+    /// A sender or recipient address is not an address (permanent).
+    #[error("address `{address}`")]
+    Address {
+        /// The address.
+        address: String,
+        /// Why.
+        #[source]
+        source: AddressError,
+    },
+    /// The SMTP envelope could not be formed (permanent).
+    #[error("SMTP envelope")]
+    Envelope(#[source] lettre::error::Error),
+    /// The SMTP relay refused or the dialogue failed: permanent for 5xx replies and for
+    /// client-side refusals (e.g. STARTTLS required but not offered), transient otherwise.
+    #[error("SMTP relay {relay}")]
+    Smtp {
+        /// The relay (`HOST:PORT` as configured).
+        relay: String,
+        /// What lettre reported.
+        #[source]
+        source: lettre::transport::smtp::Error,
+    },
+    /// The attempt did not finish within [`DeliveryConfig::timeout`] (transient).
+    #[error("{target}: timed out")]
+    Timeout {
+        /// The rua or `SMTP relay HOST:PORT`.
+        target: String,
+    },
+    /// The stored report does not parse (permanent).
+    #[error("stored report")]
+    Report(#[source] tlsrpt::ReportError),
+    /// The report mail could not be DKIM-signed (permanent).
+    #[error("DKIM signing")]
+    Sign(#[source] crate::dkim::DkimError),
 }
 
-fn transient(message: impl Into<String>) -> DeliveryError {
-    DeliveryError {
-        permanent: false,
-        message: message.into(),
+impl DeliveryError {
+    /// Whether retrying cannot help (SMTP 5xx, an unusable URI or configuration).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            DeliveryError::NotHttps { .. }
+            | DeliveryError::UnusableRua { .. }
+            | DeliveryError::InvalidUri { .. }
+            | DeliveryError::NoHost { .. }
+            | DeliveryError::ServerName { .. }
+            | DeliveryError::TlsSetup(_)
+            | DeliveryError::NoRelay
+            | DeliveryError::BadRelay { .. }
+            | DeliveryError::Address { .. }
+            | DeliveryError::Envelope(_)
+            | DeliveryError::Report(_)
+            | DeliveryError::Sign(_) => true,
+            // RFC 5321 §4.2.1: 5xx is permanent. lettre's client errors are refusals before
+            // anything was sent (STARTTLS required but not offered, 8-bit data without
+            // 8BITMIME): the relay's answer would be the same next time.
+            DeliveryError::Smtp { source, .. } => source.is_permanent() || source.is_client(),
+            DeliveryError::Connect { .. }
+            | DeliveryError::Tls { .. }
+            | DeliveryError::Http { .. }
+            | DeliveryError::Status { .. }
+            | DeliveryError::Timeout { .. } => false,
+        }
     }
-}
 
-fn permanent(message: impl Into<String>) -> DeliveryError {
-    DeliveryError {
-        permanent: true,
-        message: message.into(),
+    /// The error and its causes in one line (`what: why: deeper why`), for the outbox log.
+    pub fn detail(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            // Some sources already repeat their own source in their text.
+            if !text.ends_with(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        text
     }
 }
 
@@ -139,9 +299,6 @@ pub async fn lookup_rua(dns: &Dns, policy_domain: &str) -> RuaLookup {
     }
 }
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
 /// Accepts any server certificate (RFC 8460 §3 permits it for report submission).
 #[derive(Debug)]
 struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
@@ -188,28 +345,44 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
     }
 }
 
+/// The TLS client of HTTPS submission: ring, TLS 1.2 and 1.3, ALPN `http/1.1`, and the
+/// platform's roots plus [`DeliveryConfig::extra_roots`] (what
+/// `mta_sts_net::tls::verifier` builds for `Trust::PlatformAnd`, here from
+/// certificates already read rather than a file), or [`AnyCert`] when `insecure`.
 fn tls_connector(config: &DeliveryConfig, insecure: bool) -> Result<TlsConnector, DeliveryError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| permanent(format!("TLS setup: {e}")))?;
+        .map_err(DeliveryError::TlsSetup)?;
     let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = if insecure {
         Arc::new(AnyCert(provider.clone()))
     } else {
-        // The platform's roots plus the configured extra CAs, as the policy fetcher does.
         Arc::new(
             rustls_platform_verifier::Verifier::new_with_extra_roots(
                 config.extra_roots.iter().cloned(),
                 provider,
             )
-            .map_err(|e| permanent(format!("TLS roots: {e}")))?,
+            .map_err(DeliveryError::TlsSetup)?,
         )
     };
-    let client = builder
+    let mut client = builder
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
+    client.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsConnector::from(Arc::new(client)))
+}
+
+/// Where to connect for `host:port`: the first applicable `--connect-to` override, else the
+/// host itself. The name in TLS stays `host` either way.
+fn connect_target(config: &DeliveryConfig, host: &str, port: u16) -> (String, u16) {
+    match config.connect_to.iter().find(|c| c.applies(host, port)) {
+        Some(c) => (
+            c.addr.clone().unwrap_or_else(|| host.to_owned()),
+            c.addr_port.unwrap_or(port),
+        ),
+        None => (host.to_owned(), port),
+    }
 }
 
 async fn connect(
@@ -217,56 +390,60 @@ async fn connect(
     host: &str,
     port: u16,
 ) -> Result<TcpStream, DeliveryError> {
-    let (addr, port) = match config.connect_to.iter().find(|c| c.applies(host, port)) {
-        Some(c) => (
-            c.addr.clone().unwrap_or_else(|| host.to_owned()),
-            c.addr_port.unwrap_or(port),
-        ),
-        None => (host.to_owned(), port),
-    };
+    let (addr, port) = connect_target(config, host, port);
     let target = if addr.contains(':') {
         format!("[{addr}]:{port}")
     } else {
         format!("{addr}:{port}")
     };
-    TcpStream::connect(&target)
-        .await
-        .map_err(|e| transient(format!("connect to {target}: {e}")))
+    match TcpStream::connect(&target).await {
+        Ok(tcp) => Ok(tcp),
+        Err(source) => Err(DeliveryError::Connect { target, source }),
+    }
 }
 
 fn server_name(host: &str) -> Result<ServerName<'static>, DeliveryError> {
-    ServerName::try_from(host.to_owned()).map_err(|e| permanent(format!("`{host}`: {e}")))
+    ServerName::try_from(host.to_owned()).map_err(|source| DeliveryError::ServerName {
+        host: host.to_owned(),
+        source,
+    })
 }
 
-/// Splits `https://host[:port]/path` into host, port and path.
+/// Splits `https://host[:port]/path` into host (lower case, IPv6 without brackets), port
+/// and the request target (path and query, at least `/`).
 fn parse_https(uri: &str) -> Result<(String, u16, String), DeliveryError> {
-    let rest = uri
-        .get(..8)
-        .filter(|s| s.eq_ignore_ascii_case("https://"))
-        .and_then(|_| uri.get(8..))
-        .ok_or_else(|| permanent(format!("`{uri}` is not an https: URI")))?;
-    let (authority, path) = match rest.find(['/', '?']) {
-        Some(i) => (&rest[..i], rest[i..].to_owned()),
-        None => (rest, "/".to_owned()),
-    };
-    let path = if path.starts_with('?') {
-        format!("/{path}")
-    } else {
-        path
-    };
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => match p.parse() {
-            Ok(p) => (h, p),
-            Err(_) => return Err(permanent(format!("`{uri}`: bad port"))),
-        },
-        _ => (authority, 443),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(permanent(format!("`{uri}` has no host")));
+    let parsed: Uri = uri.parse().map_err(|source| DeliveryError::InvalidUri {
+        uri: uri.to_owned(),
+        source,
+    })?;
+    if !parsed
+        .scheme_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case("https"))
+    {
+        return Err(DeliveryError::NotHttps {
+            uri: uri.to_owned(),
+        });
     }
-    Ok((host.to_ascii_lowercase(), port, path))
+    let host = parsed
+        .host()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| DeliveryError::NoHost {
+            uri: uri.to_owned(),
+        })?;
+    let path = match parsed.path() {
+        "" => "/",
+        path => path,
+    };
+    let target = match parsed.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    Ok((
+        host.to_ascii_lowercase(),
+        parsed.port_u16().unwrap_or(443),
+        target,
+    ))
 }
 
 /// POSTs a gzip report to an `https:` rua (RFC 8460 §5.4). Any 2xx is success.
@@ -275,154 +452,75 @@ pub async fn post_https(
     uri: &str,
     gzipped: &[u8],
 ) -> Result<u16, DeliveryError> {
-    let (host, port, path) = parse_https(uri)?;
+    let (host, port, target) = parse_https(uri)?;
     let attempt = async {
         let tcp = connect(config, &host, port).await?;
+        let _ = tcp.set_nodelay(true);
         let connector = tls_connector(config, config.insecure_https)?;
-        let mut tls = connector
+        let tls = connector
             .connect(server_name(&host)?, tcp)
             .await
-            .map_err(|e| transient(format!("TLS with {host}: {e}")))?;
+            .map_err(|source| DeliveryError::Tls {
+                host: host.clone(),
+                source,
+            })?;
+        let http = |source| DeliveryError::Http {
+            host: host.clone(),
+            source,
+        };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(http)?;
         let host_header = if port == 443 {
             host.clone()
         } else {
             format!("{host}:{port}")
         };
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: mta-sts-tlsrpt/{}\r\n\
-             Content-Type: application/tlsrpt+gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            env!("CARGO_PKG_VERSION"),
-            gzipped.len()
-        );
-        let io = |e: std::io::Error| transient(format!("HTTPS {host}: {e}"));
-        tls.write_all(head.as_bytes()).await.map_err(io)?;
-        tls.write_all(gzipped).await.map_err(io)?;
-        tls.flush().await.map_err(io)?;
-        let mut response = Vec::new();
-        let mut chunk = [0u8; 1024];
-        while !response.windows(2).any(|w| w == b"\r\n") && response.len() < 8192 {
-            let n = tls.read(&mut chunk).await.map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            response.extend_from_slice(&chunk[..n]);
+        let request = hyper::Request::post(target.as_str())
+            .header(HOST, host_header)
+            .header(
+                USER_AGENT,
+                concat!("mta-sts-tlsrpt/", env!("CARGO_PKG_VERSION")),
+            )
+            .header(CONTENT_TYPE, "application/tlsrpt+gzip")
+            .header(CONTENT_LENGTH, gzipped.len())
+            .header(CONNECTION, "close")
+            .body(Full::new(Bytes::copy_from_slice(gzipped)));
+        // The parts were checked by `parse_https`; a failure here is a malformed URI.
+        let request = request.map_err(|_| DeliveryError::NoHost {
+            uri: uri.to_owned(),
+        })?;
+        // One request per connection, driven in this task beside the request (as the policy
+        // fetcher does); only the status line matters, so the body is never read.
+        let mut conn = std::pin::pin!(conn);
+        let exchange = sender.send_request(request);
+        let mut exchange = std::pin::pin!(exchange);
+        let response = tokio::select! {
+            biased;
+            response = &mut exchange => response,
+            _ = &mut conn => exchange.await,
         }
-        let status_line = String::from_utf8_lossy(&response);
-        let status = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse::<u16>().ok())
-            .ok_or_else(|| transient(format!("{host}: no HTTP status line")))?;
+        .map_err(http)?;
+        let status = response.status().as_u16();
         if (200..300).contains(&status) {
             Ok(status)
         } else {
-            Err(transient(format!("{uri}: HTTP {status}")))
+            Err(DeliveryError::Status {
+                uri: uri.to_owned(),
+                status,
+            })
         }
     };
     tokio::time::timeout(config.timeout, attempt)
         .await
-        .map_err(|_| transient(format!("{uri}: timed out")))?
+        .map_err(|_| DeliveryError::Timeout {
+            target: uri.to_owned(),
+        })?
 }
 
-/// A line-oriented SMTP client connection.
-struct Smtp {
-    io: Box<dyn Io>,
-    buf: Vec<u8>,
-}
-
-impl Smtp {
-    async fn reply(&mut self) -> Result<(u16, String), DeliveryError> {
-        let mut text = String::new();
-        loop {
-            let line = loop {
-                if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = self.buf.drain(..=i).collect();
-                    break String::from_utf8_lossy(&line).trim_end().to_owned();
-                }
-                if self.buf.len() > 65_536 {
-                    return Err(transient("SMTP reply line too long"));
-                }
-                let mut chunk = [0u8; 1024];
-                let n = self
-                    .io
-                    .read(&mut chunk)
-                    .await
-                    .map_err(|e| transient(format!("SMTP read: {e}")))?;
-                if n == 0 {
-                    return Err(transient("SMTP relay closed the connection"));
-                }
-                self.buf.extend_from_slice(&chunk[..n]);
-            };
-            let code = line
-                .get(..3)
-                .and_then(|c| c.parse::<u16>().ok())
-                .ok_or_else(|| transient(format!("bad SMTP reply `{line}`")))?;
-            text.push_str(line.get(4..).unwrap_or(""));
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return Ok((code, text));
-            }
-            text.push('\n');
-        }
-    }
-
-    async fn send(&mut self, data: &[u8]) -> Result<(), DeliveryError> {
-        self.io
-            .write_all(data)
-            .await
-            .map_err(|e| transient(format!("SMTP write: {e}")))?;
-        self.io
-            .flush()
-            .await
-            .map_err(|e| transient(format!("SMTP write: {e}")))
-    }
-
-    /// Sends a command and expects a reply of class `expect` (2 or 3).
-    async fn command(&mut self, line: &str, expect: u16) -> Result<String, DeliveryError> {
-        self.send(format!("{line}\r\n").as_bytes()).await?;
-        self.expect(line, expect).await
-    }
-
-    async fn expect(&mut self, what: &str, expect: u16) -> Result<String, DeliveryError> {
-        let (code, text) = self.reply().await?;
-        let verb = what.split([':', ' ']).next().unwrap_or(what);
-        match code / 100 {
-            c if c == expect => Ok(text),
-            5 => Err(permanent(format!("{verb}: {code} {text}"))),
-            _ => Err(transient(format!("{verb}: {code} {text}"))),
-        }
-    }
-}
-
-/// Dot-stuffs a message for DATA (RFC 5321 §4.5.2) and appends the terminator.
-fn dot_stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + 16);
-    let mut line_start = true;
-    for &b in message {
-        if line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        line_start = b == b'\n';
-    }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
-/// Submits a message to the configured relay (RFC 5321), with STARTTLS if configured.
-pub async fn send_mail(
-    config: &DeliveryConfig,
-    from: &str,
-    to: &str,
-    message: &[u8],
-) -> Result<String, DeliveryError> {
-    let relay = config
-        .relay
-        .as_deref()
-        .ok_or_else(|| permanent("no SMTP relay configured for mailto: reports (--relay)"))?;
-    let (host, port) = relay
+/// Splits the relay setting `HOST:PORT` (`[IPv6]:PORT`).
+fn parse_relay(relay: &str) -> Result<(&str, u16), DeliveryError> {
+    relay
         .rsplit_once(':')
         .and_then(|(h, p)| {
             Some((
@@ -430,40 +528,75 @@ pub async fn send_mail(
                 p.parse().ok()?,
             ))
         })
-        .ok_or_else(|| permanent(format!("relay `{relay}` is not HOST:PORT")))?;
-    let attempt = async {
-        let tcp = connect(config, host, port).await?;
-        let mut smtp = Smtp {
-            io: Box::new(tcp),
-            buf: Vec::new(),
-        };
-        smtp.expect("greeting", 2).await?;
-        let ehlo = format!("EHLO {}", config.helo);
-        smtp.command(&ehlo, 2).await?;
-        if config.relay_starttls {
-            smtp.command("STARTTLS", 2).await?;
-            let connector = tls_connector(config, false)?;
-            let tls = connector
-                .connect(server_name(host)?, smtp.io)
-                .await
-                .map_err(|e| transient(format!("STARTTLS with {host}: {e}")))?;
-            smtp = Smtp {
-                io: Box::new(tls),
-                buf: Vec::new(),
-            };
-            smtp.command(&ehlo, 2).await?;
-        }
-        smtp.command(&format!("MAIL FROM:<{from}>"), 2).await?;
-        smtp.command(&format!("RCPT TO:<{to}>"), 2).await?;
-        smtp.command("DATA", 3).await?;
-        smtp.send(&dot_stuff(message)).await?;
-        let accepted = smtp.expect("end of DATA", 2).await?;
-        let _ = smtp.command("QUIT", 2).await;
-        Ok(accepted)
+        .ok_or_else(|| DeliveryError::BadRelay {
+            relay: relay.to_owned(),
+        })
+}
+
+/// STARTTLS parameters for the relay: its name is verified (RFC 3207 §4.1) against the
+/// platform's roots plus [`DeliveryConfig::extra_roots`], TLS 1.2 or later, with ring.
+fn relay_tls(
+    config: &DeliveryConfig,
+    relay: &str,
+    host: &str,
+) -> Result<TlsParameters, DeliveryError> {
+    let smtp = |source| DeliveryError::Smtp {
+        relay: relay.to_owned(),
+        source,
     };
-    tokio::time::timeout(config.timeout, attempt)
+    let mut builder = TlsParameters::builder(host.to_owned());
+    for root in &config.extra_roots {
+        builder = builder.add_root_certificate(Certificate::from_der(root.to_vec()).map_err(smtp)?);
+    }
+    builder.build_rustls().map_err(smtp)
+}
+
+/// Submits a message to the configured relay (RFC 5321), with STARTTLS if configured.
+///
+/// lettre's [`AsyncSmtpTransport`] expresses every rule this needs: the EHLO name
+/// ([`DeliveryConfig::helo`]), connecting to a `--connect-to` address while the TLS name
+/// stays the relay's (`builder_dangerous(addr)` plus [`TlsParameters`] for the host),
+/// STARTTLS required when configured and never attempted otherwise ([`Tls::Required`] /
+/// [`Tls::None`]), dot-stuffing, and 4xx/5xx classes. It is built without its connection
+/// pool: one session per message, closed with QUIT.
+pub async fn send_mail(
+    config: &DeliveryConfig,
+    from: &str,
+    to: &str,
+    message: &[u8],
+) -> Result<String, DeliveryError> {
+    let relay = config.relay.as_deref().ok_or(DeliveryError::NoRelay)?;
+    let (host, port) = parse_relay(relay)?;
+    let address = |address: &str| {
+        address.parse().map_err(|source| DeliveryError::Address {
+            address: address.to_owned(),
+            source,
+        })
+    };
+    let envelope =
+        Envelope::new(Some(address(from)?), vec![address(to)?]).map_err(DeliveryError::Envelope)?;
+    let (addr, addr_port) = connect_target(config, host, port);
+    let tls = if config.relay_starttls {
+        Tls::Required(relay_tls(config, relay, host)?)
+    } else {
+        Tls::None
+    };
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(addr)
+        .port(addr_port)
+        .hello_name(ClientId::Domain(config.helo.clone()))
+        .timeout(Some(config.timeout))
+        .tls(tls)
+        .build();
+    let accepted = tokio::time::timeout(config.timeout, transport.send_raw(&envelope, message))
         .await
-        .map_err(|_| transient(format!("SMTP relay {relay}: timed out")))?
+        .map_err(|_| DeliveryError::Timeout {
+            target: format!("SMTP relay {relay}"),
+        })?
+        .map_err(|source| DeliveryError::Smtp {
+            relay: relay.to_owned(),
+            source,
+        })?;
+    Ok(accepted.message().collect::<Vec<_>>().join("\n"))
 }
 
 #[cfg(test)]
@@ -480,12 +613,17 @@ mod tests {
             parse_https("HTTPS://r.example:8443").unwrap(),
             ("r.example".into(), 8443, "/".into())
         );
-        assert!(parse_https("http://r.example/").unwrap_err().permanent);
+        assert!(parse_https("http://r.example/").unwrap_err().is_permanent());
+        assert_eq!(
+            parse_https("https://[2001:db8::1]:8443/r?x=1").unwrap(),
+            ("2001:db8::1".into(), 8443, "/r?x=1".into())
+        );
     }
 
     #[test]
-    fn dot_stuffing() {
-        assert_eq!(dot_stuff(b"a\r\n.b\r\n"), b"a\r\n..b\r\n.\r\n");
-        assert_eq!(dot_stuff(b".x"), b"..x\r\n.\r\n");
+    fn relays() {
+        assert_eq!(parse_relay("127.0.0.1:25").unwrap(), ("127.0.0.1", 25));
+        assert_eq!(parse_relay("[::1]:587").unwrap(), ("::1", 587));
+        assert!(parse_relay("relay.example").unwrap_err().is_permanent());
     }
 }

@@ -55,6 +55,7 @@ impl Default for Limits {
 
 /// Why an input was refused.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum IntakeError {
     /// The input is larger than [`Limits::max_input_bytes`].
     #[error("input is larger than the {limit}-byte limit")]

@@ -130,6 +130,7 @@ fn special_kind(file_type: &std::fs::FileType) -> Option<&'static str> {
 
 /// Why an input is not a TLS-RPT report at all (before any DKIM check).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NotAReport {
     /// The input has no bytes.
     #[error("not a TLS-RPT report (the input is empty)")]
@@ -143,6 +144,7 @@ pub enum NotAReport {
 
 /// Why [`parse_file_input`] refused an input.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FileInputError {
     /// Not JSON, gzip, zip or mail.
     #[error(transparent)]

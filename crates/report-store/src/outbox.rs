@@ -113,7 +113,7 @@ pub struct Outbox {
 }
 
 fn db(e: rusqlite::Error) -> StoreError {
-    StoreError::Database(e.to_string())
+    StoreError::from(e)
 }
 
 const ENTRY_COLUMNS: &str = "id, report_id, policy_domain, rua, attempts, next_attempt, \
@@ -166,10 +166,7 @@ impl Outbox {
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        let mut guard = self
-            .conn
-            .lock()
-            .map_err(|_| StoreError::Database("connection lock poisoned".into()))?;
+        let mut guard = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
         f(&mut guard).map_err(db)
     }
 

@@ -74,8 +74,9 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-fn db(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Database(e.to_string())
+/// A tokio-postgres or pool error as a [`StoreError`], keeping it as the source.
+fn db(e: impl Into<StoreError>) -> StoreError {
+    e.into()
 }
 
 /// The URL without its password, for messages.

@@ -20,7 +20,7 @@ use tlsrpt::event::parse_line;
 use tlsrpt::mail::{MailParams, build_message};
 use tlsrpt::{Report, Rua, UtcDateTime, validate_report_json};
 
-use crate::deliver::{DeliveryConfig, RuaLookup, lookup_rua, post_https, send_mail};
+use crate::deliver::{DeliveryConfig, DeliveryError, RuaLookup, lookup_rua, post_https, send_mail};
 use crate::outbox::{AttemptResult, LogEntry, Outbox, OutboxEntry};
 use crate::store::StoreError;
 
@@ -33,17 +33,19 @@ pub const MAX_RETRY: i64 = 4 * 3600;
 
 /// Why sending failed as a whole (single deliveries fail into the outbox instead).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// The outbox database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// An events file could not be read.
-    #[error("cannot read events file {path}: {reason}")]
+    #[error("cannot read events file {path}")]
     Events {
         /// The file.
         path: String,
         /// Why.
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -156,9 +158,9 @@ impl Sender {
             .unwrap_or_else(|_| path.to_path_buf())
             .display()
             .to_string();
-        let bytes = std::fs::read(path).map_err(|e| SendError::Events {
+        let bytes = std::fs::read(path).map_err(|source| SendError::Events {
             path: path.display().to_string(),
-            reason: e.to_string(),
+            source,
         })?;
         let identity = file_identity(path);
         let (mut offset, known) = self.outbox.file_offset(&key)?;
@@ -307,17 +309,17 @@ impl Sender {
                 },
                 Some(json) => match self.deliver_one(&entry, json.as_bytes(), now).await {
                     Ok(_) => AttemptResult::Delivered,
-                    Err(e) if e.permanent => AttemptResult::Failed { error: e.message },
+                    Err(e) if e.is_permanent() => AttemptResult::Failed { error: e.detail() },
                     Err(e) => {
                         let at = now + backoff(entry.attempts + 1);
                         if at > entry.created_at + RETRY_WINDOW {
                             AttemptResult::Failed {
-                                error: format!("{} (gave up after 24 hours)", e.message),
+                                error: format!("{} (gave up after 24 hours)", e.detail()),
                             }
                         } else {
                             AttemptResult::Retry {
                                 at,
-                                error: e.message,
+                                error: e.detail(),
                             }
                         }
                     }
@@ -348,11 +350,8 @@ impl Sender {
         entry: &OutboxEntry,
         json: &[u8],
         now: i64,
-    ) -> Result<String, crate::deliver::DeliveryError> {
-        let report = Report::from_json(json).map_err(|e| crate::deliver::DeliveryError {
-            permanent: true,
-            message: e.to_string(),
-        })?;
+    ) -> Result<String, DeliveryError> {
+        let report = Report::from_json(json).map_err(DeliveryError::Report)?;
         let gzipped = gzip(json);
         match Rua::parse(&entry.rua) {
             Ok(Rua::Https { uri }) => post_https(&self.config.delivery, &uri, &gzipped)
@@ -370,21 +369,14 @@ impl Sender {
                         date: UtcDateTime::from_unix_seconds(now),
                     },
                 );
-                let message =
-                    match &self.config.dkim {
-                        Some(signer) => signer.sign(&message, now).map_err(|e| {
-                            crate::deliver::DeliveryError {
-                                permanent: true,
-                                message: e.to_string(),
-                            }
-                        })?,
-                        None => message,
-                    };
+                let message = match &self.config.dkim {
+                    Some(signer) => signer.sign(&message, now).map_err(DeliveryError::Sign)?,
+                    None => message,
+                };
                 send_mail(&self.config.delivery, &self.config.from, &address, &message).await
             }
-            _ => Err(crate::deliver::DeliveryError {
-                permanent: true,
-                message: format!("`{}` is not a mailto: or https: URI", entry.rua),
+            _ => Err(DeliveryError::UnusableRua {
+                rua: entry.rua.clone(),
             }),
         }
     }

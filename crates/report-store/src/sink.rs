@@ -38,6 +38,7 @@ pub struct AcceptedReport {
 
 /// Why a sink call failed as a whole (the store, not the input).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SinkError {
     /// The store failed; the input may be retried later.
     #[error(transparent)]

@@ -70,7 +70,7 @@ pub struct SqliteStore {
 }
 
 fn db(e: rusqlite::Error) -> StoreError {
-    StoreError::Database(e.to_string())
+    StoreError::from(e)
 }
 
 impl SqliteStore {
@@ -136,13 +136,11 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let conn = Arc::clone(&self.conn);
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError::Database("connection lock poisoned".into()))?;
+            let mut guard = conn.lock().map_err(|_| StoreError::Poisoned)?;
             f(&mut guard)
         })
         .await
-        .map_err(|e| StoreError::Database(e.to_string()))?
+        .map_err(StoreError::Task)?
     }
 }
 

@@ -20,12 +20,35 @@ use tlsrpt::Report;
 
 use crate::intake::ParsedReport;
 
-/// Why the store failed.
+/// Why the store failed. The database's own error is kept as the
+/// [`source`](std::error::Error::source); [`StoreError::Busy`] is the one to retry.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
-    /// The database refused or failed.
-    #[error("database error: {0}")]
-    Database(String),
+    /// SQLite refused or failed.
+    #[cfg(feature = "sqlite")]
+    #[error("database error")]
+    Sqlite(#[source] rusqlite::Error),
+    /// The SQLite database stayed locked by another connection beyond the busy timeout
+    /// (`SQLITE_BUSY`, `SQLITE_LOCKED`): nothing was written; the operation may be retried.
+    #[cfg(feature = "sqlite")]
+    #[error("database is locked")]
+    Busy(#[source] rusqlite::Error),
+    /// PostgreSQL refused or failed.
+    #[cfg(feature = "postgres")]
+    #[error("database error")]
+    Postgres(#[source] tokio_postgres::Error),
+    /// No PostgreSQL connection could be had from the pool (server down, pool timeout).
+    #[cfg(feature = "postgres")]
+    #[error("database connection")]
+    Pool(#[source] deadpool_postgres::PoolError),
+    /// The blocking task that ran the database call panicked or was cancelled.
+    #[cfg(feature = "sqlite")]
+    #[error("database task failed")]
+    Task(#[source] tokio::task::JoinError),
+    /// A database call panicked earlier while holding the connection, so it is not used.
+    #[error("database connection lock poisoned")]
+    Poisoned,
     /// The database location could not be used.
     #[error("cannot open the report database {location}: {reason}")]
     Open {
@@ -49,6 +72,34 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+}
+
+#[cfg(feature = "sqlite")]
+impl From<rusqlite::Error> for StoreError {
+    /// [`StoreError::Busy`] for `SQLITE_BUSY` and `SQLITE_LOCKED`, [`StoreError::Sqlite`]
+    /// otherwise.
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                StoreError::Busy(e)
+            }
+            _ => StoreError::Sqlite(e),
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Postgres(e)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Pool(e)
+    }
 }
 
 /// What happened to one report handed to the store.
@@ -315,4 +366,23 @@ pub(crate) fn stored(
         report,
         raw_json,
     })
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::StoreError;
+
+    #[test]
+    fn a_locked_sqlite_database_is_busy_with_its_cause() {
+        for code in [rusqlite::ffi::SQLITE_BUSY, rusqlite::ffi::SQLITE_LOCKED] {
+            let e = StoreError::from(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            ));
+            assert!(matches!(e, StoreError::Busy(_)), "{e:?}");
+            assert!(std::error::Error::source(&e).is_some());
+        }
+        let e = StoreError::from(rusqlite::Error::QueryReturnedNoRows);
+        assert!(matches!(e, StoreError::Sqlite(_)), "{e:?}");
+    }
 }

@@ -1,4 +1,4 @@
-//! The report e-mail of RFC 8460 §5.3, built by hand (it is small): sans-I/O, the caller
+//! The report e-mail of RFC 8460 §5.3, built with mail-builder: sans-I/O, the caller
 //! supplies the gzip-compressed report (RFC 8460 §5.2) and the time.
 //!
 //! ```text
@@ -23,6 +23,12 @@
 //! (this crate does no cryptography): `mta-sts-report-store`'s `dkim` module signs the built
 //! message with a configured key, or else the relay must sign (e.g. Postfix with OpenDKIM or
 //! rspamd, with `SignHeaders` including `tls-report-domain,tls-report-submitter`).
+
+use mail_builder::MessageBuilder;
+use mail_builder::headers::content_type::ContentType;
+use mail_builder::headers::date::Date;
+use mail_builder::headers::raw::Raw;
+use mail_builder::mime::MimePart;
 
 use crate::report::Report;
 use crate::report_datetime::UtcDateTime;
@@ -70,109 +76,83 @@ pub fn subject(policy_domain: &str, submitter: &str, report_id: &str) -> String 
     )
 }
 
-/// RFC 5322 §3.3 date-time in UTC, e.g. `Wed, 01 May 2024 13:14:15 +0000`.
-pub fn rfc5322_date(time: UtcDateTime) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let text = time.to_string(); // YYYY-MM-DDTHH:MM:SSZ
-    let weekday = DAYS[time.unix_seconds().div_euclid(86_400).rem_euclid(7) as usize];
-    let month = text
-        .get(5..7)
-        .and_then(|m| m.parse::<usize>().ok())
-        .and_then(|m| MONTHS.get(m.wrapping_sub(1)))
-        .copied()
-        .unwrap_or("Jan");
-    format!(
-        "{weekday}, {} {month} {} {} +0000",
-        text.get(8..10).unwrap_or("01"),
-        text.get(0..4).unwrap_or("1970"),
-        text.get(11..19).unwrap_or("00:00:00"),
-    )
-}
-
-/// Standard base64 (RFC 4648 §4) in lines of 76 characters joined by CRLF (RFC 2045 §6.8).
+/// Standard base64 (RFC 4648 §4) in lines of 76 characters joined by CRLF (RFC 2045 §6.8),
+/// as PEM bodies and DKIM key records want it (the message itself is encoded by
+/// mail-builder).
 pub fn base64_lines(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut encoded = Vec::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                encoded.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]);
-            } else {
-                encoded.push(b'=');
-            }
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let mut lines = String::with_capacity(encoded.len() + encoded.len() / 76 * 2);
+    for (i, line) in encoded.as_bytes().chunks(76).enumerate() {
+        if i > 0 {
+            lines.push_str("\r\n");
         }
+        // Base64 output is ASCII, so every 76-byte chunk is valid UTF-8.
+        lines.push_str(std::str::from_utf8(line).unwrap_or_default());
     }
-    encoded
-        .chunks(76)
-        .map(|line| String::from_utf8_lossy(line).into_owned())
-        .collect::<Vec<_>>()
-        .join("\r\n")
+    lines
 }
 
-/// The complete message (CRLF line ends, ready for SMTP DATA after dot-stuffing).
-pub fn build_message(report: &Report, gzipped: &[u8], params: &MailParams<'_>) -> Vec<u8> {
-    let name = file_name(report, params.submitter, params.policy_domain);
-    let unique = fnv1a(format!("{}\0{}", report.report_id, params.to).as_bytes());
-    let boundary = format!("tlsrpt-{unique:016x}");
-    let mut m = String::new();
-    let mut header = |name: &str, value: &str| {
-        m.push_str(name);
-        m.push_str(": ");
-        m.push_str(value);
-        m.push_str("\r\n");
-    };
-    header("From", params.from);
-    header("To", params.to);
-    header("Date", &rfc5322_date(params.date));
-    header(
-        "Message-ID",
-        &format!("<tlsrpt.{unique:016x}@{}>", params.submitter),
-    );
-    header(
-        "Subject",
-        &subject(params.policy_domain, params.submitter, &report.report_id),
-    );
-    header("TLS-Report-Domain", params.policy_domain);
-    header("TLS-Report-Submitter", params.submitter);
-    header("MIME-Version", "1.0");
-    header(
-        "Content-Type",
-        &format!("multipart/report; report-type=\"tlsrpt\";\r\n boundary=\"{boundary}\""),
-    );
-    m.push_str("\r\nThis is a multipart message in MIME format.\r\n\r\n");
-    m.push_str(&format!("--{boundary}\r\n"));
-    m.push_str("Content-Type: text/plain; charset=\"us-ascii\"\r\n");
-    m.push_str("Content-Transfer-Encoding: 7bit\r\n\r\n");
-    m.push_str(&format!(
+/// The human-readable first part of the report mail.
+fn text_part(report: &Report, policy_domain: &str) -> String {
+    format!(
         "This is an aggregate SMTP TLS report (RFC 8460) for {} from {}.\r\n\
          Period: {} to {}. Sessions: {} successful, {} failed.\r\n\
-         Report-ID: {}\r\n\r\n",
-        params.policy_domain,
+         Report-ID: {}\r\n",
+        policy_domain,
         report.organization_name.replace(['\r', '\n'], " "),
         report.date_range.start,
         report.date_range.end,
         report.total_successful(),
         report.total_failed(),
         report.report_id,
-    ));
-    m.push_str(&format!("--{boundary}\r\n"));
-    m.push_str("Content-Type: application/tlsrpt+gzip\r\n");
-    m.push_str("Content-Transfer-Encoding: base64\r\n");
-    m.push_str(&format!(
-        "Content-Disposition: attachment;\r\n filename=\"{name}\"\r\n\r\n"
-    ));
-    m.push_str(&base64_lines(gzipped));
-    m.push_str(&format!("\r\n\r\n--{boundary}--\r\n"));
-    m.into_bytes()
+    )
+}
+
+/// The complete message (CRLF line ends, ready for SMTP DATA after dot-stuffing).
+///
+/// Built with mail-builder; everything it would otherwise take from the machine (boundary,
+/// `Date:`, `Message-ID:`) is given here, so the same input always yields the same bytes.
+pub fn build_message(report: &Report, gzipped: &[u8], params: &MailParams<'_>) -> Vec<u8> {
+    let name = file_name(report, params.submitter, params.policy_domain);
+    let unique = fnv1a(format!("{}\0{}", report.report_id, params.to).as_bytes());
+    let boundary = format!("tlsrpt-{unique:016x}");
+    // RFC 8460 §5.3: `multipart/report; report-type="tlsrpt"`, a human-readable part and the
+    // report as an `application/tlsrpt+gzip` attachment named per §5.1.
+    let body = MimePart::new(
+        ContentType::new("multipart/report")
+            .attribute("report-type", "tlsrpt")
+            .attribute("boundary", boundary),
+        vec![
+            MimePart::new(
+                ContentType::new("text/plain").attribute("charset", "us-ascii"),
+                text_part(report, params.policy_domain),
+            ),
+            MimePart::new("application/tlsrpt+gzip", gzipped).attachment(name.to_string()),
+        ],
+    );
+    let message = MessageBuilder::new()
+        .header("From", Raw::new(params.from))
+        .header("To", Raw::new(params.to))
+        .date(Date::new(params.date.unix_seconds()))
+        .message_id(format!("tlsrpt.{unique:016x}@{}", params.submitter))
+        // Raw: the value is already folded at the ABNF's FWS (see [`subject`]).
+        .header(
+            "Subject",
+            Raw::new(subject(
+                params.policy_domain,
+                params.submitter,
+                &report.report_id,
+            )),
+        )
+        // RFC 8460 §5.3: both MUST be present (and covered by the DKIM signature).
+        .header("TLS-Report-Domain", Raw::new(params.policy_domain))
+        .header("TLS-Report-Submitter", Raw::new(params.submitter))
+        .header("MIME-Version", Raw::new("1.0"))
+        .body(body);
+    let mut out = Vec::with_capacity(gzipped.len() * 4 / 3 + 2048);
+    message.serialize(&mut out);
+    out
 }
 
 #[cfg(test)]
@@ -199,9 +179,34 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "serde")]
     #[test]
     fn dates() {
         let t = UtcDateTime::parse("2024-05-01T13:14:15Z").unwrap();
-        assert_eq!(rfc5322_date(t), "Wed, 01 May 2024 13:14:15 +0000");
+        let report = Report::from_json(
+            br#"{"organization-name":"O","report-id":"r","contact-info":"c",
+            "date-range":{"start-datetime":"2024-05-01T00:00:00Z","end-datetime":"2024-05-02T00:00:00Z"},
+            "policies":[]}"#,
+        )
+        .unwrap();
+        let params = MailParams {
+            from: "tlsrpt@s.test",
+            to: "r@d.test",
+            submitter: "s.test",
+            policy_domain: "d.test",
+            date: t,
+        };
+        let message = String::from_utf8(build_message(&report, b"gz", &params)).unwrap();
+        // RFC 5322 §3.3 (a one-digit day is allowed).
+        assert!(
+            message.contains("\r\nDate: Wed, 1 May 2024 13:14:15 +0000\r\n"),
+            "{message}"
+        );
+        assert!(
+            message.starts_with("From: tlsrpt@s.test\r\nTo: r@d.test\r\n"),
+            "{message}"
+        );
+        // Deterministic: no clock, no random boundary.
+        assert_eq!(build_message(&report, b"gz", &params).len(), message.len());
     }
 }
