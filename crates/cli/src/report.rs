@@ -700,7 +700,7 @@ async fn send(location: &str, args: &SendArgs) -> Result<u8> {
                 std::fs::read(path).with_context(|| format!("--dkim-key {}", path.display()))?;
             let domain = args.dkim_domain.as_deref().unwrap_or(&submitter);
             Some(std::sync::Arc::new(
-                mta_sts_report_store::dkim::DkimSigner::from_pem(&pem, domain, selector)
+                mta_sts_dkim::DkimSigner::from_pem(&pem, domain, selector)
                     .with_context(|| format!("--dkim-key {}", path.display()))?,
             ))
         }

@@ -806,14 +806,14 @@ fn build_sender(send: &TlsrptSendConfig, resolver: &ResolverConfig) -> Result<Se
 
 fn load_dkim(
     send: &TlsrptSendConfig,
-) -> Result<Option<Arc<mta_sts_report_store::dkim::DkimSigner>>, TlsrptError> {
+) -> Result<Option<Arc<mta_sts_dkim::DkimSigner>>, TlsrptError> {
     let (Some(path), Some(selector)) = (&send.dkim_key, &send.dkim_selector) else {
         return Ok(None);
     };
     let pem = std::fs::read(path)
         .map_err(|e| TlsrptError::Send(format!("dkim_key {}: {e}", path.display())))?;
     let domain = send.dkim_domain.as_deref().unwrap_or(&send.submitter);
-    mta_sts_report_store::dkim::DkimSigner::from_pem(&pem, domain, selector)
+    mta_sts_dkim::DkimSigner::from_pem(&pem, domain, selector)
         .map(|s| Some(Arc::new(s)))
         .map_err(|e| TlsrptError::Send(format!("dkim_key {}: {e}", path.display())))
 }

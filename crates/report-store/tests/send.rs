@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mail_parser::{MessageParser, MimeHeaders};
+use mta_sts_dkim::DkimSigner;
 use mta_sts_report_store::deliver::{DeliveryConfig, read_pem_certs};
-use mta_sts_report_store::dkim::DkimSigner;
 use mta_sts_report_store::intake::{Limits, parse_input};
 use mta_sts_report_store::outbox::{AttemptResult, Outbox};
 use mta_sts_report_store::send::{SendConfig, Sender, backoff};
