@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mta_sts_report_store::dkim_verify::{
+use mta_sts_dkim::{
     KeyRecord, Signature, SignedMessage, parse_tag_list, reporting_domains,
 };
 

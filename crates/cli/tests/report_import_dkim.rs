@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use mta_sts_report_store::dkim::DkimSigner;
+use mta_sts_dkim::DkimSigner;
 use mta_sts_testkit::World;
 use serde_json::Value;
 

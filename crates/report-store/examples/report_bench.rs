@@ -20,7 +20,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mta_sts_report_store::dkim::DkimSigner;
+use mta_sts_dkim::DkimSigner;
 use mta_sts_report_store::dkim_dns::DkimVerifier;
 use mta_sts_report_store::import::{DkimCheck, DkimStatus, MailImporter};
 use mta_sts_report_store::{

@@ -7,7 +7,7 @@
 //! - Report mail is handed to a configured **relay** (e.g. the local Postfix on
 //!   `127.0.0.1:25`, optionally with STARTTLS). RFC 8460 §5.3 requires a valid DKIM signature
 //!   of the reporting domain (no `l=`, `h=` including `tls-report-domain:tls-report-submitter`,
-//!   key record preferably `s=tlsrpt`): either configure a key ([`crate::dkim`], `mta-sts
+//!   key record preferably `s=tlsrpt`): either configure a key ([`mta_sts_dkim`], `mta-sts
 //!   report send --dkim-key`), or let the relay sign, e.g. OpenDKIM with
 //!   `SignHeaders From,To,Subject,Date,Message-ID,TLS-Report-Domain,TLS-Report-Submitter`.
 //! - Report mail MUST NOT be subject to MTA-STS or DANE failures of the report domain itself
@@ -180,7 +180,7 @@ pub enum DeliveryError {
     Report(#[source] tlsrpt::ReportError),
     /// The report mail could not be DKIM-signed (permanent).
     #[error("DKIM signing")]
-    Sign(#[source] crate::dkim::DkimError),
+    Sign(#[source] mta_sts_dkim::DkimError),
 }
 
 impl DeliveryError {

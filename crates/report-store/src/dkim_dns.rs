@@ -1,17 +1,18 @@
 //! The I/O half of DKIM verification: key lookups at `<s>._domainkey.<d>` (RFC 6376
-//! §3.6.2) over DNS, driving the sans-I/O checks of [`crate::dkim_verify`].
+//! §3.6.2) over DNS, driving the sans-I/O checks of [`mta_sts_dkim::verify`].
 //!
 //! NXDOMAIN or NODATA is [`DkimRefusal::KeyNotFound`]; SERVFAIL, REFUSED, a timeout or an I/O
 //! error is [`DkimRefusal::Temporary`] ("try again later"), never "invalid" (RFC 6376 §6.1.2:
 //! TEMPFAIL). Only signatures aligned with the reporting domain cause a lookup, so a message
 //! cannot make the importer query names of its choosing beyond its own signers, and at most
-//! [`MAX_SIGNATURES`](crate::dkim_verify::MAX_SIGNATURES) of them.
+//! [`MAX_SIGNATURES`](mta_sts_dkim::MAX_SIGNATURES) of them.
 
 use mta_sts_net::dns::{Dns, DnsOutcome};
 
-use crate::dkim_verify::{
+use mta_sts_dkim::{
     DkimRefusal, KeyRecord, Pass, SignedMessage, Verdict, aligned, reporting_domains, signer_label,
 };
+use mta_sts_resolver::dns::{Dns, DnsOutcome};
 
 /// Verifies report mail: a DNS client and the `s=tlsrpt` policy.
 #[derive(Debug, Clone)]

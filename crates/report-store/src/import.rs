@@ -6,7 +6,7 @@
 //! - what is neither JSON, gzip, zip nor an e-mail (an empty file, a `.tsv`) is refused as
 //!   "not a TLS-RPT report (…)" first ([`crate::mailbox::prepare`]), not as unsigned mail;
 //! - mail ([`is_message`]) is verified first ([`DkimVerifier`]); without a valid signature
-//!   aligned with the reporting domain (see [`crate::dkim_verify`] for the rule) nothing of it
+//!   aligned with the reporting domain (see [`mta_sts_dkim::verify`] for the rule) nothing of it
 //!   is stored and the refusal says why (`dkim-missing`, `dkim-invalid: …`,
 //!   `dkim-not-aligned`, `dkim-key-not-found`, `dkim-temporary` for DNS failures worth a
 //!   retry, `dkim-no-tlsrpt-service` when [`DkimVerifier::require_service`] is on);
@@ -18,8 +18,9 @@
 //! [`ReportSink::accept`] itself never checks DKIM: it is also the HTTPS intake
 //! (RFC 8460 §5.4), which is not mail.
 
+use mta_sts_dkim::{DkimRefusal, Pass, Verdict};
+
 use crate::dkim_dns::DkimVerifier;
-use crate::dkim_verify::{DkimRefusal, Pass, Verdict};
 use crate::intake::is_message;
 use crate::mailbox::prepare;
 use crate::sink::{InputOutcome, ReportSink, SinkError};

@@ -59,7 +59,7 @@ pub struct SendConfig {
     /// Transport settings.
     pub delivery: DeliveryConfig,
     /// DKIM signer for report mail (RFC 8460 §5.3); `None`: the relay signs.
-    pub dkim: Option<std::sync::Arc<crate::dkim::DkimSigner>>,
+    pub dkim: Option<std::sync::Arc<mta_sts_dkim::DkimSigner>>,
 }
 
 /// What ingesting one events file did.

@@ -22,7 +22,7 @@ use tlsrpt::aggregate::Submitter;
 
 use crate::StoreError;
 use crate::deliver::{DeliveryConfig, read_pem_certs};
-use crate::dkim::{DkimError, DkimSigner};
+use mta_sts_dkim::{DkimError, DkimSigner};
 use crate::outbox::Outbox;
 use crate::send::{SendConfig, Sender};
 
