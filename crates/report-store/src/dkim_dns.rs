@@ -12,7 +12,6 @@ use mta_sts_net::dns::{Dns, DnsOutcome};
 use mta_sts_dkim::{
     DkimRefusal, KeyRecord, Pass, SignedMessage, Verdict, aligned, reporting_domains, signer_label,
 };
-use mta_sts_resolver::dns::{Dns, DnsOutcome};
 
 /// Verifies report mail: a DNS client and the `s=tlsrpt` policy.
 #[derive(Debug, Clone)]

@@ -45,10 +45,6 @@
 
 #[cfg(feature = "send")]
 pub mod deliver;
-// The signer used by `send` and named in `deliver`'s docs: DKIM lives in the sans-I/O
-// `mta_sts_dkim` crate.
-#[cfg(feature = "send")]
-pub(crate) use mta_sts_dkim as dkim;
 #[cfg(feature = "dkim-dns")]
 pub mod dkim_dns;
 pub mod html;
