@@ -72,6 +72,8 @@ use mta_sts::{Domain, Mode, MxPattern, Policy};
 use serde::Deserialize;
 use toml::Spanned;
 
+/// The policy resource (RFC 8461 §3.2); `[tlsrpt] intake_path` must differ from it.
+pub const POLICY_PATH: &str = "/.well-known/mta-sts.txt";
 /// Default listening address (RFC 8461 §3.3: the policy is fetched from port 443).
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:443";
 /// Default `max_age`: one week. RFC 8461 §3.2 expects "weeks or greater".
@@ -278,7 +280,7 @@ pub struct TlsRptConfig {
     /// The report store, in the syntax of `mta-sts report --db`: a `postgres://` or
     /// `postgresql://` URL, or a SQLite file path (made absolute against the configuration
     /// file's directory). The policy host does not open it; the front end supplies a
-    /// [`ReportSink`](crate::intake::ReportSink) for it.
+    /// `ReportSink` (of the intake module) for it.
     pub store: Option<String>,
     /// The spool directory: the fallback for `store`, or where every report goes without it.
     pub spool_dir: Option<PathBuf>,
@@ -1124,10 +1126,7 @@ fn build_tlsrpt(src: &Source<'_>, t: &Spanned<RawTlsRpt>) -> Result<TlsRptConfig
     let intake_path = match &t.intake_path {
         Some(p) => {
             let path = p.get_ref();
-            if !path.starts_with('/')
-                || path.contains(['?', '#', ' '])
-                || path == crate::server::POLICY_PATH
-            {
+            if !path.starts_with('/') || path.contains(['?', '#', ' ']) || path == POLICY_PATH {
                 return Err(src.err(
                     &p.span(),
                     format!("intake_path `{path}` must be an absolute URL path such as \"/tlsrpt\" (no query, not the policy path)"),
