@@ -17,6 +17,8 @@
 //! The modules form a DAG read top-down: each uses only modules below it.
 //!
 //! ```text
+//! store_sink               (feature `report-store`) the report store as intake sink
+//!   └─ intake, config
 //! server                    listeners, routing, reload, watcher (implements acme::AcmeHost)
 //!   ├─ acme                 the ACME manager and HTTP-01 listener
 //!   ├─ tls                  the SNI resolver and the rustls configuration
@@ -54,6 +56,8 @@ pub mod id;
 pub mod intake;
 pub mod records;
 pub mod server;
+#[cfg(feature = "report-store")]
+pub mod store_sink;
 pub mod table;
 
 mod cert;
