@@ -1,25 +1,20 @@
 //! `mta-sts serve` (the policy host) and `mta-sts records` (what to publish in DNS),
 //! over the `mta-sts-policy-host` crate (DESIGN §4, §5).
 //!
-//! The binary is where the policy host meets the report store: `[tlsrpt] store` names the
-//! database of `mta-sts report` (same `--db` syntax), and [`StoreSink`] implements the
-//! policy host's intake sink over `mta_sts_report_store::ReportSink`, so reports POSTed to
-//! the policy host (RFC 8460 §5.4) are validated, de-duplicated and stored like imported
-//! ones. The policy-host crate itself has no database code.
+//! `[tlsrpt] store` names the database of `mta-sts report` (same `--db` syntax); the
+//! policy host's `StoreSink` (its `report-store` feature) stores reports POSTed to it
+//! (RFC 8460 §5.4) like imported ones. This module parses arguments and renders.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use mta_sts::{Domain, Policy};
-use mta_sts_policy_host::config::{TlsRptConfig, is_postgres_url};
+use mta_sts_policy_host::config::TlsRptConfig;
+use mta_sts_policy_host::store_sink::StoreSink;
 use mta_sts_policy_host::table::CertSource;
-use mta_sts_policy_host::{
-    IncomingReport, Records, ServeConfig, SinkError, SinkFuture, Stored, Table, records,
-};
-use mta_sts_report_store::{InputOutcome, Inserted, Limits, StoreError, open_store};
+use mta_sts_policy_host::{Records, ServeConfig, Table, records};
 use serde::Serialize;
 
 use crate::net::NetArgs;
@@ -169,148 +164,6 @@ fn tlsrpt_hint(records: &Records, intake: Option<&TlsRptConfig>) -> Option<Strin
          [default], then run --print-records again.",
         domain = records.domain
     ))
-}
-
-/// How long opening the report store may take (a PostgreSQL server that does not answer).
-const STORE_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The report store of `mta-sts report` as the policy host's intake sink (`[tlsrpt] store`).
-///
-/// - Opened at start; if that fails (PostgreSQL down, a SQLite path not writable yet) the
-///   server still starts, and the store is opened again with the next report, so the
-///   intake recovers without a restart. Until then reports go to the spool, or get 503.
-/// - The report is parsed and checked fully (RFC 8460 §4) by
-///   `mta_sts_report_store::ReportSink`; a report it refuses is [`SinkError::Rejected`]
-///   (400), a store error is [`SinkError::Store`] (spool or 503), and a report-id already
-///   stored is [`Stored::Duplicate`] (200).
-/// - Parsing a report of up to `max_report` bytes is CPU work, so the whole call runs on
-///   the blocking pool; the SQLite store itself also keeps its calls there, PostgreSQL is
-///   async I/O.
-pub struct StoreSink {
-    location: String,
-    limits: Limits,
-    sink: tokio::sync::OnceCell<mta_sts_report_store::ReportSink>,
-}
-
-impl StoreSink {
-    /// A sink for `location` (a SQLite path or a `postgres://` URL); not opened yet.
-    pub fn new(location: &str, intake: &TlsRptConfig) -> StoreSink {
-        let defaults = Limits::default();
-        // The intake already capped the body and the decompressed report; the store must
-        // not refuse what `max_report` allows.
-        let limits = Limits {
-            max_input_bytes: defaults.max_input_bytes.max(intake.max_report),
-            max_report_bytes: defaults.max_report_bytes.max(intake.max_report),
-            ..defaults
-        };
-        StoreSink {
-            location: location.to_owned(),
-            limits,
-            sink: tokio::sync::OnceCell::new(),
-        }
-    }
-
-    /// Opens the store once; after a failure the next call tries again.
-    pub async fn open(&self) -> Result<&mta_sts_report_store::ReportSink, StoreError> {
-        self.sink
-            .get_or_try_init(|| async {
-                let location = self.location.clone();
-                let handle = tokio::runtime::Handle::current();
-                // SQLite opens (and creates the schema) with blocking calls.
-                let open = tokio::task::spawn_blocking(move || {
-                    handle.block_on(async {
-                        tokio::time::timeout(STORE_OPEN_TIMEOUT, open_store(&location)).await
-                    })
-                });
-                let failed = |reason: String| StoreError::Open {
-                    location: shown_location(&self.location),
-                    reason,
-                };
-                let store = open
-                    .await
-                    .map_err(|e| failed(e.to_string()))?
-                    .map_err(|_| {
-                        failed(format!(
-                            "no answer within {} s",
-                            STORE_OPEN_TIMEOUT.as_secs()
-                        ))
-                    })??;
-                Ok(mta_sts_report_store::ReportSink::new(store, self.limits))
-            })
-            .await
-    }
-}
-
-impl mta_sts_policy_host::ReportSink for StoreSink {
-    fn store<'a>(&'a self, report: &'a IncomingReport) -> SinkFuture<'a> {
-        Box::pin(async move {
-            let sink = self
-                .open()
-                .await
-                .map_err(|e| SinkError::Store(e.to_string()))?
-                .clone();
-            let json = report.json.clone();
-            let source = report.source();
-            let handle = tokio::runtime::Handle::current();
-            let outcome = tokio::task::spawn_blocking(move || {
-                handle.block_on(sink.accept(&json, Some("application/tlsrpt+json"), &source))
-            })
-            .await
-            .map_err(|e| SinkError::Store(e.to_string()))?
-            .map_err(|e| SinkError::Store(e.to_string()))?;
-            let reports = match outcome {
-                InputOutcome::Refused { reason } => return Err(SinkError::Rejected(reason)),
-                InputOutcome::Accepted { reports } => reports,
-            };
-            let name = |stored: &Inserted| match stored {
-                Inserted::New(id) | Inserted::Duplicate(id) => format!("report {id}"),
-            };
-            let names = reports
-                .iter()
-                .map(|r| name(&r.stored))
-                .collect::<Vec<_>>()
-                .join(", ");
-            if reports.is_empty() {
-                Err(SinkError::Rejected("no report in the body".to_owned()))
-            } else if reports.iter().any(|r| matches!(r.stored, Inserted::New(_))) {
-                Ok(Stored::New(names))
-            } else {
-                // Same organisation and report-id stored before: a sender's retry.
-                Ok(Stored::Duplicate(names))
-            }
-        })
-    }
-
-    fn describe(&self) -> String {
-        let kind = if is_postgres_url(&self.location) {
-            "PostgreSQL"
-        } else {
-            "SQLite"
-        };
-        format!(
-            "the report store {} ({kind})",
-            shown_location(&self.location)
-        )
-    }
-}
-
-/// A store location for messages: a URL without its password.
-fn shown_location(location: &str) -> String {
-    if !is_postgres_url(location) {
-        return location.to_owned();
-    }
-    match (location.find("://"), location.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &location[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => {
-                    format!("{}{user}:***{}", &location[..scheme + 3], &location[at..])
-                }
-                None => location.to_owned(),
-            }
-        }
-        _ => location.to_owned(),
-    }
 }
 
 /// `mta-sts serve`.

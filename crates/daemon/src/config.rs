@@ -1,4 +1,8 @@
-//! The daemon configuration file (`/etc/mta-sts/daemon.toml`, DESIGN §5 config sketch).
+//! The daemon configuration file (`/etc/mta-sts/daemon.toml`; `packaging/daemon.toml`
+//! describes every key).
+//!
+//! Durations, name servers and listening addresses are the values of `mta-sts-config`,
+//! shared with `serve.toml`: written the same way and refused with the same words.
 //!
 //! Every key is optional and has a default, so an empty file is valid. Unknown keys are an
 //! error that names the key and its line, because a misspelt `strict_testing` silently
@@ -15,13 +19,15 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+pub use mta_sts_config::Listen;
+use mta_sts_config::{HumanDuration, Nameserver};
 
 /// Where the daemon reads its configuration unless told otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/mta-sts/daemon.toml";
@@ -150,42 +156,6 @@ impl Zones {
     /// The settings of `name`: its zone, else the defaults.
     pub fn get(&self, name: &str) -> &ZoneSettings {
         self.zones.get(name).unwrap_or(&self.defaults)
-    }
-}
-
-/// Where a server listens: `127.0.0.1:8461`, `[::1]:8461` or `unix:/path/to.sock`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Listen {
-    /// A TCP address.
-    Tcp(SocketAddr),
-    /// A UNIX socket path.
-    Unix(PathBuf),
-}
-
-impl FromStr for Listen {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if let Some(path) = s.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err(
-                    "`unix:` needs a socket path, e.g. `unix:/run/mta-sts/socketmap.sock`"
-                        .to_owned(),
-                );
-            }
-            return Ok(Listen::Unix(PathBuf::from(path)));
-        }
-        s.parse::<SocketAddr>().map(Listen::Tcp).map_err(|_| {
-            format!("`{s}` is not IP:PORT (e.g. `127.0.0.1:8461`, `[::1]:8461`) or `unix:/path`")
-        })
-    }
-}
-
-impl fmt::Display for Listen {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Listen::Tcp(addr) => write!(f, "{addr}"),
-            Listen::Unix(path) => write!(f, "unix:{}", path.display()),
-        }
     }
 }
 
@@ -634,7 +604,7 @@ impl RawTlsrptSend {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawSocketmap {
-    listen: Option<Parsed<Listen>>,
+    listen: Option<Listen>,
     socket_mode: Option<FileMode>,
     socket_group: Option<Parsed<GroupName>>,
     idle_timeout: Option<HumanDuration>,
@@ -648,7 +618,7 @@ struct RawSocketmap {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawHttp {
-    listen: Option<Parsed<Listen>>,
+    listen: Option<Listen>,
     max_connections: Option<usize>,
     idle_timeout: Option<HumanDuration>,
     lookup_rate: Option<u32>,
@@ -707,7 +677,7 @@ impl RawConfig {
         let d = SocketmapConfig::default();
         let s = self.socketmap;
         let socketmap = SocketmapConfig {
-            listen: s.listen.map(|l| l.0).unwrap_or(d.listen),
+            listen: s.listen.unwrap_or(d.listen),
             socket_mode: s.socket_mode.map(|m| m.0).unwrap_or(d.socket_mode),
             socket_group: s.socket_group.map(|g| g.0.0),
             idle_timeout: s.idle_timeout.map(|t| t.0).unwrap_or(d.idle_timeout),
@@ -738,7 +708,7 @@ impl RawConfig {
         let hd = HttpConfig::default();
         let h = self.http;
         let http = HttpConfig {
-            listen: h.listen.map(|l| l.0).unwrap_or(hd.listen),
+            listen: h.listen.unwrap_or(hd.listen),
             max_connections: h.max_connections.unwrap_or(hd.max_connections),
             idle_timeout: h.idle_timeout.map(|t| t.0).unwrap_or(hd.idle_timeout),
             lookup_rate: h.lookup_rate.unwrap_or(hd.lookup_rate),
@@ -847,23 +817,6 @@ impl FromStr for GroupName {
     }
 }
 
-/// A duration written like `10s`, `500ms`, `24h`, `1h 30m` (humantime syntax).
-#[derive(Clone, Copy)]
-struct HumanDuration(Duration);
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(&text)
-            .map(HumanDuration)
-            .map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "`{text}` is not a duration ({e}): write e.g. \"500ms\", \"10s\", \"5m\", \"24h\""
-                ))
-            })
-    }
-}
-
 /// A UNIX file mode: the string `"0666"` (octal) or a TOML integer such as `0o666`.
 struct FileMode(u32);
 
@@ -885,23 +838,5 @@ impl<'de> Deserialize<'de> for FileMode {
                 "socket_mode must be an octal file mode such as \"0666\" or \"0660\"",
             )),
         }
-    }
-}
-
-/// A name server `IP` or `IP:PORT` (port 53 by default).
-struct Nameserver(SocketAddr);
-
-impl<'de> Deserialize<'de> for Nameserver {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        if let Ok(addr) = text.parse::<SocketAddr>() {
-            return Ok(Nameserver(addr));
-        }
-        if let Ok(ip) = text.parse::<std::net::IpAddr>() {
-            return Ok(Nameserver(SocketAddr::new(ip, 53)));
-        }
-        Err(serde::de::Error::custom(format!(
-            "nameserver `{text}` is not IP or IP:PORT (e.g. \"127.0.0.1\", \"127.0.0.1:5353\", \"[::1]:53\")"
-        )))
     }
 }

@@ -6,68 +6,13 @@
 //! directory; a certificate is renewed once `renew_after` (default 2/3) of its lifetime has
 //! passed, and the new one is swapped in by a table reload, without a restart.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::{Arc, RwLock};
-
-use rustls::sign::CertifiedKey;
-
-use crate::config::CertPaths;
-
-/// Pending challenge answers, shared by the TLS resolver and the HTTP-01 listener.
-#[derive(Debug, Default)]
-pub struct Challenges {
-    tls_alpn: RwLock<HashMap<String, Arc<CertifiedKey>>>,
-    http: RwLock<HashMap<String, String>>,
-}
-
-impl Challenges {
-    /// The TLS-ALPN-01 certificate for `host`, while its challenge is pending.
-    pub(crate) fn tls_alpn(&self, host: &str) -> Option<Arc<CertifiedKey>> {
-        self.tls_alpn
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(host)
-            .cloned()
-    }
-
-    /// The key authorization for an HTTP-01 `token`, while its challenge is pending.
-    pub(crate) fn http(&self, token: &str) -> Option<String> {
-        self.http
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(token)
-            .cloned()
-    }
-
-    pub(crate) fn set_tls_alpn(&self, host: &str, key: Option<Arc<CertifiedKey>>) {
-        let mut map = self.tls_alpn.write().unwrap_or_else(|p| p.into_inner());
-        match key {
-            Some(key) => map.insert(host.to_string(), key),
-            None => map.remove(host),
-        };
-    }
-
-    pub(crate) fn set_http(&self, token: &str, key_authorization: Option<String>) {
-        let mut map = self.http.write().unwrap_or_else(|p| p.into_inner());
-        match key_authorization {
-            Some(value) => map.insert(token.to_string(), value),
-            None => map.remove(token),
-        };
-    }
-}
-
-/// Where the certificate of `host` is stored: `<storage>/<host>.pem` and `<host>.key`.
-pub fn stored_paths(storage: &Path, host: &str) -> CertPaths {
-    CertPaths {
-        cert: storage.join(format!("{host}.pem")),
-        key: storage.join(format!("{host}.key")),
-    }
-}
-
 use std::convert::Infallible;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
@@ -77,19 +22,34 @@ use instant_acme::{
     NewOrder, OrderStatus, RetryPolicy,
 };
 use rcgen::{CertificateParams, CustomExtension, DistinguishedName, KeyPair};
+use rustls::sign::CertifiedKey;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
+pub use crate::challenges::{Challenges, stored_paths};
 use crate::config::{AcmeConfig, ChallengeKind};
-use crate::server::Shared;
-use crate::table::{CertSource, HostEntry};
+use crate::table::{CertSource, HostEntry, Table};
+
+/// What the ACME manager and the HTTP-01 listener need of the running server (which
+/// implements it), so that this module stays below the server.
+pub(crate) trait AcmeHost: Send + Sync + 'static {
+    /// The current table, swapped on reload.
+    fn table(&self) -> &Arc<ArcSwap<Table>>;
+    /// The pending challenge answers.
+    fn challenges(&self) -> &Arc<Challenges>;
+    /// Changes to `true` at shutdown.
+    fn shutdown(&self) -> watch::Receiver<bool>;
+    /// Rebuilds the table (after a certificate was stored), the error ready to log.
+    fn reload(&self) -> impl Future<Output = Result<(), String>> + Send;
+}
 
 /// The HTTP-01 path prefix (RFC 8555 §8.3).
 const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// Serves HTTP-01 key authorizations on a plain HTTP listener; everything else is 404
 /// (never a redirect: this listener exists for the ACME server only).
-pub(crate) async fn http01_loop(shared: Arc<Shared>, listener: TcpListener) {
-    let mut shutdown = shared.shutdown.clone();
+pub(crate) async fn http01_loop<H: AcmeHost>(shared: Arc<H>, listener: TcpListener) {
+    let mut shutdown = shared.shutdown();
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -99,7 +59,7 @@ pub(crate) async fn http01_loop(shared: Arc<Shared>, listener: TcpListener) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let challenges = shared.challenges.clone();
+        let challenges = shared.challenges().clone();
         tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -151,12 +111,12 @@ fn renewal_time(entry: &HostEntry, renew_after: f64) -> Option<SystemTime> {
 /// The ACME manager: orders certificates for hosts that have none (or whose certificate is
 /// due for renewal), then reloads the table so they are served. Runs until shutdown; idles
 /// while the configuration has no `[acme]`.
-pub(crate) async fn run(shared: Arc<Shared>) {
-    let mut shutdown = shared.shutdown.clone();
+pub(crate) async fn run<H: AcmeHost>(shared: Arc<H>) {
+    let mut shutdown = shared.shutdown();
     let mut account: Option<(String, Account)> = None;
     let mut failures: u32 = 0;
     loop {
-        let table = shared.table.load_full();
+        let table = shared.table().load_full();
         let wait = match table.config().acme.clone() {
             None => Duration::from_secs(60),
             Some(acme) => {
@@ -172,7 +132,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                         Ok(acct) => {
                             let mut issued = false;
                             for host in &hosts {
-                                match issue(&acct, &acme, &shared.challenges, host).await {
+                                match issue(&acct, &acme, shared.challenges(), host).await {
                                     Ok(()) => {
                                         tracing::info!(host = %host, "ACME certificate issued and stored");
                                         issued = true;
@@ -196,7 +156,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 if ok {
                     failures = 0;
                     // Sleep until the next renewal is due, at most `check_interval`.
-                    let table = shared.table.load_full();
+                    let table = shared.table().load_full();
                     let next = table
                         .hosts()
                         .filter_map(|e| renewal_time(e, acme.renew_after))
@@ -386,7 +346,7 @@ async fn issue(
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("the issued chain is not PEM: {e}"))?
         };
-        let loaded = crate::tls::from_der(
+        let loaded = crate::cert::from_der(
             chain_der,
             rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
         )?;

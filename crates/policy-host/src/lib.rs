@@ -12,6 +12,26 @@
 //! | TLS-RPT report intake over HTTPS (RFC 8460 §5.4) | [`intake`] |
 //! | automatic certificates (RFC 8555, TLS-ALPN-01 RFC 8737, HTTP-01) | [`acme`] |
 //!
+//! ## Module layers
+//!
+//! The modules form a DAG read top-down: each uses only modules below it.
+//!
+//! ```text
+//! store_sink               (feature `report-store`) the report store as intake sink
+//!   └─ intake, config
+//! server                    listeners, routing, reload, watcher (implements acme::AcmeHost)
+//!   ├─ acme                 the ACME manager and HTTP-01 listener
+//!   ├─ tls                  the SNI resolver and the rustls configuration
+//!   ├─ intake (+ scan)      TLS-RPT report intake
+//!   └─ table                the routing table built from a config
+//!        ├─ records         the DNS records to publish
+//!        ├─ challenges      pending ACME challenge answers, stored certificate paths
+//!        ├─ mx_auto         MX look-ups for `mx = "auto"`
+//!        └─ cert            certificates from PEM/DER, host name matching
+//! config                    `serve.toml` (uses no other module)
+//! id                        the policy id (uses no other module)
+//! ```
+//!
 //! Wiring for a command-line front end:
 //!
 //! ```no_run
@@ -36,8 +56,12 @@ pub mod id;
 pub mod intake;
 pub mod records;
 pub mod server;
+#[cfg(feature = "report-store")]
+pub mod store_sink;
 pub mod table;
 
+mod cert;
+mod challenges;
 mod mx_auto;
 mod tls;
 

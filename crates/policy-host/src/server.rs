@@ -47,14 +47,14 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::acme::Challenges;
+use crate::acme::{AcmeHost, Challenges};
+use crate::cert::normalize_host;
 use crate::config::{ConfigError, ServeConfig, TlsRptConfig};
 use crate::intake::{IntakeGate, ReportSink, SpoolSink};
 use crate::table::{Table, TableError};
-use crate::tls::{ACME_TLS_ALPN, SniResolver, normalize_host, server_config};
+use crate::tls::{ACME_TLS_ALPN, SniResolver, server_config};
 
-/// The policy resource (RFC 8461 §3.2).
-pub const POLICY_PATH: &str = "/.well-known/mta-sts.txt";
+pub use crate::config::POLICY_PATH;
 
 /// The media type of the policy (RFC 8461 §3.2).
 pub const POLICY_MEDIA_TYPE: &str = "text/plain; charset=utf-8";
@@ -219,6 +219,24 @@ impl Shared {
             (None, Some(spool)) => Some((Arc::new(spool) as Arc<dyn ReportSink>, None)),
             (None, None) => None,
         }
+    }
+}
+
+impl AcmeHost for Shared {
+    fn table(&self) -> &Arc<ArcSwap<Table>> {
+        &self.table
+    }
+
+    fn challenges(&self) -> &Arc<Challenges> {
+        &self.challenges
+    }
+
+    fn shutdown(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
+    async fn reload(&self) -> Result<(), String> {
+        Shared::reload(self).await.map_err(|e| e.to_string())
     }
 }
 

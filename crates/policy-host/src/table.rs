@@ -15,10 +15,10 @@ use bytes::Bytes;
 use mta_sts::{Domain, Policy};
 use rustls::sign::CertifiedKey;
 
+use crate::cert::{LoadedCert, load_pem};
 use crate::config::{CertPaths, DomainConfig, MxSource, ServeConfig};
 use crate::id::policy_id;
 use crate::records::{Records, records};
-use crate::tls::{LoadedCert, load_pem};
 
 /// Where a host's certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,7 +293,7 @@ fn find_cert(
         return Ok((CertSource::Shared(paths.clone()), Some(c.clone())));
     }
     if let Some(acme) = &config.acme {
-        let paths = crate::acme::stored_paths(&acme.storage, host);
+        let paths = crate::challenges::stored_paths(&acme.storage, host);
         if paths.cert.exists() && paths.key.exists() {
             match load(&paths, files) {
                 Ok(c) if c.covers(host) => return Ok((CertSource::Acme(paths), Some(c))),
