@@ -208,9 +208,9 @@ struct Warning {
 }
 
 async fn import(store: Arc<dyn ReportStore>, args: &ImportArgs) -> Result<u8> {
+    use mta_sts_net::dns::{Dns, DnsConfig};
     use mta_sts_report_store::dkim_dns::DkimVerifier;
     use mta_sts_report_store::import::{DkimCheck, DkimStatus, MailImporter};
-    use mta_sts_net::dns::{Dns, DnsConfig};
 
     let limits = Limits {
         max_report_bytes: args.max_report_size,

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use mta_sts_daemon::config::{Listen, OnFailure, ZoneSettings, Zones};
 use mta_sts_daemon::lookup::{LookupResult, PolicyLookup};
-use mta_sts_socketmap::netstring::encode;
 use mta_sts_daemon::server::{ServerError, ServerOptions, SocketmapServer};
+use mta_sts_socketmap::netstring::encode;
 use tokio::io::AsyncWriteExt;
 
 fn good() -> LookupResult {

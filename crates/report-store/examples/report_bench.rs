@@ -21,13 +21,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mta_sts_dkim::DkimSigner;
+use mta_sts_net::dns::{Dns, DnsConfig};
 use mta_sts_report_store::dkim_dns::DkimVerifier;
 use mta_sts_report_store::import::{DkimCheck, DkimStatus, MailImporter};
 use mta_sts_report_store::{
     InputOutcome, Limits, ParsedReport, ReportSink, ReportStore, SqliteStore, SummaryFilter,
     mailbox,
 };
-use mta_sts_net::dns::{Dns, DnsConfig};
 use ring::signature::KeyPair;
 use tlsrpt::{
     FailureDetail, PolicyDescriptor, PolicyResult, PolicyType, Report, ResultType, SessionSummary,

@@ -22,9 +22,9 @@ use tlsrpt::aggregate::Submitter;
 
 use crate::StoreError;
 use crate::deliver::{DeliveryConfig, read_pem_certs};
-use mta_sts_dkim::{DkimError, DkimSigner};
 use crate::outbox::Outbox;
 use crate::send::{SendConfig, Sender};
+use mta_sts_dkim::{DkimError, DkimSigner};
 
 /// Why a [`Sender`] cannot be assembled. Each variant names the input that failed and keeps
 /// its cause.

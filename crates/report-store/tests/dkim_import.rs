@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use common::report_email;
 use mta_sts_dkim::{Algorithm, Canonicalization, DkimRefusal, DkimSigner, SignOptions};
+use mta_sts_net::dns::{Dns, DnsConfig};
 use mta_sts_report_store::dkim_dns::DkimVerifier;
 use mta_sts_report_store::import::{DkimCheck, DkimStatus, Imported, MailImporter};
 use mta_sts_report_store::{InputOutcome, Limits, ReportSink, ReportStore, SqliteStore, mailbox};
-use mta_sts_net::dns::{Dns, DnsConfig};
 use mta_sts_testkit::{DnsFault, World};
 use ring::signature::KeyPair;
 

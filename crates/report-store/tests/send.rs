@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mail_parser::{MessageParser, MimeHeaders};
+use mta_sts_dkim::DkimSigner;
 use mta_sts_net::ConnectTo;
 use mta_sts_net::dns::{Dns, DnsConfig};
-use mta_sts_dkim::DkimSigner;
 use mta_sts_report_store::deliver::{DeliveryConfig, read_pem_certs};
 use mta_sts_report_store::intake::{Limits, parse_input};
 use mta_sts_report_store::outbox::{AttemptResult, Outbox};

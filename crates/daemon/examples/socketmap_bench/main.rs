@@ -42,9 +42,9 @@ use std::time::{Duration, Instant};
 
 use mta_sts_daemon::app::{self, ConfigSource};
 use mta_sts_daemon::config::Config;
-use mta_sts_socketmap::netstring::{Decoder, Limits, encode};
 use mta_sts_resolver::store::sqlite::Synchronous;
 use mta_sts_resolver::store::{SqliteOptions, SqliteStore, Store, StoredPolicy};
+use mta_sts_socketmap::netstring::{Decoder, Limits, encode};
 use mta_sts_testkit::World;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

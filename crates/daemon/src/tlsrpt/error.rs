@@ -1,7 +1,7 @@
 //! Why the TLS-RPT part of the daemon cannot start.
 
-use mta_sts_report_store::sending::SetupError;
 use mta_sts_net::ConnectToError;
+use mta_sts_report_store::sending::SetupError;
 use std::path::PathBuf;
 
 /// Why the TLS-RPT part of the daemon cannot start.

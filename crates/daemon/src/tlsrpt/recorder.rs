@@ -211,11 +211,7 @@ fn drain_domain(domain: &Domain, c: &DomainCounters, time: UtcDateTime, out: &mu
             policy_string: Vec::new(),
             mx_host: Vec::new(),
         };
-        let mut event = base(
-            policy,
-            Outcome::Failure(result_type.clone()),
-            count,
-        );
+        let mut event = base(policy, Outcome::Failure(result_type.clone()), count);
         event.failure_reason_code = (!reason.is_empty()).then(|| (*reason).to_owned());
         out.push(event);
     }

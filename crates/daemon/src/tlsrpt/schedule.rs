@@ -5,10 +5,10 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
+use mta_sts_net::ConnectTo;
 use mta_sts_report_store::outbox::AttemptResult;
 use mta_sts_report_store::send::Sender;
 use mta_sts_report_store::sending::{DkimKeyFile, SenderSettings, open_outbox};
-use mta_sts_net::ConnectTo;
 use tlsrpt::UtcDateTime;
 use tokio::sync::watch;
 
