@@ -1,4 +1,4 @@
-//! `mta-sts daemon`: the socketmap policy server and HTTP API (DESIGN §5); the work is in
+//! `mta-sts daemon`: the socketmap policy server and HTTP API (docs/design.md §5); the work is in
 //! `mta_sts_daemon::app`.
 
 use std::path::PathBuf;

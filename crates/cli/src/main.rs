@@ -1,4 +1,4 @@
-//! `mta-sts`: the command-line front of the toolkit (DESIGN §4). This crate only defines
+//! `mta-sts`: the command-line front of the toolkit (docs/design.md §4). This crate only defines
 //! the commands and renders their results; the work is done by the library crates.
 
 #![deny(clippy::print_stdout)]
@@ -56,7 +56,7 @@ enum Command {
     Report(report::ReportArgs),
 }
 
-/// Exit codes shared by every command (DESIGN §4).
+/// Exit codes shared by every command (docs/design.md §4).
 pub(crate) mod exit {
     /// Valid, pass, success.
     pub const OK: u8 = 0;

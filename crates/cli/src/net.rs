@@ -1,4 +1,4 @@
-//! Network options shared by the commands that look things up (DESIGN §4): `--dns`,
+//! Network options shared by the commands that look things up (docs/design.md §4): `--dns`,
 //! `--ca-file`, `--connect-to`, `--timeout`.
 
 use std::net::{IpAddr, SocketAddr};

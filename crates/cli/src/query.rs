@@ -1,5 +1,5 @@
 //! `mta-sts query DOMAIN`: discover and fetch a domain's live policy, without any cache
-//! (DESIGN §4).
+//! (docs/design.md §4).
 
 use std::sync::Arc;
 
@@ -26,7 +26,7 @@ pub struct QueryArgs {
     pub json: bool,
 }
 
-/// The `query --json` document (DESIGN §4).
+/// The `query --json` document (docs/design.md §4).
 #[derive(Debug, Serialize)]
 struct Report {
     domain: String,

@@ -1,5 +1,5 @@
 //! `mta-sts report …`: import TLS-RPT reports (RFC 8460) into a store and read them back
-//! (DESIGN §4). The work is done by `mta-sts-report-store`; this module parses arguments and
+//! (docs/design.md §4). The work is done by `mta-sts-report-store`; this module parses arguments and
 //! renders results.
 //!
 //! Exit codes: 0 ok; 1 some inputs refused (import) or no such report (show); 2 usage, I/O

@@ -1,5 +1,5 @@
 //! `mta-sts serve` (the policy host) and `mta-sts records` (what to publish in DNS),
-//! over the `mta-sts-policy-host` crate (DESIGN §4, §5).
+//! over the `mta-sts-policy-host` crate (docs/design.md §4, §5).
 //!
 //! `[tlsrpt] store` names the database of `mta-sts report` (same `--db` syntax); the
 //! policy host's `StoreSink` (its `report-store` feature) stores reports POSTed to it

@@ -1,5 +1,5 @@
 //! `mta-sts check` end to end: the real binary against testkit worlds. Exit codes 0 pass
-//! (warnings allowed), 1 any fail, 2 usage; the JSON document of DESIGN §4; bulk mode over
+//! (warnings allowed), 1 any fail, 2 usage; the JSON document of docs/design.md §4; bulk mode over
 //! 1,000 domains with a summary.
 
 use std::io::Write;
@@ -105,7 +105,7 @@ fn is_str_or_null(v: &Value) -> bool {
     v.is_string() || v.is_null()
 }
 
-/// Validates one `check --json` document against the documented shape (DESIGN §4 and
+/// Validates one `check --json` document against the documented shape (docs/design.md §4 and
 /// crates/checker/src/report.rs).
 fn validate(v: &Value) {
     let obj = v.as_object().expect("a JSON object");

@@ -1,4 +1,4 @@
-//! Real Postfix as the daemon's client (DESIGN §6 interop):
+//! Real Postfix as the daemon's client (docs/design.md §6 interop):
 //! - `postmap -q` through `socketmap:inet:…` for enforce, testing (with and without a strict
 //!   zone), none and absent domains;
 //! - full delivery through a Postfix instance in a temporary directory whose

@@ -1,5 +1,5 @@
 //! `mta-sts lint` end to end: the real binary, its exit codes (0 valid, 1 invalid, 2
-//! usage/IO), human output and the JSON contract of DESIGN §4.
+//! usage/IO), human output and the JSON contract of docs/design.md §4.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

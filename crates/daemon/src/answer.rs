@@ -23,7 +23,7 @@
 //! left out, because braces break Postfix's attribute syntax (postfix-tlspol drops them too).
 //! With these attributes Postfix ≥ 3.10.5 (`smtp_tls_enforce_sts_mx_patterns`) also checks the
 //! MX name against the patterns, closing the wildcard-depth gap of `match=` (RFC 8461 §4.1,
-//! rfc-requirements §4 item 12).
+//! docs/rfc-requirements.md §4 item 12).
 //!
 //! **DANE** (RFC 8461 §2: an MTA-STS pass MUST NOT override a failing DANE validation): a
 //! `secure` answer from `smtp_tls_policy_maps` replaces Postfix's `dane` level for the
@@ -31,7 +31,7 @@
 //! `OK dane-only` wherever we would have answered `OK secure …`, so Postfix authenticates
 //! with DANE (RFC 7672 §2.2) and never falls back. Where we answer `NOTFOUND `, Postfix's own
 //! `smtp_tls_security_level` (e.g. `dane`) applies unchanged. The MX-name check of `enforce`
-//! cannot be expressed next to `dane-only`; that loosening is documented (rfc-requirements
+//! cannot be expressed next to `dane-only`; that loosening is documented (docs/rfc-requirements.md
 //! §4 item 13).
 
 use mta_sts::{Domain, Mode, Policy};

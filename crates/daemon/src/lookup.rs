@@ -1,7 +1,7 @@
 //! The lookup side of the server, behind a small trait, and the per-query time budget.
 //!
 //! The server never sees resolver internals: it asks a [`PolicyLookup`] for a domain's
-//! policy. [`resolve`] runs one query within the zone's `budget` (DESIGN §5): the lookup runs
+//! policy. [`resolve`] runs one query within the zone's `budget` (docs/design.md §5): the lookup runs
 //! in its own task; if it has not finished when the budget runs out, the answer comes from
 //! the unexpired cached policy ([`PolicyLookup::cached`]) if any, else from `on_failure`, and
 //! the lookup keeps running in the background so the next query for the domain is fast.

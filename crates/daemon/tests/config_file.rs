@@ -1,4 +1,4 @@
-//! The TOML configuration (DESIGN §5 config sketch).
+//! The TOML configuration (docs/design.md §5 config sketch).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! Parse and match throughput of the core crate (DESIGN §6; issue targets: a 5-mx policy at
+//! Parse and match throughput of the core crate (docs/design.md §6; issue targets: a 5-mx policy at
 //! ≥ 1,000,000 parses/s per core, a TXT record at ≥ 5,000,000/s).
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mta_sts::{Policy, StsRecord, policy};

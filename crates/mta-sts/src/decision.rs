@@ -40,7 +40,7 @@ impl Failure {
     ///
     /// RFC 8460 has no result type for an MX missing from the policy; following RFC 8461
     /// Appendix B (`E_HOST_MISMATCH`) it is reported as `certificate-host-mismatch`, with
-    /// [`Failure::reason_code`] telling the two cases apart (rfc-requirements §4 item 17).
+    /// [`Failure::reason_code`] telling the two cases apart (docs/rfc-requirements.md §4 item 17).
     pub fn result_type(self) -> &'static str {
         match self {
             Failure::MxNotInPolicy => "certificate-host-mismatch",

@@ -189,7 +189,7 @@ impl MxPattern {
     /// The pattern in Postfix `match=` syntax: `*.example.com` becomes `.example.com`.
     ///
     /// Note that Postfix's `.example.com` matches names at any depth below `example.com`,
-    /// while RFC 8461 §4.1 allows exactly one label; see DESIGN §5.
+    /// while RFC 8461 §4.1 allows exactly one label; see docs/design.md §5.
     pub fn to_postfix(&self) -> String {
         self.text.strip_prefix('*').unwrap_or(&self.text).to_owned()
     }

@@ -7,7 +7,7 @@
 //! *warnings* with `breaks_abnf` set: this toolkit applies such a policy, since honouring
 //! the domain's intent beats dropping it over a blank line, while [`PolicyLint::is_strict_valid`]
 //! gives the exact ABNF verdict that strict senders (mox, postfix-tlspol) apply. Anything
-//! that leaves the meaning unclear is an *error* and the policy is unusable. See DESIGN §2.
+//! that leaves the meaning unclear is an *error* and the policy is unusable. See docs/design.md §2.
 
 use std::fmt;
 
@@ -187,7 +187,7 @@ pub struct PolicyLint {
 }
 
 impl PolicyLint {
-    /// No error: a sender following DESIGN §2 applies the policy.
+    /// No error: a sender following docs/design.md §2 applies the policy.
     pub fn is_valid(&self) -> bool {
         self.policy.is_some()
     }

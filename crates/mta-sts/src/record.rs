@@ -228,7 +228,7 @@ pub fn concat<S: AsRef<[u8]>>(strings: &[S]) -> Vec<u8> {
 }
 
 /// Whether an RR begins with `v=STSv1` *WSP `;`, the discard rule of RFC 8461 §3.1 read with
-/// the ABNF's `sts-field-delim` (erratum 6285; rfc-requirements §4 item 2).
+/// the ABNF's `sts-field-delim` (erratum 6285; docs/rfc-requirements.md §4 item 2).
 pub fn is_candidate(rr: &[u8]) -> bool {
     match rr.strip_prefix(VERSION_FIELD.as_bytes()) {
         Some(rest) => rest.iter().find(|b| !matches!(b, b' ' | b'\t')) == Some(&b';'),

@@ -122,7 +122,7 @@ async fn peer_resolver_table() {
         ("bad-policy3.loc", Outcome::Unusable),
         ("bad-policy4.loc", Outcome::Unusable),
         ("bad-policy5.loc", Outcome::Unusable),
-        // Differs: they reject max_age 31557601 (FETCH_ERROR). DESIGN §2 / rfc-requirements
+        // Differs: they reject max_age 31557601 (FETCH_ERROR). docs/design.md §2 / docs/rfc-requirements.md
         // §4 item 3 (erratum 7282): accept and clamp to 31557600, as mox and chasquid do.
         ("bad-policy6.loc", Outcome::Policy),
         ("bad-policy7.loc", Outcome::Unusable),

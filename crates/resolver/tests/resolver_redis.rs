@@ -1,4 +1,4 @@
-//! Resolver-level tests over a shared Redis store (DESIGN §3: a fleet shares one Redis; a
+//! Resolver-level tests over a shared Redis store (docs/design.md §3: a fleet shares one Redis; a
 //! store outage never makes lookups fail). Each test starts its own `redis-server`; without
 //! the program the tests say so and pass, unless `MTA_STS_REQUIRE_INTEROP=1`.
 

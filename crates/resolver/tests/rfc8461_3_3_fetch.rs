@@ -1,4 +1,4 @@
-//! RFC 8461 §3.2 / §3.3 and DESIGN §3: every rule of the HTTPS policy fetch, against the
+//! RFC 8461 §3.2 / §3.3 and docs/design.md §3: every rule of the HTTPS policy fetch, against the
 //! testkit's real HTTPS host.
 
 mod common;
@@ -166,7 +166,7 @@ fn rfc8461_3_2_media_type_vectors() {
         "text/plain ; charset=UTF-8",
         "text/plain; charset=utf-8",
         "TEXT/PLAIN; charset=US-ASCII; x-extra=ignored",
-        // rfc-requirements §4 item 8: other charsets are ignored, body parsed as UTF-8.
+        // docs/rfc-requirements.md §4 item 8: other charsets are ignored, body parsed as UTF-8.
         "text/plain; charset=iso-8859-1",
     ];
     let reject = [

@@ -1,4 +1,4 @@
-//! The cache state machine, rfc-requirements §2.5 row by row (RFC 8461 §3.1, §3.2, §3.3,
+//! The cache state machine, docs/rfc-requirements.md §2.5 row by row (RFC 8461 §3.1, §3.2, §3.3,
 //! §5.1, §10.2), with a manual clock. The testkit's HTTPS request counter proves when a
 //! fetch did or did not happen.
 
@@ -67,7 +67,7 @@ async fn rfc8461_5_1_same_id_fresh_cache_uses_cache_without_fetch() {
     let l = s.resolver.lookup(&d).await;
     assert!(l.from_cache);
     assert_eq!(l.outcome(), Outcome::Policy);
-    // Expiry not extended: max_age counts from the last fetch (rfc-requirements §4 item 10).
+    // Expiry not extended: max_age counts from the last fetch (docs/rfc-requirements.md §4 item 10).
     assert_eq!(l.policy.expect("policy").expires_at, T0 + 86400);
     assert_eq!(requests(&world, "good.test"), 1);
 }

@@ -14,7 +14,7 @@
 //!
 //! The parser follows this grammar exactly, byte by byte (no regular expressions), and turns
 //! every deviation into a [`RecordError`] or a [`Diagnostic`]. Where the RFC is silent or
-//! ambiguous it follows the project's reading (see `shared/notes/rfc-requirements.md` §4
+//! ambiguous it follows the project's reading (see `docs/rfc-requirements.md` §4
 //! items 2 and 7):
 //!
 //! - **Discard rule.** RFC 8460 §3 discards TXT RRs "that do not begin with `v=TLSRPTv1;`",

@@ -1,4 +1,4 @@
-//! Socketmap benchmark harness (DESIGN §6): a Postfix-like load generator against
+//! Socketmap benchmark harness (docs/design.md §6): a Postfix-like load generator against
 //! `mta-sts daemon`, a trivial constant-reply server (the ceiling) and, when installed,
 //! postfix-mta-sts-resolver, all against the same testkit world, in one run.
 //!

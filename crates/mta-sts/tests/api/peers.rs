@@ -2,7 +2,7 @@
 //! policies and matching. Each table states what the peer expects and what we do; where we
 //! differ the row says why. Rule of thumb: lenient peers (postfix-mta-sts-resolver,
 //! chasquid, mailrs, mail-auth) are compared with our `valid`, strict peers (mox,
-//! postfix-tlspol) with our `strict_valid`; DESIGN.md decides where a peer contradicts it.
+//! postfix-tlspol) with our `strict_valid`; docs/design.md decides where a peer contradicts it.
 
 use mta_sts::policy::{self, PolicyLint};
 use mta_sts::record::{self, StsRecord};
@@ -84,7 +84,7 @@ fn postfix_mta_sts_resolver_b_policy_bodies() {
     for body in invalid {
         assert!(!pol(body).is_valid(), "{body}");
     }
-    // bad-policy6: peer rejects max_age 31557601 (`not 0 <= max_age <= 31557600`). DESIGN §2
+    // bad-policy6: peer rejects max_age 31557601 (`not 0 <= max_age <= 31557600`). docs/design.md §2
     // and erratum 7282: it is grammatical (1*10DIGIT); we accept and clamp, with a warning.
     let l = pol("version: STSv1\nmode: enforce\nmx: mail.loc\nmax_age: 31557601");
     assert!(l.is_valid());
@@ -244,7 +244,7 @@ fn chasquid_s9_policy_checks() {
     );
     assert!(pol("version: STSv1\nmode: none\nmax_age: 0").is_strict_valid());
     // S9.4 domain.com body: each line indented; chasquid trims keys. We tolerate it with
-    // `leading-whitespace` warnings (DESIGN §2), so strict senders still see a deviation.
+    // `leading-whitespace` warnings (docs/design.md §2), so strict senders still see a deviation.
     let l = pol(
         "\n             version: STSv1\n             mode: enforce\n             mx: *.mail.domain.com\n             max_age: 3600\n        ",
     );
@@ -305,7 +305,7 @@ fn postfix_tlspol_s10_2_policies() {
     // body > 64 KiB: a fetch limit (resolver), not a grammar rule; the parser accepts it.
     assert!(pol(&format!("{base}note: {}", "a".repeat(65536))).is_strict_valid());
     // IP-literal mx: tlspol rejects. RFC 5321 `Domain` allows all-digit labels, so it is
-    // grammatical; DESIGN §2 makes it a warning (it can never match an MX name).
+    // grammatical; docs/design.md §2 makes it a warning (it can never match an MX name).
     for ip in ["127.0.0.1", "1.2.3.4", "*.1.2.3.4"] {
         let l = pol(&format!(
             "version: STSv1\nmode: enforce\nmx: {ip}\nmax_age: 86400\n"
@@ -352,7 +352,7 @@ fn postfix_tlspol_s10_2_policies() {
     }
 }
 
-/// mailrs-mta-sts S12: lenient on case, whitespace and comments; DESIGN wins.
+/// mailrs-mta-sts S12: lenient on case, whitespace and comments; docs/design.md wins.
 #[test]
 fn mailrs_s12() {
     assert_eq!(
@@ -387,7 +387,7 @@ fn mailrs_s12() {
     );
     // mailrs: Ok. Keys and values are case-sensitive (%s): no mode, no version -> invalid.
     assert!(!pol("Version: STSv1\nMode: Enforce\nMX: m.example\nMax_Age: 86400").is_valid());
-    // mailrs: Ok. Comment and blank line: tolerated by DESIGN §2 but not strictly valid.
+    // mailrs: Ok. Comment and blank line: tolerated by docs/design.md §2 but not strictly valid.
     let l = pol(
         "version: STSv1\n# this is a comment\nmode: enforce\n\nmx: m.example\nmax_age: 86400\n",
     );
@@ -481,7 +481,7 @@ fn mox_s15_2_policies() {
         assert!(!pol(deviating).is_strict_valid(), "{deviating:?}");
     }
     let p = Policy::parse(b"version: STSv1\nmode: testing\nmx: mx1.example.com\nmx: mx2.example.com\nmx: mx.backup-example.com\nmax_age: 1296000\n").unwrap();
-    // mox prints max_age before mx; DESIGN §2 fixes our order as version, mode, mx, max_age.
+    // mox prints max_age before mx; docs/design.md §2 fixes our order as version, mode, mx, max_age.
     assert_eq!(
         p.to_string(),
         "version: STSv1\r\nmode: testing\r\nmx: mx1.example.com\r\nmx: mx2.example.com\r\nmx: mx.backup-example.com\r\nmax_age: 1296000\r\n"

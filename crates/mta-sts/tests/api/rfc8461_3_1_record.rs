@@ -1,5 +1,5 @@
 //! RFC 8461 §3.1: the `_mta-sts` TXT record. One test per normative rule; ids in comments
-//! refer to ../shared/notes/rfc-requirements.md.
+//! refer to docs/rfc-requirements.md.
 
 use mta_sts::record::{self, RecordError, SelectError, StsRecord, concat, is_candidate};
 

@@ -1,4 +1,4 @@
-//! RFC 8461 §3.2: the policy file. One test per normative rule; DESIGN §2 decides which
+//! RFC 8461 §3.2: the policy file. One test per normative rule; docs/design.md §2 decides which
 //! deviations are errors (policy unusable) and which are warnings (usable, `breaks_abnf`).
 
 use mta_sts::policy::{self, MAX_AGE_LIMIT, PolicyLint, policy_strings};
@@ -303,7 +303,7 @@ fn rfc8461_3_2_one_mx_per_line() {
     );
 }
 
-// STS-3.2-l: A-labels MUST be used; U-labels are converted with a warning (DESIGN §2)
+// STS-3.2-l: A-labels MUST be used; U-labels are converted with a warning (docs/design.md §2)
 #[test]
 fn rfc8461_3_2_mx_must_be_a_labels() {
     let p = tolerated(

@@ -1,6 +1,6 @@
 //! RFC 8460 §3: the `_smtp._tls` TXT record.
 //!
-//! One test per normative rule (the RPT-3-* rows of `shared/notes/rfc-requirements.md`
+//! One test per normative rule (the RPT-3-* rows of `docs/rfc-requirements.md`
 //! §1.2 and the ABNF of §2.7), the project's readings of the ambiguities (§4 items 2 and 7),
 //! the peer vectors of `shared/vectors/rust-go-peers.txt` (S1.2, S1.3, S14.2, S15.3) and every
 //! `tlsrpt-*` row of `testdata/corpus/records.tsv`.
