@@ -349,7 +349,8 @@ async fn issue(
         let loaded = crate::cert::from_der(
             chain_der,
             rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )?;
+        )
+        .map_err(|e| e.to_string())?;
         if !loaded.covers(host) {
             return Err(format!("the issued certificate does not cover {host}"));
         }

@@ -4,12 +4,12 @@
 //! the ACME manager checks an issued chain with [`from_der`], the SNI resolver and the
 //! router compare host names with [`normalize_host`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::pem::{Error as PemError, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// A loaded certificate: the rustls key, the names it covers and when it expires.
@@ -41,33 +41,103 @@ fn name_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
+/// Why a certificate and key could not be loaded. The messages are the ones the
+/// `serve` errors print after "certificate for HOST:".
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertError {
+    /// The certificate file could not be read.
+    #[error("cannot read certificate {}: {source}", path.display())]
+    ReadCert {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: PemError,
+    },
+    /// The certificate file is not valid PEM.
+    #[error("certificate {} is not valid PEM: {source}", path.display())]
+    CertPem {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: PemError,
+    },
+    /// The private key file could not be read or holds no key.
+    #[error("cannot read private key {}: {source}", path.display())]
+    ReadKey {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: PemError,
+    },
+    /// The chain and key were read but do not make a usable pair.
+    #[error("{}: {source}", path.display())]
+    Unusable {
+        /// The certificate file.
+        path: PathBuf,
+        /// Why the pair is unusable.
+        #[source]
+        source: ChainError,
+    },
+}
+
+/// Why a DER chain and key do not make a usable certificate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChainError {
+    /// The chain is empty.
+    #[error("no certificate in the file")]
+    Empty,
+    /// The leaf certificate is not parseable X.509.
+    #[error("the certificate cannot be parsed: {0}")]
+    Parse(String),
+    /// rustls supports no signing scheme for this key.
+    #[error("unsupported private key: {0}")]
+    UnsupportedKey(#[source] rustls::Error),
+    /// The key does not belong to the leaf certificate.
+    #[error("the private key does not belong to the certificate: {0}")]
+    KeyMismatch(#[source] rustls::Error),
+}
+
 /// Loads a PEM chain (leaf first) and a PEM private key, and checks that they belong
 /// together.
-pub(crate) fn load_pem(cert: &Path, key: &Path) -> Result<LoadedCert, String> {
+pub(crate) fn load_pem(cert: &Path, key: &Path) -> Result<LoadedCert, CertError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("cannot read certificate {}: {e}", cert.display()))?
+        .map_err(|source| CertError::ReadCert {
+            path: cert.to_path_buf(),
+            source,
+        })?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("certificate {} is not valid PEM: {e}", cert.display()))?;
-    let key_der = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("cannot read private key {}: {e}", key.display()))?;
-    from_der(chain, key_der).map_err(|e| format!("{}: {e}", cert.display()))
+        .map_err(|source| CertError::CertPem {
+            path: cert.to_path_buf(),
+            source,
+        })?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|source| CertError::ReadKey {
+        path: key.to_path_buf(),
+        source,
+    })?;
+    from_der(chain, key_der).map_err(|source| CertError::Unusable {
+        path: cert.to_path_buf(),
+        source,
+    })
 }
 
 /// Builds a [`LoadedCert`] from a DER chain and key.
 pub(crate) fn from_der(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
-) -> Result<LoadedCert, String> {
+) -> Result<LoadedCert, ChainError> {
     let Some(leaf) = chain.first() else {
-        return Err("no certificate in the file".to_string());
+        return Err(ChainError::Empty);
     };
     let (names, not_before, not_after) = leaf_info(leaf)?;
-    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| format!("unsupported private key: {e}"))?;
+    let signing =
+        rustls::crypto::ring::sign::any_supported_type(&key).map_err(ChainError::UnsupportedKey)?;
     let certified = CertifiedKey::new(chain, signing);
-    certified
-        .keys_match()
-        .map_err(|e| format!("the private key does not belong to the certificate: {e}"))?;
+    certified.keys_match().map_err(ChainError::KeyMismatch)?;
     Ok(LoadedCert {
         key: Arc::new(certified),
         names,
@@ -80,10 +150,11 @@ pub(crate) fn from_der(
 #[allow(clippy::type_complexity)]
 pub(crate) fn leaf_info(
     der: &CertificateDer<'_>,
-) -> Result<(Vec<String>, Option<SystemTime>, Option<SystemTime>), String> {
+) -> Result<(Vec<String>, Option<SystemTime>, Option<SystemTime>), ChainError> {
     use x509_parser::prelude::*;
-    let (_, cert) = X509Certificate::from_der(der.as_ref())
-        .map_err(|e| format!("the certificate cannot be parsed: {e}"))?;
+    // x509-parser's error borrows nothing but is a nom wrapper; its text is kept.
+    let (_, cert) =
+        X509Certificate::from_der(der.as_ref()).map_err(|e| ChainError::Parse(e.to_string()))?;
     let mut names = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use mta_sts::{Domain, Policy};
 use rustls::sign::CertifiedKey;
 
-use crate::cert::{LoadedCert, load_pem};
+use crate::cert::{CertError, LoadedCert, load_pem};
 use crate::config::{CertPaths, DomainConfig, MxSource, ServeConfig};
 use crate::id::policy_id;
 use crate::records::{Records, records};
@@ -67,6 +67,7 @@ impl HostEntry {
 
 /// Why a table could not be built from a config.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TableError {
     /// A configured certificate could not be loaded or does not fit.
     #[error("certificate for {host}: {message}")]
@@ -75,6 +76,15 @@ pub enum TableError {
         host: String,
         /// What is wrong, with the fix.
         message: String,
+    },
+    /// A configured certificate or its key could not be loaded.
+    #[error("certificate for {host}: {source}")]
+    CertFile {
+        /// The policy host.
+        host: String,
+        /// Why it could not be loaded.
+        #[source]
+        source: CertError,
     },
     /// No certificate source covers a host and ACME is off.
     #[error(
@@ -127,9 +137,9 @@ impl Table {
         let shared = match &config.shared_cert {
             Some(paths) => {
                 let cert =
-                    load_pem(&paths.cert, &paths.key).map_err(|message| TableError::Cert {
+                    load_pem(&paths.cert, &paths.key).map_err(|source| TableError::CertFile {
                         host: "the top-level cert".to_string(),
-                        message,
+                        source,
                     })?;
                 files.extend([paths.cert.clone(), paths.key.clone()]);
                 Some((paths.clone(), cert))
@@ -250,11 +260,15 @@ fn find_cert(
     loaded: &mut HashMap<CertPaths, LoadedCert>,
     files: &mut Vec<PathBuf>,
 ) -> Result<(CertSource, Option<LoadedCert>), TableError> {
+    let file_err = |source: CertError| TableError::CertFile {
+        host: host.to_string(),
+        source,
+    };
     let cert_err = |message: String| TableError::Cert {
         host: host.to_string(),
         message,
     };
-    let mut load = |paths: &CertPaths, files: &mut Vec<PathBuf>| -> Result<LoadedCert, String> {
+    let mut load = |paths: &CertPaths, files: &mut Vec<PathBuf>| -> Result<LoadedCert, CertError> {
         files.extend([paths.cert.clone(), paths.key.clone()]);
         if let Some(c) = loaded.get(paths) {
             return Ok(c.clone());
@@ -264,7 +278,7 @@ fn find_cert(
         Ok(c)
     };
     if let Some(paths) = &domain.cert {
-        let c = load(paths, files).map_err(cert_err)?;
+        let c = load(paths, files).map_err(file_err)?;
         if !c.covers(host) {
             return Err(cert_err(format!(
                 "{} is valid for {} but not for {host}; RFC 8461 §3.3 requires a certificate for the policy host",
@@ -277,7 +291,7 @@ fn find_cert(
     if let Some(dir) = &config.cert_dir
         && let Some(paths) = in_dir(dir, host)
     {
-        let c = load(&paths, files).map_err(cert_err)?;
+        let c = load(&paths, files).map_err(file_err)?;
         if !c.covers(host) {
             return Err(cert_err(format!(
                 "{} is valid for {} but not for {host}",
