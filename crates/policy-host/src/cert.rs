@@ -190,7 +190,17 @@ pub(crate) fn normalize_host(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::name_matches;
+    use super::{CertError, load_pem, name_matches};
+    use std::error::Error as _;
+
+    #[test]
+    fn a_missing_certificate_file_is_a_read_error_with_its_cause() {
+        let dir = std::env::temp_dir().join("mta-sts-cert-test-missing");
+        let err = load_pem(&dir.join("cert.pem"), &dir.join("key.pem")).unwrap_err();
+        assert!(matches!(err, CertError::ReadCert { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("cannot read certificate "), "{err}");
+        assert!(err.source().is_some(), "the I/O cause is kept");
+    }
 
     #[test]
     fn wildcards_cover_one_label() {
