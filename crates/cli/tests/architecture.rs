@@ -82,7 +82,13 @@ struct Package {
 fn workspace_packages() -> Vec<Package> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let output = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(workspace_root())
         .output()
         .expect("cargo metadata runs");
@@ -140,7 +146,9 @@ fn every_workspace_crate_has_a_layer() {
 fn crates_depend_downwards_only() {
     let mut wrong = Vec::new();
     for package in workspace_packages() {
-        let Some(from) = layer_of(&package.name) else { continue };
+        let Some(from) = layer_of(&package.name) else {
+            continue;
+        };
         for dep in &package.normal_deps {
             let Some(to) = layer_of(dep) else { continue };
             let allowed = to < from
@@ -148,11 +156,18 @@ fn crates_depend_downwards_only() {
                 // Protocol crates may build on each other (tlsrpt uses mta-sts's domain type).
                 || (from == 0 && to == 0 && dep == "mta-sts");
             if !allowed || dep == "mta-sts-testkit" {
-                wrong.push(format!("{} (layer {from}) -> {dep} (layer {to})", package.name));
+                wrong.push(format!(
+                    "{} (layer {from}) -> {dep} (layer {to})",
+                    package.name
+                ));
             }
         }
     }
-    assert!(wrong.is_empty(), "dependencies that point sideways or upwards:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "dependencies that point sideways or upwards:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -168,7 +183,11 @@ fn protocol_crates_link_no_io_library() {
             }
         }
     }
-    assert!(wrong.is_empty(), "protocol crates with I/O dependencies:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "protocol crates with I/O dependencies:\n{}",
+        wrong.join("\n")
+    );
 }
 
 /// A module path inside a crate, e.g. `["tlsrpt", "recorder"]`; the crate root is `[]`.
@@ -288,7 +307,11 @@ fn referenced_paths(module: &ModPath, is_dir_module: bool, source: &str) -> Vec<
     }
     // `super::` from a file module `a/b.rs` (path [a, b]) names `a`; from `a/mod.rs` it names
     // the parent of `a`.
-    let parent_len = if is_dir_module { module.len().saturating_sub(1) } else { module.len() };
+    let parent_len = if is_dir_module {
+        module.len().saturating_sub(1)
+    } else {
+        module.len()
+    };
     let mut at = 0;
     while let Some(found) = text[at..].find("super::") {
         let start = at + found;
@@ -323,7 +346,11 @@ fn sibling_edges(package: &Package) -> BTreeMap<ModPath, BTreeSet<(String, Strin
                 .map(|n| path[..n].to_vec())
                 .find(|p| files.contains_key(p))
                 .unwrap_or_default();
-            let common = module.iter().zip(&target).take_while(|(a, b)| a == b).count();
+            let common = module
+                .iter()
+                .zip(&target)
+                .take_while(|(a, b)| a == b)
+                .count();
             if common == module.len() || common == target.len() {
                 continue; // parent and child: a parent declares its children
             }
@@ -406,12 +433,21 @@ fn modules_inside_every_crate_form_a_dag() {
 #[test]
 fn the_cycle_finder_finds_a_cycle_and_accepts_a_dag() {
     let edge = |a: &str, b: &str| (a.to_string(), b.to_string());
-    let cyclic: BTreeSet<_> = [edge("app", "http"), edge("http", "metrics"), edge("metrics", "app")]
-        .into_iter()
-        .collect();
+    let cyclic: BTreeSet<_> = [
+        edge("app", "http"),
+        edge("http", "metrics"),
+        edge("metrics", "app"),
+    ]
+    .into_iter()
+    .collect();
     assert!(find_cycle(&cyclic).is_some());
-    let dag: BTreeSet<_> =
-        [edge("app", "http"), edge("http", "metrics"), edge("app", "metrics")].into_iter().collect();
+    let dag: BTreeSet<_> = [
+        edge("app", "http"),
+        edge("http", "metrics"),
+        edge("app", "metrics"),
+    ]
+    .into_iter()
+    .collect();
     assert_eq!(find_cycle(&dag), None);
 }
 
@@ -424,7 +460,10 @@ fn the_use_parser_reads_nested_groups_and_super() {
     assert!(joined.contains(&"app::self".to_string()), "{joined:?}");
     assert!(joined.contains(&"app::Run".to_string()), "{joined:?}");
     assert!(joined.contains(&"http::serve".to_string()), "{joined:?}");
-    assert!(joined.contains(&"tlsrpt::events::Event".to_string()), "{joined:?}");
+    assert!(
+        joined.contains(&"tlsrpt::events::Event".to_string()),
+        "{joined:?}"
+    );
     assert!(joined.contains(&"metrics::COUNT".to_string()), "{joined:?}");
     assert!(!joined.iter().any(|p| p.contains("ignored")), "{joined:?}");
 }

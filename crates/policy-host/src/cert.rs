@@ -198,7 +198,10 @@ mod tests {
         let dir = std::env::temp_dir().join("mta-sts-cert-test-missing");
         let err = load_pem(&dir.join("cert.pem"), &dir.join("key.pem")).unwrap_err();
         assert!(matches!(err, CertError::ReadCert { .. }), "{err:?}");
-        assert!(err.to_string().starts_with("cannot read certificate "), "{err}");
+        assert!(
+            err.to_string().starts_with("cannot read certificate "),
+            "{err}"
+        );
         assert!(err.source().is_some(), "the I/O cause is kept");
     }
 
