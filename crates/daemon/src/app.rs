@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use mta_sts_net::{ConnectTo, SystemClock};
+use mta_sts_net::{Clock, ConnectTo, SystemClock};
 use mta_sts_resolver::Resolver;
 use mta_sts_resolver::store::{MemoryStore, RedisOptions, RedisStore, SqliteStore, Store};
 use tokio::sync::watch;
@@ -44,7 +44,7 @@ use crate::resolver_lookup::ResolverLookup;
 use crate::server::{ServerError, ServerOptions, SocketmapServer};
 use crate::state::Refresher;
 pub use crate::state::{Core, Generation};
-use crate::tlsrpt::{Clock, Recorder, TlsrptError, TlsrptService, system_clock};
+use crate::tlsrpt::{Recorder, TlsrptError, TlsrptService};
 
 /// Why the daemon cannot start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -296,8 +296,9 @@ async fn build_generation(
     store: Arc<dyn Store>,
     metrics: &Arc<Metrics>,
     recorder: &Arc<Recorder>,
+    clock: &Arc<dyn Clock>,
 ) -> Result<Generation, DaemonError> {
-    let resolver = Resolver::new(resolver_config(&config)?, store, Arc::new(SystemClock))
+    let resolver = Resolver::new(resolver_config(&config)?, store, Arc::clone(clock))
         .map_err(DaemonError::Resolver)?;
     let loaded = resolver.warm_start().await;
     tracing::info!(
@@ -417,17 +418,22 @@ pub struct Daemon {
 impl Daemon {
     /// Opens the store, builds the resolver, binds both listeners and starts serving.
     pub async fn start(config: Config) -> Result<Daemon, DaemonError> {
-        Self::start_with_clock(config, system_clock()).await
+        Self::start_with_clock(config, Arc::new(SystemClock)).await
     }
 
-    /// [`Daemon::start`] with the clock TLS-RPT events are stamped with and the report
-    /// schedule runs on (tests move it across UTC midnight).
-    pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Daemon, DaemonError> {
+    /// [`Daemon::start`] with the clock every time rule of the daemon reads: the policy
+    /// cache's ages, the TLS-RPT event stamps and the report schedule (tests move it across
+    /// UTC midnight).
+    pub async fn start_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Daemon, DaemonError> {
         let metrics = Arc::new(Metrics::default());
         let store = open_store(&config).await?;
         let recorder = Arc::new(Recorder::new());
-        let generation =
-            Arc::new(build_generation(config, Arc::clone(&store), &metrics, &recorder).await?);
+        let generation = Arc::new(
+            build_generation(config, Arc::clone(&store), &metrics, &recorder, &clock).await?,
+        );
         let config = &generation.config;
         let caps = connection_caps(
             raise_nofile_limit(),
@@ -459,7 +465,7 @@ impl Daemon {
             &config.resolver,
             recorder,
             Arc::clone(&metrics),
-            clock,
+            Arc::clone(&clock),
         )
         .await?;
         let socketmap_listen = server.listen();
@@ -472,6 +478,7 @@ impl Daemon {
             shutting_down: AtomicBool::new(false),
             reload_lock: tokio::sync::Mutex::new(()),
             tlsrpt,
+            clock,
         });
         let (stop, stop_rx) = watch::channel(false);
         let socketmap = {
@@ -539,6 +546,7 @@ impl Daemon {
                     Arc::clone(&core.store),
                     &core.metrics,
                     core.tlsrpt.recorder(),
+                    &core.clock,
                 )
                 .await
             } else {

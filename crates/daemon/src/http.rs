@@ -54,7 +54,6 @@ use tokio::task::JoinSet;
 use crate::answer::DaneVerdict;
 use crate::config::{DaneMode, HttpConfig, Listen};
 use crate::lookup::{PolicyLookup, reply_for};
-use crate::resolver_lookup::unix_now;
 use crate::socket_path::{SocketKind, SocketPathError, clear_stale};
 use crate::state::Core;
 use mta_sts_socketmap::{Key, SkipReason};
@@ -378,7 +377,7 @@ async fn policy(api: &Api, raw: &str, refresh: bool) -> Response<Full<Bytes>> {
         (reply, None)
     };
     let cached = lookup.resolver().cached(&domain);
-    let now = unix_now();
+    let now = lookup.resolver().clock().now();
     let policy = cached.as_ref().map(|c| {
         json!({
             "version": "STSv1",

@@ -39,7 +39,7 @@
 //! ```
 //!
 //! Inside [`tlsrpt`] the same holds: `service` → `collector`, `schedule` → `flush` →
-//! `recorder`, `events_file` → `clock`, `error`. The wire protocol (netstrings, requests,
+//! `recorder`, `events_file` → `error`. The wire protocol (netstrings, requests,
 //! replies) is the `mta-sts-socketmap` crate below all of them.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -129,7 +129,7 @@ impl ResolverLookup {
                     result_type: error.result_type().to_string(),
                     reason: error.reason_code().to_owned(),
                     message: error.to_string(),
-                    at: unix_now(),
+                    at: self.resolver.clock().now(),
                 };
                 let mut errors = self.errors();
                 if errors.len() >= LAST_ERRORS_CAP && !errors.contains_key(domain) {
@@ -157,14 +157,6 @@ pub fn result_of(lookup: &Lookup) -> LookupResult {
         },
         (None, _) => LookupResult::NoPolicy,
     }
-}
-
-/// Seconds since the epoch.
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
 }
 
 #[async_trait]

@@ -47,6 +47,8 @@ pub struct Core {
     pub(crate) shutting_down: AtomicBool,
     pub(crate) reload_lock: tokio::sync::Mutex<()>,
     pub(crate) tlsrpt: TlsrptService,
+    /// The one clock of the daemon (the resolver's, the TLS-RPT stamps', the schedule's).
+    pub(crate) clock: Arc<dyn mta_sts_net::Clock>,
 }
 
 impl std::fmt::Debug for Core {

@@ -9,14 +9,14 @@ mod common;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::Client;
 use mta_sts_daemon::app::Daemon;
 use mta_sts_daemon::config::Config;
-use mta_sts_daemon::tlsrpt::Clock;
 use mta_sts_net::dns::{Dns, DnsConfig};
+use mta_sts_net::{Clock, ManualClock};
 use mta_sts_report_store::deliver::{DeliveryConfig, read_pem_certs};
 use mta_sts_report_store::outbox::Outbox;
 use mta_sts_report_store::send::{SendConfig, Sender};
@@ -75,10 +75,9 @@ store = "memory"
 }
 
 /// A clock the test moves.
-fn clock(start: i64) -> (Arc<AtomicI64>, Clock) {
-    let now = Arc::new(AtomicI64::new(start));
-    let read = Arc::clone(&now);
-    (now, Arc::new(move || read.load(Ordering::SeqCst)))
+fn clock(start: i64) -> (Arc<ManualClock>, Arc<dyn Clock>) {
+    let now = Arc::new(ManualClock::new(start as u64));
+    (Arc::clone(&now), now)
 }
 
 async fn query(daemon: &Daemon, request: &str) -> String {
@@ -303,7 +302,7 @@ async fn rfc8460_4_collector_socket_takes_libtlsrpt_datagrams() {
     client.send_to(datagram.as_bytes(), &socket).unwrap();
     eventually("two event lines", || lines(&events).len() == 2).await;
     // Arrival time is the stamp; a later datagram gets a later one.
-    now.store(NOON + 3600, Ordering::SeqCst);
+    now.set((NOON + 3600) as u64);
     // Our own event format works on the socket too (here without a time: stamped).
     let native = r#"{"policy_domain":"good.test","policy":{"type":"sts","string":["version: STSv1","mode: enforce","mx: mail.good.test","max_age: 86400"],"mx_host":["mail.good.test"]},"result":"success","count":4}"#;
     client.send_to(native.as_bytes(), &socket).unwrap();
@@ -419,7 +418,7 @@ timeout = "5s"
     // hand, as the injected clock jumps); past midnight the scheduler ingests, generates and
     // delivers.
     daemon.core().tlsrpt().flush().await;
-    now.store(NOON + DAY / 2 + 60, Ordering::SeqCst);
+    now.set((NOON + DAY / 2 + 60) as u64);
     eventually("the report POSTed", || {
         !world.https().requests("reports.example.com").is_empty()
     })

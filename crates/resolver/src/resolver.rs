@@ -282,6 +282,12 @@ impl Resolver {
         })
     }
 
+    /// The clock the cache's ages are read from (for callers that stamp what they report
+    /// about the resolver's answers with the same time).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
     /// The DNS client (for MX / TLSA / TXT lookups by the daemon and checker).
     pub fn dns(&self) -> &Dns {
         &self.inner.dns

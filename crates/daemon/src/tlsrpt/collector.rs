@@ -97,7 +97,7 @@ pub(super) async fn collect(
                 }
             };
             bump(&flusher.metrics.tlsrpt_datagrams_received);
-            let received = UtcDateTime::from_unix_seconds((flusher.clock)());
+            let received = UtcDateTime::from_unix_seconds(flusher.now());
             let parsed = if len > MAX_DATAGRAM {
                 Err(format!("larger than {MAX_DATAGRAM} bytes"))
             } else {

@@ -73,11 +73,11 @@
 //! They read top-down, each using only those below it: `service` (the running part:
 //! tasks, reload, shutdown) → `collector` (the datagram socket), `schedule` (report
 //! generation and delivery, the sender of `[tlsrpt.send]`) → `flush` (counters → events
-//! file) → `recorder` (the counters), `events_file` (appending lines) → `clock`, `error`.
+//! file) → `recorder` (the counters), `events_file` (appending lines) → `error`.
+//! Time comes from the daemon's one injected [`mta_sts_net::Clock`].
 //! `check` (`--check-config`) uses `schedule`.
 
 mod check;
-mod clock;
 mod collector;
 mod error;
 mod events_file;
@@ -87,7 +87,6 @@ mod schedule;
 mod service;
 
 pub use check::check_files;
-pub use clock::{Clock, system_clock};
 pub use collector::{INVALID_LOG_EVERY, MAX_DATAGRAM, parse_datagram};
 pub use error::TlsrptError;
 pub use events_file::{EventsFile, MAX_PENDING_LINES, event_line};

@@ -94,7 +94,7 @@ impl Schedule {
         let mut done_day = None::<i64>;
         let mut delay = 0;
         loop {
-            let now = (self.flusher.clock)();
+            let now = self.flusher.now();
             let day = now.div_euclid(tlsrpt::report_datetime::SECONDS_PER_DAY);
             let into_day = now.rem_euclid(tlsrpt::report_datetime::SECONDS_PER_DAY);
             if done_day.is_none() || (done_day < Some(day) && into_day >= delay) {

@@ -8,15 +8,15 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::clock::Clock;
 use super::collector::{bind_collector, collect};
 use super::error::TlsrptError;
 use super::events_file::EventsFile;
-use super::flush::{Flusher, until_next_tick};
+use super::flush::{Flusher, unix_seconds, until_next_tick};
 use super::recorder::Recorder;
 use super::schedule::{Schedule, build_sender};
 use crate::config::{ResolverConfig, TlsrptConfig};
 use crate::metrics::Metrics;
+use mta_sts_net::Clock;
 
 /// The TLS-RPT part of a running daemon: the recorder, the flush ticker, the collector
 /// socket and the send scheduler (see the module documentation).
@@ -44,7 +44,7 @@ impl TlsrptService {
         resolver: &ResolverConfig,
         recorder: Arc<Recorder>,
         metrics: Arc<Metrics>,
-        clock: Clock,
+        clock: Arc<dyn Clock>,
     ) -> Result<TlsrptService, TlsrptError> {
         recorder.configure(config.events.is_some());
         let events = Arc::new(EventsFile::new(config.events.clone()));
@@ -52,7 +52,7 @@ impl TlsrptService {
             recorder,
             events,
             metrics: Arc::clone(&metrics),
-            last: Mutex::new(clock()),
+            last: Mutex::new(unix_seconds(&*clock)),
             clock,
         });
         let sender = match &config.send {
@@ -75,7 +75,7 @@ impl TlsrptService {
             tasks.push(tokio::spawn(async move {
                 loop {
                     tokio::select! {
-                        _ = tokio::time::sleep(until_next_tick(interval)) => {}
+                        _ = tokio::time::sleep(until_next_tick(interval, &*flusher.clock)) => {}
                         _ = stop.changed() => break,
                     }
                     if flusher.recorder.enabled() {
