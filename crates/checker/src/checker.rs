@@ -12,7 +12,7 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use mta_sts::Domain;
 use mta_sts_net::dns::{Dns, DnsConfig, DnsOutcome};
-use mta_sts_net::{ConnectTo, DnsFailureKind, Trust};
+use mta_sts_net::{Clock, ConnectTo, DnsFailureKind, SystemClock, Trust};
 use tokio::sync::OnceCell;
 
 use crate::analyze::{
@@ -101,10 +101,16 @@ impl Checker {
     /// Builds a checker (DNS clients and TLS configurations). Must run inside a tokio
     /// runtime.
     pub fn new(config: CheckConfig) -> Result<Checker, Error> {
+        Checker::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// Like [`Checker::new`], with the clock that certificate validity (WebPKI time checks,
+    /// `days_left`, the expiry findings) is judged against.
+    pub fn with_clock(config: CheckConfig, clock: Arc<dyn Clock>) -> Result<Checker, Error> {
         let dns = Dns::new(&dns_config(&config)).map_err(|source| Error::Dns { source })?;
         let chain = chain_resolver(&config)?;
-        let https_tls = ProbeTls::new(&config.trust, vec![b"http/1.1".to_vec()])?;
-        let smtp_tls = ProbeTls::new(&config.trust, Vec::new())?;
+        let https_tls = ProbeTls::new(&config.trust, vec![b"http/1.1".to_vec()], clock.clone())?;
+        let smtp_tls = ProbeTls::new(&config.trust, Vec::new(), clock)?;
         Ok(Checker {
             config,
             dns,

@@ -10,10 +10,10 @@
 //! afterwards on the same chain with the configured trust.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use mta_sts::decision::TlsOutcome;
-use mta_sts_net::{TlsSetupError, Trust};
+use mta_sts_net::{Clock, TlsSetupError, Trust};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, PeerIncompatible, SignatureScheme,
@@ -29,6 +29,8 @@ use crate::error::Error;
 pub struct ProbeTls {
     connector: TlsConnector,
     verifier: Arc<dyn ServerCertVerifier>,
+    /// The time certificates are judged at (validity, `days_left`).
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for ProbeTls {
@@ -40,7 +42,11 @@ impl std::fmt::Debug for ProbeTls {
 impl ProbeTls {
     /// Builds the client: TLS 1.2 and 1.3 only (RFC 8461 §3.3), ring provider, the trust
     /// anchors of `trust` for the verdict.
-    pub fn new(trust: &Trust, alpn: Vec<Vec<u8>>) -> Result<ProbeTls, Error> {
+    pub fn new(
+        trust: &Trust,
+        alpn: Vec<Vec<u8>>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<ProbeTls, Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls_err = |source: rustls::Error| Error::Tls { source };
         let verifier =
@@ -67,6 +73,7 @@ impl ProbeTls {
         Ok(ProbeTls {
             connector: TlsConnector::from(Arc::new(config)),
             verifier,
+            clock,
         })
     }
 
@@ -86,15 +93,28 @@ impl ProbeTls {
             .map(|c| format!("{:?}", c.suite()))
             .unwrap_or_default();
         let chain = conn.peer_certificates().unwrap_or(&[]);
+        let now = self.clock.now();
         let certificate = chain.first().map(|leaf| {
             let verdict = match ServerName::try_from(name.to_string()) {
                 Ok(server_name) => self
                     .verifier
-                    .verify_server_cert(leaf, &chain[1..], &server_name, &[], UnixTime::now())
+                    .verify_server_cert(
+                        leaf,
+                        &chain[1..],
+                        &server_name,
+                        &[],
+                        UnixTime::since_unix_epoch(Duration::from_secs(now)),
+                    )
                     .map(|_| ()),
                 Err(e) => Err(rustls::Error::General(e.to_string())),
             };
-            CertificateInfo::new(leaf, chain.len(), name, verdict)
+            CertificateInfo::new(
+                leaf,
+                chain.len(),
+                name,
+                verdict,
+                i64::try_from(now).unwrap_or(i64::MAX),
+            )
         });
         TlsSession {
             version,
@@ -216,9 +236,9 @@ impl CertificateInfo {
         chain_length: usize,
         name: &str,
         verdict: Result<(), rustls::Error>,
+        now: i64,
     ) -> CertificateInfo {
         use x509_parser::prelude::*;
-        let now = unix_now();
         let mut info = CertificateInfo {
             subject: String::new(),
             issuer: String::new(),
@@ -332,14 +352,6 @@ pub fn dns_id_matches(san: &str, host: &str) -> bool {
     } else {
         !san.contains('*') && san.eq_ignore_ascii_case(host)
     }
-}
-
-/// Seconds since the Unix epoch, now.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a Unix timestamp (proleptic Gregorian, UTC).

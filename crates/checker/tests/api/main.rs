@@ -4,6 +4,7 @@
 //! testkit world.
 
 mod catalogue;
+mod clock;
 mod common;
 mod enforce_what_if;
 mod mx_tls_version;
