@@ -33,3 +33,35 @@ fn send_setting(error: &SetupError) -> &'static str {
         _ => "",
     }
 }
+
+/// The message of `error` followed by each of its causes (`top: cause: cause`), for log
+/// lines and string reasons: errors keep their causes as sources rather than in their
+/// message, so printing only the top message would lose them.
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_causes;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot store the report")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn log_text_keeps_every_cause() {
+        let error = Outer(std::io::Error::other("database is locked"));
+        assert_eq!(
+            with_causes(&error),
+            "cannot store the report: database is locked"
+        );
+    }
+}

@@ -12,7 +12,7 @@ use mta_sts_report_store::sending::{DkimKeyFile, SenderSettings, open_outbox};
 use tlsrpt::UtcDateTime;
 use tokio::sync::watch;
 
-use super::error::TlsrptError;
+use super::error::{TlsrptError, with_causes};
 use super::flush::Flusher;
 use crate::config::{ResolverConfig, TlsrptSendConfig};
 use crate::metrics::bump;
@@ -122,7 +122,7 @@ impl Schedule {
                     tracing::warn!(path = %path.display(), refused = ingested.refused.len(), "TLS-RPT events refused while ingesting");
                 }
                 Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "TLS-RPT ingest failed"),
+                Err(e) => tracing::error!(error = %with_causes(&e), "TLS-RPT ingest failed"),
             }
         }
         match self.sender.generate(now, None, false).await {
@@ -141,7 +141,7 @@ impl Schedule {
                     );
                 }
             }
-            Err(e) => tracing::error!(error = %e, "TLS-RPT report generation failed"),
+            Err(e) => tracing::error!(error = %with_causes(&e), "TLS-RPT report generation failed"),
         }
         self.deliver(now).await;
     }
@@ -167,7 +167,7 @@ impl Schedule {
                     }
                 }
             }
-            Err(e) => tracing::error!(error = %e, "TLS-RPT delivery run failed"),
+            Err(e) => tracing::error!(error = %with_causes(&e), "TLS-RPT delivery run failed"),
         }
     }
 }
