@@ -1,0 +1,22 @@
+//! The integration tests of `mta-sts-cli`, one test binary (`tests/api/main.rs`, as rustls
+//! keeps `tests/api.rs`): each module is one former test file, so `cargo test -p mta-sts-cli
+//! --test api architecture` still selects its tests. Most run the built `mta-sts` binary
+//! (`CARGO_BIN_EXE_mta-sts`) as a process; [`daemon_support`] spawns `mta-sts daemon` with a
+//! configuration.
+
+mod architecture;
+mod check;
+mod daemon;
+mod daemon_postfix;
+mod daemon_support;
+mod daemon_tlsrpt_config;
+mod lint;
+mod owner_readme;
+mod postfix_docs;
+mod query;
+mod realworld_corpus;
+mod report_cli;
+mod report_import_dkim;
+mod report_send;
+mod serve;
+mod serve_intake;

@@ -1,0 +1,251 @@
+//! The TOML configuration (docs/design.md §5 config sketch).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mta_sts_daemon::config::{
+    Config, ConfigError, DEFAULT_CONFIG_PATH, DaneMode, Listen, OnFailure, StoreKind,
+};
+
+const SKETCH: &str = r#"
+# daemon.toml
+[socketmap]
+listen = "127.0.0.1:8461"          # or "unix:/run/mta-sts/socketmap.sock"
+socket_mode = "0666"
+[http]
+listen = "127.0.0.1:8462"          # /v1/policy/{domain}, /metrics, /healthz
+[resolver]
+nameservers = ["127.0.0.1:53"]     # default: system configuration
+ca_file = "/etc/mta-sts/extra-ca.pem"
+connect_to = ["mta-sts.example.test:443:127.0.0.1:8443"]
+timeout = "10s"
+[cache]
+store = "sqlite"                   # "sqlite" | "redis" | "memory"
+path = "/var/lib/mta-sts/cache.db"
+redis_url = "redis://127.0.0.1:6379/0"
+refresh = "24h"
+[defaults]                         # zone settings used when the socketmap name is no zone
+strict_testing = false
+require_sni = true
+tlsrpt = false
+on_failure = "notfound"            # or "temp"
+budget = "5s"
+dane = "off"                       # or "defer"
+[zones.strict]
+strict_testing = true
+"#;
+
+#[test]
+fn config_empty_file_is_valid_and_default() {
+    let config = Config::parse("").unwrap();
+    assert_eq!(config, Config::default());
+    assert_eq!(
+        config.socketmap.listen,
+        Listen::Tcp("127.0.0.1:8461".parse::<SocketAddr>().unwrap())
+    );
+    assert_eq!(
+        config.http.listen,
+        Listen::Tcp("127.0.0.1:8462".parse().unwrap())
+    );
+    assert_eq!(config.socketmap.socket_mode, 0o666);
+    assert_eq!(config.defaults.budget, Duration::from_secs(5));
+    assert!(config.defaults.require_sni);
+    assert_eq!(config.defaults.on_failure, OnFailure::NotFound);
+    assert_eq!(config.cache.store, StoreKind::Sqlite);
+    assert_eq!(config.resolver.timeout, Duration::from_secs(10));
+    assert_eq!(DEFAULT_CONFIG_PATH, "/etc/mta-sts/daemon.toml");
+}
+
+#[test]
+fn config_every_key_of_the_sketch_parses() {
+    let config = Config::parse(SKETCH).unwrap();
+    assert_eq!(
+        config.resolver.nameservers,
+        vec!["127.0.0.1:53".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(
+        config.resolver.ca_file,
+        Some(PathBuf::from("/etc/mta-sts/extra-ca.pem"))
+    );
+    assert_eq!(config.resolver.connect_to.len(), 1);
+    assert_eq!(
+        config.cache.redis_url.as_deref(),
+        Some("redis://127.0.0.1:6379/0")
+    );
+    assert_eq!(config.cache.refresh, Duration::from_secs(86400));
+    assert!(config.zone("strict").strict_testing);
+    assert!(!config.zone("postfix").strict_testing);
+    // A zone inherits unset keys from [defaults].
+    assert_eq!(config.zone("strict").budget, Duration::from_secs(5));
+}
+
+#[test]
+fn config_other_values() {
+    let config = Config::parse(
+        r#"
+[socketmap]
+listen = "unix:/run/mta-sts/socketmap.sock"
+socket_mode = 0o660
+idle_timeout = "2m"
+max_connections = 10
+[resolver]
+nameservers = ["192.0.2.53", "[::1]:5353"]
+[cache]
+store = "redis"
+redis_url = "redis://cache/0"
+[defaults]
+on_failure = "temp"
+dane = "defer"
+budget = "1500ms"
+tlsrpt = true
+[zones.nosni]
+require_sni = false
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        config.socketmap.listen,
+        Listen::Unix("/run/mta-sts/socketmap.sock".into())
+    );
+    assert_eq!(config.socketmap.socket_mode, 0o660);
+    assert_eq!(config.socketmap.idle_timeout, Duration::from_secs(120));
+    assert_eq!(
+        config.resolver.nameservers[0],
+        "192.0.2.53:53".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(config.defaults.on_failure, OnFailure::Temp);
+    assert_eq!(config.defaults.dane, DaneMode::Defer);
+    assert_eq!(config.defaults.budget, Duration::from_millis(1500));
+    let nosni = config.zone("nosni");
+    assert!(!nosni.require_sni);
+    assert!(nosni.tlsrpt, "inherited from [defaults]");
+}
+
+fn parse_error(text: &str) -> String {
+    match Config::parse(text) {
+        Err(err) => err.to_string(),
+        Ok(_) => panic!("{text:?} should not parse"),
+    }
+}
+
+#[test]
+fn config_unknown_key_error_names_it_and_its_line() {
+    let msg = parse_error("[defaults]\nrequire_sni = true\nstrict_tesitng = true\n");
+    assert!(msg.contains("strict_tesitng"), "{msg}");
+    assert!(msg.contains("line 3"), "{msg}");
+    assert!(
+        msg.contains("strict_testing"),
+        "lists the expected keys: {msg}"
+    );
+    let msg = parse_error("[socketmap]\nlisten = \"127.0.0.1:1\"\n[bogus]\n");
+    assert!(msg.contains("bogus") && msg.contains("line 3"), "{msg}");
+    let msg = parse_error("[zones.x]\nbudgett = \"1s\"\n");
+    assert!(msg.contains("budgett") && msg.contains("line 2"), "{msg}");
+}
+
+#[test]
+fn config_bad_duration_error() {
+    let msg = parse_error("[defaults]\nbudget = \"5 parsecs\"\n");
+    assert!(msg.contains("line 2"), "{msg}");
+    assert!(
+        msg.contains("5 parsecs") && msg.contains("\"10s\""),
+        "{msg}"
+    );
+}
+
+#[test]
+fn config_bad_values() {
+    assert!(parse_error("[socketmap]\nlisten = \"localhost\"\n").contains("unix:/path"));
+    assert!(parse_error("[socketmap]\nsocket_mode = \"rw\"\n").contains("octal"));
+    assert!(parse_error("[defaults]\non_failure = \"retry\"\n").contains("retry"));
+    assert!(parse_error("[cache]\nstore = \"redis\"\n").contains("redis_url"));
+    assert!(parse_error("[resolver]\nconnect_to = [\"a:b\"]\n").contains("HOST:PORT:ADDR:PORT"));
+    assert!(parse_error("[resolver]\nnameservers = [\"dns.example\"]\n").contains("IP:PORT"));
+}
+
+#[test]
+fn config_load_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("daemon.toml");
+    std::fs::write(&path, "[defaults]\nnope = 1\n").unwrap();
+    let err = Config::load(&path).unwrap_err();
+    assert!(matches!(err, ConfigError::Parse { .. }));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("daemon.toml") && msg.contains("nope") && msg.contains("line 2"),
+        "{msg}"
+    );
+    let missing = Config::load(&dir.path().join("missing.toml")).unwrap_err();
+    assert!(matches!(missing, ConfigError::Read { .. }));
+    std::fs::write(&path, "").unwrap();
+    assert_eq!(Config::load(&path).unwrap(), Config::default());
+}
+
+/// packaging/daemon.toml as shipped.
+const SHIPPED: &str = include_str!("../../../../packaging/daemon.toml");
+
+/// The section a line of the shipped file is in: a live `[name]` header or an example one
+/// (`#example: [name]`).
+fn section_of(line: &str) -> Option<&str> {
+    let header = line.strip_prefix("#example: ").unwrap_or(line);
+    header.strip_prefix('[')?.strip_suffix(']')
+}
+
+/// Issue 18.8: packaging/daemon.toml tells defaults from examples. Each `#key = value` line
+/// is the default: uncommented alone, it parses to the same configuration as the file
+/// without it (for `[tlsrpt.send]`, whose defaults apply once the section is present, next
+/// to the keys it requires). Each `#example: …` line is valid: all of them uncommented
+/// together parse. Nothing else is set.
+#[test]
+fn shipped_daemon_toml_defaults_are_the_defaults_and_examples_parse() {
+    const SEND_CONTEXT: &str =
+        "[tlsrpt]\nevents = \"/x\"\n[tlsrpt.send]\nsubmitter = \"mail.example.com\"\n";
+    let mut section = "";
+    let mut defaults = 0;
+    for (number, line) in SHIPPED.lines().enumerate() {
+        let at = format!("packaging/daemon.toml:{}: {line}", number + 1);
+        if let Some(name) = section_of(line) {
+            section = name;
+            continue;
+        }
+        let trimmed = line.trim();
+        assert!(
+            trimmed.is_empty() || trimmed.starts_with('#'),
+            "{at}: only section headers are live"
+        );
+        let Some(setting) = line.strip_prefix('#') else {
+            continue;
+        };
+        let is_key = setting.split_once(" = ").is_some_and(|(key, _)| {
+            !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        });
+        if !is_key {
+            continue;
+        }
+        defaults += 1;
+        let (base, with) = if section == "tlsrpt.send" {
+            (
+                SEND_CONTEXT.to_owned(),
+                format!("{SEND_CONTEXT}{setting}\n"),
+            )
+        } else {
+            (String::new(), format!("[{section}]\n{setting}\n"))
+        };
+        let expected = Config::parse(&base).expect("context parses");
+        let got = Config::parse(&with).unwrap_or_else(|e| panic!("{at}: {e}"));
+        assert_eq!(got, expected, "{at}: not the default; write `#example: …`");
+    }
+    assert!(defaults > 30, "{defaults} default lines");
+
+    let examples: String = SHIPPED
+        .lines()
+        .map(|l| l.strip_prefix("#example: ").unwrap_or(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let config = Config::parse(&examples).unwrap_or_else(|e| panic!("examples: {e}"));
+    assert_ne!(config, Config::default());
+    assert!(config.zone("strict").strict_testing);
+    assert_eq!(config.socketmap.socket_group.as_deref(), Some("postfix"));
+    assert!(config.tlsrpt.send.is_some());
+}

@@ -1,0 +1,147 @@
+//! Resolver-level tests over a shared Redis store (docs/design.md §3: a fleet shares one Redis; a
+//! store outage never makes lookups fail). Each test starts its own `redis-server`; without
+//! the program the tests say so and pass, unless `MTA_STS_REQUIRE_INTEROP=1`.
+
+use crate::common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use mta_sts_net::ManualClock;
+use mta_sts_resolver::store::{RedisOptions, RedisStore, Store};
+use mta_sts_resolver::{Outcome, Resolver};
+use mta_sts_testkit::World;
+
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    fn start() -> Option<RedisServer> {
+        let found = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            assert!(
+                std::env::var("MTA_STS_REQUIRE_INTEROP").as_deref() != Ok("1"),
+                "redis-server is required (MTA_STS_REQUIRE_INTEROP=1)"
+            );
+            println!("SKIPPED: redis-server is not installed");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(RedisServer {
+            child: Some(child),
+            port,
+            _dir: dir,
+        })
+    }
+
+    fn options(&self) -> RedisOptions {
+        RedisOptions {
+            timeout: Duration::from_millis(300),
+            ..RedisOptions::new(format!("redis://127.0.0.1:{}/", self.port))
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn world() -> World {
+    World::builder()
+        .domain("good.test", |d| {
+            d.sts_id("1").policy(POLICY).mx(10, "mail.good.test")
+        })
+        .start()
+}
+
+#[tokio::test]
+async fn two_resolvers_share_one_redis_store() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let world = world();
+    let clock = Arc::new(ManualClock::new(T0));
+    let store: Arc<dyn Store> =
+        Arc::new(RedisStore::connect(redis.options()).await.expect("redis"));
+    let a = Resolver::new(config(&world), store.clone(), clock.clone()).expect("a");
+    let b = Resolver::new(config(&world), store, clock.clone()).expect("b");
+    let d = domain("good.test");
+    assert_eq!(a.lookup(&d).await.outcome(), Outcome::Policy);
+    assert_eq!(requests(&world, "good.test"), 1);
+    // b never fetched: its memory misses, Redis has the policy.
+    let l = b.lookup(&d).await;
+    assert_eq!(l.outcome(), Outcome::Policy);
+    assert!(l.from_cache);
+    assert_eq!(requests(&world, "good.test"), 1);
+}
+
+#[tokio::test]
+async fn redis_stopped_mid_run_lookups_answer_from_memory() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let world = world();
+    let clock = Arc::new(ManualClock::new(T0));
+    let store: Arc<dyn Store> =
+        Arc::new(RedisStore::connect(redis.options()).await.expect("redis"));
+    let r = Resolver::new(config(&world), store, clock.clone()).expect("resolver");
+    let d = domain("good.test");
+    assert_eq!(r.lookup(&d).await.outcome(), Outcome::Policy);
+    redis.stop();
+    clock.advance(60);
+    let started = Instant::now();
+    let l = r.lookup(&d).await;
+    assert_eq!(l.outcome(), Outcome::Policy);
+    assert!(l.from_cache);
+    // A domain never seen still resolves live, its write-through failing quietly.
+    world.add_domain("other.test", |d| d.enforce());
+    assert_eq!(
+        r.lookup(&domain("other.test")).await.outcome(),
+        Outcome::Policy
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        r.stats()
+            .store_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+}

@@ -1,0 +1,207 @@
+//! The behaviour every `Store` backend must share, as one suite taking `Arc<dyn Store>`.
+//!
+//! This file runs the suite against `MemoryStore` (the model); the `store_sqlite` and
+//! `store_redis` modules run it against their backends.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mta_sts_resolver::store::{MemoryStore, Store, StoredPolicy};
+
+/// The current time: Redis expires keys on its own clock, so the suite uses real time.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A policy for `domain` fetched at `fetched_at`, valid for `max_age` seconds.
+pub fn policy(domain: &str, id: &str, fetched_at: u64, max_age: u64) -> StoredPolicy {
+    StoredPolicy {
+        domain: domain.to_owned(),
+        record_id: id.to_owned(),
+        body: format!(
+            "version: STSv1\r\nmode: enforce\r\nmx: mx.{domain}\r\nmax_age: {max_age}\r\n"
+        ),
+        fetched_at,
+        expires_at: fetched_at + max_age,
+    }
+}
+
+/// Runs every conformance check against `store`, which must start empty.
+pub async fn run_conformance(store: Arc<dyn Store>) {
+    let name = store.backend();
+    get_put_remove(&*store).await;
+    newer_wins(&*store).await;
+    load_all_filters_expired(&*store).await;
+    ascii_domains(&*store).await;
+    thousand_entries(&*store).await;
+    eprintln!("conformance suite passed for the {name} store");
+}
+
+async fn get_put_remove(store: &dyn Store) {
+    let now = unix_now();
+    let d = "basic.example";
+    assert_eq!(
+        store.get(d).await.expect("get"),
+        None,
+        "{}: empty store",
+        store.backend()
+    );
+    let p = policy(d, "id1", now, 86400);
+    store.put(&p, now).await.expect("put");
+    assert_eq!(store.get(d).await.expect("get"), Some(p.clone()));
+    // Other domains are untouched.
+    assert_eq!(store.get("other.example").await.expect("get"), None);
+    store.remove(d).await.expect("remove");
+    assert_eq!(store.get(d).await.expect("get"), None);
+    // Removing what is not there is fine.
+    store.remove(d).await.expect("remove missing");
+}
+
+async fn newer_wins(store: &dyn Store) {
+    let now = unix_now();
+    let d = "newer.example";
+    let newer = policy(d, "new", now - 10, 86400);
+    let older = policy(d, "old", now - 100, 86400);
+    store.put(&newer, now).await.expect("put newer");
+    store.put(&older, now).await.expect("put older");
+    assert_eq!(
+        store.get(d).await.expect("get"),
+        Some(newer.clone()),
+        "{}: an older put replaced a newer entry",
+        store.backend()
+    );
+    // Same fetched_at: the later put wins (a refetch in the same second).
+    let mut same = newer.clone();
+    same.record_id = "same-second".into();
+    store.put(&same, now).await.expect("put same");
+    assert_eq!(store.get(d).await.expect("get"), Some(same));
+    // A newer put replaces.
+    let newest = policy(d, "newest", now, 604800);
+    store.put(&newest, now).await.expect("put newest");
+    assert_eq!(store.get(d).await.expect("get"), Some(newest));
+    store.remove(d).await.expect("remove");
+}
+
+async fn load_all_filters_expired(store: &dyn Store) {
+    let now = unix_now();
+    let long = policy("long.example", "a", now, 3600);
+    let short = policy("short.example", "b", now, 60);
+    let expired = policy("expired.example", "c", now - 7200, 3600);
+    for p in [&long, &short, &expired] {
+        store.put(p, now).await.expect("put");
+    }
+    let at_now = by_domain(store.load_all(now).await.expect("load_all"));
+    assert_eq!(
+        at_now.get("long.example"),
+        Some(&long),
+        "{}",
+        store.backend()
+    );
+    assert_eq!(
+        at_now.get("short.example"),
+        Some(&short),
+        "{}",
+        store.backend()
+    );
+    assert!(
+        !at_now.contains_key("expired.example"),
+        "{}: expired entry loaded",
+        store.backend()
+    );
+    // Later, `short` has expired too (the store must filter, not only rely on its own TTL).
+    let later = by_domain(store.load_all(now + 600).await.expect("load_all"));
+    assert!(later.contains_key("long.example"));
+    assert!(
+        !later.contains_key("short.example"),
+        "{}: expired entry loaded",
+        store.backend()
+    );
+    // Exactly at expires_at the entry is no longer fresh.
+    let at_expiry = by_domain(store.load_all(now + 3600).await.expect("load_all"));
+    assert!(at_expiry.is_empty(), "{}: {at_expiry:?}", store.backend());
+    for d in ["long.example", "short.example", "expired.example"] {
+        store.remove(d).await.expect("remove");
+    }
+}
+
+async fn ascii_domains(store: &dyn Store) {
+    let now = unix_now();
+    let long_label = "a".repeat(63);
+    let domains = [
+        "xn--bcher-kva.example".to_owned(),
+        "xn--mnchen-3ya.xn--de-wka.example".to_owned(),
+        "a-b.c-d.example".to_owned(),
+        "123.example".to_owned(),
+        "x.example".to_owned(),
+        format!("{long_label}.{long_label}.example"),
+        "sub.domain.with.many.labels.example".to_owned(),
+    ];
+    for (i, d) in domains.iter().enumerate() {
+        store
+            .put(&policy(d, &format!("id{i}"), now, 86400), now)
+            .await
+            .expect("put");
+    }
+    for (i, d) in domains.iter().enumerate() {
+        let got = store.get(d).await.expect("get").expect("entry present");
+        assert_eq!(got.domain, *d);
+        assert_eq!(got.record_id, format!("id{i}"));
+    }
+    let all = by_domain(store.load_all(now).await.expect("load_all"));
+    assert_eq!(
+        all.len(),
+        domains.len(),
+        "{}: {:?}",
+        store.backend(),
+        all.keys()
+    );
+    for d in &domains {
+        store.remove(d).await.expect("remove");
+    }
+}
+
+async fn thousand_entries(store: &dyn Store) {
+    let now = unix_now();
+    let entries: Vec<StoredPolicy> = (0..1000)
+        .map(|i| {
+            policy(
+                &format!("d{i:04}.bulk.example"),
+                &format!("r{i}"),
+                now - i,
+                86400 + i,
+            )
+        })
+        .collect();
+    for e in &entries {
+        store.put(e, now).await.expect("put");
+    }
+    let all = by_domain(store.load_all(now).await.expect("load_all"));
+    assert_eq!(all.len(), 1000, "{}", store.backend());
+    for e in &entries {
+        assert_eq!(all.get(&e.domain), Some(e));
+    }
+    for e in entries.iter().step_by(97) {
+        assert_eq!(store.get(&e.domain).await.expect("get").as_ref(), Some(e));
+    }
+    for e in &entries {
+        store.remove(&e.domain).await.expect("remove");
+    }
+    assert!(store.load_all(now).await.expect("load_all").is_empty());
+}
+
+fn by_domain(entries: Vec<StoredPolicy>) -> BTreeMap<String, StoredPolicy> {
+    let n = entries.len();
+    let map: BTreeMap<_, _> = entries.into_iter().map(|e| (e.domain.clone(), e)).collect();
+    assert_eq!(map.len(), n, "load_all returned a domain twice");
+    map
+}
+
+#[tokio::test]
+async fn memory_store_conformance() {
+    run_conformance(Arc::new(MemoryStore::new())).await;
+}

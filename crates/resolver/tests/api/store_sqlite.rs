@@ -1,0 +1,399 @@
+//! SqliteStore on real files: conformance, durability under SIGKILL, schema and errors.
+
+use crate::store_conformance as conformance;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use conformance::{policy, run_conformance, unix_now};
+use mta_sts_resolver::store::sqlite::{DEFAULT_PATH, SCHEMA_VERSION, Synchronous};
+use mta_sts_resolver::store::{SqliteOptions, SqliteStore, Store, StoreError};
+
+/// Set (to the database path) when this binary runs as the durability child.
+const CHILD_DB_ENV: &str = "MTA_STS_STORE_DURABILITY_DB";
+/// `full` or `normal`: the child's `synchronous` setting.
+const CHILD_SYNC_ENV: &str = "MTA_STS_STORE_DURABILITY_SYNC";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn raw(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).expect("raw open")
+}
+
+#[tokio::test]
+async fn sqlite_conformance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path().join("cache.db"))
+        .await
+        .expect("open");
+    let started = Instant::now();
+    run_conformance(Arc::new(store)).await;
+    eprintln!(
+        "sqlite conformance (synchronous=FULL) took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn sqlite_conformance_synchronous_normal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = SqliteOptions {
+        synchronous: Synchronous::Normal,
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open_with(dir.path().join("cache.db"), options)
+        .await
+        .expect("open");
+    run_conformance(Arc::new(store)).await;
+}
+
+#[test]
+fn sqlite_default_path_is_documented_location() {
+    assert_eq!(DEFAULT_PATH, "/var/lib/mta-sts/cache.db");
+}
+
+#[tokio::test]
+async fn sqlite_schema_version_wal_and_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("nested/dirs/cache.db");
+    let now = unix_now();
+    let p = policy("reopen.example", "v1", now, 86400);
+    {
+        let store = SqliteStore::open(&path)
+            .await
+            .expect("open creates parent dirs");
+        assert_eq!(store.backend(), "sqlite");
+        assert_eq!(store.path(), path);
+        store.put(&p, now).await.expect("put");
+    }
+    let conn = raw(&path);
+    let version: u32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("pragma");
+    assert_eq!(version, SCHEMA_VERSION);
+    assert!(version >= 1);
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .expect("pragma");
+    assert_eq!(mode, "wal");
+    drop(conn);
+    // Reopening an existing, current file keeps its data and does not migrate again.
+    let store = SqliteStore::open(&path).await.expect("reopen");
+    assert_eq!(store.get("reopen.example").await.expect("get"), Some(p));
+    // Two handles on one file (two daemons) see each other's writes.
+    let other = SqliteStore::open(&path).await.expect("second handle");
+    let newer = policy("reopen.example", "v2", now + 1, 86400);
+    other.put(&newer, now).await.expect("put");
+    assert_eq!(store.get("reopen.example").await.expect("get"), Some(newer));
+}
+
+#[tokio::test]
+async fn sqlite_newer_wins_under_concurrent_handles() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cache.db");
+    let a = SqliteStore::open(&path).await.expect("open a");
+    let b = SqliteStore::open(&path).await.expect("open b");
+    let now = unix_now();
+    let mut tasks = Vec::new();
+    for i in 0..40u64 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        // Interleave old and new fetch times.
+        let fetched = now - ((i * 7919) % 40);
+        tasks.push(tokio::spawn(async move {
+            store
+                .put(
+                    &policy("race.example", &format!("t{fetched}"), fetched, 86400),
+                    now,
+                )
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join").expect("put");
+    }
+    let got = a.get("race.example").await.expect("get").expect("present");
+    assert_eq!(got.fetched_at, now);
+}
+
+#[tokio::test]
+async fn sqlite_garbage_file_gives_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cache.db");
+    std::fs::write(&path, "this is a text file, not a database\n".repeat(200)).expect("write");
+    let err = SqliteStore::open(&path)
+        .await
+        .expect_err("garbage must not open");
+    let StoreError::Unavailable { backend, message } = &err else {
+        panic!("wrong error: {err:?}")
+    };
+    assert_eq!(*backend, "sqlite");
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains("not an SQLite database"), "{message}");
+    assert!(message.contains("move it away"), "{message}");
+    eprintln!("garbage file: {err}");
+}
+
+#[tokio::test]
+async fn sqlite_parent_dir_that_cannot_be_created() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, "x").expect("write");
+    let path = blocker.join("sub/cache.db");
+    let err = SqliteStore::open(&path).await.expect_err("must fail");
+    let message = err.to_string();
+    assert!(message.contains("cannot create the directory"), "{message}");
+    assert!(message.contains(&path.display().to_string()), "{message}");
+}
+
+#[tokio::test]
+async fn sqlite_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cache.db");
+    drop(SqliteStore::open(&path).await.expect("open"));
+    raw(&path)
+        .pragma_update(None, "user_version", 99)
+        .expect("bump version");
+    let err = SqliteStore::open(&path).await.expect_err("must refuse");
+    let message = err.to_string();
+    assert!(message.contains("schema version 99"), "{message}");
+    assert!(message.contains("newer"), "{message}");
+}
+
+#[tokio::test]
+async fn sqlite_corrupt_rows_are_reported_and_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cache.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    let now = unix_now();
+    let good = policy("good.example", "g", now, 86400);
+    store.put(&good, now).await.expect("put");
+    {
+        let conn = raw(&path);
+        conn.execute(
+            "INSERT INTO policies VALUES ('text-time.example', 'r', 'body', 'yesterday', 'tomorrow')",
+            [],
+        )
+        .expect("insert");
+        conn.execute(
+            "INSERT INTO policies VALUES ('blob-body.example', 'r', X'FFFE00', ?1, ?2)",
+            rusqlite::params![now as i64, (now + 86400) as i64],
+        )
+        .expect("insert");
+        conn.execute(
+            "INSERT INTO policies VALUES ('negative.example', 'r', 'body', -5, ?1)",
+            rusqlite::params![(now + 86400) as i64],
+        )
+        .expect("insert");
+    }
+    for d in ["text-time.example", "blob-body.example", "negative.example"] {
+        match store.get(d).await {
+            Err(StoreError::Corrupt { domain, message }) => {
+                assert_eq!(domain, d);
+                eprintln!("{d}: {message}");
+            }
+            other => panic!("{d}: expected Corrupt, got {other:?}"),
+        }
+    }
+    let all = store
+        .load_all(now)
+        .await
+        .expect("load_all skips corrupt rows");
+    assert_eq!(all, vec![good]);
+    // A fresh put replaces the corrupt row, even though 'yesterday' > any integer in SQLite.
+    let fixed = policy("text-time.example", "fixed", now, 86400);
+    store.put(&fixed, now).await.expect("put");
+    assert_eq!(
+        store.get("text-time.example").await.expect("get"),
+        Some(fixed)
+    );
+}
+
+/// The child half of the durability test: writes policies one by one and prints `ACK <domain>`
+/// after each `put` returns. Does nothing unless started by `sqlite_survives_sigkill_*`.
+#[test]
+fn durability_child() {
+    let Some(path) = std::env::var_os(CHILD_DB_ENV) else {
+        return;
+    };
+    let synchronous = match std::env::var(CHILD_SYNC_ENV).as_deref() {
+        Ok("normal") => Synchronous::Normal,
+        _ => Synchronous::Full,
+    };
+    runtime().block_on(async move {
+        let options = SqliteOptions {
+            synchronous,
+            ..SqliteOptions::default()
+        };
+        let store = SqliteStore::open_with(&path, options)
+            .await
+            .expect("child open");
+        let now = unix_now();
+        let mut out = std::io::stdout();
+        for i in 0..200_000u64 {
+            let domain = format!("d{i}.durable.example");
+            store
+                .put(&policy(&domain, &format!("id{i}"), now, 86400), now)
+                .await
+                .expect("put");
+            writeln!(out, "ACK {domain}").expect("stdout");
+            out.flush().expect("flush");
+        }
+    });
+}
+
+fn survives_sigkill(sync: &str, acks_before_kill: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cache.db");
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut child = Command::new(exe)
+        .args([
+            // The full test name inside the one `api` test binary.
+            "store_sqlite::durability_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DB_ENV, &path)
+        .env(CHILD_SYNC_ENV, sync)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn child");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut acked = Vec::new();
+    let mut killed = false;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read child stdout");
+        if let Some(domain) = line.strip_prefix("ACK ") {
+            acked.push(domain.to_owned());
+            if acked.len() == acks_before_kill && !killed {
+                child.kill().expect("SIGKILL"); // std sends SIGKILL on Unix
+                killed = true;
+            }
+        }
+        // Keep reading: acks already written before the kill count too.
+    }
+    let status = child.wait().expect("wait");
+    assert!(
+        killed,
+        "child ended before {acks_before_kill} acks: {status:?}"
+    );
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "child was not killed by SIGKILL: {status:?}"
+    );
+    eprintln!(
+        "synchronous={sync}: {} policies acknowledged before SIGKILL",
+        acked.len()
+    );
+
+    runtime().block_on(async {
+        let store = SqliteStore::open(&path)
+            .await
+            .expect("reopen after SIGKILL");
+        for domain in &acked {
+            let got = store.get(domain).await.expect("get");
+            assert!(
+                got.is_some(),
+                "acknowledged policy {domain} lost after SIGKILL"
+            );
+        }
+        let all = store.load_all(unix_now()).await.expect("load_all");
+        assert!(all.len() >= acked.len());
+    });
+    let check: String = raw(&path)
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check");
+    assert_eq!(check, "ok");
+}
+
+#[test]
+fn sqlite_survives_sigkill_synchronous_full() {
+    survives_sigkill("full", 300);
+}
+
+#[test]
+fn sqlite_survives_sigkill_synchronous_normal() {
+    survives_sigkill("normal", 2000);
+}
+
+#[tokio::test]
+async fn sqlite_calls_do_not_block_the_runtime() {
+    // A current-thread runtime: if put blocked it, the ticker could not run meanwhile.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path().join("cache.db"))
+        .await
+        .expect("open");
+    let ticks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let ticker = {
+        let ticks = Arc::clone(&ticks);
+        tokio::spawn(async move {
+            loop {
+                ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let now = unix_now();
+    for i in 0..200 {
+        store
+            .put(&policy(&format!("t{i}.example"), "x", now, 60), now)
+            .await
+            .expect("put");
+    }
+    ticker.abort();
+    assert!(ticks.load(std::sync::atomic::Ordering::Relaxed) > 1);
+}
+
+/// Warm start reads the store a page at a time: corrupt rows inside a page must not end
+/// it early (a short page is the last one).
+#[tokio::test]
+async fn sqlite_pages_skip_corrupt_rows_without_ending_early() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cache.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    let now = unix_now();
+    for i in 0..25 {
+        let p = policy(&format!("d{i:02}.example"), "g", now, 86400);
+        store.put(&p, now).await.expect("put");
+    }
+    raw(&path)
+        .execute(
+            "INSERT INTO policies VALUES ('d05a.example', 'r', X'FFFE00', ?1, ?2)",
+            rusqlite::params![now as i64, (now + 86400) as i64],
+        )
+        .expect("insert a corrupt row");
+    let mut after: Option<String> = None;
+    let mut pages = Vec::new();
+    loop {
+        let page = store
+            .load_page(now, after.as_deref(), 10)
+            .await
+            .expect("page");
+        pages.push(page.len());
+        match page.last() {
+            Some(last) if page.len() == 10 => after = Some(last.domain.clone()),
+            _ => break,
+        }
+    }
+    assert_eq!(
+        pages,
+        [10, 10, 5],
+        "every good row, in full pages until the last"
+    );
+    assert_eq!(
+        store.count_hint(now).await,
+        Some(26),
+        "the count includes the corrupt row"
+    );
+}
