@@ -88,7 +88,7 @@ impl ReportSink for StoreSink {
             let sink = self
                 .open()
                 .await
-                .map_err(|e| SinkError::Store(with_causes(&e)))?
+                .map_err(|e| SinkError::Store(mta_sts_report_store::with_causes(&e)))?
                 .clone();
             let json = report.json.clone();
             let source = report.source();
@@ -97,8 +97,8 @@ impl ReportSink for StoreSink {
                 handle.block_on(sink.accept(&json, Some("application/tlsrpt+json"), &source))
             })
             .await
-            .map_err(|e| SinkError::Store(with_causes(&e)))?
-            .map_err(|e| SinkError::Store(with_causes(&e)))?;
+            .map_err(|e| SinkError::Store(mta_sts_report_store::with_causes(&e)))?
+            .map_err(|e| SinkError::Store(mta_sts_report_store::with_causes(&e)))?;
             let reports = match outcome {
                 InputOutcome::Refused { reason } => return Err(SinkError::Rejected(reason)),
                 InputOutcome::Accepted { reports } => reports,
@@ -152,18 +152,4 @@ fn shown_location(location: &str) -> String {
         }
         _ => location.to_owned(),
     }
-}
-
-/// The message of `error` followed by each of its causes (`top: cause: cause`): errors keep
-/// their causes as sources rather than in their message, so a reason string made of the top
-/// message alone would lose them.
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

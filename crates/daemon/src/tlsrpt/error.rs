@@ -34,23 +34,9 @@ fn send_setting(error: &SetupError) -> &'static str {
     }
 }
 
-/// The message of `error` followed by each of its causes (`top: cause: cause`), for log
-/// lines and string reasons: errors keep their causes as sources rather than in their
-/// message, so printing only the top message would lose them.
-pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
-    use super::with_causes;
+    use mta_sts_report_store::with_causes;
 
     #[derive(Debug, thiserror::Error)]
     #[error("cannot store the report")]

@@ -12,10 +12,11 @@ use mta_sts_report_store::sending::{DkimKeyFile, SenderSettings, open_outbox};
 use tlsrpt::UtcDateTime;
 use tokio::sync::watch;
 
-use super::error::{TlsrptError, with_causes};
+use super::error::TlsrptError;
 use super::flush::Flusher;
 use crate::config::{ResolverConfig, TlsrptSendConfig};
 use crate::metrics::bump;
+use mta_sts_report_store::with_causes;
 
 /// The sender settings of `[tlsrpt.send]` (as `mta-sts report send` reads its flags).
 fn sender_settings(
