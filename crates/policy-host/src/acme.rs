@@ -21,12 +21,14 @@ use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
     NewOrder, OrderStatus, RetryPolicy,
 };
+use mta_sts_net::clock::Clock;
 use rcgen::{CertificateParams, CustomExtension, DistinguishedName, KeyPair};
 use rustls::sign::CertifiedKey;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use crate::challenges::{Challenges, stored_paths};
+use crate::clock::wall_time;
 use crate::config::{AcmeConfig, ChallengeKind};
 use crate::table::{CertSource, HostEntry, Table};
 
@@ -39,6 +41,8 @@ pub(crate) trait AcmeHost: Send + Sync + 'static {
     fn challenges(&self) -> &Arc<Challenges>;
     /// Changes to `true` at shutdown.
     fn shutdown(&self) -> watch::Receiver<bool>;
+    /// The clock renewals are timed by.
+    fn clock(&self) -> &dyn Clock;
     /// Rebuilds the table (after a certificate was stored), the error ready to log.
     fn reload(&self) -> impl Future<Output = Result<(), String>> + Send;
 }
@@ -120,7 +124,7 @@ pub(crate) async fn run<H: AcmeHost>(shared: Arc<H>) {
         let wait = match table.config().acme.clone() {
             None => Duration::from_secs(60),
             Some(acme) => {
-                let now = SystemTime::now();
+                let now = wall_time(shared.clock());
                 let hosts: Vec<String> = table
                     .hosts()
                     .filter(|e| due(e, acme.renew_after, now))
@@ -160,7 +164,7 @@ pub(crate) async fn run<H: AcmeHost>(shared: Arc<H>) {
                     let next = table
                         .hosts()
                         .filter_map(|e| renewal_time(e, acme.renew_after))
-                        .filter_map(|t| t.duration_since(SystemTime::now()).ok())
+                        .filter_map(|t| t.duration_since(wall_time(shared.clock())).ok())
                         .min()
                         .unwrap_or(acme.check_interval);
                     next.min(acme.check_interval).max(Duration::from_secs(1))

@@ -72,6 +72,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, StatusCode};
+use mta_sts_net::clock::{Clock, SystemClock};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::TlsRptConfig;
@@ -171,15 +172,33 @@ pub trait ReportSink: Send + Sync + 'static {
 /// [`SpoolSink::drain_into`]. The name comes from
 /// the content, never from client input, so a re-sent report is a [`Stored::Duplicate`]
 /// instead of a second file.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SpoolSink {
     dir: PathBuf,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for SpoolSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpoolSink")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SpoolSink {
     /// A sink writing into `dir` (created on first use).
     pub fn new(dir: impl Into<PathBuf>) -> SpoolSink {
-        SpoolSink { dir: dir.into() }
+        SpoolSink {
+            dir: dir.into(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// This sink, stamping drained reports whose file time cannot be read with `clock`'s
+    /// time instead of the system clock's.
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> SpoolSink {
+        SpoolSink { clock, ..self }
     }
 
     /// The spool directory.
@@ -338,7 +357,7 @@ impl SpoolSink {
         let received = tokio::fs::metadata(file)
             .await
             .and_then(|m| m.modified())
-            .unwrap_or_else(|_| SystemTime::now());
+            .unwrap_or_else(|_| crate::clock::wall_time(self.clock.as_ref()));
         let report = IncomingReport {
             report_id: scan(&json)
                 .map_err(|e| SinkError::Rejected(e.to_string()))?
@@ -545,7 +564,8 @@ async fn read_body(
 
 /// Handles one `POST <intake_path>`: `sink` first, `fallback` when `sink` fails; `gate`
 /// bounds the work of all intake requests together, `body_timeout` this one's body;
-/// `served` says whether a policy domain is one this host serves.
+/// `served` says whether a policy domain is one this host serves; `clock` stamps the
+/// report's arrival.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn handle(
     req: Request<Incoming>,
@@ -556,6 +576,7 @@ pub(crate) async fn handle(
     fallback: Option<SpoolSink>,
     host: &str,
     served: &(dyn Fn(&str) -> bool + Sync),
+    clock: &dyn Clock,
 ) -> Answer {
     let deadline = tokio::time::Instant::now() + body_timeout;
     let gzip = match media_type(&req) {
@@ -649,7 +670,7 @@ pub(crate) async fn handle(
         gzip,
         host: host.to_string(),
         path: config.intake_path.clone(),
-        received: SystemTime::now(),
+        received: crate::clock::wall_time(clock),
         spooled: None,
     };
     // `_reservation` and `_request` are held until the sink is done with the report.
@@ -968,7 +989,7 @@ mod tests {
             gzip: false,
             host: "mta-sts.a.test".to_string(),
             path: "/tlsrpt".to_string(),
-            received: SystemTime::now(),
+            received: SystemTime::UNIX_EPOCH,
             spooled: None,
         }
     }

@@ -28,6 +28,7 @@
 //!        ├─ challenges      pending ACME challenge answers, stored certificate paths
 //!        ├─ mx_auto         MX look-ups for `mx = "auto"`
 //!        └─ cert            certificates from PEM/DER, host name matching
+//! clock                     the injected clock read as a `SystemTime` (uses no other module)
 //! config                    `serve.toml` (uses no other module)
 //! id                        the policy id (uses no other module)
 //! ```
@@ -62,6 +63,7 @@ pub mod table;
 
 mod cert;
 mod challenges;
+mod clock;
 mod mx_auto;
 mod tls;
 

@@ -41,6 +41,7 @@ use hyper::header::{
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use mta_sts_net::clock::{Clock, SystemClock};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -121,6 +122,8 @@ pub(crate) struct Shared {
     intake_gate: arc_swap::ArcSwapOption<IntakeGate>,
     /// The last logged reload was refused.
     refused: std::sync::atomic::AtomicBool,
+    /// The one clock: certificate expiry and renewal, report arrival stamps.
+    clock: Arc<dyn Clock>,
 }
 
 impl Shared {
@@ -143,7 +146,7 @@ impl Shared {
                 "[tlsrpt] store changed: the new report store takes effect after a restart"
             );
         }
-        let table = Table::build(Arc::new(config)).await?;
+        let table = Table::build_with_clock(Arc::new(config), self.clock.as_ref()).await?;
         for entry in table.hosts() {
             match old.host(&entry.host) {
                 None => tracing::info!(host = %entry.host, id = %entry.id, "policy host added"),
@@ -213,7 +216,10 @@ impl Shared {
     /// Where a report goes now: the front end's sink with the spool as fallback, or the
     /// spool alone. The spool follows the current configuration (reloads apply).
     fn sinks(&self, intake: &TlsRptConfig) -> Option<(Arc<dyn ReportSink>, Option<SpoolSink>)> {
-        let spool = intake.spool_dir.clone().map(SpoolSink::new);
+        let spool = intake
+            .spool_dir
+            .clone()
+            .map(|dir| SpoolSink::new(dir).with_clock(self.clock.clone()));
         match (&self.sink, spool) {
             (Some(sink), spool) => Some((sink.clone(), spool)),
             (None, Some(spool)) => Some((Arc::new(spool) as Arc<dyn ReportSink>, None)),
@@ -233,6 +239,10 @@ impl AcmeHost for Shared {
 
     fn shutdown(&self) -> watch::Receiver<bool> {
         self.shutdown.clone()
+    }
+
+    fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
     }
 
     async fn reload(&self) -> Result<(), String> {
@@ -262,7 +272,7 @@ impl Server {
     /// Builds the table (certificates, policies, MX lookups), binds every listener and
     /// starts serving, the file watcher and the ACME manager, on the current tokio runtime.
     pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
-        Server::start_inner(config, None).await
+        Server::start_with_clock(config, None, Arc::new(SystemClock)).await
     }
 
     /// [`Server::start`] with reports going to `sink` (typically the report store named by
@@ -272,12 +282,17 @@ impl Server {
         config: ServeConfig,
         sink: Arc<dyn ReportSink>,
     ) -> Result<Server, ServeError> {
-        Server::start_inner(config, Some(sink)).await
+        Server::start_with_clock(config, Some(sink), Arc::new(SystemClock)).await
     }
 
-    async fn start_inner(
+    /// [`Server::start`] (or [`Server::start_with_sink`] when `sink` is given) reading time
+    /// from `clock` instead of the system clock: certificate expiry and ACME renewal, and
+    /// the `received` stamp of reports. The `mta-sts` binary uses [`SystemClock`]; tests
+    /// move a `ManualClock`.
+    pub async fn start_with_clock(
         config: ServeConfig,
         sink: Option<Arc<dyn ReportSink>>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Server, ServeError> {
         let path = config.path.clone();
         let max_conns = config.limits.max_connections;
@@ -285,7 +300,7 @@ impl Server {
         {
             return Err(ServeError::NoStoreSink(store.clone()));
         }
-        let table = Table::build(Arc::new(config)).await?;
+        let table = Table::build_with_clock(Arc::new(config), clock.as_ref()).await?;
         let config = table.config().clone();
         let table = Arc::new(ArcSwap::from_pointee(table));
         let challenges = Arc::new(Challenges::default());
@@ -309,6 +324,7 @@ impl Server {
                 config.tlsrpt.as_ref().map(|t| Arc::new(IntakeGate::new(t))),
             ),
             refused: std::sync::atomic::AtomicBool::new(false),
+            clock,
         });
 
         let mut listeners = Vec::new();
@@ -714,6 +730,7 @@ async fn route(shared: &Shared, req: Request<Incoming>, sni: &str) -> Answer {
             fallback,
             &entry.host,
             &served,
+            shared.clock.as_ref(),
         )
         .await;
         let mut response = text(status, &reason);
@@ -896,7 +913,10 @@ async fn drain_loop(shared: Arc<Shared>) {
             continue;
         };
         if let Some(dir) = &intake.spool_dir {
-            let drained = SpoolSink::new(dir).drain_into(sink.as_ref()).await;
+            let drained = SpoolSink::new(dir)
+                .with_clock(shared.clock.clone())
+                .drain_into(sink.as_ref())
+                .await;
             if drained.moved() > 0 {
                 tracing::info!(spool = %dir.display(), stored = drained.stored, duplicates = drained.duplicates, rejected = drained.rejected, left = drained.left, "spooled TLS-RPT reports moved into the store");
             }

@@ -13,6 +13,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use mta_sts::{Domain, Policy};
+use mta_sts_net::clock::{Clock, SystemClock};
 use rustls::sign::CertifiedKey;
 
 use crate::cert::{CertError, LoadedCert, load_pem};
@@ -129,6 +130,15 @@ impl Table {
     /// Builds the table for `config`: renders every policy, loads every certificate, looks
     /// up MX records for `mx = "auto"`.
     pub async fn build(config: Arc<ServeConfig>) -> Result<Table, TableError> {
+        Table::build_with_clock(config, &SystemClock).await
+    }
+
+    /// [`Table::build`], telling expired certificates by `clock` instead of the system
+    /// clock (tests move time).
+    pub async fn build_with_clock(
+        config: Arc<ServeConfig>,
+        clock: &dyn Clock,
+    ) -> Result<Table, TableError> {
         let mut resolver = None;
         let mut loaded: HashMap<CertPaths, LoadedCert> = HashMap::new();
         let mut files: Vec<PathBuf> = Vec::new();
@@ -196,7 +206,7 @@ impl Table {
             )?;
             if let Some(c) = &cert
                 && let Some(not_after) = c.not_after
-                && not_after < SystemTime::now()
+                && not_after < crate::clock::wall_time(clock)
             {
                 tracing::warn!(host = %host, "the certificate has expired; senders will refuse the policy (RFC 8461 §3.3)");
             }
