@@ -75,6 +75,7 @@ use hyper::{Request, StatusCode};
 use mta_sts_net::clock::{Clock, SystemClock};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::causes::with_causes;
 use crate::config::TlsRptConfig;
 
 mod scan;
@@ -132,22 +133,39 @@ pub enum Stored {
 
 /// A report could not be stored.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SinkError {
     /// Writing a file failed.
-    #[error("cannot store the report in {path}: {source}")]
+    #[error("cannot store the report in {}: {source}", path.display())]
     Io {
         /// Where.
         path: PathBuf,
         /// Why.
+        #[source]
         source: std::io::Error,
     },
     /// The sink refused the report itself: it is not a valid TLS-RPT report (RFC 8460 §4).
     /// Answered 400; never spooled, since retrying cannot help.
     #[error("{0}")]
     Rejected(String),
-    /// The store failed or is unreachable; the report may be retried later.
+    /// The store failed or is unreachable; the report may be retried later. The cause is
+    /// the store's own error (for the report store, its `StoreError`: `Busy` is a locked
+    /// database), for callers to tell apart with `downcast_ref`.
     #[error("the report store failed: {0}")]
-    Store(String),
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The sink gave no answer within the time allowed ([`STORE_TIMEOUT`]); the report may
+    /// be retried later.
+    #[error("the report store gave no answer within {} s", .0.as_secs())]
+    Timeout(Duration),
+    /// The spool directory could not be read, so no spooled report was handed on.
+    #[error("cannot read the spool {}: {source}", dir.display())]
+    SpoolUnreadable {
+        /// The spool directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The future a [`ReportSink`] returns.
@@ -245,7 +263,7 @@ impl ReportSink for SpoolSink {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || sink.write(&json))
                 .await
-                .map_err(|e| SinkError::Store(format!("spool task failed: {e}")))?
+                .map_err(|e| SinkError::Store(Box::new(e)))?
         })
     }
 
@@ -259,7 +277,7 @@ impl ReportSink for SpoolSink {
 pub const REJECTED_DIR: &str = "rejected";
 
 /// What one [`SpoolSink::drain_into`] pass did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Drained {
     /// Reports the sink stored, now gone from the spool.
     pub stored: usize,
@@ -269,8 +287,9 @@ pub struct Drained {
     pub rejected: usize,
     /// Reports still in the spool because the sink failed.
     pub left: usize,
-    /// Why the pass stopped early: the sink's failure, or the spool could not be read.
-    pub error: Option<String>,
+    /// Why the pass stopped early: the sink's failure, or the spool could not be read
+    /// ([`SinkError::SpoolUnreadable`]); the last file error when it went on past one.
+    pub error: Option<SinkError>,
 }
 
 impl Drained {
@@ -318,8 +337,11 @@ impl SpoolSink {
         let mut drained = Drained::default();
         let files = match self.spooled().await {
             Ok(files) => files,
-            Err(e) => {
-                drained.error = Some(format!("cannot read {}: {e}", self.dir.display()));
+            Err(source) => {
+                drained.error = Some(SinkError::SpoolUnreadable {
+                    dir: self.dir.clone(),
+                    source,
+                });
                 return drained;
             }
         };
@@ -335,11 +357,11 @@ impl SpoolSink {
                 // This file could not be read or removed: the others may still go.
                 Err(e @ SinkError::Io { .. }) => {
                     drained.left += 1;
-                    drained.error = Some(e.to_string());
+                    drained.error = Some(e);
                 }
                 Err(e) => {
                     drained.left += total - done;
-                    drained.error = Some(e.to_string());
+                    drained.error = Some(e);
                     return drained;
                 }
             }
@@ -371,9 +393,7 @@ impl SpoolSink {
         };
         let stored = tokio::time::timeout(STORE_TIMEOUT, sink.store(&report))
             .await
-            .map_err(|_| {
-                SinkError::Store(format!("no answer within {} s", STORE_TIMEOUT.as_secs()))
-            })??;
+            .map_err(|_| SinkError::Timeout(STORE_TIMEOUT))??;
         match tokio::fs::remove_file(file).await {
             Ok(()) => {}
             // Another pass (a second server on the same spool) took it first.
@@ -685,10 +705,7 @@ async fn deliver(
 ) -> Answer {
     let stored = match tokio::time::timeout(STORE_TIMEOUT, sink.store(report)).await {
         Ok(result) => result,
-        Err(_) => Err(SinkError::Store(format!(
-            "no answer within {} s",
-            STORE_TIMEOUT.as_secs()
-        ))),
+        Err(_) => Err(SinkError::Timeout(STORE_TIMEOUT)),
     };
     let failure = match stored {
         Ok(Stored::New(name)) => {
@@ -710,19 +727,19 @@ async fn deliver(
         Err(e) => e,
     };
     let Some(spool) = fallback else {
-        tracing::error!(host = %report.host, report_id = %report.report_id, error = %failure, sink = %sink.describe(), "TLS-RPT report not stored; the sender is asked to retry (503)");
+        tracing::error!(host = %report.host, report_id = %report.report_id, error = %with_causes(&failure), sink = %sink.describe(), "TLS-RPT report not stored; the sender is asked to retry (503)");
         return unavailable();
     };
     match spool.store(report).await {
         Ok(Stored::New(name) | Stored::Duplicate(name)) => {
-            tracing::error!(host = %report.host, report_id = %report.report_id, error = %failure, sink = %sink.describe(), spooled = %name, "TLS-RPT report store failed; report spooled instead, to move into the store once it works");
+            tracing::error!(host = %report.host, report_id = %report.report_id, error = %with_causes(&failure), sink = %sink.describe(), spooled = %name, "TLS-RPT report store failed; report spooled instead, to move into the store once it works");
             (
                 StatusCode::CREATED,
                 "accepted; spooled for import".to_string(),
             )
         }
         Err(e) => {
-            tracing::error!(host = %report.host, report_id = %report.report_id, error = %failure, spool_error = %e, "TLS-RPT report neither stored nor spooled; the sender is asked to retry (503)");
+            tracing::error!(host = %report.host, report_id = %report.report_id, error = %with_causes(&failure), spool_error = %with_causes(&e), "TLS-RPT report neither stored nor spooled; the sender is asked to retry (503)");
             unavailable()
         }
     }
@@ -736,8 +753,10 @@ fn unavailable() -> Answer {
     )
 }
 
-/// Why a POSTed body is not taken as a report; [`BodyError::status`] is the answer.
+/// Why a POSTed body is not taken as a report; [`BodyError::status`] is the answer, and
+/// the message is the reason the sender is told.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BodyError {
     /// `application/tlsrpt+gzip` (RFC 8460 §6.5) that is not gzip.
     #[error("the body is not valid gzip (application/tlsrpt+gzip)")]
@@ -748,9 +767,9 @@ pub enum BodyError {
     /// The decompressed-bytes budget (`max_inflight`) is used by other requests now.
     #[error("too many reports are being received now; retry later")]
     Busy,
-    /// Not JSON (RFC 8460 §4.4).
+    /// Not JSON (RFC 8460 §4.4); the parser's error says where.
     #[error("the report is not valid JSON: {0}")]
-    Json(String),
+    Json(#[source] JsonError),
     /// JSON, but not an object (RFC 8460 §4.4).
     #[error("the report is not a JSON object (RFC 8460 §4.4)")]
     NotObject,
@@ -772,6 +791,45 @@ pub enum BodyError {
     #[error("the report has more than one \"report-id\" member (RFC 7493 §2.3)")]
     DuplicateReportId,
 }
+
+/// The JSON parser's error in a [`BodyError::Json`]: shared, so that [`BodyError`] stays
+/// `Clone`. As rustls's `OtherError`, it is never equal to another one (compare with
+/// `matches!`).
+#[derive(Debug, Clone)]
+pub struct JsonError(Arc<serde_json::Error>);
+
+impl JsonError {
+    /// The parser's error.
+    pub fn get(&self) -> &serde_json::Error {
+        &self.0
+    }
+}
+
+impl From<serde_json::Error> for JsonError {
+    fn from(error: serde_json::Error) -> JsonError {
+        JsonError(Arc::new(error))
+    }
+}
+
+impl std::fmt::Display for JsonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for JsonError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.0.as_ref())
+    }
+}
+
+impl PartialEq for JsonError {
+    fn eq(&self, _: &JsonError) -> bool {
+        false
+    }
+}
+
+impl Eq for JsonError {}
 
 impl BodyError {
     /// The HTTP answer: 400, 413, or 503 for [`BodyError::Busy`].
@@ -1007,8 +1065,24 @@ mod tests {
         }
     }
 
+    /// What the scripted store fails with (as the report store's `StoreError::Busy`).
+    #[derive(Debug, thiserror::Error)]
+    #[error("database is locked")]
+    struct Locked;
+
     fn failing(_: &IncomingReport) -> Result<Stored, SinkError> {
-        Err(SinkError::Store("database is locked".to_string()))
+        Err(SinkError::Store(Box::new(Locked)))
+    }
+
+    /// The counts of a drain pass, and whether it stopped on an error.
+    fn counts(d: &Drained) -> (usize, usize, usize, usize, bool) {
+        (
+            d.stored,
+            d.duplicates,
+            d.rejected,
+            d.left,
+            d.error.is_some(),
+        )
     }
 
     fn names(dir: &Path) -> Vec<String> {
@@ -1038,7 +1112,11 @@ mod tests {
 
         let down = spool.drain_into(&Scripted(failing)).await;
         assert_eq!((down.moved(), down.left), (0, 3), "{down:?}");
-        assert!(down.error.unwrap().contains("database is locked"));
+        // The store's own error, for the caller to act on (the pass stopped at it).
+        assert!(
+            matches!(&down.error, Some(SinkError::Store(cause)) if cause.is::<Locked>()),
+            "{down:?}"
+        );
         assert_eq!(names(dir.path()).len(), 5);
 
         let up = Scripted(|r| match r.report_id.as_str() {
@@ -1050,16 +1128,7 @@ mod tests {
             }
         });
         let drained = spool.drain_into(&up).await;
-        assert_eq!(
-            drained,
-            Drained {
-                stored: 1,
-                duplicates: 1,
-                rejected: 1,
-                left: 0,
-                error: None
-            }
-        );
+        assert_eq!(counts(&drained), (1, 1, 1, 0, false), "{drained:?}");
         assert_eq!(names(dir.path()), [".tmp-1-0", "notes.txt", REJECTED_DIR]);
         let kept = names(&dir.path().join(REJECTED_DIR));
         assert_eq!(kept.len(), 1);
@@ -1068,9 +1137,10 @@ mod tests {
             report("bad").json.as_ref()
         );
         // Nothing left: a pass is a no-op; a missing spool is not an error.
-        assert_eq!(spool.drain_into(&up).await, Drained::default());
+        let nothing = counts(&Drained::default());
+        assert_eq!(counts(&spool.drain_into(&up).await), nothing);
         let none = SpoolSink::new(dir.path().join("absent"));
-        assert_eq!(none.drain_into(&up).await, Drained::default());
+        assert_eq!(counts(&none.drain_into(&up).await), nothing);
     }
 
     // RFC 8460 §5.4: 201 new, 200 duplicate (a retry is success), 400 refused.

@@ -49,6 +49,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::acme::{AcmeHost, Challenges};
+use crate::causes::with_causes;
 use crate::cert::normalize_host;
 use crate::config::{ConfigError, ServeConfig, TlsRptConfig};
 use crate::intake::{IntakeGate, ReportSink, SpoolSink};
@@ -79,6 +80,7 @@ const H2_SEND_BUF: usize = 64 * 1024;
 
 /// Why the server could not start or reload.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServeError {
     /// The configuration file is invalid.
     #[error(transparent)]
@@ -184,7 +186,7 @@ impl Shared {
             }
             Err(e) => {
                 self.refused.store(true, Ordering::Relaxed);
-                tracing::error!(error = %e, "reload refused; still serving the previous configuration");
+                tracing::error!(error = %with_causes(&e), "reload refused; still serving the previous configuration");
                 false
             }
         }
@@ -245,8 +247,10 @@ impl AcmeHost for Shared {
         self.clock.as_ref()
     }
 
-    async fn reload(&self) -> Result<(), String> {
-        Shared::reload(self).await.map_err(|e| e.to_string())
+    type ReloadError = ServeError;
+
+    async fn reload(&self) -> Result<(), ServeError> {
+        Shared::reload(self).await
     }
 }
 
@@ -923,7 +927,7 @@ async fn drain_loop(shared: Arc<Shared>) {
             match &drained.error {
                 // Said once, not every pass, while the store stays down.
                 Some(error) if !waiting => {
-                    tracing::warn!(spool = %dir.display(), left = drained.left, %error, sink = %sink.describe(), "spooled TLS-RPT reports wait for the store; trying again every {}", humantime::format_duration(intake.drain_interval));
+                    tracing::warn!(spool = %dir.display(), left = drained.left, error = %with_causes(error), sink = %sink.describe(), "spooled TLS-RPT reports wait for the store; trying again every {}", humantime::format_duration(intake.drain_interval));
                     waiting = true;
                 }
                 Some(_) => {}

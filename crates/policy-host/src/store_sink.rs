@@ -88,7 +88,7 @@ impl ReportSink for StoreSink {
             let sink = self
                 .open()
                 .await
-                .map_err(|e| SinkError::Store(mta_sts_report_store::with_causes(&e)))?
+                .map_err(|e| SinkError::Store(Box::new(e)))?
                 .clone();
             let json = report.json.clone();
             let source = report.source();
@@ -97,8 +97,8 @@ impl ReportSink for StoreSink {
                 handle.block_on(sink.accept(&json, Some("application/tlsrpt+json"), &source))
             })
             .await
-            .map_err(|e| SinkError::Store(mta_sts_report_store::with_causes(&e)))?
-            .map_err(|e| SinkError::Store(mta_sts_report_store::with_causes(&e)))?;
+            .map_err(|e| SinkError::Store(Box::new(e)))?
+            .map_err(store_error)?;
             let reports = match outcome {
                 InputOutcome::Refused { reason } => return Err(SinkError::Rejected(reason)),
                 InputOutcome::Accepted { reports } => reports,
@@ -132,6 +132,15 @@ impl ReportSink for StoreSink {
             "the report store {} ({kind})",
             shown_location(&self.location)
         )
+    }
+}
+
+/// The report store's error itself as the cause ([`StoreError::Busy`] for a locked
+/// database), not the sink error around it.
+fn store_error(error: mta_sts_report_store::SinkError) -> SinkError {
+    match error {
+        mta_sts_report_store::SinkError::Store(e) => SinkError::Store(Box::new(e)),
+        other => SinkError::Store(Box::new(other)),
     }
 }
 

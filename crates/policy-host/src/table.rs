@@ -16,9 +16,11 @@ use mta_sts::{Domain, Policy};
 use mta_sts_net::clock::{Clock, SystemClock};
 use rustls::sign::CertifiedKey;
 
-use crate::cert::{CertError, LoadedCert, load_pem};
+pub use crate::cert::{CertError, ChainError};
+use crate::cert::{LoadedCert, load_pem};
 use crate::config::{CertPaths, DomainConfig, MxSource, ServeConfig};
 use crate::id::policy_id;
+pub use crate::mx_auto::MxError;
 use crate::records::{Records, records};
 
 /// Where a host's certificate comes from.
@@ -98,14 +100,15 @@ pub enum TableError {
         origin: String,
     },
     /// `mx = "auto"` failed.
-    #[error("mx = \"auto\" for {domain} (configured at {origin}): {message}")]
+    #[error("mx = \"auto\" for {domain} (configured at {origin}): {source}")]
     Mx {
         /// The domain.
         domain: String,
         /// Where it is configured.
         origin: String,
-        /// What went wrong.
-        message: String,
+        /// What went wrong (boxed: resolver errors are large).
+        #[source]
+        source: Box<MxError>,
     },
     /// The generated policy is not valid (a bug or an impossible configuration).
     #[error("the policy for {domain} is not valid: {message}")]
@@ -163,10 +166,10 @@ impl Table {
                 MxSource::Auto => {
                     if resolver.is_none() {
                         resolver = Some(crate::mx_auto::resolver(&config.nameservers).map_err(
-                            |message| TableError::Mx {
+                            |source| TableError::Mx {
                                 domain: domain.name.to_string(),
                                 origin: domain.origin.clone(),
-                                message,
+                                source: Box::new(source),
                             },
                         )?);
                     }
@@ -175,10 +178,10 @@ impl Table {
                     };
                     crate::mx_auto::lookup(r, &domain.name)
                         .await
-                        .map_err(|message| TableError::Mx {
+                        .map_err(|source| TableError::Mx {
                             domain: domain.name.to_string(),
                             origin: domain.origin.clone(),
-                            message,
+                            source: Box::new(source),
                         })?
                 }
             };

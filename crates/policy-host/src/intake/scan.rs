@@ -69,7 +69,8 @@ pub(super) fn scan(json: &[u8]) -> Result<Scanned, BodyError> {
         _ => {
             let e = serde_json::from_slice::<IgnoredAny>(json).err();
             return Err(BodyError::Json(
-                e.map_or_else(|| "empty".to_string(), |e| e.to_string()),
+                e.unwrap_or_else(|| serde::de::Error::custom("empty"))
+                    .into(),
             ));
         }
     }
@@ -85,10 +86,10 @@ pub(super) fn scan(json: &[u8]) -> Result<Scanned, BodyError> {
             if e.to_string().starts_with(DUPLICATE) {
                 BodyError::DuplicateReportId
             } else {
-                BodyError::Json(e.to_string())
+                BodyError::Json(e.into())
             }
         })?;
-    de.end().map_err(|e| BodyError::Json(e.to_string()))?;
+    de.end().map_err(|e| BodyError::Json(e.into()))?;
     match id {
         Some(id) if !id.is_empty() => Ok(Scanned {
             id,
