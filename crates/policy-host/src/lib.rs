@@ -22,7 +22,7 @@
 //! server                    listeners, routing, reload, watcher (implements acme::AcmeHost)
 //!   ├─ acme                 the ACME manager and HTTP-01 listener
 //!   ├─ tls                  the SNI resolver and the rustls configuration
-//!   ├─ intake (+ scan)      TLS-RPT report intake
+//!   ├─ intake               TLS-RPT report intake (http, limits, spool, sink, body, scan)
 //!   └─ table                the routing table built from a config
 //!        ├─ records         the DNS records to publish
 //!        ├─ challenges      pending ACME challenge answers, stored certificate paths

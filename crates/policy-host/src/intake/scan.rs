@@ -295,3 +295,72 @@ impl<'de> Visitor<'de> for Skip<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_id_required() {
+        assert_eq!(
+            report_id(br#"{"report-id":"x"}"#).unwrap(),
+            ("x".to_string(), 1)
+        );
+        // Objects and arrays are counted, also inside a report-id that is not a string.
+        assert_eq!(
+            report_id(br#"{"a":[{},{"b":[1,[]]}],"report-id":"x","c":{"d":"e"}}"#)
+                .unwrap()
+                .1,
+            7
+        );
+        assert_eq!(
+            report_id(br#"{"report-id":[{}],"x":1}"#),
+            Err(BodyError::NoReportId)
+        );
+        assert_eq!(
+            report_id(b"\xEF\xBB\xBF {\"a\":[{\"report-id\":1}],\"report-id\":\"y\\u0031\"}")
+                .unwrap()
+                .0,
+            "y1"
+        );
+        assert_eq!(report_id(br#"[1]"#), Err(BodyError::NotObject));
+        assert_eq!(report_id(br#""x""#), Err(BodyError::NotObject));
+        assert_eq!(report_id(br#"{"report-id":1}"#), Err(BodyError::NoReportId));
+        assert_eq!(
+            report_id(br#"{"report-id":{"report-id":"x"}}"#),
+            Err(BodyError::NoReportId)
+        );
+        assert_eq!(
+            report_id(br#"{"report-id":""}"#),
+            Err(BodyError::NoReportId)
+        );
+        assert_eq!(report_id(br#"{"policies":[]}"#), Err(BodyError::NoReportId));
+        assert_eq!(
+            report_id(br#"{"report-id":"a","report-id":"b"}"#),
+            Err(BodyError::DuplicateReportId)
+        );
+        for bad in [
+            &b"{"[..],
+            b"",
+            b"  ",
+            b"{\"report-id\":\"x\"} x",
+            b"{\"report-id\":\"x\",}",
+        ] {
+            assert!(matches!(report_id(bad), Err(BodyError::Json(_))), "{bad:?}");
+        }
+    }
+
+    // RFC 8460 §4.4: the policy domains are read on the way, distinct and canonical, from
+    // `policies[].policy.policy-domain` only; containers are counted as before.
+    #[test]
+    fn scan_finds_policy_domains() {
+        let json = br#"{"policy-domain":"top.test","policies":[{"policy":{"policy-domain":"A.test."},"summary":{"policy-domain":"x.test"}},{"policy":{"policy-domain":"a.test","mx-host":["m"]}},{"policy":{"policy-domain":7}},[],"s"],"report-id":"r"}"#;
+        let scanned = scan(json).unwrap();
+        assert_eq!(scanned.domains, ["a.test"]);
+        assert_eq!(scanned.containers, 11);
+        assert_eq!(
+            scan(br#"{"report-id":"r"}"#).unwrap().domains,
+            Vec::<String>::new()
+        );
+    }
+}
