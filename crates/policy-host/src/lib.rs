@@ -22,6 +22,7 @@
 //! server                    listeners, routing, reload, watcher (implements acme::AcmeHost)
 //!   ├─ acme                 the ACME manager and HTTP-01 listener
 //!   ├─ tls                  the SNI resolver and the rustls configuration
+//!   ├─ idle                 a connection's last activity, for the idle timeout
 //!   ├─ intake               TLS-RPT report intake (http, limits, spool, sink, body, scan)
 //!   └─ table                the routing table built from a config
 //!        ├─ records         the DNS records to publish
@@ -66,6 +67,7 @@ mod causes;
 mod cert;
 mod challenges;
 mod clock;
+mod idle;
 mod mx_auto;
 mod tls;
 

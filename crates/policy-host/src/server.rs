@@ -25,10 +25,8 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -42,7 +40,6 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use mta_sts_net::clock::{Clock, SystemClock};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -52,6 +49,7 @@ use crate::acme::{AcmeHost, Challenges};
 use crate::causes::with_causes;
 use crate::cert::normalize_host;
 use crate::config::{ConfigError, ServeConfig, TlsRptConfig};
+use crate::idle::{Activity, IdleIo, InFlight};
 use crate::intake::{IntakeGate, ReportSink, SpoolSink};
 use crate::table::{Table, TableError};
 use crate::tls::{ACME_TLS_ALPN, SniResolver, server_config};
@@ -331,28 +329,7 @@ impl Server {
             clock,
         });
 
-        let mut listeners = Vec::new();
-        for addr in &config.listen {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServeError::Bind {
-                    addr: *addr,
-                    source,
-                })?;
-            listeners.push(listener);
-        }
-        let http01_listener = match &config.acme {
-            Some(acme) if acme.challenge == crate::config::ChallengeKind::Http01 => Some(
-                TcpListener::bind(acme.http_listen)
-                    .await
-                    .map_err(|source| ServeError::Bind {
-                        addr: acme.http_listen,
-                        source,
-                    })?,
-            ),
-            _ => None,
-        };
-
+        let (listeners, http01_listener) = bind(&config).await?;
         let mut addrs = Vec::new();
         let mut tasks = Vec::new();
         for listener in listeners {
@@ -379,29 +356,7 @@ impl Server {
         tasks.push(tokio::spawn(watch_loop(shared.clone())));
         tasks.push(tokio::spawn(drain_loop(shared.clone())));
         tasks.push(tokio::spawn(crate::acme::run(shared.clone())));
-        // One line per host for a few; a count for thousands (each host at debug level).
-        let table = shared.table.load();
-        let count = table.hosts().count();
-        for entry in table.hosts() {
-            if count <= STARTUP_HOSTS_LISTED {
-                tracing::info!(host = %entry.host, id = %entry.id, mode = %entry.policy.mode, "policy ready");
-            } else {
-                tracing::debug!(host = %entry.host, id = %entry.id, mode = %entry.policy.mode, "policy ready");
-            }
-        }
-        if count > STARTUP_HOSTS_LISTED {
-            tracing::info!(
-                hosts = count,
-                "policies ready (each one at debug level: -v)"
-            );
-        }
-        drop(table);
-        if let Some(intake) = &config.tlsrpt
-            && let Some((sink, fallback)) = shared.sinks(intake)
-        {
-            let fallback = fallback.map(|s| s.describe());
-            tracing::info!(path = %intake.intake_path, sink = %sink.describe(), fallback = fallback.as_deref().unwrap_or("none (503, the sender retries)"), "accepting TLS-RPT reports");
-        }
+        log_ready(&shared, &config);
         Ok(Server {
             shared,
             addrs,
@@ -449,6 +404,52 @@ impl Server {
         for task in self.tasks {
             let _ = task.await;
         }
+    }
+}
+
+/// Binds the HTTPS listeners of `config`, and the HTTP-01 one when ACME uses HTTP-01.
+async fn bind(config: &ServeConfig) -> Result<(Vec<TcpListener>, Option<TcpListener>), ServeError> {
+    let bind_one = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })
+    };
+    let mut listeners = Vec::new();
+    for addr in &config.listen {
+        listeners.push(bind_one(*addr).await?);
+    }
+    let http01 = match &config.acme {
+        Some(acme) if acme.challenge == crate::config::ChallengeKind::Http01 => {
+            Some(bind_one(acme.http_listen).await?)
+        }
+        _ => None,
+    };
+    Ok((listeners, http01))
+}
+
+/// The start-up lines: one per host for a few, a count for thousands (each host at debug
+/// level), and where TLS-RPT reports go.
+fn log_ready(shared: &Shared, config: &ServeConfig) {
+    let table = shared.table.load();
+    let count = table.hosts().count();
+    for entry in table.hosts() {
+        if count <= STARTUP_HOSTS_LISTED {
+            tracing::info!(host = %entry.host, id = %entry.id, mode = %entry.policy.mode, "policy ready");
+        } else {
+            tracing::debug!(host = %entry.host, id = %entry.id, mode = %entry.policy.mode, "policy ready");
+        }
+    }
+    if count > STARTUP_HOSTS_LISTED {
+        tracing::info!(
+            hosts = count,
+            "policies ready (each one at debug level: -v)"
+        );
+    }
+    if let Some(intake) = &config.tlsrpt
+        && let Some((sink, fallback)) = shared.sinks(intake)
+    {
+        let fallback = fallback.map(|s| s.describe());
+        tracing::info!(path = %intake.intake_path, sink = %sink.describe(), fallback = fallback.as_deref().unwrap_or("none (503, the sender retries)"), "accepting TLS-RPT reports");
     }
 }
 
@@ -755,131 +756,6 @@ async fn route(shared: &Shared, req: Request<Incoming>, sni: &str) -> Answer {
         return response;
     }
     text(StatusCode::NOT_FOUND, "not found")
-}
-
-/// Last time bytes moved on a connection, and its requests in progress.
-struct Activity {
-    start: Instant,
-    last_ms: AtomicU64,
-    /// Requests being handled now.
-    in_flight: AtomicU64,
-    /// When a request last started or ended.
-    request_ms: AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Activity {
-        Activity {
-            start: Instant::now(),
-            last_ms: AtomicU64::new(0),
-            in_flight: AtomicU64::new(0),
-            request_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// How long no request has been in progress (zero while one is).
-    fn no_request_for(&self) -> Duration {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return Duration::ZERO;
-        }
-        let since = self.request_ms.load(Ordering::Relaxed);
-        Duration::from_millis(self.now_ms().saturating_sub(since))
-    }
-
-    fn touch(&self) {
-        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
-    }
-
-    fn idle_for(&self) -> Duration {
-        let now = self.start.elapsed();
-        now.saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
-    }
-}
-
-/// One request in progress on a connection, for [`Activity::no_request_for`].
-struct InFlight(Arc<Activity>);
-
-impl InFlight {
-    fn start(activity: Arc<Activity>) -> InFlight {
-        activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        activity
-            .request_ms
-            .store(activity.now_ms(), Ordering::Relaxed);
-        InFlight(activity)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let activity = &self.0;
-        activity
-            .request_ms
-            .store(activity.now_ms(), Ordering::Relaxed);
-        activity.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// An I/O stream that records when bytes last moved, for the idle timeout.
-struct IdleIo<T> {
-    inner: T,
-    activity: Arc<Activity>,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
-        }
-        result
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        result
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        result
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 /// Size and modification time of every file whose change triggers a reload.
