@@ -269,10 +269,11 @@ pub(crate) async fn run<H: AcmeHost>(shared: Arc<H>) {
                     failures = 0;
                     // Sleep until the next renewal is due, at most `check_interval`.
                     let table = shared.table().load_full();
+                    let now = wall_time(shared.clock());
                     let next = table
                         .hosts()
                         .filter_map(|e| renewal_time(e, acme.renew_after))
-                        .filter_map(|t| t.duration_since(wall_time(shared.clock())).ok())
+                        .filter_map(|t| t.duration_since(now).ok())
                         .min()
                         .unwrap_or(acme.check_interval);
                     next.min(acme.check_interval).max(Duration::from_secs(1))
