@@ -430,6 +430,10 @@ fn rua_drift(
 async fn self_check(args: &ServeArgs, config: ServeConfig) -> Result<u8> {
     use mta_sts_checker::drift::{Served, drift};
     use mta_sts_checker::{Checker, Verdict};
+    use mta_sts_net::clock::{Clock, SystemClock};
+
+    // One clock for the table (expired certificates), the checker and the drift findings.
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
     // The DNS servers of serve.toml (`nameservers`) unless --dns says otherwise: the ones
     // this host's own `mx = "auto"` lookups use.
@@ -452,12 +456,13 @@ async fn self_check(args: &ServeArgs, config: ServeConfig) -> Result<u8> {
             "the system resolver".to_owned(),
         )
     };
-    let table = Table::build(Arc::new(config))
+    let table = Table::build_with_clock(Arc::new(config), clock.as_ref())
         .await
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
     let check_config = check::check_config(&net, 20.0, !args.no_smtp);
     let thresholds = check_config.thresholds;
-    let checker = Checker::new(check_config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let checker =
+        Checker::with_clock(check_config, clock.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let style = Style::stdout();
     if !args.json {
         outln!("DNS answers from {dns}")?;
@@ -476,7 +481,7 @@ async fn self_check(args: &ServeArgs, config: ServeConfig) -> Result<u8> {
             &report,
             &served,
             &thresholds,
-            std::time::SystemTime::now(),
+            std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(clock.now()),
         ));
         if let Some(tlsrpt) = &report.tlsrpt {
             report

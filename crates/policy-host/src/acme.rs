@@ -8,7 +8,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -21,12 +21,15 @@ use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
     NewOrder, OrderStatus, RetryPolicy,
 };
+use mta_sts_net::clock::Clock;
 use rcgen::{CertificateParams, CustomExtension, DistinguishedName, KeyPair};
 use rustls::sign::CertifiedKey;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::causes::with_causes;
 pub use crate::challenges::{Challenges, stored_paths};
+use crate::clock::wall_time;
 use crate::config::{AcmeConfig, ChallengeKind};
 use crate::table::{CertSource, HostEntry, Table};
 
@@ -39,8 +42,117 @@ pub(crate) trait AcmeHost: Send + Sync + 'static {
     fn challenges(&self) -> &Arc<Challenges>;
     /// Changes to `true` at shutdown.
     fn shutdown(&self) -> watch::Receiver<bool>;
-    /// Rebuilds the table (after a certificate was stored), the error ready to log.
-    fn reload(&self) -> impl Future<Output = Result<(), String>> + Send;
+    /// The clock renewals are timed by.
+    fn clock(&self) -> &dyn Clock;
+    /// Why a reload was refused (the server's own error type, which lives above this
+    /// module).
+    type ReloadError: std::error::Error + Send + Sync + 'static;
+    /// Rebuilds the table (after a certificate was stored).
+    fn reload(&self) -> impl Future<Output = Result<(), Self::ReloadError>> + Send;
+}
+
+/// Why the ACME account could not be had, or a certificate could not be ordered or stored.
+/// Each names the step and keeps the cause as its source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AcmeError {
+    /// A directory could not be created.
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key, certificate or account file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `ca_file` could not be used as the ACME server's root.
+    #[error("cannot use ca_file {}: {source}", path.display())]
+    CaFile {
+        /// The `ca_file`.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: instant_acme::Error,
+    },
+    /// The HTTP client for the ACME server could not be built.
+    #[error("cannot build the ACME HTTP client: {0}")]
+    Client(#[source] instant_acme::Error),
+    /// The stored account file is not an account.
+    #[error(
+        "{} is not an ACME account file: {source}; move it away to register a new account",
+        path.display()
+    )]
+    AccountFile {
+        /// The account file.
+        path: PathBuf,
+        /// Why it does not parse.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The stored account could not be restored at the ACME server.
+    #[error("cannot restore the ACME account: {0}")]
+    Restore(#[source] instant_acme::Error),
+    /// A new account could not be registered (RFC 8555 §7.3).
+    #[error("cannot register an ACME account at {directory}: {source}")]
+    Register {
+        /// The ACME directory URL.
+        directory: String,
+        /// Why.
+        #[source]
+        source: instant_acme::Error,
+    },
+    /// The new account's credentials could not be serialized.
+    #[error("cannot serialize the account: {0}")]
+    Serialize(#[source] serde_json::Error),
+    /// A step of an order failed at the ACME server (RFC 8555 §7.4, §7.5).
+    #[error("{step}: {source}")]
+    Order {
+        /// The step: `new order`, `authorization`, `challenge ready`, `waiting for
+        /// validation`, `finalize`, `certificate`.
+        step: &'static str,
+        /// The ACME client's error (a problem document from the server, HTTP, …).
+        #[source]
+        source: instant_acme::Error,
+    },
+    /// An authorization is neither pending nor valid (RFC 8555 §7.1.6).
+    #[error("authorization is {0:?}")]
+    Authorization(AuthorizationStatus),
+    /// The ACME server offers no challenge of the configured kind.
+    #[error("the ACME server offers no {0:?} challenge")]
+    NoChallenge(ChallengeType),
+    /// Validation failed: the order did not become ready (RFC 8555 §7.1.6).
+    #[error("the order is {0:?}, not ready (validation failed)")]
+    NotReady(OrderStatus),
+    /// A key, a challenge certificate or the CSR could not be made.
+    #[error("{what}: {source}")]
+    Generate {
+        /// What: `key`, `challenge certificate`, `CSR`.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// The TLS-ALPN-01 challenge key is not usable by rustls (RFC 8737 §3).
+    #[error("challenge key: {0}")]
+    ChallengeKey(#[source] rustls::Error),
+    /// The issued chain is not PEM.
+    #[error("the issued chain is not PEM: {0}")]
+    ChainPem(#[source] rustls_pki_types::pem::Error),
+    /// The issued chain does not parse or does not match its key.
+    #[error(transparent)]
+    Chain(#[from] crate::cert::ChainError),
+    /// The issued certificate does not cover the host asked for.
+    #[error("the issued certificate does not cover {0}")]
+    NotCovering(String),
 }
 
 /// The HTTP-01 path prefix (RFC 8555 §8.3).
@@ -120,7 +232,7 @@ pub(crate) async fn run<H: AcmeHost>(shared: Arc<H>) {
         let wait = match table.config().acme.clone() {
             None => Duration::from_secs(60),
             Some(acme) => {
-                let now = SystemTime::now();
+                let now = wall_time(shared.clock());
                 let hosts: Vec<String> = table
                     .hosts()
                     .filter(|e| due(e, acme.renew_after, now))
@@ -139,17 +251,17 @@ pub(crate) async fn run<H: AcmeHost>(shared: Arc<H>) {
                                     }
                                     Err(e) => {
                                         ok = false;
-                                        tracing::error!(host = %host, error = %e, "ACME order failed; will retry");
+                                        tracing::error!(host = %host, error = %with_causes(&e), "ACME order failed; will retry");
                                     }
                                 }
                             }
                             if issued && let Err(e) = shared.reload().await {
-                                tracing::error!(error = %e, "reload after ACME issuance refused; the new certificate is on disk and will be used once the configuration loads");
+                                tracing::error!(error = %with_causes(&e), "reload after ACME issuance refused; the new certificate is on disk and will be used once the configuration loads");
                             }
                         }
                         Err(e) => {
                             ok = false;
-                            tracing::error!(error = %e, directory = %acme.directory, "ACME account unavailable; will retry");
+                            tracing::error!(error = %with_causes(&e), directory = %acme.directory, "ACME account unavailable; will retry");
                         }
                     }
                 }
@@ -157,10 +269,11 @@ pub(crate) async fn run<H: AcmeHost>(shared: Arc<H>) {
                     failures = 0;
                     // Sleep until the next renewal is due, at most `check_interval`.
                     let table = shared.table().load_full();
+                    let now = wall_time(shared.clock());
                     let next = table
                         .hosts()
                         .filter_map(|e| renewal_time(e, acme.renew_after))
-                        .filter_map(|t| t.duration_since(SystemTime::now()).ok())
+                        .filter_map(|t| t.duration_since(now).ok())
                         .min()
                         .unwrap_or(acme.check_interval);
                     next.min(acme.check_interval).max(Duration::from_secs(1))
@@ -182,37 +295,40 @@ pub(crate) async fn run<H: AcmeHost>(shared: Arc<H>) {
 async fn ensure_account(
     cached: &mut Option<(String, Account)>,
     acme: &AcmeConfig,
-) -> Result<Account, String> {
+) -> Result<Account, AcmeError> {
     let key = format!("{}|{:?}", acme.directory, acme.ca_file);
     if let Some((k, account)) = cached
         && *k == key
     {
         return Ok(account.clone());
     }
-    std::fs::create_dir_all(&acme.storage)
-        .map_err(|e| format!("cannot create {}: {e}", acme.storage.display()))?;
+    std::fs::create_dir_all(&acme.storage).map_err(|source| AcmeError::CreateDir {
+        path: acme.storage.clone(),
+        source,
+    })?;
     let digest = ring::digest::digest(&ring::digest::SHA256, acme.directory.as_bytes());
     let file = acme.storage.join(format!(
         "account-{}.json",
         &crate::id::hex(digest.as_ref())[..16]
     ));
     let builder = || match &acme.ca_file {
-        Some(ca) => Account::builder_with_root(ca)
-            .map_err(|e| format!("cannot use ca_file {}: {e}", ca.display())),
-        None => Account::builder().map_err(|e| format!("cannot build the ACME HTTP client: {e}")),
+        Some(ca) => Account::builder_with_root(ca).map_err(|source| AcmeError::CaFile {
+            path: ca.clone(),
+            source,
+        }),
+        None => Account::builder().map_err(AcmeError::Client),
     };
     let account = match std::fs::read(&file) {
         Ok(bytes) => {
-            let credentials: AccountCredentials = serde_json::from_slice(&bytes).map_err(|e| {
-                format!(
-                    "{} is not an ACME account file: {e}; move it away to register a new account",
-                    file.display()
-                )
-            })?;
+            let credentials: AccountCredentials =
+                serde_json::from_slice(&bytes).map_err(|source| AcmeError::AccountFile {
+                    path: file.clone(),
+                    source,
+                })?;
             builder()?
                 .from_credentials(credentials)
                 .await
-                .map_err(|e| format!("cannot restore the ACME account: {e}"))?
+                .map_err(AcmeError::Restore)?
         }
         Err(_) => {
             let contact: Vec<&str> = acme.contact.iter().map(String::as_str).collect();
@@ -227,11 +343,11 @@ async fn ensure_account(
                     None,
                 )
                 .await
-                .map_err(|e| {
-                    format!("cannot register an ACME account at {}: {e}", acme.directory)
+                .map_err(|source| AcmeError::Register {
+                    directory: acme.directory.clone(),
+                    source,
                 })?;
-            let json = serde_json::to_vec_pretty(&credentials)
-                .map_err(|e| format!("cannot serialize the account: {e}"))?;
+            let json = serde_json::to_vec_pretty(&credentials).map_err(AcmeError::Serialize)?;
             write_private(&file, &json)?;
             tracing::info!(directory = %acme.directory, id = %account.id(), "ACME account registered");
             account
@@ -247,134 +363,172 @@ async fn issue(
     acme: &AcmeConfig,
     challenges: &Challenges,
     host: &str,
-) -> Result<(), String> {
+) -> Result<(), AcmeError> {
     let identifiers = [Identifier::Dns(host.to_string())];
     let mut order = account
         .new_order(&NewOrder::new(&identifiers))
         .await
-        .map_err(|e| format!("new order: {e}"))?;
-    let mut cleanup_http = Vec::new();
-    let mut pending_tls = false;
+        .map_err(order_step("new order"))?;
+    let mut answered = Answered::default();
     let result = async {
-        let mut authorizations = order.authorizations();
-        while let Some(authz) = authorizations.next().await {
-            let mut authz = authz.map_err(|e| format!("authorization: {e}"))?;
-            if authz.status == AuthorizationStatus::Valid {
-                continue;
-            }
-            if authz.status != AuthorizationStatus::Pending {
-                return Err(format!("authorization is {:?}", authz.status));
-            }
-            let kind = match acme.challenge {
-                ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
-                ChallengeKind::Http01 => ChallengeType::Http01,
-            };
-            let mut challenge = authz
-                .challenge(kind.clone())
-                .ok_or_else(|| format!("the ACME server offers no {kind:?} challenge"))?;
-            let key_authorization = challenge.key_authorization();
-            match acme.challenge {
-                ChallengeKind::TlsAlpn01 => {
-                    // RFC 8737 §3: a self-signed certificate for the name with the
-                    // acmeIdentifier extension holding SHA-256(key authorization).
-                    let digest = key_authorization.digest();
-                    let mut params = CertificateParams::new(vec![host.to_string()])
-                        .map_err(|e| format!("challenge certificate: {e}"))?;
-                    params.custom_extensions =
-                        vec![CustomExtension::new_acme_identifier(digest.as_ref())];
-                    let key = KeyPair::generate().map_err(|e| format!("key: {e}"))?;
-                    let cert = params
-                        .self_signed(&key)
-                        .map_err(|e| format!("challenge certificate: {e}"))?;
-                    // Not through `tls::from_der`: webpki (rightly) refuses to parse a
-                    // certificate with the critical acmeIdentifier extension, and this one
-                    // only ever goes to the ACME server's validator.
-                    let signing = rustls::crypto::ring::sign::any_supported_type(
-                        &rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-                    )
-                    .map_err(|e| format!("challenge key: {e}"))?;
-                    let certified = CertifiedKey::new(vec![cert.der().clone()], signing);
-                    challenges.set_tls_alpn(host, Some(Arc::new(certified)));
-                    pending_tls = true;
-                }
-                ChallengeKind::Http01 => {
-                    challenges.set_http(
-                        &challenge.token,
-                        Some(key_authorization.as_str().to_string()),
-                    );
-                    cleanup_http.push(challenge.token.clone());
-                }
-            }
-            challenge
-                .set_ready()
-                .await
-                .map_err(|e| format!("challenge ready: {e}"))?;
-        }
-        let retry = RetryPolicy::new()
-            .initial_delay(Duration::from_millis(250))
-            .timeout(Duration::from_secs(90));
-        let status = order
-            .poll_ready(&retry)
-            .await
-            .map_err(|e| format!("waiting for validation: {e}"))?;
-        if status != OrderStatus::Ready {
-            return Err(format!(
-                "the order is {status:?}, not ready (validation failed)"
-            ));
-        }
-        let key = KeyPair::generate().map_err(|e| format!("key: {e}"))?;
-        let mut params =
-            CertificateParams::new(vec![host.to_string()]).map_err(|e| format!("CSR: {e}"))?;
-        params.distinguished_name = DistinguishedName::new();
-        let csr = params
-            .serialize_request(&key)
-            .map_err(|e| format!("CSR: {e}"))?;
-        order
-            .finalize_csr(csr.der())
-            .await
-            .map_err(|e| format!("finalize: {e}"))?;
-        let chain = order
-            .poll_certificate(&retry)
-            .await
-            .map_err(|e| format!("certificate: {e}"))?;
-        // Check before storing: the chain must parse, match the key and cover the host.
-        let key_pem = key.serialize_pem();
-        let paths = stored_paths(&acme.storage, host);
-        let chain_der: Vec<rustls_pki_types::CertificateDer<'static>> = {
-            use rustls_pki_types::pem::PemObject;
-            rustls_pki_types::CertificateDer::pem_slice_iter(chain.as_bytes())
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("the issued chain is not PEM: {e}"))?
-        };
-        let loaded = crate::cert::from_der(
-            chain_der,
-            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .map_err(|e| e.to_string())?;
-        if !loaded.covers(host) {
-            return Err(format!("the issued certificate does not cover {host}"));
-        }
-        // Key first, then chain: the table loads a host's certificate only when both exist
-        // and match, so a crash in between leaves the old pair or a mismatch it rejects.
-        write_private(&paths.key, key_pem.as_bytes())?;
-        write_private(&paths.cert, chain.as_bytes())?;
-        Ok(())
+        authorize(&mut order, acme, challenges, host, &mut answered).await?;
+        finalize_and_store(&mut order, acme, host).await
     }
     .await;
-    if pending_tls {
+    // The challenge answers are withdrawn whatever happened.
+    if answered.tls_alpn {
         challenges.set_tls_alpn(host, None);
     }
-    for token in cleanup_http {
+    for token in answered.http_tokens {
         challenges.set_http(&token, None);
     }
     result
 }
 
+/// Challenge answers put up for an order, to withdraw afterwards.
+#[derive(Default)]
+struct Answered {
+    /// A TLS-ALPN-01 certificate for the host.
+    tls_alpn: bool,
+    /// HTTP-01 tokens.
+    http_tokens: Vec<String>,
+}
+
+/// An `instant_acme` error of an order step, named.
+fn order_step(step: &'static str) -> impl Fn(instant_acme::Error) -> AcmeError {
+    move |source| AcmeError::Order { step, source }
+}
+
+/// Answers the configured challenge of every pending authorization of `order` (RFC 8555
+/// §7.5.1) and tells the ACME server it is ready.
+async fn authorize(
+    order: &mut instant_acme::Order,
+    acme: &AcmeConfig,
+    challenges: &Challenges,
+    host: &str,
+    answered: &mut Answered,
+) -> Result<(), AcmeError> {
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz.map_err(order_step("authorization"))?;
+        if authz.status == AuthorizationStatus::Valid {
+            continue;
+        }
+        if authz.status != AuthorizationStatus::Pending {
+            return Err(AcmeError::Authorization(authz.status));
+        }
+        let kind = match acme.challenge {
+            ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+            ChallengeKind::Http01 => ChallengeType::Http01,
+        };
+        let mut challenge = authz
+            .challenge(kind.clone())
+            .ok_or(AcmeError::NoChallenge(kind))?;
+        let key_authorization = challenge.key_authorization();
+        match acme.challenge {
+            ChallengeKind::TlsAlpn01 => {
+                let certified = tls_alpn_certificate(host, key_authorization.digest().as_ref())?;
+                challenges.set_tls_alpn(host, Some(Arc::new(certified)));
+                answered.tls_alpn = true;
+            }
+            ChallengeKind::Http01 => {
+                challenges.set_http(
+                    &challenge.token,
+                    Some(key_authorization.as_str().to_string()),
+                );
+                answered.http_tokens.push(challenge.token.clone());
+            }
+        }
+        challenge
+            .set_ready()
+            .await
+            .map_err(order_step("challenge ready"))?;
+    }
+    Ok(())
+}
+
+/// RFC 8737 §3: a self-signed certificate for `host` with the acmeIdentifier extension
+/// holding `digest`, SHA-256(key authorization).
+fn tls_alpn_certificate(host: &str, digest: &[u8]) -> Result<CertifiedKey, AcmeError> {
+    let generate = |what| move |source| AcmeError::Generate { what, source };
+    let mut params = CertificateParams::new(vec![host.to_string()])
+        .map_err(generate("challenge certificate"))?;
+    params.custom_extensions = vec![CustomExtension::new_acme_identifier(digest)];
+    let key = KeyPair::generate().map_err(generate("key"))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(generate("challenge certificate"))?;
+    // Not through `tls::from_der`: webpki (rightly) refuses to parse a certificate with the
+    // critical acmeIdentifier extension, and this one only ever goes to the ACME server's
+    // validator.
+    let signing = rustls::crypto::ring::sign::any_supported_type(
+        &rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .map_err(AcmeError::ChallengeKey)?;
+    Ok(CertifiedKey::new(vec![cert.der().clone()], signing))
+}
+
+/// Waits for validation, sends the CSR (RFC 8555 §7.4), checks the issued chain against
+/// the new key and the host, and stores both.
+async fn finalize_and_store(
+    order: &mut instant_acme::Order,
+    acme: &AcmeConfig,
+    host: &str,
+) -> Result<(), AcmeError> {
+    let generate = |what| move |source| AcmeError::Generate { what, source };
+    let retry = RetryPolicy::new()
+        .initial_delay(Duration::from_millis(250))
+        .timeout(Duration::from_secs(90));
+    let status = order
+        .poll_ready(&retry)
+        .await
+        .map_err(order_step("waiting for validation"))?;
+    if status != OrderStatus::Ready {
+        return Err(AcmeError::NotReady(status));
+    }
+    let key = KeyPair::generate().map_err(generate("key"))?;
+    let mut params = CertificateParams::new(vec![host.to_string()]).map_err(generate("CSR"))?;
+    params.distinguished_name = DistinguishedName::new();
+    let csr = params.serialize_request(&key).map_err(generate("CSR"))?;
+    order
+        .finalize_csr(csr.der())
+        .await
+        .map_err(order_step("finalize"))?;
+    let chain = order
+        .poll_certificate(&retry)
+        .await
+        .map_err(order_step("certificate"))?;
+    // Check before storing: the chain must parse, match the key and cover the host.
+    let key_pem = key.serialize_pem();
+    let paths = stored_paths(&acme.storage, host);
+    let chain_der: Vec<rustls_pki_types::CertificateDer<'static>> = {
+        use rustls_pki_types::pem::PemObject;
+        rustls_pki_types::CertificateDer::pem_slice_iter(chain.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(AcmeError::ChainPem)?
+    };
+    let loaded = crate::cert::from_der(
+        chain_der,
+        rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )?;
+    if !loaded.covers(host) {
+        return Err(AcmeError::NotCovering(host.to_string()));
+    }
+    // Key first, then chain: the table loads a host's certificate only when both exist
+    // and match, so a crash in between leaves the old pair or a mismatch it rejects.
+    write_private(&paths.key, key_pem.as_bytes())?;
+    write_private(&paths.cert, chain.as_bytes())?;
+    Ok(())
+}
+
 /// Writes `bytes` to `path` atomically (temporary file, fsync, rename), mode 0600.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AcmeError> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|source| AcmeError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let tmp = path.with_extension("tmp");
     let result = (|| -> std::io::Result<()> {
         let mut options = std::fs::OpenOptions::new();
@@ -389,8 +543,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
         file.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
-    result.map_err(|e| {
+    result.map_err(|source| {
         let _ = std::fs::remove_file(&tmp);
-        format!("cannot write {}: {e}", path.display())
+        AcmeError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }

@@ -22,12 +22,15 @@
 //! server                    listeners, routing, reload, watcher (implements acme::AcmeHost)
 //!   ├─ acme                 the ACME manager and HTTP-01 listener
 //!   ├─ tls                  the SNI resolver and the rustls configuration
-//!   ├─ intake (+ scan)      TLS-RPT report intake
+//!   ├─ idle                 a connection's last activity, for the idle timeout
+//!   ├─ intake               TLS-RPT report intake (http, limits, spool, sink, body, scan)
 //!   └─ table                the routing table built from a config
 //!        ├─ records         the DNS records to publish
 //!        ├─ challenges      pending ACME challenge answers, stored certificate paths
 //!        ├─ mx_auto         MX look-ups for `mx = "auto"`
 //!        └─ cert            certificates from PEM/DER, host name matching
+//! causes                    an error with its cause chain, for log lines (uses no other module)
+//! clock                     the injected clock read as a `SystemTime` (uses no other module)
 //! config                    `serve.toml` (uses no other module)
 //! id                        the policy id (uses no other module)
 //! ```
@@ -60,17 +63,20 @@ pub mod server;
 pub mod store_sink;
 pub mod table;
 
+mod causes;
 mod cert;
 mod challenges;
+mod clock;
+mod idle;
 mod mx_auto;
 mod tls;
 
 pub use config::{ConfigError, ServeConfig};
 pub use id::policy_id;
 pub use intake::{
-    BodyError, CheckedBody, Drained, IncomingReport, REJECTED_DIR, ReportSink, SinkError,
-    SinkFuture, SpoolSink, Stored, check_body,
+    BodyError, CheckedBody, Drained, IncomingReport, JsonError, REJECTED_DIR, ReportSink,
+    SinkError, SinkFuture, SpoolSink, Stored, check_body,
 };
 pub use records::{Records, TxtRecord, records};
 pub use server::{ServeError, Server, serve, serve_with_sink};
-pub use table::{HostEntry, Table, TableError};
+pub use table::{CertError, ChainError, HostEntry, MxError, Table, TableError};

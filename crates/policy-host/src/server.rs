@@ -25,10 +25,8 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -41,15 +39,17 @@ use hyper::header::{
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use mta_sts_net::clock::{Clock, SystemClock};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::acme::{AcmeHost, Challenges};
+use crate::causes::with_causes;
 use crate::cert::normalize_host;
 use crate::config::{ConfigError, ServeConfig, TlsRptConfig};
+use crate::idle::{Activity, IdleIo, InFlight};
 use crate::intake::{IntakeGate, ReportSink, SpoolSink};
 use crate::table::{Table, TableError};
 use crate::tls::{ACME_TLS_ALPN, SniResolver, server_config};
@@ -78,6 +78,7 @@ const H2_SEND_BUF: usize = 64 * 1024;
 
 /// Why the server could not start or reload.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServeError {
     /// The configuration file is invalid.
     #[error(transparent)]
@@ -121,6 +122,8 @@ pub(crate) struct Shared {
     intake_gate: arc_swap::ArcSwapOption<IntakeGate>,
     /// The last logged reload was refused.
     refused: std::sync::atomic::AtomicBool,
+    /// The one clock: certificate expiry and renewal, report arrival stamps.
+    clock: Arc<dyn Clock>,
 }
 
 impl Shared {
@@ -143,7 +146,7 @@ impl Shared {
                 "[tlsrpt] store changed: the new report store takes effect after a restart"
             );
         }
-        let table = Table::build(Arc::new(config)).await?;
+        let table = Table::build_with_clock(Arc::new(config), self.clock.as_ref()).await?;
         for entry in table.hosts() {
             match old.host(&entry.host) {
                 None => tracing::info!(host = %entry.host, id = %entry.id, "policy host added"),
@@ -181,7 +184,7 @@ impl Shared {
             }
             Err(e) => {
                 self.refused.store(true, Ordering::Relaxed);
-                tracing::error!(error = %e, "reload refused; still serving the previous configuration");
+                tracing::error!(error = %with_causes(&e), "reload refused; still serving the previous configuration");
                 false
             }
         }
@@ -213,7 +216,10 @@ impl Shared {
     /// Where a report goes now: the front end's sink with the spool as fallback, or the
     /// spool alone. The spool follows the current configuration (reloads apply).
     fn sinks(&self, intake: &TlsRptConfig) -> Option<(Arc<dyn ReportSink>, Option<SpoolSink>)> {
-        let spool = intake.spool_dir.clone().map(SpoolSink::new);
+        let spool = intake
+            .spool_dir
+            .clone()
+            .map(|dir| SpoolSink::new(dir).with_clock(self.clock.clone()));
         match (&self.sink, spool) {
             (Some(sink), spool) => Some((sink.clone(), spool)),
             (None, Some(spool)) => Some((Arc::new(spool) as Arc<dyn ReportSink>, None)),
@@ -235,8 +241,14 @@ impl AcmeHost for Shared {
         self.shutdown.clone()
     }
 
-    async fn reload(&self) -> Result<(), String> {
-        Shared::reload(self).await.map_err(|e| e.to_string())
+    fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
+    type ReloadError = ServeError;
+
+    async fn reload(&self) -> Result<(), ServeError> {
+        Shared::reload(self).await
     }
 }
 
@@ -262,7 +274,7 @@ impl Server {
     /// Builds the table (certificates, policies, MX lookups), binds every listener and
     /// starts serving, the file watcher and the ACME manager, on the current tokio runtime.
     pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
-        Server::start_inner(config, None).await
+        Server::start_with_clock(config, None, Arc::new(SystemClock)).await
     }
 
     /// [`Server::start`] with reports going to `sink` (typically the report store named by
@@ -272,12 +284,17 @@ impl Server {
         config: ServeConfig,
         sink: Arc<dyn ReportSink>,
     ) -> Result<Server, ServeError> {
-        Server::start_inner(config, Some(sink)).await
+        Server::start_with_clock(config, Some(sink), Arc::new(SystemClock)).await
     }
 
-    async fn start_inner(
+    /// [`Server::start`] (or [`Server::start_with_sink`] when `sink` is given) reading time
+    /// from `clock` instead of the system clock: certificate expiry and ACME renewal, and
+    /// the `received` stamp of reports. The `mta-sts` binary uses [`SystemClock`]; tests
+    /// move a `ManualClock`.
+    pub async fn start_with_clock(
         config: ServeConfig,
         sink: Option<Arc<dyn ReportSink>>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Server, ServeError> {
         let path = config.path.clone();
         let max_conns = config.limits.max_connections;
@@ -285,7 +302,7 @@ impl Server {
         {
             return Err(ServeError::NoStoreSink(store.clone()));
         }
-        let table = Table::build(Arc::new(config)).await?;
+        let table = Table::build_with_clock(Arc::new(config), clock.as_ref()).await?;
         let config = table.config().clone();
         let table = Arc::new(ArcSwap::from_pointee(table));
         let challenges = Arc::new(Challenges::default());
@@ -309,30 +326,10 @@ impl Server {
                 config.tlsrpt.as_ref().map(|t| Arc::new(IntakeGate::new(t))),
             ),
             refused: std::sync::atomic::AtomicBool::new(false),
+            clock,
         });
 
-        let mut listeners = Vec::new();
-        for addr in &config.listen {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServeError::Bind {
-                    addr: *addr,
-                    source,
-                })?;
-            listeners.push(listener);
-        }
-        let http01_listener = match &config.acme {
-            Some(acme) if acme.challenge == crate::config::ChallengeKind::Http01 => Some(
-                TcpListener::bind(acme.http_listen)
-                    .await
-                    .map_err(|source| ServeError::Bind {
-                        addr: acme.http_listen,
-                        source,
-                    })?,
-            ),
-            _ => None,
-        };
-
+        let (listeners, http01_listener) = bind(&config).await?;
         let mut addrs = Vec::new();
         let mut tasks = Vec::new();
         for listener in listeners {
@@ -359,29 +356,7 @@ impl Server {
         tasks.push(tokio::spawn(watch_loop(shared.clone())));
         tasks.push(tokio::spawn(drain_loop(shared.clone())));
         tasks.push(tokio::spawn(crate::acme::run(shared.clone())));
-        // One line per host for a few; a count for thousands (each host at debug level).
-        let table = shared.table.load();
-        let count = table.hosts().count();
-        for entry in table.hosts() {
-            if count <= STARTUP_HOSTS_LISTED {
-                tracing::info!(host = %entry.host, id = %entry.id, mode = %entry.policy.mode, "policy ready");
-            } else {
-                tracing::debug!(host = %entry.host, id = %entry.id, mode = %entry.policy.mode, "policy ready");
-            }
-        }
-        if count > STARTUP_HOSTS_LISTED {
-            tracing::info!(
-                hosts = count,
-                "policies ready (each one at debug level: -v)"
-            );
-        }
-        drop(table);
-        if let Some(intake) = &config.tlsrpt
-            && let Some((sink, fallback)) = shared.sinks(intake)
-        {
-            let fallback = fallback.map(|s| s.describe());
-            tracing::info!(path = %intake.intake_path, sink = %sink.describe(), fallback = fallback.as_deref().unwrap_or("none (503, the sender retries)"), "accepting TLS-RPT reports");
-        }
+        log_ready(&shared, &config);
         Ok(Server {
             shared,
             addrs,
@@ -429,6 +404,52 @@ impl Server {
         for task in self.tasks {
             let _ = task.await;
         }
+    }
+}
+
+/// Binds the HTTPS listeners of `config`, and the HTTP-01 one when ACME uses HTTP-01.
+async fn bind(config: &ServeConfig) -> Result<(Vec<TcpListener>, Option<TcpListener>), ServeError> {
+    let bind_one = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })
+    };
+    let mut listeners = Vec::new();
+    for addr in &config.listen {
+        listeners.push(bind_one(*addr).await?);
+    }
+    let http01 = match &config.acme {
+        Some(acme) if acme.challenge == crate::config::ChallengeKind::Http01 => {
+            Some(bind_one(acme.http_listen).await?)
+        }
+        _ => None,
+    };
+    Ok((listeners, http01))
+}
+
+/// The start-up lines: one per host for a few, a count for thousands (each host at debug
+/// level), and where TLS-RPT reports go.
+fn log_ready(shared: &Shared, config: &ServeConfig) {
+    let table = shared.table.load();
+    let count = table.hosts().count();
+    for entry in table.hosts() {
+        if count <= STARTUP_HOSTS_LISTED {
+            tracing::info!(host = %entry.host, id = %entry.id, mode = %entry.policy.mode, "policy ready");
+        } else {
+            tracing::debug!(host = %entry.host, id = %entry.id, mode = %entry.policy.mode, "policy ready");
+        }
+    }
+    if count > STARTUP_HOSTS_LISTED {
+        tracing::info!(
+            hosts = count,
+            "policies ready (each one at debug level: -v)"
+        );
+    }
+    if let Some(intake) = &config.tlsrpt
+        && let Some((sink, fallback)) = shared.sinks(intake)
+    {
+        let fallback = fallback.map(|s| s.describe());
+        tracing::info!(path = %intake.intake_path, sink = %sink.describe(), fallback = fallback.as_deref().unwrap_or("none (503, the sender retries)"), "accepting TLS-RPT reports");
     }
 }
 
@@ -714,6 +735,7 @@ async fn route(shared: &Shared, req: Request<Incoming>, sni: &str) -> Answer {
             fallback,
             &entry.host,
             &served,
+            shared.clock.as_ref(),
         )
         .await;
         let mut response = text(status, &reason);
@@ -734,131 +756,6 @@ async fn route(shared: &Shared, req: Request<Incoming>, sni: &str) -> Answer {
         return response;
     }
     text(StatusCode::NOT_FOUND, "not found")
-}
-
-/// Last time bytes moved on a connection, and its requests in progress.
-struct Activity {
-    start: Instant,
-    last_ms: AtomicU64,
-    /// Requests being handled now.
-    in_flight: AtomicU64,
-    /// When a request last started or ended.
-    request_ms: AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Activity {
-        Activity {
-            start: Instant::now(),
-            last_ms: AtomicU64::new(0),
-            in_flight: AtomicU64::new(0),
-            request_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// How long no request has been in progress (zero while one is).
-    fn no_request_for(&self) -> Duration {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return Duration::ZERO;
-        }
-        let since = self.request_ms.load(Ordering::Relaxed);
-        Duration::from_millis(self.now_ms().saturating_sub(since))
-    }
-
-    fn touch(&self) {
-        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
-    }
-
-    fn idle_for(&self) -> Duration {
-        let now = self.start.elapsed();
-        now.saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
-    }
-}
-
-/// One request in progress on a connection, for [`Activity::no_request_for`].
-struct InFlight(Arc<Activity>);
-
-impl InFlight {
-    fn start(activity: Arc<Activity>) -> InFlight {
-        activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        activity
-            .request_ms
-            .store(activity.now_ms(), Ordering::Relaxed);
-        InFlight(activity)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let activity = &self.0;
-        activity
-            .request_ms
-            .store(activity.now_ms(), Ordering::Relaxed);
-        activity.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// An I/O stream that records when bytes last moved, for the idle timeout.
-struct IdleIo<T> {
-    inner: T,
-    activity: Arc<Activity>,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
-        }
-        result
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        result
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        result
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 /// Size and modification time of every file whose change triggers a reload.
@@ -896,14 +793,17 @@ async fn drain_loop(shared: Arc<Shared>) {
             continue;
         };
         if let Some(dir) = &intake.spool_dir {
-            let drained = SpoolSink::new(dir).drain_into(sink.as_ref()).await;
+            let drained = SpoolSink::new(dir)
+                .with_clock(shared.clock.clone())
+                .drain_into(sink.as_ref())
+                .await;
             if drained.moved() > 0 {
                 tracing::info!(spool = %dir.display(), stored = drained.stored, duplicates = drained.duplicates, rejected = drained.rejected, left = drained.left, "spooled TLS-RPT reports moved into the store");
             }
             match &drained.error {
                 // Said once, not every pass, while the store stays down.
                 Some(error) if !waiting => {
-                    tracing::warn!(spool = %dir.display(), left = drained.left, %error, sink = %sink.describe(), "spooled TLS-RPT reports wait for the store; trying again every {}", humantime::format_duration(intake.drain_interval));
+                    tracing::warn!(spool = %dir.display(), left = drained.left, error = %with_causes(error), sink = %sink.describe(), "spooled TLS-RPT reports wait for the store; trying again every {}", humantime::format_duration(intake.drain_interval));
                     waiting = true;
                 }
                 Some(_) => {}

@@ -88,7 +88,7 @@ impl ReportSink for StoreSink {
             let sink = self
                 .open()
                 .await
-                .map_err(|e| SinkError::Store(mta_sts_report_store::with_causes(&e)))?
+                .map_err(|e| SinkError::Store(Box::new(e)))?
                 .clone();
             let json = report.json.clone();
             let source = report.source();
@@ -97,8 +97,8 @@ impl ReportSink for StoreSink {
                 handle.block_on(sink.accept(&json, Some("application/tlsrpt+json"), &source))
             })
             .await
-            .map_err(|e| SinkError::Store(mta_sts_report_store::with_causes(&e)))?
-            .map_err(|e| SinkError::Store(mta_sts_report_store::with_causes(&e)))?;
+            .map_err(|e| SinkError::Store(Box::new(e)))?
+            .map_err(store_error)?;
             let reports = match outcome {
                 InputOutcome::Refused { reason } => return Err(SinkError::Rejected(reason)),
                 InputOutcome::Accepted { reports } => reports,
@@ -135,6 +135,15 @@ impl ReportSink for StoreSink {
     }
 }
 
+/// The report store's error itself as the cause ([`StoreError::Busy`] for a locked
+/// database), not the sink error around it.
+fn store_error(error: mta_sts_report_store::SinkError) -> SinkError {
+    match error {
+        mta_sts_report_store::SinkError::Store(e) => SinkError::Store(Box::new(e)),
+        other => SinkError::Store(Box::new(other)),
+    }
+}
+
 /// A store location for messages: a URL without its password.
 fn shown_location(location: &str) -> String {
     if !is_postgres_url(location) {
@@ -151,5 +160,44 @@ fn shown_location(location: &str) -> String {
             }
         }
         _ => location.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ServeConfig;
+
+    // A store that cannot be opened: the sink's error keeps the report store's own error as
+    // its cause, for a caller to act on (not its text).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_store_keeps_its_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("file"), b"not a directory").unwrap();
+        let location = dir.path().join("file/reports.db");
+        let config = ServeConfig::parse(
+            &format!(
+                "[[domain]]\nname = \"a.test\"\nmode = \"testing\"\nmx = [\"mx.a.test\"]\n\n[tlsrpt]\nstore = \"{}\"\n",
+                location.display()
+            ),
+            None,
+        )
+        .unwrap();
+        let intake = config.tlsrpt.as_ref().unwrap();
+        let sink = StoreSink::new(intake.store.as_deref().unwrap(), intake);
+        let report = IncomingReport {
+            json: bytes::Bytes::from_static(br#"{"report-id":"r"}"#),
+            report_id: "r".to_owned(),
+            gzip: false,
+            host: "mta-sts.a.test".to_owned(),
+            path: "/tlsrpt".to_owned(),
+            received: std::time::SystemTime::UNIX_EPOCH,
+            spooled: None,
+        };
+        let error = sink.store(&report).await.unwrap_err();
+        assert!(
+            matches!(&error, SinkError::Store(cause) if cause.is::<StoreError>()),
+            "{error:?}"
+        );
     }
 }

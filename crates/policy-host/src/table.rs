@@ -13,11 +13,14 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use mta_sts::{Domain, Policy};
+use mta_sts_net::clock::{Clock, SystemClock};
 use rustls::sign::CertifiedKey;
 
-use crate::cert::{CertError, LoadedCert, load_pem};
+pub use crate::cert::{CertError, ChainError};
+use crate::cert::{LoadedCert, load_pem};
 use crate::config::{CertPaths, DomainConfig, MxSource, ServeConfig};
 use crate::id::policy_id;
+pub use crate::mx_auto::MxError;
 use crate::records::{Records, records};
 
 /// Where a host's certificate comes from.
@@ -97,14 +100,15 @@ pub enum TableError {
         origin: String,
     },
     /// `mx = "auto"` failed.
-    #[error("mx = \"auto\" for {domain} (configured at {origin}): {message}")]
+    #[error("mx = \"auto\" for {domain} (configured at {origin}): {source}")]
     Mx {
         /// The domain.
         domain: String,
         /// Where it is configured.
         origin: String,
-        /// What went wrong.
-        message: String,
+        /// What went wrong (boxed: resolver errors are large).
+        #[source]
+        source: Box<MxError>,
     },
     /// The generated policy is not valid (a bug or an impossible configuration).
     #[error("the policy for {domain} is not valid: {message}")]
@@ -129,6 +133,15 @@ impl Table {
     /// Builds the table for `config`: renders every policy, loads every certificate, looks
     /// up MX records for `mx = "auto"`.
     pub async fn build(config: Arc<ServeConfig>) -> Result<Table, TableError> {
+        Table::build_with_clock(config, &SystemClock).await
+    }
+
+    /// [`Table::build`], telling expired certificates by `clock` instead of the system
+    /// clock (tests move time).
+    pub async fn build_with_clock(
+        config: Arc<ServeConfig>,
+        clock: &dyn Clock,
+    ) -> Result<Table, TableError> {
         let mut resolver = None;
         let mut loaded: HashMap<CertPaths, LoadedCert> = HashMap::new();
         let mut files: Vec<PathBuf> = Vec::new();
@@ -153,10 +166,10 @@ impl Table {
                 MxSource::Auto => {
                     if resolver.is_none() {
                         resolver = Some(crate::mx_auto::resolver(&config.nameservers).map_err(
-                            |message| TableError::Mx {
+                            |source| TableError::Mx {
                                 domain: domain.name.to_string(),
                                 origin: domain.origin.clone(),
-                                message,
+                                source: Box::new(source),
                             },
                         )?);
                     }
@@ -165,10 +178,10 @@ impl Table {
                     };
                     crate::mx_auto::lookup(r, &domain.name)
                         .await
-                        .map_err(|message| TableError::Mx {
+                        .map_err(|source| TableError::Mx {
                             domain: domain.name.to_string(),
                             origin: domain.origin.clone(),
-                            message,
+                            source: Box::new(source),
                         })?
                 }
             };
@@ -196,7 +209,7 @@ impl Table {
             )?;
             if let Some(c) = &cert
                 && let Some(not_after) = c.not_after
-                && not_after < SystemTime::now()
+                && not_after < crate::clock::wall_time(clock)
             {
                 tracing::warn!(host = %host, "the certificate has expired; senders will refuse the policy (RFC 8461 §3.3)");
             }

@@ -69,7 +69,8 @@ pub(super) fn scan(json: &[u8]) -> Result<Scanned, BodyError> {
         _ => {
             let e = serde_json::from_slice::<IgnoredAny>(json).err();
             return Err(BodyError::Json(
-                e.map_or_else(|| "empty".to_string(), |e| e.to_string()),
+                e.unwrap_or_else(|| serde::de::Error::custom("empty"))
+                    .into(),
             ));
         }
     }
@@ -85,10 +86,10 @@ pub(super) fn scan(json: &[u8]) -> Result<Scanned, BodyError> {
             if e.to_string().starts_with(DUPLICATE) {
                 BodyError::DuplicateReportId
             } else {
-                BodyError::Json(e.to_string())
+                BodyError::Json(e.into())
             }
         })?;
-    de.end().map_err(|e| BodyError::Json(e.to_string()))?;
+    de.end().map_err(|e| BodyError::Json(e.into()))?;
     match id {
         Some(id) if !id.is_empty() => Ok(Scanned {
             id,
@@ -292,5 +293,74 @@ impl<'de> Visitor<'de> for Skip<'_> {
             map.next_value_seed(Skip(self.0))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_id_required() {
+        assert_eq!(
+            report_id(br#"{"report-id":"x"}"#).unwrap(),
+            ("x".to_string(), 1)
+        );
+        // Objects and arrays are counted, also inside a report-id that is not a string.
+        assert_eq!(
+            report_id(br#"{"a":[{},{"b":[1,[]]}],"report-id":"x","c":{"d":"e"}}"#)
+                .unwrap()
+                .1,
+            7
+        );
+        assert_eq!(
+            report_id(br#"{"report-id":[{}],"x":1}"#),
+            Err(BodyError::NoReportId)
+        );
+        assert_eq!(
+            report_id(b"\xEF\xBB\xBF {\"a\":[{\"report-id\":1}],\"report-id\":\"y\\u0031\"}")
+                .unwrap()
+                .0,
+            "y1"
+        );
+        assert_eq!(report_id(br#"[1]"#), Err(BodyError::NotObject));
+        assert_eq!(report_id(br#""x""#), Err(BodyError::NotObject));
+        assert_eq!(report_id(br#"{"report-id":1}"#), Err(BodyError::NoReportId));
+        assert_eq!(
+            report_id(br#"{"report-id":{"report-id":"x"}}"#),
+            Err(BodyError::NoReportId)
+        );
+        assert_eq!(
+            report_id(br#"{"report-id":""}"#),
+            Err(BodyError::NoReportId)
+        );
+        assert_eq!(report_id(br#"{"policies":[]}"#), Err(BodyError::NoReportId));
+        assert_eq!(
+            report_id(br#"{"report-id":"a","report-id":"b"}"#),
+            Err(BodyError::DuplicateReportId)
+        );
+        for bad in [
+            &b"{"[..],
+            b"",
+            b"  ",
+            b"{\"report-id\":\"x\"} x",
+            b"{\"report-id\":\"x\",}",
+        ] {
+            assert!(matches!(report_id(bad), Err(BodyError::Json(_))), "{bad:?}");
+        }
+    }
+
+    // RFC 8460 §4.4: the policy domains are read on the way, distinct and canonical, from
+    // `policies[].policy.policy-domain` only; containers are counted as before.
+    #[test]
+    fn scan_finds_policy_domains() {
+        let json = br#"{"policy-domain":"top.test","policies":[{"policy":{"policy-domain":"A.test."},"summary":{"policy-domain":"x.test"}},{"policy":{"policy-domain":"a.test","mx-host":["m"]}},{"policy":{"policy-domain":7}},[],"s"],"report-id":"r"}"#;
+        let scanned = scan(json).unwrap();
+        assert_eq!(scanned.domains, ["a.test"]);
+        assert_eq!(scanned.containers, 11);
+        assert_eq!(
+            scan(br#"{"report-id":"r"}"#).unwrap().domains,
+            Vec::<String>::new()
+        );
     }
 }

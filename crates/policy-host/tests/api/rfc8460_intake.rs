@@ -7,9 +7,11 @@ use std::io::Write;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use common::{Conn, Fixture, build};
+use mta_sts_net::clock::ManualClock;
 use mta_sts_policy_host::{
     IncomingReport, ReportSink, ServeConfig, ServeError, Server, SinkError, SinkFuture, Stored,
 };
@@ -315,5 +317,66 @@ async fn rfc8460_s4_reports_for_domains_not_served_are_refused() {
         .unwrap();
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(spooled(&f.path("spool2")).len(), 1);
+    server.shutdown().await;
+}
+
+/// A sink that keeps the `received` stamp of every report.
+#[derive(Default)]
+struct Stamps(Mutex<Vec<SystemTime>>);
+
+impl ReportSink for Stamps {
+    fn store<'a>(&'a self, report: &'a IncomingReport) -> SinkFuture<'a> {
+        Box::pin(async move {
+            self.0.lock().unwrap().push(report.received);
+            Ok(Stored::New(report.report_id.clone()))
+        })
+    }
+
+    fn describe(&self) -> String {
+        "the stamp keeper".into()
+    }
+}
+
+// One clock: the arrival stamp of a report is the injected clock's time, not the system's,
+// and moves when the clock moves (ten years on here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn received_stamps_follow_the_injected_clock() {
+    const START: u64 = 2_000_000_000;
+    const TEN_YEARS: u64 = 10 * 365 * 86_400;
+    let f = Fixture::new();
+    let config = f.standard_config("\n[tlsrpt]\nstore = \"reports.db\"\n");
+    let clock = Arc::new(ManualClock::new(START));
+    let stamps = Arc::new(Stamps::default());
+    let server = Server::start_with_clock(
+        ServeConfig::load(&config).unwrap(),
+        Some(stamps.clone()),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let host = "mta-sts.a.test";
+    let mut conn = Conn::open(&f.pki, server.local_addrs()[0], host, false)
+        .await
+        .unwrap();
+    for id in ["now", "later"] {
+        let body = REPORT.replace("_a.test", id);
+        let req = build(
+            "POST",
+            host,
+            "/tlsrpt",
+            false,
+            Bytes::from(body),
+            Some("application/tlsrpt+json"),
+        )
+        .unwrap();
+        let r = conn.send(req).await.unwrap();
+        assert_eq!(r.status, 201, "{}", r.text());
+        clock.advance(TEN_YEARS);
+    }
+    let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+    assert_eq!(
+        *stamps.0.lock().unwrap(),
+        [at(START), at(START + TEN_YEARS)]
+    );
     server.shutdown().await;
 }
