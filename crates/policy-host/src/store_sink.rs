@@ -92,9 +92,18 @@ impl ReportSink for StoreSink {
                 .clone();
             let json = report.json.clone();
             let source = report.source();
+            let received_at = report
+                .received
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
             let handle = tokio::runtime::Handle::current();
             let outcome = tokio::task::spawn_blocking(move || {
-                handle.block_on(sink.accept(&json, Some("application/tlsrpt+json"), &source))
+                handle.block_on(sink.accept(
+                    &json,
+                    Some("application/tlsrpt+json"),
+                    &source,
+                    received_at,
+                ))
             })
             .await
             .map_err(|e| SinkError::Store(mta_sts_report_store::with_causes(&e)))?

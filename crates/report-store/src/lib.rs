@@ -32,7 +32,8 @@
 //!   {"start-datetime":"2023-01-01T00:00:00Z","end-datetime":"2023-01-02T00:00:00Z"},
 //!   "policies":[{"policy":{"policy-type":"sts","policy-domain":"example.com"},
 //!   "summary":{"total-successful-session-count":9,"total-failure-session-count":1}}]}"#;
-//! let outcome = sink.accept(json, Some("application/tlsrpt+json"), "http").await?;
+//! let received_at = 1_672_617_600; // from the caller's clock
+//! let outcome = sink.accept(json, Some("application/tlsrpt+json"), "http", received_at).await?;
 //! assert!(matches!(outcome, InputOutcome::Accepted { .. }));
 //! let summary = store.summary(&SummaryFilter::default()).await?;
 //! assert_eq!((summary[0].day.as_str(), summary[0].successful, summary[0].failed), ("2023-01-01", 9, 1));

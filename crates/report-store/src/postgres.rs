@@ -217,18 +217,17 @@ impl PostgresStore {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 #[async_trait::async_trait]
 impl ReportStore for PostgresStore {
-    async fn insert(&self, report: &ParsedReport, source: &str) -> Result<Inserted, StoreError> {
+    async fn insert(
+        &self,
+        report: &ParsedReport,
+        source: &str,
+        received_at: i64,
+    ) -> Result<Inserted, StoreError> {
         let mut client = self.pool.get().await.map_err(db)?;
         let tx = client.transaction().await.map_err(db)?;
-        let out = Self::insert_in(&tx, report, source, now()).await?;
+        let out = Self::insert_in(&tx, report, source, received_at).await?;
         tx.commit().await.map_err(db)?;
         Ok(out)
     }
@@ -237,13 +236,13 @@ impl ReportStore for PostgresStore {
         &self,
         reports: &[ParsedReport],
         source: &str,
+        received_at: i64,
     ) -> Result<Vec<Inserted>, StoreError> {
         let mut client = self.pool.get().await.map_err(db)?;
         let tx = client.transaction().await.map_err(db)?;
-        let at = now();
         let mut out = Vec::with_capacity(reports.len());
         for r in reports {
-            out.push(Self::insert_in(&tx, r, source, at).await?);
+            out.push(Self::insert_in(&tx, r, source, received_at).await?);
         }
         tx.commit().await.map_err(db)?;
         Ok(out)

@@ -144,12 +144,6 @@ impl SqliteStore {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// Inserts one report inside the open transaction `tx`.
 fn insert_one(
     tx: &rusqlite::Transaction<'_>,
@@ -245,12 +239,17 @@ fn insert_one(
 
 #[async_trait::async_trait]
 impl ReportStore for SqliteStore {
-    async fn insert(&self, report: &ParsedReport, source: &str) -> Result<Inserted, StoreError> {
+    async fn insert(
+        &self,
+        report: &ParsedReport,
+        source: &str,
+        received_at: i64,
+    ) -> Result<Inserted, StoreError> {
         let report = report.clone();
         let source = source.to_owned();
         self.with(move |conn| {
             let tx = conn.transaction().map_err(db)?;
-            let out = insert_one(&tx, &report, &source, now())?;
+            let out = insert_one(&tx, &report, &source, received_at)?;
             tx.commit().map_err(db)?;
             Ok(out)
         })
@@ -261,15 +260,15 @@ impl ReportStore for SqliteStore {
         &self,
         reports: &[ParsedReport],
         source: &str,
+        received_at: i64,
     ) -> Result<Vec<Inserted>, StoreError> {
         let reports = reports.to_vec();
         let source = source.to_owned();
         self.with(move |conn| {
             let tx = conn.transaction().map_err(db)?;
-            let at = now();
             let out = reports
                 .iter()
-                .map(|r| insert_one(&tx, r, &source, at))
+                .map(|r| insert_one(&tx, r, &source, received_at))
                 .collect::<Result<Vec<_>, _>>()?;
             tx.commit().map_err(db)?;
             Ok(out)

@@ -185,17 +185,28 @@ pub fn normalize_domain(domain: &str) -> String {
 pub trait ReportStore: Send + Sync {
     /// Stores one report in one transaction; a report with the same organisation and
     /// report-id is not stored again.
-    async fn insert(&self, report: &ParsedReport, source: &str) -> Result<Inserted, StoreError>;
+    ///
+    /// `received_at` (seconds since the Unix epoch) is stored as the import time
+    /// ([`StoredReport::imported_at`]): the caller reads it from its clock, the store never
+    /// reads the wall clock itself.
+    async fn insert(
+        &self,
+        report: &ParsedReport,
+        source: &str,
+        received_at: i64,
+    ) -> Result<Inserted, StoreError>;
 
-    /// Stores many reports in one transaction (bulk loading); same duplicate rule.
+    /// Stores many reports in one transaction (bulk loading); same duplicate rule, one
+    /// `received_at` for all.
     async fn insert_batch(
         &self,
         reports: &[ParsedReport],
         source: &str,
+        received_at: i64,
     ) -> Result<Vec<Inserted>, StoreError> {
         let mut out = Vec::with_capacity(reports.len());
         for r in reports {
-            out.push(self.insert(r, source).await?);
+            out.push(self.insert(r, source, received_at).await?);
         }
         Ok(out)
     }

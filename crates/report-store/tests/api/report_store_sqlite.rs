@@ -76,7 +76,10 @@ async fn missing_and_empty_mx_are_one_entry() {
       "failure-details":[
         {"result-type":"validation-failure","failed-session-count":2},
         {"result-type":"validation-failure","receiving-mx-hostname":"","failed-session-count":3}]}]}"#;
-    let outcome = sink.accept(json, None, "test").await.unwrap();
+    let outcome = sink
+        .accept(json, None, "test", 1_700_000_000)
+        .await
+        .unwrap();
     assert!(
         matches!(outcome, InputOutcome::Accepted { .. }),
         "{outcome:?}"

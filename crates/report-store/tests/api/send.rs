@@ -173,7 +173,10 @@ async fn rfc8460_5_3_mailto_delivery_through_the_relay() {
         mta_sts_report_store::SqliteStore::open(&dir.path().join("reports.db")).unwrap(),
     );
     let sink = mta_sts_report_store::ReportSink::new(store.clone(), Limits::default());
-    let outcome = sink.accept(&m.data, None, "mail").await.unwrap();
+    let outcome = sink
+        .accept(&m.data, None, "mail", 1_700_000_000)
+        .await
+        .unwrap();
     assert!(matches!(
         outcome,
         mta_sts_report_store::InputOutcome::Accepted { .. }
