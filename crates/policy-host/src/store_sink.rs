@@ -63,19 +63,12 @@ impl StoreSink {
                         tokio::time::timeout(STORE_OPEN_TIMEOUT, open_store(&location)).await
                     })
                 });
-                let failed = |reason: String| StoreError::Open {
-                    location: shown_location(&self.location),
-                    reason,
+                let failed = |cause: Box<dyn std::error::Error + Send + Sync>| {
+                    StoreError::open(shown_location(&self.location), cause)
                 };
-                let store = open
-                    .await
-                    .map_err(|e| failed(e.to_string()))?
-                    .map_err(|_| {
-                        failed(format!(
-                            "no answer within {} s",
-                            STORE_OPEN_TIMEOUT.as_secs()
-                        ))
-                    })??;
+                let store = open.await.map_err(|e| failed(e.into()))?.map_err(|_| {
+                    failed(format!("no answer within {} s", STORE_OPEN_TIMEOUT.as_secs()).into())
+                })??;
                 Ok(mta_sts_report_store::ReportSink::new(store, self.limits))
             })
             .await

@@ -119,12 +119,18 @@ pub async fn open_existing_store(
 ///     "cannot store the report: database is locked"
 /// );
 /// ```
+///
+/// A cause whose message the text already ends with (an error that both prints its source
+/// and returns it, as some dependencies' errors do) is not repeated.
 pub fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let said = cause.to_string();
+        if !text.ends_with(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         source = cause.source();
     }
     text

@@ -96,22 +96,20 @@ impl PostgresStore {
     /// also work) and creates the tables if needed. Connections are plain TCP or UNIX sockets
     /// (no TLS yet: keep the database on a private network or loopback).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let open_err = |reason: String| StoreError::Open {
-            location: redact(url),
-            reason,
-        };
+        let open_err =
+            |cause: Box<dyn std::error::Error + Send + Sync>| StoreError::open(redact(url), cause);
         let cfg = Config {
             url: Some(url.to_owned()),
             ..Config::default()
         };
         let pool = cfg
             .create_pool(Some(Runtime::Tokio1), NoTls)
-            .map_err(|e| open_err(e.to_string()))?;
-        let client = pool.get().await.map_err(|e| open_err(e.to_string()))?;
+            .map_err(|e| open_err(e.into()))?;
+        let client = pool.get().await.map_err(|e| open_err(e.into()))?;
         client
             .batch_execute(SCHEMA)
             .await
-            .map_err(|e| open_err(e.to_string()))?;
+            .map_err(|e| open_err(e.into()))?;
         Ok(PostgresStore { pool })
     }
 

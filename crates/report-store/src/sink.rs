@@ -88,7 +88,7 @@ impl ReportSink {
         let reports = match parse_input(bytes, media_type, &self.limits) {
             Ok(r) => r,
             Err(e) => {
-                tracing::info!(source, error = %e, "TLS-RPT input refused");
+                tracing::info!(source, error = %describe(&e), "TLS-RPT input refused");
                 return Ok(InputOutcome::Refused {
                     reason: describe(&e),
                 });
@@ -108,7 +108,8 @@ impl ReportSink {
     }
 }
 
-/// The refusal sentence for an intake error.
+/// The refusal sentence for an intake error, with its causes (a decoder's words for a
+/// corrupt gzip or zip input).
 fn describe(e: &IntakeError) -> String {
-    e.to_string()
+    crate::with_causes(e)
 }

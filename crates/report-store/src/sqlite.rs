@@ -76,25 +76,23 @@ fn db(e: rusqlite::Error) -> StoreError {
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`, and its parent directory.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let open_err = |reason: String| StoreError::Open {
-            location: path.display().to_string(),
-            reason,
+        let open_err = |cause: Box<dyn std::error::Error + Send + Sync>| {
+            StoreError::open(path.display().to_string(), cause)
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| open_err(e.to_string()))?;
+            std::fs::create_dir_all(parent).map_err(|e| open_err(e.into()))?;
         }
-        let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        let conn = Connection::open(path).map_err(|e| open_err(e.into()))?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| open_err(e.to_string()))?;
-        Self::init(conn).map_err(|e| open_err(e.to_string()))
+            .map_err(|e| open_err(e.into()))?;
+        Self::init(conn).map_err(|e| open_err(e.into()))
     }
 
     /// Opens the existing database file at `path`, for commands that only read: a missing
     /// file is [`StoreError::Missing`], and neither it nor its directory is created.
     pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
-        let open_err = |reason: String| StoreError::Open {
-            location: path.display().to_string(),
-            reason,
+        let open_err = |cause: Box<dyn std::error::Error + Send + Sync>| {
+            StoreError::open(path.display().to_string(), cause)
         };
         if !path.exists() {
             return Err(StoreError::Missing {
@@ -105,10 +103,10 @@ impl SqliteStore {
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
             | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
             | rusqlite::OpenFlags::SQLITE_OPEN_URI;
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| open_err(e.to_string()))?;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| open_err(e.into()))?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| open_err(e.to_string()))?;
-        Self::init(conn).map_err(|e| open_err(e.to_string()))
+            .map_err(|e| open_err(e.into()))?;
+        Self::init(conn).map_err(|e| open_err(e.into()))
     }
 
     /// An in-memory database (tests).

@@ -49,13 +49,15 @@ pub enum StoreError {
     /// A database call panicked earlier while holding the connection, so it is not used.
     #[error("database connection lock poisoned")]
     Poisoned,
-    /// The database location could not be used.
-    #[error("cannot open the report database {location}: {reason}")]
+    /// The database location could not be used. The cause (the directory could not be
+    /// created, SQLite or PostgreSQL refused, no answer in time) is the source.
+    #[error("cannot open the report database {location}")]
     Open {
         /// Path or URL (without password).
         location: String,
         /// Why.
-        reason: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A command that only reads found no database at the location (it is not created:
     /// a typo in `--db` must not look like an empty store).
@@ -72,6 +74,20 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+}
+
+impl StoreError {
+    /// [`StoreError::Open`] for `location` (a path, or a URL without its password) with
+    /// `cause` kept as the source.
+    pub fn open(
+        location: impl Into<String>,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StoreError::Open {
+            location: location.into(),
+            source: cause.into(),
+        }
+    }
 }
 
 #[cfg(feature = "sqlite")]
