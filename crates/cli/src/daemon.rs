@@ -58,8 +58,9 @@ pub fn run(args: &DaemonArgs, verbose: u8, quiet: bool) -> anyhow::Result<u8> {
         let checked = runtime.block_on(app::check(&config));
         runtime.shutdown_background();
         if let Err(e) = checked {
+            // As `mta-sts serve --check-config`: FILE: what does not work.
             eprintln!(
-                "mta-sts daemon: invalid configuration in {}: {}",
+                "mta-sts daemon: {}: {}",
                 source.path().display(),
                 with_causes(&e)
             );

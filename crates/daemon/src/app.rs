@@ -81,6 +81,13 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    /// A configured file, group or socket path does not work (what
+    /// [`check`] adds to parsing); the message names the key and the fix.
+    #[error("{message}")]
+    Unusable {
+        /// What is wrong, with the key.
+        message: String,
+    },
     /// The resolver cannot be set up (DNS configuration, CA file).
     #[error("cannot set up the resolver: {0}")]
     Resolver(#[source] mta_sts_resolver::SetupError),
@@ -222,23 +229,16 @@ pub async fn check(config: &Config) -> Result<(), DaemonError> {
     }
     Resolver::new(resolver_config(config)?, store, Arc::new(SystemClock))
         .map_err(DaemonError::Resolver)?;
-    crate::tlsrpt::check_files(&config.tlsrpt, &config.resolver).map_err(|message| {
-        DaemonError::Config(ConfigError::Invalid {
-            path: None,
-            message,
-        })
-    })?;
+    crate::tlsrpt::check_files(&config.tlsrpt, &config.resolver)
+        .map_err(|message| DaemonError::Unusable { message })?;
     use crate::socket_path::{SocketKind, SocketPathError, check_stale, group_id};
     for (what, group) in [
         ("[socketmap] socket_group", &config.socketmap.socket_group),
         ("[tlsrpt] socket_group", &config.tlsrpt.socket_group),
     ] {
         if let Some(group) = group {
-            group_id(group).map_err(|message| {
-                DaemonError::Config(ConfigError::Invalid {
-                    path: None,
-                    message: format!("{what}: {message}"),
-                })
+            group_id(group).map_err(|message| DaemonError::Unusable {
+                message: format!("{what}: {message}"),
             })?;
         }
     }
@@ -255,11 +255,8 @@ pub async fn check(config: &Config) -> Result<(), DaemonError> {
         paths.push(("[tlsrpt] socket", path.as_path(), SocketKind::Datagram));
     }
     for (what, path, kind) in paths {
-        let invalid = |message: String| {
-            DaemonError::Config(ConfigError::Invalid {
-                path: None,
-                message: format!("{what} {}: {message}", path.display()),
-            })
+        let invalid = |message: String| DaemonError::Unusable {
+            message: format!("{what} {}: {message}", path.display()),
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
             && !parent.is_dir()

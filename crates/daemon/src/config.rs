@@ -5,8 +5,10 @@
 //! shared with `serve.toml`: written the same way and refused with the same words.
 //!
 //! Every key is optional and has a default, so an empty file is valid. Unknown keys are an
-//! error that names the key and its line, because a misspelt `strict_testing` silently
-//! ignored would weaken enforcement.
+//! error that names the key and the keys its table takes, because a misspelt
+//! `strict_testing` silently ignored would weaken enforcement. Every error is the shared
+//! [`ConfigError`], rendered `daemon.toml:LINE:COLUMN: what is wrong and the fix` like the
+//! errors of `serve.toml`.
 //!
 //! ```
 //! use mta_sts_daemon::config::{Config, Listen, OnFailure};
@@ -27,45 +29,103 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use mta_sts_config::Listen;
-use mta_sts_config::{HumanDuration, Nameserver};
+use mta_sts_config::{HumanDuration, Nameserver, Schema, Source};
 
 /// Where the daemon reads its configuration unless told otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/mta-sts/daemon.toml";
 
-/// Why the configuration cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("cannot read the configuration file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML, has an unknown key or a bad value. The message from the
-    /// TOML parser gives the line, the column and the expected keys or value form.
-    #[error("invalid configuration{}: {message}", path_suffix(.path.as_deref()))]
-    Parse {
-        /// The file, when read from one.
-        path: Option<PathBuf>,
-        /// What is wrong, with line and column.
-        message: String,
-    },
-    /// The values parse but do not fit together.
-    #[error("invalid configuration{}: {message}", path_suffix(.path.as_deref()))]
-    Invalid {
-        /// The file, when read from one.
-        path: Option<PathBuf>,
-        /// What is wrong and how to fix it.
-        message: String,
-    },
-}
+/// Why the configuration cannot be used: the configuration error of `serve.toml` too,
+/// rendered `FILE:LINE:COLUMN: what is wrong and the fix` ([`ConfigError::Invalid`]) or
+/// `FILE: cannot read the configuration: …` ([`ConfigError::Read`]).
+pub use mta_sts_config::ConfigError;
 
-fn path_suffix(path: Option<&Path>) -> String {
-    path.map(|p| format!(" in {}", p.display()))
-        .unwrap_or_default()
-}
+/// How unknown keys and bad values of `daemon.toml` are explained.
+const SCHEMA: Schema = Schema {
+    sections: &[
+        ("", &[]),
+        (
+            "socketmap",
+            &[
+                "listen",
+                "socket_mode",
+                "socket_group",
+                "idle_timeout",
+                "max_connections",
+                "max_connections_per_peer",
+                "max_request",
+                "max_pipelined",
+                "shutdown_timeout",
+            ],
+        ),
+        (
+            "http",
+            &[
+                "listen",
+                "max_connections",
+                "idle_timeout",
+                "lookup_rate",
+                "lookup_burst",
+            ],
+        ),
+        (
+            "resolver",
+            &[
+                "nameservers",
+                "ca_file",
+                "connect_to",
+                "timeout",
+                "dane_require_ad",
+            ],
+        ),
+        ("cache", &["store", "path", "redis_url", "refresh"]),
+        ("defaults", ZONE_KEYS),
+        ("zones.*", ZONE_KEYS),
+        (
+            "tlsrpt",
+            &[
+                "events",
+                "count_applied",
+                "flush_interval",
+                "socket",
+                "socket_mode",
+                "socket_group",
+                "send",
+            ],
+        ),
+        (
+            "tlsrpt.send",
+            &[
+                "db",
+                "submitter",
+                "from",
+                "organization",
+                "contact",
+                "relay",
+                "starttls",
+                "dkim_key",
+                "dkim_selector",
+                "dkim_domain",
+                "insecure_https",
+                "timeout",
+                "jitter",
+                "retry_interval",
+            ],
+        ),
+    ],
+    tables: "[socketmap], [http], [resolver], [cache], [defaults], [zones.<name>], [tlsrpt], [tlsrpt.send]",
+    described_in: "packaging/daemon.toml",
+    hint: " (see the keys of each table in packaging/daemon.toml)",
+};
+
+/// The keys of `[defaults]` and `[zones.<name>]`.
+const ZONE_KEYS: &[&str] = &[
+    "strict_testing",
+    "require_sni",
+    "tlsrpt",
+    "on_failure",
+    "budget",
+    "dane",
+];
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -89,30 +149,20 @@ pub struct Config {
 impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Config::parse(&text).map_err(|err| match err {
-            ConfigError::Parse { message, .. } => ConfigError::Parse {
-                path: Some(path.to_owned()),
-                message,
-            },
-            ConfigError::Invalid { message, .. } => ConfigError::Invalid {
-                path: Some(path.to_owned()),
-                message,
-            },
-            other => other,
-        })
+        let text = Source::read(path)?;
+        Config::parse_source(&text, Some(path))
     }
 
-    /// Parses configuration text.
+    /// Parses configuration text (errors name it `daemon.toml`).
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|err| ConfigError::Parse {
-            path: None,
-            message: err.to_string().trim_end().to_owned(),
-        })?;
+        Config::parse_source(text, None)
+    }
+
+    fn parse_source(text: &str, path: Option<&Path>) -> Result<Config, ConfigError> {
+        let source = Source::new(text, path, "daemon.toml");
+        let raw: RawConfig = source.parse(&SCHEMA)?;
         raw.resolve()
+            .map_err(|misfit| misfit.into_error(&source, text))
     }
 
     /// The settings of socketmap name `name`: its `[zones.<name>]`, else `[defaults]`.
@@ -487,36 +537,47 @@ struct RawTlsrptSend {
 }
 
 impl RawTlsrpt {
-    fn resolve(self) -> Result<TlsrptConfig, String> {
+    fn resolve(self) -> Result<TlsrptConfig, Misfit> {
         let d = TlsrptConfig::default();
         let empty_path = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str().is_empty());
         if empty_path(&self.events) || empty_path(&self.socket) {
-            return Err(
-                "[tlsrpt] events and socket need a path; leave the key out to turn it off"
-                    .to_owned(),
-            );
+            let key = if empty_path(&self.events) {
+                "events"
+            } else {
+                "socket"
+            };
+            return Err(Misfit::new(
+                "tlsrpt",
+                key,
+                "[tlsrpt] events and socket need a path; leave the key out to turn it off",
+            ));
         }
         // RFC 8460 §4: reports count sessions. A socketmap query is asked before a session
         // (or by `postmap -q`, with none), so it cannot be counted as a successful one.
         if self.count_applied == Some(true) {
-            return Err(
-                "[tlsrpt] count_applied = true is not supported: a socketmap query is not an SMTP session, so it would report deliveries Postfix deferred as successes; remove the key (successful sessions come from Postfix >= 3.10 through [tlsrpt] socket, see docs/postfix.md §6)"
-                    .to_owned(),
-            );
+            return Err(Misfit::new(
+                "tlsrpt",
+                "count_applied",
+                "[tlsrpt] count_applied = true is not supported: a socketmap query is not an SMTP session, so it would report deliveries Postfix deferred as successes; remove the key (successful sessions come from Postfix >= 3.10 through [tlsrpt] socket, see docs/postfix.md §6)",
+            ));
         }
         let flush_interval = self.flush_interval.map(|t| t.0).unwrap_or(d.flush_interval);
         if flush_interval.is_zero() {
-            return Err("[tlsrpt] flush_interval must be above 0 (default \"60s\")".to_owned());
+            return Err(Misfit::new(
+                "tlsrpt",
+                "flush_interval",
+                "[tlsrpt] flush_interval must be above 0 (default \"60s\")",
+            ));
         }
         let send = match self.send {
             None => None,
             Some(raw) => Some(raw.resolve()?),
         };
         if send.is_some() && self.events.is_none() {
-            return Err(
-                "[tlsrpt.send] needs [tlsrpt] events: the file the reports are built from, e.g. `events = \"/var/lib/mta-sts/tlsrpt-events.jsonl\"`"
-                    .to_owned(),
-            );
+            return Err(Misfit::table(
+                "tlsrpt.send",
+                "[tlsrpt.send] needs [tlsrpt] events: the file the reports are built from, e.g. `events = \"/var/lib/mta-sts/tlsrpt-events.jsonl\"`",
+            ));
         }
         Ok(TlsrptConfig {
             events: self.events,
@@ -530,39 +591,58 @@ impl RawTlsrpt {
 }
 
 impl RawTlsrptSend {
-    fn resolve(self) -> Result<TlsrptSendConfig, String> {
+    fn resolve(self) -> Result<TlsrptSendConfig, Misfit> {
         let submitter = self
             .submitter
             .map(|s| s.trim().trim_end_matches('.').to_ascii_lowercase())
             .filter(|s| !s.is_empty())
             .ok_or_else(|| {
-                "[tlsrpt.send] needs submitter = \"DOMAIN\": the domain of the reports' contact-info (RFC 8460 §5.3 TLS-Report-Submitter)"
-                    .to_owned()
+                Misfit::new(
+                    "tlsrpt.send",
+                    "submitter",
+                    "[tlsrpt.send] needs submitter = \"DOMAIN\": the domain of the reports' contact-info (RFC 8460 §5.3 TLS-Report-Submitter)",
+                )
             })?;
         if mta_sts::Domain::parse(&submitter).is_err() {
-            return Err(format!(
-                "[tlsrpt.send] submitter `{submitter}` is not a domain name (e.g. \"mail.example.com\")"
+            return Err(Misfit::new(
+                "tlsrpt.send",
+                "submitter",
+                format!(
+                    "[tlsrpt.send] submitter `{submitter}` is not a domain name (e.g. \"mail.example.com\")"
+                ),
             ));
         }
         if self.dkim_key.is_some() != self.dkim_selector.is_some() {
-            return Err(
-                "[tlsrpt.send] dkim_key and dkim_selector go together (e.g. dkim_selector = \"tlsrpt\")"
-                    .to_owned(),
-            );
+            let key = if self.dkim_key.is_some() {
+                "dkim_key"
+            } else {
+                "dkim_selector"
+            };
+            return Err(Misfit::new(
+                "tlsrpt.send",
+                key,
+                "[tlsrpt.send] dkim_key and dkim_selector go together (e.g. dkim_selector = \"tlsrpt\")",
+            ));
         }
         if let Some(relay) = &self.relay
             && relay
                 .rsplit_once(':')
                 .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
         {
-            return Err(format!(
-                "[tlsrpt.send] relay `{relay}` is not HOST:PORT (e.g. \"127.0.0.1:25\")"
+            return Err(Misfit::new(
+                "tlsrpt.send",
+                "relay",
+                format!("[tlsrpt.send] relay `{relay}` is not HOST:PORT (e.g. \"127.0.0.1:25\")"),
             ));
         }
         for (key, value) in [("from", &self.from), ("contact", &self.contact)] {
             if value.as_ref().is_some_and(|v| !v.contains('@')) {
-                return Err(format!(
-                    "[tlsrpt.send] {key} must be an e-mail address (e.g. \"tlsrpt@{submitter}\")"
+                return Err(Misfit::new(
+                    "tlsrpt.send",
+                    key,
+                    format!(
+                        "[tlsrpt.send] {key} must be an e-mail address (e.g. \"tlsrpt@{submitter}\")"
+                    ),
                 ));
             }
         }
@@ -571,14 +651,19 @@ impl RawTlsrptSend {
             .map(|t| t.0)
             .unwrap_or(Duration::from_secs(300));
         if retry_interval.is_zero() {
-            return Err("[tlsrpt.send] retry_interval must be above 0 (default \"5m\")".to_owned());
+            return Err(Misfit::new(
+                "tlsrpt.send",
+                "retry_interval",
+                "[tlsrpt.send] retry_interval must be above 0 (default \"5m\")",
+            ));
         }
         let jitter = self.jitter.map(|t| t.0).unwrap_or(Duration::from_secs(900));
         if jitter > Duration::from_secs(12 * 3600) {
-            return Err(
-                "[tlsrpt.send] jitter must be at most 12h (reports cover the previous UTC day; default \"15m\")"
-                    .to_owned(),
-            );
+            return Err(Misfit::new(
+                "tlsrpt.send",
+                "jitter",
+                "[tlsrpt.send] jitter must be at most 12h (reports cover the previous UTC day; default \"15m\")",
+            ));
         }
         Ok(TlsrptSendConfig {
             db: self
@@ -669,121 +754,236 @@ impl RawZone {
 }
 
 impl RawConfig {
-    fn resolve(self) -> Result<Config, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid {
-            path: None,
-            message,
-        };
-        let d = SocketmapConfig::default();
-        let s = self.socketmap;
-        let socketmap = SocketmapConfig {
-            listen: s.listen.unwrap_or(d.listen),
-            socket_mode: s.socket_mode.map(|m| m.0).unwrap_or(d.socket_mode),
-            socket_group: s.socket_group.map(|g| g.0.0),
-            idle_timeout: s.idle_timeout.map(|t| t.0).unwrap_or(d.idle_timeout),
-            max_connections: s.max_connections.unwrap_or(d.max_connections),
-            max_connections_per_peer: s
-                .max_connections_per_peer
-                .unwrap_or(d.max_connections_per_peer),
-            max_request: s.max_request.unwrap_or(d.max_request),
-            max_pipelined: s.max_pipelined.unwrap_or(d.max_pipelined),
-            shutdown_timeout: s
-                .shutdown_timeout
-                .map(|t| t.0)
-                .unwrap_or(d.shutdown_timeout),
-        };
-        if socketmap.max_connections == 0
-            || socketmap.max_connections_per_peer == 0
-            || socketmap.max_pipelined == 0
-        {
-            return Err(invalid(
-                "[socketmap] max_connections, max_connections_per_peer and max_pipelined must be at least 1".to_owned(),
-            ));
-        }
-        if socketmap.max_request == 0 {
-            return Err(invalid(
-                "[socketmap] max_request must be at least 1 byte (default 65536)".to_owned(),
-            ));
-        }
-        let hd = HttpConfig::default();
-        let h = self.http;
-        let http = HttpConfig {
-            listen: h.listen.unwrap_or(hd.listen),
-            max_connections: h.max_connections.unwrap_or(hd.max_connections),
-            idle_timeout: h.idle_timeout.map(|t| t.0).unwrap_or(hd.idle_timeout),
-            lookup_rate: h.lookup_rate.unwrap_or(hd.lookup_rate),
-            lookup_burst: h.lookup_burst.unwrap_or(hd.lookup_burst),
-        };
-        if http.max_connections == 0 || http.idle_timeout.is_zero() {
-            return Err(invalid(
-                "[http] max_connections must be at least 1 and idle_timeout above 0 (defaults 64, \"10s\")".to_owned(),
-            ));
-        }
-        if http.lookup_burst == 0 && http.lookup_rate > 0 {
-            return Err(invalid(
-                "[http] lookup_burst must be at least 1 when lookup_rate is above 0 (default 20)"
-                    .to_owned(),
-            ));
-        }
-        let rd = ResolverConfig::default();
-        let resolver = ResolverConfig {
-            nameservers: self
-                .resolver
-                .nameservers
-                .map(|v| v.into_iter().map(|n| n.0).collect())
-                .unwrap_or(rd.nameservers),
-            ca_file: self.resolver.ca_file,
-            connect_to: self.resolver.connect_to.unwrap_or(rd.connect_to),
-            timeout: self.resolver.timeout.map(|t| t.0).unwrap_or(rd.timeout),
-            dane_require_ad: self.resolver.dane_require_ad.unwrap_or(rd.dane_require_ad),
-        };
-        if let Some(bad) = resolver
-            .connect_to
-            .iter()
-            .find(|c| c.parse::<mta_sts_net::ConnectTo>().is_err())
-        {
-            return Err(invalid(format!(
-                "[resolver] connect_to `{bad}` is not HOST:PORT:ADDR:PORT (e.g. `mta-sts.example.test:443:127.0.0.1:8443`; an empty HOST matches every host)"
-            )));
-        }
-        if resolver.timeout > Duration::from_secs(60) {
-            // RFC 8461 §3.3: senders SHOULD allow at least one minute; above that is pointless
-            // for a daemon Postfix is waiting on.
-            return Err(invalid(
-                "[resolver] timeout must be at most 60s (RFC 8461 §3.3); the default is 10s"
-                    .to_owned(),
-            ));
-        }
-        let cd = CacheConfig::default();
-        let cache = CacheConfig {
-            store: self.cache.store.unwrap_or(cd.store),
-            path: self.cache.path.unwrap_or(cd.path),
-            redis_url: self.cache.redis_url,
-            refresh: self.cache.refresh.map(|t| t.0).unwrap_or(cd.refresh),
-        };
-        if cache.store == StoreKind::Redis && cache.redis_url.is_none() {
-            return Err(invalid(
-                "[cache] store = \"redis\" needs redis_url, e.g. `redis_url = \"redis://127.0.0.1:6379/0\"`"
-                    .to_owned(),
-            ));
-        }
+    /// The checked configuration: each table's defaults applied and its values checked
+    /// together.
+    fn resolve(self) -> Result<Config, Misfit> {
         let defaults = self.defaults.over(&ZoneSettings::default());
         let zones = self
             .zones
             .iter()
             .map(|(name, zone)| (name.clone(), zone.over(&defaults)))
             .collect();
-        let tlsrpt = self.tlsrpt.resolve().map_err(invalid)?;
         Ok(Config {
-            socketmap,
-            http,
-            resolver,
-            cache,
+            socketmap: self.socketmap.resolve()?,
+            http: self.http.resolve()?,
+            resolver: self.resolver.resolve()?,
+            cache: self.cache.resolve()?,
             defaults,
             zones,
-            tlsrpt,
+            tlsrpt: self.tlsrpt.resolve()?,
         })
     }
+}
+
+impl RawSocketmap {
+    fn resolve(self) -> Result<SocketmapConfig, Misfit> {
+        let d = SocketmapConfig::default();
+        let socketmap = SocketmapConfig {
+            listen: self.listen.unwrap_or(d.listen),
+            socket_mode: self.socket_mode.map(|m| m.0).unwrap_or(d.socket_mode),
+            socket_group: self.socket_group.map(|g| g.0.0),
+            idle_timeout: self.idle_timeout.map(|t| t.0).unwrap_or(d.idle_timeout),
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            max_connections_per_peer: self
+                .max_connections_per_peer
+                .unwrap_or(d.max_connections_per_peer),
+            max_request: self.max_request.unwrap_or(d.max_request),
+            max_pipelined: self.max_pipelined.unwrap_or(d.max_pipelined),
+            shutdown_timeout: self
+                .shutdown_timeout
+                .map(|t| t.0)
+                .unwrap_or(d.shutdown_timeout),
+        };
+        let zero = [
+            ("max_connections", socketmap.max_connections),
+            (
+                "max_connections_per_peer",
+                socketmap.max_connections_per_peer,
+            ),
+            ("max_pipelined", socketmap.max_pipelined),
+        ]
+        .into_iter()
+        .find(|(_, v)| *v == 0);
+        if let Some((key, _)) = zero {
+            return Err(Misfit::new(
+                "socketmap",
+                key,
+                "[socketmap] max_connections, max_connections_per_peer and max_pipelined must be at least 1",
+            ));
+        }
+        if socketmap.max_request == 0 {
+            return Err(Misfit::new(
+                "socketmap",
+                "max_request",
+                "[socketmap] max_request must be at least 1 byte (default 65536)",
+            ));
+        }
+        Ok(socketmap)
+    }
+}
+
+impl RawHttp {
+    fn resolve(self) -> Result<HttpConfig, Misfit> {
+        let d = HttpConfig::default();
+        let http = HttpConfig {
+            listen: self.listen.unwrap_or(d.listen),
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            idle_timeout: self.idle_timeout.map(|t| t.0).unwrap_or(d.idle_timeout),
+            lookup_rate: self.lookup_rate.unwrap_or(d.lookup_rate),
+            lookup_burst: self.lookup_burst.unwrap_or(d.lookup_burst),
+        };
+        if http.max_connections == 0 || http.idle_timeout.is_zero() {
+            let key = if http.max_connections == 0 {
+                "max_connections"
+            } else {
+                "idle_timeout"
+            };
+            return Err(Misfit::new(
+                "http",
+                key,
+                "[http] max_connections must be at least 1 and idle_timeout above 0 (defaults 64, \"10s\")",
+            ));
+        }
+        if http.lookup_burst == 0 && http.lookup_rate > 0 {
+            return Err(Misfit::new(
+                "http",
+                "lookup_burst",
+                "[http] lookup_burst must be at least 1 when lookup_rate is above 0 (default 20)",
+            ));
+        }
+        Ok(http)
+    }
+}
+
+impl RawResolver {
+    fn resolve(self) -> Result<ResolverConfig, Misfit> {
+        let d = ResolverConfig::default();
+        let resolver = ResolverConfig {
+            nameservers: self
+                .nameservers
+                .map(|v| v.into_iter().map(|n| n.0).collect())
+                .unwrap_or(d.nameservers),
+            ca_file: self.ca_file,
+            connect_to: self.connect_to.unwrap_or(d.connect_to),
+            timeout: self.timeout.map(|t| t.0).unwrap_or(d.timeout),
+            dane_require_ad: self.dane_require_ad.unwrap_or(d.dane_require_ad),
+        };
+        if let Some(bad) = resolver
+            .connect_to
+            .iter()
+            .find(|c| c.parse::<mta_sts_net::ConnectTo>().is_err())
+        {
+            return Err(Misfit::new(
+                "resolver",
+                "connect_to",
+                format!(
+                    "[resolver] connect_to `{bad}` is not HOST:PORT:ADDR:PORT (e.g. `mta-sts.example.test:443:127.0.0.1:8443`; an empty HOST matches every host)"
+                ),
+            ));
+        }
+        if resolver.timeout > Duration::from_secs(60) {
+            // RFC 8461 §3.3: senders SHOULD allow at least one minute; above that is pointless
+            // for a daemon Postfix is waiting on.
+            return Err(Misfit::new(
+                "resolver",
+                "timeout",
+                "[resolver] timeout must be at most 60s (RFC 8461 §3.3); the default is 10s",
+            ));
+        }
+        Ok(resolver)
+    }
+}
+
+impl RawCache {
+    fn resolve(self) -> Result<CacheConfig, Misfit> {
+        let d = CacheConfig::default();
+        let cache = CacheConfig {
+            store: self.store.unwrap_or(d.store),
+            path: self.path.unwrap_or(d.path),
+            redis_url: self.redis_url,
+            refresh: self.refresh.map(|t| t.0).unwrap_or(d.refresh),
+        };
+        if cache.store == StoreKind::Redis && cache.redis_url.is_none() {
+            return Err(Misfit::new(
+                "cache",
+                "store",
+                "[cache] store = \"redis\" needs redis_url, e.g. `redis_url = \"redis://127.0.0.1:6379/0\"`",
+            ));
+        }
+        Ok(cache)
+    }
+}
+
+/// Values that parse but do not fit together: the table and key to point at, and what is
+/// wrong with the fix. The raw values carry no spans, so the location is found in the text
+/// ([`locate`]).
+#[derive(Debug)]
+struct Misfit {
+    table: &'static str,
+    key: Option<&'static str>,
+    message: String,
+}
+
+impl Misfit {
+    /// At `key` of `[table]`.
+    fn new(table: &'static str, key: &'static str, message: impl Into<String>) -> Misfit {
+        Misfit {
+            table,
+            key: Some(key),
+            message: message.into(),
+        }
+    }
+
+    /// At the header of `[table]`.
+    fn table(table: &'static str, message: impl Into<String>) -> Misfit {
+        Misfit {
+            table,
+            key: None,
+            message: message.into(),
+        }
+    }
+
+    /// The error at the key's line of `text` (else at its table's header, else at the file).
+    fn into_error(self, source: &Source<'_>, text: &str) -> ConfigError {
+        match locate(text, self.table, self.key) {
+            Some(span) => source.err(&span, self.message),
+            None => ConfigError::Invalid {
+                location: source.name().to_owned(),
+                message: self.message,
+            },
+        }
+    }
+}
+
+/// The byte span of the line `key = …` of `[table]` in `text`, else of the `[table]`
+/// header. A line search: a key written as a dotted key or inline table elsewhere is found
+/// by its table header only, or not at all.
+fn locate(text: &str, table: &str, key: Option<&str>) -> Option<std::ops::Range<usize>> {
+    let mut offset = 0;
+    let mut in_table = false;
+    let mut header = None;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        let start = offset + (line.len() - line.trim_start().len());
+        offset += line.len();
+        if let Some(name) = trimmed.strip_prefix('[') {
+            let name = name.trim_start_matches('[').split(']').next().unwrap_or("");
+            in_table = name.trim() == table;
+            if in_table && header.is_none() {
+                header = Some(start..start + trimmed.len());
+            }
+            continue;
+        }
+        if in_table
+            && let Some(key) = key
+            && trimmed
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            return Some(start..start + trimmed.len());
+        }
+    }
+    header
 }
 
 /// A value parsed from a TOML string with [`FromStr`], the error becoming a TOML error
