@@ -310,8 +310,19 @@ async fn import(store: Arc<dyn ReportStore>, args: &ImportArgs, clock: &dyn Cloc
             }
         }
     }
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&result)?)?;
+    print_import(&result, args.json, unverified_mail)?;
+    Ok(if result.refused.is_empty() {
+        exit::OK
+    } else {
+        exit::FAIL
+    })
+}
+
+/// Prints the result of `report import`: JSON, or a line of counts and one line per refused
+/// input and warning; `unverified_mail` mail messages were stored without DKIM verification.
+fn print_import(result: &ImportResult, json: bool, unverified_mail: u64) -> Result<()> {
+    if json {
+        outln!("{}", serde_json::to_string_pretty(result)?)?;
     } else {
         let style = Style::stdout();
         outln!(
@@ -342,11 +353,7 @@ async fn import(store: Arc<dyn ReportStore>, args: &ImportArgs, clock: &dyn Cloc
             );
         }
     }
-    Ok(if result.refused.is_empty() {
-        exit::OK
-    } else {
-        exit::FAIL
-    })
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -644,47 +651,7 @@ async fn send(location: &str, args: &SendArgs, clock: &dyn Clock) -> Result<u8> 
     let outbox = Outbox::open(Path::new(location))
         .with_context(|| "pass --db with a writable SQLite path".to_owned())?;
     if args.log {
-        let entries = outbox.entries()?;
-        let log = outbox.log_entries()?;
-        if args.json {
-            outln!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({"outbox": entries, "log": log}))?
-            )?;
-        } else {
-            for e in &entries {
-                let state = match (e.delivered_at, e.failed_at) {
-                    (Some(t), _) => format!("delivered {}", UtcDateTime::from_unix_seconds(t)),
-                    (_, Some(t)) => format!("failed {}", UtcDateTime::from_unix_seconds(t)),
-                    _ => format!("next {}", UtcDateTime::from_unix_seconds(e.next_attempt)),
-                };
-                outln!(
-                    "outbox {} {} attempts={} {state}{}",
-                    e.report_id,
-                    e.rua,
-                    e.attempts,
-                    e.last_error
-                        .as_deref()
-                        .map(|x| format!(" ({x})"))
-                        .unwrap_or_default()
-                )?;
-            }
-            for l in &log {
-                outln!(
-                    "{} {} {} {} {}{}",
-                    UtcDateTime::from_unix_seconds(l.time),
-                    l.outcome,
-                    l.report_id,
-                    l.policy_domain,
-                    l.rua,
-                    if l.detail.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", l.detail)
-                    }
-                )?;
-            }
-        }
+        print_outbox_log(&outbox, args.json)?;
         return Ok(exit::OK);
     }
     let Some(submitter) = args.submitter.clone() else {
@@ -778,11 +745,63 @@ async fn send(location: &str, args: &SendArgs, clock: &dyn Clock) -> Result<u8> 
         });
     }
     let lines: Vec<SendLine> = lines.into_values().collect();
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&lines)?)?;
+    print_send_lines(&lines, args.json)?;
+    Ok(if failed { exit::FAIL } else { exit::OK })
+}
+
+/// Prints the outbox and the delivery log (`report send --log`): JSON, or one line each.
+fn print_outbox_log(outbox: &mta_sts_report_store::outbox::Outbox, json: bool) -> Result<()> {
+    let entries = outbox.entries()?;
+    let log = outbox.log_entries()?;
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"outbox": entries, "log": log}))?
+        )?;
+    } else {
+        for e in &entries {
+            let state = match (e.delivered_at, e.failed_at) {
+                (Some(t), _) => format!("delivered {}", UtcDateTime::from_unix_seconds(t)),
+                (_, Some(t)) => format!("failed {}", UtcDateTime::from_unix_seconds(t)),
+                _ => format!("next {}", UtcDateTime::from_unix_seconds(e.next_attempt)),
+            };
+            outln!(
+                "outbox {} {} attempts={} {state}{}",
+                e.report_id,
+                e.rua,
+                e.attempts,
+                e.last_error
+                    .as_deref()
+                    .map(|x| format!(" ({x})"))
+                    .unwrap_or_default()
+            )?;
+        }
+        for l in &log {
+            outln!(
+                "{} {} {} {} {}{}",
+                UtcDateTime::from_unix_seconds(l.time),
+                l.outcome,
+                l.report_id,
+                l.policy_domain,
+                l.rua,
+                if l.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", l.detail)
+                }
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints what `report send` generated and delivered: JSON, or one line per report.
+fn print_send_lines(lines: &[SendLine], json: bool) -> Result<()> {
+    if json {
+        outln!("{}", serde_json::to_string_pretty(lines)?)?;
     } else {
         let style = Style::stdout();
-        for l in &lines {
+        for l in lines {
             let counts = match (l.successful, l.failed) {
                 (Some(s), Some(f)) => format!(" {s} ok/{f} failed"),
                 _ => String::new(),
@@ -818,5 +837,5 @@ async fn send(location: &str, args: &SendArgs, clock: &dyn Clock) -> Result<u8> 
             )?;
         }
     }
-    Ok(if failed { exit::FAIL } else { exit::OK })
+    Ok(())
 }

@@ -99,6 +99,8 @@ async fn http_get(daemon: &Daemon, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Longer than our ~120-line rule, on purpose: one daemon's life (start, HTTP API, reload,
+/// shutdown) in order, each step asserting on the state the previous one left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wiring_http_api_reload_and_graceful_shutdown() {
     let world = world();

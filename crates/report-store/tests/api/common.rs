@@ -217,6 +217,9 @@ pub fn expected_totals() -> (Totals, usize) {
 pub const RECEIVED_AT: i64 = 1_700_000_000;
 
 /// The store suite: the same assertions for every back end.
+///
+/// Longer than our ~120-line rule, on purpose: one numbered scenario over one store, each
+/// step asserting on what the steps before it stored.
 pub async fn store_suite(store: Arc<dyn ReportStore>) {
     let sink = ReportSink::new(store.clone(), Limits::default());
     assert_eq!(store.count().await.unwrap(), 0);

@@ -90,6 +90,9 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Longer than our ~120-line rule, on purpose: one events file followed through ingestion,
+/// generation, mail through the relay, re-import into the store, appends and rotation, each
+/// step using the state the previous one left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rfc8460_5_3_mailto_delivery_through_the_relay() {
     let world = World::builder().start();
