@@ -229,8 +229,7 @@ pub async fn check(config: &Config) -> Result<(), DaemonError> {
     }
     Resolver::new(resolver_config(config)?, store, Arc::new(SystemClock))
         .map_err(DaemonError::Resolver)?;
-    crate::tlsrpt::check_files(&config.tlsrpt, &config.resolver)
-        .map_err(|message| DaemonError::Unusable { message })?;
+    crate::tlsrpt::check_files(&config.tlsrpt, &config.resolver)?;
     use crate::socket_path::{SocketKind, SocketPathError, check_stale, group_id};
     for (what, group) in [
         ("[socketmap] socket_group", &config.socketmap.socket_group),
