@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use mta_sts_daemon::app::{self, ConfigSource};
 use mta_sts_daemon::config::{Config, DaneMode, OnFailure, StoreKind, TlsrptConfig, ZoneSettings};
+use mta_sts_report_store::with_causes;
 
 use crate::exit;
 
@@ -44,7 +45,7 @@ pub fn run(args: &DaemonArgs, verbose: u8, quiet: bool) -> anyhow::Result<u8> {
     let config = match source.load() {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("mta-sts daemon: {e}");
+            eprintln!("mta-sts daemon: {}", with_causes(&e));
             return Ok(exit::USAGE);
         }
     };
@@ -57,9 +58,11 @@ pub fn run(args: &DaemonArgs, verbose: u8, quiet: bool) -> anyhow::Result<u8> {
         let checked = runtime.block_on(app::check(&config));
         runtime.shutdown_background();
         if let Err(e) = checked {
+            // As `mta-sts serve --check-config`: FILE: what does not work.
             eprintln!(
-                "mta-sts daemon: invalid configuration in {}: {e}",
-                source.path().display()
+                "mta-sts daemon: {}: {}",
+                source.path().display(),
+                with_causes(&e)
             );
             return Ok(exit::USAGE);
         }
@@ -78,6 +81,7 @@ pub fn run(args: &DaemonArgs, verbose: u8, quiet: bool) -> anyhow::Result<u8> {
     match result {
         Ok(()) => Ok(exit::OK),
         Err(e) => {
+            let e = with_causes(&e);
             tracing::error!("{e}");
             eprintln!("mta-sts daemon: {e}");
             Ok(exit::FAIL)

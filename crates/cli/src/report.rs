@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use mta_sts_net::{Clock, SystemClock};
 use mta_sts_report_store::{
     DaySummary, InputOutcome, Inserted, Limits, ReportSink, ReportStore, StoreError, SummaryFilter,
     html, mailbox, open_existing_store, open_store,
@@ -132,7 +133,12 @@ fn default_db() -> PathBuf {
 }
 
 /// Runs the command and returns its exit code.
+///
+/// The binary is where the clock is chosen: the system clock here, read by the commands
+/// that need the time (`import`'s DKIM expiry and import stamp, `send`'s report day), each
+/// overridable with the hidden `--now` for tests and replays.
 pub fn run(args: &ReportArgs) -> Result<u8> {
+    let clock = SystemClock;
     let location = args
         .db
         .clone()
@@ -142,7 +148,7 @@ pub fn run(args: &ReportArgs) -> Result<u8> {
         .build()
         .context("cannot start the async runtime")?;
     if let ReportCommand::Send(a) = &args.command {
-        return runtime.block_on(send(&location, a));
+        return runtime.block_on(send(&location, a, &clock));
     }
     // Usage errors come before the database is looked for.
     if let ReportCommand::Summary(SummaryArgs {
@@ -170,7 +176,7 @@ pub fn run(args: &ReportArgs) -> Result<u8> {
             })?
         };
         match &args.command {
-            ReportCommand::Import(a) => import(store, a).await,
+            ReportCommand::Import(a) => import(store, a, &clock).await,
             ReportCommand::Summary(a) => summary(store, a).await,
             ReportCommand::Show(a) => show(store, a).await,
             ReportCommand::Send(_) => Ok(exit::USAGE),
@@ -207,7 +213,7 @@ struct Warning {
     reason: String,
 }
 
-async fn import(store: Arc<dyn ReportStore>, args: &ImportArgs) -> Result<u8> {
+async fn import(store: Arc<dyn ReportStore>, args: &ImportArgs, clock: &dyn Clock) -> Result<u8> {
     use mta_sts_net::dns::{Dns, DnsConfig};
     use mta_sts_report_store::dkim_dns::DkimVerifier;
     use mta_sts_report_store::import::{DkimCheck, DkimStatus, MailImporter};
@@ -231,12 +237,7 @@ async fn import(store: Arc<dyn ReportStore>, args: &ImportArgs) -> Result<u8> {
         ))
     };
     let importer = MailImporter::new(sink, dkim);
-    let now = args.now.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    });
+    let now = args.now.unwrap_or_else(|| clock.now());
     let mut result = ImportResult {
         dkim: if args.no_dkim { "skip" } else { "verify" },
         ..ImportResult::default()
@@ -309,8 +310,19 @@ async fn import(store: Arc<dyn ReportStore>, args: &ImportArgs) -> Result<u8> {
             }
         }
     }
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&result)?)?;
+    print_import(&result, args.json, unverified_mail)?;
+    Ok(if result.refused.is_empty() {
+        exit::OK
+    } else {
+        exit::FAIL
+    })
+}
+
+/// Prints the result of `report import`: JSON, or a line of counts and one line per refused
+/// input and warning; `unverified_mail` mail messages were stored without DKIM verification.
+fn print_import(result: &ImportResult, json: bool, unverified_mail: u64) -> Result<()> {
+    if json {
+        outln!("{}", serde_json::to_string_pretty(result)?)?;
     } else {
         let style = Style::stdout();
         outln!(
@@ -341,11 +353,7 @@ async fn import(store: Arc<dyn ReportStore>, args: &ImportArgs) -> Result<u8> {
             );
         }
     }
-    Ok(if result.refused.is_empty() {
-        exit::OK
-    } else {
-        exit::FAIL
-    })
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -601,12 +609,10 @@ struct SendDelivery {
     detail: String,
 }
 
-fn parse_now(text: Option<&str>) -> Result<i64> {
+/// `--now` (Unix seconds or an RFC 3339 time), else the clock.
+fn parse_now(text: Option<&str>, clock: &dyn Clock) -> Result<i64> {
     match text {
-        None => Ok(std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-            .unwrap_or(0)),
+        None => Ok(i64::try_from(clock.now()).unwrap_or(i64::MAX)),
         Some(t) => match t.parse::<i64>() {
             Ok(secs) => Ok(secs),
             Err(_) => Ok(UtcDateTime::parse(t)
@@ -634,7 +640,7 @@ fn setup_error(error: mta_sts_report_store::sending::SetupError) -> anyhow::Erro
     }
 }
 
-async fn send(location: &str, args: &SendArgs) -> Result<u8> {
+async fn send(location: &str, args: &SendArgs, clock: &dyn Clock) -> Result<u8> {
     use mta_sts_report_store::outbox::{AttemptResult, Outbox};
     use mta_sts_report_store::sending::{DkimKeyFile, SenderSettings};
     use std::collections::BTreeMap;
@@ -645,47 +651,7 @@ async fn send(location: &str, args: &SendArgs) -> Result<u8> {
     let outbox = Outbox::open(Path::new(location))
         .with_context(|| "pass --db with a writable SQLite path".to_owned())?;
     if args.log {
-        let entries = outbox.entries()?;
-        let log = outbox.log_entries()?;
-        if args.json {
-            outln!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({"outbox": entries, "log": log}))?
-            )?;
-        } else {
-            for e in &entries {
-                let state = match (e.delivered_at, e.failed_at) {
-                    (Some(t), _) => format!("delivered {}", UtcDateTime::from_unix_seconds(t)),
-                    (_, Some(t)) => format!("failed {}", UtcDateTime::from_unix_seconds(t)),
-                    _ => format!("next {}", UtcDateTime::from_unix_seconds(e.next_attempt)),
-                };
-                outln!(
-                    "outbox {} {} attempts={} {state}{}",
-                    e.report_id,
-                    e.rua,
-                    e.attempts,
-                    e.last_error
-                        .as_deref()
-                        .map(|x| format!(" ({x})"))
-                        .unwrap_or_default()
-                )?;
-            }
-            for l in &log {
-                outln!(
-                    "{} {} {} {} {}{}",
-                    UtcDateTime::from_unix_seconds(l.time),
-                    l.outcome,
-                    l.report_id,
-                    l.policy_domain,
-                    l.rua,
-                    if l.detail.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", l.detail)
-                    }
-                )?;
-            }
-        }
+        print_outbox_log(&outbox, args.json)?;
         return Ok(exit::OK);
     }
     let Some(submitter) = args.submitter.clone() else {
@@ -696,7 +662,7 @@ async fn send(location: &str, args: &SendArgs) -> Result<u8> {
     {
         bail!("--day `{day}` is not YYYY-MM-DD");
     }
-    let now = parse_now(args.now.as_deref())?;
+    let now = parse_now(args.now.as_deref(), clock)?;
     let settings = SenderSettings {
         from: args.from.clone(),
         organization: args.org.clone(),
@@ -779,11 +745,63 @@ async fn send(location: &str, args: &SendArgs) -> Result<u8> {
         });
     }
     let lines: Vec<SendLine> = lines.into_values().collect();
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&lines)?)?;
+    print_send_lines(&lines, args.json)?;
+    Ok(if failed { exit::FAIL } else { exit::OK })
+}
+
+/// Prints the outbox and the delivery log (`report send --log`): JSON, or one line each.
+fn print_outbox_log(outbox: &mta_sts_report_store::outbox::Outbox, json: bool) -> Result<()> {
+    let entries = outbox.entries()?;
+    let log = outbox.log_entries()?;
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"outbox": entries, "log": log}))?
+        )?;
+    } else {
+        for e in &entries {
+            let state = match (e.delivered_at, e.failed_at) {
+                (Some(t), _) => format!("delivered {}", UtcDateTime::from_unix_seconds(t)),
+                (_, Some(t)) => format!("failed {}", UtcDateTime::from_unix_seconds(t)),
+                _ => format!("next {}", UtcDateTime::from_unix_seconds(e.next_attempt)),
+            };
+            outln!(
+                "outbox {} {} attempts={} {state}{}",
+                e.report_id,
+                e.rua,
+                e.attempts,
+                e.last_error
+                    .as_deref()
+                    .map(|x| format!(" ({x})"))
+                    .unwrap_or_default()
+            )?;
+        }
+        for l in &log {
+            outln!(
+                "{} {} {} {} {}{}",
+                UtcDateTime::from_unix_seconds(l.time),
+                l.outcome,
+                l.report_id,
+                l.policy_domain,
+                l.rua,
+                if l.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", l.detail)
+                }
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints what `report send` generated and delivered: JSON, or one line per report.
+fn print_send_lines(lines: &[SendLine], json: bool) -> Result<()> {
+    if json {
+        outln!("{}", serde_json::to_string_pretty(lines)?)?;
     } else {
         let style = Style::stdout();
-        for l in &lines {
+        for l in lines {
             let counts = match (l.successful, l.failed) {
                 (Some(s), Some(f)) => format!(" {s} ok/{f} failed"),
                 _ => String::new(),
@@ -819,5 +837,5 @@ async fn send(location: &str, args: &SendArgs) -> Result<u8> {
             )?;
         }
     }
-    Ok(if failed { exit::FAIL } else { exit::OK })
+    Ok(())
 }

@@ -11,7 +11,8 @@ use crate::ConfigError;
 /// The keys a configuration file takes, table by table, for the unknown-key error.
 #[derive(Debug, Clone, Copy)]
 pub struct Schema {
-    /// Every key by table (`""`: the top level; the top level's tables are not listed).
+    /// Every key by table (`""`: the top level; the top level's tables are not listed;
+    /// `"name.*"`: every `[name.<anything>]`).
     pub sections: &'static [(&'static str, &'static [&'static str])],
     /// The tables of the top level as written, e.g. `"[default], [[domain]]"`.
     pub tables: &'static str,
@@ -119,24 +120,36 @@ impl<'a> Source<'a> {
         let keys = schema
             .sections
             .iter()
-            .find(|(name, _)| *name == section)
+            .find(|(name, _)| section_matches(name, section))
             .map_or(&[][..], |(_, keys)| keys);
-        let (place, tables) = if section.is_empty() {
-            (
-                "at the top level".to_string(),
-                format!(", and the tables {}", schema.tables),
-            )
-        } else {
-            (format!("in [{section}]"), String::new())
+        let takes = match (section.is_empty(), keys.is_empty()) {
+            (false, _) => format!("in [{section}]: the keys there are {}", keys.join(", ")),
+            // A file whose top level holds tables only (daemon.toml).
+            (true, true) => format!("at the top level: the tables are {}", schema.tables),
+            (true, false) => format!(
+                "at the top level: the keys there are {}, and the tables {}",
+                keys.join(", "),
+                schema.tables
+            ),
         };
         self.err(
             &span,
             format!(
-                "unknown key `{key}` {place}: the keys there are {}{tables} ({} describes each)",
-                keys.join(", "),
+                "unknown key `{key}` {takes} ({} describes each)",
                 schema.described_in
             ),
         )
+    }
+}
+
+/// Whether the schema's table `name` is `section`; `"zones.*"` stands for every
+/// `[zones.<name>]`.
+fn section_matches(name: &str, section: &str) -> bool {
+    match name.strip_suffix(".*") {
+        Some(parent) => section
+            .strip_prefix(parent)
+            .is_some_and(|rest| rest.starts_with('.') && rest.len() > 1),
+        None => name == section,
     }
 }
 
@@ -149,10 +162,21 @@ fn unknown_key(message: &str) -> Option<&str> {
 }
 
 /// The table a byte offset of `text` is in: the name of the last `[name]` or `[[name]]`
-/// header before it, `""` for the top level.
+/// header before it, `""` for the top level. An offset inside a header (an unknown table
+/// `[name]`) is in the table above it: `""` for `[name]`, `a` for `[a.name]`.
 fn section_at(text: &str, offset: usize) -> &str {
     let before = text.get(..offset.min(text.len())).unwrap_or(text);
-    before
+    let line_start = before.rfind('\n').map_or(0, |nl| nl + 1);
+    if before[line_start..].trim_start().starts_with('[') {
+        let rest = text.get(line_start..).unwrap_or("");
+        let header = rest.lines().next().unwrap_or("").trim();
+        let name = header.trim_start_matches('[');
+        let name = name.split(']').next().unwrap_or("").trim();
+        return name
+            .rsplit_once('.')
+            .map_or("", |(parent, _)| parent.trim());
+    }
+    before[..line_start]
         .lines()
         .filter_map(|line| {
             let line = line.trim();
@@ -175,5 +199,10 @@ mod tests {
         assert_eq!(s.line(&(9..10)), "/etc/x.toml:2");
         assert_eq!(s.path(Path::new("r.db")), PathBuf::from("/etc/r.db"));
         assert_eq!(section_at("[a]\nx=1\n[[b]]\ny=2\n", 16), "b");
+        assert_eq!(section_at("[a]\nx=1\n[bogus]\n", 10), "");
+        assert_eq!(section_at("[a]\nx=1\n[a.bogus]\n", 10), "a");
+        assert!(section_matches("zones.*", "zones.strict"));
+        assert!(!section_matches("zones.*", "zones"));
+        assert!(section_matches("cache", "cache"));
     }
 }

@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use mta_sts_net::{Clock, ConnectTo, SystemClock};
+use mta_sts_report_store::with_causes;
 use mta_sts_resolver::Resolver;
 use mta_sts_resolver::store::{MemoryStore, RedisOptions, RedisStore, SqliteStore, Store};
 use tokio::sync::watch;
@@ -53,12 +54,38 @@ pub enum DaemonError {
     /// The configuration does not load.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The policy store cannot be opened.
-    #[error("cannot open the {kind} policy store: {message}")]
+    /// The policy store cannot be opened; the store's error is the source.
+    #[error("cannot open the {kind} policy store")]
     Store {
         /// `sqlite`, `redis`.
         kind: &'static str,
         /// Why.
+        #[source]
+        source: mta_sts_resolver::store::StoreError,
+    },
+    /// The SQLite policy store's path names a directory (`[cache] path`).
+    #[error("cannot open the sqlite policy store: {}: is a directory, not a database file", .path.display())]
+    StoreIsDirectory {
+        /// `[cache] path`.
+        path: PathBuf,
+    },
+    /// The directory of the SQLite policy store takes no new files (SQLite's journal needs
+    /// them); the I/O error is the source.
+    #[error("cannot open the sqlite policy store: {}: cannot create files in {}", .path.display(), .dir.display())]
+    StoreDirNotWritable {
+        /// `[cache] path`.
+        path: PathBuf,
+        /// Its directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A configured file, group or socket path does not work (what
+    /// [`check`] adds to parsing); the message names the key and the fix.
+    #[error("{message}")]
+    Unusable {
+        /// What is wrong, with the key.
         message: String,
     },
     /// The resolver cannot be set up (DNS configuration, CA file).
@@ -160,20 +187,20 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, DaemonError> 
             Arc::new(
                 SqliteStore::open(&cache.path)
                     .await
-                    .map_err(|e| DaemonError::Store {
+                    .map_err(|source| DaemonError::Store {
                         kind: "sqlite",
-                        message: e.to_string(),
+                        source,
                     })?,
             )
         }
         StoreKind::Redis => {
             let url = cache.redis_url.clone().unwrap_or_default();
-            Arc::new(
-                RedisStore::new(RedisOptions::new(url)).map_err(|e| DaemonError::Store {
+            Arc::new(RedisStore::new(RedisOptions::new(url)).map_err(|source| {
+                DaemonError::Store {
                     kind: "redis",
-                    message: e.to_string(),
-                })?,
-            )
+                    source,
+                }
+            })?)
         }
     })
 }
@@ -191,12 +218,8 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, DaemonError> 
 /// - every `socket_group` names a group of `/etc/group` (or is a number).
 pub async fn check(config: &Config) -> Result<(), DaemonError> {
     if config.cache.store == StoreKind::Sqlite && config.cache.path.is_dir() {
-        return Err(DaemonError::Store {
-            kind: "sqlite",
-            message: format!(
-                "{}: is a directory, not a database file",
-                config.cache.path.display()
-            ),
+        return Err(DaemonError::StoreIsDirectory {
+            path: config.cache.path.clone(),
         });
     }
     // Opening creates the directory and the file, as the start does.
@@ -206,23 +229,15 @@ pub async fn check(config: &Config) -> Result<(), DaemonError> {
     }
     Resolver::new(resolver_config(config)?, store, Arc::new(SystemClock))
         .map_err(DaemonError::Resolver)?;
-    crate::tlsrpt::check_files(&config.tlsrpt, &config.resolver).map_err(|message| {
-        DaemonError::Config(ConfigError::Invalid {
-            path: None,
-            message,
-        })
-    })?;
+    crate::tlsrpt::check_files(&config.tlsrpt, &config.resolver)?;
     use crate::socket_path::{SocketKind, SocketPathError, check_stale, group_id};
     for (what, group) in [
         ("[socketmap] socket_group", &config.socketmap.socket_group),
         ("[tlsrpt] socket_group", &config.tlsrpt.socket_group),
     ] {
         if let Some(group) = group {
-            group_id(group).map_err(|message| {
-                DaemonError::Config(ConfigError::Invalid {
-                    path: None,
-                    message: format!("{what}: {message}"),
-                })
+            group_id(group).map_err(|message| DaemonError::Unusable {
+                message: format!("{what}: {message}"),
             })?;
         }
     }
@@ -239,11 +254,8 @@ pub async fn check(config: &Config) -> Result<(), DaemonError> {
         paths.push(("[tlsrpt] socket", path.as_path(), SocketKind::Datagram));
     }
     for (what, path, kind) in paths {
-        let invalid = |message: String| {
-            DaemonError::Config(ConfigError::Invalid {
-                path: None,
-                message: format!("{what} {}: {message}", path.display()),
-            })
+        let invalid = |message: String| DaemonError::Unusable {
+            message: format!("{what} {}: {message}", path.display()),
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
             && !parent.is_dir()
@@ -265,10 +277,6 @@ pub async fn check(config: &Config) -> Result<(), DaemonError> {
 
 /// The SQLite store needs its directory writable (journal files), not only the file.
 fn check_writable_dir(db: &Path) -> Result<(), DaemonError> {
-    let fail = |message: String| DaemonError::Store {
-        kind: "sqlite",
-        message: format!("{}: {message}", db.display()),
-    };
     let dir = match db.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(dir) => dir,
         None => Path::new("."),
@@ -283,10 +291,11 @@ fn check_writable_dir(db: &Path) -> Result<(), DaemonError> {
             let _ = std::fs::remove_file(&probe);
             Ok(())
         }
-        Err(e) => Err(fail(format!(
-            "cannot create files in {}: {e}",
-            dir.display()
-        ))),
+        Err(source) => Err(DaemonError::StoreDirNotWritable {
+            path: db.to_path_buf(),
+            dir: dir.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -669,12 +678,12 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
                 match source.load() {
                     Ok(config) => {
                         if let Err(e) = daemon.reload(config).await {
-                            tracing::error!("reload refused, the old configuration stays: {e}");
+                            tracing::error!("reload refused, the old configuration stays: {}", with_causes(&e));
                         }
                     }
                     Err(e) => {
                         bump(&daemon.core.metrics.reloads_error);
-                        tracing::error!("reload refused, the old configuration stays: {e}");
+                        tracing::error!("reload refused, the old configuration stays: {}", with_causes(&e));
                     }
                 }
                 notify::notify(&["READY=1", "STATUS=serving"]);

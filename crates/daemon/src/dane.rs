@@ -238,16 +238,21 @@ fn usable_tlsa(data: &RData) -> bool {
     }
 }
 
+/// A DNS message id that an off-path attacker cannot guess (RFC 5452 §9.2): from the
+/// system's random source, not from the clock (which is no entropy, and is the injected
+/// clock's business only where rules depend on time).
 fn rand_id() -> u16 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or_default(),
-    );
-    h.finish() as u16
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut id = [0u8; 2];
+    if SystemRandom::new().fill(&mut id).is_err() {
+        // The OS random source failed: a hash with this process's random keys still
+        // differs per query and is not predictable from outside.
+        use std::hash::{BuildHasher, Hasher};
+        return std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish() as u16;
+    }
+    u16::from_be_bytes(id)
 }
 
 async fn udp_exchange(server: SocketAddr, query: &[u8]) -> std::io::Result<Message> {

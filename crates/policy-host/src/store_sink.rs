@@ -63,19 +63,12 @@ impl StoreSink {
                         tokio::time::timeout(STORE_OPEN_TIMEOUT, open_store(&location)).await
                     })
                 });
-                let failed = |reason: String| StoreError::Open {
-                    location: shown_location(&self.location),
-                    reason,
+                let failed = |cause: Box<dyn std::error::Error + Send + Sync>| {
+                    StoreError::open(shown_location(&self.location), cause)
                 };
-                let store = open
-                    .await
-                    .map_err(|e| failed(e.to_string()))?
-                    .map_err(|_| {
-                        failed(format!(
-                            "no answer within {} s",
-                            STORE_OPEN_TIMEOUT.as_secs()
-                        ))
-                    })??;
+                let store = open.await.map_err(|e| failed(e.into()))?.map_err(|_| {
+                    failed(format!("no answer within {} s", STORE_OPEN_TIMEOUT.as_secs()).into())
+                })??;
                 Ok(mta_sts_report_store::ReportSink::new(store, self.limits))
             })
             .await
@@ -92,9 +85,18 @@ impl ReportSink for StoreSink {
                 .clone();
             let json = report.json.clone();
             let source = report.source();
+            let received_at = report
+                .received
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
             let handle = tokio::runtime::Handle::current();
             let outcome = tokio::task::spawn_blocking(move || {
-                handle.block_on(sink.accept(&json, Some("application/tlsrpt+json"), &source))
+                handle.block_on(sink.accept(
+                    &json,
+                    Some("application/tlsrpt+json"),
+                    &source,
+                    received_at,
+                ))
             })
             .await
             .map_err(|e| SinkError::Store(Box::new(e)))?

@@ -198,7 +198,7 @@ async fn summary(m: u64) -> Result<(), Error> {
                 }
             })
             .collect();
-        store.insert_batch(&batch, "bench").await?;
+        store.insert_batch(&batch, "bench", 1_700_000_000).await?;
         i += batch_size;
     }
     let load = start.elapsed().as_secs_f64();

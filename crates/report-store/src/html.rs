@@ -67,7 +67,14 @@ pub fn render(summary: &[DaySummary], title: &str, generated: &str) -> String {
         return html;
     }
 
-    // Chart: x = day index, y = success rate 0–100 %.
+    chart(&mut html, &days, &by_domain);
+    table(&mut html, summary);
+    html.push_str("</body>\n</html>\n");
+    html
+}
+
+/// The SVG chart: x = day index, y = success rate 0–100 %, one line per policy domain.
+fn chart(html: &mut String, days: &[&str], by_domain: &BTreeMap<&str, Vec<&DaySummary>>) {
     let (w, h, left, right, top, bottom) = (900.0_f64, 320.0_f64, 50.0, 20.0, 20.0, 60.0);
     let plot_w = w - left - right;
     let plot_h = h - top - bottom;
@@ -161,7 +168,10 @@ pub fn render(summary: &[DaySummary], title: &str, generated: &str) -> String {
         );
     }
     html.push_str("</svg>\n");
+}
 
+/// The table: one row per policy domain and day.
+fn table(html: &mut String, summary: &[DaySummary]) {
     html.push_str(
         "<h2>Per policy domain and day</h2>\n<table>\n<tr><th>Policy domain</th><th>Day (UTC)</th>\
          <th>Reports</th><th>Successful</th><th>Failed</th><th>Success rate</th>\
@@ -186,6 +196,5 @@ pub fn render(summary: &[DaySummary], title: &str, generated: &str) -> String {
             breakdown(&d.failures_by_mx),
         );
     }
-    html.push_str("</table>\n</body>\n</html>\n");
-    html
+    html.push_str("</table>\n");
 }

@@ -77,8 +77,9 @@ impl MailImporter {
         &self.sink
     }
 
-    /// Imports one input labelled `source`; `now` (Unix seconds) is compared with `x=`.
-    /// `Err` only when the store fails.
+    /// Imports one input labelled `source`; `now` (Unix seconds, from the caller's clock) is
+    /// compared with `x=` and stored as the reports' import time. `Err` only when the store
+    /// fails.
     pub async fn import(
         &self,
         bytes: &[u8],
@@ -129,7 +130,11 @@ impl MailImporter {
         };
         // DKIM was verified on the bytes as received; the prepared ones only differ by
         // close delimiters appended to an unterminated MIME message.
-        let outcome = self.sink.accept(&prepared, None, source).await?;
+        let received_at = i64::try_from(now).unwrap_or(i64::MAX);
+        let outcome = self
+            .sink
+            .accept(&prepared, None, source, received_at)
+            .await?;
         Ok(Imported {
             outcome,
             dkim,

@@ -70,12 +70,22 @@ pub enum IntakeError {
         /// The limit.
         limit: usize,
     },
-    /// A gzip stream is corrupt or truncated.
-    #[error("corrupt gzip data: {0}")]
-    Gzip(String),
-    /// A zip archive is corrupt, or declares impossible sizes.
-    #[error("corrupt or unsupported zip archive: {0}")]
-    Zip(String),
+    /// A gzip stream is corrupt or truncated; the decoder's error is the source.
+    #[error("corrupt gzip data")]
+    Gzip(#[source] std::io::Error),
+    /// A part declared as gzip (RFC 8460 §5.3 `application/tlsrpt+gzip`) is not gzip.
+    #[error(
+        "corrupt gzip data: {origin} is declared as gzip but does not start with the gzip magic bytes 1f 8b"
+    )]
+    NotGzip {
+        /// Where the part came from (e.g. `MIME part 2`).
+        origin: String,
+    },
+    /// A zip archive is corrupt, unsupported, or declares impossible sizes, or an entry
+    /// does not read (corrupt data, a checksum mismatch: [`zip::result::ZipError::Io`]); the
+    /// zip reader's error is the source.
+    #[error("corrupt or unsupported zip archive")]
+    Zip(#[source] zip::result::ZipError),
     /// Neither JSON, gzip, zip nor a message with a TLS-RPT part.
     #[error(
         "no TLS-RPT report found: expected JSON, gzip, zip, or an e-mail with an application/tlsrpt+gzip or application/tlsrpt+json part"
@@ -158,7 +168,7 @@ pub fn gunzip_capped(bytes: &[u8], limit: usize) -> Result<Vec<u8>, IntakeError>
         if is_too_large(&e) {
             IntakeError::ReportTooLarge { limit }
         } else {
-            IntakeError::Gzip(e.to_string())
+            IntakeError::Gzip(e)
         }
     })
 }
@@ -236,9 +246,7 @@ fn payload(
     } else if bytes.starts_with(ZIP_MAGIC) {
         unzip(bytes, &origin, limits, out)?;
     } else if declared_gzip && !looks_like_json(bytes) {
-        return Err(IntakeError::Gzip(format!(
-            "{origin} is declared as gzip but does not start with the gzip magic bytes 1f 8b"
-        )));
+        return Err(IntakeError::NotGzip { origin });
     } else {
         if bytes.len() > limits.max_report_bytes {
             return Err(IntakeError::ReportTooLarge {
@@ -259,17 +267,15 @@ fn unzip(
     out: &mut Vec<ParsedReport>,
 ) -> Result<(), IntakeError> {
     let limit = limits.max_report_bytes;
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| IntakeError::Zip(e.to_string()))?;
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(IntakeError::Zip)?;
     for index in 0..archive.len() {
         if out.len() >= limits.max_reports_per_input {
             return Err(IntakeError::TooManyReports {
                 limit: limits.max_reports_per_input,
             });
         }
-        let entry = archive
-            .by_index(index)
-            .map_err(|e| IntakeError::Zip(e.to_string()))?;
+        let entry = archive.by_index(index).map_err(IntakeError::Zip)?;
         if entry.is_dir() {
             continue;
         }
@@ -286,7 +292,7 @@ fn unzip(
             if is_too_large(&e) {
                 IntakeError::ReportTooLarge { limit }
             } else {
-                IntakeError::Zip(e.to_string())
+                IntakeError::Zip(zip::result::ZipError::Io(e))
             }
         })?;
         let entry_origin = format!("{origin}, zip entry \"{name}\"");

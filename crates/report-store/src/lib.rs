@@ -32,7 +32,8 @@
 //!   {"start-datetime":"2023-01-01T00:00:00Z","end-datetime":"2023-01-02T00:00:00Z"},
 //!   "policies":[{"policy":{"policy-type":"sts","policy-domain":"example.com"},
 //!   "summary":{"total-successful-session-count":9,"total-failure-session-count":1}}]}"#;
-//! let outcome = sink.accept(json, Some("application/tlsrpt+json"), "http").await?;
+//! let received_at = 1_672_617_600; // from the caller's clock
+//! let outcome = sink.accept(json, Some("application/tlsrpt+json"), "http", received_at).await?;
 //! assert!(matches!(outcome, InputOutcome::Accepted { .. }));
 //! let summary = store.summary(&SummaryFilter::default()).await?;
 //! assert_eq!((summary[0].day.as_str(), summary[0].successful, summary[0].failed), ("2023-01-01", 9, 1));
@@ -118,12 +119,18 @@ pub async fn open_existing_store(
 ///     "cannot store the report: database is locked"
 /// );
 /// ```
+///
+/// A cause whose message the text already ends with (an error that both prints its source
+/// and returns it, as some dependencies' errors do) is not repeated.
 pub fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let said = cause.to_string();
+        if !text.ends_with(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         source = cause.source();
     }
     text

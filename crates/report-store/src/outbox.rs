@@ -137,15 +137,14 @@ fn entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
 impl Outbox {
     /// Opens (creating) the tables in the SQLite file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let open_err = |reason: String| StoreError::Open {
-            location: path.display().to_string(),
-            reason,
+        let open_err = |cause: Box<dyn std::error::Error + Send + Sync>| {
+            StoreError::open(path.display().to_string(), cause)
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| open_err(e.to_string()))?;
+            std::fs::create_dir_all(parent).map_err(|e| open_err(e.into()))?;
         }
-        let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
-        Self::init(conn).map_err(|e| open_err(e.to_string()))
+        let conn = Connection::open(path).map_err(|e| open_err(e.into()))?;
+        Self::init(conn).map_err(|e| open_err(e.into()))
     }
 
     /// An in-memory outbox (tests).

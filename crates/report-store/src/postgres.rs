@@ -96,22 +96,20 @@ impl PostgresStore {
     /// also work) and creates the tables if needed. Connections are plain TCP or UNIX sockets
     /// (no TLS yet: keep the database on a private network or loopback).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let open_err = |reason: String| StoreError::Open {
-            location: redact(url),
-            reason,
-        };
+        let open_err =
+            |cause: Box<dyn std::error::Error + Send + Sync>| StoreError::open(redact(url), cause);
         let cfg = Config {
             url: Some(url.to_owned()),
             ..Config::default()
         };
         let pool = cfg
             .create_pool(Some(Runtime::Tokio1), NoTls)
-            .map_err(|e| open_err(e.to_string()))?;
-        let client = pool.get().await.map_err(|e| open_err(e.to_string()))?;
+            .map_err(|e| open_err(e.into()))?;
+        let client = pool.get().await.map_err(|e| open_err(e.into()))?;
         client
             .batch_execute(SCHEMA)
             .await
-            .map_err(|e| open_err(e.to_string()))?;
+            .map_err(|e| open_err(e.into()))?;
         Ok(PostgresStore { pool })
     }
 
@@ -217,18 +215,17 @@ impl PostgresStore {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 #[async_trait::async_trait]
 impl ReportStore for PostgresStore {
-    async fn insert(&self, report: &ParsedReport, source: &str) -> Result<Inserted, StoreError> {
+    async fn insert(
+        &self,
+        report: &ParsedReport,
+        source: &str,
+        received_at: i64,
+    ) -> Result<Inserted, StoreError> {
         let mut client = self.pool.get().await.map_err(db)?;
         let tx = client.transaction().await.map_err(db)?;
-        let out = Self::insert_in(&tx, report, source, now()).await?;
+        let out = Self::insert_in(&tx, report, source, received_at).await?;
         tx.commit().await.map_err(db)?;
         Ok(out)
     }
@@ -237,13 +234,13 @@ impl ReportStore for PostgresStore {
         &self,
         reports: &[ParsedReport],
         source: &str,
+        received_at: i64,
     ) -> Result<Vec<Inserted>, StoreError> {
         let mut client = self.pool.get().await.map_err(db)?;
         let tx = client.transaction().await.map_err(db)?;
-        let at = now();
         let mut out = Vec::with_capacity(reports.len());
         for r in reports {
-            out.push(Self::insert_in(&tx, r, source, at).await?);
+            out.push(Self::insert_in(&tx, r, source, received_at).await?);
         }
         tx.commit().await.map_err(db)?;
         Ok(out)

@@ -72,7 +72,8 @@ impl ReportSink {
     }
 
     /// Parses `bytes` (JSON, gzip, zip or an e-mail; `media_type` is the declared
-    /// `Content-Type`, if any) and stores every report in it.
+    /// `Content-Type`, if any) and stores every report in it, received at `received_at`
+    /// (seconds since the Unix epoch, read by the caller from its clock).
     ///
     /// A bad input is refused whole ([`InputOutcome::Refused`]) and nothing of it is stored;
     /// each report is stored in its own transaction, so earlier reports are never affected.
@@ -82,11 +83,12 @@ impl ReportSink {
         bytes: &[u8],
         media_type: Option<&str>,
         source: &str,
+        received_at: i64,
     ) -> Result<InputOutcome, SinkError> {
         let reports = match parse_input(bytes, media_type, &self.limits) {
             Ok(r) => r,
             Err(e) => {
-                tracing::info!(source, error = %e, "TLS-RPT input refused");
+                tracing::info!(source, error = %describe(&e), "TLS-RPT input refused");
                 return Ok(InputOutcome::Refused {
                     reason: describe(&e),
                 });
@@ -94,7 +96,7 @@ impl ReportSink {
         };
         let mut accepted = Vec::with_capacity(reports.len());
         for parsed in &reports {
-            let stored = self.store.insert(parsed, source).await?;
+            let stored = self.store.insert(parsed, source, received_at).await?;
             tracing::debug!(source, report_id = %parsed.report.report_id, ?stored, "TLS-RPT report");
             accepted.push(AcceptedReport {
                 organization: parsed.report.organization_name.clone(),
@@ -106,7 +108,8 @@ impl ReportSink {
     }
 }
 
-/// The refusal sentence for an intake error.
+/// The refusal sentence for an intake error, with its causes (a decoder's words for a
+/// corrupt gzip or zip input).
 fn describe(e: &IntakeError) -> String {
-    e.to_string()
+    crate::with_causes(e)
 }

@@ -76,25 +76,23 @@ fn db(e: rusqlite::Error) -> StoreError {
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`, and its parent directory.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let open_err = |reason: String| StoreError::Open {
-            location: path.display().to_string(),
-            reason,
+        let open_err = |cause: Box<dyn std::error::Error + Send + Sync>| {
+            StoreError::open(path.display().to_string(), cause)
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| open_err(e.to_string()))?;
+            std::fs::create_dir_all(parent).map_err(|e| open_err(e.into()))?;
         }
-        let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        let conn = Connection::open(path).map_err(|e| open_err(e.into()))?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| open_err(e.to_string()))?;
-        Self::init(conn).map_err(|e| open_err(e.to_string()))
+            .map_err(|e| open_err(e.into()))?;
+        Self::init(conn).map_err(|e| open_err(e.into()))
     }
 
     /// Opens the existing database file at `path`, for commands that only read: a missing
     /// file is [`StoreError::Missing`], and neither it nor its directory is created.
     pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
-        let open_err = |reason: String| StoreError::Open {
-            location: path.display().to_string(),
-            reason,
+        let open_err = |cause: Box<dyn std::error::Error + Send + Sync>| {
+            StoreError::open(path.display().to_string(), cause)
         };
         if !path.exists() {
             return Err(StoreError::Missing {
@@ -105,10 +103,10 @@ impl SqliteStore {
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
             | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
             | rusqlite::OpenFlags::SQLITE_OPEN_URI;
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| open_err(e.to_string()))?;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| open_err(e.into()))?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| open_err(e.to_string()))?;
-        Self::init(conn).map_err(|e| open_err(e.to_string()))
+            .map_err(|e| open_err(e.into()))?;
+        Self::init(conn).map_err(|e| open_err(e.into()))
     }
 
     /// An in-memory database (tests).
@@ -142,12 +140,6 @@ impl SqliteStore {
         .await
         .map_err(StoreError::Task)?
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Inserts one report inside the open transaction `tx`.
@@ -245,12 +237,17 @@ fn insert_one(
 
 #[async_trait::async_trait]
 impl ReportStore for SqliteStore {
-    async fn insert(&self, report: &ParsedReport, source: &str) -> Result<Inserted, StoreError> {
+    async fn insert(
+        &self,
+        report: &ParsedReport,
+        source: &str,
+        received_at: i64,
+    ) -> Result<Inserted, StoreError> {
         let report = report.clone();
         let source = source.to_owned();
         self.with(move |conn| {
             let tx = conn.transaction().map_err(db)?;
-            let out = insert_one(&tx, &report, &source, now())?;
+            let out = insert_one(&tx, &report, &source, received_at)?;
             tx.commit().map_err(db)?;
             Ok(out)
         })
@@ -261,15 +258,15 @@ impl ReportStore for SqliteStore {
         &self,
         reports: &[ParsedReport],
         source: &str,
+        received_at: i64,
     ) -> Result<Vec<Inserted>, StoreError> {
         let reports = reports.to_vec();
         let source = source.to_owned();
         self.with(move |conn| {
             let tx = conn.transaction().map_err(db)?;
-            let at = now();
             let out = reports
                 .iter()
-                .map(|r| insert_one(&tx, r, &source, at))
+                .map(|r| insert_one(&tx, r, &source, received_at))
                 .collect::<Result<Vec<_>, _>>()?;
             tx.commit().map_err(db)?;
             Ok(out)

@@ -49,13 +49,15 @@ pub enum StoreError {
     /// A database call panicked earlier while holding the connection, so it is not used.
     #[error("database connection lock poisoned")]
     Poisoned,
-    /// The database location could not be used.
-    #[error("cannot open the report database {location}: {reason}")]
+    /// The database location could not be used. The cause (the directory could not be
+    /// created, SQLite or PostgreSQL refused, no answer in time) is the source.
+    #[error("cannot open the report database {location}")]
     Open {
         /// Path or URL (without password).
         location: String,
         /// Why.
-        reason: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A command that only reads found no database at the location (it is not created:
     /// a typo in `--db` must not look like an empty store).
@@ -72,6 +74,20 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+}
+
+impl StoreError {
+    /// [`StoreError::Open`] for `location` (a path, or a URL without its password) with
+    /// `cause` kept as the source.
+    pub fn open(
+        location: impl Into<String>,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StoreError::Open {
+            location: location.into(),
+            source: cause.into(),
+        }
+    }
 }
 
 #[cfg(feature = "sqlite")]
@@ -185,17 +201,28 @@ pub fn normalize_domain(domain: &str) -> String {
 pub trait ReportStore: Send + Sync {
     /// Stores one report in one transaction; a report with the same organisation and
     /// report-id is not stored again.
-    async fn insert(&self, report: &ParsedReport, source: &str) -> Result<Inserted, StoreError>;
+    ///
+    /// `received_at` (seconds since the Unix epoch) is stored as the import time
+    /// ([`StoredReport::imported_at`]): the caller reads it from its clock, the store never
+    /// reads the wall clock itself.
+    async fn insert(
+        &self,
+        report: &ParsedReport,
+        source: &str,
+        received_at: i64,
+    ) -> Result<Inserted, StoreError>;
 
-    /// Stores many reports in one transaction (bulk loading); same duplicate rule.
+    /// Stores many reports in one transaction (bulk loading); same duplicate rule, one
+    /// `received_at` for all.
     async fn insert_batch(
         &self,
         reports: &[ParsedReport],
         source: &str,
+        received_at: i64,
     ) -> Result<Vec<Inserted>, StoreError> {
         let mut out = Vec::with_capacity(reports.len());
         for r in reports {
-            out.push(self.insert(r, source).await?);
+            out.push(self.insert(r, source, received_at).await?);
         }
         Ok(out)
     }

@@ -107,6 +107,32 @@ pub struct Event {
     pub count: u64,
 }
 
+impl Event {
+    /// `count` sessions for `policy_domain` at `time` under `policy` with `outcome`, and none
+    /// of the optional failure-detail fields (RFC 8460 §4.3) set: fill in those known.
+    pub fn new(
+        time: UtcDateTime,
+        policy_domain: impl Into<String>,
+        policy: EventPolicy,
+        outcome: Outcome,
+        count: u64,
+    ) -> Event {
+        Event {
+            time,
+            policy_domain: policy_domain.into(),
+            policy,
+            outcome,
+            sending_mta_ip: None,
+            receiving_mx_hostname: None,
+            receiving_mx_helo: None,
+            receiving_ip: None,
+            failure_reason_code: None,
+            additional_information: None,
+            count,
+        }
+    }
+}
+
 /// Why a line is not an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct EventError(pub String);
@@ -284,18 +310,14 @@ mod parse {
                 policy_string: strings(policy.get("policy-string"), "policy-string")?,
                 mx_host: strings(policy.get("mx-host"), "mx-host")?,
             };
-            let base = |outcome| Event {
-                time: received,
-                policy_domain: domain(policy_domain),
-                policy: event_policy.clone(),
-                outcome,
-                sending_mta_ip: None,
-                receiving_mx_hostname: None,
-                receiving_mx_helo: None,
-                receiving_ip: None,
-                failure_reason_code: None,
-                additional_information: None,
-                count: 1,
+            let base = |outcome| {
+                Event::new(
+                    received,
+                    domain(policy_domain),
+                    event_policy.clone(),
+                    outcome,
+                    1,
+                )
             };
             let details = match policy.get("failure-details") {
                 None | Some(Value::Null) => &[][..],

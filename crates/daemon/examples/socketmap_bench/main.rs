@@ -360,6 +360,11 @@ fn print_run(label: &str, r: &Run) {
     );
 }
 
+/// Runs every scenario and prints its figures.
+///
+/// Longer than our ~120-line rule, on purpose: the scenarios in the order they print, all
+/// sharing the test world, the daemon and the optional peer; split up, each piece would
+/// take all of that as arguments.
 fn bench(args: &[String]) -> Result<(), BoxError> {
     let secs: f64 = opt(args, "--secs", 5.0);
     let conns: usize = opt(args, "--conns", 16);

@@ -19,6 +19,17 @@ pub enum TlsrptError {
     /// `[tlsrpt.send]` cannot be set up (outbox, DKIM key, CA file, DNS).
     #[error("[tlsrpt.send]: {}{}", send_setting(.0), .0)]
     Send(#[source] SetupError),
+    /// The directory of `[tlsrpt] events` or `socket` does not exist (`--check-config`).
+    #[error("[tlsrpt] {key}: directory {} does not exist", dir.display())]
+    MissingDirectory {
+        /// `events` or `socket`.
+        key: &'static str,
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// `[resolver] ca_file`, which the sender trusts, does not load (`--check-config`).
+    #[error("[resolver] ca_file {0}")]
+    CaFile(#[source] SetupError),
     /// A `[resolver] connect_to` value the sender would use is malformed.
     #[error("[tlsrpt.send]: {0}")]
     ConnectTo(#[source] ConnectToError),

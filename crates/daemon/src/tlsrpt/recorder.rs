@@ -186,18 +186,8 @@ impl Recorder {
 }
 
 fn drain_domain(domain: &Domain, c: &DomainCounters, time: UtcDateTime, out: &mut Vec<Event>) {
-    let base = |policy: EventPolicy, outcome: Outcome, count: u64| Event {
-        time,
-        policy_domain: domain.as_str().to_owned(),
-        policy,
-        outcome,
-        sending_mta_ip: None,
-        receiving_mx_hostname: None,
-        receiving_mx_helo: None,
-        receiving_ip: None,
-        failure_reason_code: None,
-        additional_information: None,
-        count,
+    let base = |policy: EventPolicy, outcome: Outcome, count: u64| {
+        Event::new(time, domain.as_str(), policy, outcome, count)
     };
     for ((result_type, reason), counter) in FAILURES.iter().zip(&c.failures) {
         let count = counter.swap(0, Ordering::Relaxed);

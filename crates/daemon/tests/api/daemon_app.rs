@@ -99,6 +99,8 @@ async fn http_get(daemon: &Daemon, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Longer than our ~120-line rule, on purpose: one daemon's life (start, HTTP API, reload,
+/// shutdown) in order, each step asserting on the state the previous one left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wiring_http_api_reload_and_graceful_shutdown() {
     let world = world();
@@ -684,4 +686,29 @@ async fn reload_names_each_restart_only_key_against_the_values_in_use() {
         ["[socketmap] max_pipelined", "[cache] path"]
     );
     daemon.shutdown().await;
+}
+
+/// A policy store that cannot be opened keeps the store's own error as the source, and the
+/// line the daemon prints carries it.
+#[tokio::test]
+async fn store_open_failure_keeps_its_cause() {
+    let config = Config::parse("[cache]\nstore = \"redis\"\nredis_url = \"no-scheme\"\n").unwrap();
+    let err = match mta_sts_daemon::app::open_store(&config).await {
+        Err(err) => err,
+        Ok(_) => panic!("an invalid Redis URL opens"),
+    };
+    assert!(
+        matches!(
+            err,
+            mta_sts_daemon::DaemonError::Store { kind: "redis", .. }
+        ),
+        "{err:?}"
+    );
+    let cause = std::error::Error::source(&err).expect("the store's error");
+    let line = mta_sts_report_store::with_causes(&err);
+    assert!(
+        line.starts_with("cannot open the redis policy store: ")
+            && line.contains(&cause.to_string()),
+        "{line}"
+    );
 }

@@ -212,7 +212,14 @@ pub fn expected_totals() -> (Totals, usize) {
     (totals, seen.len())
 }
 
+/// When the suite's reports arrive (seconds since the Unix epoch), as a caller's clock
+/// would give it.
+pub const RECEIVED_AT: i64 = 1_700_000_000;
+
 /// The store suite: the same assertions for every back end.
+///
+/// Longer than our ~120-line rule, on purpose: one numbered scenario over one store, each
+/// step asserting on what the steps before it stored.
 pub async fn store_suite(store: Arc<dyn ReportStore>) {
     let sink = ReportSink::new(store.clone(), Limits::default());
     assert_eq!(store.count().await.unwrap(), 0);
@@ -227,7 +234,7 @@ pub async fn store_suite(store: Arc<dyn ReportStore>) {
             1 => gzip(&bytes),
             _ => report_email(&bytes, "example.net", "reporter.example", &name),
         };
-        match sink.accept(&input, None, &name).await.unwrap() {
+        match sink.accept(&input, None, &name, RECEIVED_AT).await.unwrap() {
             InputOutcome::Accepted { reports } => {
                 assert_eq!(reports.len(), 1, "{name}");
                 match reports[0].stored {
@@ -310,7 +317,11 @@ pub async fn store_suite(store: Arc<dyn ReportStore>) {
     // 5. Duplicates are stored once, also when re-imported in another form.
     let before = store.count().await.unwrap();
     for (name, bytes) in corpus() {
-        match sink.accept(&gzip(&bytes), None, &name).await.unwrap() {
+        match sink
+            .accept(&gzip(&bytes), None, &name, RECEIVED_AT)
+            .await
+            .unwrap()
+        {
             InputOutcome::Accepted { reports } => {
                 assert!(
                     matches!(reports[0].stored, Inserted::Duplicate(_)),
@@ -353,7 +364,7 @@ pub async fn store_suite(store: Arc<dyn ReportStore>) {
         ),
     ];
     for (what, input, needle) in bad_inputs {
-        match sink.accept(&input, None, what).await.unwrap() {
+        match sink.accept(&input, None, what, RECEIVED_AT).await.unwrap() {
             InputOutcome::Refused { reason } => {
                 assert!(reason.contains(needle), "{what}: {reason}")
             }
@@ -392,6 +403,7 @@ pub async fn store_suite(store: Arc<dyn ReportStore>) {
             &gzip(json.as_bytes()),
             Some("application/tlsrpt+gzip"),
             "http",
+            RECEIVED_AT + 60,
         )
         .await
         .unwrap();
@@ -402,6 +414,8 @@ pub async fn store_suite(store: Arc<dyn ReportStore>) {
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].report, generated);
     assert_eq!(back[0].source, "http");
+    // The store keeps the time the caller's clock gave, not its own reading.
+    assert_eq!(back[0].imported_at, RECEIVED_AT + 60);
 
     // 9. Batch insert: one transaction, same duplicate rule.
     let mut batch = Vec::new();
@@ -415,7 +429,10 @@ pub async fn store_suite(store: Arc<dyn ReportStore>) {
         });
     }
     batch.push(batch[0].clone());
-    let ins = store.insert_batch(&batch, "batch").await.unwrap();
+    let ins = store
+        .insert_batch(&batch, "batch", RECEIVED_AT)
+        .await
+        .unwrap();
     assert_eq!(
         ins.iter().filter(|i| matches!(i, Inserted::New(_))).count(),
         5

@@ -342,3 +342,24 @@ mod prop {
         }
     }
 }
+
+/// A corrupt gzip or zip input keeps the decoder's error as its source, and the refusal
+/// reason (with its causes) still carries the decoder's words.
+#[test]
+fn corrupt_archives_keep_the_decoders_error() {
+    use std::error::Error;
+    for (input, gzip) in [
+        (b"\x1f\x8b\x08\x00garbage".to_vec(), true),
+        (b"PK\x03\x04junk".to_vec(), false),
+    ] {
+        let err = parse_input(&input, None, &Limits::default()).unwrap_err();
+        assert_eq!(matches!(err, IntakeError::Gzip(_)), gzip, "{err:?}");
+        assert_eq!(matches!(err, IntakeError::Zip(_)), !gzip, "{err:?}");
+        let cause = err.source().expect("the decoder's error").to_string();
+        let reason = mta_sts_report_store::with_causes(&err);
+        assert!(
+            reason.starts_with(&format!("{err}: ")) && reason.contains(&cause),
+            "{reason}"
+        );
+    }
+}

@@ -34,7 +34,10 @@ async fn postgres_store_suite() {
     .unwrap();
     let mut r2 = report.clone();
     r2.report.report_id = "concurrent".into();
-    let (a, b) = tokio::join!(store.insert(&r2, "a"), again.insert(&r2, "b"));
+    let (a, b) = tokio::join!(
+        store.insert(&r2, "a", common::RECEIVED_AT),
+        again.insert(&r2, "b", common::RECEIVED_AT)
+    );
     let new = [a.unwrap(), b.unwrap()]
         .iter()
         .filter(|i| matches!(i, mta_sts_report_store::Inserted::New(_)))

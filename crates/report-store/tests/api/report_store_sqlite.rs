@@ -76,7 +76,10 @@ async fn missing_and_empty_mx_are_one_entry() {
       "failure-details":[
         {"result-type":"validation-failure","failed-session-count":2},
         {"result-type":"validation-failure","receiving-mx-hostname":"","failed-session-count":3}]}]}"#;
-    let outcome = sink.accept(json, None, "test").await.unwrap();
+    let outcome = sink
+        .accept(json, None, "test", 1_700_000_000)
+        .await
+        .unwrap();
     assert!(
         matches!(outcome, InputOutcome::Accepted { .. }),
         "{outcome:?}"
@@ -85,4 +88,20 @@ async fn missing_and_empty_mx_are_one_entry() {
     let by_mx = &summary[0].failures_by_mx;
     assert_eq!(by_mx.len(), 1, "{by_mx:?}");
     assert_eq!(by_mx.get(mta_sts_report_store::store::NO_MX), Some(&5));
+}
+
+/// Opening keeps why it failed as the source (here: the directory cannot be created).
+#[test]
+fn sqlite_open_error_keeps_its_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = SqliteStore::open(&file.join("reports.db")).unwrap_err();
+    let cause = std::error::Error::source(&err).expect("a source");
+    assert!(
+        cause.downcast_ref::<std::io::Error>().is_some(),
+        "{cause:?}"
+    );
+    let text = mta_sts_report_store::with_causes(&err);
+    assert!(text.starts_with(&format!("{err}: ")), "{text}");
 }
