@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use mta_sts_daemon::app::{self, ConfigSource};
 use mta_sts_daemon::config::{Config, DaneMode, OnFailure, StoreKind, TlsrptConfig, ZoneSettings};
-use mta_sts_report_store::with_causes;
+use mta_sts_net::with_causes;
 
 use crate::exit;
 

@@ -30,8 +30,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use mta_sts_net::with_causes;
 use mta_sts_net::{Clock, ConnectTo, SystemClock};
-use mta_sts_report_store::with_causes;
 use mta_sts_resolver::Resolver;
 use mta_sts_resolver::store::{MemoryStore, RedisOptions, RedisStore, SqliteStore, Store};
 use tokio::sync::watch;

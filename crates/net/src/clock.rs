@@ -12,6 +12,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync + 'static {
     /// Seconds since the Unix epoch.
     fn now(&self) -> u64;
+
+    /// [`Clock::now`] as a [`SystemTime`] (whole seconds), for certificate validity and
+    /// report stamps.
+    ///
+    /// ```
+    /// use mta_sts_net::clock::{Clock, ManualClock};
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// assert_eq!(ManualClock::new(60).system_time(), UNIX_EPOCH + Duration::from_secs(60));
+    /// ```
+    fn system_time(&self) -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_secs(self.now())
+    }
 }
 
 /// The system clock.

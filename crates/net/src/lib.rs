@@ -3,8 +3,9 @@
 //! Everything a service needs to talk to the network, and nothing about storage: the one
 //! hickory DNS client ([`dns`], with its resolver builder [`dns::build_resolver`]), the trust
 //! anchors and TLS client configuration of a sender ([`tls`]), curl-style connection
-//! overrides ([`connect_to`]), the HTTPS policy fetch ([`policy_fetch`]) and the clock
-//! ([`clock`]) that every time-dependent rule reads.
+//! overrides ([`connect_to`]), the HTTPS policy fetch ([`policy_fetch`]), the clock
+//! ([`clock`]) that every time-dependent rule reads, and the one rendering of an error with
+//! its causes for log lines ([`causes`]).
 //!
 //! Layering: the protocol crates (`mta-sts`, `tlsrpt`) below, the services (the resolver
 //! cache, the daemon, the checker, the policy host, the report store) above. This crate
@@ -21,12 +22,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod causes;
 pub mod clock;
 pub mod connect_to;
 pub mod dns;
 pub mod policy_fetch;
 pub mod tls;
 
+pub use causes::with_causes;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use connect_to::{ConnectTo, ConnectToError};
 pub use dns::{Dns, DnsConfig, DnsFailureKind, DnsOutcome, DnsSetupError, Tlsa};

@@ -27,11 +27,10 @@ use rustls::sign::CertifiedKey;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::causes::with_causes;
 pub use crate::challenges::{Challenges, stored_paths};
-use crate::clock::wall_time;
 use crate::config::{AcmeConfig, ChallengeKind};
 use crate::table::{CertSource, HostEntry, Table};
+use mta_sts_net::with_causes;
 
 /// What the ACME manager and the HTTP-01 listener need of the running server (which
 /// implements it), so that this module stays below the server.
@@ -232,7 +231,7 @@ pub(crate) async fn run<H: AcmeHost>(shared: Arc<H>) {
         let wait = match table.config().acme.clone() {
             None => Duration::from_secs(60),
             Some(acme) => {
-                let now = wall_time(shared.clock());
+                let now = shared.clock().system_time();
                 let hosts: Vec<String> = table
                     .hosts()
                     .filter(|e| due(e, acme.renew_after, now))
@@ -269,7 +268,7 @@ pub(crate) async fn run<H: AcmeHost>(shared: Arc<H>) {
                     failures = 0;
                     // Sleep until the next renewal is due, at most `check_interval`.
                     let table = shared.table().load_full();
-                    let now = wall_time(shared.clock());
+                    let now = shared.clock().system_time();
                     let next = table
                         .hosts()
                         .filter_map(|e| renewal_time(e, acme.renew_after))

@@ -29,8 +29,6 @@
 //!        ├─ challenges      pending ACME challenge answers, stored certificate paths
 //!        ├─ mx_auto         MX look-ups for `mx = "auto"`
 //!        └─ cert            certificates from PEM/DER, host name matching
-//! causes                    an error with its cause chain, for log lines (uses no other module)
-//! clock                     the injected clock read as a `SystemTime` (uses no other module)
 //! config                    `serve.toml` (uses no other module)
 //! id                        the policy id (uses no other module)
 //! ```
@@ -63,10 +61,8 @@ pub mod server;
 pub mod store_sink;
 pub mod table;
 
-mod causes;
 mod cert;
 mod challenges;
-mod clock;
 mod idle;
 mod mx_auto;
 mod tls;

@@ -46,13 +46,13 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::acme::{AcmeHost, Challenges};
-use crate::causes::with_causes;
 use crate::cert::normalize_host;
 use crate::config::{ConfigError, ServeConfig, TlsRptConfig};
 use crate::idle::{Activity, IdleIo, InFlight};
 use crate::intake::{IntakeGate, ReportSink, SpoolSink};
 use crate::table::{Table, TableError};
 use crate::tls::{ACME_TLS_ALPN, SniResolver, server_config};
+use mta_sts_net::with_causes;
 
 pub use crate::config::POLICY_PATH;
 

@@ -209,7 +209,7 @@ impl Table {
             )?;
             if let Some(c) = &cert
                 && let Some(not_after) = c.not_after
-                && not_after < crate::clock::wall_time(clock)
+                && not_after < clock.system_time()
             {
                 tracing::warn!(host = %host, "the certificate has expired; senders will refuse the policy (RFC 8461 §3.3)");
             }

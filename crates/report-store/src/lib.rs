@@ -104,34 +104,3 @@ pub async fn open_existing_store(
         )?))
     }
 }
-
-/// The message of `error` followed by each of its causes (`top: cause: cause`), for log
-/// lines and reason strings: this crate's errors keep their causes as sources rather than
-/// in their message, so printing only the top message would lose them.
-///
-/// ```
-/// # #[derive(Debug, thiserror::Error)]
-/// # #[error("cannot store the report")]
-/// # struct Outer(#[source] std::io::Error);
-/// let error = Outer(std::io::Error::other("database is locked"));
-/// assert_eq!(
-///     mta_sts_report_store::with_causes(&error),
-///     "cannot store the report: database is locked"
-/// );
-/// ```
-///
-/// A cause whose message the text already ends with (an error that both prints its source
-/// and returns it, as some dependencies' errors do) is not repeated.
-pub fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let said = cause.to_string();
-        if !text.ends_with(&said) {
-            text.push_str(": ");
-            text.push_str(&said);
-        }
-        source = cause.source();
-    }
-    text
-}

@@ -111,5 +111,5 @@ impl ReportSink {
 /// The refusal sentence for an intake error, with its causes (a decoder's words for a
 /// corrupt gzip or zip input).
 fn describe(e: &IntakeError) -> String {
-    crate::with_causes(e)
+    mta_sts_net::with_causes(e)
 }

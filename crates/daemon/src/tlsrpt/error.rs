@@ -47,7 +47,7 @@ fn send_setting(error: &SetupError) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use mta_sts_report_store::with_causes;
+    use mta_sts_net::with_causes;
 
     #[derive(Debug, thiserror::Error)]
     #[error("cannot store the report")]

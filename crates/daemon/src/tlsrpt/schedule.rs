@@ -16,7 +16,7 @@ use super::error::TlsrptError;
 use super::flush::Flusher;
 use crate::config::{ResolverConfig, TlsrptSendConfig};
 use crate::metrics::bump;
-use mta_sts_report_store::with_causes;
+use mta_sts_net::with_causes;
 
 /// The sender settings of `[tlsrpt.send]` (as `mta-sts report send` reads its flags).
 fn sender_settings(

@@ -705,7 +705,7 @@ async fn store_open_failure_keeps_its_cause() {
         "{err:?}"
     );
     let cause = std::error::Error::source(&err).expect("the store's error");
-    let line = mta_sts_report_store::with_causes(&err);
+    let line = mta_sts_net::with_causes(&err);
     assert!(
         line.starts_with("cannot open the redis policy store: ")
             && line.contains(&cause.to_string()),

@@ -17,8 +17,8 @@ use super::body::check_body_within;
 use super::limits::{IntakeGate, Reservation};
 use super::sink::{IncomingReport, ReportSink, STORE_TIMEOUT, SinkError, Stored};
 use super::spool::SpoolSink;
-use crate::causes::with_causes;
 use crate::config::TlsRptConfig;
+use mta_sts_net::with_causes;
 
 /// What a 503 asks the sender to wait before retrying, seconds (RFC 8460 §5.5 retries).
 pub const RETRY_AFTER_SECS: u32 = 300;
@@ -231,7 +231,7 @@ pub(crate) async fn handle(
         gzip,
         host: host.to_string(),
         path: config.intake_path.clone(),
-        received: crate::clock::wall_time(clock),
+        received: clock.system_time(),
         spooled: None,
     };
     // `_reservation` and `_request` are held until the sink is done with the report.

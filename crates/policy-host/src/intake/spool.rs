@@ -206,7 +206,7 @@ impl SpoolSink {
         let received = tokio::fs::metadata(file)
             .await
             .and_then(|m| m.modified())
-            .unwrap_or_else(|_| crate::clock::wall_time(self.clock.as_ref()));
+            .unwrap_or_else(|_| self.clock.system_time());
         let report = IncomingReport {
             report_id: scan(&json)
                 .map_err(|e| SinkError::Rejected(e.to_string()))?

@@ -356,7 +356,7 @@ fn corrupt_archives_keep_the_decoders_error() {
         assert_eq!(matches!(err, IntakeError::Gzip(_)), gzip, "{err:?}");
         assert_eq!(matches!(err, IntakeError::Zip(_)), !gzip, "{err:?}");
         let cause = err.source().expect("the decoder's error").to_string();
-        let reason = mta_sts_report_store::with_causes(&err);
+        let reason = mta_sts_net::with_causes(&err);
         assert!(
             reason.starts_with(&format!("{err}: ")) && reason.contains(&cause),
             "{reason}"

@@ -102,6 +102,6 @@ fn sqlite_open_error_keeps_its_cause() {
         cause.downcast_ref::<std::io::Error>().is_some(),
         "{cause:?}"
     );
-    let text = mta_sts_report_store::with_causes(&err);
+    let text = mta_sts_net::with_causes(&err);
     assert!(text.starts_with(&format!("{err}: ")), "{text}");
 }
