@@ -13,7 +13,9 @@
 //! rounds of ceiling, daemon (and peer) back to back and reports the median ratio, since on
 //! a shared 2-core machine single runs vary by ±15 %. Warm: keys cycle over 200 domains
 //! cached beforehand. Cold: every request names a domain never asked before (TXT lookup +
-//! HTTPS fetch each). CPU per fresh lookup: utime+stime of the server process
+//! HTTPS fetch each), once against the daemon with its default store (an SQLite file,
+//! `synchronous=FULL`, in the temporary directory), as users run it, and once against the
+//! same daemon with the memory store, so the cost of the store shows. CPU per fresh lookup: utime+stime of the server process
 //! (`/proc/<pid>/stat`) over the cold phase divided by the lookups. RSS: a daemon
 //! warm-started from an SQLite store holding `--rss-policies` policies (2 `mx` each; a third
 //! with CRLF line ends, a third with LF, a third in a non-canonical line order).
@@ -360,6 +362,11 @@ fn print_run(label: &str, r: &Run) {
     );
 }
 
+/// The cold-phase labels.
+const SQLITE: &str = "mta-sts daemon (sqlite, default)";
+const MEMORY: &str = "mta-sts daemon (memory store)";
+const PEER: &str = "postfix-mta-sts-resolver 1.5.1";
+
 /// Runs every scenario and prints its figures.
 ///
 /// Longer than our ~120-line rule, on purpose: the scenarios in the order they print, all
@@ -377,7 +384,7 @@ fn bench(args: &[String]) -> Result<(), BoxError> {
         return rss_phase(&tokio::runtime::Runtime::new()?, dir.path(), rss_policies);
     }
     const WARM: usize = 200;
-    let domains = WARM + 3 * cold;
+    let domains = WARM + 4 * cold;
     println!(
         "socketmap bench: {conns} connections, one outstanding request each, {secs} s per warm run; {domains} testkit domains; {} CPUs",
         std::thread::available_parallelism()
@@ -395,9 +402,19 @@ fn bench(args: &[String]) -> Result<(), BoxError> {
         world.ca_file().display(),
         world.connect_to_any()
     );
+    // The daemon as users run it: the default store, an SQLite file with synchronous=FULL.
     let (daemon, daemon_addr) = spawn_daemon(
         dir.path(),
         "daemon",
+        &format!(
+            "{resolver}[cache]\nstore = \"sqlite\"\npath = \"{}\"\n[defaults]\nbudget = \"20s\"\n",
+            dir.path().join("cache.db").display()
+        ),
+    )?;
+    // The same daemon with the memory store: what the default store costs.
+    let (memory_daemon, memory_addr) = spawn_daemon(
+        dir.path(),
+        "memory",
         &format!("{resolver}[cache]\nstore = \"memory\"\n[defaults]\nbudget = \"20s\"\n"),
     )?;
     let trivial_port = free_port();
@@ -522,14 +539,17 @@ fn bench(args: &[String]) -> Result<(), BoxError> {
 
         println!("\n== cold (every request a domain never asked: TXT + HTTPS fetch)");
         let mut cold_runs = Vec::new();
-        let targets: Vec<(&str, SocketAddr, u32, usize)> =
-            std::iter::once(("mta-sts daemon", daemon_addr, daemon.0.id(), WARM))
-                .chain(
-                    peer_proc.as_ref().map(|(c, a)| {
-                        ("postfix-mta-sts-resolver 1.5.1", *a, c.0.id(), WARM + cold)
-                    }),
-                )
-                .collect();
+        let targets: Vec<(&str, SocketAddr, u32, usize)> = [
+            (SQLITE, daemon_addr, daemon.0.id(), WARM),
+            (MEMORY, memory_addr, memory_daemon.0.id(), WARM + cold),
+        ]
+        .into_iter()
+        .chain(
+            peer_proc
+                .as_ref()
+                .map(|(c, a)| (PEER, *a, c.0.id(), WARM + 2 * cold)),
+        )
+        .collect();
         for (label, addr, pid, offset) in targets {
             let keys: Arc<dyn Fn(u64) -> Option<String> + Send + Sync> =
                 Arc::new(move |i| ((i as usize) < cold).then(|| name(offset + i as usize)));
@@ -546,15 +566,28 @@ fn bench(args: &[String]) -> Result<(), BoxError> {
             );
             cold_runs.push((label, r, cpu));
         }
-        if let [(_, ours, our_cpu), (_, theirs, their_cpu)] = cold_runs.as_slice() {
+        let per_lookup = |label: &str| {
+            cold_runs
+                .iter()
+                .find(|(l, _, _)| *l == label)
+                .map(|(_, r, cpu)| (r.qps(), cpu / r.requests.max(1) as f64))
+        };
+        let (sqlite, memory, theirs) = (per_lookup(SQLITE), per_lookup(MEMORY), per_lookup(PEER));
+        if let (Some(sqlite), Some(memory)) = (sqlite, memory) {
             println!(
-                "ratios: cold lookups/s daemon/peer {:.1}, CPU per lookup daemon/peer {:.3}",
-                ours.qps() / theirs.qps(),
-                (our_cpu / ours.requests.max(1) as f64)
-                    / (their_cpu / theirs.requests.max(1) as f64)
+                "ratios: cold lookups/s sqlite/memory {:.2}, CPU per lookup sqlite/memory {:.2}",
+                sqlite.0 / memory.0,
+                sqlite.1 / memory.1
             );
         }
-        let (floor, crypto) = floor_cpu_per_lookup(&world, WARM + 2 * cold, cold)?;
+        if let (Some(sqlite), Some(theirs)) = (sqlite, theirs) {
+            println!(
+                "ratios: cold lookups/s daemon/peer {:.1}, CPU per lookup daemon/peer {:.3}",
+                sqlite.0 / theirs.0,
+                sqlite.1 / theirs.1
+            );
+        }
+        let (floor, crypto) = floor_cpu_per_lookup(&world, WARM + 3 * cold, cold)?;
         println!(
             "{:<34} CPU {:.3} ms per fresh lookup (bare blocking client: TXT + TLS handshake + GET, same TLS stack)",
             "floor",
@@ -565,15 +598,16 @@ fn bench(args: &[String]) -> Result<(), BoxError> {
             "  of which public-key crypto alone",
             crypto * 1e3
         );
-        if let Some((_, ours, our_cpu)) = cold_runs.first() {
-            let ours = our_cpu / ours.requests.max(1) as f64;
-            print!("ratios: daemon/floor CPU per lookup {:.2}", ours / floor);
-            if let Some((_, theirs, their_cpu)) = cold_runs.get(1) {
-                let theirs = their_cpu / theirs.requests.max(1) as f64;
+        if let Some(sqlite) = sqlite {
+            print!("ratios: daemon/floor CPU per lookup {:.2}", sqlite.1 / floor);
+            if let Some(memory) = memory {
+                print!(" (memory store {:.2})", memory.1 / floor);
+            }
+            if let Some(theirs) = theirs {
                 print!(
                     ", floor/peer {:.3}, public-key crypto alone/peer {:.3}",
-                    floor / theirs,
-                    crypto / theirs
+                    floor / theirs.1,
+                    crypto / theirs.1
                 );
             }
             println!();
@@ -582,6 +616,7 @@ fn bench(args: &[String]) -> Result<(), BoxError> {
     })?;
     drop(trivial);
     drop(daemon);
+    drop(memory_daemon);
     drop(peer_proc);
 
     rss_phase(&rt, dir.path(), rss_policies)

@@ -17,6 +17,8 @@ use mta_sts_resolver::store::{SqliteOptions, SqliteStore, Store, StoreError};
 const CHILD_DB_ENV: &str = "MTA_STS_STORE_DURABILITY_DB";
 /// `full` or `normal`: the child's `synchronous` setting.
 const CHILD_SYNC_ENV: &str = "MTA_STS_STORE_DURABILITY_SYNC";
+/// How many tasks of the child put at once (1 unless set), so that puts share group commits.
+const CHILD_WRITERS_ENV: &str = "MTA_STS_STORE_DURABILITY_WRITERS";
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -217,8 +219,9 @@ async fn sqlite_corrupt_rows_are_reported_and_skipped() {
     );
 }
 
-/// The child half of the durability test: writes policies one by one and prints `ACK <domain>`
-/// after each `put` returns. Does nothing unless started by `sqlite_survives_sigkill_*`.
+/// The child half of the durability test: `MTA_STS_STORE_DURABILITY_WRITERS` tasks (default 1)
+/// write policies, each one after the other, and print `ACK <domain>` after each `put`
+/// returns. Does nothing unless started by `sqlite_survives_sigkill_*`.
 #[test]
 fn durability_child() {
     let Some(path) = std::env::var_os(CHILD_DB_ENV) else {
@@ -237,20 +240,34 @@ fn durability_child() {
             .await
             .expect("child open");
         let now = unix_now();
-        let mut out = std::io::stdout();
-        for i in 0..200_000u64 {
-            let domain = format!("d{i}.durable.example");
-            store
-                .put(&policy(&domain, &format!("id{i}"), now, 86400), now)
-                .await
-                .expect("put");
-            writeln!(out, "ACK {domain}").expect("stdout");
-            out.flush().expect("flush");
+        let writers: u64 = std::env::var(CHILD_WRITERS_ENV)
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let tasks: Vec<_> = (0..writers)
+            .map(|w| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for i in (w..200_000u64).step_by(writers as usize) {
+                        let domain = format!("d{i}.durable.example");
+                        store
+                            .put(&policy(&domain, &format!("id{i}"), now, 86400), now)
+                            .await
+                            .expect("put");
+                        let mut out = std::io::stdout().lock();
+                        writeln!(out, "ACK {domain}").expect("stdout");
+                        out.flush().expect("flush");
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("writer");
         }
     });
 }
 
-fn survives_sigkill(sync: &str, acks_before_kill: usize) {
+fn survives_sigkill(sync: &str, writers: usize, acks_before_kill: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("cache.db");
     let exe = std::env::current_exe().expect("current_exe");
@@ -264,6 +281,7 @@ fn survives_sigkill(sync: &str, acks_before_kill: usize) {
         ])
         .env(CHILD_DB_ENV, &path)
         .env(CHILD_SYNC_ENV, sync)
+        .env(CHILD_WRITERS_ENV, writers.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -293,7 +311,7 @@ fn survives_sigkill(sync: &str, acks_before_kill: usize) {
         "child was not killed by SIGKILL: {status:?}"
     );
     eprintln!(
-        "synchronous={sync}: {} policies acknowledged before SIGKILL",
+        "synchronous={sync}, {writers} writers: {} policies acknowledged before SIGKILL",
         acked.len()
     );
 
@@ -319,12 +337,54 @@ fn survives_sigkill(sync: &str, acks_before_kill: usize) {
 
 #[test]
 fn sqlite_survives_sigkill_synchronous_full() {
-    survives_sigkill("full", 300);
+    survives_sigkill("full", 1, 300);
 }
 
 #[test]
 fn sqlite_survives_sigkill_synchronous_normal() {
-    survives_sigkill("normal", 2000);
+    survives_sigkill("normal", 1, 2000);
+}
+
+/// Group commit: 32 concurrent writers share transactions; a put is acknowledged only after
+/// the transaction holding it committed, so no acknowledged policy is lost either.
+#[test]
+fn sqlite_survives_sigkill_group_commit() {
+    survives_sigkill("full", 32, 3000);
+}
+
+/// Within one group commit, an older fetch queued after a newer one for the same domain
+/// still loses (newer-wins holds inside a transaction as across them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_group_commit_keeps_newer_wins_and_every_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path().join("cache.db"))
+        .await
+        .expect("open");
+    let now = unix_now();
+    let mut tasks = Vec::new();
+    for i in 0..400u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            // 200 distinct domains, each put twice: fetched now, and fetched an hour ago.
+            let domain = format!("d{}.group.example", i % 200);
+            let fetched = if i < 200 { now } else { now - 3600 };
+            store
+                .put(
+                    &policy(&domain, &format!("t{fetched}"), fetched, 86400),
+                    now,
+                )
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join").expect("put");
+    }
+    let all = store.load_all(now).await.expect("load_all");
+    assert_eq!(all.len(), 200, "every domain stored once");
+    assert!(
+        all.iter().all(|p| p.fetched_at == now),
+        "an older fetch replaced a newer one"
+    );
 }
 
 #[tokio::test]

@@ -2,14 +2,18 @@
 //!
 //! # Durability
 //!
-//! Every `put` is one autocommit statement; when it returns, the policy is committed. The
-//! journal is WAL and, by default, `synchronous=FULL`: the WAL is fsynced on every commit, so
-//! an acknowledged policy survives not only `kill -9` of the daemon but also an OS crash or a
+//! A `put` returns once the transaction holding its policy has committed. The journal is WAL
+//! and, by default, `synchronous=FULL`: the WAL is fsynced on every commit, so an
+//! acknowledged policy survives not only `kill -9` of the daemon but also an OS crash or a
 //! power cut. `synchronous=NORMAL` ([`Synchronous::Normal`]) would already be enough for a
 //! process crash (the commit is in the OS page cache, which a killed process cannot lose),
-//! but it may drop the last commits on power loss. Policies are written once per successful
-//! HTTPS fetch, so one fsync per write costs nothing next to the fetch that preceded it, and
-//! FULL is the default. Neither mode can corrupt the file.
+//! but it may drop the last commits on power loss. Neither mode can corrupt the file.
+//!
+//! Puts are group-committed ([`group_commit`]): those that arrive while a commit is in flight
+//! wait for it and then share the next transaction, and its one fsync. There is no time
+//! window: a lone put commits at once, as before; under load, concurrent lookups stop queueing
+//! behind one fsync each (measured with the socketmap benchmark, this cost a fifth of the
+//! cold lookup rate).
 //!
 //! # Schema
 //!
@@ -29,6 +33,10 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::{Store, StoreError, StoredPolicy};
+
+mod group_commit;
+use group_commit::{Leader, Waiting, WriteQueue};
+use tokio::sync::oneshot;
 
 const BACKEND: &str = "sqlite";
 
@@ -126,6 +134,8 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Puts waiting for their group commit.
+    writes: Arc<WriteQueue>,
 }
 
 impl Inner {
@@ -136,6 +146,71 @@ impl Inner {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// Writes `batch` in one transaction and answers each waiting put. If the transaction
+    /// fails, each entry is retried alone, so that one entry the database refuses fails only
+    /// its own put.
+    fn commit(&self, batch: Vec<Waiting>) {
+        let mut conn = self.lock();
+        match upsert_all(&mut conn, &self.path, &batch) {
+            Ok(()) => {
+                for waiting in batch {
+                    let _ = waiting.done.send(Ok(()));
+                }
+            }
+            Err(err) if batch.len() == 1 => {
+                if let Some(waiting) = batch.into_iter().next() {
+                    let _ = waiting.done.send(Err(err));
+                }
+            }
+            Err(_) => {
+                for waiting in batch {
+                    let _ = waiting.done.send(upsert(&conn, &self.path, &waiting.entry));
+                }
+            }
+        }
+    }
+}
+
+/// Every entry of `batch` in one `BEGIN IMMEDIATE` transaction.
+fn upsert_all(conn: &mut Connection, path: &Path, batch: &[Waiting]) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| sql_error(path, e))?;
+    for waiting in batch {
+        upsert(&tx, path, &waiting.entry)?;
+    }
+    tx.commit().map_err(|e| sql_error(path, e))
+}
+
+/// Writes `entry` unless the stored row is newer.
+fn upsert(conn: &Connection, path: &Path, entry: &StoredPolicy) -> Result<(), StoreError> {
+    let fetched_at = to_sql_time(entry.fetched_at, "fetched_at", &entry.domain)?;
+    let expires_at = to_sql_time(entry.expires_at, "expires_at", &entry.domain)?;
+    // Newer-wins in one statement. A stored row whose fetched_at is not an integer is
+    // corrupt and gets replaced (SQLite would otherwise rank text above every number).
+    let mut stmt = conn
+        .prepare_cached(
+            "INSERT INTO policies (domain, record_id, body, fetched_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (domain) DO UPDATE SET
+                 record_id = excluded.record_id,
+                 body = excluded.body,
+                 fetched_at = excluded.fetched_at,
+                 expires_at = excluded.expires_at
+             WHERE typeof(policies.fetched_at) <> 'integer'
+                OR excluded.fetched_at >= policies.fetched_at",
+        )
+        .map_err(|e| sql_error(path, e))?;
+    stmt.execute(params![
+        entry.domain,
+        entry.record_id,
+        entry.body,
+        fetched_at,
+        expires_at
+    ])
+    .map_err(|e| sql_error(path, e))?;
+    Ok(())
 }
 
 impl SqliteStore {
@@ -252,6 +327,7 @@ fn open_blocking(path: PathBuf, options: SqliteOptions) -> Result<Inner, StoreEr
     Ok(Inner {
         path,
         conn: Mutex::new(conn),
+        writes: Arc::default(),
     })
 }
 
@@ -374,36 +450,22 @@ impl Store for SqliteStore {
     }
 
     async fn put(&self, entry: &StoredPolicy, _now: u64) -> Result<(), StoreError> {
-        let entry = entry.clone();
-        self.with_conn(move |conn, path| {
-            let fetched_at = to_sql_time(entry.fetched_at, "fetched_at", &entry.domain)?;
-            let expires_at = to_sql_time(entry.expires_at, "expires_at", &entry.domain)?;
-            // Newer-wins in one statement. A stored row whose fetched_at is not an integer is
-            // corrupt and gets replaced (SQLite would otherwise rank text above every number).
-            let mut stmt = conn
-                .prepare_cached(
-                    "INSERT INTO policies (domain, record_id, body, fetched_at, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (domain) DO UPDATE SET
-                         record_id = excluded.record_id,
-                         body = excluded.body,
-                         fetched_at = excluded.fetched_at,
-                         expires_at = excluded.expires_at
-                     WHERE typeof(policies.fetched_at) <> 'integer'
-                        OR excluded.fetched_at >= policies.fetched_at",
-                )
-                .map_err(|e| sql_error(path, e))?;
-            stmt.execute(params![
-                entry.domain,
-                entry.record_id,
-                entry.body,
-                fetched_at,
-                expires_at
-            ])
-            .map_err(|e| sql_error(path, e))?;
-            Ok(())
-        })
-        .await
+        let (done, answer) = oneshot::channel();
+        let waiting = Waiting {
+            entry: entry.clone(),
+            done,
+        };
+        if self.inner.writes.push(waiting) {
+            let leader = Leader::new(Arc::clone(&self.inner.writes));
+            let inner = Arc::clone(&self.inner);
+            // Not awaited: the leader answers every waiting put itself, this one included.
+            drop(tokio::task::spawn_blocking(move || {
+                leader.run(|batch| inner.commit(batch))
+            }));
+        }
+        answer.await.map_err(|_| {
+            unavailable("the SQLite writer stopped before committing the policy".into())
+        })?
     }
 
     async fn remove(&self, domain: &str) -> Result<(), StoreError> {
