@@ -457,3 +457,54 @@ async fn sqlite_pages_skip_corrupt_rows_without_ending_early() {
         "the count includes the corrupt row"
     );
 }
+
+/// Reads use their own connection: while a put waits for the write lock (here held by
+/// another process's transaction, as during a long commit), a `get` still answers at once
+/// instead of queueing behind the writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_reads_do_not_wait_for_the_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cache.db");
+    let options = SqliteOptions {
+        busy_timeout: Duration::from_secs(3),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open_with(&path, options).await.expect("open");
+    let now = unix_now();
+    store
+        .put(&policy("present.example", "1", now, 86400), now)
+        .await
+        .expect("put");
+
+    let other = raw(&path);
+    other
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("hold the write lock");
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .put(&policy("blocked.example", "1", now, 86400), now)
+                .await
+        })
+    };
+    // Let the put take the writing connection and start waiting for the lock.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let got = store.get("present.example").await.expect("get");
+    let took = started.elapsed();
+    assert!(got.is_some());
+    assert!(
+        !writer.is_finished(),
+        "the put should still be waiting for the lock"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "get waited {took:?} behind the blocked put"
+    );
+    other.execute_batch("COMMIT").expect("release");
+    writer
+        .await
+        .expect("join")
+        .expect("put after the lock is released");
+}

@@ -133,18 +133,18 @@ pub struct SqliteStore {
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,
+    /// The connection that writes.
     conn: Mutex<Connection>,
+    /// The connection that reads. In WAL mode readers never wait for a writer, so a cold
+    /// lookup's `get` does not queue behind a group commit's fsync.
+    reader: Mutex<Connection>,
     /// Puts waiting for their group commit.
     writes: Arc<WriteQueue>,
 }
 
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves no half-applied statement behind (SQLite
-        // rolls back an unfinished transaction), so the connection is still usable.
-        self.conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.conn)
     }
 
     /// Writes `batch` in one transaction and answers each waiting put. If the transaction
@@ -170,6 +170,19 @@ impl Inner {
             }
         }
     }
+}
+
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic while holding the lock leaves no half-applied statement behind (SQLite rolls
+    // back an unfinished transaction), so the connection is still usable.
+    conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Which connection a call uses.
+#[derive(Clone, Copy)]
+enum Role {
+    Read,
+    Write,
 }
 
 /// Every entry of `batch` in one `BEGIN IMMEDIATE` transaction.
@@ -242,15 +255,18 @@ impl SqliteStore {
         &self.inner.path
     }
 
-    /// Runs `f` with the connection on the blocking pool.
-    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs `f` with the reading or the writing connection on the blocking pool.
+    async fn with_conn<T, F>(&self, role: Role, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, &Path) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
-            let conn = inner.lock();
+            let conn = match role {
+                Role::Read => lock(&inner.reader),
+                Role::Write => inner.lock(),
+            };
             f(&conn, &inner.path)
         })
         .await
@@ -323,10 +339,15 @@ fn open_blocking(path: PathBuf, options: SqliteOptions) -> Result<Inner, StoreEr
     conn.pragma_update(None, "synchronous", options.synchronous.pragma_value())
         .map_err(|e| sql_error(&path, e))?;
     migrate(&mut conn, &path)?;
+    let reader = Connection::open_with_flags(&path, flags).map_err(|e| sql_error(&path, e))?;
+    reader
+        .busy_timeout(options.busy_timeout)
+        .map_err(|e| sql_error(&path, e))?;
     tracing::debug!(path = %path.display(), version = SCHEMA_VERSION, "opened the SQLite policy store");
     Ok(Inner {
         path,
         conn: Mutex::new(conn),
+        reader: Mutex::new(reader),
         writes: Arc::default(),
     })
 }
@@ -436,7 +457,7 @@ fn to_sql_time(value: u64, name: &str, domain: &str) -> Result<i64, StoreError> 
 impl Store for SqliteStore {
     async fn get(&self, domain: &str) -> Result<Option<StoredPolicy>, StoreError> {
         let domain = domain.to_owned();
-        self.with_conn(move |conn, path| {
+        self.with_conn(Role::Read, move |conn, path| {
             let mut stmt = conn
                 .prepare_cached(&format!("{SELECT_COLUMNS} WHERE domain = ?1"))
                 .map_err(|e| sql_error(path, e))?;
@@ -470,7 +491,7 @@ impl Store for SqliteStore {
 
     async fn remove(&self, domain: &str) -> Result<(), StoreError> {
         let domain = domain.to_owned();
-        self.with_conn(move |conn, path| {
+        self.with_conn(Role::Write, move |conn, path| {
             conn.prepare_cached("DELETE FROM policies WHERE domain = ?1")
                 .and_then(|mut stmt| stmt.execute(params![domain]))
                 .map_err(|e| sql_error(path, e))?;
@@ -480,7 +501,7 @@ impl Store for SqliteStore {
     }
 
     async fn load_all(&self, now: u64) -> Result<Vec<StoredPolicy>, StoreError> {
-        self.with_conn(move |conn, path| {
+        self.with_conn(Role::Read, move |conn, path| {
             let now_sql = i64::try_from(now).unwrap_or(i64::MAX);
             // Rows with a non-integer expires_at sort above every number and come back here,
             // to be reported as corrupt and skipped below.
@@ -496,7 +517,7 @@ impl Store for SqliteStore {
     }
 
     async fn count_hint(&self, now: u64) -> Option<usize> {
-        self.with_conn(move |conn, path| {
+        self.with_conn(Role::Read, move |conn, path| {
             let now_sql = i64::try_from(now).unwrap_or(i64::MAX);
             conn.query_row(
                 "SELECT COUNT(*) FROM policies WHERE expires_at > ?1",
@@ -517,7 +538,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<StoredPolicy>, StoreError> {
         let after = after.unwrap_or_default().to_owned();
-        self.with_conn(move |conn, path| {
+        self.with_conn(Role::Read, move |conn, path| {
             let now_sql = i64::try_from(now).unwrap_or(i64::MAX);
             // The primary key orders the pages; `domain > ''` starts at the first. No SQL
             // LIMIT: the cursor streams, and stopping after `limit` good rows means a short
