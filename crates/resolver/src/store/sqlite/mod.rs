@@ -9,7 +9,7 @@
 //! process crash (the commit is in the OS page cache, which a killed process cannot lose),
 //! but it may drop the last commits on power loss. Neither mode can corrupt the file.
 //!
-//! Puts are group-committed ([`group_commit`]): those that arrive while a commit is in flight
+//! Puts are group-committed (module `group_commit`): those that arrive while a commit is in flight
 //! wait for it and then share the next transaction, and its one fsync. There is no time
 //! window: a lone put commits at once, as before; under load, concurrent lookups stop queueing
 //! behind one fsync each (measured with the socketmap benchmark, this cost a fifth of the
