@@ -54,6 +54,8 @@ pub struct ResolverConfig {
     pub refresh_interval: Duration,
     /// How often the refresher wakes up to look for due entries.
     pub refresh_tick: Duration,
+    /// Most refetches one refresher pass keeps in flight at once (0 is taken as 1).
+    pub refresh_concurrency: usize,
     /// Entries of hickory's DNS answer cache (0 = off).
     pub dns_cache_size: u64,
 }
@@ -76,6 +78,7 @@ impl Default for ResolverConfig {
             negative_ttl_default: Duration::from_secs(300),
             refresh_interval: Duration::from_secs(86_400),
             refresh_tick: Duration::from_secs(60),
+            refresh_concurrency: 32,
             dns_cache_size: 4096,
         }
     }
@@ -454,55 +457,32 @@ impl Resolver {
     }
 
     /// One refresher pass: refetches every cached policy that is due (RFC 8461 §3.3, §10.2),
-    /// whatever its TXT record says, and drops entries with nothing left to keep.
+    /// whatever its TXT record says, with up to [`ResolverConfig::refresh_concurrency`]
+    /// refetches in flight, and drops entries with nothing left to keep.
     pub async fn refresh_due(&self) -> RefreshReport {
         let inner = &self.inner;
         let now = inner.clock.now();
+        let mut due = inner.due(now).into_iter();
+        let limit = inner.config.refresh_concurrency.max(1);
         let mut report = RefreshReport::default();
-        for domain in inner.memory.domains() {
-            let Some(entry) = inner.memory.entry(&domain) else {
-                continue;
-            };
-            let Some(policy) = entry.fresh_policy(now).cloned() else {
-                continue;
-            };
-            if now < entry.next_refresh {
-                continue;
+        // Each refetch is its own task, so a pass uses every worker thread; dropping the
+        // set (a cancelled pass) aborts the refetches still running.
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            while tasks.len() < limit {
+                let Some((domain, policy)) = due.next() else {
+                    break;
+                };
+                report.attempted += 1;
+                let inner = Arc::clone(&self.inner);
+                tasks.spawn(async move { inner.refresh_one(&domain, &policy, now).await });
             }
-            report.attempted += 1;
-            // Prefer the current TXT id, so the stored id matches the policy now served;
-            // keep the cached one when the TXT lookup does not give a valid record.
-            let id = match inner.discover(&domain).await {
-                Ok((record, _)) => Arc::from(record.id.as_str()),
-                Err(_) => Arc::from(policy.record_id.as_str()),
-            };
-            match inner.fetch_policy(&domain, &id, now).await {
-                Ok(_) => {
-                    report.refreshed += 1;
-                    bump(&inner.stats.refreshes);
-                }
-                Err(e) => {
-                    report.failed += 1;
-                    bump(&inner.stats.refresh_failures);
-                    let retry = now + inner.config.backoff.as_secs().max(1);
-                    let failures = inner.memory.update(&domain, |entry| {
-                        entry.next_refresh = retry;
-                        entry.note_refresh_failure()
-                    });
-                    // RFC 8461 §3.3 / §10.2: alert on failing refreshes unless mode is none.
-                    if policy.policy.mode != Mode::None {
-                        tracing::warn!(
-                            domain = %domain,
-                            failures,
-                            expires_in = policy.expires_at.saturating_sub(now),
-                            reason = e.reason_code(),
-                            result_type = %e.result_type(),
-                            "policy refresh failed: {e}"
-                        );
-                    } else {
-                        tracing::debug!(domain = %domain, failures, "refresh of a mode-none policy failed: {e}");
-                    }
-                }
+            match tasks.join_next().await {
+                Some(Ok(true)) => report.refreshed += 1,
+                // A refetch task that panicked counts as a failed refresh; the entry stays
+                // due and the next pass retries it.
+                Some(Ok(false) | Err(_)) => report.failed += 1,
+                None => break,
             }
         }
         inner.memory.prune(now, inner.config.backoff.as_secs());
@@ -533,6 +513,59 @@ impl Resolver {
 }
 
 impl Inner {
+    /// The cached policies due for a proactive refresh at `now` (fresh, and past their
+    /// refresh time).
+    fn due(&self, now: u64) -> Vec<(Domain, Arc<CachedPolicy>)> {
+        self.memory
+            .domains()
+            .into_iter()
+            .filter_map(|domain| {
+                let entry = self.memory.entry(&domain)?;
+                let policy = entry.fresh_policy(now).cloned()?;
+                (now >= entry.next_refresh).then_some((domain, policy))
+            })
+            .collect()
+    }
+
+    /// Refetches one due policy (RFC 8461 §3.3, §10.2). Returns whether it succeeded; a
+    /// failure keeps the cached policy, is retried after the backoff and is logged as a
+    /// warning unless the policy's mode is none.
+    async fn refresh_one(&self, domain: &Domain, policy: &CachedPolicy, now: u64) -> bool {
+        // Prefer the current TXT id, so the stored id matches the policy now served;
+        // keep the cached one when the TXT lookup does not give a valid record.
+        let id = match self.discover(domain).await {
+            Ok((record, _)) => Arc::<str>::from(record.id.as_str()),
+            Err(_) => Arc::from(policy.record_id.as_str()),
+        };
+        let e = match self.fetch_policy(domain, &id, now).await {
+            Ok(_) => {
+                bump(&self.stats.refreshes);
+                return true;
+            }
+            Err(e) => e,
+        };
+        bump(&self.stats.refresh_failures);
+        let retry = now + self.config.backoff.as_secs().max(1);
+        let failures = self.memory.update(domain, |entry| {
+            entry.next_refresh = retry;
+            entry.note_refresh_failure()
+        });
+        // RFC 8461 §3.3 / §10.2: alert on failing refreshes unless mode is none.
+        if policy.policy.mode != Mode::None {
+            tracing::warn!(
+                domain = %domain,
+                failures,
+                expires_in = policy.expires_at.saturating_sub(now),
+                reason = e.reason_code(),
+                result_type = %e.result_type(),
+                "policy refresh failed: {e}"
+            );
+        } else {
+            tracing::debug!(domain = %domain, failures, "refresh of a mode-none policy failed: {e}");
+        }
+        false
+    }
+
     /// Remembers that a TXT answer valid for `ttl` seconds confirmed the cached policy's id,
     /// so lookups until then need no DNS query ([`Resolver::lookup_fast`]). Only with the
     /// DNS answer cache on: without it every lookup is meant to query.

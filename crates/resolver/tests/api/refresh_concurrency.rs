@@ -1,0 +1,84 @@
+//! The proactive refresher keeps up to `refresh_concurrency` refetches in flight (issue #14):
+//! against a testkit world whose policy hosts wait 200 ms before each answer, 64 due
+//! policies are refreshed far faster than one at a time could, and the testkit's HTTPS
+//! server never sees more requests in flight than the limit.
+
+use crate::common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use mta_sts_resolver::Outcome;
+use mta_sts_testkit::World;
+use mta_sts_testkit::world::bulk_name;
+
+const N: usize = 64;
+const DELAY: Duration = Duration::from_millis(200);
+const INTERVAL: u64 = 1000;
+
+/// A resolver over a world of `N` domains, each looked up once, whose policy hosts then
+/// delay every answer by `delay`; the clock is past every refresh time.
+async fn due_world(concurrency: usize, delay: Duration) -> (World, Setup) {
+    let world = World::builder().bulk(N).start();
+    let mut config = config(&world);
+    config.refresh_interval = Duration::from_secs(INTERVAL);
+    config.refresh_concurrency = concurrency;
+    config.timeout = Duration::from_secs(10);
+    let s = setup_with(&world, config);
+    for i in 0..N {
+        let name = bulk_name(i);
+        assert_eq!(
+            s.resolver.lookup(&domain(&name)).await.outcome(),
+            Outcome::Policy,
+            "{name}"
+        );
+        world
+            .https()
+            .update(&format!("mta-sts.{name}"), |b| b.delay(delay));
+    }
+    world.https().clear_log();
+    s.clock.advance(INTERVAL + INTERVAL / 10);
+    (world, s)
+}
+
+async fn refresh_all(world: &World, s: &Setup, limit: u64) {
+    let started = Instant::now();
+    let report = s.resolver.refresh_due().await;
+    let elapsed = started.elapsed();
+    assert_eq!((report.attempted, report.refreshed), (N, N), "{report:?}");
+    for i in 0..N {
+        assert_eq!(requests(world, &bulk_name(i)), 1, "{}", bulk_name(i));
+    }
+    // One at a time would take N × 200 ms = 12.8 s.
+    assert!(
+        elapsed < DELAY * 16,
+        "{N} refreshes took {elapsed:?}: not concurrent"
+    );
+    let peak = world.https().peak_concurrent_requests();
+    assert!(peak <= limit, "{peak} requests in flight, limit {limit}");
+    assert!(peak > 1, "never more than one request in flight");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_policies_are_refetched_concurrently_within_the_limit() {
+    let (world, s) = due_world(8, DELAY).await;
+    refresh_all(&world, &s, 8).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_limit_is_32() {
+    assert_eq!(
+        mta_sts_resolver::ResolverConfig::default().refresh_concurrency,
+        32
+    );
+    let (world, s) = due_world(32, DELAY).await;
+    refresh_all(&world, &s, 32).await;
+}
+
+#[tokio::test]
+async fn a_limit_of_one_refetches_one_at_a_time() {
+    let (world, s) = due_world(1, Duration::from_millis(10)).await;
+    let report = s.resolver.refresh_due().await;
+    assert_eq!(report.refreshed, N);
+    assert_eq!(world.https().peak_concurrent_requests(), 1);
+}
