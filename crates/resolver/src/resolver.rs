@@ -13,6 +13,7 @@
 //! | same | none/expired | no policy; "no record" cached negatively for min(TTL, cap) |
 
 use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,7 +51,8 @@ pub struct ResolverConfig {
     pub negative_ttl_cap: Duration,
     /// Negative TTL when the DNS answer carried none.
     pub negative_ttl_default: Duration,
-    /// Proactive refresh period (RFC 8461 §3.3 suggests daily), jittered ±10 %.
+    /// Proactive refresh period (RFC 8461 §3.3 suggests daily), jittered ±10 % at random
+    /// per resolver, so daemons sharing a store do not refresh in step.
     pub refresh_interval: Duration,
     /// How often the refresher wakes up to look for due entries.
     pub refresh_tick: Duration,
@@ -226,6 +228,8 @@ struct Inner {
     memory: MemoryCache,
     flights: Mutex<HashMap<Domain, Flight>>,
     stats: Stats,
+    /// Random key of this resolver's refresh jitter (seeded from the OS by std).
+    jitter_seed: RandomState,
 }
 
 /// The MTA-STS policy resolver. Cheap to clone (shared state).
@@ -281,6 +285,7 @@ impl Resolver {
                 memory: MemoryCache::new(),
                 flights: Mutex::new(HashMap::new()),
                 stats: Stats::default(),
+                jitter_seed: RandomState::new(),
             }),
         })
     }
@@ -605,8 +610,8 @@ impl Inner {
             {
                 return false;
             }
-            entry.next_refresh =
-                next_refresh(domain, &policy, interval).max(now.min(policy.fetched_at));
+            entry.next_refresh = next_refresh(&self.jitter_seed, domain, &policy, interval)
+                .max(now.min(policy.fetched_at));
             entry.policy = Some(policy);
             entry.clear_negative_and_refresh_failures();
             true
