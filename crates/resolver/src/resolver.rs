@@ -200,6 +200,12 @@ pub struct Stats {
     pub refreshes: AtomicU64,
     /// Proactive refreshes that failed.
     pub refresh_failures: AtomicU64,
+    /// Refresher passes completed ([`Resolver::refresh_due`] calls that ran to the end).
+    pub refresh_passes: AtomicU64,
+    /// Wall time of the last completed refresher pass, in microseconds.
+    pub refresh_last_pass_micros: AtomicU64,
+    /// Due policies of the running refresher pass not refetched yet (0 between passes).
+    pub refresh_backlog: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -466,8 +472,14 @@ impl Resolver {
     /// refetches in flight, and drops entries with nothing left to keep.
     pub async fn refresh_due(&self) -> RefreshReport {
         let inner = &self.inner;
+        let started = Instant::now();
         let now = inner.clock.now();
-        let mut due = inner.due(now).into_iter();
+        let due = inner.due(now);
+        let stats = &inner.stats;
+        stats
+            .refresh_backlog
+            .store(due.len() as u64, Ordering::Relaxed);
+        let mut due = due.into_iter();
         let limit = inner.config.refresh_concurrency.max(1);
         let mut report = RefreshReport::default();
         // Each refetch is its own task, so a pass uses every worker thread; dropping the
@@ -489,8 +501,20 @@ impl Resolver {
                 Some(Ok(false) | Err(_)) => report.failed += 1,
                 None => break,
             }
+            // Saturating: a pass run by hand next to the refresher shares the gauge.
+            let _ = stats
+                .refresh_backlog
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(1))
+                });
         }
         inner.memory.prune(now, inner.config.backoff.as_secs());
+        stats.refresh_backlog.store(0, Ordering::Relaxed);
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        stats
+            .refresh_last_pass_micros
+            .store(micros, Ordering::Relaxed);
+        bump(&stats.refresh_passes);
         report
     }
 

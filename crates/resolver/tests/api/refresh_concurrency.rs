@@ -5,6 +5,7 @@
 
 use crate::common;
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -62,7 +63,20 @@ async fn refresh_all(world: &World, s: &Setup, limit: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn due_policies_are_refetched_concurrently_within_the_limit() {
     let (world, s) = due_world(8, DELAY).await;
+    // The backlog gauge counts the pass down while it runs (8 at a time × 200 ms ≥ 1.6 s).
+    let resolver = s.resolver.clone();
+    let watcher = tokio::spawn(async move {
+        tokio::time::sleep(DELAY).await;
+        resolver.stats().refresh_backlog.load(Ordering::Relaxed)
+    });
     refresh_all(&world, &s, 8).await;
+    let midway = watcher.await.expect("watcher");
+    assert!((1..=N as u64).contains(&midway), "backlog midway: {midway}");
+    let stats = s.resolver.stats();
+    assert_eq!(stats.refresh_backlog.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.refresh_passes.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.refreshes.load(Ordering::Relaxed), N as u64);
+    assert!(stats.refresh_last_pass_micros.load(Ordering::Relaxed) > DELAY.as_micros() as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
