@@ -96,3 +96,48 @@ async fn a_limit_of_one_refetches_one_at_a_time() {
     assert_eq!(report.refreshed, N);
     assert_eq!(world.https().peak_concurrent_requests(), 1);
 }
+
+/// Throughput of one refresher pass over `MTA_STS_REFRESH_N` (default 10,000) due policies
+/// against the testkit (real DNS + HTTPS on loopback, no delay), at the default
+/// concurrency. Prints policies/s; run with
+/// `cargo test -p mta-sts-resolver --test api refresh_throughput -- --ignored --nocapture`
+/// (add `--release` for a figure that means something).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn refresh_throughput() {
+    use mta_sts_resolver::store::{Store, StoredPolicy};
+    let n: usize = std::env::var("MTA_STS_REFRESH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let world = World::builder().bulk(n).start();
+    let mut config = config(&world);
+    config.refresh_interval = Duration::from_secs(INTERVAL);
+    config.timeout = Duration::from_secs(30);
+    let s = setup_with(&world, config);
+    // Cached as if fetched at T0: straight into the store, then a warm start.
+    for i in 0..n {
+        let name = bulk_name(i);
+        let stored = StoredPolicy {
+            body: format!("version: STSv1\nmode: enforce\nmx: mail.{name}\nmax_age: 86400\n"),
+            domain: name,
+            record_id: "1".into(),
+            fetched_at: T0,
+            expires_at: T0 + 86_400,
+        };
+        s.store.put(&stored, T0).await.expect("put");
+    }
+    assert_eq!(s.resolver.warm_start().await, n);
+    s.clock.advance(INTERVAL + INTERVAL / 10);
+    let started = Instant::now();
+    let report = s.resolver.refresh_due().await;
+    let elapsed = started.elapsed();
+    println!(
+        "refreshed {} of {n} due policies ({} failed) in {elapsed:?} = {:.0} policies/s, peak {} in flight",
+        report.refreshed,
+        report.failed,
+        report.refreshed as f64 / elapsed.as_secs_f64(),
+        world.https().peak_concurrent_requests()
+    );
+    assert_eq!(report.refreshed, n, "{report:?}");
+}
