@@ -206,6 +206,10 @@ pub struct Stats {
     pub refresh_last_pass_micros: AtomicU64,
     /// Due policies of the running refresher pass not refetched yet (0 between passes).
     pub refresh_backlog: AtomicU64,
+    /// Due policies taken from the store as another resolver had refreshed them.
+    pub refresh_adopted: AtomicU64,
+    /// Due policies left to the resolver holding their refresh lease.
+    pub refresh_deferred: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -221,6 +225,20 @@ pub struct RefreshReport {
     pub refreshed: usize,
     /// Refetches that failed.
     pub failed: usize,
+    /// Due policies another resolver sharing the store had refreshed already: its newer
+    /// entry was taken instead of a refetch.
+    pub adopted: usize,
+    /// Due policies another resolver held the refresh lease on: looked at again once the
+    /// lease ends.
+    pub deferred: usize,
+}
+
+/// How [`Inner::refresh_one`] ended.
+enum Refreshed {
+    Fetched,
+    Failed,
+    Adopted,
+    Deferred,
 }
 
 type Flight = watch::Receiver<Option<Lookup>>;
@@ -495,10 +513,12 @@ impl Resolver {
                 tasks.spawn(async move { inner.refresh_one(&domain, &policy, now).await });
             }
             match tasks.join_next().await {
-                Some(Ok(true)) => report.refreshed += 1,
+                Some(Ok(Refreshed::Fetched)) => report.refreshed += 1,
+                Some(Ok(Refreshed::Adopted)) => report.adopted += 1,
+                Some(Ok(Refreshed::Deferred)) => report.deferred += 1,
                 // A refetch task that panicked counts as a failed refresh; the entry stays
                 // due and the next pass retries it.
-                Some(Ok(false) | Err(_)) => report.failed += 1,
+                Some(Ok(Refreshed::Failed) | Err(_)) => report.failed += 1,
                 None => break,
             }
             // Saturating: a pass run by hand next to the refresher shares the gauge.
@@ -556,10 +576,63 @@ impl Inner {
             .collect()
     }
 
-    /// Refetches one due policy (RFC 8461 §3.3, §10.2). Returns whether it succeeded; a
-    /// failure keeps the cached policy, is retried after the backoff and is logged as a
-    /// warning unless the policy's mode is none.
-    async fn refresh_one(&self, domain: &Domain, policy: &CachedPolicy, now: u64) -> bool {
+    /// How long a refresh lease on a shared store lasts: longer than one refresh can take
+    /// (a DNS lookup and an HTTPS fetch, each bounded by the timeout, then the store write).
+    fn lease_ttl(&self) -> Duration {
+        self.config.timeout * 2 + Duration::from_secs(1)
+    }
+
+    /// Refreshes one due policy (RFC 8461 §3.3, §10.2). On a store shared with other
+    /// resolvers, first takes a newer entry one of them stored, else claims the refresh
+    /// lease ([`Store::try_lease`]) and, if another resolver holds it, looks again once the
+    /// lease ends. A failed refetch keeps the cached policy, is retried after the backoff and
+    /// is logged as a warning unless the policy's mode is none.
+    async fn refresh_one(&self, domain: &Domain, policy: &CachedPolicy, now: u64) -> Refreshed {
+        if self.adopt_newer(domain, policy, now).await {
+            bump(&self.stats.refresh_adopted);
+            return Refreshed::Adopted;
+        }
+        let lease = self.lease_ttl();
+        match self.store.try_lease(domain.as_str(), lease).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let again = now + lease.as_secs().max(1);
+                self.memory
+                    .update(domain, |entry| entry.next_refresh = again);
+                bump(&self.stats.refresh_deferred);
+                return Refreshed::Deferred;
+            }
+            // Without the lease, refresh anyway: one refetch too many beats none.
+            Err(e) => self.store_error("try_lease", &e),
+        }
+        if self.refetch(domain, policy, now).await {
+            Refreshed::Fetched
+        } else {
+            Refreshed::Failed
+        }
+    }
+
+    /// Installs the store's entry for `domain` if it is fresh and newer than `policy` (a
+    /// resolver sharing the store refreshed it). Returns whether it did.
+    async fn adopt_newer(&self, domain: &Domain, policy: &CachedPolicy, now: u64) -> bool {
+        let stored = match self.store.get(domain.as_str()).await {
+            Ok(Some(stored)) if stored.is_fresh(now) && stored.fetched_at > policy.fetched_at => {
+                stored
+            }
+            Ok(_) => return false,
+            Err(e) => {
+                self.store_error("get", &e);
+                return false;
+            }
+        };
+        match CachedPolicy::from_stored(&stored) {
+            Some(newer) => self.install(domain, Arc::new(newer), now),
+            None => false,
+        }
+    }
+
+    /// Refetches one due policy; see [`Inner::refresh_one`]. Returns whether it succeeded.
+    async fn refetch(&self, domain: &Domain, policy: &CachedPolicy, now: u64) -> bool {
         // Prefer the current TXT id, so the stored id matches the policy now served;
         // keep the cached one when the TXT lookup does not give a valid record.
         let id = match self.discover(domain).await {
