@@ -15,7 +15,7 @@
 //! | `mta_sts_socketmap_budget_exceeded_total` | counter | | queries answered after the budget ran out |
 //! | `mta_sts_lookup_duration_seconds` | histogram | `source` = cache, network | resolver lookups |
 //! | `mta_sts_lookups_total` | counter | `outcome` = policy, no_policy, unusable | resolver lookups |
-//! | `mta_sts_cache_hits_total`, `…_negative_hits_total`, `…_fetches_total`, `…_fetch_failures_total`, `…_backoff_skips_total`, `…_refreshes_total`, `…_refresh_failures_total`, `…_store_errors_total`, `…_flights_joined_total` | counter | | resolver [`Stats`] |
+//! | `mta_sts_cache_hits_total`, `…_negative_hits_total`, `…_fetches_total`, `…_fetch_failures_total`, `…_backoff_skips_total`, `…_refreshes_total`, `…_refresh_failures_total`, `…_refreshes_adopted_total`, `…_refreshes_deferred_total`, `…_store_errors_total`, `…_flights_joined_total` | counter | | resolver [`Stats`] |
 //! | `mta_sts_refresh_passes_total` | counter | | proactive refresher passes completed |
 //! | `mta_sts_refresh_last_pass_duration_seconds` | gauge | | wall time of the last refresher pass |
 //! | `mta_sts_refresh_backlog` | gauge | | due policies the running pass has not refetched yet |
@@ -341,6 +341,16 @@ impl Metrics {
                     "mta_sts_refresh_failures_total",
                     "Proactive refreshes that failed.",
                     &s.refresh_failures,
+                ),
+                (
+                    "mta_sts_refreshes_adopted_total",
+                    "Due policies taken from the shared store, refreshed by another daemon.",
+                    &s.refresh_adopted,
+                ),
+                (
+                    "mta_sts_refreshes_deferred_total",
+                    "Due policies left to the daemon holding their refresh lease.",
+                    &s.refresh_deferred,
                 ),
                 (
                     "mta_sts_store_errors_total",
