@@ -9,9 +9,10 @@
 //!   HTTP API gets what is left), binds the socketmap and HTTP listeners.
 //! - **Reload** ([`Daemon::reload`], SIGHUP in [`run`]): a new configuration replaces, without
 //!   dropping a connection, `[defaults]` and `[zones.*]` (budgets included), `[resolver]`,
-//!   `cache.refresh` and `[tlsrpt] events`. A changed `[resolver]` (or `cache.refresh`)
-//!   builds a new resolver over the *same* store and warm-starts it; an unchanged one is
-//!   kept with its memory cache. Everything else needs a restart: every `[socketmap]` and
+//!   `cache.refresh`, `cache.refresh_concurrency` and `[tlsrpt] events`. A changed
+//!   `[resolver]` (or `cache.refresh`, `cache.refresh_concurrency`) builds a new resolver
+//!   over the *same* store and warm-starts it; an unchanged one is kept with its memory
+//!   cache. Everything else needs a restart: every `[socketmap]` and
 //!   `[http]` key, `[cache] store`, `path`, `redis_url`, `[tlsrpt] socket`, `socket_mode`,
 //!   `flush_interval` and `[tlsrpt.send]`. [`restart_pending`] compares those with the
 //!   values the running daemon started with (not with the last file loaded, so setting a
@@ -158,7 +159,8 @@ impl ConfigSource {
     }
 }
 
-/// The `[resolver]` and `cache.refresh` settings as the resolver wants them.
+/// The `[resolver]`, `cache.refresh` and `cache.refresh_concurrency` settings as the
+/// resolver wants them.
 pub fn resolver_config(config: &Config) -> Result<mta_sts_resolver::ResolverConfig, DaemonError> {
     let connect_to = config
         .resolver
@@ -173,6 +175,7 @@ pub fn resolver_config(config: &Config) -> Result<mta_sts_resolver::ResolverConf
         connect_to,
         timeout: config.resolver.timeout,
         refresh_interval: config.cache.refresh,
+        refresh_concurrency: config.cache.refresh_concurrency,
         ..mta_sts_resolver::ResolverConfig::default()
     })
 }

@@ -15,7 +15,10 @@
 //! | `mta_sts_socketmap_budget_exceeded_total` | counter | | queries answered after the budget ran out |
 //! | `mta_sts_lookup_duration_seconds` | histogram | `source` = cache, network | resolver lookups |
 //! | `mta_sts_lookups_total` | counter | `outcome` = policy, no_policy, unusable | resolver lookups |
-//! | `mta_sts_cache_hits_total`, `…_negative_hits_total`, `…_fetches_total`, `…_fetch_failures_total`, `…_backoff_skips_total`, `…_refreshes_total`, `…_refresh_failures_total`, `…_store_errors_total`, `…_flights_joined_total` | counter | | resolver [`Stats`] |
+//! | `mta_sts_cache_hits_total`, `…_negative_hits_total`, `…_fetches_total`, `…_fetch_failures_total`, `…_backoff_skips_total`, `…_refreshes_total`, `…_refresh_failures_total`, `…_refreshes_adopted_total`, `…_refreshes_deferred_total`, `…_store_errors_total`, `…_flights_joined_total` | counter | | resolver [`Stats`] |
+//! | `mta_sts_refresh_passes_total` | counter | | proactive refresher passes completed |
+//! | `mta_sts_refresh_last_pass_duration_seconds` | gauge | | wall time of the last refresher pass |
+//! | `mta_sts_refresh_backlog` | gauge | | due policies the running pass has not refetched yet |
 //! | `mta_sts_cache_entries` | gauge | | domains in the memory cache |
 //! | `mta_sts_dane_checks_total` | counter | `verdict` = usable, not_usable | DANE checks |
 //! | `mta_sts_reloads_total` | counter | `result` = ok, error | SIGHUP reloads |
@@ -340,6 +343,16 @@ impl Metrics {
                     &s.refresh_failures,
                 ),
                 (
+                    "mta_sts_refreshes_adopted_total",
+                    "Due policies taken from the shared store, refreshed by another daemon.",
+                    &s.refresh_adopted,
+                ),
+                (
+                    "mta_sts_refreshes_deferred_total",
+                    "Due policies left to the daemon holding their refresh lease.",
+                    &s.refresh_deferred,
+                ),
+                (
                     "mta_sts_store_errors_total",
                     "Policy store operations that failed.",
                     &s.store_errors,
@@ -347,6 +360,7 @@ impl Metrics {
             ] {
                 counter(&mut out, name, help, &[("", get(value))]);
             }
+            render_refresh(&mut out, s);
         }
         let _ = writeln!(
             out,
@@ -354,4 +368,25 @@ impl Metrics {
         );
         out
     }
+}
+
+/// The refresher's progress: passes (its refreshed and failed policies are the
+/// `mta_sts_refreshes_total` and `mta_sts_refresh_failures_total` counters), the last
+/// pass's duration and the running pass's backlog.
+fn render_refresh(out: &mut String, s: &Stats) {
+    let _ = writeln!(
+        out,
+        "# HELP mta_sts_refresh_passes_total Proactive refresher passes completed.\n# TYPE mta_sts_refresh_passes_total counter\nmta_sts_refresh_passes_total {}",
+        get(&s.refresh_passes)
+    );
+    let secs = get(&s.refresh_last_pass_micros) as f64 / 1e6;
+    let _ = writeln!(
+        out,
+        "# HELP mta_sts_refresh_last_pass_duration_seconds Wall time of the last proactive refresher pass.\n# TYPE mta_sts_refresh_last_pass_duration_seconds gauge\nmta_sts_refresh_last_pass_duration_seconds {secs}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP mta_sts_refresh_backlog Due policies the running refresher pass has not refetched yet.\n# TYPE mta_sts_refresh_backlog gauge\nmta_sts_refresh_backlog {}",
+        get(&s.refresh_backlog)
+    );
 }

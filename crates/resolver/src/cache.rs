@@ -8,7 +8,8 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use mta_sts::{Domain, Policy};
@@ -404,14 +405,22 @@ impl MemoryCache {
 }
 
 /// When to refresh a policy fetched at `fetched_at` (RFC 8461 §3.3, §10.2): after about
-/// `interval` (±10 % jitter derived from the domain, so a fleet does not refetch in step),
-/// and in any case by half of the policy's lifetime.
-pub(crate) fn next_refresh(domain: &Domain, policy: &CachedPolicy, interval: u64) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    domain.hash(&mut h);
-    policy.fetched_at.hash(&mut h);
+/// `interval`, and in any case by half of the policy's lifetime. The interval gets a ±10 %
+/// jitter from hashing the domain and fetch time with `seed`, a per-resolver random key:
+/// one resolver spreads its domains over the band, and two resolvers (daemons sharing a
+/// store) refresh a domain at unrelated times instead of in step.
+pub(crate) fn next_refresh(
+    seed: &RandomState,
+    domain: &Domain,
+    policy: &CachedPolicy,
+    interval: u64,
+) -> u64 {
     let spread = interval / 5; // 20 % window → ±10 %
-    let jitter = if spread == 0 { 0 } else { h.finish() % spread };
+    let jitter = if spread == 0 {
+        0
+    } else {
+        seed.hash_one((domain, policy.fetched_at)) % spread
+    };
     let jittered = interval - interval / 10 + jitter;
     let lifetime = policy.expires_at.saturating_sub(policy.fetched_at);
     policy.fetched_at + jittered.min(lifetime / 2).max(1)

@@ -13,6 +13,7 @@
 //! | same | none/expired | no policy; "no record" cached negatively for min(TTL, cap) |
 
 use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,10 +51,13 @@ pub struct ResolverConfig {
     pub negative_ttl_cap: Duration,
     /// Negative TTL when the DNS answer carried none.
     pub negative_ttl_default: Duration,
-    /// Proactive refresh period (RFC 8461 §3.3 suggests daily), jittered ±10 %.
+    /// Proactive refresh period (RFC 8461 §3.3 suggests daily), jittered ±10 % at random
+    /// per resolver, so daemons sharing a store do not refresh in step.
     pub refresh_interval: Duration,
     /// How often the refresher wakes up to look for due entries.
     pub refresh_tick: Duration,
+    /// Most refetches one refresher pass keeps in flight at once (0 is taken as 1).
+    pub refresh_concurrency: usize,
     /// Entries of hickory's DNS answer cache (0 = off).
     pub dns_cache_size: u64,
 }
@@ -76,6 +80,7 @@ impl Default for ResolverConfig {
             negative_ttl_default: Duration::from_secs(300),
             refresh_interval: Duration::from_secs(86_400),
             refresh_tick: Duration::from_secs(60),
+            refresh_concurrency: 32,
             dns_cache_size: 4096,
         }
     }
@@ -195,6 +200,16 @@ pub struct Stats {
     pub refreshes: AtomicU64,
     /// Proactive refreshes that failed.
     pub refresh_failures: AtomicU64,
+    /// Refresher passes completed ([`Resolver::refresh_due`] calls that ran to the end).
+    pub refresh_passes: AtomicU64,
+    /// Wall time of the last completed refresher pass, in microseconds.
+    pub refresh_last_pass_micros: AtomicU64,
+    /// Due policies of the running refresher pass not refetched yet (0 between passes).
+    pub refresh_backlog: AtomicU64,
+    /// Due policies taken from the store as another resolver had refreshed them.
+    pub refresh_adopted: AtomicU64,
+    /// Due policies left to the resolver holding their refresh lease.
+    pub refresh_deferred: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -210,6 +225,20 @@ pub struct RefreshReport {
     pub refreshed: usize,
     /// Refetches that failed.
     pub failed: usize,
+    /// Due policies another resolver sharing the store had refreshed already: its newer
+    /// entry was taken instead of a refetch.
+    pub adopted: usize,
+    /// Due policies another resolver held the refresh lease on: looked at again once the
+    /// lease ends.
+    pub deferred: usize,
+}
+
+/// How [`Inner::refresh_one`] ended.
+enum Refreshed {
+    Fetched,
+    Failed,
+    Adopted,
+    Deferred,
 }
 
 type Flight = watch::Receiver<Option<Lookup>>;
@@ -223,6 +252,8 @@ struct Inner {
     memory: MemoryCache,
     flights: Mutex<HashMap<Domain, Flight>>,
     stats: Stats,
+    /// Random key of this resolver's refresh jitter (seeded from the OS by std).
+    jitter_seed: RandomState,
 }
 
 /// The MTA-STS policy resolver. Cheap to clone (shared state).
@@ -278,6 +309,7 @@ impl Resolver {
                 memory: MemoryCache::new(),
                 flights: Mutex::new(HashMap::new()),
                 stats: Stats::default(),
+                jitter_seed: RandomState::new(),
             }),
         })
     }
@@ -454,58 +486,55 @@ impl Resolver {
     }
 
     /// One refresher pass: refetches every cached policy that is due (RFC 8461 §3.3, §10.2),
-    /// whatever its TXT record says, and drops entries with nothing left to keep.
+    /// whatever its TXT record says, with up to [`ResolverConfig::refresh_concurrency`]
+    /// refetches in flight, and drops entries with nothing left to keep.
     pub async fn refresh_due(&self) -> RefreshReport {
         let inner = &self.inner;
+        let started = Instant::now();
         let now = inner.clock.now();
+        let due = inner.due(now);
+        let stats = &inner.stats;
+        stats
+            .refresh_backlog
+            .store(due.len() as u64, Ordering::Relaxed);
+        let mut due = due.into_iter();
+        let limit = inner.config.refresh_concurrency.max(1);
         let mut report = RefreshReport::default();
-        for domain in inner.memory.domains() {
-            let Some(entry) = inner.memory.entry(&domain) else {
-                continue;
-            };
-            let Some(policy) = entry.fresh_policy(now).cloned() else {
-                continue;
-            };
-            if now < entry.next_refresh {
-                continue;
+        // Each refetch is its own task, so a pass uses every worker thread; dropping the
+        // set (a cancelled pass) aborts the refetches still running.
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            while tasks.len() < limit {
+                let Some((domain, policy)) = due.next() else {
+                    break;
+                };
+                report.attempted += 1;
+                let inner = Arc::clone(&self.inner);
+                tasks.spawn(async move { inner.refresh_one(&domain, &policy, now).await });
             }
-            report.attempted += 1;
-            // Prefer the current TXT id, so the stored id matches the policy now served;
-            // keep the cached one when the TXT lookup does not give a valid record.
-            let id = match inner.discover(&domain).await {
-                Ok((record, _)) => Arc::from(record.id.as_str()),
-                Err(_) => Arc::from(policy.record_id.as_str()),
-            };
-            match inner.fetch_policy(&domain, &id, now).await {
-                Ok(_) => {
-                    report.refreshed += 1;
-                    bump(&inner.stats.refreshes);
-                }
-                Err(e) => {
-                    report.failed += 1;
-                    bump(&inner.stats.refresh_failures);
-                    let retry = now + inner.config.backoff.as_secs().max(1);
-                    let failures = inner.memory.update(&domain, |entry| {
-                        entry.next_refresh = retry;
-                        entry.note_refresh_failure()
-                    });
-                    // RFC 8461 §3.3 / §10.2: alert on failing refreshes unless mode is none.
-                    if policy.policy.mode != Mode::None {
-                        tracing::warn!(
-                            domain = %domain,
-                            failures,
-                            expires_in = policy.expires_at.saturating_sub(now),
-                            reason = e.reason_code(),
-                            result_type = %e.result_type(),
-                            "policy refresh failed: {e}"
-                        );
-                    } else {
-                        tracing::debug!(domain = %domain, failures, "refresh of a mode-none policy failed: {e}");
-                    }
-                }
+            match tasks.join_next().await {
+                Some(Ok(Refreshed::Fetched)) => report.refreshed += 1,
+                Some(Ok(Refreshed::Adopted)) => report.adopted += 1,
+                Some(Ok(Refreshed::Deferred)) => report.deferred += 1,
+                // A refetch task that panicked counts as a failed refresh; the entry stays
+                // due and the next pass retries it.
+                Some(Ok(Refreshed::Failed) | Err(_)) => report.failed += 1,
+                None => break,
             }
+            // Saturating: a pass run by hand next to the refresher shares the gauge.
+            let _ = stats
+                .refresh_backlog
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(1))
+                });
         }
         inner.memory.prune(now, inner.config.backoff.as_secs());
+        stats.refresh_backlog.store(0, Ordering::Relaxed);
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        stats
+            .refresh_last_pass_micros
+            .store(micros, Ordering::Relaxed);
+        bump(&stats.refresh_passes);
         report
     }
 
@@ -533,6 +562,112 @@ impl Resolver {
 }
 
 impl Inner {
+    /// The cached policies due for a proactive refresh at `now` (fresh, and past their
+    /// refresh time).
+    fn due(&self, now: u64) -> Vec<(Domain, Arc<CachedPolicy>)> {
+        self.memory
+            .domains()
+            .into_iter()
+            .filter_map(|domain| {
+                let entry = self.memory.entry(&domain)?;
+                let policy = entry.fresh_policy(now).cloned()?;
+                (now >= entry.next_refresh).then_some((domain, policy))
+            })
+            .collect()
+    }
+
+    /// How long a refresh lease on a shared store lasts: longer than one refresh can take
+    /// (a DNS lookup and an HTTPS fetch, each bounded by the timeout, then the store write).
+    fn lease_ttl(&self) -> Duration {
+        self.config.timeout * 2 + Duration::from_secs(1)
+    }
+
+    /// Refreshes one due policy (RFC 8461 §3.3, §10.2). On a store shared with other
+    /// resolvers, first takes a newer entry one of them stored, else claims the refresh
+    /// lease ([`Store::try_lease`]) and, if another resolver holds it, looks again once the
+    /// lease ends. A failed refetch keeps the cached policy, is retried after the backoff and
+    /// is logged as a warning unless the policy's mode is none.
+    async fn refresh_one(&self, domain: &Domain, policy: &CachedPolicy, now: u64) -> Refreshed {
+        if self.adopt_newer(domain, policy, now).await {
+            bump(&self.stats.refresh_adopted);
+            return Refreshed::Adopted;
+        }
+        let lease = self.lease_ttl();
+        match self.store.try_lease(domain.as_str(), lease).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let again = now + lease.as_secs().max(1);
+                self.memory
+                    .update(domain, |entry| entry.next_refresh = again);
+                bump(&self.stats.refresh_deferred);
+                return Refreshed::Deferred;
+            }
+            // Without the lease, refresh anyway: one refetch too many beats none.
+            Err(e) => self.store_error("try_lease", &e),
+        }
+        if self.refetch(domain, policy, now).await {
+            Refreshed::Fetched
+        } else {
+            Refreshed::Failed
+        }
+    }
+
+    /// Installs the store's entry for `domain` if it is fresh and newer than `policy` (a
+    /// resolver sharing the store refreshed it). Returns whether it did.
+    async fn adopt_newer(&self, domain: &Domain, policy: &CachedPolicy, now: u64) -> bool {
+        let stored = match self.store.get(domain.as_str()).await {
+            Ok(Some(stored)) if stored.is_fresh(now) && stored.fetched_at > policy.fetched_at => {
+                stored
+            }
+            Ok(_) => return false,
+            Err(e) => {
+                self.store_error("get", &e);
+                return false;
+            }
+        };
+        match CachedPolicy::from_stored(&stored) {
+            Some(newer) => self.install(domain, Arc::new(newer), now),
+            None => false,
+        }
+    }
+
+    /// Refetches one due policy; see [`Inner::refresh_one`]. Returns whether it succeeded.
+    async fn refetch(&self, domain: &Domain, policy: &CachedPolicy, now: u64) -> bool {
+        // Prefer the current TXT id, so the stored id matches the policy now served;
+        // keep the cached one when the TXT lookup does not give a valid record.
+        let id = match self.discover(domain).await {
+            Ok((record, _)) => Arc::<str>::from(record.id.as_str()),
+            Err(_) => Arc::from(policy.record_id.as_str()),
+        };
+        let e = match self.fetch_policy(domain, &id, now).await {
+            Ok(_) => {
+                bump(&self.stats.refreshes);
+                return true;
+            }
+            Err(e) => e,
+        };
+        bump(&self.stats.refresh_failures);
+        let retry = now + self.config.backoff.as_secs().max(1);
+        let failures = self.memory.update(domain, |entry| {
+            entry.next_refresh = retry;
+            entry.note_refresh_failure()
+        });
+        // RFC 8461 §3.3 / §10.2: alert on failing refreshes unless mode is none.
+        if policy.policy.mode != Mode::None {
+            tracing::warn!(
+                domain = %domain,
+                failures,
+                expires_in = policy.expires_at.saturating_sub(now),
+                reason = e.reason_code(),
+                result_type = %e.result_type(),
+                "policy refresh failed: {e}"
+            );
+        } else {
+            tracing::debug!(domain = %domain, failures, "refresh of a mode-none policy failed: {e}");
+        }
+        false
+    }
+
     /// Remembers that a TXT answer valid for `ttl` seconds confirmed the cached policy's id,
     /// so lookups until then need no DNS query ([`Resolver::lookup_fast`]). Only with the
     /// DNS answer cache on: without it every lookup is meant to query.
@@ -572,8 +707,8 @@ impl Inner {
             {
                 return false;
             }
-            entry.next_refresh =
-                next_refresh(domain, &policy, interval).max(now.min(policy.fetched_at));
+            entry.next_refresh = next_refresh(&self.jitter_seed, domain, &policy, interval)
+                .max(now.min(policy.fetched_at));
             entry.policy = Some(policy);
             entry.clear_negative_and_refresh_failures();
             true

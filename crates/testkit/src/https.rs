@@ -293,6 +293,10 @@ struct Log {
     requests: Vec<HttpRequest>,
     request_counts: HashMap<String, u64>,
     hello_counts: HashMap<String, u64>,
+    /// Requests read whose response is not written yet.
+    in_flight: u64,
+    /// The most `in_flight` has been.
+    peak_in_flight: u64,
 }
 
 struct Shared {
@@ -456,6 +460,13 @@ impl HttpsServer {
             .unwrap_or(0)
     }
 
+    /// The most requests (over all hosts) that were read and not yet answered at one time
+    /// since the start or the last [`HttpsServer::clear_log`]: how many fetches a client
+    /// had in flight at once.
+    pub fn peak_concurrent_requests(&self) -> u64 {
+        self.shared.log().peak_in_flight
+    }
+
     /// Forgets the request log and counters.
     pub fn clear_log(&self) {
         *self.shared.log() = Log::default();
@@ -574,10 +585,20 @@ async fn serve_connection(shared: Arc<Shared>, mut tcp: TcpStream) {
         let mut log = shared.log();
         *log.request_counts.entry(sni.clone()).or_insert(0) += 1;
         log.requests.push(request);
+        log.in_flight += 1;
+        log.peak_in_flight = log.peak_in_flight.max(log.in_flight);
     }
+    answer(&mut stream, &behavior).await;
+    // Saturating: a clear_log while this request was in flight reset the count.
+    let mut log = shared.log();
+    log.in_flight = log.in_flight.saturating_sub(1);
+}
+
+/// Writes the response `behavior` asks for (or none, for the faults that withhold it).
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, behavior: &HostBehavior) {
     match behavior.fault {
         Some(HostFault::NoResponse) => {
-            drain(&mut stream).await;
+            drain(stream).await;
             return;
         }
         Some(HostFault::CloseAfterRequest) => {
@@ -589,7 +610,7 @@ async fn serve_connection(shared: Arc<Shared>, mut tcp: TcpStream) {
     if !behavior.response_delay.is_zero() {
         tokio::time::sleep(behavior.response_delay).await;
     }
-    let _ = write_response(&mut stream, &behavior).await;
+    let _ = write_response(stream, behavior).await;
     let _ = stream.shutdown().await;
 }
 

@@ -259,6 +259,8 @@ pub struct CacheConfig {
     pub redis_url: Option<String>,
     /// `refresh`: proactive re-fetch interval, default 24 h.
     pub refresh: Duration,
+    /// `refresh_concurrency`: most proactive re-fetches in flight at once, default 32.
+    pub refresh_concurrency: usize,
 }
 
 impl Default for CacheConfig {
@@ -268,6 +270,7 @@ impl Default for CacheConfig {
             path: PathBuf::from("/var/lib/mta-sts/cache.db"),
             redis_url: None,
             refresh: Duration::from_secs(24 * 3600),
+            refresh_concurrency: 32,
         }
     }
 }

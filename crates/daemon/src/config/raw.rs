@@ -53,7 +53,16 @@ pub(super) const SCHEMA: Schema = Schema {
                 "dane_require_ad",
             ],
         ),
-        ("cache", &["store", "path", "redis_url", "refresh"]),
+        (
+            "cache",
+            &[
+                "store",
+                "path",
+                "redis_url",
+                "refresh",
+                "refresh_concurrency",
+            ],
+        ),
         ("defaults", ZONE_KEYS),
         ("zones.*", ZONE_KEYS),
         (
@@ -345,6 +354,7 @@ struct RawCache {
     path: Option<PathBuf>,
     redis_url: Option<String>,
     refresh: Option<HumanDuration>,
+    refresh_concurrency: Option<usize>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -520,7 +530,15 @@ impl RawCache {
             path: self.path.unwrap_or(d.path),
             redis_url: self.redis_url,
             refresh: self.refresh.map(|t| t.0).unwrap_or(d.refresh),
+            refresh_concurrency: self.refresh_concurrency.unwrap_or(d.refresh_concurrency),
         };
+        if cache.refresh_concurrency == 0 {
+            return Err(Misfit::new(
+                "cache",
+                "refresh_concurrency",
+                "[cache] refresh_concurrency must be at least 1; the default is 32",
+            ));
+        }
         if cache.store == StoreKind::Redis && cache.redis_url.is_none() {
             return Err(Misfit::new(
                 "cache",

@@ -74,6 +74,7 @@ fn config_every_key_of_the_sketch_parses() {
         Some("redis://127.0.0.1:6379/0")
     );
     assert_eq!(config.cache.refresh, Duration::from_secs(86400));
+    assert_eq!(config.cache.refresh_concurrency, 32);
     assert!(config.zone("strict").strict_testing);
     assert!(!config.zone("postfix").strict_testing);
     // A zone inherits unset keys from [defaults].
@@ -94,6 +95,7 @@ nameservers = ["192.0.2.53", "[::1]:5353"]
 [cache]
 store = "redis"
 redis_url = "redis://cache/0"
+refresh_concurrency = 4
 [defaults]
 on_failure = "temp"
 dane = "defer"
@@ -114,6 +116,7 @@ require_sni = false
         config.resolver.nameservers[0],
         "192.0.2.53:53".parse::<SocketAddr>().unwrap()
     );
+    assert_eq!(config.cache.refresh_concurrency, 4);
     assert_eq!(config.defaults.on_failure, OnFailure::Temp);
     assert_eq!(config.defaults.dane, DaneMode::Defer);
     assert_eq!(config.defaults.budget, Duration::from_millis(1500));
@@ -166,6 +169,7 @@ fn config_bad_values() {
     assert!(parse_error("[socketmap]\nsocket_mode = \"rw\"\n").contains("octal"));
     assert!(parse_error("[defaults]\non_failure = \"retry\"\n").contains("retry"));
     assert!(parse_error("[cache]\nstore = \"redis\"\n").contains("redis_url"));
+    assert!(parse_error("[cache]\nrefresh_concurrency = 0\n").contains("at least 1"));
     assert!(parse_error("[resolver]\nconnect_to = [\"a:b\"]\n").contains("HOST:PORT:ADDR:PORT"));
     assert!(parse_error("[resolver]\nnameservers = [\"dns.example\"]\n").contains("IP:PORT"));
 }

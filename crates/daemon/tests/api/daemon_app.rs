@@ -4,12 +4,14 @@
 
 use crate::common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::Client;
 use mta_sts_daemon::app::Daemon;
 use mta_sts_daemon::config::{Config, Listen};
-use mta_sts_testkit::{CertKind, World};
+use mta_sts_net::ManualClock;
+use mta_sts_testkit::{CertKind, HostBehavior, World};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ENFORCE: &str = "OK secure match=mail.good.test servername=hostname";
@@ -274,6 +276,61 @@ async fn sqlite_warm_start_answers_without_fetching() {
         1,
         "answered from the SQLite store after the restart, no HTTPS fetch"
     );
+    daemon.shutdown().await;
+}
+
+/// The value of the unlabelled sample `name` in a Prometheus text exposition.
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in\n{metrics}"))
+}
+
+/// Issue #14: `/metrics` shows the refresher's passes, refreshed and failed policies, the
+/// last pass's duration and the backlog, with HELP lines, and they move after a pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_metrics_move_after_a_refresh_pass() {
+    let world = world();
+    let clock = Arc::new(ManualClock::new(1_700_000_000));
+    let daemon = Daemon::start_with_clock(
+        config(&world, "store = \"memory\"\nrefresh = \"1h\"", ""),
+        clock.clone(),
+    )
+    .await
+    .expect("start");
+    assert_eq!(query(&daemon, "postfix good.test").await, ENFORCE);
+    assert_eq!(query(&daemon, "postfix testing.test").await, "NOTFOUND ");
+    let (_, before) = http_get(&daemon, "/metrics").await;
+    for name in [
+        "mta_sts_refresh_passes_total",
+        "mta_sts_refresh_last_pass_duration_seconds",
+        "mta_sts_refresh_backlog",
+        "mta_sts_refreshes_total",
+        "mta_sts_refresh_failures_total",
+    ] {
+        assert!(
+            before.contains(&format!("# HELP {name} ")),
+            "{name}: {before}"
+        );
+    }
+
+    // Both policies are due; testing.test's host now fails.
+    world
+        .https()
+        .set("mta-sts.testing.test", HostBehavior::status(500));
+    clock.advance(2 * 3600);
+    let generation = daemon.core().current();
+    let report = generation.lookup.resolver().refresh_due().await;
+    assert_eq!((report.refreshed, report.failed), (1, 1), "{report:?}");
+
+    let (_, after) = http_get(&daemon, "/metrics").await;
+    let delta = |name| sample(&after, name) - sample(&before, name);
+    assert_eq!(delta("mta_sts_refresh_passes_total"), 1.0, "{after}");
+    assert_eq!(delta("mta_sts_refreshes_total"), 1.0, "{after}");
+    assert_eq!(delta("mta_sts_refresh_failures_total"), 1.0, "{after}");
+    assert!(sample(&after, "mta_sts_refresh_last_pass_duration_seconds") > 0.0);
+    assert_eq!(sample(&after, "mta_sts_refresh_backlog"), 0.0);
     daemon.shutdown().await;
 }
 

@@ -8,6 +8,8 @@
 //! Times are seconds since the Unix epoch passed in by the caller, never read from a clock
 //! here, so the cache can be tested with an injected clock.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 mod memory;
@@ -109,6 +111,14 @@ pub trait Store: Send + Sync + 'static {
         all.sort_unstable_by(|a, b| a.domain.cmp(&b.domain));
         all.truncate(limit);
         Ok(all)
+    }
+
+    /// Claims the proactive refresh of `domain` for `ttl`: `Ok(false)` while another
+    /// resolver sharing this store holds a live lease on it, so a fleet refetches each due
+    /// policy once instead of once per daemon. The default (a store no other daemon
+    /// shares) always grants it.
+    async fn try_lease(&self, _domain: &str, _ttl: Duration) -> Result<bool, StoreError> {
+        Ok(true)
     }
 
     /// Short backend name for logs and metrics: `memory`, `sqlite`, `redis`.

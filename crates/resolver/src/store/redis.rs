@@ -10,6 +10,10 @@
 //! atomically on the server. `load_all` walks the keys with `SCAN` (never `KEYS`, which
 //! blocks Redis).
 //!
+//! Refresh leases (`Store::try_lease`) are keys `lease:<prefix><domain>`, set with
+//! `SET NX PX`: the first daemon to claim a due domain refetches it, the others find its
+//! policy in Redis afterwards. They sit outside the prefix, so `SCAN` never sees them.
+//!
 //! The connection goes through redis-rs's `ConnectionManager`, which reconnects in the
 //! background after Redis restarts. Every round trip is bounded by
 //! [`RedisOptions::timeout`] (500 ms by default): a dead or stalled Redis gives
@@ -169,6 +173,11 @@ impl RedisStore {
     /// The Redis key holding `domain`'s policy.
     pub fn key_for(&self, domain: &str) -> String {
         format!("{}{domain}", self.key_prefix)
+    }
+
+    /// The Redis key of the refresh lease on `domain` (outside the policy keys' prefix).
+    pub fn lease_key_for(&self, domain: &str) -> String {
+        format!("lease:{}{domain}", self.key_prefix)
     }
 
     /// Runs one round trip under the timeout. If the connection turns out to be broken (for
@@ -347,6 +356,30 @@ impl Store for RedisStore {
             cursor = next;
         }
         Ok(out)
+    }
+
+    async fn try_lease(&self, domain: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let key = self.lease_key_for(domain);
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        // `OK` when set, nil when another daemon's lease is live. (If a reply is lost and
+        // the retry of `run` finds our own key, the lease counts as taken elsewhere: the
+        // domain is then refreshed after the lease, not twice.)
+        let set = self
+            .run("SET NX", |mut con| {
+                let key = &key;
+                async move {
+                    ::redis::cmd("SET")
+                        .arg(key)
+                        .arg(1)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(millis)
+                        .query_async::<Option<String>>(&mut con)
+                        .await
+                }
+            })
+            .await?;
+        Ok(set.is_some())
     }
 
     fn backend(&self) -> &'static str {

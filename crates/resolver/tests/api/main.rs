@@ -6,6 +6,7 @@
 
 mod common;
 mod peer_postfix_mta_sts_resolver;
+mod refresh_concurrency;
 mod refresh_jitter;
 #[cfg(feature = "redis")]
 mod resolver_redis;

@@ -2,7 +2,9 @@
 //! issue #12 item 17: refreshes are jittered ±10 % around `refresh_interval` per domain so a
 //! fleet does not refetch in step, capped at half the policy's lifetime, and a failing
 //! refresh is logged as a warning (unless the policy's mode is none) and retried after the
-//! backoff. Manual clock; the testkit's HTTPS request counter shows every fetch.
+//! backoff. Issue #14: the jitter is random per resolver, so two daemons over one store
+//! refresh a domain at different times. Manual clock; the testkit's HTTPS request counter
+//! shows every fetch.
 
 use crate::common;
 
@@ -11,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use mta_sts_resolver::Outcome;
+use mta_sts_net::ManualClock;
+use mta_sts_resolver::store::Store;
+use mta_sts_resolver::{Outcome, Resolver};
 use mta_sts_testkit::world::bulk_name;
 use mta_sts_testkit::{HostBehavior, World};
 use tracing::field::{Field, Visit};
@@ -74,6 +78,74 @@ async fn refreshes_are_spread_over_plus_minus_ten_percent_and_capped_at_half_the
         distinct.len() >= N / 2,
         "refreshes are not spread: {} distinct times for {N} domains ({distinct:?})",
         distinct.len()
+    );
+}
+
+/// The offset from [`T0`] at which each of `names` was first refreshed by `resolver`,
+/// stepping `clock` a second at a time up to `INTERVAL` + 20 % (every resolver given is
+/// run at each step).
+async fn first_refreshes(
+    clock: &ManualClock,
+    resolvers: &[&Resolver],
+    names: &[String],
+) -> Vec<BTreeMap<String, u64>> {
+    let mut first: Vec<BTreeMap<String, u64>> = vec![BTreeMap::new(); resolvers.len()];
+    for offset in 1..=INTERVAL + INTERVAL / 5 {
+        clock.advance(1);
+        for (resolver, first) in resolvers.iter().zip(&mut first) {
+            resolver.refresh_due().await;
+            for name in names {
+                if !first.contains_key(name)
+                    && resolver
+                        .cached(&domain(name))
+                        .is_some_and(|p| p.fetched_at != T0)
+                {
+                    first.insert(name.clone(), offset);
+                }
+            }
+        }
+    }
+    first
+}
+
+#[tokio::test]
+async fn two_resolvers_over_one_store_refresh_at_different_times_within_the_band() {
+    const N: usize = 40;
+    let world = World::builder().bulk(N).start();
+    let mut config = config(&world);
+    config.refresh_interval = Duration::from_secs(INTERVAL);
+    let a = setup_with(&world, config.clone());
+    let names: Vec<String> = (0..N).map(bulk_name).collect();
+    for name in &names {
+        assert_eq!(
+            a.resolver.lookup(&domain(name)).await.outcome(),
+            Outcome::Policy
+        );
+    }
+    // A second daemon on the same store and clock starts with the same entries.
+    let b = Resolver::new(config, a.store.clone() as Arc<dyn Store>, a.clock.clone())
+        .expect("resolver");
+    assert_eq!(b.warm_start().await, N);
+
+    let first = first_refreshes(&a.clock, &[&a.resolver, &b], &names).await;
+    let band = INTERVAL - INTERVAL / 10..INTERVAL + INTERVAL / 10;
+    for (which, first) in ["a", "b"].iter().zip(&first) {
+        assert_eq!(first.len(), N, "resolver {which} refreshed every domain");
+        for (name, offset) in first {
+            assert!(
+                band.contains(offset),
+                "resolver {which}: {name} refreshed after {offset} s, outside interval ±10 %"
+            );
+        }
+    }
+    // 200 possible seconds each: a few coincidences, not lockstep.
+    let same = names
+        .iter()
+        .filter(|n| first[0][*n] == first[1][*n])
+        .count();
+    assert!(
+        same <= N / 4,
+        "{same} of {N} domains refreshed at the same second by both resolvers"
     );
 }
 

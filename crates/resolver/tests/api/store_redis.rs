@@ -216,6 +216,44 @@ async fn redis_keys_json_and_ttl() {
     assert!((86390..=86400).contains(&ttl), "TTL {ttl}");
 }
 
+/// Issue #14: the refresh lease is one `SET NX PX` key outside the policy prefix: granted
+/// to the first claimant, refused to every other while it lives, granted again after it
+/// expires, and never listed among the policies.
+#[tokio::test]
+async fn redis_refresh_lease_is_exclusive_until_it_expires() {
+    if !require_program("redis-server") {
+        return;
+    }
+    let server = RedisServer::start();
+    let a = RedisStore::connect(server.options(DEFAULT_KEY_PREFIX))
+        .await
+        .expect("connect");
+    let b = RedisStore::connect(server.options(DEFAULT_KEY_PREFIX))
+        .await
+        .expect("connect");
+    let mut raw = server.raw().await;
+    let now = unix_now();
+    a.put(&policy("lease.example", "id1", now, 3600), now)
+        .await
+        .expect("put");
+
+    let ttl = Duration::from_millis(400);
+    assert!(a.try_lease("lease.example", ttl).await.expect("lease"));
+    assert!(!b.try_lease("lease.example", ttl).await.expect("lease"));
+    assert!(!a.try_lease("lease.example", ttl).await.expect("lease"));
+    // Per domain.
+    assert!(b.try_lease("other.example", ttl).await.expect("lease"));
+    let key = a.lease_key_for("lease.example");
+    assert_eq!(key, "lease:mta-sts:policy:lease.example");
+    let pttl: i64 = raw_cmd(&mut raw, &["PTTL", &key]).await;
+    assert!((1..=400).contains(&pttl), "PTTL {pttl}");
+    let all = a.load_all(now).await.expect("load_all");
+    assert_eq!(all.len(), 1, "leases are not policies: {all:?}");
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(b.try_lease("lease.example", ttl).await.expect("lease"));
+}
+
 #[tokio::test]
 async fn redis_two_daemons_share_entries_and_newer_wins() {
     if !require_program("redis-server") {
