@@ -356,23 +356,10 @@ fn join_addrs(addrs: &[std::net::SocketAddr]) -> String {
 /// The host (lower case, no port, no trailing dot) and path (`/` when none, no query) of an
 /// `https:` URI; `None` for other schemes.
 fn https_host_path(uri: &str) -> Option<(String, String)> {
-    let (scheme, rest) = uri.trim().split_once("://")?;
-    if !scheme.eq_ignore_ascii_case("https") {
-        return None;
-    }
-    let rest = rest.split(['#', '?']).next().unwrap_or("");
-    let (authority, path) = match rest.find('/') {
-        Some(at) => rest.split_at(at),
-        None => (rest, "/"),
-    };
-    let host = authority.rsplit('@').next().unwrap_or(authority);
-    let host = match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    };
+    let uri = mta_sts_checker::probe::rua::HttpsUri::parse(uri)?;
     Some((
-        host.trim_end_matches('.').to_ascii_lowercase(),
-        path.to_owned(),
+        uri.host.trim_end_matches('.').to_owned(),
+        uri.route().to_owned(),
     ))
 }
 
@@ -477,12 +464,9 @@ async fn self_check(args: &ServeArgs, config: ServeConfig) -> Result<u8> {
             id: &entry.id,
             cert_not_after: entry.cert_validity.map(|(_, not_after)| not_after),
         };
-        report.findings.extend(drift(
-            &report,
-            &served,
-            &thresholds,
-            std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(clock.now()),
-        ));
+        report
+            .findings
+            .extend(drift(&report, &served, &thresholds, clock.system_time()));
         if let Some(tlsrpt) = &report.tlsrpt {
             report
                 .findings

@@ -45,48 +45,43 @@ pub struct HttpsUri {
 }
 
 impl HttpsUri {
-    /// Splits `https://[userinfo@]host[:port][/path][?query][#fragment]`; `None` when the
-    /// scheme is not `https` or the authority is unusable.
+    /// Splits `https://[userinfo@]host[:port][/path][?query][#fragment]` with `http::Uri`
+    /// (RFC 3986); `None` when the scheme is not `https` or the authority is unusable.
     pub fn parse(uri: &str) -> Option<HttpsUri> {
-        let (scheme, rest) = uri.split_once("://")?;
-        if !scheme.eq_ignore_ascii_case("https") {
+        // `http::Uri` takes no fragment: the part after `#` is never sent anyway.
+        let uri = uri.trim().split('#').next().unwrap_or_default();
+        let parsed: hyper::Uri = uri.parse().ok()?;
+        if !parsed.scheme_str()?.eq_ignore_ascii_case("https") {
             return None;
         }
-        let rest = rest.split('#').next().unwrap_or("");
-        let end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, path) = rest.split_at(end);
-        let authority = authority
-            .rsplit_once('@')
-            .map(|(_, h)| h)
-            .unwrap_or(authority);
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (host, after) = v6.split_once(']')?;
-            (host, after.strip_prefix(':'))
-        } else {
-            match authority.split_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (authority, None),
-            }
-        };
+        let host = parsed.host()?;
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
         if host.is_empty() {
             return None;
         }
-        let port = match port {
-            None | Some("") => 443,
-            Some(p) => p.parse().ok().filter(|p| *p != 0)?,
+        let port = match parsed.port_u16() {
+            None => 443,
+            Some(0) => return None,
+            Some(port) => port,
         };
-        let path = if path.is_empty() {
-            "/".to_string()
-        } else if path.starts_with('?') {
-            format!("/{path}")
-        } else {
-            path.to_string()
+        let path = match parsed.path_and_query().map(|pq| pq.as_str()) {
+            None | Some("") => "/".to_string(),
+            Some(pq) if pq.starts_with('?') => format!("/{pq}"),
+            Some(pq) => pq.to_string(),
         };
         Some(HttpsUri {
             host: host.to_ascii_lowercase(),
             port,
             path,
         })
+    }
+
+    /// The path without its query, as a server routes it.
+    pub fn route(&self) -> &str {
+        self.path.split('?').next().unwrap_or("/")
     }
 }
 
@@ -237,6 +232,10 @@ mod tests {
                 port: 444,
                 path: "/x".into()
             })
+        );
+        assert_eq!(
+            u("https://user@r.example/a?b=1").map(|u| (u.host.clone(), u.route().to_owned())),
+            Some(("r.example".into(), "/a".into()))
         );
         assert_eq!(u("https://r.example:0/"), None);
         assert_eq!(u("https:///x"), None);
