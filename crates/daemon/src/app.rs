@@ -317,7 +317,7 @@ async fn build_generation(
         policies = loaded,
         "warm start: cached policies loaded from the store"
     );
-    let refresher = Arc::new(Refresher(resolver.spawn_refresher()));
+    let refresher = Arc::new(Refresher::start(&resolver));
     let lookup = lookup_for(&config, resolver, metrics, recorder);
     Ok(Generation {
         config,

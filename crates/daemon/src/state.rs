@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use mta_sts_resolver::Resolver;
 use mta_sts_resolver::store::Store;
 use tokio::task::JoinHandle;
 
@@ -25,13 +26,84 @@ pub struct Generation {
     pub(crate) refresher: Arc<Refresher>,
 }
 
-/// Aborts the proactive refresher when the last generation using it goes.
+/// The proactive refresher (RFC 8461 §3.3, §10.2) of one generation, stopped when the last
+/// generation using it goes.
+///
+/// It runs on a runtime of its own whose threads have a lower CPU priority (nice
+/// [`REFRESH_NICE`] above the daemon's) than the runtime that answers the MTAs: a pass over
+/// many due policies (TLS handshakes, mostly) takes the CPU the socketmap leaves, so a busy
+/// mail server's queries are not slowed by it, and on an idle one it runs at full speed.
+/// A policy is refreshed long before it expires (daily, for a `max_age` of days or weeks),
+/// so a pass that waits for a quiet moment costs nothing.
 #[derive(Debug)]
-pub(crate) struct Refresher(pub(crate) JoinHandle<()>);
+pub(crate) enum Refresher {
+    /// On its own runtime; dropping the sender ends it.
+    Thread(#[allow(dead_code)] tokio::sync::oneshot::Sender<()>),
+    /// On the daemon's runtime (its own thread could not be started).
+    Task(JoinHandle<()>),
+}
+
+/// How much lower the refresher's CPU priority is than the daemon's (nice increment).
+pub(crate) const REFRESH_NICE: i32 = 10;
+
+impl Refresher {
+    /// Starts `resolver`'s refresher on a lower-priority runtime of its own.
+    pub(crate) fn start(resolver: &Resolver) -> Refresher {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let for_thread = resolver.clone();
+        let nice = rustix::process::getpriority_process(None).unwrap_or(0) + REFRESH_NICE;
+        let spawned = std::thread::Builder::new()
+            .name("mta-sts-refresh".into())
+            .spawn(move || run_refresher(for_thread, stopped, nice));
+        match spawned {
+            Ok(_) => Refresher::Thread(stop),
+            Err(e) => {
+                tracing::warn!(error = %e, "refresher thread not started; refreshing on the main runtime");
+                Refresher::Task(resolver.spawn_refresher())
+            }
+        }
+    }
+}
+
+/// Body of the refresher thread: a runtime whose threads run at `nice`, running the
+/// refresher until `stopped` resolves (its sender dropped).
+fn run_refresher(resolver: Resolver, stopped: tokio::sync::oneshot::Receiver<()>, nice: i32) {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    set_priority(nice);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("mta-sts-refresh")
+        .on_thread_start(move || set_priority(nice))
+        .enable_all()
+        .build();
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "refresher runtime not started: cached policies will not be refreshed before they expire");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let refresher = resolver.spawn_refresher();
+        let _ = stopped.await;
+        refresher.abort();
+    });
+    runtime.shutdown_background();
+}
+
+/// Sets the calling thread's nice value (on Linux it is per thread, and `None` names the
+/// calling thread).
+fn set_priority(nice: i32) {
+    if let Err(e) = rustix::process::setpriority_process(None, nice) {
+        tracing::debug!(error = %e, "refresher priority unchanged");
+    }
+}
 
 impl Drop for Refresher {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Refresher::Task(task) = self {
+            task.abort();
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! cargo build --release --example socketmap_bench -p mta-sts-daemon
 //! target/release/examples/socketmap_bench [--secs 5] [--conns 16] [--cold 1500] \
 //!     [--peer /path/to/venv/bin/mta-sts-daemon] [--rss-policies 100000] [--only-rss] [--rounds 5]
+//!     [--refresh-policies 100000] [--only-refresh]
 //! ```
 //!
 //! Load: `--conns` connections, each with one outstanding request (as Postfix's smtp
@@ -30,10 +31,13 @@
 //! handshake with the fetcher's configuration, GET. Its CPU per lookup is the least any
 //! client using the daemon's TLS stack can spend, and is printed beside the daemon's.
 //!
+//! Refresh (`--refresh-policies N`, or alone with `--only-refresh`): see `refresh.rs`.
+//!
 //! Internal modes (the harness re-executes itself): `daemon CONFIG`, `trivial PORT`,
 //! `floor DNS HTTPS CA FIRST COUNT`.
 
 mod floor;
+mod refresh;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -379,6 +383,12 @@ fn bench(args: &[String]) -> Result<(), BoxError> {
     let rss_policies: usize = opt(args, "--rss-policies", 100_000);
     let peer: String = opt(args, "--peer", String::new());
     let rounds: usize = opt(args, "--rounds", 5).max(1);
+    let refresh_policies: usize = opt(args, "--refresh-policies", 0);
+    if args.iter().any(|a| a == "--only-refresh") {
+        let dir = tempfile::tempdir()?;
+        let rt = tokio::runtime::Runtime::new()?;
+        return refresh::refresh_phase(&rt, dir.path(), refresh_policies.max(1), conns, secs);
+    }
     if args.iter().any(|a| a == "--only-rss") {
         let dir = tempfile::tempdir()?;
         return rss_phase(&tokio::runtime::Runtime::new()?, dir.path(), rss_policies);
@@ -619,6 +629,9 @@ fn bench(args: &[String]) -> Result<(), BoxError> {
     drop(memory_daemon);
     drop(peer_proc);
 
+    if refresh_policies > 0 {
+        refresh::refresh_phase(&rt, dir.path(), refresh_policies, conns, secs)?;
+    }
     rss_phase(&rt, dir.path(), rss_policies)
 }
 

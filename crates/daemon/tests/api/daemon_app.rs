@@ -769,3 +769,60 @@ async fn store_open_failure_keeps_its_cause() {
         "{line}"
     );
 }
+
+/// The nice value of the thread whose `/proc/self/task/<tid>` is `task` (stat field 19).
+fn nice_of(task: &std::path::Path) -> Option<i32> {
+    let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split_whitespace().nth(16)?.parse().ok()
+}
+
+/// Issue #14: the proactive refresher runs on threads of its own, 10 nice levels below the
+/// threads that answer the MTAs, so a pass over many due policies does not slow the
+/// socketmap down; and it does run there (its first pass starts at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresher_runs_at_lower_cpu_priority() {
+    let world = world();
+    let daemon = Daemon::start(config(&world, "store = \"memory\"", ""))
+        .await
+        .expect("start");
+    let mut passes = 0.0;
+    for _ in 0..100 {
+        let (_, metrics) = http_get(&daemon, "/metrics").await;
+        passes = sample(&metrics, "mta_sts_refresh_passes_total");
+        if passes >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(passes >= 1.0, "the refresher never completed a pass");
+
+    let own = nice_of(std::path::Path::new("/proc/thread-self")).expect("own nice value");
+    let tasks: Vec<(String, i32)> = std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| {
+            let path = t.ok()?.path();
+            let name = std::fs::read_to_string(path.join("comm")).ok()?;
+            Some((name.trim().to_owned(), nice_of(&path)?))
+        })
+        .collect();
+    let refresh: Vec<i32> = tasks
+        .iter()
+        .filter(|(name, _)| name == "mta-sts-refresh")
+        .map(|(_, nice)| *nice)
+        .collect();
+    assert!(!refresh.is_empty(), "no refresher thread among {tasks:?}");
+    let expected = (own + 10).min(19);
+    assert!(
+        refresh.iter().all(|n| *n == expected),
+        "refresher threads at nice {refresh:?}, expected {expected} (daemon at {own})"
+    );
+    assert!(
+        tasks
+            .iter()
+            .filter(|(name, _)| name == "tokio-runtime-w")
+            .all(|(_, n)| *n == own),
+        "the daemon's own workers must keep their priority: {tasks:?}"
+    );
+    daemon.shutdown().await;
+}
