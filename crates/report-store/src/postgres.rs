@@ -9,9 +9,9 @@ use tokio_postgres::types::ToSql;
 
 use crate::intake::ParsedReport;
 use crate::store::{
-    DaySummary, Inserted, ROLLUP_REFILL, ReportStore, RollupDelta, RollupSql, SCHEMA_VERSION,
-    StoreError, StoredReport, SummaryBuilder, SummaryFilter, SummarySql, db_count, json_list,
-    mx_key, normalize_domain, rollup_schema, stored,
+    DETAIL_SUMMARY_INDEXES_DROP, DaySummary, Inserted, ROLLUP_REFILL, ReportStore, RollupDelta,
+    RollupSql, SCHEMA_VERSION, StoreError, StoredReport, SummaryBuilder, SummaryFilter, SummarySql,
+    db_count, json_list, mx_key, normalize_domain, rollup_schema, stored,
 };
 
 const SCHEMA: &str = "
@@ -42,9 +42,6 @@ CREATE TABLE IF NOT EXISTS report_policies (
     successful        BIGINT NOT NULL,
     failed            BIGINT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS report_policies_summary
-    ON report_policies (policy_domain, day, organization_name, report, successful, failed);
-CREATE INDEX IF NOT EXISTS report_policies_day ON report_policies (day);
 CREATE INDEX IF NOT EXISTS report_policies_report ON report_policies (report);
 CREATE TABLE IF NOT EXISTS failure_details (
     id                     BIGSERIAL PRIMARY KEY,
@@ -60,11 +57,13 @@ CREATE TABLE IF NOT EXISTS failure_details (
     policy_domain          TEXT NOT NULL,
     day                    TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS failure_details_summary
-    ON failure_details (policy_domain, day, result_type, receiving_mx_hostname, failed_session_count);
 CREATE INDEX IF NOT EXISTS failure_details_policy ON failure_details (policy);
 CREATE TABLE IF NOT EXISTS report_store_schema (version BIGINT NOT NULL);
 ";
+
+/// Summary rows in (domain, day) order as Rust compares strings (bytewise), whatever the
+/// database's collation.
+const ORDER_BY: &str = "ORDER BY policy_domain COLLATE \"C\", day COLLATE \"C\"";
 
 /// The rollup UPSERTs, one statement per table for all rows (arrays, `UNNEST`).
 static ROLLUP_SQL: LazyLock<RollupSql> = LazyLock::new(|| {
@@ -137,7 +136,7 @@ impl PostgresStore {
         &self,
         filter: &SummaryFilter,
     ) -> Result<Vec<DaySummary>, StoreError> {
-        let sql = SummarySql::details(filter, |n| format!("${n}"));
+        let sql = SummarySql::details(filter, |n| format!("${n}"), ORDER_BY);
         let client = self.pool.get().await.map_err(db)?;
         run_summary(&client, &sql, &SummarySql::params(filter)).await
     }
@@ -272,6 +271,9 @@ async fn migrate(client: &mut deadpool_postgres::Client) -> Result<(), StoreErro
     }
     if current < SCHEMA_VERSION {
         refill_rollups(&tx).await?;
+        tx.batch_execute(DETAIL_SUMMARY_INDEXES_DROP)
+            .await
+            .map_err(db)?;
         tx.batch_execute("DELETE FROM report_store_schema")
             .await
             .map_err(db)?;
@@ -289,14 +291,16 @@ async fn migrate(client: &mut deadpool_postgres::Client) -> Result<(), StoreErro
 async fn refill_rollups(tx: &deadpool_postgres::Transaction<'_>) -> Result<(), StoreError> {
     tx.batch_execute(ROLLUP_REFILL).await.map_err(db)?;
     // The MX key (absent or blank → NO_MX) is computed as at insert, in Rust.
-    let sql = SummarySql::details(&SummaryFilter::default(), |n| format!("${n}"));
+    let sql = SummarySql::details(&SummaryFilter::default(), |n| format!("${n}"), ORDER_BY);
     let mut by_mx = std::collections::BTreeMap::<(String, String, String), i64>::new();
     for row in tx.query(&sql.by_mx, &[]).await.map_err(db)? {
         let domain: String = row.try_get(0).map_err(db)?;
         let day: String = row.try_get(1).map_err(db)?;
-        let mx: Option<String> = row.try_get(2).map_err(db)?;
+        let mx: Option<&str> = row.try_get(2).map_err(db)?;
         let n: i64 = row.try_get(3).map_err(db)?;
-        let v = by_mx.entry((domain, day, mx_key(mx))).or_default();
+        let v = by_mx
+            .entry((domain, day, mx_key(mx).to_owned()))
+            .or_default();
         *v = v.saturating_add(n);
     }
     let delta = RollupDelta {
@@ -436,7 +440,7 @@ impl ReportStore for PostgresStore {
     }
 
     async fn summary(&self, filter: &SummaryFilter) -> Result<Vec<DaySummary>, StoreError> {
-        let sql = SummarySql::rollups(filter, |n| format!("${n}"));
+        let sql = SummarySql::rollups(filter, |n| format!("${n}"), ORDER_BY);
         let client = self.pool.get().await.map_err(db)?;
         run_summary(&client, &sql, &SummarySql::params(filter)).await
     }
@@ -580,7 +584,12 @@ mod tests {
         sql(
             &store,
             "DROP TABLE report_days, report_day_organizations, report_day_result_types, \
-             report_day_mx, report_store_schema",
+             report_day_mx, report_store_schema;
+             CREATE INDEX report_policies_summary ON report_policies
+                 (policy_domain, day, organization_name, report, successful, failed);
+             CREATE INDEX report_policies_day ON report_policies (day);
+             CREATE INDEX failure_details_summary ON failure_details
+                 (policy_domain, day, result_type, receiving_mx_hostname, failed_session_count);",
         )
         .await;
         let migrated = PostgresStore::connect(&server.url()).await.unwrap();
@@ -589,6 +598,18 @@ mod tests {
             expected
         );
         assert_rollups_match(&migrated).await;
+        let client = store.pool.get().await.unwrap();
+        let old_indexes: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM pg_indexes WHERE indexname IN \
+                 ('report_policies_summary', 'report_policies_day', 'failure_details_summary')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(old_indexes, 0);
+        drop(client);
 
         // A newer schema is refused.
         sql(

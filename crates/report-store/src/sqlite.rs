@@ -7,9 +7,9 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, param
 
 use crate::intake::ParsedReport;
 use crate::store::{
-    DaySummary, Inserted, ROLLUP_REFILL, ReportStore, RollupDelta, RollupSql, SCHEMA_VERSION,
-    StoreError, StoredReport, SummaryBuilder, SummaryFilter, SummarySql, db_count, json_list,
-    mx_key, normalize_domain, rollup_schema, stored,
+    DETAIL_SUMMARY_INDEXES_DROP, DaySummary, Inserted, ROLLUP_REFILL, ReportStore, RollupDelta,
+    RollupSql, SCHEMA_VERSION, StoreError, StoredReport, SummaryBuilder, SummaryFilter, SummarySql,
+    db_count, json_list, mx_key, normalize_domain, rollup_schema, stored,
 };
 
 const SCHEMA: &str = "
@@ -40,9 +40,6 @@ CREATE TABLE IF NOT EXISTS report_policies (
     successful        INTEGER NOT NULL,
     failed            INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS report_policies_summary
-    ON report_policies (policy_domain, day, organization_name, report, successful, failed);
-CREATE INDEX IF NOT EXISTS report_policies_day ON report_policies (day);
 CREATE INDEX IF NOT EXISTS report_policies_report ON report_policies (report);
 CREATE TABLE IF NOT EXISTS failure_details (
     id                     INTEGER PRIMARY KEY,
@@ -58,10 +55,12 @@ CREATE TABLE IF NOT EXISTS failure_details (
     policy_domain          TEXT NOT NULL,
     day                    TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS failure_details_summary
-    ON failure_details (policy_domain, day, result_type, receiving_mx_hostname, failed_session_count);
 CREATE INDEX IF NOT EXISTS failure_details_policy ON failure_details (policy);
 ";
+
+/// Summary rows in (domain, day) order: SQLite compares text bytewise (`BINARY`), as Rust
+/// does.
+const ORDER_BY: &str = "ORDER BY policy_domain, day";
 
 /// The rollup UPSERTs with SQLite placeholders.
 static ROLLUP_SQL: LazyLock<RollupSql> = LazyLock::new(|| {
@@ -142,7 +141,7 @@ impl SqliteStore {
         &self,
         filter: &SummaryFilter,
     ) -> Result<Vec<DaySummary>, StoreError> {
-        let sql = SummarySql::details(filter, |n| format!("?{n}"));
+        let sql = SummarySql::details(filter, |n| format!("?{n}"), ORDER_BY);
         let params = SummarySql::params(filter);
         self.with(move |conn| run_summary(conn, &sql, &params))
             .await
@@ -190,6 +189,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(&rollup_schema(" WITHOUT ROWID"))
             .map_err(db)?;
         refill_rollups(&tx)?;
+        tx.execute_batch(DETAIL_SUMMARY_INDEXES_DROP).map_err(db)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(db)?;
     }
@@ -200,7 +200,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 fn refill_rollups(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch(ROLLUP_REFILL).map_err(db)?;
     // The MX key (absent or blank → NO_MX) is computed as at insert, in Rust.
-    let sql = SummarySql::details(&SummaryFilter::default(), |n| format!("?{n}"));
+    let sql = SummarySql::details(&SummaryFilter::default(), |n| format!("?{n}"), ORDER_BY);
     let mut select = tx.prepare(&sql.by_mx).map_err(db)?;
     let mut rows = select.query([]).map_err(db)?;
     let mut upsert = tx.prepare(&ROLLUP_SQL.mx).map_err(db)?;
@@ -210,7 +210,7 @@ fn refill_rollups(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
         let mx: Option<String> = row.get(2).map_err(db)?;
         let n: i64 = row.get(3).map_err(db)?;
         upsert
-            .execute(params![domain, day, mx_key(mx), n])
+            .execute(params![domain, day, mx_key(mx.as_deref()), n])
             .map_err(db)?;
     }
     Ok(())
@@ -244,6 +244,28 @@ fn add_rollups(tx: &rusqlite::Transaction<'_>, delta: &RollupDelta) -> Result<()
     Ok(())
 }
 
+/// Column `i` of `row` as text borrowed from the row (`None` for NULL).
+fn text_or_null<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<Option<&'r str>, StoreError> {
+    row.get_ref(i).map_err(db)?.as_str_or_null().map_err(|e| {
+        db(rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            Box::new(e),
+        ))
+    })
+}
+
+/// Column `i` of `row` as text borrowed from the row.
+fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, StoreError> {
+    text_or_null(row, i)?.ok_or_else(|| {
+        db(rusqlite::Error::InvalidColumnType(
+            i,
+            String::new(),
+            rusqlite::types::Type::Null,
+        ))
+    })
+}
+
 /// Runs the four queries of `sql` and merges their rows.
 fn run_summary(
     conn: &Connection,
@@ -255,40 +277,39 @@ fn run_summary(
     let mut rows = s.query(params_from_iter(params.iter())).map_err(db)?;
     while let Some(row) = rows.next().map_err(db)? {
         b.totals(
-            row.get(0).map_err(db)?,
-            row.get(1).map_err(db)?,
+            text(row, 0)?,
+            text(row, 1)?,
             row.get(2).map_err(db)?,
             row.get(3).map_err(db)?,
             row.get(4).map_err(db)?,
         );
     }
-    let mut s = conn.prepare(&sql.by_org).map_err(db)?;
-    let mut rows = s.query(params_from_iter(params.iter())).map_err(db)?;
-    while let Some(row) = rows.next().map_err(db)? {
-        b.by_org(
-            row.get(0).map_err(db)?,
-            row.get(1).map_err(db)?,
-            row.get(2).map_err(db)?,
-            row.get(3).map_err(db)?,
-        );
-    }
-    let mut s = conn.prepare(&sql.by_type).map_err(db)?;
-    let mut rows = s.query(params_from_iter(params.iter())).map_err(db)?;
-    while let Some(row) = rows.next().map_err(db)? {
-        b.by_type(
-            row.get(0).map_err(db)?,
-            row.get(1).map_err(db)?,
-            row.get(2).map_err(db)?,
-            row.get(3).map_err(db)?,
-        );
+    for (query, add) in [
+        (
+            &sql.by_org,
+            SummaryBuilder::by_org as fn(&mut SummaryBuilder, &str, &str, &str, i64),
+        ),
+        (&sql.by_type, SummaryBuilder::by_type),
+    ] {
+        let mut s = conn.prepare(query).map_err(db)?;
+        let mut rows = s.query(params_from_iter(params.iter())).map_err(db)?;
+        while let Some(row) = rows.next().map_err(db)? {
+            add(
+                &mut b,
+                text(row, 0)?,
+                text(row, 1)?,
+                text(row, 2)?,
+                row.get(3).map_err(db)?,
+            );
+        }
     }
     let mut s = conn.prepare(&sql.by_mx).map_err(db)?;
     let mut rows = s.query(params_from_iter(params.iter())).map_err(db)?;
     while let Some(row) = rows.next().map_err(db)? {
         b.by_mx(
-            row.get(0).map_err(db)?,
-            row.get(1).map_err(db)?,
-            row.get(2).map_err(db)?,
+            text(row, 0)?,
+            text(row, 1)?,
+            text_or_null(row, 2)?,
             row.get(3).map_err(db)?,
         );
     }
@@ -434,7 +455,7 @@ impl ReportStore for SqliteStore {
     }
 
     async fn summary(&self, filter: &SummaryFilter) -> Result<Vec<DaySummary>, StoreError> {
-        let sql = SummarySql::rollups(filter, |n| format!("?{n}"));
+        let sql = SummarySql::rollups(filter, |n| format!("?{n}"), ORDER_BY);
         let params = SummarySql::params(filter);
         self.with(move |conn| run_summary(conn, &sql, &params))
             .await
@@ -579,6 +600,14 @@ mod tests {
             .collect()
     }
 
+    /// The indexes version 1 kept for the summary queries.
+    const OLD_INDEXES: &str = "
+        CREATE INDEX report_policies_summary ON report_policies
+            (policy_domain, day, organization_name, report, successful, failed);
+        CREATE INDEX report_policies_day ON report_policies (day);
+        CREATE INDEX failure_details_summary ON failure_details
+            (policy_domain, day, result_type, receiving_mx_hostname, failed_session_count);";
+
     /// A file made by the previous build (schema version 1, no rollup tables) gets the
     /// rollups, filled from its detail rows, when opened; and once migrated, a version-1
     /// build writing to it again (which resets the version, not the rollups) makes the
@@ -597,11 +626,11 @@ mod tests {
             assert!(!expected.is_empty());
             drop(store);
             let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(
+            conn.execute_batch(&format!(
                 "DROP TABLE report_days; DROP TABLE report_day_organizations;
-                 DROP TABLE report_day_result_types; DROP TABLE report_day_mx;
-                 PRAGMA user_version = 1;",
-            )
+                     DROP TABLE report_day_result_types; DROP TABLE report_day_mx;
+                     {OLD_INDEXES} PRAGMA user_version = 1;"
+            ))
             .unwrap();
             drop(conn);
 
@@ -612,11 +641,21 @@ mod tests {
             );
             assert_rollups_match(&store).await;
             drop(store);
-            let version: i64 = Connection::open(&path)
-                .unwrap()
+            let conn = Connection::open(&path).unwrap();
+            let version: i64 = conn
                 .pragma_query_value(None, "user_version", |r| r.get(0))
                 .unwrap();
             assert_eq!(version, SCHEMA_VERSION);
+            let old_indexes: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE name IN \
+                     ('report_policies_summary', 'report_policies_day', 'failure_details_summary')",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(old_indexes, 0);
+            drop(conn);
 
             // Stale rollups under version 1 (an older build imported meanwhile).
             let conn = Connection::open(&path).unwrap();

@@ -7,7 +7,7 @@
 //!   keeps the JSON as received (`raw_json`), the UTC `day` of `start-datetime`, the source
 //!   label and the import time;
 //! - `report_policies`: one row per `policies[]` element with its counts, denormalised with
-//!   `day` and `organization_name` and indexed on (`policy_domain`, `day`, …);
+//!   `day` and `organization_name`;
 //! - `failure_details`: one row per `failure-details[]` element, with `policy_domain` and `day`
 //!   again;
 //! - the rollups the summary is answered from, one row per policy domain and day
@@ -23,7 +23,8 @@
 //! A report lands whole or not at all: each insert is one transaction. The schema version
 //! is [`SCHEMA_VERSION`] (SQLite `PRAGMA user_version`, PostgreSQL table
 //! `report_store_schema`): opening a database of an older version (no rollups) creates the
-//! rollups and fills them from the detail rows, once, in one transaction.
+//! rollups and fills them from the detail rows, once, in one transaction, and drops the
+//! detail tables' summary indexes, which nothing reads any more.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -259,72 +260,106 @@ pub trait ReportStore: Send + Sync {
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-/// Rows of the four summary queries, merged into [`DaySummary`]s.
+/// Rows of the four summary queries, merged into [`DaySummary`]s sorted by (domain, day).
+///
+/// The queries return their rows sorted by (domain, day) in Rust's (byte) order, so the
+/// days are a sorted `Vec` built by appending, with a cursor at the last one used: a row for
+/// the same or the next day is found without a search, any other by binary search (rows in
+/// another order are still merged right, only slower). Keys are borrowed from the database
+/// rows; a string is allocated only for a new entry.
 #[derive(Debug, Default)]
 pub(crate) struct SummaryBuilder {
-    days: BTreeMap<(String, String), DaySummary>,
+    /// Sorted by (domain, day), unique.
+    days: Vec<DaySummary>,
+    cursor: usize,
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl SummaryBuilder {
-    fn entry(&mut self, domain: String, day: String) -> &mut DaySummary {
-        use std::collections::btree_map::Entry;
-        match self.days.entry((domain, day)) {
-            Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(v) => {
-                let (policy_domain, day) = v.key().clone();
-                v.insert(DaySummary {
-                    policy_domain,
-                    day,
-                    ..DaySummary::default()
-                })
-            }
-        }
+    fn is_at(&self, i: usize, domain: &str, day: &str) -> bool {
+        self.days
+            .get(i)
+            .is_some_and(|d| d.policy_domain == domain && d.day == day)
     }
 
-    pub(crate) fn totals(&mut self, domain: String, day: String, reports: i64, ok: i64, ko: i64) {
+    fn entry(&mut self, domain: &str, day: &str) -> &mut DaySummary {
+        let i = if self.is_at(self.cursor, domain, day) {
+            self.cursor
+        } else if self.is_at(self.cursor + 1, domain, day) {
+            self.cursor + 1
+        } else {
+            self.find_or_insert(domain, day)
+        };
+        self.cursor = i;
+        &mut self.days[i]
+    }
+
+    fn find_or_insert(&mut self, domain: &str, day: &str) -> usize {
+        fn key(d: &DaySummary) -> (&str, &str) {
+            (&d.policy_domain, &d.day)
+        }
+        let at = match self.days.last() {
+            // Appending in order, the usual case.
+            None => 0,
+            Some(last) if key(last) < (domain, day) => self.days.len(),
+            Some(_) => match self.days.binary_search_by(|d| key(d).cmp(&(domain, day))) {
+                Ok(i) => return i,
+                Err(i) => i,
+            },
+        };
+        self.days.insert(
+            at,
+            DaySummary {
+                policy_domain: domain.to_owned(),
+                day: day.to_owned(),
+                ..DaySummary::default()
+            },
+        );
+        at
+    }
+
+    pub(crate) fn totals(&mut self, domain: &str, day: &str, reports: i64, ok: i64, ko: i64) {
         let e = self.entry(domain, day);
         e.reports = to_u64(reports);
         e.successful = to_u64(ok);
         e.failed = to_u64(ko);
     }
 
-    pub(crate) fn by_org(&mut self, domain: String, day: String, org: String, ko: i64) {
+    pub(crate) fn by_org(&mut self, domain: &str, day: &str, org: &str, ko: i64) {
         if ko > 0 {
             self.entry(domain, day)
                 .failures_by_organization
-                .insert(org, to_u64(ko));
+                .insert(org.to_owned(), to_u64(ko));
         }
     }
 
-    pub(crate) fn by_type(&mut self, domain: String, day: String, kind: String, n: i64) {
+    pub(crate) fn by_type(&mut self, domain: &str, day: &str, kind: &str, n: i64) {
         self.entry(domain, day)
             .failures_by_result_type
-            .insert(kind, to_u64(n));
+            .insert(kind.to_owned(), to_u64(n));
     }
 
     /// A missing and an empty `receiving-mx-hostname` are one key, [`NO_MX`]; their
     /// counts add up.
-    pub(crate) fn by_mx(&mut self, domain: String, day: String, mx: Option<String>, n: i64) {
+    pub(crate) fn by_mx(&mut self, domain: &str, day: &str, mx: Option<&str>, n: i64) {
         let count = self
             .entry(domain, day)
             .failures_by_mx
-            .entry(mx_key(mx))
+            .entry(mx_key(mx).to_owned())
             .or_default();
         *count = count.saturating_add(to_u64(n));
     }
 
     pub(crate) fn finish(self) -> Vec<DaySummary> {
-        self.days.into_values().collect()
+        self.days
     }
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// The key a `receiving-mx-hostname` (as stored: [`normalize_domain`]d) is counted under:
 /// itself, or [`NO_MX`] when absent or blank.
-pub(crate) fn mx_key(mx: Option<String>) -> String {
-    mx.filter(|m| !m.trim().is_empty())
-        .unwrap_or_else(|| NO_MX.to_owned())
+pub(crate) fn mx_key(mx: Option<&str>) -> &str {
+    mx.filter(|m| !m.trim().is_empty()).unwrap_or(NO_MX)
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -345,8 +380,7 @@ pub(crate) struct SummarySql {
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl SummarySql {
-    /// The `WHERE` clause of `filter`; `placeholder(n)` renders the n-th (1-based)
-    /// parameter: `?1` or `$1`.
+    /// The `WHERE` clause of `filter`.
     fn condition(filter: &SummaryFilter, placeholder: impl Fn(usize) -> String) -> String {
         let mut conds = Vec::new();
         let mut n = 0;
@@ -366,50 +400,61 @@ impl SummarySql {
     }
 
     /// The summary from the rollup tables (what [`ReportStore::summary`] runs).
-    pub(crate) fn rollups(filter: &SummaryFilter, placeholder: impl Fn(usize) -> String) -> Self {
+    /// `placeholder(n)` renders the n-th (1-based) parameter: `?1` or `$1`; `order` sorts
+    /// by domain and day in byte order (what [`SummaryBuilder`] expects).
+    pub(crate) fn rollups(
+        filter: &SummaryFilter,
+        placeholder: impl Fn(usize) -> String,
+        order: &str,
+    ) -> Self {
         let w = Self::condition(filter, placeholder);
         SummarySql {
             totals: format!(
-                "SELECT policy_domain, day, reports, successful, failed FROM report_days {w}"
+                "SELECT policy_domain, day, reports, successful, failed FROM report_days {w} {order}"
             ),
             by_org: format!(
                 "SELECT policy_domain, day, organization_name, failed \
-                 FROM report_day_organizations {w}"
+                 FROM report_day_organizations {w} {order}"
             ),
             by_type: format!(
                 "SELECT policy_domain, day, result_type, failed_sessions \
-                 FROM report_day_result_types {w}"
+                 FROM report_day_result_types {w} {order}"
             ),
             by_mx: format!(
-                "SELECT policy_domain, day, receiving_mx, failed_sessions FROM report_day_mx {w}"
+                "SELECT policy_domain, day, receiving_mx, failed_sessions FROM report_day_mx {w} {order}"
             ),
         }
     }
 
     /// The summary aggregated from the detail rows: what the rollups must always equal
     /// (used to fill them when migrating, and by tests as the oracle). PostgreSQL's
-    /// `SUM(bigint)` is `numeric`, so every aggregate is cast back to `BIGINT`.
-    pub(crate) fn details(filter: &SummaryFilter, placeholder: impl Fn(usize) -> String) -> Self {
+    /// `SUM(bigint)` is `numeric`, so every aggregate is cast back to `BIGINT`. Parameters
+    /// as for [`SummarySql::rollups`].
+    pub(crate) fn details(
+        filter: &SummaryFilter,
+        placeholder: impl Fn(usize) -> String,
+        order: &str,
+    ) -> Self {
         let w = Self::condition(filter, placeholder);
         SummarySql {
             totals: format!(
                 "SELECT policy_domain, day, CAST(COUNT(DISTINCT report) AS BIGINT), \
                  CAST(SUM(successful) AS BIGINT), CAST(SUM(failed) AS BIGINT) \
-                 FROM report_policies {w} GROUP BY policy_domain, day"
+                 FROM report_policies {w} GROUP BY policy_domain, day {order}"
             ),
             by_org: format!(
                 "SELECT policy_domain, day, organization_name, CAST(SUM(failed) AS BIGINT) \
-                 FROM report_policies {w} GROUP BY policy_domain, day, organization_name"
+                 FROM report_policies {w} GROUP BY policy_domain, day, organization_name {order}"
             ),
             by_type: format!(
                 "SELECT policy_domain, day, result_type, \
                  CAST(SUM(failed_session_count) AS BIGINT) \
-                 FROM failure_details {w} GROUP BY policy_domain, day, result_type"
+                 FROM failure_details {w} GROUP BY policy_domain, day, result_type {order}"
             ),
             by_mx: format!(
                 "SELECT policy_domain, day, receiving_mx_hostname, \
                  CAST(SUM(failed_session_count) AS BIGINT) \
-                 FROM failure_details {w} GROUP BY policy_domain, day, receiving_mx_hostname"
+                 FROM failure_details {w} GROUP BY policy_domain, day, receiving_mx_hostname {order}"
             ),
         }
     }
@@ -486,6 +531,16 @@ INSERT INTO report_day_organizations (policy_domain, day, organization_name, fai
 INSERT INTO report_day_result_types (policy_domain, day, result_type, failed_sessions)
     SELECT policy_domain, day, result_type, SUM(failed_session_count)
     FROM failure_details GROUP BY policy_domain, day, result_type;
+";
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// Drops the indexes that version 1 kept on the detail tables for the summary queries: the
+/// summary reads the rollups now, and every import paid for these indexes (dropped after
+/// the rollups are filled, which uses them).
+pub(crate) const DETAIL_SUMMARY_INDEXES_DROP: &str = "
+DROP INDEX IF EXISTS report_policies_summary;
+DROP INDEX IF EXISTS report_policies_day;
+DROP INDEX IF EXISTS failure_details_summary;
 ";
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -581,7 +636,8 @@ impl RollupDelta {
             }
             for d in &p.failure_details {
                 let n = stored_count(d.failed_session_count);
-                let mx = mx_key(d.receiving_mx_hostname.as_deref().map(normalize_domain));
+                let mx = d.receiving_mx_hostname.as_deref().map(normalize_domain);
+                let mx = mx_key(mx.as_deref()).to_owned();
                 let kind = d.result_type.as_str().to_owned();
                 add_to(&mut self.by_type, (domain.clone(), day.clone(), kind), n);
                 add_to(&mut self.by_mx, (domain.clone(), day.clone(), mx), n);
