@@ -14,7 +14,8 @@
 //! resolver's answer cache makes it one lookup, as a real import of one reporter's mail is.
 //!
 //! `summary M` bulk-loads M reports (one policy row each, failure details on every third)
-//! with `insert_batch`, then times `summary` over everything and for one domain.
+//! with `insert_batch`, then times `summary` over everything, for one domain and for the
+//! last 30 days, three calls each.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -230,14 +231,22 @@ async fn summary(m: u64) -> Result<(), Error> {
             },
         ),
     ] {
-        let start = Instant::now();
-        let rows = store.summary(&filter).await?;
-        let secs = start.elapsed().as_secs_f64();
+        // Three calls: the first, and the best (a first call right after a large result
+        // also pays the allocator for freeing that one).
+        let mut times = Vec::new();
+        let mut rows = Vec::new();
+        for _ in 0..3 {
+            drop(rows);
+            let start = Instant::now();
+            rows = store.summary(&filter).await?;
+            times.push(start.elapsed().as_secs_f64());
+        }
         let sessions: u64 = rows.iter().map(|d| d.successful + d.failed).sum();
         println!(
-            "summary ({label}): {} day rows, {sessions} sessions in {:.3} s",
+            "summary ({label}): {} day rows, {sessions} sessions in {:.3} s (best of 3: {:.3} s)",
             rows.len(),
-            secs
+            times[0],
+            times.iter().copied().fold(f64::INFINITY, f64::min)
         );
     }
     Ok(())
