@@ -24,7 +24,8 @@
 //! is [`SCHEMA_VERSION`] (SQLite `PRAGMA user_version`, PostgreSQL table
 //! `report_store_schema`): opening a database of an older version (no rollups) creates the
 //! rollups and fills them from the detail rows, once, in one transaction, and drops the
-//! detail tables' summary indexes, which nothing reads any more.
+//! detail tables' summary indexes, which nothing reads any more; a database of a newer
+//! version is refused ([`StoreError::NewerSchema`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
