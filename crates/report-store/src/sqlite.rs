@@ -1,14 +1,15 @@
 //! The embedded SQLite store (the default; one file, WAL journal).
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
 use crate::intake::ParsedReport;
 use crate::store::{
-    DaySummary, Inserted, ReportStore, StoreError, StoredReport, SummaryBuilder, SummaryFilter,
-    SummarySql, db_count, json_list, normalize_domain, stored,
+    DETAIL_SUMMARY_INDEXES_DROP, DaySummary, Inserted, ROLLUP_REFILL, ReportStore, RollupDelta,
+    RollupSql, SCHEMA_VERSION, StoreError, StoredReport, SummaryBuilder, SummaryFilter, SummarySql,
+    db_count, json_list, mx_key, normalize_domain, rollup_schema, stored,
 };
 
 const SCHEMA: &str = "
@@ -39,9 +40,6 @@ CREATE TABLE IF NOT EXISTS report_policies (
     successful        INTEGER NOT NULL,
     failed            INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS report_policies_summary
-    ON report_policies (policy_domain, day, organization_name, report, successful, failed);
-CREATE INDEX IF NOT EXISTS report_policies_day ON report_policies (day);
 CREATE INDEX IF NOT EXISTS report_policies_report ON report_policies (report);
 CREATE TABLE IF NOT EXISTS failure_details (
     id                     INTEGER PRIMARY KEY,
@@ -57,11 +55,20 @@ CREATE TABLE IF NOT EXISTS failure_details (
     policy_domain          TEXT NOT NULL,
     day                    TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS failure_details_summary
-    ON failure_details (policy_domain, day, result_type, receiving_mx_hostname, failed_session_count);
 CREATE INDEX IF NOT EXISTS failure_details_policy ON failure_details (policy);
-PRAGMA user_version = 1;
 ";
+
+/// Summary rows in (domain, day) order: SQLite compares text bytewise (`BINARY`), as Rust
+/// does.
+const ORDER_BY: &str = "ORDER BY policy_domain, day";
+
+/// The rollup UPSERTs with SQLite placeholders.
+static ROLLUP_SQL: LazyLock<RollupSql> = LazyLock::new(|| {
+    RollupSql::new(|types| {
+        let params: Vec<String> = (1..=types.len()).map(|n| format!("?{n}")).collect();
+        format!("VALUES ({})", params.join(", "))
+    })
+});
 
 /// The SQLite report store.
 #[derive(Debug, Clone)]
@@ -115,16 +122,29 @@ impl SqliteStore {
         Self::init(conn)
     }
 
-    fn init(conn: Connection) -> Result<Self, StoreError> {
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db)?;
-        conn.execute_batch(SCHEMA).map_err(db)?;
+        migrate(&mut conn)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
         })
+    }
+
+    /// The summary aggregated from the detail rows instead of the rollups: what
+    /// [`ReportStore::summary`] must always equal (the tests' oracle).
+    #[cfg(test)]
+    pub(crate) async fn summary_from_details(
+        &self,
+        filter: &SummaryFilter,
+    ) -> Result<Vec<DaySummary>, StoreError> {
+        let sql = SummarySql::details(filter, |n| format!("?{n}"), ORDER_BY);
+        let params = SummarySql::params(filter);
+        self.with(move |conn| run_summary(conn, &sql, &params))
+            .await
     }
 
     /// Runs `f` with the connection on the blocking thread pool.
@@ -142,12 +162,167 @@ impl SqliteStore {
     }
 }
 
-/// Inserts one report inside the open transaction `tx`.
+/// Brings the database to [`SCHEMA_VERSION`]: creates the tables, and when the file is older
+/// (version 1 or none: detail tables only; or written to by such a build since, which set
+/// version 1 again) rebuilds the rollups from the detail rows. All in one `BEGIN IMMEDIATE`
+/// transaction, so two processes opening the file never migrate twice; a file already at
+/// the current version is not written to at all.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version = |c: &Connection| -> Result<i64, StoreError> {
+        c.pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(db)
+    };
+    match version(conn)? {
+        v if v == SCHEMA_VERSION => return Ok(()),
+        v if v > SCHEMA_VERSION => return Err(StoreError::NewerSchema { version: v }),
+        _ => {}
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db)?;
+    let current = version(&tx)?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema { version: current });
+    }
+    if current < SCHEMA_VERSION {
+        tx.execute_batch(SCHEMA).map_err(db)?;
+        tx.execute_batch(&rollup_schema(" WITHOUT ROWID"))
+            .map_err(db)?;
+        refill_rollups(&tx)?;
+        tx.execute_batch(DETAIL_SUMMARY_INDEXES_DROP).map_err(db)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(db)?;
+    }
+    tx.commit().map_err(db)
+}
+
+/// Empties the rollups and fills them from the detail rows (inside the migration).
+fn refill_rollups(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute_batch(ROLLUP_REFILL).map_err(db)?;
+    // The MX key (absent or blank → NO_MX) is computed as at insert, in Rust.
+    let sql = SummarySql::details(&SummaryFilter::default(), |n| format!("?{n}"), ORDER_BY);
+    let mut select = tx.prepare(&sql.by_mx).map_err(db)?;
+    let mut rows = select.query([]).map_err(db)?;
+    let mut upsert = tx.prepare(&ROLLUP_SQL.mx).map_err(db)?;
+    while let Some(row) = rows.next().map_err(db)? {
+        let domain: String = row.get(0).map_err(db)?;
+        let day: String = row.get(1).map_err(db)?;
+        let mx: Option<String> = row.get(2).map_err(db)?;
+        let n: i64 = row.get(3).map_err(db)?;
+        upsert
+            .execute(params![domain, day, mx_key(mx.as_deref()), n])
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Adds what the reports stored in transaction `tx` count to the rollups (before it
+/// commits).
+fn add_rollups(tx: &rusqlite::Transaction<'_>, delta: &RollupDelta) -> Result<(), StoreError> {
+    let mut s = tx.prepare_cached(&ROLLUP_SQL.days).map_err(db)?;
+    for ((domain, day), t) in &delta.days {
+        s.execute(params![
+            domain,
+            day,
+            db_count(t.reports),
+            db_count(t.successful),
+            db_count(t.failed)
+        ])
+        .map_err(db)?;
+    }
+    for (sql, rows) in [
+        (&ROLLUP_SQL.org, &delta.by_org),
+        (&ROLLUP_SQL.result_type, &delta.by_type),
+        (&ROLLUP_SQL.mx, &delta.by_mx),
+    ] {
+        let mut s = tx.prepare_cached(sql).map_err(db)?;
+        for ((domain, day, key), n) in rows {
+            s.execute(params![domain, day, key, db_count(*n)])
+                .map_err(db)?;
+        }
+    }
+    Ok(())
+}
+
+/// Column `i` of `row` as text borrowed from the row (`None` for NULL).
+fn text_or_null<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<Option<&'r str>, StoreError> {
+    row.get_ref(i).map_err(db)?.as_str_or_null().map_err(|e| {
+        db(rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            Box::new(e),
+        ))
+    })
+}
+
+/// Column `i` of `row` as text borrowed from the row.
+fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, StoreError> {
+    text_or_null(row, i)?.ok_or_else(|| {
+        db(rusqlite::Error::InvalidColumnType(
+            i,
+            String::new(),
+            rusqlite::types::Type::Null,
+        ))
+    })
+}
+
+/// Runs the four queries of `sql` and merges their rows.
+fn run_summary(
+    conn: &Connection,
+    sql: &SummarySql,
+    params: &[String],
+) -> Result<Vec<DaySummary>, StoreError> {
+    let mut b = SummaryBuilder::default();
+    let mut s = conn.prepare(&sql.totals).map_err(db)?;
+    let mut rows = s.query(params_from_iter(params.iter())).map_err(db)?;
+    while let Some(row) = rows.next().map_err(db)? {
+        b.totals(
+            text(row, 0)?,
+            text(row, 1)?,
+            row.get(2).map_err(db)?,
+            row.get(3).map_err(db)?,
+            row.get(4).map_err(db)?,
+        );
+    }
+    for (query, add) in [
+        (
+            &sql.by_org,
+            SummaryBuilder::by_org as fn(&mut SummaryBuilder, &str, &str, &str, i64),
+        ),
+        (&sql.by_type, SummaryBuilder::by_type),
+    ] {
+        let mut s = conn.prepare(query).map_err(db)?;
+        let mut rows = s.query(params_from_iter(params.iter())).map_err(db)?;
+        while let Some(row) = rows.next().map_err(db)? {
+            add(
+                &mut b,
+                text(row, 0)?,
+                text(row, 1)?,
+                text(row, 2)?,
+                row.get(3).map_err(db)?,
+            );
+        }
+    }
+    let mut s = conn.prepare(&sql.by_mx).map_err(db)?;
+    let mut rows = s.query(params_from_iter(params.iter())).map_err(db)?;
+    while let Some(row) = rows.next().map_err(db)? {
+        b.by_mx(
+            text(row, 0)?,
+            text(row, 1)?,
+            text_or_null(row, 2)?,
+            row.get(3).map_err(db)?,
+        );
+    }
+    Ok(b.finish())
+}
+
+/// Inserts one report inside the open transaction `tx`; a new one is added to `delta`.
 fn insert_one(
     tx: &rusqlite::Transaction<'_>,
     parsed: &ParsedReport,
     source: &str,
     imported_at: i64,
+    delta: &mut RollupDelta,
 ) -> Result<Inserted, StoreError> {
     let r = &parsed.report;
     let day = r.date_range.start.date_string();
@@ -232,6 +407,7 @@ fn insert_one(
                 .map_err(db)?;
         }
     }
+    delta.add(r);
     Ok(Inserted::New(report_row))
 }
 
@@ -247,7 +423,9 @@ impl ReportStore for SqliteStore {
         let source = source.to_owned();
         self.with(move |conn| {
             let tx = conn.transaction().map_err(db)?;
-            let out = insert_one(&tx, &report, &source, received_at)?;
+            let mut delta = RollupDelta::default();
+            let out = insert_one(&tx, &report, &source, received_at, &mut delta)?;
+            add_rollups(&tx, &delta)?;
             tx.commit().map_err(db)?;
             Ok(out)
         })
@@ -264,10 +442,12 @@ impl ReportStore for SqliteStore {
         let source = source.to_owned();
         self.with(move |conn| {
             let tx = conn.transaction().map_err(db)?;
+            let mut delta = RollupDelta::default();
             let out = reports
                 .iter()
-                .map(|r| insert_one(&tx, r, &source, received_at))
+                .map(|r| insert_one(&tx, r, &source, received_at, &mut delta))
                 .collect::<Result<Vec<_>, _>>()?;
+            add_rollups(&tx, &delta)?;
             tx.commit().map_err(db)?;
             Ok(out)
         })
@@ -275,54 +455,10 @@ impl ReportStore for SqliteStore {
     }
 
     async fn summary(&self, filter: &SummaryFilter) -> Result<Vec<DaySummary>, StoreError> {
-        let sql = SummarySql::new(filter, |n| format!("?{n}"));
+        let sql = SummarySql::rollups(filter, |n| format!("?{n}"), ORDER_BY);
         let params = SummarySql::params(filter);
-        self.with(move |conn| {
-            let mut b = SummaryBuilder::default();
-            let mut s = conn.prepare(&sql.totals).map_err(db)?;
-            let mut rows = s.query(params_from_iter(params.iter())).map_err(db)?;
-            while let Some(row) = rows.next().map_err(db)? {
-                b.totals(
-                    row.get(0).map_err(db)?,
-                    row.get(1).map_err(db)?,
-                    row.get(2).map_err(db)?,
-                    row.get(3).map_err(db)?,
-                    row.get(4).map_err(db)?,
-                );
-            }
-            let mut s = conn.prepare(&sql.by_org).map_err(db)?;
-            let mut rows = s.query(params_from_iter(params.iter())).map_err(db)?;
-            while let Some(row) = rows.next().map_err(db)? {
-                b.by_org(
-                    row.get(0).map_err(db)?,
-                    row.get(1).map_err(db)?,
-                    row.get(2).map_err(db)?,
-                    row.get(3).map_err(db)?,
-                );
-            }
-            let mut s = conn.prepare(&sql.by_type).map_err(db)?;
-            let mut rows = s.query(params_from_iter(params.iter())).map_err(db)?;
-            while let Some(row) = rows.next().map_err(db)? {
-                b.by_type(
-                    row.get(0).map_err(db)?,
-                    row.get(1).map_err(db)?,
-                    row.get(2).map_err(db)?,
-                    row.get(3).map_err(db)?,
-                );
-            }
-            let mut s = conn.prepare(&sql.by_mx).map_err(db)?;
-            let mut rows = s.query(params_from_iter(params.iter())).map_err(db)?;
-            while let Some(row) = rows.next().map_err(db)? {
-                b.by_mx(
-                    row.get(0).map_err(db)?,
-                    row.get(1).map_err(db)?,
-                    row.get(2).map_err(db)?,
-                    row.get(3).map_err(db)?,
-                );
-            }
-            Ok(b.finish())
-        })
-        .await
+        self.with(move |conn| run_summary(conn, &sql, &params))
+            .await
     }
 
     async fn find(&self, id: &str) -> Result<Vec<StoredReport>, StoreError> {
@@ -368,5 +504,194 @@ impl ReportStore for SqliteStore {
             Ok(u64::try_from(n).unwrap_or(0))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+
+    use super::*;
+    use crate::store::testgen;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    async fn store_all(store: &SqliteStore, groups: &[Vec<ParsedReport>]) {
+        for g in groups {
+            if let [one] = g.as_slice() {
+                store.insert(one, "t", 1).await.unwrap();
+            } else {
+                store.insert_batch(g, "t", 1).await.unwrap();
+            }
+        }
+    }
+
+    /// The summary from the rollups equals the one aggregated from the detail rows.
+    async fn assert_rollups_match(store: &SqliteStore) {
+        for filter in testgen::filters() {
+            assert_eq!(
+                store.summary(&filter).await.unwrap(),
+                store.summary_from_details(&filter).await.unwrap(),
+                "{filter:?}"
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn rollups_equal_the_detail_summary(groups in testgen::groups()) {
+            runtime().block_on(async {
+                let store = SqliteStore::in_memory().unwrap();
+                store_all(&store, &groups).await;
+                assert_rollups_match(&store).await;
+            });
+        }
+    }
+
+    /// RFC 8460 §3, §5.5: a report stored again (same organisation and report-id, even with
+    /// other counts) changes no rollup.
+    #[test]
+    fn a_duplicate_adds_nothing() {
+        runtime().block_on(async {
+            let store = SqliteStore::in_memory().unwrap();
+            let mut runner = proptest::test_runner::TestRunner::deterministic();
+            let first = testgen::report().new_tree(&mut runner).unwrap().current();
+            let mut again = first.clone();
+            again.report.policies = testgen::report()
+                .new_tree(&mut runner)
+                .unwrap()
+                .current()
+                .report
+                .policies;
+            assert!(matches!(
+                store.insert(&first, "t", 1).await.unwrap(),
+                Inserted::New(_)
+            ));
+            let before = store.summary(&SummaryFilter::default()).await.unwrap();
+            assert!(matches!(
+                store.insert(&again, "t", 2).await.unwrap(),
+                Inserted::Duplicate(_)
+            ));
+            let out = store
+                .insert_batch(&[again.clone(), first.clone()], "t", 3)
+                .await
+                .unwrap();
+            assert!(out.iter().all(|i| matches!(i, Inserted::Duplicate(_))));
+            assert_eq!(
+                store.summary(&SummaryFilter::default()).await.unwrap(),
+                before
+            );
+            assert_rollups_match(&store).await;
+        });
+    }
+
+    /// Reports for the migration tests: every spelling and MX shape of [`testgen`].
+    fn sample() -> Vec<Vec<ParsedReport>> {
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        (0..6)
+            .flat_map(|_| testgen::groups().new_tree(&mut runner).unwrap().current())
+            .collect()
+    }
+
+    /// The indexes version 1 kept for the summary queries.
+    const OLD_INDEXES: &str = "
+        CREATE INDEX report_policies_summary ON report_policies
+            (policy_domain, day, organization_name, report, successful, failed);
+        CREATE INDEX report_policies_day ON report_policies (day);
+        CREATE INDEX failure_details_summary ON failure_details
+            (policy_domain, day, result_type, receiving_mx_hostname, failed_session_count);";
+
+    /// A file made by the previous build (schema version 1, no rollup tables) gets the
+    /// rollups, filled from its detail rows, when opened; and once migrated, a version-1
+    /// build writing to it again (which resets the version, not the rollups) makes the
+    /// next open rebuild them.
+    #[test]
+    fn an_older_file_is_migrated_at_open() {
+        runtime().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("r.db");
+            let store = SqliteStore::open(&path).unwrap();
+            store_all(&store, &sample()).await;
+            let expected = store
+                .summary_from_details(&SummaryFilter::default())
+                .await
+                .unwrap();
+            assert!(!expected.is_empty());
+            drop(store);
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&format!(
+                "DROP TABLE report_days; DROP TABLE report_day_organizations;
+                     DROP TABLE report_day_result_types; DROP TABLE report_day_mx;
+                     {OLD_INDEXES} PRAGMA user_version = 1;"
+            ))
+            .unwrap();
+            drop(conn);
+
+            let store = SqliteStore::open(&path).unwrap();
+            assert_eq!(
+                store.summary(&SummaryFilter::default()).await.unwrap(),
+                expected
+            );
+            assert_rollups_match(&store).await;
+            drop(store);
+            let conn = Connection::open(&path).unwrap();
+            let version: i64 = conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            assert_eq!(version, SCHEMA_VERSION);
+            let old_indexes: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE name IN \
+                     ('report_policies_summary', 'report_policies_day', 'failure_details_summary')",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(old_indexes, 0);
+            drop(conn);
+
+            // Stale rollups under version 1 (an older build imported meanwhile).
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "UPDATE report_days SET reports = reports + 7;
+                 DELETE FROM report_day_mx;
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+            drop(conn);
+            let store = SqliteStore::open_existing(&path).unwrap();
+            assert_eq!(
+                store.summary(&SummaryFilter::default()).await.unwrap(),
+                expected
+            );
+        });
+    }
+
+    /// A file of a newer schema is refused, untouched.
+    #[test]
+    fn a_newer_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let err = SqliteStore::open(&path).unwrap_err();
+        let cause = std::error::Error::source(&err).unwrap();
+        assert!(
+            matches!(
+                cause.downcast_ref::<StoreError>(),
+                Some(StoreError::NewerSchema { version }) if *version == SCHEMA_VERSION + 1
+            ),
+            "{cause:?}"
+        );
     }
 }

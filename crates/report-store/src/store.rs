@@ -7,13 +7,27 @@
 //!   keeps the JSON as received (`raw_json`), the UTC `day` of `start-datetime`, the source
 //!   label and the import time;
 //! - `report_policies`: one row per `policies[]` element with its counts, denormalised with
-//!   `day` and `organization_name` and indexed on (`policy_domain`, `day`, …) for the summary;
+//!   `day` and `organization_name`;
 //! - `failure_details`: one row per `failure-details[]` element, with `policy_domain` and `day`
-//!   again for an indexed summary.
+//!   again;
+//! - the rollups the summary is answered from, one row per policy domain and day
+//!   (`report_days`: reports, successful and failed sessions) and per domain, day and key
+//!   (`report_day_organizations`: failed sessions per organisation, only non-zero;
+//!   `report_day_result_types`: failed sessions per `result-type`; `report_day_mx`: failed
+//!   sessions per `receiving-mx-hostname`, [`NO_MX`] when absent or empty). A report adds to
+//!   them (UPSERT, `n = n + excluded.n`) in the transaction that stores it, and only when it
+//!   is new: a duplicate adds nothing. Nothing deletes reports, so nothing subtracts. A
+//!   summary reads the rollups only, so its cost grows with domains × days, not with
+//!   reports.
 //!
-//! A report lands whole or not at all: each insert is one transaction.
+//! A report lands whole or not at all: each insert is one transaction. The schema version
+//! is [`SCHEMA_VERSION`] (SQLite `PRAGMA user_version`, PostgreSQL table
+//! `report_store_schema`): opening a database of an older version (no rollups) creates the
+//! rollups and fills them from the detail rows, once, in one transaction, and drops the
+//! detail tables' summary indexes, which nothing reads any more; a database of a newer
+//! version is refused ([`StoreError::NewerSchema`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use tlsrpt::Report;
@@ -65,6 +79,15 @@ pub enum StoreError {
     Missing {
         /// The path.
         location: String,
+    },
+    /// The database was written by a newer build (its schema version is above
+    /// [`SCHEMA_VERSION`]); it is left untouched.
+    #[error(
+        "the report database has schema version {version}, newer than this build's; upgrade mta-sts"
+    )]
+    NewerSchema {
+        /// The version found.
+        version: i64,
     },
     /// A stored report could not be read back.
     #[error("stored report {id} is unreadable: {reason}")]
@@ -238,62 +261,106 @@ pub trait ReportStore: Send + Sync {
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-/// Rows of the four summary queries, merged into [`DaySummary`]s.
+/// Rows of the four summary queries, merged into [`DaySummary`]s sorted by (domain, day).
+///
+/// The queries return their rows sorted by (domain, day) in Rust's (byte) order, so the
+/// days are a sorted `Vec` built by appending, with a cursor at the last one used: a row for
+/// the same or the next day is found without a search, any other by binary search (rows in
+/// another order are still merged right, only slower). Keys are borrowed from the database
+/// rows; a string is allocated only for a new entry.
 #[derive(Debug, Default)]
 pub(crate) struct SummaryBuilder {
-    days: BTreeMap<(String, String), DaySummary>,
+    /// Sorted by (domain, day), unique.
+    days: Vec<DaySummary>,
+    cursor: usize,
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl SummaryBuilder {
-    fn entry(&mut self, domain: String, day: String) -> &mut DaySummary {
+    fn is_at(&self, i: usize, domain: &str, day: &str) -> bool {
         self.days
-            .entry((domain.clone(), day.clone()))
-            .or_insert_with(|| DaySummary {
-                policy_domain: domain,
-                day,
-                ..DaySummary::default()
-            })
+            .get(i)
+            .is_some_and(|d| d.policy_domain == domain && d.day == day)
     }
 
-    pub(crate) fn totals(&mut self, domain: String, day: String, reports: i64, ok: i64, ko: i64) {
+    fn entry(&mut self, domain: &str, day: &str) -> &mut DaySummary {
+        let i = if self.is_at(self.cursor, domain, day) {
+            self.cursor
+        } else if self.is_at(self.cursor + 1, domain, day) {
+            self.cursor + 1
+        } else {
+            self.find_or_insert(domain, day)
+        };
+        self.cursor = i;
+        &mut self.days[i]
+    }
+
+    fn find_or_insert(&mut self, domain: &str, day: &str) -> usize {
+        fn key(d: &DaySummary) -> (&str, &str) {
+            (&d.policy_domain, &d.day)
+        }
+        let at = match self.days.last() {
+            // Appending in order, the usual case.
+            None => 0,
+            Some(last) if key(last) < (domain, day) => self.days.len(),
+            Some(_) => match self.days.binary_search_by(|d| key(d).cmp(&(domain, day))) {
+                Ok(i) => return i,
+                Err(i) => i,
+            },
+        };
+        self.days.insert(
+            at,
+            DaySummary {
+                policy_domain: domain.to_owned(),
+                day: day.to_owned(),
+                ..DaySummary::default()
+            },
+        );
+        at
+    }
+
+    pub(crate) fn totals(&mut self, domain: &str, day: &str, reports: i64, ok: i64, ko: i64) {
         let e = self.entry(domain, day);
         e.reports = to_u64(reports);
         e.successful = to_u64(ok);
         e.failed = to_u64(ko);
     }
 
-    pub(crate) fn by_org(&mut self, domain: String, day: String, org: String, ko: i64) {
+    pub(crate) fn by_org(&mut self, domain: &str, day: &str, org: &str, ko: i64) {
         if ko > 0 {
             self.entry(domain, day)
                 .failures_by_organization
-                .insert(org, to_u64(ko));
+                .insert(org.to_owned(), to_u64(ko));
         }
     }
 
-    pub(crate) fn by_type(&mut self, domain: String, day: String, kind: String, n: i64) {
+    pub(crate) fn by_type(&mut self, domain: &str, day: &str, kind: &str, n: i64) {
         self.entry(domain, day)
             .failures_by_result_type
-            .insert(kind, to_u64(n));
+            .insert(kind.to_owned(), to_u64(n));
     }
 
     /// A missing and an empty `receiving-mx-hostname` are one key, [`NO_MX`]; their
     /// counts add up.
-    pub(crate) fn by_mx(&mut self, domain: String, day: String, mx: Option<String>, n: i64) {
-        let key = mx
-            .filter(|m| !m.trim().is_empty())
-            .unwrap_or_else(|| NO_MX.to_owned());
+    pub(crate) fn by_mx(&mut self, domain: &str, day: &str, mx: Option<&str>, n: i64) {
         let count = self
             .entry(domain, day)
             .failures_by_mx
-            .entry(key)
+            .entry(mx_key(mx).to_owned())
             .or_default();
         *count = count.saturating_add(to_u64(n));
     }
 
     pub(crate) fn finish(self) -> Vec<DaySummary> {
-        self.days.into_values().collect()
+        self.days
     }
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// The key a `receiving-mx-hostname` (as stored: [`normalize_domain`]d) is counted under:
+/// itself, or [`NO_MX`] when absent or blank.
+pub(crate) fn mx_key(mx: Option<&str>) -> &str {
+    mx.filter(|m| !m.trim().is_empty()).unwrap_or(NO_MX)
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -302,7 +369,9 @@ fn to_u64(v: i64) -> u64 {
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-/// SQL text of the summary queries with `{where}` filled for a back end's placeholders.
+/// SQL text of the four summary queries with the filter's `WHERE` filled in for a back
+/// end's placeholders; each returns (`policy_domain`, `day`, key…, counts…) rows for the
+/// [`SummaryBuilder`] method of the same name.
 pub(crate) struct SummarySql {
     pub totals: String,
     pub by_org: String,
@@ -312,8 +381,8 @@ pub(crate) struct SummarySql {
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl SummarySql {
-    /// `placeholder(n)` renders the n-th (1-based) parameter: `?1` or `$1`.
-    pub(crate) fn new(filter: &SummaryFilter, placeholder: impl Fn(usize) -> String) -> Self {
+    /// The `WHERE` clause of `filter`.
+    fn condition(filter: &SummaryFilter, placeholder: impl Fn(usize) -> String) -> String {
         let mut conds = Vec::new();
         let mut n = 0;
         if filter.domain.is_some() {
@@ -324,27 +393,69 @@ impl SummarySql {
             n += 1;
             conds.push(format!("day >= {}", placeholder(n)));
         }
-        let w = if conds.is_empty() {
+        if conds.is_empty() {
             String::new()
         } else {
             format!("WHERE {}", conds.join(" AND "))
-        };
+        }
+    }
+
+    /// The summary from the rollup tables (what [`ReportStore::summary`] runs).
+    /// `placeholder(n)` renders the n-th (1-based) parameter: `?1` or `$1`; `order` sorts
+    /// by domain and day in byte order (what [`SummaryBuilder`] expects).
+    pub(crate) fn rollups(
+        filter: &SummaryFilter,
+        placeholder: impl Fn(usize) -> String,
+        order: &str,
+    ) -> Self {
+        let w = Self::condition(filter, placeholder);
         SummarySql {
             totals: format!(
-                "SELECT policy_domain, day, COUNT(DISTINCT report), SUM(successful), SUM(failed) \
-                 FROM report_policies {w} GROUP BY policy_domain, day"
+                "SELECT policy_domain, day, reports, successful, failed FROM report_days {w} {order}"
             ),
             by_org: format!(
-                "SELECT policy_domain, day, organization_name, SUM(failed) \
-                 FROM report_policies {w} GROUP BY policy_domain, day, organization_name"
+                "SELECT policy_domain, day, organization_name, failed \
+                 FROM report_day_organizations {w} {order}"
             ),
             by_type: format!(
-                "SELECT policy_domain, day, result_type, SUM(failed_session_count) \
-                 FROM failure_details {w} GROUP BY policy_domain, day, result_type"
+                "SELECT policy_domain, day, result_type, failed_sessions \
+                 FROM report_day_result_types {w} {order}"
             ),
             by_mx: format!(
-                "SELECT policy_domain, day, receiving_mx_hostname, SUM(failed_session_count) \
-                 FROM failure_details {w} GROUP BY policy_domain, day, receiving_mx_hostname"
+                "SELECT policy_domain, day, receiving_mx, failed_sessions FROM report_day_mx {w} {order}"
+            ),
+        }
+    }
+
+    /// The summary aggregated from the detail rows: what the rollups must always equal
+    /// (used to fill them when migrating, and by tests as the oracle). PostgreSQL's
+    /// `SUM(bigint)` is `numeric`, so every aggregate is cast back to `BIGINT`. Parameters
+    /// as for [`SummarySql::rollups`].
+    pub(crate) fn details(
+        filter: &SummaryFilter,
+        placeholder: impl Fn(usize) -> String,
+        order: &str,
+    ) -> Self {
+        let w = Self::condition(filter, placeholder);
+        SummarySql {
+            totals: format!(
+                "SELECT policy_domain, day, CAST(COUNT(DISTINCT report) AS BIGINT), \
+                 CAST(SUM(successful) AS BIGINT), CAST(SUM(failed) AS BIGINT) \
+                 FROM report_policies {w} GROUP BY policy_domain, day {order}"
+            ),
+            by_org: format!(
+                "SELECT policy_domain, day, organization_name, CAST(SUM(failed) AS BIGINT) \
+                 FROM report_policies {w} GROUP BY policy_domain, day, organization_name {order}"
+            ),
+            by_type: format!(
+                "SELECT policy_domain, day, result_type, \
+                 CAST(SUM(failed_session_count) AS BIGINT) \
+                 FROM failure_details {w} GROUP BY policy_domain, day, result_type {order}"
+            ),
+            by_mx: format!(
+                "SELECT policy_domain, day, receiving_mx_hostname, \
+                 CAST(SUM(failed_session_count) AS BIGINT) \
+                 FROM failure_details {w} GROUP BY policy_domain, day, receiving_mx_hostname {order}"
             ),
         }
     }
@@ -359,6 +470,197 @@ impl SummarySql {
             .chain(filter.since.clone())
             .collect()
     }
+}
+
+/// The schema version this build writes: 1 had the detail tables only, 2 adds the rollups.
+pub const SCHEMA_VERSION: i64 = 2;
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// The rollup tables, the same in both back ends; `table_options` follows each closing
+/// parenthesis (SQLite: `WITHOUT ROWID`, so rows are stored in key order).
+pub(crate) fn rollup_schema(table_options: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS report_days (
+    policy_domain TEXT NOT NULL,
+    day           TEXT NOT NULL,
+    reports       BIGINT NOT NULL,
+    successful    BIGINT NOT NULL,
+    failed        BIGINT NOT NULL,
+    PRIMARY KEY (policy_domain, day)
+){table_options};
+CREATE TABLE IF NOT EXISTS report_day_organizations (
+    policy_domain     TEXT NOT NULL,
+    day               TEXT NOT NULL,
+    organization_name TEXT NOT NULL,
+    failed            BIGINT NOT NULL,
+    PRIMARY KEY (policy_domain, day, organization_name)
+){table_options};
+CREATE TABLE IF NOT EXISTS report_day_result_types (
+    policy_domain   TEXT NOT NULL,
+    day             TEXT NOT NULL,
+    result_type     TEXT NOT NULL,
+    failed_sessions BIGINT NOT NULL,
+    PRIMARY KEY (policy_domain, day, result_type)
+){table_options};
+CREATE TABLE IF NOT EXISTS report_day_mx (
+    policy_domain   TEXT NOT NULL,
+    day             TEXT NOT NULL,
+    receiving_mx    TEXT NOT NULL,
+    failed_sessions BIGINT NOT NULL,
+    PRIMARY KEY (policy_domain, day, receiving_mx)
+){table_options};
+"
+    )
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// Empties the rollups and fills three of them from the detail rows (the fourth,
+/// `report_day_mx`, needs [`mx_key`]: the back end fills it from the
+/// [`SummarySql::details`] `by_mx` rows with [`RollupSql::mx`]).
+pub(crate) const ROLLUP_REFILL: &str = "
+DELETE FROM report_days;
+DELETE FROM report_day_organizations;
+DELETE FROM report_day_result_types;
+DELETE FROM report_day_mx;
+INSERT INTO report_days (policy_domain, day, reports, successful, failed)
+    SELECT policy_domain, day, COUNT(DISTINCT report), SUM(successful), SUM(failed)
+    FROM report_policies GROUP BY policy_domain, day;
+INSERT INTO report_day_organizations (policy_domain, day, organization_name, failed)
+    SELECT policy_domain, day, organization_name, SUM(failed)
+    FROM report_policies GROUP BY policy_domain, day, organization_name
+    HAVING SUM(failed) > 0;
+INSERT INTO report_day_result_types (policy_domain, day, result_type, failed_sessions)
+    SELECT policy_domain, day, result_type, SUM(failed_session_count)
+    FROM failure_details GROUP BY policy_domain, day, result_type;
+";
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// Drops the indexes that version 1 kept on the detail tables for the summary queries: the
+/// summary reads the rollups now, and every import paid for these indexes (dropped after
+/// the rollups are filled, which uses them).
+pub(crate) const DETAIL_SUMMARY_INDEXES_DROP: &str = "
+DROP INDEX IF EXISTS report_policies_summary;
+DROP INDEX IF EXISTS report_policies_day;
+DROP INDEX IF EXISTS failure_details_summary;
+";
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// The UPSERTs that add a [`RollupDelta`] to the rollup tables. Columns: domain, day, key
+/// (not for `days`), then the counts.
+pub(crate) struct RollupSql {
+    pub days: String,
+    pub org: String,
+    pub result_type: String,
+    pub mx: String,
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl RollupSql {
+    /// `rows(types)` renders the rows to insert, given the SQL type of each column: one row
+    /// of parameters (SQLite, `VALUES (?1, …)`) or arrays (PostgreSQL, `SELECT * FROM
+    /// UNNEST($1::TEXT[], …)`). Their keys must be distinct: one statement may not update a
+    /// row twice.
+    pub(crate) fn new(rows: impl Fn(&[&str]) -> String) -> Self {
+        let keyed = |table: &str, key: &str, count: &str| {
+            format!(
+                "INSERT INTO {table} (policy_domain, day, {key}, {count}) {} \
+                 ON CONFLICT (policy_domain, day, {key}) \
+                 DO UPDATE SET {count} = {table}.{count} + excluded.{count}",
+                rows(&["TEXT", "TEXT", "TEXT", "BIGINT"])
+            )
+        };
+        RollupSql {
+            days: format!(
+                "INSERT INTO report_days (policy_domain, day, reports, successful, failed) {} \
+                 ON CONFLICT (policy_domain, day) DO UPDATE SET \
+                 reports = report_days.reports + excluded.reports, \
+                 successful = report_days.successful + excluded.successful, \
+                 failed = report_days.failed + excluded.failed",
+                rows(&["TEXT", "TEXT", "BIGINT", "BIGINT", "BIGINT"])
+            ),
+            org: keyed("report_day_organizations", "organization_name", "failed"),
+            result_type: keyed("report_day_result_types", "result_type", "failed_sessions"),
+            mx: keyed("report_day_mx", "receiving_mx", "failed_sessions"),
+        }
+    }
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// Reports, successful and failed sessions of one policy domain on one day.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DayTotals {
+    pub reports: u64,
+    pub successful: u64,
+    pub failed: u64,
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// What the reports newly stored in one transaction add to the rollups, keyed as the
+/// rollup tables are (domain, day[, key]); the back end adds it with [`RollupSql`] before
+/// committing. Sorted keys also give concurrent PostgreSQL transactions one lock order.
+#[derive(Debug, Default)]
+pub(crate) struct RollupDelta {
+    pub days: BTreeMap<(String, String), DayTotals>,
+    pub by_org: BTreeMap<(String, String, String), u64>,
+    pub by_type: BTreeMap<(String, String, String), u64>,
+    pub by_mx: BTreeMap<(String, String, String), u64>,
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl RollupDelta {
+    /// Adds a report that was just stored (never a duplicate), counted as the detail rows
+    /// store it: domains [`normalize_domain`]d, the day of `start-datetime`, a report once
+    /// per policy domain however many of its policies name it.
+    pub(crate) fn add(&mut self, report: &Report) {
+        let day = report.date_range.start.date_string();
+        let mut counted = BTreeSet::new();
+        for p in &report.policies {
+            let domain = normalize_domain(&p.policy.policy_domain);
+            let t = self.days.entry((domain.clone(), day.clone())).or_default();
+            if counted.insert(domain.clone()) {
+                t.reports += 1;
+            }
+            let ok = stored_count(p.summary.total_successful_session_count);
+            let ko = stored_count(p.summary.total_failure_session_count);
+            t.successful = t.successful.saturating_add(ok);
+            t.failed = t.failed.saturating_add(ko);
+            if ko > 0 {
+                add_to(
+                    &mut self.by_org,
+                    (
+                        domain.clone(),
+                        day.clone(),
+                        report.organization_name.clone(),
+                    ),
+                    ko,
+                );
+            }
+            for d in &p.failure_details {
+                let n = stored_count(d.failed_session_count);
+                let mx = d.receiving_mx_hostname.as_deref().map(normalize_domain);
+                let mx = mx_key(mx.as_deref()).to_owned();
+                let kind = d.result_type.as_str().to_owned();
+                add_to(&mut self.by_type, (domain.clone(), day.clone(), kind), n);
+                add_to(&mut self.by_mx, (domain.clone(), day.clone(), mx), n);
+            }
+        }
+    }
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn add_to(
+    map: &mut BTreeMap<(String, String, String), u64>,
+    key: (String, String, String),
+    n: u64,
+) {
+    let v = map.entry(key).or_default();
+    *v = v.saturating_add(n);
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// A count as the detail rows hold it ([`db_count`]).
+fn stored_count(v: u64) -> u64 {
+    v.min(i64::MAX as u64)
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -411,5 +713,121 @@ mod tests {
         }
         let e = StoreError::from(rusqlite::Error::QueryReturnedNoRows);
         assert!(matches!(e, StoreError::Sqlite(_)), "{e:?}");
+    }
+}
+
+/// Random report sets for the rollup tests of both back ends: few organisations, report-ids,
+/// days, domains (in several spellings) and MX names (absent, empty, blank), so that
+/// duplicates, shared rollup keys and [`NO_MX`] merges are frequent.
+#[cfg(all(test, any(feature = "sqlite", feature = "postgres")))]
+pub(crate) mod testgen {
+    use proptest::prelude::*;
+    use tlsrpt::{
+        FailureDetail, PolicyDescriptor, PolicyResult, PolicyType, Report, ResultType,
+        SessionSummary, UtcDateTime,
+    };
+
+    use super::SummaryFilter;
+    use crate::intake::ParsedReport;
+
+    const DOMAINS: [&str; 5] = ["a.example", "A.Example.", "b.example", "", "c.example."];
+    const MX: [Option<&str>; 6] = [
+        None,
+        Some(""),
+        Some("  "),
+        Some("MX1.a.example."),
+        Some("mx1.a.example"),
+        Some("mx2.b.example"),
+    ];
+    const ORGS: [&str; 3] = ["Google Inc.", "Mail.ru", "google inc."];
+
+    fn detail() -> impl Strategy<Value = FailureDetail> {
+        (0..4usize, 0..MX.len(), 0..20u64).prop_map(|(kind, mx, n)| {
+            let kind = [
+                ResultType::CertificateExpired,
+                ResultType::StsPolicyFetchError,
+                ResultType::ValidationFailure,
+                ResultType::Other("x-private".into()),
+            ][kind]
+                .clone();
+            FailureDetail {
+                receiving_mx_hostname: MX[mx].map(str::to_owned),
+                ..FailureDetail::new(kind, n)
+            }
+        })
+    }
+
+    fn policy() -> impl Strategy<Value = PolicyResult> {
+        (
+            0..DOMAINS.len(),
+            0..1000u64,
+            prop_oneof![Just(0u64), 0..100u64],
+            proptest::collection::vec(detail(), 0..3),
+        )
+            .prop_map(|(domain, ok, ko, failure_details)| PolicyResult {
+                policy: PolicyDescriptor {
+                    policy_type: PolicyType::Sts,
+                    policy_string: vec!["version: STSv1".into()],
+                    policy_domain: DOMAINS[domain].into(),
+                    mx_host: vec![],
+                },
+                summary: SessionSummary {
+                    total_successful_session_count: ok,
+                    total_failure_session_count: ko,
+                },
+                failure_details,
+            })
+    }
+
+    /// One report; the same (organisation, report-id) recurs, with other contents.
+    pub(crate) fn report() -> impl Strategy<Value = ParsedReport> {
+        (
+            0..ORGS.len(),
+            0..6u32,
+            0..3i64,
+            proptest::collection::vec(policy(), 0..4),
+        )
+            .prop_map(|(org, id, day, policies)| {
+                let mut r = Report::daily(
+                    ORGS[org],
+                    "tlsrpt@reporter.example",
+                    format!("r{id}"),
+                    UtcDateTime::from_unix_seconds(1_700_000_000 + day * 86_400),
+                );
+                r.policies = policies;
+                ParsedReport {
+                    raw_json: r.to_json(),
+                    report: r,
+                    origin: "test".into(),
+                }
+            })
+    }
+
+    /// Reports in groups: a group of one is stored with `insert`, a larger one with
+    /// `insert_batch` (duplicates inside a batch too).
+    pub(crate) fn groups() -> impl Strategy<Value = Vec<Vec<ParsedReport>>> {
+        proptest::collection::vec(proptest::collection::vec(report(), 1..5), 0..8)
+    }
+
+    /// Every filter shape: none, a domain (as stored and in another spelling, and one with
+    /// no rows), a day, both.
+    pub(crate) fn filters() -> Vec<SummaryFilter> {
+        let since = UtcDateTime::from_unix_seconds(1_700_000_000 + 86_400).date_string();
+        let mut out = vec![SummaryFilter::default()];
+        for domain in ["a.example", "A.EXAMPLE.", "", "none.example"] {
+            out.push(SummaryFilter {
+                domain: Some(domain.into()),
+                since: None,
+            });
+            out.push(SummaryFilter {
+                domain: Some(domain.into()),
+                since: Some(since.clone()),
+            });
+        }
+        out.push(SummaryFilter {
+            domain: None,
+            since: Some(since),
+        });
+        out
     }
 }
