@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use daemon_support::{DaemonProc, eventually, resolver_section};
 use lab::{MNT, Postfix310, trixie_root};
-use mta_sts_testkit::{CertKind, SmtpConfig, SmtpServer, World};
+use mta_sts_testkit::{CertKind, HostBehavior, SmtpConfig, SmtpServer, World};
 
 /// The TLS-RPT record every test domain publishes: Postfix reports only for domains that
 /// have one (RFC 8460 §3).
@@ -276,4 +276,84 @@ fn rfc8461_4_1_postfix_enforces_the_mx_patterns_one_label_deep() {
     let sent = lab.postfix.status_line("user@loose.test");
     assert!(sent.contains("status=sent"), "{sent}\n{}", lab.dump());
     assert_eq!(lab.servers[1].messages().len(), 1, "{}", lab.dump());
+}
+
+/// RFC 8461 §3.3 with a zone that keeps the message (`on_failure = "temp"`): a published
+/// record whose policy host has an expired certificate, or answers 404, and nothing cached.
+/// The daemon tells Postfix 3.10 `policy_failure=sts-webpki-invalid` /
+/// `sts-policy-fetch-error`: Postfix defers (4.7.5) although the MX's certificate is valid,
+/// and reports the failure type (RFC 8460 §4.3.2.2) to the collector. A domain without
+/// MTA-STS gets `NOTFOUND`: delivered, and Postfix itself reports it as `no-policy-found`.
+#[test]
+fn rfc8461_3_3_unusable_policy_deferred_and_reported_when_the_zone_keeps_the_message() {
+    let Some(root) = trixie_root() else {
+        return;
+    };
+    const BODY: &str = "version: STSv1\nmode: enforce\nmx: mail.webpki.test\nmax_age: 86400\n";
+    let world = World::builder()
+        .domain("webpki.test", |d| {
+            d.mta_sts("enforce", &["mail.webpki.test"])
+                .policy_behavior(HostBehavior::policy(BODY).cert(CertKind::Expired))
+                .tlsrpt(TLSRPT)
+        })
+        .domain("gone.test", |d| {
+            d.mta_sts("enforce", &["mail.gone.test"])
+                .policy_behavior(HostBehavior::status(404))
+                .tlsrpt(TLSRPT)
+        })
+        .domain("nosts.test", |d| d.mx(10, "mail.nosts.test").tlsrpt(TLSRPT))
+        .start();
+    let lab = Lab::start(
+        &root,
+        world,
+        &[
+            ("mail.webpki.test", CertKind::Valid),
+            ("mail.gone.test", CertKind::Valid),
+            ("mail.nosts.test", CertKind::Valid),
+        ],
+        "[zones.postfix]\ntlsrpt = true\non_failure = \"temp\"\n",
+        "",
+        "",
+    );
+    for rcpt in ["user@webpki.test", "user@gone.test", "user@nosts.test"] {
+        lab.postfix.send(rcpt);
+    }
+    for (rcpt, failure) in [
+        ("user@webpki.test", "sts-webpki-invalid"),
+        ("user@gone.test", "sts-policy-fetch-error"),
+    ] {
+        let line = lab.postfix.status_line(rcpt);
+        assert!(
+            line.contains("status=deferred") && line.contains("dsn=4.7.5"),
+            "{line}\n{}",
+            lab.dump()
+        );
+        assert!(
+            lab.postfix
+                .log()
+                .contains(&format!("external policy failure ({failure})")),
+            "{}",
+            lab.dump()
+        );
+        let domain = rcpt.trim_start_matches("user@");
+        let reported = eventually(Duration::from_secs(10), || {
+            lab.events().lines().any(|l| {
+                l.contains(&format!(r#""policy_domain":"{domain}""#))
+                    && l.contains(&format!(r#""result":"{failure}""#))
+            })
+        });
+        assert!(reported, "{}", lab.dump());
+    }
+    assert!(lab.servers[0].messages().is_empty() && lab.servers[1].messages().is_empty());
+
+    let sent = lab.postfix.status_line("user@nosts.test");
+    assert!(sent.contains("status=sent"), "{sent}\n{}", lab.dump());
+    let reported = eventually(Duration::from_secs(10), || {
+        lab.events().lines().any(|l| {
+            l.contains(r#""policy_domain":"nosts.test""#)
+                && l.contains(r#""policy":{"type":"no-policy-found"}"#)
+                && l.contains(r#""result":"success""#)
+        })
+    });
+    assert!(reported, "{}", lab.dump());
 }
