@@ -8,9 +8,12 @@
 //! | same, `require_sni = false` | `OK secure match=<p1>:<p2>` |
 //! | same, `tlsrpt = true` | … then ` policy_type=sts policy_domain=<d> mx_host_pattern=<m1> … { policy_string = <line> } …` |
 //! | same, `dane = "defer"` and usable TLSA records | `OK dane-only` |
+//! | `enforce` without any `mx` | `TEMP MTA-STS policy for <d> lists no mx` |
+//! | same, `tlsrpt = true` | `OK secure servername=hostname policy_type=sts policy_domain=<d> { policy_string = … } … policy_failure=sts-policy-invalid` |
 //! | `testing` (without `strict_testing`), `none`, no policy | `NOTFOUND ` |
 //! | lookup failed, nothing cached, `on_failure = "notfound"` (default) | `NOTFOUND ` |
 //! | lookup failed, nothing cached, `on_failure = "temp"` | `TEMP MTA-STS policy for <d> unavailable: <reason>` |
+//! | record published but its policy unusable, nothing cached, `on_failure = "temp"`, `tlsrpt = true` | `OK secure servername=hostname policy_type=sts policy_domain=<d> policy_failure=<type>` |
 //!
 //! Patterns are in policy order, de-duplicated, `*.x` written `.x` (Postfix `match=` syntax,
 //! [`mta_sts::MxPattern::to_postfix`]).
@@ -21,9 +24,29 @@
 //! `{ policy_string = <line> }` per policy line in the peer's order: the `mx` lines first,
 //! then `version`, `mode`, `max_age`, then extension fields. Lines containing `{` or `}` are
 //! left out, because braces break Postfix's attribute syntax (postfix-tlspol drops them too).
-//! With these attributes Postfix ≥ 3.10.5 (`smtp_tls_enforce_sts_mx_patterns`) also checks the
-//! MX name against the patterns, closing the wildcard-depth gap of `match=` (RFC 8461 §4.1,
-//! docs/rfc-requirements.md §4 item 12).
+//! The deprecated `policy_ttl` is never sent (Postfix ignores it). With these attributes
+//! Postfix ≥ 3.10.5 (`smtp_tls_enforce_sts_mx_patterns`, on by default) also checks the MX
+//! name against the patterns before it connects, closing the wildcard-depth gap of `match=`
+//! (RFC 8461 §4.1: `*.example.com` covers one label only).
+//!
+//! **Which outcome gets which reply** (RFC 8461 §3.3, §4.1, §5, §5.1):
+//! - a fresh policy, or an unexpired cached one while a refetch fails (§5.1: the cached
+//!   policy stays in force until it expires): the policy's reply, as above;
+//! - no `_mta-sts` record, or an invalid one (§3.1): `NOTFOUND `, so Postfix's own
+//!   `smtp_tls_security_level` applies; Postfix 3.10 then reports the session itself as
+//!   `no-policy-found`, so the daemon never sends `policy_type=no-policy-found` (which would
+//!   also replace a `dane` default level with the level of the reply);
+//! - a record but an unusable policy (fetch error, invalid policy, invalid certificate) and
+//!   nothing cached: §3.3 says deliver as though the domain had no MTA-STS, so `NOTFOUND `
+//!   by default. Only an operator who chose `on_failure = "temp"` keeps the message: with
+//!   `tlsrpt = true` as `secure … policy_failure=<RFC 8460 §4.3.2.2 type>`, so Postfix defers
+//!   it (4.7.5) and reports the failure to the domain, otherwise as `TEMP`;
+//! - a DNS failure (the record's presence unknown) and nothing cached: per `on_failure`,
+//!   `NOTFOUND ` or `TEMP`; never a `policy_failure`, as the domain may have no policy;
+//! - an `enforce` policy that lists no `mx` (`Policy::parse` rejects it; one built otherwise,
+//!   e.g. read from an older cache store, can still arrive): no MX can pass §4.1, and §5
+//!   says a sender must not deliver; §3.2 requires one or more `mx`, so with `tlsrpt = true`
+//!   it is `policy_failure=sts-policy-invalid` (deferred and reported), otherwise `TEMP`.
 //!
 //! **DANE** (RFC 8461 §2: an MTA-STS pass MUST NOT override a failing DANE validation): a
 //! `secure` answer from `smtp_tls_policy_maps` replaces Postfix's `dane` level for the
@@ -38,6 +61,7 @@ use mta_sts::{Domain, Mode, Policy};
 
 use crate::config::{DaneMode, OnFailure, ZoneSettings};
 use mta_sts_socketmap::Reply;
+use tlsrpt::ResultType;
 
 /// What a DANE check found for the domain's MX hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,6 +73,45 @@ pub enum DaneVerdict {
     NotUsable,
     /// Usable DNSSEC-validated TLSA records exist (RFC 7672 §2.2): DANE governs.
     Usable,
+}
+
+/// Why a published policy cannot be applied: the value of Postfix 3.10's `policy_failure=`
+/// attribute, an RFC 8460 §4.3.2.2 result type. Postfix fails the TLS session with it (the
+/// message is deferred, 4.7.5) and reports it to the domain when TLSRPT is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PolicyFailure {
+    /// `sts-policy-fetch-error`: the policy could not be fetched.
+    FetchError,
+    /// `sts-policy-invalid`: the policy was fetched but is not valid.
+    Invalid,
+    /// `sts-webpki-invalid`: the policy host's certificate did not validate.
+    WebpkiInvalid,
+    /// `validation-failure`: any other reason.
+    ValidationFailure,
+}
+
+impl PolicyFailure {
+    /// The attribute value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyFailure::FetchError => "sts-policy-fetch-error",
+            PolicyFailure::Invalid => "sts-policy-invalid",
+            PolicyFailure::WebpkiInvalid => "sts-webpki-invalid",
+            PolicyFailure::ValidationFailure => "validation-failure",
+        }
+    }
+
+    /// The failure for an RFC 8460 result type: the three policy types of §4.3.2.2 as
+    /// themselves, anything else as the less informative `validation-failure`.
+    pub fn from_result_type(result: &ResultType) -> PolicyFailure {
+        match result {
+            ResultType::StsPolicyFetchError => PolicyFailure::FetchError,
+            ResultType::StsPolicyInvalid => PolicyFailure::Invalid,
+            ResultType::StsWebpkiInvalid => PolicyFailure::WebpkiInvalid,
+            _ => PolicyFailure::ValidationFailure,
+        }
+    }
 }
 
 /// The reply for a completed lookup: `policy` is the policy to apply (fresh or from the
@@ -94,8 +157,17 @@ pub fn answer(
         }
     }
     if matches.is_empty() {
-        // An enforce policy without mx matches no MX host (RFC 8461 §4.1, §5): defer rather
-        // than send an empty `match=` (the peer's bug, vectors §K emptymx.test).
+        // An enforce policy without mx matches no MX host (RFC 8461 §4.1), and §5 says not
+        // to deliver: defer rather than send an empty `match=` (the peer's bug, vectors §K
+        // emptymx.test). §3.2 requires one or more `mx`, so Postfix 3.10 is told the policy
+        // is invalid, which it reports.
+        if zone.tlsrpt {
+            return failure_reply(
+                zone,
+                &tlsrpt_attributes(domain, policy),
+                PolicyFailure::Invalid,
+            );
+        }
         return Reply::Temp(format!("MTA-STS policy for {domain} lists no mx"));
     }
     let mut data = format!("secure match={}", matches.join(":"));
@@ -118,6 +190,57 @@ pub fn answer_failure(domain: &Domain, zone: &ZoneSettings, reason: &str) -> Rep
             short(reason)
         )),
     }
+}
+
+/// The reply when the domain publishes an `_mta-sts` record but its policy cannot be used
+/// (fetch error, invalid policy, invalid certificate of the policy host) and no unexpired
+/// policy is cached. RFC 8461 §3.3: deliver as though the domain had no MTA-STS, so
+/// `NOTFOUND` by default. With `on_failure = "temp"` the operator keeps the message instead:
+/// with `tlsrpt = true` as Postfix 3.10 `policy_failure=`, so Postfix defers it and reports
+/// the failure to the domain (RFC 8460 §4.3.2.2), otherwise as `TEMP`.
+///
+/// ```
+/// use mta_sts::Domain;
+/// use mta_sts_daemon::answer::{PolicyFailure, answer_unusable};
+/// use mta_sts_daemon::config::{OnFailure, ZoneSettings};
+/// let domain = Domain::parse("down.test")?;
+/// let zone = ZoneSettings { on_failure: OnFailure::Temp, tlsrpt: true, ..ZoneSettings::default() };
+/// let reply = answer_unusable(&domain, &zone, PolicyFailure::WebpkiInvalid, "certificate expired");
+/// assert_eq!(
+///     reply.payload(),
+///     "OK secure servername=hostname policy_type=sts policy_domain=down.test policy_failure=sts-webpki-invalid"
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn answer_unusable(
+    domain: &Domain,
+    zone: &ZoneSettings,
+    failure: PolicyFailure,
+    reason: &str,
+) -> Reply {
+    if zone.on_failure == OnFailure::Temp && zone.tlsrpt {
+        // No policy to describe: the type and domain only (RFC 8460 §4.4 policy-string is
+        // the policy's lines, and there are none).
+        return failure_reply(
+            zone,
+            &format!(" policy_type=sts policy_domain={domain}"),
+            failure,
+        );
+    }
+    answer_failure(domain, zone, reason)
+}
+
+/// `secure` with the given TLS-RPT attributes and `policy_failure=`: Postfix 3.10 fails
+/// the TLS session with that result type, whatever the certificate (TLSRPT_README).
+fn failure_reply(zone: &ZoneSettings, attributes: &str, failure: PolicyFailure) -> Reply {
+    let mut data = "secure".to_owned();
+    if zone.require_sni {
+        data.push_str(" servername=hostname");
+    }
+    data.push_str(attributes);
+    data.push_str(" policy_failure=");
+    data.push_str(failure.as_str());
+    Reply::Ok(data)
 }
 
 /// The Postfix 3.10 TLS-RPT attributes, with a leading space.

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use mta_sts::Domain;
 use mta_sts_resolver::CachedPolicy;
 
-use crate::answer::{DaneVerdict, answer, answer_failure};
+use crate::answer::{DaneVerdict, PolicyFailure, answer, answer_failure, answer_unusable};
 use crate::config::{DaneMode, ZoneSettings};
 use mta_sts_socketmap::Reply;
 
@@ -31,6 +31,16 @@ pub enum LookupResult {
     /// Discovery failed (DNS failure, fetch failure, invalid policy) and nothing unexpired is
     /// cached: answered per `on_failure` (RFC 8461 §3.3 default: as if no policy).
     Failed {
+        /// Why, for logs and `TEMP` replies.
+        reason: String,
+    },
+    /// The domain publishes an `_mta-sts` record but its policy could not be used (fetch
+    /// failure, invalid policy, invalid policy host certificate) and nothing unexpired is
+    /// cached: as [`LookupResult::Failed`], and with `on_failure = "temp"` and `tlsrpt =
+    /// true` told to Postfix 3.10 as `policy_failure=` ([`answer_unusable`]).
+    Unusable {
+        /// The RFC 8460 §4.3.2.2 result type.
+        failure: PolicyFailure,
         /// Why, for logs and `TEMP` replies.
         reason: String,
     },
@@ -71,7 +81,7 @@ impl Source {
         match result {
             LookupResult::Policy(_) => Source::Fetch,
             LookupResult::NoPolicy => Source::Negative,
-            LookupResult::Failed { .. } => Source::Failed,
+            LookupResult::Failed { .. } | LookupResult::Unusable { .. } => Source::Failed,
         }
     }
 }
@@ -279,14 +289,16 @@ fn log_query(
     }
     let ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1000.0);
     match result {
-        Some(LookupResult::Failed { reason }) => tracing::debug!(
-            %domain,
-            answer = ?reply.payload(),
-            source = %source.as_str(),
-            %ms,
-            %reason,
-            "query"
-        ),
+        Some(LookupResult::Failed { reason } | LookupResult::Unusable { reason, .. }) => {
+            tracing::debug!(
+                %domain,
+                answer = ?reply.payload(),
+                source = %source.as_str(),
+                %ms,
+                %reason,
+                "query"
+            )
+        }
         _ => {
             tracing::debug!(%domain, answer = ?reply.payload(), source = %source.as_str(), %ms, "query")
         }
@@ -304,5 +316,8 @@ pub fn reply_for(
         LookupResult::Policy(cached) => answer(domain, Some(&cached.policy), zone, dane),
         LookupResult::NoPolicy => answer(domain, None, zone, dane),
         LookupResult::Failed { reason } => answer_failure(domain, zone, reason),
+        LookupResult::Unusable { failure, reason } => {
+            answer_unusable(domain, zone, *failure, reason)
+        }
     }
 }

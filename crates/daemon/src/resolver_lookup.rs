@@ -11,7 +11,7 @@ use mta_sts::Domain;
 use mta_sts_resolver::{CachedPolicy, Lookup, Resolver};
 use serde::Serialize;
 
-use crate::answer::DaneVerdict;
+use crate::answer::{DaneVerdict, PolicyFailure};
 use crate::dane::DaneClient;
 use crate::lookup::{LookupResult, PolicyLookup, Source};
 use crate::metrics::{Metrics, bump};
@@ -37,9 +37,11 @@ pub struct LastError {
 ///
 /// Mapping of [`mta_sts_resolver::Lookup`]:
 /// - a policy (fresh, or cached and unexpired after a failed refresh) → [`LookupResult::Policy`];
-/// - no policy with an error that leaves the domain's intent unknown (published record but
-///   fetch or parse failed, DNS failure) → [`LookupResult::Failed`], answered per
-///   `on_failure` (RFC 8461 §3.3 default: as if there were no policy);
+/// - no policy after a DNS failure (the domain's intent unknown) → [`LookupResult::Failed`],
+///   answered per `on_failure` (RFC 8461 §3.3 default: as if there were no policy);
+/// - no policy behind a published record (fetch, certificate or parse failure) →
+///   [`LookupResult::Unusable`] with its RFC 8460 result type, answered per `on_failure`
+///   too, and with `policy_failure=` where the zone defers and speaks Postfix 3.10;
 /// - no policy otherwise (no record, invalid or multiple records) → [`LookupResult::NoPolicy`].
 #[derive(Debug, Clone)]
 pub struct ResolverLookup {
@@ -152,7 +154,11 @@ impl ResolverLookup {
 pub fn result_of(lookup: &Lookup) -> LookupResult {
     match (&lookup.policy, &lookup.error) {
         (Some(cached), _) => LookupResult::Policy(Arc::clone(cached)),
-        (None, Some(error)) if error.is_unusable() => LookupResult::Failed {
+        (None, Some(error)) if error.is_unusable() && error.is_dns() => LookupResult::Failed {
+            reason: error.to_string(),
+        },
+        (None, Some(error)) if error.is_unusable() => LookupResult::Unusable {
+            failure: PolicyFailure::from_result_type(&error.result_type()),
             reason: error.to_string(),
         },
         (None, _) => LookupResult::NoPolicy,

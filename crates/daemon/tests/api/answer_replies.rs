@@ -2,7 +2,7 @@
 //! the vectors §K replies of postfix-mta-sts-resolver.
 
 use mta_sts::{Domain, Policy};
-use mta_sts_daemon::answer::{DaneVerdict, answer, answer_failure};
+use mta_sts_daemon::answer::{DaneVerdict, PolicyFailure, answer, answer_failure, answer_unusable};
 use mta_sts_daemon::config::{DaneMode, OnFailure, ZoneSettings};
 use mta_sts_socketmap::Reply;
 
@@ -187,4 +187,133 @@ fn answer_failure_per_on_failure() {
         answer_failure(&d, &temp, "DNS timeout").payload(),
         "TEMP MTA-STS policy for down.test unavailable: DNS timeout"
     );
+}
+
+fn tlsrpt_zone(on_failure: OnFailure) -> ZoneSettings {
+    ZoneSettings {
+        tlsrpt: true,
+        on_failure,
+        ..ZoneSettings::default()
+    }
+}
+
+/// RFC 8461 §3.3: a published record whose policy cannot be used, nothing cached: deliver as
+/// though the domain had no MTA-STS, whatever the zone speaks (no `policy_failure`).
+#[test]
+fn rfc8461_3_3_unusable_policy_delivers_as_without_mta_sts() {
+    let d = Domain::parse("down.test").unwrap();
+    for zone in [ZoneSettings::default(), tlsrpt_zone(OnFailure::NotFound)] {
+        assert_eq!(
+            answer_unusable(&d, &zone, PolicyFailure::FetchError, "HTTP 404"),
+            Reply::NotFound
+        );
+    }
+}
+
+/// RFC 8461 §3.3 with `on_failure = "temp"` (the operator keeps the message): Postfix 3.10
+/// is told the RFC 8460 §4.3.2.2 failure, so it defers and reports; without the Postfix 3.10
+/// attributes, `TEMP` as before.
+#[test]
+fn rfc8461_3_3_unusable_policy_deferred_with_policy_failure_when_temp() {
+    let d = Domain::parse("down.test").unwrap();
+    assert_eq!(
+        answer_unusable(
+            &d,
+            &tlsrpt_zone(OnFailure::Temp),
+            PolicyFailure::FetchError,
+            "HTTP 404"
+        )
+        .payload(),
+        "OK secure servername=hostname policy_type=sts policy_domain=down.test policy_failure=sts-policy-fetch-error"
+    );
+    let nosni = ZoneSettings {
+        require_sni: false,
+        ..tlsrpt_zone(OnFailure::Temp)
+    };
+    assert_eq!(
+        answer_unusable(&d, &nosni, PolicyFailure::WebpkiInvalid, "expired").payload(),
+        "OK secure policy_type=sts policy_domain=down.test policy_failure=sts-webpki-invalid"
+    );
+    let temp = ZoneSettings {
+        on_failure: OnFailure::Temp,
+        ..ZoneSettings::default()
+    };
+    assert_eq!(
+        answer_unusable(&d, &temp, PolicyFailure::Invalid, "no version").payload(),
+        "TEMP MTA-STS policy for down.test unavailable: no version"
+    );
+}
+
+/// RFC 8460 §4.3.2.2: the policy failure types Postfix 3.10 accepts, from the resolver's
+/// result types; anything else is the less informative `validation-failure`.
+#[test]
+fn rfc8460_4_3_2_2_policy_failure_types() {
+    for (result, failure, text) in [
+        (
+            tlsrpt::ResultType::StsPolicyFetchError,
+            PolicyFailure::FetchError,
+            "sts-policy-fetch-error",
+        ),
+        (
+            tlsrpt::ResultType::StsPolicyInvalid,
+            PolicyFailure::Invalid,
+            "sts-policy-invalid",
+        ),
+        (
+            tlsrpt::ResultType::StsWebpkiInvalid,
+            PolicyFailure::WebpkiInvalid,
+            "sts-webpki-invalid",
+        ),
+        (
+            tlsrpt::ResultType::CertificateExpired,
+            PolicyFailure::ValidationFailure,
+            "validation-failure",
+        ),
+    ] {
+        assert_eq!(PolicyFailure::from_result_type(&result), failure);
+        assert_eq!(failure.as_str(), text);
+    }
+}
+
+/// RFC 8461 §3.2 (one or more `mx`), §4.1 and §5: an `enforce` policy without `mx` lets no
+/// MX pass, so the message must not be delivered: Postfix 3.10 gets the policy with
+/// `policy_failure=sts-policy-invalid` (deferred and reported); older replies stay `TEMP`.
+/// (`Policy::parse` rejects such a policy; one built otherwise, e.g. read from an older
+/// cache store, still gets this answer.)
+#[test]
+fn rfc8461_4_1_enforce_without_mx_is_an_invalid_policy() {
+    let d = Domain::parse("emptymx.test").unwrap();
+    let mut empty = Policy::parse(GOOD.as_bytes()).unwrap();
+    empty.mx.clear();
+    let zone = tlsrpt_zone(OnFailure::NotFound);
+    assert_eq!(
+        answer(&d, Some(&empty), &zone, DaneVerdict::NotChecked).payload(),
+        "OK secure servername=hostname policy_type=sts policy_domain=emptymx.test { policy_string = version: STSv1 } { policy_string = mode: enforce } { policy_string = max_age: 86400 } policy_failure=sts-policy-invalid"
+    );
+    assert_eq!(
+        answer(
+            &d,
+            Some(&empty),
+            &ZoneSettings::default(),
+            DaneVerdict::NotChecked
+        )
+        .payload(),
+        "TEMP MTA-STS policy for emptymx.test lists no mx"
+    );
+}
+
+/// Postfix 3.10 TLSRPT_README: `policy_ttl` is deprecated (its value is not used): no reply
+/// carries it.
+#[test]
+fn postfix_3_10_never_policy_ttl() {
+    let d = Domain::parse("good.test").unwrap();
+    let zone = tlsrpt_zone(OnFailure::Temp);
+    let replies = [
+        reply("good.test", Some(GOOD), &zone, DaneVerdict::NotChecked),
+        reply("wild.test", Some(WILD), &zone, DaneVerdict::NotChecked),
+        answer_unusable(&d, &zone, PolicyFailure::FetchError, "x").payload(),
+    ];
+    for r in replies {
+        assert!(!r.contains("policy_ttl"), "{r}");
+    }
 }
