@@ -33,6 +33,9 @@
 //!
 //! Refresh (`--refresh-policies N`, or alone with `--only-refresh`): see `refresh.rs`.
 //!
+//! Profiling: `MTA_STS_BENCH_WRAP="valgrind --tool=callgrind"` runs each daemon under that
+//! command (build with symbols: `CARGO_PROFILE_RELEASE_STRIP=none`).
+//!
 //! Internal modes (the harness re-executes itself): `daemon CONFIG`, `trivial PORT`,
 //! `floor DNS HTTPS CA FIRST COUNT`.
 
@@ -310,12 +313,40 @@ fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
+/// A child process stopped when dropped: SIGTERM (so a daemon run under a profiler writes its
+/// profile), SIGKILL if it is still there after 10 s.
 struct Kill(Child);
 impl Drop for Kill {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The command that runs this harness in `daemon` mode: prefixed by `MTA_STS_BENCH_WRAP`
+/// when set (e.g. `valgrind --tool=callgrind`), to profile the daemons.
+fn daemon_command() -> Result<Command, BoxError> {
+    let exe = std::env::current_exe()?;
+    let wrap = std::env::var("MTA_STS_BENCH_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    Ok(match words.next() {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command.args(words).arg(exe);
+            command
+        }
+        None => Command::new(exe),
+    })
 }
 
 fn spawn_daemon(dir: &Path, name: &str, body: &str) -> Result<(Kill, SocketAddr), BoxError> {
@@ -326,7 +357,7 @@ fn spawn_daemon(dir: &Path, name: &str, body: &str) -> Result<(Kill, SocketAddr)
         &path,
         format!("[socketmap]\nlisten = \"{sm}\"\n[http]\nlisten = \"{http}\"\n{body}"),
     )?;
-    let child = Command::new(std::env::current_exe()?)
+    let child = daemon_command()?
         .arg("daemon")
         .arg(&path)
         .env("RUST_LOG", "warn")
