@@ -385,11 +385,18 @@ impl Entry {
     }
 }
 
+/// The weight of `domain`'s slot holding `entry`.
+fn weigh(domain: &Domain, entry: &Entry) -> u32 {
+    let bytes = compact_heap(domain.as_str().len()) + entry.heap_weight();
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
 /// One entry in the map with its weight and CLOCK count.
 struct Slot {
     entry: Entry,
-    /// Heap bytes of the domain and the entry ([`Entry::heap_weight`]).
-    weight: usize,
+    /// Heap bytes of the domain and the entry ([`Entry::heap_weight`]); 32 bits keep the
+    /// slot at 48 bytes.
+    weight: u32,
     /// Lookups since the hand last passed, at most [`CLOCK_MAX`].
     clock: AtomicU8,
 }
@@ -454,7 +461,7 @@ impl Ring {
             }
             // The last entry moves to the hand's index: the hand looks at it next.
             let (_, slot) = self.map.swap_remove_index(self.hand)?;
-            self.weight -= slot.weight;
+            self.weight -= slot.weight as usize;
             return Some(slot);
         }
         None
@@ -629,8 +636,8 @@ impl MemoryCache {
             let keeper = entry.is_keeper();
             self.make_room(shard, domain, keeper);
             let ring = shard.ring(keeper);
-            let weight = compact_heap(domain.as_str().len()) + entry.heap_weight();
-            ring.weight += weight;
+            let weight = weigh(domain, &entry);
+            ring.weight += weight as usize;
             let clock = if keeper { CLOCK_POLICY } else { 0 };
             ring.map.insert(
                 domain.clone(),
@@ -648,21 +655,21 @@ impl MemoryCache {
             unreachable!("the entry was found above")
         };
         let result = f(&mut slot.entry);
-        let weight = compact_heap(domain.as_str().len()) + slot.entry.heap_weight();
-        ring.weight = ring.weight - slot.weight + weight;
+        let weight = weigh(domain, &slot.entry);
+        ring.weight = ring.weight - slot.weight as usize + weight as usize;
         slot.weight = weight;
         let keeper = slot.entry.is_keeper();
         if keeper != was_keeper {
             // The entry changed class: move it to the other ring.
             if let Some(mut slot) = ring.map.swap_remove(domain) {
-                ring.weight -= slot.weight;
+                ring.weight -= slot.weight as usize;
                 self.make_room(shard, domain, keeper);
                 if keeper {
                     let clock = slot.clock.get_mut();
                     *clock = (*clock).max(CLOCK_POLICY);
                 }
                 let ring = shard.ring(keeper);
-                ring.weight += slot.weight;
+                ring.weight += slot.weight as usize;
                 ring.map.insert(domain.clone(), slot);
             }
         }
@@ -758,7 +765,7 @@ impl MemoryCache {
         for keeper in [true, false] {
             let ring = shard.ring(keeper);
             if let Some(slot) = ring.map.swap_remove(domain) {
-                ring.weight -= slot.weight;
+                ring.weight -= slot.weight as usize;
             }
         }
     }
@@ -785,7 +792,7 @@ impl MemoryCache {
                 ring.map.retain(|_, s| {
                     let dead = s.entry.is_dead(now, backoff);
                     if dead {
-                        freed += s.weight;
+                        freed += s.weight as usize;
                     }
                     !dead
                 });
