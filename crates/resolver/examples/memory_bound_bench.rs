@@ -5,7 +5,8 @@
 //! cargo run --release -p mta-sts-resolver --example memory_bound_bench -- \
 //!     [POLICIES [NEGATIVES [MAX_MEMORY_BYTES [ZIPF_QUERIES [HOT]]]]]
 //! ```
-//! (defaults 1,000,000, 5,000,000, 128,000,000, 2,000,000, 100,000).
+//! (defaults 1,000,000, 5,000,000, 128,000,000, 2,000,000, 100,000; MAX_MEMORY_BYTES 0:
+//! unbounded).
 //!
 //! 1. Writes POLICIES policies (`d<i>.bench.test`, max_age one week, fetched now) straight
 //!    into a fresh SQLite store file (one transaction), as a daemon that has run for a
@@ -36,6 +37,36 @@ use mta_sts_resolver::store::{SqliteStore, Store};
 use mta_sts_resolver::{Outcome, Resolver, ResolverConfig};
 
 const IN_FLIGHT: usize = 64;
+
+/// glibc's `struct mallinfo2` (all arenas).
+#[repr(C)]
+#[derive(Default)]
+struct MallInfo2 {
+    arena: usize,
+    ordblks: usize,
+    smblks: usize,
+    hblks: usize,
+    hblkhd: usize,
+    usmblks: usize,
+    fsmblks: usize,
+    uordblks: usize,
+    fordblks: usize,
+    keepcost: usize,
+}
+
+unsafe extern "C" {
+    /// glibc: returns free heap pages to the kernel.
+    fn malloc_trim(pad: usize) -> i32;
+    /// glibc: heap statistics.
+    fn mallinfo2() -> MallInfo2;
+}
+
+/// Bytes malloc has handed out and not had back (live heap), and bytes it holds free.
+fn heap() -> (usize, usize) {
+    // SAFETY: mallinfo2 only reads malloc's statistics.
+    let m = unsafe { mallinfo2() };
+    (m.uordblks + m.hblkhd, m.fordblks)
+}
 
 fn arg(n: usize, default: u64) -> u64 {
     std::env::args()
@@ -235,13 +266,16 @@ async fn main() {
     let dns = start_dns();
     println!("RSS before the resolver: {}", status("VmRSS:"));
 
-    let bounded = resolver(dns, store.clone(), Some(max_memory)).await;
+    let bounded = resolver(dns, store.clone(), (max_memory > 0).then_some(max_memory)).await;
+    println!("malloc live after building the resolver: {} B", heap().0);
     let started = Instant::now();
     let out = look_up_many(&bounded, policies, |i| format!("d{i}.bench.test")).await;
     println!(
-        "{policies} policy lookups {out:?} (policy, no-policy, unusable) in {:.1}s; RSS {}",
+        "{policies} policy lookups {out:?} (policy, no-policy, unusable) in {:.1}s; RSS {}; malloc live {} B; cache {:?}",
         started.elapsed().as_secs_f64(),
-        status("VmRSS:")
+        status("VmRSS:"),
+        heap().0,
+        bounded.memory_usage()
     );
     let started = Instant::now();
     let out = look_up_many(&bounded, negatives, |i| format!("n{i}.none.test")).await;
@@ -251,9 +285,22 @@ async fn main() {
     );
     let usage = bounded.memory_usage();
     println!(
-        "bounded at {max_memory} B: cache {usage:?}; process RSS {} (peak {})",
+        "bounded at {max_memory} B: cache {usage:?}; process RSS {} (peak {}, anonymous {}, file {})",
         status("VmRSS:"),
-        status("VmHWM:")
+        status("VmHWM:"),
+        status("RssAnon:"),
+        status("RssFile:")
+    );
+
+    // What of that RSS is heap malloc holds free (fragmentation between live chunks):
+    // glibc's malloc_trim hands whole free pages back to the kernel.
+    // SAFETY: malloc_trim only releases free memory; it has no preconditions.
+    unsafe { malloc_trim(0) };
+    let (live, free) = heap();
+    println!(
+        "after malloc_trim(0): process RSS {} (anonymous {}); malloc: {live} B live, {free} B free",
+        status("VmRSS:"),
+        status("RssAnon:")
     );
 
     let unbounded = resolver(dns, store.clone(), None).await;
