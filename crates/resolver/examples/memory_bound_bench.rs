@@ -25,6 +25,8 @@
 //!    same with Zipf over all POLICIES, whose tail does not fit the bound (misses read the
 //!    store and query DNS): shown, not the target.
 //! 5. Checks that no policy was fetched over HTTPS (every one came from the store).
+//!
+//! `BENCH_IN_FLIGHT=n` sets the lookups in flight of steps 3 (default 64).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -183,7 +185,11 @@ async fn look_up_many(resolver: &Resolver, count: u64, name: fn(u64) -> String) 
     let mut tasks = tokio::task::JoinSet::new();
     let mut next = 0;
     loop {
-        while tasks.len() < IN_FLIGHT && next < count {
+        let in_flight = std::env::var("BENCH_IN_FLIGHT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(IN_FLIGHT);
+        while tasks.len() < in_flight && next < count {
             let r = resolver.clone();
             let domain = Domain::parse(&name(next)).expect("domain");
             tasks.spawn(async move { r.lookup(&domain).await.outcome() });
