@@ -2,15 +2,17 @@
 //! reload, graceful shutdown, systemd notification.
 //!
 //! - **Start** ([`Daemon::start`]): opens the store of `[cache]`, builds the
-//!   [`Resolver`] of `[resolver]`, loads every unexpired stored policy into memory (warm
-//!   start: after a restart, cached domains are answered without any HTTPS fetch), starts the
+//!   [`Resolver`] of `[resolver]`, loads unexpired stored policies into memory up to
+//!   `[cache] max_memory` (warm start: after a restart, cached domains are answered without
+//!   any HTTPS fetch; those left in the store are read from it on lookup), starts the
 //!   proactive refresher (RFC 8461 §3.3, §10.2), raises the soft open-files limit to the hard
 //!   one and splits it between the listeners ([`connection_caps`]: the socketmap first, the
 //!   HTTP API gets what is left), binds the socketmap and HTTP listeners.
 //! - **Reload** ([`Daemon::reload`], SIGHUP in [`run`]): a new configuration replaces, without
 //!   dropping a connection, `[defaults]` and `[zones.*]` (budgets included), `[resolver]`,
-//!   `cache.refresh`, `cache.refresh_concurrency` and `[tlsrpt] events`. A changed
-//!   `[resolver]` (or `cache.refresh`, `cache.refresh_concurrency`) builds a new resolver
+//!   `cache.refresh`, `cache.refresh_concurrency`, `cache.max_memory` and `[tlsrpt] events`.
+//!   A changed `[resolver]` (or `cache.refresh`, `cache.refresh_concurrency`,
+//!   `cache.max_memory`) builds a new resolver
 //!   over the *same* store and warm-starts it; an unchanged one is kept with its memory
 //!   cache. Everything else needs a restart: every `[socketmap]` and
 //!   `[http]` key, `[cache] store`, `path`, `redis_url`, `[tlsrpt] socket`, `socket_mode`,
@@ -159,8 +161,8 @@ impl ConfigSource {
     }
 }
 
-/// The `[resolver]`, `cache.refresh` and `cache.refresh_concurrency` settings as the
-/// resolver wants them.
+/// The `[resolver]`, `cache.refresh`, `cache.refresh_concurrency` and `cache.max_memory`
+/// settings as the resolver wants them.
 pub fn resolver_config(config: &Config) -> Result<mta_sts_resolver::ResolverConfig, DaemonError> {
     let connect_to = config
         .resolver
@@ -176,6 +178,7 @@ pub fn resolver_config(config: &Config) -> Result<mta_sts_resolver::ResolverConf
         timeout: config.resolver.timeout,
         refresh_interval: config.cache.refresh,
         refresh_concurrency: config.cache.refresh_concurrency,
+        max_memory: config.cache.max_memory,
         ..mta_sts_resolver::ResolverConfig::default()
     })
 }

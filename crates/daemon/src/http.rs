@@ -291,7 +291,7 @@ async fn route(req: Request<Incoming>, api: &Api) -> Response<Full<Bytes>> {
             let resolver = generation.lookup.resolver();
             let body = core
                 .metrics()
-                .render(Some(resolver.stats()), resolver.cache_len());
+                .render(Some(resolver.stats()), &resolver.memory_usage());
             text(StatusCode::OK, "text/plain; version=0.0.4", body)
         }
         _ => match path.strip_prefix("/v1/policy/") {

@@ -20,6 +20,9 @@
 //! | `mta_sts_refresh_last_pass_duration_seconds` | gauge | | wall time of the last refresher pass |
 //! | `mta_sts_refresh_backlog` | gauge | | due policies the running pass has not refetched yet |
 //! | `mta_sts_cache_entries` | gauge | | domains in the memory cache |
+//! | `mta_sts_cache_memory_bytes` | gauge | | bytes the memory cache holds (`[cache] max_memory` bounds it) |
+//! | `mta_sts_cache_evictions_total` | counter | `kind` = policy, negative | memory entries evicted to stay within `[cache] max_memory` |
+//! | `mta_sts_cache_store_reads_total` | counter | | lookups whose policy was read back from the store, not memory |
 //! | `mta_sts_dane_checks_total` | counter | `verdict` = usable, not_usable | DANE checks |
 //! | `mta_sts_reloads_total` | counter | `result` = ok, error | SIGHUP reloads |
 //! | `mta_sts_tlsrpt_events_total` | counter | `source` = daemon, socket | TLS-RPT event lines appended to the events file |
@@ -33,7 +36,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use mta_sts_resolver::Stats;
+use mta_sts_resolver::{MemoryUsage, Stats};
 
 use mta_sts_socketmap::Reply;
 
@@ -165,7 +168,7 @@ impl Metrics {
     ///
     /// Longer than our ~120-line rule, on purpose: a flat list of metric families in the
     /// order they are exposed, one call each; split up it would only scatter that list.
-    pub fn render(&self, stats: Option<&Stats>, cache_entries: usize) -> String {
+    pub fn render(&self, stats: Option<&Stats>, cache: &MemoryUsage) -> String {
         let mut out = String::with_capacity(4096);
         let counter = |out: &mut String, name: &str, help: &str, values: &[(&str, u64)]| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -357,6 +360,11 @@ impl Metrics {
                     "Policy store operations that failed.",
                     &s.store_errors,
                 ),
+                (
+                    "mta_sts_cache_store_reads_total",
+                    "Lookups whose policy was read back from the store, not memory.",
+                    &s.store_reads,
+                ),
             ] {
                 counter(&mut out, name, help, &[("", get(value))]);
             }
@@ -364,7 +372,22 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP mta_sts_cache_entries Domains in the memory cache.\n# TYPE mta_sts_cache_entries gauge\nmta_sts_cache_entries {cache_entries}"
+            "# HELP mta_sts_cache_entries Domains in the memory cache.\n# TYPE mta_sts_cache_entries gauge\nmta_sts_cache_entries {}",
+            cache.entries
+        );
+        let _ = writeln!(
+            out,
+            "# HELP mta_sts_cache_memory_bytes Bytes the memory cache holds.\n# TYPE mta_sts_cache_memory_bytes gauge\nmta_sts_cache_memory_bytes {}",
+            cache.bytes
+        );
+        counter(
+            &mut out,
+            "mta_sts_cache_evictions_total",
+            "Memory cache entries evicted to stay within [cache] max_memory, by kind.",
+            &[
+                ("kind=\"policy\"", cache.evicted_policies),
+                ("kind=\"negative\"", cache.evicted_negatives),
+            ],
         );
         out
     }

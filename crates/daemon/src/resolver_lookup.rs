@@ -192,7 +192,7 @@ impl PolicyLookup for ResolverLookup {
     }
 
     async fn cached(&self, domain: &Domain) -> Option<Arc<CachedPolicy>> {
-        self.resolver.cached(domain)
+        self.resolver.cached_or_stored(domain).await
     }
 
     async fn dane(&self, domain: &Domain) -> DaneVerdict {

@@ -7,11 +7,12 @@
 //! [`crate::resolver`].
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use indexmap::IndexMap;
 use mta_sts::{Domain, Policy};
 
 use crate::error::Error;
@@ -304,81 +305,477 @@ impl Entry {
 
 const SHARDS: usize = 32;
 
-/// Sharded map from domain to [`Entry`]; reads of a cached policy take one shared lock.
-pub(crate) struct MemoryCache {
-    shards: Box<[RwLock<HashMap<Domain, Entry>>]>,
-    hasher: std::collections::hash_map::RandomState,
+/// Highest CLOCK count: a slot the hand passes this many times without a lookup in
+/// between is evicted on the next pass.
+const CLOCK_MAX: u8 = 3;
+
+/// CLOCK count of a new slot that keeps a policy or a failure mark; a slot that keeps only a
+/// negative answer starts at 0, so cold negative answers go before cold policies.
+const CLOCK_POLICY: u8 = 1;
+
+/// The size glibc's malloc gives a request of `n` bytes (16-byte steps, 8 bytes of header,
+/// 32 at least): what a weight counts, so the bound is on memory used, not asked for.
+fn chunk(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        ((n + 8 + 15) & !15).max(32)
+    }
 }
 
-impl MemoryCache {
-    pub fn new() -> Self {
-        MemoryCache {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-            hasher: std::collections::hash_map::RandomState::new(),
+/// Heap bytes of a `compact_str` string: none up to 24 bytes (kept inline).
+fn compact_heap(len: usize) -> usize {
+    if len > 24 { chunk(len) } else { 0 }
+}
+
+/// Heap bytes behind an [`Error`] kept in an entry. A "no record" answer (the common
+/// negative entry) holds the `_mta-sts` name; other errors hold a name and a message,
+/// counted as 128 bytes.
+fn error_heap(error: &Error) -> usize {
+    match error {
+        Error::NoRecord { name } => chunk(name.capacity()),
+        _ => 128,
+    }
+}
+
+impl CachedPolicy {
+    /// Bytes this policy holds on the heap, its own `Arc` allocation included.
+    fn weight(&self) -> usize {
+        let policy = &self.policy;
+        let patterns: usize = policy
+            .mx
+            .iter()
+            .map(|p| compact_heap(p.base().len() + if p.is_wildcard() { 2 } else { 0 }))
+            .sum();
+        let extensions: usize = policy
+            .extensions
+            .iter()
+            .map(|(k, v)| chunk(k.capacity()) + chunk(v.capacity()))
+            .sum();
+        chunk(2 * size_of::<usize>() + size_of::<CachedPolicy>())
+            + chunk(policy.mx.capacity() * size_of::<mta_sts::MxPattern>())
+            + patterns
+            + chunk(policy.extensions.capacity() * size_of::<(String, String)>())
+            + extensions
+            + self.verbatim.as_ref().map_or(0, |b| chunk(b.len()))
+    }
+}
+
+impl Entry {
+    /// Bytes this entry holds on the heap (the policy counted in full, although lookups
+    /// may share it for a while).
+    fn heap_weight(&self) -> usize {
+        let policy = self.policy.as_ref().map_or(0, |p| p.weight());
+        let trouble = self.trouble.as_ref().map_or(0, |t| {
+            chunk(size_of::<Trouble>())
+                + t.negative_error.as_ref().map_or(0, error_heap)
+                + chunk(t.fail_marks.capacity() * size_of::<FailMark>())
+                + t.fail_marks
+                    .iter()
+                    .map(|m| chunk(2 * size_of::<usize>() + m.id.len()) + error_heap(&m.error))
+                    .sum::<usize>()
+        });
+        policy + trouble
+    }
+
+    /// Whether losing the entry costs a fetch or a back-off (a policy, failure marks) rather
+    /// than a DNS query (a negative answer only).
+    fn is_keeper(&self) -> bool {
+        self.policy.is_some() || !self.fail_marks().is_empty()
+    }
+}
+
+/// The weight of `domain`'s slot holding `entry`.
+fn weigh(domain: &Domain, entry: &Entry) -> u32 {
+    let bytes = compact_heap(domain.as_str().len()) + entry.heap_weight();
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+/// One entry in the map with its weight and CLOCK count.
+struct Slot {
+    entry: Entry,
+    /// Heap bytes of the domain and the entry ([`Entry::heap_weight`]); 32 bits keep the
+    /// slot at 48 bytes.
+    weight: u32,
+    /// Lookups since the hand last passed, at most [`CLOCK_MAX`].
+    clock: AtomicU8,
+}
+
+impl Slot {
+    /// A lookup used the entry: it survives one more pass of the hand.
+    fn touch(&self) {
+        // Load first: a hot entry already at the top is not written again, so readers
+        // on other cores do not fight over its cache line.
+        let count = self.clock.load(Ordering::Relaxed);
+        if count < CLOCK_MAX {
+            self.clock.store(count + 1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Bytes one slot of a table costs whether used or not: the entry (key, value and the hash
+/// IndexMap keeps) and its index in the hash table (8 bytes and a control byte at a load
+/// factor of 7/8).
+const SLOT_BYTES: usize = size_of::<(u64, Domain, Slot)>() + (size_of::<usize>() + 1) * 8 / 7 + 1;
+
+/// One class of entries of a shard in insertion order (the CLOCK ring), with its weight.
+#[derive(Default)]
+struct Ring {
+    map: IndexMap<Domain, Slot>,
+    /// Σ slot weights.
+    weight: usize,
+    /// The CLOCK hand: the index the next eviction looks at first.
+    hand: usize,
+}
+
+impl Ring {
+    /// Bytes the ring holds: its entries and its table, spare capacity included.
+    fn bytes(&self) -> usize {
+        self.weight + self.map.capacity() * SLOT_BYTES
+    }
+
+    /// What inserting one more entry would add to the table: nothing while it has spare
+    /// capacity, else the slots of a doubled table.
+    fn growth(&self) -> usize {
+        if self.map.len() < self.map.capacity() {
+            0
+        } else {
+            self.map.capacity().max(4) * SLOT_BYTES
         }
     }
 
-    fn shard(&self, domain: &Domain) -> &RwLock<HashMap<Domain, Entry>> {
+    /// Evicts one entry other than `keep` with the CLOCK hand: entries it passes lose one
+    /// count, the first found at 0 goes. `None` when there is nothing else to evict.
+    fn evict_one(&mut self, keep: &Domain) -> Option<Slot> {
+        // Ends: every step lowers a count or evicts, and `keep` is passed once a round.
+        while self.map.len() > usize::from(self.map.contains_key(keep)) {
+            if self.hand >= self.map.len() {
+                self.hand = 0;
+            }
+            let (domain, slot) = self.map.get_index_mut(self.hand)?;
+            let clock = slot.clock.get_mut();
+            if domain == keep || *clock > 0 {
+                *clock = clock.saturating_sub(u8::from(domain != keep));
+                self.hand += 1;
+                continue;
+            }
+            // The last entry moves to the hand's index: the hand looks at it next.
+            let (_, slot) = self.map.swap_remove_index(self.hand)?;
+            self.weight -= slot.weight as usize;
+            return Some(slot);
+        }
+        None
+    }
+}
+
+/// One shard: entries keeping a policy or failure marks, and entries keeping only a
+/// negative answer, each a CLOCK ring.
+#[derive(Default)]
+struct Shard {
+    keepers: Ring,
+    negatives: Ring,
+}
+
+impl Shard {
+    fn bytes(&self) -> usize {
+        self.keepers.bytes() + self.negatives.bytes()
+    }
+
+    fn get(&self, domain: &Domain) -> Option<&Slot> {
+        self.keepers
+            .map
+            .get(domain)
+            .or_else(|| self.negatives.map.get(domain))
+    }
+
+    fn ring(&mut self, keeper: bool) -> &mut Ring {
+        if keeper {
+            &mut self.keepers
+        } else {
+            &mut self.negatives
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.keepers.map.len() + self.negatives.map.len()
+    }
+}
+
+/// What the memory layer holds and has dropped, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUsage {
+    /// Bytes held (entries, their heap, the tables' capacity).
+    pub bytes: u64,
+    /// The bound (`None`: unbounded).
+    pub limit: Option<u64>,
+    /// Entries held.
+    pub entries: u64,
+    /// Entries with a policy or failure marks evicted to stay within the bound.
+    pub evicted_policies: u64,
+    /// Negative entries evicted to stay within the bound.
+    pub evicted_negatives: u64,
+}
+
+/// Sharded map from domain to [`Entry`]; reads of a cached policy take one shared lock.
+///
+/// With a bound (`max_memory`), each of the 32 shards holds at most 1/32 of it, counted as
+/// each entry's heap bytes as malloc hands them out plus the tables' slots (spare capacity
+/// included). A shard keeps two CLOCK rings: entries with a policy or failure marks, and
+/// entries with only a negative answer. Lookups raise an entry's count (up to 3), the hand
+/// lowers it and evicts an entry it finds at 0, so entries no lookup asked for lately go.
+/// Negative entries go first: while they hold more than a quarter of the shard's share
+/// (what is kept for the hottest of them), or while there is no other entry; a policy is
+/// evicted only then. A table is not grown past what the bound pays for: the ring evicts
+/// one of its own instead.
+pub(crate) struct MemoryCache {
+    shards: Box<[RwLock<Shard>]>,
+    hasher: std::collections::hash_map::RandomState,
+    /// Bytes one shard may hold; `None`: unbounded.
+    shard_budget: Option<usize>,
+    limit: Option<u64>,
+    evicted_policies: AtomicU64,
+    evicted_negatives: AtomicU64,
+    /// The earliest refresh time of an evicted policy (`u64::MAX`: none): the refresher
+    /// looks for due policies in the store from then on.
+    evicted_due: AtomicU64,
+}
+
+impl MemoryCache {
+    /// An empty cache holding at most about `limit` bytes (`None`: unbounded).
+    pub fn new(limit: Option<u64>) -> Self {
+        MemoryCache {
+            shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+            shard_budget: limit.map(|l| usize::try_from(l / SHARDS as u64).unwrap_or(usize::MAX)),
+            limit,
+            evicted_policies: AtomicU64::new(0),
+            evicted_negatives: AtomicU64::new(0),
+            evicted_due: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn shard(&self, domain: &Domain) -> &RwLock<Shard> {
         &self.shards[(self.hasher.hash_one(domain) as usize) % SHARDS]
     }
 
-    fn read(&self, domain: &Domain) -> RwLockReadGuard<'_, HashMap<Domain, Entry>> {
+    fn read(&self, domain: &Domain) -> RwLockReadGuard<'_, Shard> {
         // A panic while holding the lock cannot leave an entry half-written: recover.
         self.shard(domain).read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self, domain: &Domain) -> RwLockWriteGuard<'_, HashMap<Domain, Entry>> {
+    fn write(&self, domain: &Domain) -> RwLockWriteGuard<'_, Shard> {
         self.shard(domain)
             .write()
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    fn shards(&self) -> impl Iterator<Item = RwLockReadGuard<'_, Shard>> {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The slot of `domain`, counted as used when the cache is bounded.
+    fn used<'a>(&self, shard: &'a Shard, domain: &Domain) -> Option<&'a Slot> {
+        let slot = shard.get(domain)?;
+        if self.shard_budget.is_some() {
+            slot.touch();
+        }
+        Some(slot)
+    }
+
     /// The fresh policy whose TXT confirmation is still within its TTL (no I/O needed).
     pub fn confirmed(&self, domain: &Domain, now: u64) -> Option<Arc<CachedPolicy>> {
-        self.read(domain)
-            .get(domain)
-            .and_then(|e| e.confirmed_policy(now).cloned())
+        let shard = self.read(domain);
+        // Policies are in the keepers' ring: one probe.
+        let slot = shard.keepers.map.get(domain)?;
+        let policy = slot.entry.confirmed_policy(now)?;
+        if self.shard_budget.is_some() {
+            slot.touch();
+        }
+        Some(policy.clone())
     }
 
-    /// The cached policy (fresh or not).
+    /// The cached policy (fresh or not), for a lookup.
     pub fn policy(&self, domain: &Domain) -> Option<Arc<CachedPolicy>> {
-        self.read(domain).get(domain).and_then(|e| e.policy.clone())
+        let shard = self.read(domain);
+        self.used(&shard, domain)
+            .and_then(|s| s.entry.policy.clone())
     }
 
-    /// A copy of the entry.
+    /// Whether a policy (fresh or not) is in memory; not counted as a use.
+    pub fn has_policy(&self, domain: &Domain) -> bool {
+        self.read(domain)
+            .keepers
+            .map
+            .get(domain)
+            .is_some_and(|s| s.entry.policy.is_some())
+    }
+
+    /// A copy of the entry, for a lookup.
+    pub fn lookup_entry(&self, domain: &Domain) -> Option<Entry> {
+        let shard = self.read(domain);
+        self.used(&shard, domain).map(|s| s.entry.clone())
+    }
+
+    /// A copy of the entry; not counted as a use (the refresher's scan).
     pub fn entry(&self, domain: &Domain) -> Option<Entry> {
-        self.read(domain).get(domain).cloned()
+        self.read(domain).get(domain).map(|s| s.entry.clone())
     }
 
-    /// Runs `f` on the entry, created empty if needed.
+    /// Runs `f` on the entry, created empty if needed, then, with a bound, evicts other
+    /// entries of the shard while it holds more than its share.
     pub fn update<R>(&self, domain: &Domain, f: impl FnOnce(&mut Entry) -> R) -> R {
-        let mut shard = self.write(domain);
-        f(shard.entry(domain.clone()).or_default())
+        let mut guard = self.write(domain);
+        let shard = &mut *guard;
+        let was_keeper = shard.keepers.map.contains_key(domain);
+        if !was_keeper && !shard.negatives.map.contains_key(domain) {
+            // A new entry: filled first, then put in the ring of its class.
+            let mut entry = Entry::default();
+            let result = f(&mut entry);
+            let keeper = entry.is_keeper();
+            self.make_room(shard, domain, keeper);
+            let ring = shard.ring(keeper);
+            let weight = weigh(domain, &entry);
+            ring.weight += weight as usize;
+            let clock = if keeper { CLOCK_POLICY } else { 0 };
+            ring.map.insert(
+                domain.clone(),
+                Slot {
+                    entry,
+                    weight,
+                    clock: AtomicU8::new(clock),
+                },
+            );
+            self.fit(shard, domain);
+            return result;
+        }
+        let ring = shard.ring(was_keeper);
+        let Some(slot) = ring.map.get_mut(domain) else {
+            unreachable!("the entry was found above")
+        };
+        let result = f(&mut slot.entry);
+        let weight = weigh(domain, &slot.entry);
+        ring.weight = ring.weight - slot.weight as usize + weight as usize;
+        slot.weight = weight;
+        let keeper = slot.entry.is_keeper();
+        if keeper != was_keeper {
+            // The entry changed class: move it to the other ring.
+            if let Some(mut slot) = ring.map.swap_remove(domain) {
+                ring.weight -= slot.weight as usize;
+                self.make_room(shard, domain, keeper);
+                if keeper {
+                    let clock = slot.clock.get_mut();
+                    *clock = (*clock).max(CLOCK_POLICY);
+                }
+                let ring = shard.ring(keeper);
+                ring.weight += slot.weight as usize;
+                ring.map.insert(domain.clone(), slot);
+            }
+        }
+        self.fit(shard, domain);
+        result
     }
 
-    /// Makes room for about `additional` more entries in all, spread over the shards.
+    /// With a bound, evicts entries of `shard` other than `keep` while it holds more than
+    /// its share.
+    fn fit(&self, shard: &mut Shard, keep: &Domain) {
+        if let Some(budget) = self.shard_budget {
+            while shard.bytes() > budget && self.evict(shard, keep, budget) {}
+        }
+    }
+
+    /// Before an entry joins the `keeper` ring of `shard`: when the ring's table would
+    /// have to grow past what the bound pays for, evicts instead (others first, then one of
+    /// the ring's own so the table keeps its size).
+    fn make_room(&self, shard: &mut Shard, keep: &Domain, keeper: bool) {
+        let Some(budget) = self.shard_budget else {
+            return;
+        };
+        let growth = shard.ring(keeper).growth();
+        if growth == 0 || shard.bytes() + growth <= budget {
+            return;
+        }
+        let target = budget.saturating_sub(growth);
+        while shard.bytes() > target && self.evict(shard, keep, target) {}
+        if shard.bytes() + growth > budget
+            && let Some(slot) = shard.ring(keeper).evict_one(keep)
+        {
+            self.note_eviction(&slot);
+        }
+    }
+
+    /// Evicts one entry of `shard` other than `keep`, negative answers first while they
+    /// hold more than a quarter of `budget`. Returns whether it did.
+    fn evict(&self, shard: &mut Shard, keep: &Domain, budget: usize) -> bool {
+        let negatives_first = shard.negatives.bytes() > budget / 4;
+        let order = if negatives_first {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for keeper in order {
+            if let Some(slot) = shard.ring(keeper).evict_one(keep) {
+                self.note_eviction(&slot);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn note_eviction(&self, slot: &Slot) {
+        if slot.entry.is_keeper() {
+            self.evicted_policies.fetch_add(1, Ordering::Relaxed);
+            if slot.entry.policy.is_some() {
+                self.evicted_due
+                    .fetch_min(slot.entry.next_refresh, Ordering::Relaxed);
+            }
+        } else {
+            self.evicted_negatives.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Makes room for about `additional` more policies in all, spread over the shards;
+    /// with a bound, for no more than half of what it can pay for.
     pub fn reserve(&self, additional: usize) {
+        let additional = match self.limit {
+            // The smallest an entry with a policy can be: its slot and its `Arc`.
+            Some(limit) => {
+                let smallest =
+                    SLOT_BYTES + chunk(2 * size_of::<usize>() + size_of::<CachedPolicy>());
+                additional.min(usize::try_from(limit).unwrap_or(usize::MAX) / smallest / 2)
+            }
+            None => additional,
+        };
         // Hashing spreads entries unevenly: leave each shard a 10 % margin.
         let per_shard = additional / SHARDS + additional / SHARDS / 10 + 1;
         for shard in self.shards.iter() {
             shard
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
+                .keepers
+                .map
                 .reserve(per_shard);
         }
     }
 
     /// Removes the entry.
     pub fn remove(&self, domain: &Domain) {
-        self.write(domain).remove(domain);
+        let mut shard = self.write(domain);
+        for keeper in [true, false] {
+            let ring = shard.ring(keeper);
+            if let Some(slot) = ring.map.swap_remove(domain) {
+                ring.weight -= slot.weight as usize;
+            }
+        }
     }
 
     /// Every domain with an entry.
     pub fn domains(&self) -> Vec<Domain> {
         let mut out = Vec::new();
-        for shard in self.shards.iter() {
-            let shard = shard.read().unwrap_or_else(|p| p.into_inner());
-            out.extend(shard.keys().cloned());
+        for shard in self.shards() {
+            out.extend(shard.keepers.map.keys().cloned());
+            out.extend(shard.negatives.map.keys().cloned());
         }
         out
     }
@@ -388,19 +785,60 @@ impl MemoryCache {
         let mut removed = 0;
         for shard in self.shards.iter() {
             let mut shard = shard.write().unwrap_or_else(|p| p.into_inner());
-            let before = shard.len();
-            shard.retain(|_, e| !e.is_dead(now, backoff));
-            removed += before - shard.len();
+            for keeper in [true, false] {
+                let ring = shard.ring(keeper);
+                let before = ring.map.len();
+                let mut freed = 0;
+                ring.map.retain(|_, s| {
+                    let dead = s.entry.is_dead(now, backoff);
+                    if dead {
+                        freed += s.weight as usize;
+                    }
+                    !dead
+                });
+                ring.weight -= freed;
+                removed += before - ring.map.len();
+            }
         }
         removed
     }
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.read().unwrap_or_else(|p| p.into_inner()).len())
-            .sum()
+        self.shards().map(|s| s.len()).sum()
+    }
+
+    /// What the cache holds and has evicted.
+    pub fn usage(&self) -> MemoryUsage {
+        let (mut bytes, mut entries) = (0, 0);
+        for shard in self.shards() {
+            bytes += shard.bytes() as u64;
+            entries += shard.len() as u64;
+        }
+        MemoryUsage {
+            bytes,
+            limit: self.limit,
+            entries,
+            evicted_policies: self.evicted_policies.load(Ordering::Relaxed),
+            evicted_negatives: self.evicted_negatives.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Takes the earliest refresh time of the policies evicted since the last call
+    /// (`u64::MAX`: none), for the refresher's look into the store.
+    pub fn take_evicted_due(&self) -> u64 {
+        self.evicted_due.swap(u64::MAX, Ordering::Relaxed)
+    }
+
+    /// Lowers the time from which the refresher looks for due policies in the store.
+    pub fn note_evicted_due(&self, at: u64) {
+        self.evicted_due.fetch_min(at, Ordering::Relaxed);
+    }
+
+    /// The time from which the refresher looks for due policies in the store
+    /// (`u64::MAX`: no policy was evicted).
+    pub fn evicted_due(&self) -> u64 {
+        self.evicted_due.load(Ordering::Relaxed)
     }
 }
 
@@ -415,15 +853,26 @@ pub(crate) fn next_refresh(
     policy: &CachedPolicy,
     interval: u64,
 ) -> u64 {
+    next_refresh_at(seed, domain, policy.fetched_at, policy.expires_at, interval)
+}
+
+/// [`next_refresh`] from the times alone (a stored policy not parsed yet).
+pub(crate) fn next_refresh_at(
+    seed: &RandomState,
+    domain: &Domain,
+    fetched_at: u64,
+    expires_at: u64,
+    interval: u64,
+) -> u64 {
     let spread = interval / 5; // 20 % window → ±10 %
     let jitter = if spread == 0 {
         0
     } else {
-        seed.hash_one((domain, policy.fetched_at)) % spread
+        seed.hash_one((domain, fetched_at)) % spread
     };
     let jittered = interval - interval / 10 + jitter;
-    let lifetime = policy.expires_at.saturating_sub(policy.fetched_at);
-    policy.fetched_at + jittered.min(lifetime / 2).max(1)
+    let lifetime = expires_at.saturating_sub(fetched_at);
+    fetched_at + jittered.min(lifetime / 2).max(1)
 }
 
 #[cfg(test)]

@@ -17,8 +17,10 @@ pub mod error;
 pub mod resolver;
 pub mod store;
 
-pub use cache::CachedPolicy;
+pub use cache::{CachedPolicy, MemoryUsage};
 pub use error::{Error, SetupError};
 /// The DNS failure kind carried by [`Error::DnsFailure`] (defined in `mta-sts-net`).
 pub use mta_sts_net::DnsFailureKind;
-pub use resolver::{LiveOutcome, Lookup, Outcome, Resolver, ResolverConfig, Stats};
+pub use resolver::{
+    DEFAULT_MAX_MEMORY, LiveOutcome, Lookup, Outcome, Resolver, ResolverConfig, Stats,
+};

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use mta_sts::{Domain, Mode, Policy, SelectError, StsRecord};
 use tokio::sync::watch;
 
-use crate::cache::{CachedPolicy, MemoryCache, next_refresh};
+use crate::cache::{CachedPolicy, MemoryCache, MemoryUsage, next_refresh, next_refresh_at};
 use mta_sts_net::policy_fetch::DEFAULT_MAX_BODY;
 use mta_sts_net::{Clock, ConnectTo, Dns, DnsConfig, DnsOutcome, FetchConfig, Fetcher, Trust};
 
@@ -60,7 +60,16 @@ pub struct ResolverConfig {
     pub refresh_concurrency: usize,
     /// Entries of hickory's DNS answer cache (0 = off).
     pub dns_cache_size: u64,
+    /// Most bytes the memory layer holds (`None`: unbounded), [`DEFAULT_MAX_MEMORY`] by
+    /// default. Past it, entries no lookup used lately are evicted, negative answers first;
+    /// an evicted policy is read back from the store on its next lookup (RFC 8461 §5.1: it
+    /// is still cached), not refetched, and the refresher still refreshes it. The memory
+    /// store has no second level: there an evicted policy is fetched again.
+    pub max_memory: Option<u64>,
 }
+
+/// The default bound of the memory layer: 256 MB, about 500,000 policies.
+pub const DEFAULT_MAX_MEMORY: u64 = 256_000_000;
 
 /// A socket address (kept as a type alias so the config reads like the TOML contract).
 pub type SocketAddrList = std::net::SocketAddr;
@@ -82,6 +91,7 @@ impl Default for ResolverConfig {
             refresh_tick: Duration::from_secs(60),
             refresh_concurrency: 32,
             dns_cache_size: 4096,
+            max_memory: Some(DEFAULT_MAX_MEMORY),
         }
     }
 }
@@ -210,6 +220,9 @@ pub struct Stats {
     pub refresh_adopted: AtomicU64,
     /// Due policies left to the resolver holding their refresh lease.
     pub refresh_deferred: AtomicU64,
+    /// Lookups that found their policy in the store, not in memory (evicted, or cached by
+    /// another resolver sharing the store).
+    pub store_reads: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -299,6 +312,7 @@ impl Resolver {
             },
             dns.clone(),
         )?;
+        let max_memory = config.max_memory;
         Ok(Resolver {
             inner: Arc::new(Inner {
                 config,
@@ -306,7 +320,7 @@ impl Resolver {
                 fetcher,
                 store,
                 clock,
-                memory: MemoryCache::new(),
+                memory: MemoryCache::new(max_memory),
                 flights: Mutex::new(HashMap::new()),
                 stats: Stats::default(),
                 jitter_seed: RandomState::new(),
@@ -345,8 +359,14 @@ impl Resolver {
         self.inner.memory.len()
     }
 
-    /// Loads every unexpired store entry into memory (warm start), a page at a time.
-    /// Returns how many.
+    /// What the memory layer holds and has evicted (`max_memory`).
+    pub fn memory_usage(&self) -> MemoryUsage {
+        self.inner.memory.usage()
+    }
+
+    /// Loads unexpired store entries into memory (warm start), a page at a time, until the
+    /// memory layer is nine tenths full (`max_memory`); the rest is read from the store on
+    /// lookup. Returns how many.
     pub async fn warm_start(&self) -> usize {
         const PAGE: usize = 1000;
         let inner = &self.inner;
@@ -365,6 +385,13 @@ impl Resolver {
                 }
             };
             let full = page.len() == PAGE;
+            let usage = inner.memory.usage();
+            if usage
+                .limit
+                .is_some_and(|limit| usage.bytes >= limit / 10 * 9 || usage.evicted_policies > 0)
+            {
+                return loaded;
+            }
             for stored in &page {
                 let (Ok(domain), Some(policy)) = (
                     Domain::parse(&stored.domain),
@@ -387,6 +414,13 @@ impl Resolver {
     pub fn cached(&self, domain: &Domain) -> Option<Arc<CachedPolicy>> {
         let now = self.inner.clock.now();
         self.inner.memory.policy(domain).filter(|p| p.is_fresh(now))
+    }
+
+    /// The cached policy of `domain` if fresh now, from memory or else the store (where a
+    /// policy evicted from memory is still cached); no DNS or HTTPS.
+    pub async fn cached_or_stored(&self, domain: &Domain) -> Option<Arc<CachedPolicy>> {
+        let now = self.inner.clock.now();
+        self.inner.cached_policy(domain, now).await
     }
 
     /// The policy [`Resolver::lookup`] would apply right now without any I/O: a fresh cached
@@ -492,7 +526,8 @@ impl Resolver {
         let inner = &self.inner;
         let started = Instant::now();
         let now = inner.clock.now();
-        let due = inner.due(now);
+        let mut due = inner.due(now);
+        due.extend(inner.due_in_store(now).await);
         let stats = &inner.stats;
         stats
             .refresh_backlog
@@ -576,6 +611,64 @@ impl Inner {
             .collect()
     }
 
+    /// The policies due for a proactive refresh at `now` that are in the store but no longer
+    /// in memory (evicted to stay within `max_memory`): the refresher refreshes every cached
+    /// policy, not only those in memory (RFC 8461 §3.3, §10.2). Reads the store only from
+    /// the earliest refresh time of the policies evicted, then notes the next such time.
+    async fn due_in_store(&self, now: u64) -> Vec<(Domain, Arc<CachedPolicy>)> {
+        const PAGE: usize = 1000;
+        let mut due = Vec::new();
+        if now < self.memory.evicted_due() {
+            return due;
+        }
+        self.memory.take_evicted_due();
+        let interval = self.config.refresh_interval.as_secs();
+        let mut next = u64::MAX;
+        let mut after: Option<String> = None;
+        loop {
+            let page = match self.store.load_page(now, after.as_deref(), PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    self.store_error("load_page", &e);
+                    // Look again on the next pass.
+                    next = now;
+                    break;
+                }
+            };
+            let full = page.len() == PAGE;
+            for stored in &page {
+                let Ok(domain) = Domain::parse(&stored.domain) else {
+                    continue;
+                };
+                if self.memory.has_policy(&domain) {
+                    continue;
+                }
+                // A failed refresh of an evicted policy set its retry time in memory.
+                let at = match self.memory.entry(&domain) {
+                    Some(entry) if entry.next_refresh > 0 => entry.next_refresh,
+                    _ => next_refresh_at(
+                        &self.jitter_seed,
+                        &domain,
+                        stored.fetched_at,
+                        stored.expires_at,
+                        interval,
+                    ),
+                };
+                if now < at {
+                    next = next.min(at);
+                } else if let Some(policy) = CachedPolicy::from_stored(stored) {
+                    due.push((domain, Arc::new(policy)));
+                }
+            }
+            match page.into_iter().next_back() {
+                Some(last) if full => after = Some(last.domain),
+                _ => break,
+            }
+        }
+        self.memory.note_evicted_due(next);
+        due
+    }
+
     /// How long a refresh lease on a shared store lasts: longer than one refresh can take
     /// (a DNS lookup and an HTTPS fetch, each bounded by the timeout, then the store write).
     fn lease_ttl(&self) -> Duration {
@@ -652,6 +745,10 @@ impl Inner {
             entry.next_refresh = retry;
             entry.note_refresh_failure()
         });
+        if !self.memory.has_policy(domain) {
+            // An evicted policy: the refresher finds it in the store again at `retry`.
+            self.memory.note_evicted_due(retry);
+        }
         // RFC 8461 §3.3 / §10.2: alert on failing refreshes unless mode is none.
         if policy.policy.mode != Mode::None {
             tracing::warn!(
@@ -723,6 +820,7 @@ impl Inner {
         match self.store.get(domain.as_str()).await {
             Ok(Some(stored)) if stored.is_fresh(now) => {
                 let policy = Arc::new(CachedPolicy::from_stored(&stored)?);
+                bump(&self.stats.store_reads);
                 self.install(domain, policy.clone(), now);
                 Some(policy)
             }
@@ -817,7 +915,7 @@ impl Inner {
 
         // Negative cache: "no policy" remembered for the DNS negative TTL (bounded).
         if cached.is_none()
-            && let Some(entry) = self.memory.entry(domain)
+            && let Some(entry) = self.memory.lookup_entry(domain)
             && now < entry.negative_until
         {
             bump(&self.stats.negative_hits);

@@ -261,6 +261,9 @@ pub struct CacheConfig {
     pub refresh: Duration,
     /// `refresh_concurrency`: most proactive re-fetches in flight at once, default 32.
     pub refresh_concurrency: usize,
+    /// `max_memory`: most bytes the resolver's memory cache holds, default 256 MB
+    /// (`"unlimited"` or 0: `None`, no bound).
+    pub max_memory: Option<u64>,
 }
 
 impl Default for CacheConfig {
@@ -271,6 +274,7 @@ impl Default for CacheConfig {
             redis_url: None,
             refresh: Duration::from_secs(24 * 3600),
             refresh_concurrency: 32,
+            max_memory: Some(mta_sts_resolver::DEFAULT_MAX_MEMORY),
         }
     }
 }

@@ -61,6 +61,7 @@ pub(super) const SCHEMA: Schema = Schema {
                 "redis_url",
                 "refresh",
                 "refresh_concurrency",
+                "max_memory",
             ],
         ),
         ("defaults", ZONE_KEYS),
@@ -355,6 +356,7 @@ struct RawCache {
     redis_url: Option<String>,
     refresh: Option<HumanDuration>,
     refresh_concurrency: Option<usize>,
+    max_memory: Option<ByteSize>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -531,6 +533,7 @@ impl RawCache {
             redis_url: self.redis_url,
             refresh: self.refresh.map(|t| t.0).unwrap_or(d.refresh),
             refresh_concurrency: self.refresh_concurrency.unwrap_or(d.refresh_concurrency),
+            max_memory: self.max_memory.map_or(d.max_memory, |b| b.0),
         };
         if cache.refresh_concurrency == 0 {
             return Err(Misfit::new(
@@ -674,5 +677,69 @@ impl<'de> Deserialize<'de> for FileMode {
                 "socket_mode must be an octal file mode such as \"0666\" or \"0660\"",
             )),
         }
+    }
+}
+
+/// What every size error ends with: how to write one.
+const SIZE_FORMS: &str =
+    "write e.g. \"128MB\", \"1GiB\", \"500000KB\", a number of bytes, or \"unlimited\" (also 0)";
+
+/// A size in bytes: a number of bytes, or a number with a unit: `B`, `KB`/`MB`/`GB`
+/// (powers of 1000), `KiB`/`MiB`/`GiB` (powers of 1024), any case; `"unlimited"` or `0` for
+/// no bound (`None`).
+struct ByteSize(Option<u64>);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let trimmed = text.trim();
+        if trimmed.eq_ignore_ascii_case("unlimited") {
+            return Ok(ByteSize(None));
+        }
+        let split = trimmed
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(trimmed.len());
+        let (number, unit) = trimmed.split_at(split);
+        let factor: Option<u64> = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => Some(1),
+            "kb" | "k" => Some(1000),
+            "mb" | "m" => Some(1000 * 1000),
+            "gb" | "g" => Some(1000 * 1000 * 1000),
+            "kib" => Some(1 << 10),
+            "mib" => Some(1 << 20),
+            "gib" => Some(1 << 30),
+            _ => None,
+        };
+        match (number.parse::<u64>().ok(), factor) {
+            (Some(n), Some(factor)) => n
+                .checked_mul(factor)
+                .map(|bytes| ByteSize((bytes > 0).then_some(bytes)))
+                .ok_or_else(|| format!("`{text}` is too large a size: {SIZE_FORMS}")),
+            _ => Err(format!("`{text}` is not a size: {SIZE_FORMS}")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "a size: {SIZE_FORMS}")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ByteSize, E> {
+                text.parse().map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize((n > 0).then_some(n)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<ByteSize, E> {
+                u64::try_from(n)
+                    .map(|n| ByteSize((n > 0).then_some(n)))
+                    .map_err(|_| E::custom(format!("`{n}` is not a size: {SIZE_FORMS}")))
+            }
+        }
+        deserializer.deserialize_any(V)
     }
 }

@@ -280,3 +280,37 @@ fn config_misfit_errors_name_the_line_of_the_key() {
         "{msg}"
     );
 }
+
+/// Issue #14: `[cache] max_memory` bounds the resolver's memory cache: a size in bytes or
+/// with a unit, "unlimited" or 0 for none, 256 MB by default; anything else is an error at
+/// the key's line that says how to write a size.
+#[test]
+fn cache_max_memory_is_a_size() {
+    let max_memory = |value: &str| {
+        Config::parse(&format!("[cache]\nmax_memory = {value}\n"))
+            .map(|c| c.cache.max_memory)
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(Config::default().cache.max_memory, Some(256_000_000));
+    assert_eq!(max_memory("\"128MB\""), Ok(Some(128_000_000)));
+    assert_eq!(max_memory("\"128mb\""), Ok(Some(128_000_000)));
+    assert_eq!(max_memory("\"1GiB\""), Ok(Some(1 << 30)));
+    assert_eq!(max_memory("\"64 KiB\""), Ok(Some(64 << 10)));
+    assert_eq!(max_memory("\"2GB\""), Ok(Some(2_000_000_000)));
+    assert_eq!(max_memory("1000000"), Ok(Some(1_000_000)));
+    assert_eq!(max_memory("\"unlimited\""), Ok(None));
+    assert_eq!(max_memory("0"), Ok(None));
+    for bad in [
+        "\"128XB\"",
+        "\"MB\"",
+        "\"-1MB\"",
+        "-5",
+        "\"1.5GB\"",
+        "true",
+        "\"99999999999GB\"",
+    ] {
+        let msg = max_memory(bad).expect_err(bad);
+        assert!(msg.starts_with("daemon.toml:2:"), "{bad}: {msg}");
+        assert!(msg.contains("size"), "{bad}: {msg}");
+    }
+}

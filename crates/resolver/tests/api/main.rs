@@ -5,6 +5,7 @@
 //! The store modules are gated on the store features, as their binaries were.
 
 mod common;
+mod memory_bound;
 mod peer_postfix_mta_sts_resolver;
 mod refresh_concurrency;
 mod refresh_jitter;
