@@ -20,7 +20,7 @@
 //! | `mta_sts_refresh_last_pass_duration_seconds` | gauge | | wall time of the last refresher pass |
 //! | `mta_sts_refresh_backlog` | gauge | | due policies the running pass has not refetched yet |
 //! | `mta_sts_cache_entries` | gauge | | domains in the memory cache |
-//! | `mta_sts_cache_memory_bytes` | gauge | | bytes the memory cache holds (`[cache] max_memory` bounds it) |
+//! | `mta_sts_cache_memory_bytes` | gauge | | bytes the memory cache counts for its entries (at most 40 % of `[cache] max_memory`, which also covers the allocator's overhead) |
 //! | `mta_sts_cache_evictions_total` | counter | `kind` = policy, negative | memory entries evicted to stay within `[cache] max_memory` |
 //! | `mta_sts_cache_store_reads_total` | counter | | lookups whose policy was read back from the store, not memory |
 //! | `mta_sts_dane_checks_total` | counter | `verdict` = usable, not_usable | DANE checks |

@@ -22,5 +22,6 @@ pub use error::{Error, SetupError};
 /// The DNS failure kind carried by [`Error::DnsFailure`] (defined in `mta-sts-net`).
 pub use mta_sts_net::DnsFailureKind;
 pub use resolver::{
-    DEFAULT_MAX_MEMORY, LiveOutcome, Lookup, Outcome, Resolver, ResolverConfig, Stats,
+    COUNTED_SHARE, DEFAULT_MAX_MEMORY, LiveOutcome, Lookup, Outcome, Resolver, ResolverConfig,
+    Stats,
 };

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::*;
 use mta_sts_net::ManualClock;
 use mta_sts_resolver::store::{SqliteStore, Store};
-use mta_sts_resolver::{Outcome, Resolver, ResolverConfig};
+use mta_sts_resolver::{COUNTED_SHARE, Outcome, Resolver, ResolverConfig};
 use mta_sts_testkit::World;
 use mta_sts_testkit::world::bulk_name;
 
@@ -96,8 +96,10 @@ async fn the_memory_layer_stays_within_the_bound_and_evicted_policies_come_from_
 async fn negative_answers_are_evicted_before_policies() {
     const POLICIES: usize = 20;
     let world = World::builder().bulk(POLICIES).start();
-    // Room for the policies and some negative answers.
-    let b = bounded(&world, 96_000).await;
+    // Room for the policies and some negative answers: 96,000 bytes counted.
+    const MAX: u64 = 96_000 / COUNTED_SHARE.0 * COUNTED_SHARE.1;
+    let b = bounded(&world, MAX).await;
+    assert_eq!(b.resolver.memory_usage().limit, Some(96_000));
     for i in 0..POLICIES {
         let name = bulk_name(i);
         assert_eq!(
