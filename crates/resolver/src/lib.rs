@@ -21,6 +21,7 @@ pub use cache::{CachedPolicy, MemoryUsage};
 pub use error::{Error, SetupError};
 /// The DNS failure kind carried by [`Error::DnsFailure`] (defined in `mta-sts-net`).
 pub use mta_sts_net::DnsFailureKind;
+pub use resolver::refresh::RefreshReport;
 pub use resolver::{
     COUNTED_SHARE, DEFAULT_MAX_MEMORY, LiveOutcome, Lookup, Outcome, Resolver, ResolverConfig,
     Stats,
