@@ -13,6 +13,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use crate::daemon_support::{eventually, have};
@@ -130,6 +131,8 @@ fn server_conf(dir: &Path, ip: Ipv4Addr, port: u16, log: &Path) -> String {
         "server:\n  interface: {ip}\n  port: {port}\n  username: \"\"\n  chroot: \"\"\n  \
          directory: \"{}\"\n  pidfile: \"\"\n  use-syslog: no\n  logfile: \"{}\"\n  \
          verbosity: 1\n  access-control: 127.0.0.0/8 allow\n  do-not-query-localhost: no\n  \
+         # Another server on the same address and port is an error, not a shared port.\n  \
+         so-reuseport: no\n  \
          # RFC 6761 names unbound answers itself by default.\n  \
          local-zone: \"test.\" nodefault\n  local-zone: \"invalid.\" nodefault\n",
         dir.display(),
@@ -177,9 +180,13 @@ impl Unbound {
     /// Signs `zones` in `dir` and starts the two unbound processes serving them, the
     /// validator forwarding the rest to `forward` (the testkit DNS).
     pub fn start(dir: &Path, zones: &[Zone], forward: SocketAddr) -> Unbound {
-        // A free address: tests run in parallel, and the testkit DNS of the other tests
-        // takes port 53 of 127.0.54.x.
-        let ip = (1u8..250)
+        // A free address. Tests run in parallel, and a free-port probe alone races: two
+        // tests probing at once would pick the same address. So each unbound of this
+        // process takes the next address, and the probe only skips addresses in use by
+        // other processes (the testkit DNS of the other tests takes 127.0.54.x).
+        static NEXT: AtomicU8 = AtomicU8::new(1);
+        let ip = std::iter::from_fn(|| Some(NEXT.fetch_add(1, Ordering::Relaxed)))
+            .take_while(|n| *n < 250)
             .map(|n| Ipv4Addr::new(127, 0, 56, n))
             .find(|ip| {
                 std::net::UdpSocket::bind((*ip, 53)).is_ok()
