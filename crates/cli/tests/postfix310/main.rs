@@ -8,12 +8,16 @@
 //! their own loopback addresses), `mta-sts daemon` with the Postfix 3.10 attributes on
 //! (`tlsrpt = true`) and its TLS-RPT collector socket, and one chrooted Postfix whose
 //! `smtp_tls_policy_maps` is the daemon and whose `smtp_tlsrpt_socket_name` is the collector.
+//! The DANE test ([`dane`]) puts a validating unbound with signed zones ([`dnssec`]) between
+//! the testkit DNS and both the daemon and Postfix.
 //!
 //! Needs root. Skips with a message when the root cannot be built (or without root), and
 //! fails instead under `MTA_STS_REQUIRE_INTEROP=1`.
 
 #[path = "../api/daemon_support.rs"]
 mod daemon_support;
+mod dane;
+mod dnssec;
 mod lab;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -51,6 +55,36 @@ fn dns_on_port_53(world: &World) -> Ipv4Addr {
         .expect("no free port 53 on 127.0.54.1-49")
 }
 
+/// Starts one SMTP server with STARTTLS per `mx` (host name, certificate) on port 25, each
+/// on its own loopback address with an A record in the world's DNS.
+fn start_mx(world: &World, mx: &[(&str, CertKind)]) -> Vec<SmtpServer> {
+    let mut servers = Vec::new();
+    for (host, kind) in mx {
+        // The first address whose port 25 is free (tests run in parallel: try to bind
+        // rather than check first).
+        let (ip, smtp) = (1u8..250)
+            .map(|n| Ipv4Addr::new(127, 0, 31, n))
+            .find_map(|ip| {
+                let config = SmtpConfig::new(host)
+                    .starttls(*kind)
+                    .listen(SocketAddr::from((ip, 25)));
+                world.start_smtp(config).ok().map(|smtp| (ip, smtp))
+            })
+            .expect("a free port 25 on 127.0.31.1-249");
+        world.dns().set_a(host, &[ip]);
+        servers.push(smtp);
+    }
+    servers
+}
+
+/// Which DNS the daemon and Postfix ask.
+struct Dns {
+    /// The daemon's `[resolver]` section.
+    resolver: String,
+    /// Postfix's name server (port 53).
+    nameserver: Ipv4Addr,
+}
+
 impl Lab {
     /// Starts everything: `mx` are the SMTP servers (host name, certificate) on port 25,
     /// each on its own loopback address with an A record; `zones` is added to the daemon's
@@ -63,23 +97,25 @@ impl Lab {
         main_cf: &str,
         master_cf: &str,
     ) -> Lab {
-        let mut servers = Vec::new();
-        for (host, kind) in mx {
-            // The first address whose port 25 is free (tests run in parallel: try to bind
-            // rather than check first).
-            let (ip, smtp) = (1u8..250)
-                .map(|n| Ipv4Addr::new(127, 0, 31, n))
-                .find_map(|ip| {
-                    let config = SmtpConfig::new(host)
-                        .starttls(*kind)
-                        .listen(SocketAddr::from((ip, 25)));
-                    world.start_smtp(config).ok().map(|smtp| (ip, smtp))
-                })
-                .expect("a free port 25 on 127.0.31.1-249");
-            world.dns().set_a(host, &[ip]);
-            servers.push(smtp);
-        }
-        let ns = dns_on_port_53(&world);
+        let servers = start_mx(&world, mx);
+        let dns = Dns {
+            resolver: resolver_section(&world),
+            nameserver: dns_on_port_53(&world),
+        };
+        Lab::start_with(root, world, servers, &dns, zones, main_cf, master_cf)
+    }
+
+    /// [`Lab::start`] with SMTP servers already started and the daemon and Postfix asking
+    /// `dns`.
+    fn start_with(
+        root: &Path,
+        world: World,
+        servers: Vec<SmtpServer>,
+        dns: &Dns,
+        zones: &str,
+        main_cf: &str,
+        master_cf: &str,
+    ) -> Lab {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_owned();
         std::fs::write(dir.join("ca.pem"), world.ca_pem()).unwrap();
@@ -89,7 +125,7 @@ impl Lab {
             &format!(
                 "{}[cache]\nstore = \"memory\"\n[defaults]\ntlsrpt = true\n{zones}\n\
                  [tlsrpt]\nevents = \"{}\"\nsocket = \"{}\"\n",
-                resolver_section(&world),
+                dns.resolver,
                 dir.join("events.jsonl").display(),
                 dir.join("tlsrpt.sock").display(),
             ),
@@ -98,7 +134,7 @@ impl Lab {
         let postfix = Postfix310::start(
             root,
             &dir,
-            ns,
+            dns.nameserver,
             &format!(
                 "smtp_tls_security_level = may\nsmtp_tls_CAfile = {MNT}/ca.pem\nsmtp_tls_loglevel = 1\n\
                  smtp_tls_policy_maps = socketmap:inet:{}:postfix\n\
