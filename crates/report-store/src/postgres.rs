@@ -494,17 +494,7 @@ mod tests {
     use proptest::strategy::{Strategy, ValueTree};
 
     use super::*;
-    use crate::store::testgen;
-
-    async fn store_all(store: &PostgresStore, groups: &[Vec<ParsedReport>]) {
-        for g in groups {
-            if let [one] = g.as_slice() {
-                store.insert(one, "t", 1).await.unwrap();
-            } else {
-                store.insert_batch(g, "t", 1).await.unwrap();
-            }
-        }
-    }
+    use crate::store::testgen::{self, store_all};
 
     async fn assert_rollups_match(store: &PostgresStore) {
         for filter in testgen::filters() {

@@ -513,23 +513,13 @@ mod tests {
     use proptest::strategy::ValueTree;
 
     use super::*;
-    use crate::store::testgen;
+    use crate::store::testgen::{self, store_all};
 
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap()
-    }
-
-    async fn store_all(store: &SqliteStore, groups: &[Vec<ParsedReport>]) {
-        for g in groups {
-            if let [one] = g.as_slice() {
-                store.insert(one, "t", 1).await.unwrap();
-            } else {
-                store.insert_batch(g, "t", 1).await.unwrap();
-            }
-        }
     }
 
     /// The summary from the rollups equals the one aggregated from the detail rows.

@@ -727,8 +727,19 @@ pub(crate) mod testgen {
         SessionSummary, UtcDateTime,
     };
 
-    use super::SummaryFilter;
+    use super::{ReportStore, SummaryFilter};
     use crate::intake::ParsedReport;
+
+    /// Stores each group: a group of one with `insert`, larger ones with `insert_batch`.
+    pub(crate) async fn store_all(store: &dyn ReportStore, groups: &[Vec<ParsedReport>]) {
+        for g in groups {
+            if let [one] = g.as_slice() {
+                store.insert(one, "t", 1).await.unwrap();
+            } else {
+                store.insert_batch(g, "t", 1).await.unwrap();
+            }
+        }
+    }
 
     const DOMAINS: [&str; 5] = ["a.example", "A.Example.", "b.example", "", "c.example."];
     const MX: [Option<&str>; 6] = [
