@@ -15,6 +15,7 @@
 #[path = "../api/daemon_support.rs"]
 mod daemon_support;
 mod lab;
+mod report;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
