@@ -214,7 +214,7 @@ fn sys4_sessions(venv: &Path, dir: &Path, datagrams: &[Vec<u8>]) -> Sessions {
         .arg(dir.join("sys4-collectd.log"))
         .arg("--pidfilename")
         .arg(dir.join("sys4-collectd.pid"))
-        .args(["--sockettimeout", "1"])
+        .args(["--sockettimeout", "1", "--log_level", "debug"])
         .spawn()
         .expect("tlsrpt-collectd");
     assert!(
@@ -225,12 +225,22 @@ fn sys4_sessions(venv: &Path, dir: &Path, datagrams: &[Vec<u8>]) -> Sessions {
     for datagram in datagrams {
         out.send_to(datagram, &socket).unwrap();
     }
-    // SIGTERM: it reads what is queued first (one select loop), then commits and exits.
-    std::thread::sleep(Duration::from_millis(500));
+    // It commits once the socket has been idle for `--sockettimeout`, and logs the total
+    // read so far (at debug level); then it can stop (SIGTERM).
+    let log = dir.join("sys4-collectd.log");
+    let total = format!("({} total)", datagrams.len());
+    let committed = eventually(Duration::from_secs(30), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains(&total))
+    });
     let _ = Command::new("kill")
         .args(["-TERM", &collectd.id().to_string()])
         .status();
     assert!(collectd.wait().unwrap().success(), "tlsrpt-collectd failed");
+    assert!(
+        committed,
+        "tlsrpt-collectd did not commit {total}:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     // The collector rolls its database over at 00:00 UTC, and the fetcher reads the rolled
     // over one (`<db>.yesterday`); a test does that rename itself.
     std::fs::rename(&db, dir.join("sys4.sqlite.yesterday")).unwrap();
