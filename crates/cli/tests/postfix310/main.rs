@@ -19,6 +19,7 @@ mod daemon_support;
 mod dane;
 mod dnssec;
 mod lab;
+mod report;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
