@@ -49,9 +49,12 @@
 //! It maps onto events, so [`parse_line`] accepts such lines too (recognised by the `"d"` and
 //! `"policies"` members) when they are captured to a file, one per line. Two differences are
 //! handled: a datagram carries **no time stamp** (the collector stamps it on arrival; here the
-//! caller's `received` time is used), and one datagram is one *delivery request* which may
-//! have tried several MX hosts: every failure detail is one failed session (a connection to
-//! one MX), and a final success (`"f": 0`) adds one successful session. A final failure
+//! caller's `received` time is used), and a datagram may stand for more than one session:
+//! every failure detail is one failed session (a connection to one MX), and a final success
+//! (`"f": 0`) adds one successful session. Postfix 3.10 sends one datagram per TLS session
+//! (a failure detail, or a success), as its tests show; a writer that batches the MX
+//! attempts of one delivery is counted the same, per session. The `"h"` member carries
+//! Postfix's whole EHLO reply; `receiving-mx-helo` gets the domain its first line announces. A final failure
 //! without any detail cannot be attributed to a result type and is refused. Listening on the
 //! Unix datagram socket itself is not done here.
 
@@ -166,6 +169,28 @@ mod parse {
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(_) => Err(err(format!("`{key}` must be a string"))),
         }
+    }
+
+    /// RFC 8460 §4.4 `receiving-mx-helo` is the HELO/EHLO string the MX announced; Postfix
+    /// 3.10 hands libtlsrpt the MX's whole EHLO reply (`250-mx.example.com\r\n250-PIPELINING…`,
+    /// checked against Postfix 3.10.13). Keep the domain of its first line (RFC 5321
+    /// §4.1.1.1: `250-<domain> [greeting]`), without the reply code and the extension lines;
+    /// text that is no SMTP reply keeps its first word.
+    fn ehlo_name(h: &str) -> Option<String> {
+        let first = h.lines().next()?.trim();
+        let bytes = first.as_bytes();
+        let text = match bytes {
+            [a, b, c, rest @ ..]
+                if a.is_ascii_digit()
+                    && b.is_ascii_digit()
+                    && c.is_ascii_digit()
+                    && matches!(rest.first(), None | Some(b'-' | b' ')) =>
+            {
+                first.get(4..).unwrap_or("")
+            }
+            _ => first,
+        };
+        text.split_whitespace().next().map(str::to_owned)
     }
 
     fn strings(value: Option<&Value>, key: &str) -> Result<Vec<String>, EventError> {
@@ -335,7 +360,7 @@ mod parse {
                 let mut event = base(Outcome::Failure(datagram_result(code)?));
                 event.sending_mta_ip = opt_string(detail, "s")?;
                 event.receiving_mx_hostname = opt_string(detail, "n")?;
-                event.receiving_mx_helo = opt_string(detail, "h")?;
+                event.receiving_mx_helo = opt_string(detail, "h")?.and_then(|h| ehlo_name(&h));
                 event.receiving_ip = opt_string(detail, "r")?;
                 event.additional_information = opt_string(detail, "a")?;
                 event.failure_reason_code = opt_string(detail, "f")?;
@@ -446,6 +471,32 @@ mod tests {
         assert_eq!(events[1].outcome, Outcome::Success);
         assert_eq!(events[1].time, received);
         assert_eq!(events[0].policy.policy_type, PolicyType::Sts);
+    }
+
+    /// RFC 8460 §4.4: `receiving-mx-helo` is the EHLO string, not the whole EHLO reply
+    /// Postfix 3.10 puts in `"h"`.
+    #[test]
+    fn rfc8460_4_4_datagram_helo_is_the_ehlo_domain() {
+        let helo = |h: &str| {
+            let line = format!(
+                r#"{{"d":"example.com","policies":[{{"policy-type":2,"policy-domain":"example.com","failure-details":[{{"c":202,"n":"mx.example.com","h":{}}}],"f":1}}]}}"#,
+                serde_json::to_string(h).unwrap()
+            );
+            parse_line(&line, UtcDateTime::EPOCH).unwrap()[0]
+                .receiving_mx_helo
+                .clone()
+        };
+        assert_eq!(
+            helo("250-mx.example.com\r\n250-PIPELINING\r\n250 STARTTLS").as_deref(),
+            Some("mx.example.com")
+        );
+        assert_eq!(
+            helo("250 mx.example.com Hello").as_deref(),
+            Some("mx.example.com")
+        );
+        assert_eq!(helo("mx1.example.com").as_deref(), Some("mx1.example.com"));
+        assert_eq!(helo("  ").as_deref(), None);
+        assert_eq!(helo("250").as_deref(), None);
     }
 
     #[test]

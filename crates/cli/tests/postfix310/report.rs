@@ -184,6 +184,13 @@ fn report_sessions(reports: &[Value]) -> Sessions {
                     .unwrap(),
             );
             for detail in policy["failure-details"].as_array().into_iter().flatten() {
+                // RFC 8460 §4.4: the EHLO string, not Postfix's whole EHLO reply.
+                if let Some(helo) = detail["receiving-mx-helo"].as_str() {
+                    assert!(
+                        !helo.contains(char::is_whitespace) && !helo.starts_with("250"),
+                        "receiving-mx-helo {helo:?}"
+                    );
+                }
                 add(
                     detail["result-type"].as_str().unwrap(),
                     detail["failed-session-count"].as_u64().unwrap(),
@@ -344,8 +351,9 @@ fn key(domain: &str, kind: &str, result: &str) -> (String, String, String) {
 ///   daemon would also count a datagram whose final success follows failure details as
 ///   failed sessions plus one success, where tlsrpt-reporter would count one success;
 ///   Postfix 3.10 never sends one).
-/// - Postfix puts the MX's whole multi-line EHLO reply in `"h"`; both collectors carry it
-///   verbatim into `receiving-mx-helo` (RFC 8460 §4.4 asks for the EHLO string).
+/// - Postfix puts the MX's whole multi-line EHLO reply in `"h"`; tlsrpt-reporter carries it
+///   verbatim into `receiving-mx-helo`, the daemon the domain its first line announces (RFC
+///   8460 §4.4 asks for the EHLO string). Sessions are counted the same either way.
 #[test]
 fn rfc8460_4_postfix_events_make_the_days_report_read_back_and_match_tlsrpt_reporter() {
     let Some(root) = trixie_root() else {
