@@ -542,14 +542,7 @@ mod tests {
 
         // RFC 8460 §3, §5.5: the same organisation and report-id again, other counts.
         sql(&store, EMPTY).await;
-        let first = testgen::report().new_tree(&mut runner).unwrap().current();
-        let mut again = first.clone();
-        again.report.policies = testgen::report()
-            .new_tree(&mut runner)
-            .unwrap()
-            .current()
-            .report
-            .policies;
+        let (first, again) = testgen::duplicate_pair(&mut runner);
         store.insert(&first, "t", 1).await.unwrap();
         let before = store.summary(&SummaryFilter::default()).await.unwrap();
         assert!(matches!(

@@ -552,14 +552,7 @@ mod tests {
         runtime().block_on(async {
             let store = SqliteStore::in_memory().unwrap();
             let mut runner = proptest::test_runner::TestRunner::deterministic();
-            let first = testgen::report().new_tree(&mut runner).unwrap().current();
-            let mut again = first.clone();
-            again.report.policies = testgen::report()
-                .new_tree(&mut runner)
-                .unwrap()
-                .current()
-                .report
-                .policies;
+            let (first, again) = testgen::duplicate_pair(&mut runner);
             assert!(matches!(
                 store.insert(&first, "t", 1).await.unwrap(),
                 Inserted::New(_)

@@ -790,6 +790,18 @@ pub(crate) mod testgen {
             })
     }
 
+    /// A report and a second delivery of it (same organisation and report-id, RFC 8460 §3,
+    /// §5.5) whose policies and counts differ.
+    pub(crate) fn duplicate_pair(
+        runner: &mut proptest::test_runner::TestRunner,
+    ) -> (ParsedReport, ParsedReport) {
+        use proptest::strategy::ValueTree;
+        let first = report().new_tree(runner).unwrap().current();
+        let mut again = first.clone();
+        again.report.policies = report().new_tree(runner).unwrap().current().report.policies;
+        (first, again)
+    }
+
     /// One report; the same (organisation, report-id) recurs, with other contents.
     pub(crate) fn report() -> impl Strategy<Value = ParsedReport> {
         (
