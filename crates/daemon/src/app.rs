@@ -36,7 +36,10 @@ use std::sync::{Arc, RwLock};
 use mta_sts_net::with_causes;
 use mta_sts_net::{Clock, ConnectTo, SystemClock};
 use mta_sts_resolver::Resolver;
-use mta_sts_resolver::store::{MemoryStore, RedisOptions, RedisStore, SqliteStore, Store};
+use mta_sts_resolver::store::sqlite::Synchronous;
+use mta_sts_resolver::store::{
+    MemoryStore, RedisOptions, RedisStore, SqliteOptions, SqliteStore, Store,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -183,22 +186,35 @@ pub fn resolver_config(config: &Config) -> Result<mta_sts_resolver::ResolverConf
     })
 }
 
+/// The SQLite store's durability from `[cache] flush_window` (zero: fsync every commit).
+fn sqlite_options(cache: &crate::config::CacheConfig) -> SqliteOptions {
+    let synchronous = if cache.flush_window.is_zero() {
+        Synchronous::Full
+    } else {
+        Synchronous::Bounded {
+            window: cache.flush_window,
+        }
+    };
+    SqliteOptions {
+        synchronous,
+        ..SqliteOptions::default()
+    }
+}
+
 /// Opens the store of `[cache]`. Redis connects lazily, so a daemon starts while Redis is
 /// down (lookups then run from memory).
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, DaemonError> {
     let cache = &config.cache;
     Ok(match cache.store {
         StoreKind::Memory => Arc::new(MemoryStore::new()),
-        StoreKind::Sqlite => {
-            Arc::new(
-                SqliteStore::open(&cache.path)
-                    .await
-                    .map_err(|source| DaemonError::Store {
-                        kind: "sqlite",
-                        source,
-                    })?,
-            )
-        }
+        StoreKind::Sqlite => Arc::new(
+            SqliteStore::open_with(&cache.path, sqlite_options(cache))
+                .await
+                .map_err(|source| DaemonError::Store {
+                    kind: "sqlite",
+                    source,
+                })?,
+        ),
         StoreKind::Redis => {
             let url = cache.redis_url.clone().unwrap_or_default();
             Arc::new(RedisStore::new(RedisOptions::new(url)).map_err(|source| {

@@ -264,6 +264,9 @@ pub struct CacheConfig {
     /// `max_memory`: most bytes the resolver's memory cache holds, default 256 MB
     /// (`"unlimited"` or 0: `None`, no bound).
     pub max_memory: Option<u64>,
+    /// `flush_window` of the SQLite store: the longest a committed policy waits for its
+    /// fsync, default 100 ms; zero fsyncs every commit before the lookup is answered.
+    pub flush_window: Duration,
 }
 
 impl Default for CacheConfig {
@@ -275,6 +278,7 @@ impl Default for CacheConfig {
             refresh: Duration::from_secs(24 * 3600),
             refresh_concurrency: 32,
             max_memory: Some(mta_sts_resolver::DEFAULT_MAX_MEMORY),
+            flush_window: mta_sts_resolver::store::sqlite::DEFAULT_FLUSH_WINDOW,
         }
     }
 }

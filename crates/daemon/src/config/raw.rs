@@ -62,6 +62,7 @@ pub(super) const SCHEMA: Schema = Schema {
                 "refresh",
                 "refresh_concurrency",
                 "max_memory",
+                "flush_window",
             ],
         ),
         ("defaults", ZONE_KEYS),
@@ -357,6 +358,7 @@ struct RawCache {
     refresh: Option<HumanDuration>,
     refresh_concurrency: Option<usize>,
     max_memory: Option<ByteSize>,
+    flush_window: Option<HumanDuration>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -524,6 +526,9 @@ impl RawResolver {
     }
 }
 
+/// The longest `[cache] flush_window` accepted: the power-loss window stays short.
+const MAX_FLUSH_WINDOW: Duration = Duration::from_secs(1);
+
 impl RawCache {
     fn resolve(self) -> Result<CacheConfig, Misfit> {
         let d = CacheConfig::default();
@@ -534,7 +539,16 @@ impl RawCache {
             refresh: self.refresh.map(|t| t.0).unwrap_or(d.refresh),
             refresh_concurrency: self.refresh_concurrency.unwrap_or(d.refresh_concurrency),
             max_memory: self.max_memory.map_or(d.max_memory, |b| b.0),
+            flush_window: self.flush_window.map_or(d.flush_window, |t| t.0),
         };
+        if cache.flush_window > MAX_FLUSH_WINDOW {
+            return Err(Misfit::new(
+                "cache",
+                "flush_window",
+                "[cache] flush_window must be at most 1s (a power cut loses the policies \
+                 fetched in the last window); the default is 100ms, \"0s\" fsyncs every commit",
+            ));
+        }
         if cache.refresh_concurrency == 0 {
             return Err(Misfit::new(
                 "cache",

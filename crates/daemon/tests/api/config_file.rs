@@ -314,3 +314,25 @@ fn cache_max_memory_is_a_size() {
         assert!(msg.contains("size"), "{bad}: {msg}");
     }
 }
+
+/// Issue #14: `[cache] flush_window` bounds the SQLite store's power-loss window: 100 ms by
+/// default, "0s" for an fsync per commit, never more than 1 s.
+#[test]
+fn cache_flush_window_is_bounded() {
+    let window = |value: &str| {
+        Config::parse(&format!("[cache]\nflush_window = {value}\n"))
+            .map(|c| c.cache.flush_window)
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(
+        Config::default().cache.flush_window,
+        std::time::Duration::from_millis(100)
+    );
+    assert_eq!(window("\"0s\""), Ok(std::time::Duration::ZERO));
+    assert_eq!(
+        window("\"250ms\""),
+        Ok(std::time::Duration::from_millis(250))
+    );
+    let msg = window("\"5s\"").expect_err("5s is past the bound");
+    assert!(msg.contains("at most 1s"), "{msg}");
+}

@@ -4,9 +4,9 @@
 //! Each `put` joins a queue. The first to find no commit running becomes the leader and
 //! drains the queue on the blocking pool, one transaction per batch of what is queued. A
 //! caller is answered only after the transaction holding its entry has committed, so an
-//! acknowledged `put` is exactly as durable as before (one commit under
-//! `synchronous=FULL` survives power loss); what changes is that sixteen concurrent lookups
-//! pay for one fsync instead of queueing behind sixteen.
+//! acknowledged `put` is exactly as durable as the store's `Synchronous` mode promises (under
+//! `synchronous=FULL` a commit survives power loss); what changes is that sixteen concurrent
+//! lookups pay for one commit instead of queueing behind sixteen.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
