@@ -193,7 +193,7 @@ fn every_page_parses_with_groff() {
     let dir = tempfile::tempdir().expect("tempdir");
     for name in write_pages(dir.path()) {
         let out = Command::new("groff")
-            .args(["-man", "-Tutf8", "-ww", "-z"])
+            .args(["-k", "-man", "-Tutf8", "-ww", "-z"]) // -k: UTF-8 input, as man(1) reads it
             .arg(dir.path().join(&name))
             .output()
             .expect("run groff");
