@@ -271,3 +271,64 @@ fn config_pages_hold_every_key_line_of_the_packaged_files() {
     }
     assert_eq!(configs, 2, "daemon.toml and serve.toml");
 }
+
+/// README's "Man pages and completions" commands, run as written with `mta-sts` on PATH, in a
+/// temporary directory that is also `$HOME`.
+#[test]
+fn readme_man_and_completion_commands_work_as_written() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .expect("README.md");
+    let block: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| *l != "### Man pages and completions")
+        .skip_while(|l| *l != "```sh")
+        .skip(1)
+        .take_while(|l| *l != "```")
+        .collect();
+    assert!(block.len() >= 5, "{block:?}");
+    let have_man = Command::new("man").arg("--version").output().is_ok();
+    let home = tempfile::tempdir().expect("tempdir");
+    let bin = Path::new(env!("CARGO_BIN_EXE_mta-sts"))
+        .parent()
+        .expect("bin dir");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for line in block {
+        if line.starts_with("man ") && !have_man {
+            skip_or_fail(
+                "README man -l",
+                "man is not installed (apt-get install man-db)",
+            );
+            continue;
+        }
+        let out = Command::new("bash")
+            .args(["-ec", line])
+            .current_dir(home.path())
+            .env("HOME", home.path())
+            .env("PATH", &path)
+            .env("MANWIDTH", "80")
+            .env("PAGER", "cat")
+            .output()
+            .expect("run bash");
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let h = home.path();
+    assert!(h.join("target/man/mta-sts-report-send.1").is_file());
+    assert!(h.join("target/man/mta-sts-serve.toml.5").is_file());
+    for script in [
+        ".local/share/bash-completion/completions/mta-sts",
+        ".zfunc/_mta-sts",
+        ".config/fish/completions/mta-sts.fish",
+    ] {
+        let text = std::fs::read_to_string(h.join(script)).expect(script);
+        assert!(text.contains("report"), "{script}");
+    }
+}
