@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod check;
 mod daemon;
@@ -13,6 +13,7 @@ mod input;
 mod lint;
 mod logging;
 mod malloc;
+mod manpages;
 mod net;
 mod output;
 mod query;
@@ -54,6 +55,12 @@ enum Command {
     Records(serve::RecordsArgs),
     /// TLS-RPT (RFC 8460): import reports, summarise them per domain and day, show one.
     Report(report::ReportArgs),
+    /// Print a shell completion script for this command to standard output
+    /// (e.g. `mta-sts completions bash > /etc/bash_completion.d/mta-sts`).
+    Completions(manpages::CompletionsArgs),
+    /// Write man pages (mta-sts.1, one per subcommand, and mta-sts-daemon.toml.5,
+    /// mta-sts-serve.toml.5 for the configuration files) into a directory.
+    Man(manpages::ManArgs),
 }
 
 /// Exit codes shared by every command (docs/design.md §4).
@@ -111,6 +118,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             serve::run_serve(&args)
         }
         Command::Records(args) => serve::run_records(&args),
+        Command::Completions(args) => manpages::run_completions(&args, Cli::command()),
+        Command::Man(args) => manpages::run_man(&args, Cli::command()),
     }
 }
 

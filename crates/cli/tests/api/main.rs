@@ -11,6 +11,7 @@ mod daemon_postfix;
 mod daemon_support;
 mod daemon_tlsrpt_config;
 mod lint;
+mod manpages;
 mod owner_readme;
 mod performance_doc;
 mod postfix_docs;
