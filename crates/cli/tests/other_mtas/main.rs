@@ -66,11 +66,18 @@ fn exim_docs_snippet(socketmap: SocketAddr) -> (String, String) {
         .nth(1)
         .expect("docs/other-mtas.md has an Exim section");
     let blocks: Vec<&str> = exim.split("```").skip(1).step_by(2).collect();
-    assert!(blocks.len() >= 2, "the Exim section has a router and a transport");
+    assert!(
+        blocks.len() >= 2,
+        "the Exim section has a router and a transport"
+    );
     let router = blocks[0]
         .trim_start_matches('\n')
         .replace("127.0.0.1:8461", &socketmap.to_string());
-    assert_ne!(router, blocks[0].trim_start_matches('\n'), "the router names 127.0.0.1:8461");
+    assert_ne!(
+        router,
+        blocks[0].trim_start_matches('\n'),
+        "the router names 127.0.0.1:8461"
+    );
     (router, blocks[1].trim_start_matches('\n').to_owned())
 }
 
