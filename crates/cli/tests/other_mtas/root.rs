@@ -35,14 +35,13 @@ pub fn prepare_dir(dir: &Path, ca_pem: &str, nameserver: Ipv4Addr) {
 /// The program that shows `scripts/bookworm-root MTA` built a root.
 fn program(mta: &str) -> &'static str {
     match mta {
-        "sendmail" => "usr/sbin/sendmail-mta",
+        "sendmail" => "usr/lib/sm.bin/sendmail",
         _ => "usr/sbin/exim4",
     }
 }
 
-/// The Debian 12 root with `mta` (`exim` or `sendmail`): `MTA_STS_BOOKWORM_EXIM_ROOT` /
-/// `MTA_STS_BOOKWORM_SENDMAIL_ROOT` (set by `scripts/test`), else built (or found in the
-/// cache) by `scripts/bookworm-root`. `None` with a SKIP message when it cannot be had; a
+/// The Debian 12 root with `mta` (only `exim` so far): `MTA_STS_BOOKWORM_EXIM_ROOT` (set by
+/// `scripts/test`), else built (or found in the cache) by `scripts/bookworm-root MTA`. `None` with a SKIP message when it cannot be had; a
 /// panic instead under `MTA_STS_REQUIRE_INTEROP=1`.
 pub fn bookworm_root(mta: &str) -> Option<PathBuf> {
     let found = find(mta);
