@@ -49,7 +49,7 @@ impl DomainTotals {
 }
 
 /// Folds per-day rows sorted by (domain, day), as [`crate::ReportStore::summary`] returns
-/// them, into per-domain totals over `period`: what the SQL of [`sql`] must equal, and
+/// them, into per-domain totals over `period`: what the stores' SQL must equal, and
 /// the trait's default for stores without it.
 pub fn from_days(days: &[DaySummary], period: &PeriodFilter) -> Vec<DomainTotals> {
     let mut out: Vec<DomainTotals> = Vec::new();
