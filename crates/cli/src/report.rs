@@ -12,8 +12,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use mta_sts_net::{Clock, SystemClock};
 use mta_sts_report_store::{
-    DaySummary, InputOutcome, Inserted, Limits, ReportSink, ReportStore, StoreError, SummaryFilter,
-    html, mailbox, open_existing_store, open_store,
+    DaySummary, DomainTotals, InputOutcome, Inserted, Limits, PeriodFilter, ReportSink,
+    ReportStore, StoreError, SummaryFilter, html, mailbox, normalize_domain, open_existing_store,
+    open_store,
 };
 use serde::Serialize;
 use tlsrpt::UtcDateTime;
@@ -103,6 +104,11 @@ pub struct SummaryArgs {
     /// Also write a self-contained HTML page (tables and an SVG chart) to FILE.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// One line per policy domain over the period instead of one per domain and day
+    /// (totals and success rate, summed by the database: a dashboard's overview). With
+    /// --json: {"domains":[{"policy_domain","days","reports","successful","failed"}]}.
+    #[arg(long, conflicts_with = "html")]
+    pub by_domain: bool,
 }
 
 /// Arguments of `mta-sts report show`.
@@ -361,7 +367,73 @@ struct SummaryJson<'a> {
     days: &'a [DaySummary],
 }
 
+#[derive(Serialize)]
+struct DomainsJson<'a> {
+    domains: &'a [DomainTotals],
+}
+
+/// `report summary --by-domain`: one line per policy domain.
+async fn summary_by_domain(store: Arc<dyn ReportStore>, args: &SummaryArgs) -> Result<u8> {
+    let period = PeriodFilter {
+        since: args.since.clone(),
+        until: None,
+    };
+    let mut domains = store.domain_totals(&period).await?;
+    if let Some(d) = &args.domain {
+        let d = normalize_domain(d);
+        domains.retain(|t| t.policy_domain == d);
+    }
+    if args.json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&DomainsJson { domains: &domains })?
+        )?;
+        return Ok(exit::OK);
+    }
+    let style = Style::stdout();
+    if domains.is_empty() {
+        outln!(
+            "no reports{}",
+            if args.domain.is_some() || args.since.is_some() {
+                " match"
+            } else {
+                " stored"
+            }
+        )?;
+    }
+    for t in &domains {
+        let name = if t.policy_domain.is_empty() {
+            "(no policy-domain)"
+        } else {
+            &t.policy_domain
+        };
+        let rate = t
+            .success_rate()
+            .map_or("-".to_owned(), |r| format!("{:.2}%", r * 100.0));
+        let failed = if t.failed > 0 {
+            style.bad(&t.failed.to_string())
+        } else {
+            t.failed.to_string()
+        };
+        outln!(
+            "{}  {} ok  {} failed  {} success  ({} report{}, {} day{})",
+            style.dim(name),
+            t.successful,
+            failed,
+            rate,
+            t.reports,
+            if t.reports == 1 { "" } else { "s" },
+            t.days,
+            if t.days == 1 { "" } else { "s" }
+        )?;
+    }
+    Ok(exit::OK)
+}
+
 async fn summary(store: Arc<dyn ReportStore>, args: &SummaryArgs) -> Result<u8> {
+    if args.by_domain {
+        return summary_by_domain(store, args).await;
+    }
     let filter = SummaryFilter {
         domain: args.domain.clone(),
         since: args.since.clone(),

@@ -16,7 +16,9 @@
 //!
 //! `summary M` bulk-loads M reports (one policy row each, failure details on every third)
 //! with `insert_batch`, then times `summary` over everything, for one domain and for the
-//! last 30 days, three calls each. `summary-pg M` does the same on a PostgreSQL server of
+//! last 30 days, three calls each; then the per-domain totals (`domain_totals`, one row
+//! per domain) over every day and over the last 30 days, three calls each, against the
+//! per-day summary folded in Rust. `summary-pg M` does the same on a PostgreSQL server of
 //! its own (the testkit's; the database size is not shown).
 
 use std::io::Write;
@@ -28,8 +30,8 @@ use mta_sts_net::dns::{Dns, DnsConfig};
 use mta_sts_report_store::dkim_dns::DkimVerifier;
 use mta_sts_report_store::import::{DkimCheck, DkimStatus, MailImporter};
 use mta_sts_report_store::{
-    InputOutcome, Limits, ParsedReport, ReportSink, ReportStore, SqliteStore, SummaryFilter,
-    mailbox,
+    InputOutcome, Limits, ParsedReport, PeriodFilter, ReportSink, ReportStore, SqliteStore,
+    SummaryFilter, mailbox, totals,
 };
 use ring::signature::KeyPair;
 use tlsrpt::{
@@ -266,6 +268,55 @@ async fn summary_on(
             rows.len(),
             times[0],
             times.iter().copied().fold(f64::INFINITY, f64::min)
+        );
+    }
+    // The dashboard overview: one row per domain, over every day and the last 30 days;
+    // "SQL" is `domain_totals` (aggregated by the database), "fold" the per-day summary
+    // summed in Rust (what answering it took before).
+    let since =
+        UtcDateTime::from_unix_seconds(1_700_000_000 + ((m / (DOMAINS * 3)) as i64 - 30) * 86_400)
+            .date_string();
+    for (label, period) in [
+        ("every day", PeriodFilter::default()),
+        (
+            "last 30 days",
+            PeriodFilter {
+                since: Some(since),
+                until: None,
+            },
+        ),
+    ] {
+        let mut sql = Vec::new();
+        let mut fold = Vec::new();
+        let mut rows = Vec::new();
+        let mut folded = Vec::new();
+        for _ in 0..3 {
+            let start = Instant::now();
+            rows = store.domain_totals(&period).await?;
+            sql.push(start.elapsed().as_secs_f64());
+            drop(folded);
+            let start = Instant::now();
+            let days = store
+                .summary(&SummaryFilter {
+                    domain: None,
+                    since: period.since.clone(),
+                })
+                .await?;
+            folded = totals::from_days(&days, &period);
+            drop(days);
+            fold.push(start.elapsed().as_secs_f64());
+        }
+        if rows != folded {
+            return Err(format!("domain totals ({label}) differ from the folded summary").into());
+        }
+        let best = |t: &[f64]| t.iter().copied().fold(f64::INFINITY, f64::min);
+        println!(
+            "domain totals ({label}): {} domain rows; SQL best of 3 {:.4} s (runs {:.4?}); \
+             folded summary best of 3 {:.3} s",
+            rows.len(),
+            best(&sql),
+            sql,
+            best(&fold)
         );
     }
     Ok(())

@@ -65,6 +65,7 @@ pub mod sink;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod store;
+pub mod totals;
 
 pub use intake::{IntakeError, Limits, ParsedReport, parse_input};
 #[cfg(feature = "postgres")]
@@ -75,6 +76,7 @@ pub use sqlite::SqliteStore;
 pub use store::{
     DaySummary, Inserted, ReportStore, StoreError, StoredReport, SummaryFilter, normalize_domain,
 };
+pub use totals::{DomainTotals, PeriodFilter};
 
 /// Opens a store from a `--db` value: a `postgres://` or `postgresql://` URL, otherwise a
 /// SQLite file path.

@@ -13,6 +13,7 @@ use crate::store::{
     RollupSql, SCHEMA_VERSION, StoreError, StoredReport, SummaryBuilder, SummaryFilter, SummarySql,
     db_count, json_list, mx_key, normalize_domain, rollup_schema, stored,
 };
+use crate::totals::{self, DomainTotals, PeriodFilter};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS reports (
@@ -445,6 +446,33 @@ impl ReportStore for PostgresStore {
         run_summary(&client, &sql, &SummarySql::params(filter)).await
     }
 
+    async fn domain_totals(&self, period: &PeriodFilter) -> Result<Vec<DomainTotals>, StoreError> {
+        let sql = totals::sql(
+            period,
+            |n| format!("${n}"),
+            "ORDER BY policy_domain COLLATE \"C\"",
+        );
+        let params = totals::params(period);
+        let args: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let client = self.pool.get().await.map_err(db)?;
+        client
+            .query(&sql, &args)
+            .await
+            .map_err(db)?
+            .into_iter()
+            .map(|row| {
+                Ok(DomainTotals {
+                    policy_domain: row.try_get(0).map_err(db)?,
+                    days: totals::count(row.try_get(1).map_err(db)?),
+                    reports: totals::count(row.try_get(2).map_err(db)?),
+                    successful: totals::count(row.try_get(3).map_err(db)?),
+                    failed: totals::count(row.try_get(4).map_err(db)?),
+                })
+            })
+            .collect()
+    }
+
     async fn find(&self, id: &str) -> Result<Vec<StoredReport>, StoreError> {
         let client = self.pool.get().await.map_err(db)?;
         let mut rows = client
@@ -504,6 +532,7 @@ mod tests {
                 "{filter:?}"
             );
         }
+        crate::totals::testgen::assert_totals_match(store).await;
     }
 
     async fn sql(store: &PostgresStore, sql: &str) {

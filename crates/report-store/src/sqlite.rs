@@ -11,6 +11,7 @@ use crate::store::{
     RollupSql, SCHEMA_VERSION, StoreError, StoredReport, SummaryBuilder, SummaryFilter, SummarySql,
     db_count, json_list, mx_key, normalize_domain, rollup_schema, stored,
 };
+use crate::totals::{self, DomainTotals, PeriodFilter};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS reports (
@@ -461,6 +462,27 @@ impl ReportStore for SqliteStore {
             .await
     }
 
+    async fn domain_totals(&self, period: &PeriodFilter) -> Result<Vec<DomainTotals>, StoreError> {
+        let sql = totals::sql(period, |n| format!("?{n}"), "ORDER BY policy_domain");
+        let params = totals::params(period);
+        self.with(move |conn| {
+            let mut s = conn.prepare_cached(&sql).map_err(db)?;
+            let mut rows = s.query(params_from_iter(params.iter())).map_err(db)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(db)? {
+                out.push(DomainTotals {
+                    policy_domain: text(row, 0)?.to_owned(),
+                    days: totals::count(row.get(1).map_err(db)?),
+                    reports: totals::count(row.get(2).map_err(db)?),
+                    successful: totals::count(row.get(3).map_err(db)?),
+                    failed: totals::count(row.get(4).map_err(db)?),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn find(&self, id: &str) -> Result<Vec<StoredReport>, StoreError> {
         let id = id.to_owned();
         self.with(move |conn| {
@@ -522,7 +544,8 @@ mod tests {
             .unwrap()
     }
 
-    /// The summary from the rollups equals the one aggregated from the detail rows.
+    /// The summary from the rollups equals the one aggregated from the detail rows, and the
+    /// per-domain totals equal the sum of its rows.
     async fn assert_rollups_match(store: &SqliteStore) {
         for filter in testgen::filters() {
             assert_eq!(
@@ -531,6 +554,7 @@ mod tests {
                 "{filter:?}"
             );
         }
+        crate::totals::testgen::assert_totals_match(store).await;
     }
 
     proptest! {

@@ -33,6 +33,7 @@ use serde::Serialize;
 use tlsrpt::Report;
 
 use crate::intake::ParsedReport;
+use crate::totals::{DomainTotals, PeriodFilter};
 
 /// Why the store failed. The database's own error is kept as the
 /// [`source`](std::error::Error::source); [`StoreError::Busy`] is the one to retry.
@@ -252,6 +253,19 @@ pub trait ReportStore: Send + Sync {
 
     /// Per policy domain and day, sorted by domain then day.
     async fn summary(&self, filter: &SummaryFilter) -> Result<Vec<DaySummary>, StoreError>;
+
+    /// Per policy domain over `period`, sorted by domain: one row per domain, summed over
+    /// its days (a dashboard's overview). The default folds [`ReportStore::summary`]; the
+    /// SQLite and PostgreSQL stores aggregate in the database instead.
+    async fn domain_totals(&self, period: &PeriodFilter) -> Result<Vec<DomainTotals>, StoreError> {
+        let days = self
+            .summary(&SummaryFilter {
+                domain: None,
+                since: period.since.clone(),
+            })
+            .await?;
+        Ok(crate::totals::from_days(&days, period))
+    }
 
     /// Reports whose `report-id` is `id`, or whose row id is `id` when it is a number.
     async fn find(&self, id: &str) -> Result<Vec<StoredReport>, StoreError>;

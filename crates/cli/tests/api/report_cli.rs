@@ -497,3 +497,87 @@ fn summary_shows_top_mx_hosts() {
     assert_eq!(by_mx["(none)"], 5, "{v}");
     assert!(!by_mx.contains_key(""), "{v}");
 }
+
+/// `summary --by-domain`: one line (or JSON object) per policy domain, summed over its
+/// days; `--since` and `--domain` narrow it as they do the per-day summary.
+#[test]
+fn summary_by_domain_sums_each_domains_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let mut files = Vec::new();
+    for (i, (domain, day, ok, ko)) in [
+        ("a.example", "2024-06-01", 10u64, 2u64),
+        ("a.example", "2024-06-02", 5, 0),
+        ("B.example.", "2024-06-02", 7, 7),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut report = tlsrpt::Report::daily(
+            "reporter.example",
+            "tlsrpt@reporter.example",
+            format!("by-domain-{i}"),
+            tlsrpt::UtcDateTime::parse(&format!("{day}T00:00:00Z")).unwrap(),
+        );
+        report.policies.push(tlsrpt::PolicyResult {
+            policy: tlsrpt::PolicyDescriptor {
+                policy_type: tlsrpt::PolicyType::Sts,
+                policy_string: vec![],
+                policy_domain: domain.into(),
+                mx_host: vec![],
+            },
+            summary: tlsrpt::SessionSummary {
+                total_successful_session_count: ok,
+                total_failure_session_count: ko,
+            },
+            failure_details: vec![],
+        });
+        let file = dir.path().join(format!("{i}.json"));
+        std::fs::write(&file, report.to_json()).unwrap();
+        files.push(file.to_str().unwrap().to_owned());
+    }
+    let args: Vec<&str> = files.iter().map(String::as_str).collect();
+    let (code, result, _) = import_json(&db, &args);
+    assert_eq!(code, Some(0), "{result}");
+
+    let out = bin(&db, &["summary", "--by-domain", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["domains"],
+        serde_json::json!([
+            {"policy_domain": "a.example", "days": 2, "reports": 2, "successful": 15, "failed": 2},
+            {"policy_domain": "b.example", "days": 1, "reports": 1, "successful": 7, "failed": 7},
+        ]),
+        "{v}"
+    );
+
+    let out = bin(&db, &["summary", "--by-domain"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.contains("a.example  15 ok  2 failed  88.24% success  (2 reports, 2 days)"),
+        "{text}"
+    );
+
+    let out = bin(
+        &db,
+        &[
+            "summary",
+            "--by-domain",
+            "--since",
+            "2024-06-02",
+            "--domain",
+            "A.EXAMPLE",
+            "--json",
+        ],
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["domains"],
+        serde_json::json!([
+            {"policy_domain": "a.example", "days": 1, "reports": 1, "successful": 5, "failed": 0},
+        ]),
+        "{v}"
+    );
+}
