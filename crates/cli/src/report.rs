@@ -373,6 +373,16 @@ struct DomainsJson<'a> {
 }
 
 /// `report summary --by-domain`: one line per policy domain.
+/// The line printed when a summary has no rows: nothing matched the filters, or nothing is
+/// stored at all.
+fn nothing_to_show(args: &SummaryArgs) -> &'static str {
+    if args.domain.is_some() || args.since.is_some() {
+        "no reports match"
+    } else {
+        "no reports stored"
+    }
+}
+
 async fn summary_by_domain(store: Arc<dyn ReportStore>, args: &SummaryArgs) -> Result<u8> {
     let period = PeriodFilter {
         since: args.since.clone(),
@@ -392,14 +402,7 @@ async fn summary_by_domain(store: Arc<dyn ReportStore>, args: &SummaryArgs) -> R
     }
     let style = Style::stdout();
     if domains.is_empty() {
-        outln!(
-            "no reports{}",
-            if args.domain.is_some() || args.since.is_some() {
-                " match"
-            } else {
-                " stored"
-            }
-        )?;
+        outln!("{}", nothing_to_show(args))?;
     }
     for t in &domains {
         let name = if t.policy_domain.is_empty() {
@@ -470,14 +473,7 @@ async fn summary(store: Arc<dyn ReportStore>, args: &SummaryArgs) -> Result<u8> 
     }
     let style = Style::stdout();
     if days.is_empty() {
-        outln!(
-            "no reports{}",
-            if args.domain.is_some() || args.since.is_some() {
-                " match"
-            } else {
-                " stored"
-            }
-        )?;
+        outln!("{}", nothing_to_show(args))?;
     }
     let mut last_domain = None;
     for d in &days {

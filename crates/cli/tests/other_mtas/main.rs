@@ -14,48 +14,22 @@
 
 #[path = "../api/daemon_support.rs"]
 mod daemon_support;
+#[path = "../support/mx_lab.rs"]
+mod mx_lab;
 mod root;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use daemon_support::{DaemonProc, resolver_section};
-use mta_sts_testkit::{CertKind, SmtpConfig, SmtpServer, World};
+use mta_sts_testkit::{CertKind, SmtpServer, World};
 use root::{MNT, bookworm_root};
 
-/// Binds the world's zones on port 53 of the first free 127.0.55.x address.
-fn dns_on_port_53(world: &World) -> Ipv4Addr {
-    (1..50)
-        .map(|last| Ipv4Addr::new(127, 0, 55, last))
-        .find(|ip| {
-            world
-                .dns()
-                .also_listen(world.handle(), SocketAddr::from((*ip, 53)))
-                .is_ok()
-        })
-        .expect("no free port 53 on 127.0.55.1-49")
-}
-
-/// Starts one SMTP server with STARTTLS per `mx` (host name, certificate) on port 25, each
-/// on its own loopback address with an A record in the world's DNS.
-fn start_mx(world: &World, mx: &[(&str, CertKind)]) -> Vec<SmtpServer> {
-    let mut servers = Vec::new();
-    for (host, kind) in mx {
-        let (ip, smtp) = (1u8..250)
-            .map(|n| Ipv4Addr::new(127, 0, 32, n))
-            .find_map(|ip| {
-                let config = SmtpConfig::new(host)
-                    .starttls(*kind)
-                    .listen(SocketAddr::from((ip, 25)));
-                world.start_smtp(config).ok().map(|smtp| (ip, smtp))
-            })
-            .expect("a free port 25 on 127.0.32.1-249");
-        world.dns().set_a(host, &[ip]);
-        servers.push(smtp);
-    }
-    servers
-}
+/// This target's loopback ranges (the postfix310 target uses its own): the DNS on
+/// 127.0.55.x, the MX servers on 127.0.32.x.
+const DNS_NET: u8 = 55;
+const MX_NET: u8 = 32;
 
 /// The router and transport of docs/other-mtas.md's Exim section, as written there, with
 /// the daemon's socketmap address in place of `127.0.0.1:8461`.
@@ -111,8 +85,8 @@ struct Lab {
 
 impl Lab {
     fn start(root: &Path, world: World, mx: &[(&str, CertKind)]) -> Lab {
-        let servers = start_mx(&world, mx);
-        let nameserver = dns_on_port_53(&world);
+        let servers = mx_lab::start_mx(&world, mx, MX_NET);
+        let nameserver = mx_lab::dns_on_port_53(&world, DNS_NET);
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_owned();
         root::prepare_dir(&dir, &world.ca_pem(), nameserver);

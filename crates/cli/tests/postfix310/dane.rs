@@ -7,7 +7,7 @@ use std::time::Duration;
 use mta_sts_testkit::{CertKind, World};
 
 use crate::dnssec::{Unbound, Zone, have_tools, spki_sha256};
-use crate::{Dns, Lab, TLSRPT, eventually, start_mx, trixie_root};
+use crate::{Dns, Lab, MX_NET, TLSRPT, eventually, mx_lab, trixie_root};
 
 /// The signed zone of an MTA-STS domain `name` whose one MX `mail.<name>` is at the address
 /// of `server`, with a DANE-EE TLSA record for `spki` (SHA-256 of the SPKI, hex).
@@ -53,13 +53,14 @@ impl DaneLab {
             .domain("bogus.test", |d| d.enforce().tlsrpt(TLSRPT))
             .domain("plain.test", |d| d.enforce().tlsrpt(TLSRPT))
             .start();
-        let servers = start_mx(
+        let servers = mx_lab::start_mx(
             &world,
             &[
                 ("mail.dane.test", CertKind::SelfSigned),
                 ("mail.bogus.test", CertKind::Valid),
                 ("mail.plain.test", CertKind::Valid),
             ],
+            MX_NET,
         );
         let dnssec_dir = tempfile::tempdir().unwrap();
         let spki = |host: &str, kind: CertKind| {

@@ -19,19 +19,26 @@ mod daemon_support;
 mod dane;
 mod dnssec;
 mod lab;
+#[path = "../support/mx_lab.rs"]
+mod mx_lab;
 mod report;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
 use daemon_support::{DaemonProc, eventually, resolver_section};
 use lab::{MNT, Postfix310, trixie_root};
-use mta_sts_testkit::{CertKind, HostBehavior, SmtpConfig, SmtpServer, World};
+use mta_sts_testkit::{CertKind, HostBehavior, SmtpServer, World};
 
 /// The TLS-RPT record every test domain publishes: Postfix reports only for domains that
 /// have one (RFC 8460 §3).
 const TLSRPT: &str = "v=TLSRPTv1; rua=mailto:tlsrpt@reports.test";
+
+/// This target's loopback ranges (the other_mtas target uses its own): the DNS on
+/// 127.0.54.x, the MX servers on 127.0.31.x.
+const DNS_NET: u8 = 54;
+const MX_NET: u8 = 31;
 
 /// The testkit world, the daemon and Postfix 3.10 of one test.
 struct Lab {
@@ -41,41 +48,6 @@ struct Lab {
     daemon: DaemonProc,
     postfix: Postfix310,
     servers: Vec<SmtpServer>,
-}
-
-/// Binds the world's zones on port 53 of the first free 127.0.54.x address.
-fn dns_on_port_53(world: &World) -> Ipv4Addr {
-    (1..50)
-        .map(|last| Ipv4Addr::new(127, 0, 54, last))
-        .find(|ip| {
-            world
-                .dns()
-                .also_listen(world.handle(), SocketAddr::from((*ip, 53)))
-                .is_ok()
-        })
-        .expect("no free port 53 on 127.0.54.1-49")
-}
-
-/// Starts one SMTP server with STARTTLS per `mx` (host name, certificate) on port 25, each
-/// on its own loopback address with an A record in the world's DNS.
-fn start_mx(world: &World, mx: &[(&str, CertKind)]) -> Vec<SmtpServer> {
-    let mut servers = Vec::new();
-    for (host, kind) in mx {
-        // The first address whose port 25 is free (tests run in parallel: try to bind
-        // rather than check first).
-        let (ip, smtp) = (1u8..250)
-            .map(|n| Ipv4Addr::new(127, 0, 31, n))
-            .find_map(|ip| {
-                let config = SmtpConfig::new(host)
-                    .starttls(*kind)
-                    .listen(SocketAddr::from((ip, 25)));
-                world.start_smtp(config).ok().map(|smtp| (ip, smtp))
-            })
-            .expect("a free port 25 on 127.0.31.1-249");
-        world.dns().set_a(host, &[ip]);
-        servers.push(smtp);
-    }
-    servers
 }
 
 /// Which DNS the daemon and Postfix ask.
@@ -98,10 +70,10 @@ impl Lab {
         main_cf: &str,
         master_cf: &str,
     ) -> Lab {
-        let servers = start_mx(&world, mx);
+        let servers = mx_lab::start_mx(&world, mx, MX_NET);
         let dns = Dns {
             resolver: resolver_section(&world),
-            nameserver: dns_on_port_53(&world),
+            nameserver: mx_lab::dns_on_port_53(&world, DNS_NET),
         };
         Lab::start_with(root, world, servers, &dns, zones, main_cf, master_cf)
     }
