@@ -532,7 +532,7 @@ mod tests {
                 "{filter:?}"
             );
         }
-        crate::totals::testgen::assert_totals_match(store).await;
+        crate::store::testgen::assert_totals_match(store).await;
     }
 
     async fn sql(store: &PostgresStore, sql: &str) {

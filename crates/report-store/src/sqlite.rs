@@ -554,7 +554,7 @@ mod tests {
                 "{filter:?}"
             );
         }
-        crate::totals::testgen::assert_totals_match(store).await;
+        crate::store::testgen::assert_totals_match(store).await;
     }
 
     proptest! {

@@ -33,6 +33,7 @@ use serde::Serialize;
 use tlsrpt::Report;
 
 use crate::intake::ParsedReport;
+pub use crate::totals::DaySummary;
 use crate::totals::{DomainTotals, PeriodFilter};
 
 /// Why the store failed. The database's own error is kept as the
@@ -175,38 +176,6 @@ pub struct SummaryFilter {
     pub domain: Option<String>,
     /// Only days on or after this `YYYY-MM-DD`.
     pub since: Option<String>,
-}
-
-/// Sessions for one policy domain on one UTC day (the day of each report's
-/// `start-datetime`), over all reports.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct DaySummary {
-    /// Policy domain (lower-case; empty when reporters left it out).
-    pub policy_domain: String,
-    /// `YYYY-MM-DD`, UTC.
-    pub day: String,
-    /// Reports contributing.
-    pub reports: u64,
-    /// Sum of `total-successful-session-count`.
-    pub successful: u64,
-    /// Sum of `total-failure-session-count`.
-    pub failed: u64,
-    /// Sum of `failed-session-count` per `result-type` (from `failure-details`; reporters'
-    /// details need not add up to their totals, e.g. corpus 006).
-    pub failures_by_result_type: BTreeMap<String, u64>,
-    /// Sum of `total-failure-session-count` per reporting organisation (only non-zero).
-    pub failures_by_organization: BTreeMap<String, u64>,
-    /// Sum of `failed-session-count` per `receiving-mx-hostname` ([`NO_MX`], `(none)`, when
-    /// absent or empty, as for policy fetch failures).
-    pub failures_by_mx: BTreeMap<String, u64>,
-}
-
-impl DaySummary {
-    /// Successful sessions as a fraction of all sessions; `None` without sessions.
-    pub fn success_rate(&self) -> Option<f64> {
-        let total = self.successful.saturating_add(self.failed);
-        (total > 0).then(|| self.successful as f64 / total as f64)
-    }
 }
 
 /// Label for failure details without `receiving-mx-hostname`.
@@ -741,8 +710,11 @@ pub(crate) mod testgen {
         SessionSummary, UtcDateTime,
     };
 
+    use std::collections::BTreeMap;
+
     use super::{ReportStore, SummaryFilter};
     use crate::intake::ParsedReport;
+    use crate::totals::{DomainTotals, PeriodFilter, from_days};
 
     /// Stores each group: a group of one with `insert`, larger ones with `insert_batch`.
     pub(crate) async fn store_all(store: &dyn ReportStore, groups: &[Vec<ParsedReport>]) {
@@ -866,5 +838,55 @@ pub(crate) mod testgen {
             since: Some(since),
         });
         out
+    }
+
+    /// For every period of [`periods`]: the store's per-domain totals equal the sum of its
+    /// per-day summary rows in the period (summed here independently of [`from_days`]),
+    /// and so does [`from_days`], the trait's default.
+    pub(crate) async fn assert_totals_match(store: &dyn ReportStore) {
+        let days = store.summary(&SummaryFilter::default()).await.unwrap();
+        for period in periods() {
+            let mut sums: BTreeMap<&str, DomainTotals> = BTreeMap::new();
+            for d in days.iter().filter(|d| period.contains(&d.day)) {
+                let t = sums.entry(&d.policy_domain).or_default();
+                t.policy_domain = d.policy_domain.clone();
+                t.days += 1;
+                t.reports += d.reports;
+                t.successful += d.successful;
+                t.failed += d.failed;
+            }
+            let expected: Vec<DomainTotals> = sums.into_values().collect();
+            assert_eq!(
+                store.domain_totals(&period).await.unwrap(),
+                expected,
+                "{period:?}"
+            );
+            assert_eq!(from_days(&days, &period), expected, "{period:?}");
+        }
+    }
+
+    /// Every period shape over the generated days (1,700,000,000 + 0..3 days): open, from
+    /// day 1, to day 1, exactly day 1, and an empty one.
+    pub(crate) fn periods() -> Vec<PeriodFilter> {
+        let day = |k: i64| UtcDateTime::from_unix_seconds(1_700_000_000 + k * 86_400).date_string();
+        vec![
+            PeriodFilter::default(),
+            PeriodFilter {
+                since: Some(day(1)),
+                until: None,
+            },
+            PeriodFilter {
+                since: None,
+                until: Some(day(1)),
+            },
+            PeriodFilter {
+                since: Some(day(1)),
+                until: Some(day(1)),
+            },
+            PeriodFilter {
+                since: Some(day(2)),
+                until: Some(day(1)),
+            },
+        ]
     }
 }

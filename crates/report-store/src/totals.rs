@@ -2,9 +2,9 @@
 //! aggregated by the database from the per-day rollup table `report_days`, so the answer
 //! is as many rows as there are domains, however many days the period spans.
 
-use serde::Serialize;
+use std::collections::BTreeMap;
 
-use crate::store::DaySummary;
+use serde::Serialize;
 
 /// Which days [`DomainTotals`] cover: both bounds inclusive, `YYYY-MM-DD` (UTC); `None`
 /// leaves that end open.
@@ -22,6 +22,38 @@ impl PeriodFilter {
     pub fn contains(&self, day: &str) -> bool {
         self.since.as_deref().is_none_or(|s| day >= s)
             && self.until.as_deref().is_none_or(|u| day <= u)
+    }
+}
+
+/// Sessions for one policy domain on one UTC day (the day of each report's
+/// `start-datetime`), over all reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DaySummary {
+    /// Policy domain (lower-case; empty when reporters left it out).
+    pub policy_domain: String,
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    /// Reports contributing.
+    pub reports: u64,
+    /// Sum of `total-successful-session-count`.
+    pub successful: u64,
+    /// Sum of `total-failure-session-count`.
+    pub failed: u64,
+    /// Sum of `failed-session-count` per `result-type` (from `failure-details`; reporters'
+    /// details need not add up to their totals, e.g. corpus 006).
+    pub failures_by_result_type: BTreeMap<String, u64>,
+    /// Sum of `total-failure-session-count` per reporting organisation (only non-zero).
+    pub failures_by_organization: BTreeMap<String, u64>,
+    /// Sum of `failed-session-count` per `receiving-mx-hostname` (`(none)`, the store's `NO_MX`, when
+    /// absent or empty, as for policy fetch failures).
+    pub failures_by_mx: BTreeMap<String, u64>,
+}
+
+impl DaySummary {
+    /// Successful sessions as a fraction of all sessions; `None` without sessions.
+    pub fn success_rate(&self) -> Option<f64> {
+        let total = self.successful.saturating_add(self.failed);
+        (total > 0).then(|| self.successful as f64 / total as f64)
     }
 }
 
@@ -119,64 +151,4 @@ pub(crate) fn params(period: &PeriodFilter) -> Vec<String> {
 /// A database count as `u64` (counts are never negative; a negative one reads as 0).
 pub(crate) fn count(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
-}
-
-#[cfg(test)]
-pub(crate) mod testgen {
-    use std::collections::BTreeMap;
-
-    use tlsrpt::UtcDateTime;
-
-    use super::{DomainTotals, PeriodFilter, from_days};
-    use crate::store::{ReportStore, SummaryFilter};
-
-    /// For every period of [`periods`]: the store's per-domain totals equal the sum of its
-    /// per-day summary rows in the period (summed here independently of [`from_days`]),
-    /// and so does [`from_days`], the trait's default.
-    pub(crate) async fn assert_totals_match(store: &dyn ReportStore) {
-        let days = store.summary(&SummaryFilter::default()).await.unwrap();
-        for period in periods() {
-            let mut sums: BTreeMap<&str, DomainTotals> = BTreeMap::new();
-            for d in days.iter().filter(|d| period.contains(&d.day)) {
-                let t = sums.entry(&d.policy_domain).or_default();
-                t.policy_domain = d.policy_domain.clone();
-                t.days += 1;
-                t.reports += d.reports;
-                t.successful += d.successful;
-                t.failed += d.failed;
-            }
-            let expected: Vec<DomainTotals> = sums.into_values().collect();
-            assert_eq!(
-                store.domain_totals(&period).await.unwrap(),
-                expected,
-                "{period:?}"
-            );
-            assert_eq!(from_days(&days, &period), expected, "{period:?}");
-        }
-    }
-
-    /// Every period shape over the generated days (1,700,000,000 + 0..3 days): open, from
-    /// day 1, to day 1, exactly day 1, and an empty one.
-    pub(crate) fn periods() -> Vec<PeriodFilter> {
-        let day = |k: i64| UtcDateTime::from_unix_seconds(1_700_000_000 + k * 86_400).date_string();
-        vec![
-            PeriodFilter::default(),
-            PeriodFilter {
-                since: Some(day(1)),
-                until: None,
-            },
-            PeriodFilter {
-                since: None,
-                until: Some(day(1)),
-            },
-            PeriodFilter {
-                since: Some(day(1)),
-                until: Some(day(1)),
-            },
-            PeriodFilter {
-                since: Some(day(2)),
-                until: Some(day(1)),
-            },
-        ]
-    }
 }
