@@ -82,6 +82,7 @@ mod collector;
 mod error;
 mod events_file;
 mod flush;
+mod probe;
 mod recorder;
 mod schedule;
 mod service;
@@ -90,7 +91,10 @@ pub use check::check_files;
 pub use collector::{INVALID_LOG_EVERY, MAX_DATAGRAM, parse_datagram};
 pub use error::TlsrptError;
 pub use events_file::{EventsFile, MAX_PENDING_LINES, event_line};
-pub use recorder::{Recorder, is_recorded_failure};
+pub use probe::{
+    MAX_MX_PROBED, MAX_PENDING, ProbeSetup, Prober, event_policy, mx_hosts, session_event,
+};
+pub use recorder::{MAX_PROBE_EVENTS, Recorder, is_recorded_failure};
 pub use service::TlsrptService;
 
 #[cfg(test)]
