@@ -109,6 +109,8 @@ mod tests {
         let c = Config::parse("").unwrap().tlsrpt;
         assert_eq!(c, TlsrptConfig::default());
         assert!(c.events.is_none() && c.socket.is_none() && c.send.is_none());
+        assert!(!c.probe_testing);
+        assert_eq!(c.probe_interval, Duration::from_secs(3600));
 
         let c = Config::parse(
             "[tlsrpt]\nevents = \"/tmp/e.jsonl\"\nsocket = \"/run/t.sock\"\nsocket_mode = \"0660\"\n[tlsrpt.send]\nsubmitter = \"Mail.Example.COM.\"\nrelay = \"127.0.0.1:25\"\ndkim_key = \"/k.pem\"\ndkim_selector = \"tlsrpt\"\njitter = \"1h\"\n",
@@ -141,6 +143,12 @@ mod tests {
             ("[tlsrpt]\nsocket_mode = \"999\"\n", "octal"),
             // A socketmap query is not a session (issue 18.3).
             ("[tlsrpt]\ncount_applied = true\n", "count_applied"),
+            // Probe results go to the events file.
+            ("[tlsrpt]\nprobe_testing = true\n", "needs [tlsrpt] events"),
+            ("[tlsrpt]\nprobe_interval = \"0s\"\n", "probe_interval"),
+            ("[tlsrpt]\nprobe_timeout = \"0s\"\n", "probe_timeout"),
+            ("[tlsrpt]\nprobe_concurrency = 0\n", "probe_concurrency"),
+            ("[tlsrpt]\nprobe_ehlo = \"not a name\"\n", "probe_ehlo"),
         ] {
             let err = Config::parse(bad).expect_err(bad).to_string();
             assert!(err.contains(says), "{bad}: {err}");

@@ -410,3 +410,229 @@ async fn addresses(dns: &Dns, host: &str) -> Addresses {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mta_sts_checker::probe::{ProbeError, ProbeErrorKind};
+    use mta_sts_checker::tls::{CertProblem, CertificateInfo, TlsSession};
+
+    const BODY: &str = "version: STSv1\r\nmode: testing\r\nmx: mx.example.com\r\nmx: *.backup.example.com\r\nmax_age: 86400\r\n";
+
+    fn cached() -> CachedPolicy {
+        let policy = mta_sts::Policy::parse(BODY.as_bytes()).expect("policy");
+        CachedPolicy::new(policy, "1", BODY, 0).expect("id")
+    }
+
+    fn domain() -> Domain {
+        "example.com".parse().expect("domain")
+    }
+
+    /// A probe of `host` that finished a handshake with a certificate of `problem`
+    /// (`None`: valid), or stopped with `error`.
+    fn probe(host: &str, problem: Option<CertProblem>, error: Option<ProbeErrorKind>) -> MxProbe {
+        let certificate = CertificateInfo {
+            subject: String::new(),
+            issuer: String::new(),
+            sans: vec![host.to_owned()],
+            not_before: String::new(),
+            not_after: String::new(),
+            days_left: 30,
+            chain_length: 2,
+            name_match: problem != Some(CertProblem::NameMismatch),
+            valid: problem.is_none(),
+            problem,
+            error: problem.map(|_| "verifier says no".to_owned()),
+        };
+        MxProbe {
+            host: host.to_owned(),
+            addresses: Addresses::default(),
+            tlsa: None,
+            connected_to: Some("192.0.2.25:25".parse().expect("addr")),
+            local_addr: Some("198.51.100.1:40000".parse().expect("addr")),
+            banner: Some("220 ready".into()),
+            ehlo: Some(vec!["STARTTLS".into()]),
+            starttls: Some(error.is_none()),
+            tls: error.is_none().then(|| TlsSession {
+                version: "TLS 1.3".into(),
+                cipher: String::new(),
+                certificate: Some(certificate),
+            }),
+            elapsed_ms: 1,
+            error: error.map(|kind| ProbeError::new(kind, "stopped")),
+        }
+    }
+
+    fn judged(probe: &MxProbe) -> Option<(String, Option<String>)> {
+        let event = session_event(&domain(), &cached(), probe, UtcDateTime::EPOCH)?;
+        assert_eq!(event.policy_domain, "example.com");
+        assert_eq!(event.count, 1);
+        Some(match event.outcome {
+            Outcome::Success => ("success".to_owned(), event.failure_reason_code),
+            Outcome::Failure(t) => (t.as_str().to_owned(), event.failure_reason_code),
+        })
+    }
+
+    fn pair(result: &str, reason: Option<&str>) -> Option<(String, Option<String>)> {
+        Some((result.to_owned(), reason.map(str::to_owned)))
+    }
+
+    /// RFC 8461 §4.1 (MX name against the patterns) and §4.2 (STARTTLS, WebPKI), judged
+    /// as enforce would; RFC 8460 §4.3.1 result types.
+    #[test]
+    fn rfc8460_4_3_1_probe_outcomes_as_enforce_judges_them() {
+        assert_eq!(
+            judged(&probe("mx.example.com", None, None)),
+            pair("success", None)
+        );
+        // A wildcard covers one label (RFC 8461 §4.1).
+        assert_eq!(
+            judged(&probe("a.backup.example.com", None, None)),
+            pair("success", None)
+        );
+        assert_eq!(
+            judged(&probe("a.b.backup.example.com", None, None)),
+            pair("certificate-host-mismatch", Some("mx-not-in-policy"))
+        );
+        for (problem, result, reason) in [
+            (
+                CertProblem::NameMismatch,
+                "certificate-host-mismatch",
+                "certificate-name-mismatch",
+            ),
+            (
+                CertProblem::Expired,
+                "certificate-expired",
+                "certificate-expired",
+            ),
+            (
+                CertProblem::Untrusted,
+                "certificate-not-trusted",
+                "certificate-untrusted",
+            ),
+            (
+                CertProblem::Invalid,
+                "validation-failure",
+                "certificate-invalid",
+            ),
+        ] {
+            assert_eq!(
+                judged(&probe("mx.example.com", Some(problem), None)),
+                pair(result, Some(reason)),
+                "{problem:?}"
+            );
+        }
+        let mut plain = probe("mx.example.com", None, None);
+        plain.starttls = Some(false);
+        plain.tls = None;
+        assert_eq!(
+            judged(&plain),
+            pair("starttls-not-supported", Some("starttls-not-offered"))
+        );
+        assert_eq!(
+            judged(&probe(
+                "mx.example.com",
+                None,
+                Some(ProbeErrorKind::StarttlsRefused)
+            )),
+            pair("starttls-not-supported", Some("starttls-refused"))
+        );
+        assert_eq!(
+            judged(&probe(
+                "mx.example.com",
+                None,
+                Some(ProbeErrorKind::TlsVersion)
+            )),
+            pair("validation-failure", Some("tls-version"))
+        );
+        // No TLS session took place: nothing to report.
+        for kind in [
+            ProbeErrorKind::Connect,
+            ProbeErrorKind::Timeout,
+            ProbeErrorKind::NoAddress,
+            ProbeErrorKind::Smtp,
+        ] {
+            assert_eq!(judged(&probe("mx.example.com", None, Some(kind))), None);
+        }
+    }
+
+    #[test]
+    fn rfc8460_4_4_failure_details_and_policy_of_a_probe_session() {
+        let event = session_event(
+            &domain(),
+            &cached(),
+            &probe("mx.example.com", Some(CertProblem::NameMismatch), None),
+            UtcDateTime::from_unix_seconds(1_714_564_800),
+        )
+        .expect("a session");
+        assert_eq!(event.policy.policy_type, PolicyType::Sts);
+        assert_eq!(
+            event.policy.policy_string,
+            [
+                "version: STSv1",
+                "mode: testing",
+                "mx: mx.example.com",
+                "mx: *.backup.example.com",
+                "max_age: 86400"
+            ]
+        );
+        assert_eq!(
+            event.policy.mx_host,
+            ["mx.example.com", "*.backup.example.com"]
+        );
+        assert_eq!(event.sending_mta_ip.as_deref(), Some("198.51.100.1"));
+        assert_eq!(event.receiving_ip.as_deref(), Some("192.0.2.25"));
+        assert_eq!(
+            event.receiving_mx_hostname.as_deref(),
+            Some("mx.example.com")
+        );
+        // A success carries no failure details.
+        let ok = session_event(
+            &domain(),
+            &cached(),
+            &probe("mx.example.com", None, None),
+            UtcDateTime::EPOCH,
+        )
+        .expect("a session");
+        assert!(ok.sending_mta_ip.is_none() && ok.failure_reason_code.is_none());
+    }
+
+    #[test]
+    fn rfc5321_5_1_mx_hosts_in_preference_order_implicit_and_null() {
+        let found = |records: &[(u16, &str)]| DnsOutcome::Found {
+            records: records.iter().map(|(p, h)| (*p, (*h).to_owned())).collect(),
+            ttl: 60,
+        };
+        assert_eq!(
+            mx_hosts(
+                &domain(),
+                &found(&[
+                    (20, "B.example.com."),
+                    (10, "a.example.com"),
+                    (30, "b.example.com")
+                ])
+            ),
+            ["a.example.com", "b.example.com"]
+        );
+        // No MX: the domain itself (implicit MX).
+        assert_eq!(
+            mx_hosts(&domain(), &DnsOutcome::NoRecord { negative_ttl: None }),
+            ["example.com"]
+        );
+        // Null MX (RFC 7505): no mail, nothing to probe.
+        assert!(mx_hosts(&domain(), &found(&[(0, ".")])).is_empty());
+        let many: Vec<(u16, String)> = (0..20).map(|i| (i, format!("mx{i}.example.com"))).collect();
+        let many: Vec<(u16, &str)> = many.iter().map(|(p, h)| (*p, h.as_str())).collect();
+        assert_eq!(mx_hosts(&domain(), &found(&many)).len(), MAX_MX_PROBED);
+        assert!(
+            mx_hosts(
+                &domain(),
+                &DnsOutcome::Failure {
+                    kind: mta_sts_net::dns::DnsFailureKind::Timeout,
+                    message: "timed out".into()
+                }
+            )
+            .is_empty()
+        );
+    }
+}
