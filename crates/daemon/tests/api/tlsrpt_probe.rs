@@ -384,3 +384,48 @@ async fn probe_testing_off_by_default_probes_nothing() {
     );
     daemon.shutdown().await;
 }
+
+/// The probe is off the answering path: an MX that accepts the connection and never greets
+/// holds its probe until `probe_timeout`, while the query was answered at once; a probe
+/// that saw no TLS session (here: a time-out before the greeting) records nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc8461_5_the_answer_never_waits_for_the_probe_and_a_silent_mx_is_not_reported() {
+    let world = world();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let accepted = Arc::clone(&held);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = silent.accept().await {
+            accepted.lock().unwrap().push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&world, &[("mx.testing.test", port)], dir.path());
+    config.tlsrpt.probe_timeout = Duration::from_secs(2);
+    let daemon = Daemon::start(config).await.expect("daemon starts");
+    let metrics = Arc::clone(daemon.core().metrics());
+
+    // The first query fetches the policy; the second is answered from the cache.
+    for _ in 0..2 {
+        let asked = std::time::Instant::now();
+        assert_eq!(query(&daemon, "postfix testing.test").await, "NOTFOUND ");
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "answered in {:?}",
+            asked.elapsed()
+        );
+    }
+    let held_now = Arc::clone(&held);
+    eventually("the probe connected", move || {
+        let held = Arc::clone(&held_now);
+        async move { !held.lock().unwrap().is_empty() }
+    })
+    .await;
+    assert_eq!(metrics.tlsrpt_probes_started.load(Ordering::Relaxed), 1);
+    // Past the probe's time-out: no TLS session took place, nothing is reported.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(probe_lines(&daemon, dir.path()).await.is_empty());
+    assert_eq!(held.lock().unwrap().len(), 1, "one probe connection");
+    daemon.shutdown().await;
+}
