@@ -51,7 +51,7 @@ use crate::resolver_lookup::ResolverLookup;
 use crate::server::{ServerError, ServerOptions, SocketmapServer};
 use crate::state::Refresher;
 pub use crate::state::{Core, Generation};
-use crate::tlsrpt::{Recorder, TlsrptError, TlsrptService};
+use crate::tlsrpt::{ProbeSetup, Prober, Recorder, TlsrptError, TlsrptService};
 
 /// Why the daemon cannot start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +252,7 @@ pub async fn check(config: &Config) -> Result<(), DaemonError> {
     Resolver::new(resolver_config(config)?, store, Arc::new(SystemClock))
         .map_err(DaemonError::Resolver)?;
     crate::tlsrpt::check_files(&config.tlsrpt, &config.resolver)?;
+    ProbeSetup::new(&config.tlsrpt, &config.resolver, Arc::new(SystemClock))?;
     use crate::socket_path::{SocketKind, SocketPathError, check_stale, group_id};
     for (what, group) in [
         ("[socketmap] socket_group", &config.socketmap.socket_group),
@@ -327,6 +328,7 @@ async fn build_generation(
     store: Arc<dyn Store>,
     metrics: &Arc<Metrics>,
     recorder: &Arc<Recorder>,
+    prober: &Arc<Prober>,
     clock: &Arc<dyn Clock>,
 ) -> Result<Generation, DaemonError> {
     let resolver = Resolver::new(resolver_config(&config)?, store, Arc::clone(clock))
@@ -337,7 +339,7 @@ async fn build_generation(
         "warm start: cached policies loaded from the store"
     );
     let refresher = Arc::new(Refresher::start(&resolver));
-    let lookup = lookup_for(&config, resolver, metrics, recorder);
+    let lookup = lookup_for(&config, resolver, metrics, recorder, prober);
     Ok(Generation {
         config,
         lookup,
@@ -350,6 +352,7 @@ fn lookup_for(
     resolver: Resolver,
     metrics: &Arc<Metrics>,
     recorder: &Arc<Recorder>,
+    prober: &Arc<Prober>,
 ) -> ResolverLookup {
     let dane = DaneClient::new(
         &config.resolver.nameservers,
@@ -360,6 +363,7 @@ fn lookup_for(
         .with_dane(dane)
         .with_metrics(Arc::clone(metrics))
         .with_tlsrpt(Arc::clone(recorder))
+        .with_prober(Arc::clone(prober))
 }
 
 /// Descriptors kept free for everything but client connections: listeners, the store, the
@@ -462,8 +466,21 @@ impl Daemon {
         let metrics = Arc::new(Metrics::default());
         let store = open_store(&config).await?;
         let recorder = Arc::new(Recorder::new());
+        let prober = Arc::new(Prober::new(
+            Arc::clone(&recorder),
+            Arc::clone(&metrics),
+            Arc::clone(&clock),
+        ));
         let generation = Arc::new(
-            build_generation(config, Arc::clone(&store), &metrics, &recorder, &clock).await?,
+            build_generation(
+                config,
+                Arc::clone(&store),
+                &metrics,
+                &recorder,
+                &prober,
+                &clock,
+            )
+            .await?,
         );
         let config = &generation.config;
         let caps = connection_caps(
@@ -495,6 +512,7 @@ impl Daemon {
             &config.tlsrpt,
             &config.resolver,
             recorder,
+            prober,
             Arc::clone(&metrics),
             Arc::clone(&clock),
         )
@@ -577,6 +595,7 @@ impl Daemon {
                     Arc::clone(&core.store),
                     &core.metrics,
                     core.tlsrpt.recorder(),
+                    core.tlsrpt.prober(),
                     &core.clock,
                 )
                 .await
@@ -590,8 +609,18 @@ impl Daemon {
             }
         }
         .await;
+        // The probe settings load before anything changes, so a bad one refuses the reload.
+        let result = result.and_then(|generation| {
+            let probes = ProbeSetup::new(
+                &generation.config.tlsrpt,
+                &generation.config.resolver,
+                Arc::clone(&core.clock),
+            )?;
+            Ok((generation, probes))
+        });
         match result {
-            Ok(generation) => {
+            Ok((generation, probes)) => {
+                core.tlsrpt.prober().install(probes);
                 let generation = Arc::new(generation);
                 core.server.update(
                     generation.config.zone_table(),

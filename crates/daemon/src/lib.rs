@@ -17,7 +17,7 @@
 //! | HTTP API | [`http`] |
 //! | taking over a UNIX socket path (stale sockets only) | [`socket_path`] |
 //! | systemd notification | [`notify`] |
-//! | TLS-RPT: policy outcomes, collector socket, scheduled reports | [`tlsrpt`] |
+//! | TLS-RPT: policy outcomes, collector socket, scheduled reports, testing-mode MX probes | [`tlsrpt`] |
 //! | the state shared by the running daemon's tasks (generation in force, handles) | [`state`] |
 //! | the running daemon: wiring, reload, shutdown, signals | [`app`] |
 //!
@@ -38,8 +38,8 @@
 //! config, metrics, socket_path, notify: no module of this crate
 //! ```
 //!
-//! Inside [`tlsrpt`] the same holds: `service` → `collector`, `schedule` → `flush` →
-//! `recorder`, `events_file` → `error`. The wire protocol (netstrings, requests,
+//! Inside [`tlsrpt`] the same holds: `service` → `collector`, `schedule` → `flush`,
+//! `probe` → `recorder`, `events_file` → `error`. The wire protocol (netstrings, requests,
 //! replies) is the `mta-sts-socketmap` crate below all of them.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -357,6 +357,19 @@ pub struct TlsrptConfig {
     pub socket_group: Option<String>,
     /// `[tlsrpt.send]`: generate and deliver reports on a schedule; `None` (default): off.
     pub send: Option<TlsrptSendConfig>,
+    /// `probe_testing`: probe the MX hosts of `mode: testing` domains over STARTTLS and
+    /// record what enforce would have seen (default false; needs `events`). See
+    /// [`crate::tlsrpt`], "Testing mode".
+    pub probe_testing: bool,
+    /// `probe_interval`: at most one probe per policy domain per this long (default 1 h).
+    pub probe_interval: Duration,
+    /// `probe_concurrency`: probes of domains in flight at once (default 4).
+    pub probe_concurrency: usize,
+    /// `probe_timeout`: one MX probe, connect to QUIT (default 30 s).
+    pub probe_timeout: Duration,
+    /// `probe_ehlo`: the EHLO name of the probe; default the `[tlsrpt.send]` submitter,
+    /// else `localhost`.
+    pub probe_ehlo: Option<String>,
 }
 
 impl Default for TlsrptConfig {
@@ -368,6 +381,11 @@ impl Default for TlsrptConfig {
             socket_mode: 0o666,
             socket_group: None,
             send: None,
+            probe_testing: false,
+            probe_interval: Duration::from_secs(3600),
+            probe_concurrency: 4,
+            probe_timeout: Duration::from_secs(30),
+            probe_ehlo: None,
         }
     }
 }

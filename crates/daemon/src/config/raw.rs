@@ -77,6 +77,11 @@ pub(super) const SCHEMA: Schema = Schema {
                 "socket_mode",
                 "socket_group",
                 "send",
+                "probe_testing",
+                "probe_interval",
+                "probe_concurrency",
+                "probe_timeout",
+                "probe_ehlo",
             ],
         ),
         (
@@ -144,6 +149,11 @@ struct RawTlsrpt {
     socket_mode: Option<FileMode>,
     socket_group: Option<Parsed<GroupName>>,
     send: Option<RawTlsrptSend>,
+    probe_testing: Option<bool>,
+    probe_interval: Option<HumanDuration>,
+    probe_concurrency: Option<usize>,
+    probe_timeout: Option<HumanDuration>,
+    probe_ehlo: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -208,6 +218,53 @@ impl RawTlsrpt {
                 "[tlsrpt.send] needs [tlsrpt] events: the file the reports are built from, e.g. `events = \"/var/lib/mta-sts/tlsrpt-events.jsonl\"`",
             ));
         }
+        let probe_testing = self.probe_testing.unwrap_or(d.probe_testing);
+        if probe_testing && self.events.is_none() {
+            return Err(Misfit::new(
+                "tlsrpt",
+                "probe_testing",
+                "[tlsrpt] probe_testing needs [tlsrpt] events: the file the probe results are recorded in, e.g. `events = \"/var/lib/mta-sts/tlsrpt-events.jsonl\"`",
+            ));
+        }
+        let probe_interval = self.probe_interval.map(|t| t.0).unwrap_or(d.probe_interval);
+        if probe_interval.is_zero() {
+            return Err(Misfit::new(
+                "tlsrpt",
+                "probe_interval",
+                "[tlsrpt] probe_interval must be above 0 (default \"1h\")",
+            ));
+        }
+        let probe_timeout = self.probe_timeout.map(|t| t.0).unwrap_or(d.probe_timeout);
+        if probe_timeout.is_zero() {
+            return Err(Misfit::new(
+                "tlsrpt",
+                "probe_timeout",
+                "[tlsrpt] probe_timeout must be above 0 (default \"30s\")",
+            ));
+        }
+        let probe_concurrency = self.probe_concurrency.unwrap_or(d.probe_concurrency);
+        if !(1..=256).contains(&probe_concurrency) {
+            return Err(Misfit::new(
+                "tlsrpt",
+                "probe_concurrency",
+                "[tlsrpt] probe_concurrency must be 1 to 256 (default 4)",
+            ));
+        }
+        let probe_ehlo = match self.probe_ehlo {
+            None => None,
+            Some(name) => match mta_sts::Domain::parse(&name) {
+                Ok(domain) => Some(domain.as_str().to_owned()),
+                Err(_) => {
+                    return Err(Misfit::new(
+                        "tlsrpt",
+                        "probe_ehlo",
+                        format!(
+                            "[tlsrpt] probe_ehlo `{name}` is not a domain name (e.g. \"mail.example.com\")"
+                        ),
+                    ));
+                }
+            },
+        };
         Ok(TlsrptConfig {
             events: self.events,
             flush_interval,
@@ -215,6 +272,11 @@ impl RawTlsrpt {
             socket_mode: self.socket_mode.map(|m| m.0).unwrap_or(d.socket_mode),
             socket_group: self.socket_group.map(|g| g.0.0),
             send,
+            probe_testing,
+            probe_interval,
+            probe_concurrency,
+            probe_timeout,
+            probe_ehlo,
         })
     }
 }

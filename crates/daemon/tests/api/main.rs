@@ -10,3 +10,4 @@ mod daemon_app;
 mod peer_tables_end_to_end;
 mod socketmap_server;
 mod tlsrpt;
+mod tlsrpt_probe;
