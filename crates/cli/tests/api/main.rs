@@ -12,6 +12,7 @@ mod daemon_support;
 mod daemon_tlsrpt_config;
 mod lint;
 mod manpages;
+mod migrate;
 mod owner_readme;
 mod performance_doc;
 mod postfix_docs;

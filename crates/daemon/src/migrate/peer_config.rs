@@ -112,10 +112,9 @@ pub fn convert_value(root: &Value) -> Result<Conversion, PeerConfigError> {
             ),
         );
     }
-    c.warnings.sort_by_key(|w| w.order);
     Ok(Conversion {
         toml: c.out,
-        warnings: c.warnings.into_iter().map(|w| w.warning).collect(),
+        warnings: c.warnings,
     })
 }
 
@@ -133,16 +132,10 @@ const TOP_KEYS: &[&str] = &[
     "zones",
 ];
 
-/// A warning and its place (the order of the peer's keys in the man page).
-struct Ordered {
-    order: usize,
-    warning: Warning,
-}
-
 #[derive(Default)]
 struct Converter {
     out: String,
-    warnings: Vec<Ordered>,
+    warnings: Vec<Warning>,
 }
 
 fn wrong(key: &str, v: &Value, expected: &'static str) -> PeerConfigError {
@@ -168,7 +161,7 @@ fn show(v: &Value) -> String {
         Kind::Null => "null".to_owned(),
         Kind::Bool(b) => b.to_string(),
         Kind::Int(i) => i.to_string(),
-        Kind::Float(f) => f.to_string(),
+        Kind::Float(f) => format!("{f:?}"),
         Kind::Str(s) => format!("{s:?}"),
         Kind::Seq(_) => "[…]".to_owned(),
         Kind::Map(_) => "{…}".to_owned(),
@@ -259,13 +252,9 @@ fn toml_key(s: &str) -> String {
 
 impl Converter {
     fn warn(&mut self, key: &str, message: impl Into<String>) {
-        let order = self.warnings.len();
-        self.warnings.push(Ordered {
-            order,
-            warning: Warning {
-                key: key.to_owned(),
-                message: message.into(),
-            },
+        self.warnings.push(Warning {
+            key: key.to_owned(),
+            message: message.into(),
         });
     }
 
