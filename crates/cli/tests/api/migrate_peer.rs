@@ -19,7 +19,7 @@ use crate::daemon_support::{DaemonProc, bin, free_port, have, is_root, require_i
 const GOOD: &str = "version: STSv1\nmode: enforce\nmx: mail.loc\nmax_age: 86400";
 const ID: &str = "v=STSv1;id=20180907T090909;";
 
-fn skip(why: &str) {
+pub(crate) fn skip(why: &str) {
     assert!(!require_interop(), "{why} (MTA_STS_REQUIRE_INTEROP=1)");
     eprintln!("SKIP: {why}");
 }
@@ -137,21 +137,32 @@ fn wait_listening(addr: SocketAddr, child: &mut Child, log: &Path) {
     }
 }
 
-#[test]
-fn compare_with_the_real_peer_on_its_own_vectors() {
+/// The test world with the peer running on it, configured by `yaml(port)`.
+pub(crate) struct PeerLab {
+    pub world: World,
+    pub peer_addr: SocketAddr,
+    pub peer_log: std::path::PathBuf,
+    pub yaml_file: std::path::PathBuf,
+    _peer: Peer,
+}
+
+/// Starts the world and the peer on a free port (`None`: skipped, the reason printed).
+pub(crate) fn start_lab(dir: &Path, yaml: impl Fn(u16) -> String) -> Option<PeerLab> {
     if !is_root() {
-        return skip("needs root (DNS on port 53, policy hosts on port 443 for the peer)");
+        skip("needs root (DNS on port 53, policy hosts on port 443 for the peer)");
+        return None;
     }
     if !have("python3", "python3-venv") {
-        return;
+        return None;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/peer-resolver");
     let out = Command::new(&script).output().expect("run scripts/peer-resolver");
     if !out.status.success() {
-        return skip(&format!(
+        skip(&format!(
             "scripts/peer-resolver failed (python3-venv, PyPI): {}",
             String::from_utf8_lossy(&out.stderr)
         ));
+        return None;
     }
     let venv_bin = String::from_utf8_lossy(&out.stdout).trim().to_owned();
 
@@ -176,17 +187,10 @@ fn compare_with_the_real_peer_on_its_own_vectors() {
         world.dns().set_a(&host, &[https_ip]);
     }
 
-    let dir = tempfile::tempdir().expect("tempdir");
     let peer_port = free_port();
-    let yaml = format!(
-        "host: 127.0.0.1\nport: {peer_port}\nreuse_port: true\nshutdown_timeout: 1\n\
-         cache:\n  type: internal\n  options:\n    cache_size: 1000\n\
-         default_zone:\n  strict_testing: false\n  timeout: 3\n\
-         zones:\n  strict:\n    strict_testing: true\n    timeout: 3\n  nosni:\n    require_sni: false\n"
-    );
-    let yaml_file = dir.path().join("mta-sts-daemon.yml");
-    std::fs::write(&yaml_file, &yaml).expect("write yaml");
-    let peer_log = dir.path().join("peer.log");
+    let yaml_file = dir.join("mta-sts-daemon.yml");
+    std::fs::write(&yaml_file, yaml(peer_port)).expect("write yaml");
+    let peer_log = dir.join("peer.log");
     let mut child = Command::new(format!("{venv_bin}/python"))
         .args(["-c", PEER_MAIN, "-c"])
         .arg(&yaml_file)
@@ -198,13 +202,36 @@ fn compare_with_the_real_peer_on_its_own_vectors() {
         .expect("start the peer");
     let peer_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, peer_port));
     wait_listening(peer_addr, &mut child, &peer_log);
-    let _peer = Peer(child);
+    Some(PeerLab {
+        world,
+        peer_addr,
+        peer_log,
+        yaml_file,
+        _peer: Peer(child),
+    })
+}
+
+#[test]
+fn compare_with_the_real_peer_on_its_own_vectors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(lab) = start_lab(dir.path(), |peer_port| {
+        format!(
+            "host: 127.0.0.1\nport: {peer_port}\nreuse_port: true\nshutdown_timeout: 1\n\
+             cache:\n  type: internal\n  options:\n    cache_size: 1000\n\
+             default_zone:\n  strict_testing: false\n  timeout: 3\n\
+             zones:\n  strict:\n    strict_testing: true\n    timeout: 3\n  nosni:\n    require_sni: false\n"
+        )
+    }) else {
+        return;
+    };
+    let (world, peer_addr, peer_log, yaml_file) =
+        (&lab.world, lab.peer_addr, &lab.peer_log, &lab.yaml_file);
 
     // Ours: the same YAML through `mta-sts migrate config`, on its own port, with the
     // world's resolver settings added (the peer's come from the patch above).
     let converted = Command::new(bin())
         .args(["migrate", "config"])
-        .arg(&yaml_file)
+        .arg(yaml_file)
         .output()
         .expect("migrate config");
     assert!(converted.status.success());
@@ -220,7 +247,7 @@ fn compare_with_the_real_peer_on_its_own_vectors() {
         &socketmap_extra,
         &format!(
             "{}\n{rest}",
-            crate::daemon_support::resolver_section(&world)
+            crate::daemon_support::resolver_section(world)
         ),
         &[],
     );
@@ -258,7 +285,7 @@ fn compare_with_the_real_peer_on_its_own_vectors() {
             differing,
             ["maxageover.loc", "underscore.loc"],
             "map {map}:\n{text}\npeer log: {}\nours: {}",
-            std::fs::read_to_string(&peer_log).unwrap_or_default(),
+            std::fs::read_to_string(peer_log).unwrap_or_default(),
             ours.log_text()
         );
         assert!(text.contains("ours clamps it, RFC 8461 erratum 7282"), "{text}");

@@ -42,6 +42,10 @@ pub enum Verdict {
 pub enum Reason {
     /// Ours answers `OK dane-only`: RFC 8461 §2, DANE takes precedence (`dane = "defer"`).
     DanePrecedence,
+    /// The other server answers a DANE level (`dane`, `dane-only`: postfix-tlspol does for
+    /// DNSSEC-signed MX hosts with TLSA records) where ours answers `NOTFOUND `: without an
+    /// MTA-STS policy ours leaves the domain to Postfix's own `smtp_tls_security_level = dane`.
+    PeerDaneLevel,
     /// Ours keeps the message (`TEMP` or `policy_failure=`) where the peer delivers as
     /// without a policy: `on_failure = "temp"`.
     OnFailureTemp,
@@ -73,6 +77,7 @@ impl Reason {
         matches!(
             self,
             Reason::DanePrecedence
+                | Reason::PeerDaneLevel
                 | Reason::OnFailureTemp
                 | Reason::PeerEmptyMatch
                 | Reason::OursStricter
@@ -85,6 +90,9 @@ impl Reason {
         match self {
             Reason::DanePrecedence => {
                 "on purpose: DANE precedence (RFC 8461 §2): the zone has dane = \"defer\" and every MX has DNSSEC-validated TLSA records, so Postfix authenticates with DANE"
+            }
+            Reason::PeerDaneLevel => {
+                "on purpose: no MTA-STS policy applies, so ours answers NOTFOUND and Postfix's own smtp_tls_security_level (dane, with smtp_dns_support_level = dnssec) does the DANE the other server asked for"
             }
             Reason::OnFailureTemp => {
                 "on purpose: the zone has on_failure = \"temp\": a failed lookup with nothing cached defers the mail instead of delivering it as without MTA-STS"
@@ -182,6 +190,11 @@ pub fn compare(peer: &Answer, ours: &Answer) -> Verdict {
     let secure = |s: &Shape<'_>| s.verb == "OK" && s.level == Some("secure");
     let reason = if o.verb == "OK" && o.level == Some("dane-only") {
         Reason::DanePrecedence
+    } else if p.verb == "OK"
+        && matches!(p.level, Some("dane" | "dane-only"))
+        && o.verb == "NOTFOUND"
+    {
+        Reason::PeerDaneLevel
     } else if o.verb == "TEMP" || o.rest.iter().any(|w| w.starts_with("policy_failure=")) {
         Reason::OnFailureTemp
     } else if secure(&p) && p.matches.is_empty() && !secure(&o) {
@@ -231,6 +244,8 @@ mod tests {
         let secure = r("OK secure match=mail.loc servername=hostname");
         let cases = [
             (&secure, r("OK dane-only"), Reason::DanePrecedence),
+            (&r("OK dane"), r("OK dane-only"), Reason::DanePrecedence),
+            (&r("OK dane"), r("NOTFOUND "), Reason::PeerDaneLevel),
             (&secure, r("NOTFOUND "), Reason::OursStricter),
             (&r("NOTFOUND "), secure.clone(), Reason::OursAccepts),
             (

@@ -27,7 +27,7 @@ mod peer_default {
 pub struct Conversion {
     /// The `daemon.toml` text.
     pub toml: String,
-    /// One per peer key that has no equivalent, in file order.
+    /// One per peer key that has no equivalent (listener, cache, refresh, zones, others).
     pub warnings: Vec<Warning>,
 }
 
