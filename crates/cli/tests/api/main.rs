@@ -13,6 +13,7 @@ mod daemon_tlsrpt_config;
 mod lint;
 mod manpages;
 mod migrate;
+mod migrate_doc;
 mod migrate_peer;
 mod owner_readme;
 mod performance_doc;
