@@ -294,6 +294,28 @@ fn migrating_doc_runs_as_written() {
         );
     }
 
+    // README's "Switch from postfix-mta-sts-resolver" commands are the doc's, run above.
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+    )
+    .expect("README.md");
+    let section = readme
+        .split("### Switch from postfix-mta-sts-resolver")
+        .nth(1)
+        .expect("README has a section \"Switch from postfix-mta-sts-resolver\"");
+    let commands = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a sh block in README's switch section");
+    let tested = format!("{}{}", block(&doc, "convert"), block(&doc, "compare"));
+    for line in commands.lines() {
+        assert!(
+            tested.lines().any(|t| t == line),
+            "README's `{line}` is not one of docs/migrating.md's tested commands"
+        );
+    }
+
     // postfix-tlspol: the hand-written file passes --check-config (its port made free).
     let tlspol = d.join("tlspol.toml");
     std::fs::write(
