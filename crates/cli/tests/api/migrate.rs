@@ -15,7 +15,10 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).output().expect("run mta-sts")
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run mta-sts")
 }
 
 /// Converts `yaml` (written to `dir`), expecting success: (TOML, warning lines).
@@ -45,7 +48,12 @@ fn check_config(dir: &Path, toml: &str) -> String {
         format!("{toml}\n[http]\nlisten = \"127.0.0.1:{}\"\n", free_port()),
     )
     .expect("write toml");
-    let out = run(&["daemon", "--check-config", "--config", file.to_str().expect("utf-8")]);
+    let out = run(&[
+        "daemon",
+        "--check-config",
+        "--config",
+        file.to_str().expect("utf-8"),
+    ]);
     assert!(
         out.status.success(),
         "check-config refused the converted file:\n{toml}\n{}",
@@ -154,7 +162,10 @@ fn peer_redis_config_passes_check_config() {
     }
     let text = std::fs::read_to_string(fixture("redis.yml"))
         .expect("fixture")
-        .replace("redis://127.0.0.1/0", &format!("redis://127.0.0.1:{port}/0"));
+        .replace(
+            "redis://127.0.0.1/0",
+            &format!("redis://127.0.0.1:{port}/0"),
+        );
     let (toml, warnings) = convert(dir.path(), &text);
     assert_eq!(
         keys_of(&warnings),
@@ -275,15 +286,20 @@ fn peer_test_shapes_convert() {
         "{toml}"
     );
     assert!(toml.contains("store = \"memory\""), "{toml}");
-    check_config(dir.path(), &toml.replace("127.0.0.1:8461", &format!("127.0.0.1:{}", free_port())));
+    check_config(
+        dir.path(),
+        &toml.replace("127.0.0.1:8461", &format!("127.0.0.1:{}", free_port())),
+    );
     let (toml, _) = convert(dir.path(), "default_zone:\n  require_sni: false\n");
     assert!(toml.contains("require_sni = false"), "{toml}");
     let (toml, _) = convert(dir.path(), "default_zone: {strict_testing: True}\n");
     assert!(toml.contains("strict_testing = true"), "{toml}");
     // Python's 0o666 is YAML 1.1's 0666 (or 438); `host`/`port` are ignored next to `path`.
     for mode in ["0666", "438"] {
-        let (toml, warnings) =
-            convert(dir.path(), &format!("path: /tmp/x.sock\nmode: {mode}\nport: 1\n"));
+        let (toml, warnings) = convert(
+            dir.path(),
+            &format!("path: /tmp/x.sock\nmode: {mode}\nport: 1\n"),
+        );
         assert!(
             toml.contains("listen = \"unix:/tmp/x.sock\"\nsocket_mode = \"0666\"\n"),
             "{toml}"
@@ -299,11 +315,20 @@ fn unconvertible_files_exit_2_with_the_line() {
     for (yaml, expect) in [
         ("port: eighty\n", "line 1: `port` must be an integer"),
         ("cache:\n  type: memcached\n", "line 2: `cache.type`"),
-        ("cache:\n  type: sqlite\n", "`cache.options.filename`: required"),
-        ("zones:\n  a:\n    timeout: [1]\n", "line 3: `zones.a.timeout`"),
+        (
+            "cache:\n  type: sqlite\n",
+            "`cache.options.filename`: required",
+        ),
+        (
+            "zones:\n  a:\n    timeout: [1]\n",
+            "line 3: `zones.a.timeout`",
+        ),
         ("host: [\n", "not YAML"),
         // YAML 1.1 has no `0o` octal: PyYAML reads a string, which the peer cannot chmod.
-        ("path: /tmp/x.sock\nmode: 0o666\n", "line 2: `mode` must be an integer"),
+        (
+            "path: /tmp/x.sock\nmode: 0o666\n",
+            "line 2: `mode` must be an integer",
+        ),
     ] {
         let file = dir.path().join("bad.yml");
         std::fs::write(&file, yaml).expect("write");
@@ -311,6 +336,9 @@ fn unconvertible_files_exit_2_with_the_line() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{yaml}: {stderr}");
         assert!(stderr.contains(expect), "{yaml}: {stderr}");
-        assert!(out.stdout.is_empty(), "{yaml}: printed TOML for a refused file");
+        assert!(
+            out.stdout.is_empty(),
+            "{yaml}: printed TOML for a refused file"
+        );
     }
 }

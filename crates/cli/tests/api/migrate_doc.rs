@@ -30,7 +30,10 @@ fn block(doc: &str, name: &str) -> String {
         .find(|l| l.trim() == marker)
         .unwrap_or_else(|| panic!("docs/migrating.md has no `{marker}`"));
     let fence = lines.next().unwrap_or_default();
-    assert!(fence.trim_start().starts_with("```"), "no fence after {marker}");
+    assert!(
+        fence.trim_start().starts_with("```"),
+        "no fence after {marker}"
+    );
     let indent = fence.len() - fence.trim_start().len();
     let mut out = String::new();
     for line in lines {
@@ -130,7 +133,10 @@ fn migrating_doc_runs_as_written() {
             lab.yaml_file.display().to_string(),
         ),
         ("/tmp/".into(), format!("{}/", d.display())),
-        ("/var/log/mail.log".into(), d.join("mail.log").display().to_string()),
+        (
+            "/var/log/mail.log".into(),
+            d.join("mail.log").display().to_string(),
+        ),
         ("127.0.0.1:8461".into(), lab.peer_addr.to_string()),
         ("127.0.0.1:8471".into(), format!("127.0.0.1:{ours_port}")),
         ("maxageover.example".into(), "maxageover.loc".into()),
@@ -146,7 +152,10 @@ fn migrating_doc_runs_as_written() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "convert: {stderr}");
     assert!(stderr.contains("warning: reuse_port: true"), "{stderr}");
-    assert!(stderr.contains("warning: cache.options.cache_size: 10000"), "{stderr}");
+    assert!(
+        stderr.contains("warning: cache.options.cache_size: 10000"),
+        "{stderr}"
+    );
     let converted = d.join("mta-sts-daemon.toml");
     let mut toml = std::fs::read_to_string(&converted).expect("converted file");
     toml.push_str(&format!(
@@ -169,7 +178,11 @@ fn migrating_doc_runs_as_written() {
         .args(["-c", &format!("exec {}", run.trim())])
         .env(
             "PATH",
-            format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default()),
+            format!(
+                "{}:{}",
+                bin_dir.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
         )
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&trial_log).expect("log"))
@@ -199,7 +212,11 @@ fn migrating_doc_runs_as_written() {
     )
     .expect("write log");
     let out = sh(&subst(&block(&doc, "destinations"), &table), &bin_dir);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         std::fs::read_to_string(d.join("destinations.txt")).expect("list"),
         "good.loc\nmaxageover.loc\nno-record.loc\nwild.loc\n"
@@ -279,7 +296,8 @@ fn migrating_doc_runs_as_written() {
     );
     if script.contains("postmap") {
         assert!(
-            String::from_utf8_lossy(&out.stdout).contains("secure match=mail.loc servername=hostname"),
+            String::from_utf8_lossy(&out.stdout)
+                .contains("secure match=mail.loc servername=hostname"),
             "{}",
             String::from_utf8_lossy(&out.stdout)
         );
@@ -295,10 +313,9 @@ fn migrating_doc_runs_as_written() {
     }
 
     // README's "Switch from postfix-mta-sts-resolver" commands are the doc's, run above.
-    let readme = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
-    )
-    .expect("README.md");
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .expect("README.md");
     let section = readme
         .split("### Switch from postfix-mta-sts-resolver")
         .nth(1)
@@ -322,7 +339,8 @@ fn migrating_doc_runs_as_written() {
         &tlspol,
         format!(
             "{}\n[http]\nlisten = \"127.0.0.1:{}\"\n{}",
-            block(&doc, "tlspol-config").replace("127.0.0.1:8642", &format!("127.0.0.1:{}", free_port())),
+            block(&doc, "tlspol-config")
+                .replace("127.0.0.1:8642", &format!("127.0.0.1:{}", free_port())),
             free_port(),
             resolver_section(&lab.world),
         ),
@@ -339,5 +357,8 @@ fn migrating_doc_runs_as_written() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("query: ") && stdout.contains("dane=defer"), "{stdout}");
+    assert!(
+        stdout.contains("query: ") && stdout.contains("dane=defer"),
+        "{stdout}"
+    );
 }

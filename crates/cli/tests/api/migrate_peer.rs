@@ -63,7 +63,9 @@ fn world() -> World {
         ),
         (
             "maxageover.loc",
-            HostBehavior::policy("version: STSv1\nmode: enforce\nmx: mail.loc\nmax_age: 31557601\n"),
+            HostBehavior::policy(
+                "version: STSv1\nmode: enforce\nmx: mail.loc\nmax_age: 31557601\n",
+            ),
         ),
         (
             "underscore.loc",
@@ -156,7 +158,9 @@ pub(crate) fn start_lab(dir: &Path, yaml: impl Fn(u16) -> String) -> Option<Peer
         return None;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/peer-resolver");
-    let out = Command::new(&script).output().expect("run scripts/peer-resolver");
+    let out = Command::new(&script)
+        .output()
+        .expect("run scripts/peer-resolver");
     if !out.status.success() {
         skip(&format!(
             "scripts/peer-resolver failed (python3-venv, PyPI): {}",
@@ -245,10 +249,7 @@ fn compare_with_the_real_peer_on_its_own_vectors() {
     let ours = DaemonProc::start(
         dir.path(),
         &socketmap_extra,
-        &format!(
-            "{}\n{rest}",
-            crate::daemon_support::resolver_section(world)
-        ),
+        &format!("{}\n{rest}", crate::daemon_support::resolver_section(world)),
         &[],
     );
 
@@ -288,20 +289,25 @@ fn compare_with_the_real_peer_on_its_own_vectors() {
             std::fs::read_to_string(peer_log).unwrap_or_default(),
             ours.log_text()
         );
-        assert!(text.contains("ours clamps it, RFC 8461 erratum 7282"), "{text}");
+        assert!(
+            text.contains("ours clamps it, RFC 8461 erratum 7282"),
+            "{text}"
+        );
         assert!(text.contains("max_age: 86_400"), "{text}");
         assert!(
-            text.contains("18 destinations: 16 same, 2 differ (2 where ours differs on purpose, 0 to look at)"),
+            text.contains(
+                "18 destinations: 16 same, 2 differ (2 where ours differs on purpose, 0 to look at)"
+            ),
             "{text}"
         );
         assert_eq!(code, Some(1), "{text}");
     }
     // The zone settings reached both: testing.loc is secure in `strict`, SNI-less in `nosni`.
-    assert!(ours.query("strict testing.loc").starts_with("OK secure match=mail.loc"));
-    assert_eq!(
-        ours.query("nosni good.loc"),
-        "OK secure match=mail.loc"
+    assert!(
+        ours.query("strict testing.loc")
+            .starts_with("OK secure match=mail.loc")
     );
+    assert_eq!(ours.query("nosni good.loc"), "OK secure match=mail.loc");
 
     // Only the same answers: exit 0.
     std::fs::write(&list, "good.loc\nwild.loc\nno-record.loc\n").expect("write list");

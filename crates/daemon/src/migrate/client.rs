@@ -54,7 +54,9 @@ pub async fn ask(addr: &SocketmapAddr, map: &str, key: &str, timeout: Duration) 
     let request = format!("{map} {key}");
     let result = tokio::time::timeout(timeout, async {
         match addr {
-            SocketmapAddr::Tcp(a) => exchange(tokio::net::TcpStream::connect(a).await?, &request).await,
+            SocketmapAddr::Tcp(a) => {
+                exchange(tokio::net::TcpStream::connect(a).await?, &request).await
+            }
             SocketmapAddr::Unix(p) => {
                 exchange(tokio::net::UnixStream::connect(p).await?, &request).await
             }
@@ -72,7 +74,9 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     request: &str,
 ) -> std::io::Result<String> {
-    stream.write_all(&netstring::encode(request.as_bytes())).await?;
+    stream
+        .write_all(&netstring::encode(request.as_bytes()))
+        .await?;
     let mut decoder = Decoder::new(Limits::for_payload(MAX_REPLY));
     let mut buf = [0u8; 4096];
     loop {

@@ -232,8 +232,12 @@ mod tests {
         );
         assert_eq!(
             compare(
-                &r("OK secure match=a policy_type=sts { policy_string = mx: a } { policy_string = version: STSv1 }"),
-                &r("OK secure match=a policy_type=sts { policy_string = version: STSv1 } { policy_string = mx: a }"),
+                &r(
+                    "OK secure match=a policy_type=sts { policy_string = mx: a } { policy_string = version: STSv1 }"
+                ),
+                &r(
+                    "OK secure match=a policy_type=sts { policy_string = version: STSv1 } { policy_string = mx: a }"
+                ),
             ),
             Verdict::Same
         );
@@ -276,7 +280,11 @@ mod tests {
             ),
         ];
         for (peer, ours, reason) in cases {
-            assert_eq!(compare(peer, &ours), Verdict::Differs(reason), "{peer} vs {ours}");
+            assert_eq!(
+                compare(peer, &ours),
+                Verdict::Differs(reason),
+                "{peer} vs {ours}"
+            );
         }
         assert!(Reason::DanePrecedence.on_purpose());
         assert!(!Reason::Unexplained.on_purpose());

@@ -190,7 +190,11 @@ fn get_int(parent: &Value, key: &str, path: &str) -> Result<Option<(i64, usize)>
     }
 }
 
-fn get_str<'a>(parent: &'a Value, key: &str, path: &str) -> Result<Option<&'a str>, PeerConfigError> {
+fn get_str<'a>(
+    parent: &'a Value,
+    key: &str,
+    path: &str,
+) -> Result<Option<&'a str>, PeerConfigError> {
     match parent.get(key) {
         None => Ok(None),
         Some(v) => match &v.kind {
@@ -240,8 +244,7 @@ fn quote(s: &str) -> String {
 /// A TOML key: bare when it can be, else quoted.
 fn toml_key(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
         s.to_owned()
@@ -395,7 +398,9 @@ impl Converter {
         // Options each kind maps; every other option gets a warning below.
         let mapped: &[&str] = match kind {
             "internal" => {
-                self.line("# The peer's in-memory cache (lost on restart). store = \"sqlite\" would keep");
+                self.line(
+                    "# The peer's in-memory cache (lost on restart). store = \"sqlite\" would keep",
+                );
                 self.line("# policies across restarts (the daemon's default).");
                 self.kv("store", &quote("memory"));
                 &[]
@@ -498,7 +503,11 @@ impl Converter {
             ));
         };
         let Kind::Seq(items) = &list.kind else {
-            return Err(wrong("cache.options.sentinels", list, "a list of [host, port]"));
+            return Err(wrong(
+                "cache.options.sentinels",
+                list,
+                "a list of [host, port]",
+            ));
         };
         let mut sentinels = Vec::new();
         for item in items {
@@ -597,9 +606,11 @@ impl Converter {
             }
             self.kv("refresh", &quote(&d));
         }
-        if let Some((n, line)) =
-            get_int(section, "concurrency_limit", &format!("{P}.concurrency_limit"))?
-        {
+        if let Some((n, line)) = get_int(
+            section,
+            "concurrency_limit",
+            &format!("{P}.concurrency_limit"),
+        )? {
             if n < 1 {
                 return Err(PeerConfigError::BadValue {
                     key: format!("{P}.concurrency_limit"),
@@ -686,7 +697,9 @@ impl Converter {
         self.kv("strict_testing", &strict.to_string());
         self.kv("require_sni", &sni.to_string());
         self.kv("tlsrpt", &tlsrpt.to_string());
-        self.line("# The peer's `timeout`: past it the lookup answers NOTFOUND (or from the cache).");
+        self.line(
+            "# The peer's `timeout`: past it the lookup answers NOTFOUND (or from the cache).",
+        );
         self.kv("budget", &quote(&budget));
         Ok(())
     }

@@ -327,7 +327,10 @@ fn yaml11_float(text: &str) -> Option<f64> {
         Some(at) => (&body[..at], Some(&body[at + 1..])),
         None => (body, None),
     };
-    if !mantissa.contains('.') || !mantissa.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '_')
+    if !mantissa.contains('.')
+        || !mantissa
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == '_')
     {
         return None;
     }
