@@ -214,7 +214,7 @@ fn get_seconds(parent: &Value, key: &str, path: &str) -> Result<Option<String>, 
         Kind::Float(f) => f,
         _ => return Err(wrong(path, v, "a number of seconds")),
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(bad(path, v, "must be a number of seconds from 0 to 10^9"));
     }
     Ok(Some(duration(secs)))
@@ -223,13 +223,13 @@ fn get_seconds(parent: &Value, key: &str, path: &str) -> Result<Option<String>, 
 /// `90.5` -> `"90500ms"`, `86400` -> `"24h"`, `20` -> `"20s"`.
 fn duration(secs: f64) -> String {
     let ms = (secs * 1000.0).round() as u64;
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let s = ms / 1000;
-    if s > 0 && s % 3600 == 0 {
+    if s > 0 && s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s > 0 && s % 60 == 0 {
+    } else if s > 0 && s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
