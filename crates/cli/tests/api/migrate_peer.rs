@@ -25,7 +25,8 @@ pub(crate) fn skip(why: &str) {
 }
 
 /// The peer's fixture world (vectors §A/§B) plus `wild.loc` (pattern order differs), and
-/// `maxageover.loc` and `underscore.loc` where ours differs on purpose.
+/// `maxageover.loc`, `underscore.loc`, `emptymx.loc`, `dupkeys.loc` and `emptyid.loc` where
+/// ours differs on purpose, and `ipmx.loc` where it does not (vectors §K).
 fn world() -> World {
     let mut b = World::builder();
     let hosts: Vec<(&str, HostBehavior)> = vec![
@@ -71,11 +72,26 @@ fn world() -> World {
             "underscore.loc",
             HostBehavior::policy("version: STSv1\nmode: enforce\nmx: mail.loc\nmax_age: 86_400\n"),
         ),
+        (
+            "emptymx.loc",
+            HostBehavior::policy("version: STSv1\nmode: enforce\nmx:\nmax_age: 86400\n"),
+        ),
+        (
+            "ipmx.loc",
+            HostBehavior::policy("version: STSv1\nmode: enforce\nmx: 192.0.2.1\nmax_age: 86400\n"),
+        ),
+        (
+            "dupkeys.loc",
+            HostBehavior::policy(
+                "version: STSv1\nmode: none\nmode: enforce\nmx: mail.loc\nmax_age: 86400\n",
+            ),
+        ),
     ];
     for (name, behavior) in hosts {
         b = b.domain(name, move |d| d.sts_txt(ID).policy_behavior(behavior));
     }
     for (name, txt) in [
+        ("emptyid.loc", "v=STSv1; id=;"),
         ("bad-record1.loc", "id=20180907T090909; v=STSv1;"),
         ("bad-record2.loc", "azazaza;asdasdasdasd"),
     ] {
@@ -223,7 +239,7 @@ fn compare_with_the_real_peer_on_its_own_vectors() {
             "host: 127.0.0.1\nport: {peer_port}\nreuse_port: true\nshutdown_timeout: 1\n\
              cache:\n  type: internal\n  options:\n    cache_size: 1000\n\
              default_zone:\n  strict_testing: false\n  timeout: 3\n\
-             zones:\n  strict:\n    strict_testing: true\n    timeout: 3\n  nosni:\n    require_sni: false\n"
+             zones:\n  strict:\n    strict_testing: true\n    timeout: 3\n  nosni:\n    require_sni: false\n  tlsrpt:\n    tlsrpt: true\n"
         )
     }) else {
         return;
@@ -256,7 +272,7 @@ fn compare_with_the_real_peer_on_its_own_vectors() {
     let keys = "good.loc\n[good.loc]:123\ngood.loc.\n.good.loc\ntesting.loc\nvalid-none.loc\n\
                 no-record.loc\nbad-record1.loc\nbad-record2.loc\nbad-policy1.loc\nbad-policy2.loc\n\
                 bad-policy3.loc\nbad-cert1.loc\nbad-cert2.loc\n[1.2.3.4]\nwild.loc\n\
-                maxageover.loc\nunderscore.loc\n";
+                maxageover.loc\nunderscore.loc\nemptymx.loc\nipmx.loc\ndupkeys.loc\nemptyid.loc\n";
     let list = dir.path().join("destinations.txt");
     std::fs::write(&list, keys).expect("write list");
     let compare = |map: &str| {
@@ -273,7 +289,7 @@ fn compare_with_the_real_peer_on_its_own_vectors() {
             String::from_utf8_lossy(&out.stdout).into_owned(),
         )
     };
-    for map in ["postfix", "strict", "nosni"] {
+    for map in ["postfix", "strict", "nosni", "tlsrpt"] {
         let (code, text) = compare(map);
         eprintln!("map {map}:\n{text}");
         let differing: Vec<&str> = text
@@ -284,7 +300,13 @@ fn compare_with_the_real_peer_on_its_own_vectors() {
         // order); the two on purpose differences are named with their reason.
         assert_eq!(
             differing,
-            ["maxageover.loc", "underscore.loc"],
+            [
+                "maxageover.loc",
+                "underscore.loc",
+                "emptymx.loc",
+                "dupkeys.loc",
+                "emptyid.loc"
+            ],
             "map {map}:\n{text}\npeer log: {}\nours: {}",
             std::fs::read_to_string(peer_log).unwrap_or_default(),
             ours.log_text()
@@ -296,7 +318,7 @@ fn compare_with_the_real_peer_on_its_own_vectors() {
         assert!(text.contains("max_age: 86_400"), "{text}");
         assert!(
             text.contains(
-                "18 destinations: 16 same, 2 differ (2 where ours differs on purpose, 0 to look at)"
+                "22 destinations: 17 same, 5 differ (5 where ours differs on purpose, 0 to look at)"
             ),
             "{text}"
         );

@@ -53,7 +53,7 @@ pub enum Reason {
     /// refuses such a policy (RFC 8461 §3.2: `mx` is required for `enforce`/`testing`).
     PeerEmptyMatch,
     /// The peer applies a policy where ours finds none usable: ours parses RFC 8461 §3.1 and
-    /// §3.2 exactly (e.g. `max_age: 86_400`, an IP address as `mx`, an empty TXT `id`) and
+    /// §3.2 exactly (e.g. `max_age: 86_400`, an empty TXT `id`) and
     /// keeps the first of repeated keys; or the peer still applies an old cached policy.
     OursStricter,
     /// Ours applies a policy where the peer finds none: ours clamps `max_age` above
@@ -101,7 +101,7 @@ impl Reason {
                 "on purpose: the policy lists no mx; the peer answers secure with an empty match= (no certificate can match), ours refuses the policy (RFC 8461 §3.2)"
             }
             Reason::OursStricter => {
-                "on purpose if the policy or record breaks RFC 8461 §3.1/§3.2 (e.g. max_age: 86_400, an IP address as mx, an empty id, repeated keys: ours takes the first); otherwise the peer applies an old cached policy. `mta-sts query DOMAIN` shows which"
+                "on purpose if the policy or record breaks RFC 8461 §3.1/§3.2 (e.g. max_age: 86_400, an empty id, repeated keys: ours takes the first); otherwise the peer applies an old cached policy. `mta-sts query DOMAIN` shows which"
             }
             Reason::OursAccepts => {
                 "on purpose if the policy's max_age is above 31557600 (ours clamps it, RFC 8461 erratum 7282; the peer refuses the policy); otherwise the peer's lookup failed or timed out. `mta-sts query DOMAIN` shows which"
