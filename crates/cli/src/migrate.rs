@@ -129,12 +129,20 @@ fn run_compare(args: &CompareArgs) -> Result<u8> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let timeout = Duration::from_secs_f64(args.timeout);
+    for (who, addr) in [("--peer", &args.peer), ("--ours", &args.ours)] {
+        if let Err(e) = runtime.block_on(migrate::client::reachable(addr, timeout)) {
+            anyhow::bail!(
+                "cannot connect to {who} {addr}: {e}; start that daemon or give the address it listens on (main.cf smtp_tls_policy_maps, or [socketmap] listen)"
+            );
+        }
+    }
     let rows = runtime.block_on(migrate::compare_servers(
         &args.peer,
         &args.ours,
         &args.map,
         &keys,
-        Duration::from_secs_f64(args.timeout),
+        timeout,
         args.concurrency,
     ));
     let style = Style::stdout();

@@ -342,3 +342,89 @@ fn unconvertible_files_exit_2_with_the_line() {
         );
     }
 }
+
+/// `migrate compare` over a UNIX socket and TCP: two of our daemons on one test world give
+/// the same answers (exit 0, `--all` lists them); a server that is not there is exit 2
+/// naming it.
+#[test]
+fn compare_over_unix_and_tcp_and_unreachable_servers() {
+    use crate::daemon_support::{DaemonProc, resolver_section};
+    use mta_sts_testkit::World;
+    let world = World::builder()
+        .domain("good.test", |d| d.enforce())
+        .start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body = format!(
+        "{}\n[cache]\nstore = \"memory\"\n",
+        resolver_section(&world)
+    );
+    let tcp = DaemonProc::start(dir.path(), "", &body, &[]);
+    let sock = dir.path().join("sm.sock");
+    let unix_dir = dir.path().join("unix");
+    std::fs::create_dir(&unix_dir).expect("mkdir");
+    let config = unix_dir.join("daemon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[socketmap]\nlisten = \"unix:{}\"\n[http]\nlisten = \"127.0.0.1:{}\"\n{body}",
+            sock.display(),
+            free_port()
+        ),
+    )
+    .expect("write");
+    let mut unix = Command::new(bin())
+        .args(["daemon", "--config"])
+        .arg(&config)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("daemon");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "unix daemon not ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, "# mine\ngood.test\n\nnone.test  # no policy\n").expect("write");
+    let peer = format!("unix:{}", sock.display());
+    let ours = format!("inet:{}", tcp.socketmap);
+    let out = run(&[
+        "migrate",
+        "compare",
+        "--all",
+        "--peer",
+        &peer,
+        "--ours",
+        &ours,
+        list.to_str().expect("utf-8"),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let _ = unix.kill();
+    let _ = unix.wait();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("same good.test: \"OK secure match=mail.good.test servername=hostname\""),
+        "{text}"
+    );
+    assert!(text.contains("same none.test: \"NOTFOUND \""), "{text}");
+    assert!(text.contains("2 destinations: 2 same, 0 differ"), "{text}");
+
+    let closed = format!("inet:127.0.0.1:{}", free_port());
+    let out = run(&[
+        "migrate",
+        "compare",
+        "--peer",
+        &closed,
+        "--ours",
+        &ours,
+        list.to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot connect to --peer {closed}")),
+        "{stderr}"
+    );
+}

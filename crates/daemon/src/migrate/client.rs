@@ -46,6 +46,24 @@ impl std::fmt::Display for SocketmapAddr {
     }
 }
 
+/// Opens (and closes) one connection to `addr`: whether the server is there at all.
+pub async fn reachable(addr: &SocketmapAddr, timeout: Duration) -> std::io::Result<()> {
+    let connect = async {
+        match addr {
+            SocketmapAddr::Tcp(a) => tokio::net::TcpStream::connect(a).await.map(drop),
+            SocketmapAddr::Unix(p) => tokio::net::UnixStream::connect(p).await.map(drop),
+        }
+    };
+    tokio::time::timeout(timeout, connect)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connection timed out",
+            ))
+        })
+}
+
 /// Largest reply accepted (Postfix's own socketmap client limit is 100000 bytes).
 const MAX_REPLY: usize = 100_000;
 
@@ -98,5 +116,28 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             ));
         }
         decoder.feed(&buf[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_as_in_main_cf() {
+        assert_eq!(
+            "inet:127.0.0.1:8461".parse(),
+            Ok(SocketmapAddr::Tcp(([127, 0, 0, 1], 8461).into()))
+        );
+        assert_eq!(
+            "[::1]:8461".parse::<SocketmapAddr>().map(|a| a.to_string()),
+            Ok("inet:[::1]:8461".to_owned())
+        );
+        assert_eq!(
+            "unix:/run/x.sock".parse(),
+            Ok(SocketmapAddr::Unix("/run/x.sock".into()))
+        );
+        assert!("unix:".parse::<SocketmapAddr>().is_err());
+        assert!("inet:localhost:8461".parse::<SocketmapAddr>().is_err());
     }
 }

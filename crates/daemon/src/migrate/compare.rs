@@ -177,7 +177,6 @@ fn words<'a>(
 pub fn compare(peer: &Answer, ours: &Answer) -> Verdict {
     let (peer, ours) = match (peer, ours) {
         (Answer::Reply(p), Answer::Reply(o)) => (p.as_str(), o.as_str()),
-        (Answer::Failed(p), Answer::Failed(o)) if p == o => return Verdict::Same,
         _ => return Verdict::Differs(Reason::NoReply),
     };
     if peer == ours {
@@ -275,6 +274,12 @@ mod tests {
             (&secure, r("OK secure match=mail.loc"), Reason::Unexplained),
             (
                 &secure,
+                Answer::Failed("connection refused".into()),
+                Reason::NoReply,
+            ),
+            // Two servers that both fail are no evidence of the same answers.
+            (
+                &Answer::Failed("connection refused".into()),
                 Answer::Failed("connection refused".into()),
                 Reason::NoReply,
             ),
