@@ -290,6 +290,8 @@ fn peer_test_shapes_convert() {
         dir.path(),
         &toml.replace("127.0.0.1:8461", &format!("127.0.0.1:{}", free_port())),
     );
+    let (toml, _) = convert(dir.path(), "port: \"18461\"\nhost: \"::1\"\n");
+    assert!(toml.contains("listen = \"[::1]:18461\""), "{toml}");
     let (toml, _) = convert(dir.path(), "default_zone:\n  require_sni: false\n");
     assert!(toml.contains("require_sni = false"), "{toml}");
     let (toml, _) = convert(dir.path(), "default_zone: {strict_testing: True}\n");
@@ -314,6 +316,7 @@ fn unconvertible_files_exit_2_with_the_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     for (yaml, expect) in [
         ("port: eighty\n", "line 1: `port` must be an integer"),
+        ("port: 70000\n", "line 1: `port`: a TCP port is 1 to 65535"),
         ("cache:\n  type: memcached\n", "line 2: `cache.type`"),
         (
             "cache:\n  type: sqlite\n",

@@ -316,18 +316,20 @@ impl Converter {
                 self.kv("socket_mode", &quote(&format!("{mode:04o}")));
             }
         } else {
-            let port = match get_int(root, "port", "port")? {
+            // asyncio takes a port written as a string ("8461") too.
+            let port = match root.get("port") {
                 None => peer_default::PORT,
-                Some((p, line)) if (1..=65535).contains(&p) => {
-                    let _ = line;
-                    p
-                }
-                Some((_, line)) => {
-                    return Err(PeerConfigError::BadValue {
-                        key: "port".into(),
-                        line,
-                        message: "a TCP port is 1 to 65535".into(),
-                    });
+                Some(v) => {
+                    let port = match &v.kind {
+                        Kind::Int(p) => Some(*p),
+                        Kind::Str(s) => s.trim().parse::<i64>().ok(),
+                        _ => None,
+                    };
+                    match port {
+                        Some(p) if (1..=65535).contains(&p) => p,
+                        Some(_) => return Err(bad("port", v, "a TCP port is 1 to 65535")),
+                        None => return Err(wrong("port", v, "an integer")),
+                    }
                 }
             };
             let host = get_str(root, "host", "host")?.unwrap_or(peer_default::HOST);
