@@ -20,6 +20,7 @@
 //! | TLS-RPT: policy outcomes, collector socket, scheduled reports, testing-mode MX probes | [`tlsrpt`] |
 //! | the state shared by the running daemon's tasks (generation in force, handles) | [`state`] |
 //! | the running daemon: wiring, reload, shutdown, signals | [`app`] |
+//! | switching from postfix-mta-sts-resolver: its YAML config converted, replies compared | [`migrate`] |
 //!
 //! ## Module order
 //!
@@ -35,7 +36,7 @@
 //! lookup          → answer, config
 //! dane            → answer
 //! answer          → config
-//! config, metrics, socket_path, notify: no module of this crate
+//! config, metrics, socket_path, notify, migrate: no module of this crate
 //! ```
 //!
 //! Inside [`tlsrpt`] the same holds: `service` → `collector`, `schedule` → `flush`,
@@ -51,6 +52,7 @@ pub mod dane;
 pub mod http;
 pub mod lookup;
 pub mod metrics;
+pub mod migrate;
 pub mod notify;
 pub mod resolver_lookup;
 pub mod server;
