@@ -49,7 +49,8 @@ fn repo() -> PathBuf {
 
 /// The package: `MTA_STS_DEB` (set by `scripts/test`, which builds the release package before
 /// the tests), else `scripts/package --binary` around this build's `mta-sts` (a debug build,
-/// packaged by the same script), built once per test run into the target's tmp directory.
+/// packaged by the same script, without the slow xz pass), built once per test run into the
+/// target's tmp directory.
 pub fn deb() -> Option<PathBuf> {
     static DEB: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let found = DEB.get_or_init(|| {
@@ -63,7 +64,7 @@ pub fn deb() -> Option<PathBuf> {
         }
         let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("deb_install");
         let out = Command::new(repo().join("scripts/package"))
-            .args(["--binary", bin(), "--out"])
+            .args(["--binary", bin(), "--uncompressed", "--out"])
             .arg(&out_dir)
             .stderr(Stdio::inherit())
             .output()

@@ -2,7 +2,7 @@
 //!
 //! For Debian 12 (bookworm) and Debian 13 (trixie): a private copy of a clean root
 //! (`scripts/install-root`, cached), the package (`MTA_STS_DEB`, else `scripts/package` around
-//! this build's binary) installed with `apt-get install ./….deb` as the README says, then, in
+//! this build's binary) installed with the README's `apt-get install ./target/debian/mta-sts_*.deb`, then, in
 //! the root: `mta-sts --version`; the man pages found by `man -w` and readable; the completions
 //! in place; the system user and its state directory; which units are enabled;
 //! `systemd-analyze verify` of the units with the release's own systemd; `mta-sts daemon
@@ -30,6 +30,31 @@ use mta_sts_testkit::World;
 /// Where the test's own files go inside the root (readable by the daemon's user).
 const TEST_DIR: &str = "/srv/mta-sts-test";
 
+const README: &str = include_str!("../../../../README.md");
+
+/// The README's "Install the package" commands: the fenced block after its
+/// `<!-- test: package … -->` comment, one command a line, comments dropped.
+fn readme_commands() -> Vec<String> {
+    README
+        .split('\n')
+        .skip_while(|l| !l.starts_with("<!-- test: package"))
+        .skip(2)
+        .take_while(|l| !l.starts_with("```"))
+        .map(|l| l.split(" #").next().unwrap_or_default().trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[test]
+fn readme_builds_with_scripts_package_and_installs_with_apt() {
+    let commands = readme_commands();
+    assert_eq!(
+        commands,
+        ["scripts/package", "apt-get install ./target/debian/mta-sts_*.deb"],
+        "the README's install block changed: update deb_install, which runs it"
+    );
+}
+
 #[test]
 fn debian_12_bookworm_install_run_upgrade_purge() {
     install_run_upgrade_purge("bookworm");
@@ -50,14 +75,24 @@ fn install_run_upgrade_purge(suite: &str) {
     let root = Root::copy_of(&clean);
     let test_dir = root.host(TEST_DIR);
     std::fs::create_dir_all(test_dir.join("pf")).unwrap();
+    // Where the README's install command finds the package scripts/package built.
     let deb_name = deb.file_name().unwrap().to_string_lossy().into_owned();
-    std::fs::copy(&deb, test_dir.join(&deb_name)).unwrap();
+    std::fs::create_dir_all(test_dir.join("target/debian")).unwrap();
+    std::fs::copy(&deb, test_dir.join("target/debian").join(&deb_name)).unwrap();
+    // apt-get as a script runs it: no questions.
+    std::fs::write(
+        root.host("/etc/apt/apt.conf.d/90mta-sts-test"),
+        "APT::Get::Assume-Yes \"true\";\n",
+    )
+    .unwrap();
     // postmap's own configuration directory (whatever main.cf the root's Postfix has).
     std::fs::write(test_dir.join("pf/main.cf"), "compatibility_level = 3.6\n").unwrap();
     let before = root.paths(&[TEST_DIR]);
 
-    // Install as the README says (apt resolves the Depends from the root's packages).
-    root.ok(&format!("apt-get install -y -q {TEST_DIR}/{deb_name}"));
+    // Install with the README's command, as written (apt resolves the Depends from the
+    // root's packages).
+    let install = &readme_commands()[1];
+    root.ok(&format!("cd {TEST_DIR} && {install}"));
     let upstream = deb_name
         .strip_prefix("mta-sts_")
         .and_then(|v| v.split('_').next())
@@ -86,7 +121,7 @@ fn install_run_upgrade_purge(suite: &str) {
 
     // An upgrade (the same package again) keeps the admin's configuration and the state.
     let uid = root.ok("id -u mta-sts");
-    root.ok(&format!("dpkg -i {TEST_DIR}/{deb_name}"));
+    root.ok(&format!("dpkg -i {TEST_DIR}/target/debian/{deb_name}"));
     assert_eq!(std::fs::read_to_string(&daemon_toml).unwrap(), edited);
     assert_eq!(root.ok("id -u mta-sts"), uid);
     assert!(root.host("/var/lib/mta-sts/cache.db").exists(), "the cache survives an upgrade");
