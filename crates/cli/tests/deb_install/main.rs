@@ -50,7 +50,10 @@ fn readme_builds_with_scripts_package_and_installs_with_apt() {
     let commands = readme_commands();
     assert_eq!(
         commands,
-        ["scripts/package", "apt-get install ./target/debian/mta-sts_*.deb"],
+        [
+            "scripts/package",
+            "apt-get install ./target/debian/mta-sts_*.deb"
+        ],
         "the README's install block changed: update deb_install, which runs it"
     );
 }
@@ -99,7 +102,10 @@ fn install_run_upgrade_purge(suite: &str) {
         .and_then(|v| v.rsplit_once('-'))
         .map(|(upstream, _revision)| upstream.to_owned())
         .expect("mta-sts_<version>-<revision>_<arch>.deb");
-    assert_eq!(root.ok("mta-sts --version").trim(), format!("mta-sts {upstream}"));
+    assert_eq!(
+        root.ok("mta-sts --version").trim(),
+        format!("mta-sts {upstream}")
+    );
 
     installed_files(&root);
     user_and_units(&root, suite);
@@ -112,10 +118,8 @@ fn install_run_upgrade_purge(suite: &str) {
     );
     // The shipped file is valid as is, for the unit's user (its store opens in the state
     // directory).
-    root.ok(
-        "setpriv --reuid=mta-sts --regid=mta-sts --init-groups \
-         mta-sts daemon --check-config --config /etc/mta-sts/daemon.toml",
-    );
+    root.ok("setpriv --reuid=mta-sts --regid=mta-sts --init-groups \
+         mta-sts daemon --check-config --config /etc/mta-sts/daemon.toml");
 
     let edited = daemon_answers_postfix(&root);
 
@@ -124,7 +128,10 @@ fn install_run_upgrade_purge(suite: &str) {
     root.ok(&format!("dpkg -i {TEST_DIR}/target/debian/{deb_name}"));
     assert_eq!(std::fs::read_to_string(&daemon_toml).unwrap(), edited);
     assert_eq!(root.ok("id -u mta-sts"), uid);
-    assert!(root.host("/var/lib/mta-sts/cache.db").exists(), "the cache survives an upgrade");
+    assert!(
+        root.host("/var/lib/mta-sts/cache.db").exists(),
+        "the cache survives an upgrade"
+    );
 
     // Remove: the program goes, configuration, state and user stay.
     root.ok("dpkg -r mta-sts");
@@ -178,9 +185,18 @@ fn installed_files(root: &Root) {
     assert!(page.contains("--check-config"), "{page}");
 
     for (path, marker) in [
-        ("/usr/share/bash-completion/completions/mta-sts", "complete -F"),
-        ("/usr/share/zsh/vendor-completions/_mta-sts", "#compdef mta-sts"),
-        ("/usr/share/fish/vendor_completions.d/mta-sts.fish", "complete -c mta-sts"),
+        (
+            "/usr/share/bash-completion/completions/mta-sts",
+            "complete -F",
+        ),
+        (
+            "/usr/share/zsh/vendor-completions/_mta-sts",
+            "#compdef mta-sts",
+        ),
+        (
+            "/usr/share/fish/vendor_completions.d/mta-sts.fish",
+            "complete -c mta-sts",
+        ),
     ] {
         let text = std::fs::read_to_string(root.host(path)).unwrap_or_default();
         assert!(text.contains(marker), "{path} lacks `{marker}`");
@@ -200,7 +216,11 @@ fn installed_files(root: &Root) {
     assert_eq!(words.trim(), "daemon");
 
     for doc in ["README.md", "postfix.md", "copyright"] {
-        assert!(root.host(&format!("/usr/share/doc/mta-sts/{doc}")).is_file(), "{doc}");
+        assert!(
+            root.host(&format!("/usr/share/doc/mta-sts/{doc}"))
+                .is_file(),
+            "{doc}"
+        );
     }
     for unit in [
         "mta-sts-daemon.service",
@@ -208,7 +228,8 @@ fn installed_files(root: &Root) {
         "mta-sts-daemon.socket",
     ] {
         assert!(
-            root.host(&format!("/usr/lib/systemd/system/{unit}")).is_file(),
+            root.host(&format!("/usr/lib/systemd/system/{unit}"))
+                .is_file(),
             "{unit}"
         );
     }
@@ -222,7 +243,10 @@ fn user_and_units(root: &Root, suite: &str) {
     assert_eq!(fields.get(5), Some(&"/var/lib/mta-sts"), "{passwd}");
     assert_eq!(fields.get(6), Some(&"/usr/sbin/nologin"), "{passwd}");
     assert!(
-        fields.get(2).and_then(|uid| uid.parse::<u32>().ok()).is_some_and(|uid| uid < 1000),
+        fields
+            .get(2)
+            .and_then(|uid| uid.parse::<u32>().ok())
+            .is_some_and(|uid| uid < 1000),
         "a system user: {passwd}"
     );
     for dir in ["/var/lib/mta-sts", "/var/spool/mta-sts"] {
@@ -251,11 +275,11 @@ fn user_and_units(root: &Root, suite: &str) {
          mta-sts-daemon.service mta-sts-serve.service mta-sts-daemon.socket",
     );
     assert_eq!(code, 0, "systemd-analyze verify ({suite}):\n{out}\n{err}");
-    let complaints: Vec<&str> = err
-        .lines()
-        .filter(|l| l.contains("mta-sts"))
-        .collect();
-    assert!(complaints.is_empty(), "systemd-analyze verify ({suite}):\n{err}");
+    let complaints: Vec<&str> = err.lines().filter(|l| l.contains("mta-sts")).collect();
+    assert!(
+        complaints.is_empty(),
+        "systemd-analyze verify ({suite}):\n{err}"
+    );
 }
 
 /// The installed daemon, configured by editing the conffile as an admin would (its own ports,
@@ -300,7 +324,11 @@ fn daemon_answers_postfix(root: &Root) -> String {
             .find_map(|l| l.strip_prefix(&format!("{key}=")))
             .map(str::to_owned)
     };
-    assert_eq!(setting("DynamicUser"), None, "the package's unit runs as its static user");
+    assert_eq!(
+        setting("DynamicUser"),
+        None,
+        "the package's unit runs as its static user"
+    );
     let user = setting("User").expect("User= in the unit");
     let group = setting("Group").expect("Group= in the unit");
     assert_eq!((user.as_str(), group.as_str()), ("mta-sts", "mta-sts"));
