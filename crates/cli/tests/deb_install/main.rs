@@ -26,7 +26,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chroot::{Root, clean_root, deb, host_ready};
-use daemon_support::{eventually, free_port};
+use daemon_support::{eventually, free_port, have, require_interop};
 use mta_sts_testkit::World;
 
 /// Where the test's own files go inside the root (readable by the daemon's user).
@@ -68,6 +68,34 @@ fn debian_12_bookworm_install_run_upgrade_purge() {
 #[test]
 fn debian_13_trixie_install_run_upgrade_purge() {
     install_run_upgrade_purge("trixie");
+}
+
+/// Debian's own package checker finds no error and no warning in the release package (the
+/// one override, in packaging/debian/lintian-overrides, says why). Not in the test build's
+/// package: a debug binary is unstripped, which lintian rightly calls an error.
+#[test]
+fn lintian_finds_no_error_or_warning_in_the_release_package() {
+    let Some(deb) = std::env::var_os("MTA_STS_DEB") else {
+        let why = "lintian checks the release package, named by MTA_STS_DEB (scripts/test sets it)";
+        assert!(!require_interop(), "{why} (MTA_STS_REQUIRE_INTEROP=1)");
+        eprintln!("SKIP: {why}");
+        return;
+    };
+    if !have("lintian", "lintian") {
+        return;
+    }
+    let out = Command::new("lintian")
+        .args(["--fail-on", "error,warning", "--tag-display-limit", "0"])
+        .arg(&deb)
+        .output()
+        .expect("run lintian");
+    assert!(
+        out.status.success(),
+        "lintian {}:\n{}{}",
+        Path::new(&deb).display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn install_run_upgrade_purge(suite: &str) {
