@@ -1,17 +1,19 @@
 //! The Debian package installed for real: `cargo test -p mta-sts-cli --test deb_install`.
 //!
 //! For Debian 12 (bookworm) and Debian 13 (trixie): a private copy of a clean root
-//! (`scripts/install-root`, cached), the package (`MTA_STS_DEB`, else `scripts/package` around
-//! this build's binary) installed with the README's `apt-get install ./target/debian/mta-sts_*.deb`, then, in
-//! the root: `mta-sts --version`; the man pages found by `man -w` and readable; the completions
-//! in place; the system user and its state directory; which units are enabled;
-//! `systemd-analyze verify` of the units with the release's own systemd; `mta-sts daemon
-//! --check-config` on the installed conffile as the unit's user; the daemon started from the
-//! installed unit's `ExecStart=` as its `User=` answers `postmap -q example.com` through the
-//! root's Postfix (a testkit world on loopback publishes example.com's policy); reinstalling
-//! (an upgrade) keeps the edited configuration and the state; `dpkg -r` keeps them too;
-//! `dpkg --purge` leaves nothing behind (no path the package or its scripts made, no user, no
-//! group).
+//! (`scripts/install-root`, cached), the package (`MTA_STS_DEB`, else `scripts/package`
+//! around this build's binary) installed with the README's `apt-get install
+//! ./target/debian/mta-sts_*.deb`, then, in the root: `mta-sts --version`; the man pages
+//! found by `man -w` and readable; the completions in place; the system user and its state
+//! directory; which units are enabled; `systemd-analyze verify` of the units with the
+//! release's own systemd; `mta-sts daemon --check-config` and `mta-sts serve --check-config`
+//! on the installed conffiles as the units' user; the daemon started from the installed
+//! unit's `ExecStart=` as its `User=` answers `postmap -q example.com` through the root's
+//! Postfix (a testkit world on loopback publishes example.com's policy), and again through
+//! the socket unit's listener passed as systemd passes it; reinstalling (an upgrade) keeps
+//! the edited configuration and the state; `dpkg -r` keeps them too; `dpkg --purge` leaves
+//! nothing behind (no path the package or its scripts made, no user, no group). lintian
+//! checks the release package.
 //!
 //! Needs root. Skips with a message without it (or without debootstrap, dpkg-dev), and fails
 //! instead under `MTA_STS_REQUIRE_INTEROP=1`.
@@ -150,6 +152,23 @@ fn install_run_upgrade_purge(suite: &str) {
     // directory).
     root.ok("setpriv --reuid=mta-sts --regid=mta-sts --init-groups \
          mta-sts daemon --check-config --config /etc/mta-sts/daemon.toml");
+
+    // serve.toml too, as mta-sts-serve.service's user, with its ExecStart= plus
+    // --check-config (as the unit's comment tells the admin): it opens the report store in
+    // the state directory.
+    let serve = unit_settings(&root, "mta-sts-serve.service");
+    let check = root.ok(&format!(
+        "setpriv --reuid={} --regid={} --init-groups {} --check-config",
+        serve["User"], serve["Group"], serve["ExecStart"]
+    ));
+    assert!(
+        check.starts_with("/etc/mta-sts/serve.toml: valid"),
+        "{check}"
+    );
+    assert_eq!(
+        root.ok("stat -c %U /var/lib/mta-sts/reports.db").trim(),
+        "mta-sts"
+    );
 
     let edited = daemon_answers_postfix(&root);
 
