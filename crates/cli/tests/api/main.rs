@@ -7,6 +7,7 @@
 mod architecture;
 mod check;
 mod daemon;
+mod daemon_activation;
 mod daemon_postfix;
 mod daemon_support;
 mod daemon_tlsrpt_config;
