@@ -11,6 +11,7 @@
 //! | the routing table built from a config, swapped whole on reload | [`table`] |
 //! | TLS-RPT report intake over HTTPS (RFC 8460 §5.4) | [`intake`] |
 //! | automatic certificates (RFC 8555, TLS-ALPN-01 RFC 8737, HTTP-01) | [`acme`] |
+//! | Prometheus counters and gauges on `metrics_listen` | [`metrics`] |
 //!
 //! ## Module layers
 //!
@@ -23,6 +24,7 @@
 //!   ├─ acme                 the ACME manager and HTTP-01 listener
 //!   ├─ tls                  the SNI resolver and the rustls configuration
 //!   ├─ idle                 a connection's last activity, for the idle timeout
+//!   ├─ metrics              the /metrics counters and their plain-HTTP listener (uses table)
 //!   ├─ intake               TLS-RPT report intake (http, limits, spool, sink, body, scan)
 //!   └─ table                the routing table built from a config
 //!        ├─ records         the DNS records to publish
@@ -55,6 +57,7 @@ pub mod acme;
 pub mod config;
 pub mod id;
 pub mod intake;
+pub mod metrics;
 pub mod records;
 pub mod server;
 #[cfg(feature = "report-store")]

@@ -124,6 +124,8 @@ pub(crate) struct Shared {
     refused: std::sync::atomic::AtomicBool,
     /// The one clock: certificate expiry and renewal, report arrival stamps.
     clock: Arc<dyn Clock>,
+    /// The counters of `metrics_listen`.
+    metrics: crate::metrics::Metrics,
 }
 
 impl Shared {
@@ -169,7 +171,9 @@ impl Shared {
     /// [`Shared::reload`], with its outcome logged: after a refused reload, the next one
     /// that applies says so, so the last line of the log is never a stale "refused".
     pub(crate) async fn reload_logged(&self) -> bool {
-        match self.reload().await {
+        let result = self.reload().await;
+        self.metrics.reloaded(result.is_ok());
+        match result {
             Ok(()) => {
                 let hosts = self.table.load().hosts().count();
                 if self.refused.swap(false, Ordering::Relaxed) {
@@ -327,11 +331,30 @@ impl Server {
             ),
             refused: std::sync::atomic::AtomicBool::new(false),
             clock,
+            metrics: crate::metrics::Metrics::default(),
         });
 
         let (listeners, http01_listener) = bind(&config).await?;
         let mut addrs = Vec::new();
         let mut tasks = Vec::new();
+        if let Some(addr) = config.metrics_listen {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "serving Prometheus metrics at /metrics");
+            let (state, https_listeners) = (shared.clone(), config.listen.len());
+            let render = Arc::new(move || {
+                // Each accept loop holds one permit while it waits for a client.
+                let busy = state.max_conns - state.conns.available_permits();
+                let open = busy.saturating_sub(https_listeners);
+                state.metrics.render(&state.table.load(), open)
+            });
+            tasks.push(tokio::spawn(crate::metrics::serve(
+                listener,
+                render,
+                shared.shutdown.clone(),
+            )));
+        }
         for listener in listeners {
             let addr = listener.local_addr().map_err(|source| ServeError::Bind {
                 addr: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -530,10 +553,12 @@ async fn connection(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpStream, 
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            shared.metrics.handshake_failed();
             return;
         }
         Err(_) => {
             tracing::debug!(%peer, "TLS handshake timed out");
+            shared.metrics.handshake_failed();
             return;
         }
     };
@@ -563,7 +588,9 @@ async fn connection(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpStream, 
         let sni = sni.clone();
         let in_flight = InFlight::start(service_activity.clone());
         async move {
+            let kind = request_kind(&shared, req.uri().path());
             let answer = route(&shared, req, &sni).await;
+            shared.metrics.response(kind, answer.status());
             drop(in_flight);
             Ok::<_, Infallible>(answer)
         }
@@ -630,6 +657,19 @@ async fn connection(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpStream, 
 }
 
 type Answer = Response<Full<Bytes>>;
+
+/// What a request asks for, for `mta_sts_serve_requests_total`.
+fn request_kind(shared: &Shared, path: &str) -> crate::metrics::RequestKind {
+    use crate::metrics::RequestKind;
+    if path == POLICY_PATH {
+        return RequestKind::Policy;
+    }
+    let table = shared.table.load();
+    match &table.config().tlsrpt {
+        Some(intake) if path == intake.intake_path => RequestKind::Tlsrpt,
+        _ => RequestKind::Other,
+    }
+}
 
 fn text(status: StatusCode, message: &str) -> Answer {
     let mut response = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
