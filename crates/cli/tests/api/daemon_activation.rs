@@ -239,8 +239,31 @@ fn another_process_listen_pid_is_ignored() {
     assert!(!text.contains("passed by systemd"), "{text}");
 }
 
-/// systemd's own launcher: `systemd-socket-activate -l PATH -l ADDR --fdname=…` sets the
-/// variables as the service manager does (skips when the program is absent).
+/// The `systemd-socket-activate` command of docs/postfix.md ("Socket activation"), as
+/// written but for its paths and port.
+fn doc_command(socket: &Path, http: SocketAddr, config: &Path) -> String {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/postfix.md"
+    ))
+    .unwrap();
+    let (_, after) = doc
+        .split_once("<!-- test: socket activation -->\n```sh\n")
+        .expect("docs/postfix.md has the socket activation block");
+    let (block, _) = after.split_once("```").unwrap();
+    let line = block.replace("\\\n", " ");
+    assert!(line.starts_with("systemd-socket-activate "), "{line}");
+    line.replace("/run/mta-sts/socketmap", &socket.display().to_string())
+        .replace("127.0.0.1:8462", &http.to_string())
+        .replace("/etc/mta-sts/daemon.toml", &config.display().to_string())
+        .replace(
+            " mta-sts daemon",
+            &format!(" -E RUST_LOG=info {} daemon", bin()),
+        )
+}
+
+/// systemd's own launcher, run as docs/postfix.md shows it: it sets the variables as the
+/// service manager does (skips when the program is absent).
 #[test]
 fn systemd_socket_activate_launches_the_daemon() {
     if !have("systemd-socket-activate", "systemd") {
@@ -252,20 +275,9 @@ fn systemd_socket_activate_launches_the_daemon() {
     let socket = dir.path().join("socketmap.sock");
     let http_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let log = dir.path().join("daemon.log");
-    let mut child = Command::new("systemd-socket-activate")
-        .arg("-l")
-        .arg(&socket)
-        .arg("-l")
-        .arg(http_addr.to_string())
-        .args([
-            "--fdname=socketmap:http",
-            "-E",
-            "RUST_LOG=info",
-            bin(),
-            "daemon",
-            "--config",
-        ])
-        .arg(&config)
+    let command = doc_command(&socket, http_addr, &config);
+    let mut child = Command::new("sh")
+        .args(["-c", &format!("exec {command}")])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -279,6 +291,10 @@ fn systemd_socket_activate_launches_the_daemon() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.contains("socketmap listener passed by systemd"),
+        "{text}"
+    );
+    assert!(
+        text.contains("HTTP API listener passed by systemd"),
         "{text}"
     );
 }

@@ -11,6 +11,7 @@ mod daemon_activation;
 mod daemon_postfix;
 mod daemon_support;
 mod daemon_tlsrpt_config;
+mod grafana_dashboard;
 mod lint;
 mod manpages;
 mod owner_readme;
