@@ -261,6 +261,7 @@ pub struct Server {
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
     http01: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -337,10 +338,12 @@ impl Server {
         let (listeners, http01_listener) = bind(&config).await?;
         let mut addrs = Vec::new();
         let mut tasks = Vec::new();
+        let mut metrics = None;
         if let Some(addr) = config.metrics_listen {
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|source| ServeError::Bind { addr, source })?;
+            metrics = Some(listener.local_addr().unwrap_or(addr));
             tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "serving Prometheus metrics at /metrics");
             let (state, https_listeners) = (shared.clone(), config.listen.len());
             let render = Arc::new(move || {
@@ -384,6 +387,7 @@ impl Server {
             shared,
             addrs,
             http01,
+            metrics,
             stop,
             tasks,
         })
@@ -397,6 +401,11 @@ impl Server {
     /// The bound HTTP-01 address, when ACME uses HTTP-01.
     pub fn http01_addr(&self) -> Option<SocketAddr> {
         self.http01
+    }
+
+    /// The bound `metrics_listen` address (useful with port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
     }
 
     /// The table being served now.
