@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use mta_sts_net::activation::{Inherited, Plan};
+use mta_sts_net::activation::{Inherited, Plan, Role};
 use mta_sts_net::with_causes;
 use mta_sts_net::{Clock, ConnectTo, SystemClock};
 use mta_sts_resolver::Resolver;
@@ -492,7 +492,7 @@ impl Daemon {
         server_options.max_per_peer = server_options.max_per_peer.min(caps.socketmap);
         let mut http_options = crate::http::HttpOptions::from_config(&config.http);
         http_options.max_connections = caps.http;
-        let server = match inherited.take(ACTIVATION_ROLES[0]) {
+        let server = match inherited.take(ACTIVATION_ROLES[0].name) {
             Some((fd, listener)) => {
                 tracing::info!(fd, listen = %listener, configured = %config.socketmap.listen, "socketmap listener passed by systemd (socket activation)");
                 SocketmapServer::inherited(
@@ -514,7 +514,7 @@ impl Daemon {
                 .await?
             }
         };
-        let (http_listener, http_listen) = match inherited.take(ACTIVATION_ROLES[1]) {
+        let (http_listener, http_listen) = match inherited.take(ACTIVATION_ROLES[1].name) {
             Some((fd, listener)) => {
                 let listen = listener.to_string();
                 tracing::info!(fd, listen, configured = %config.http.listen, "HTTP API listener passed by systemd (socket activation)");
@@ -731,7 +731,7 @@ pub fn restart_pending(started: &Config, new: &Config) -> Vec<&'static str> {
 
 /// The names of the daemon's listeners in `$LISTEN_FDNAMES` (a `.socket` unit's
 /// `FileDescriptorName=`), in the order taken without names: the socketmap, the HTTP API.
-pub const ACTIVATION_ROLES: [&str; 2] = ["socketmap", "http"];
+pub const ACTIVATION_ROLES: [Role; 2] = [Role::one("socketmap"), Role::one("http")];
 
 /// Logs what the socket-activation variables said, when they said anything.
 fn log_activation(inherited: &Inherited) {

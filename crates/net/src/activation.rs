@@ -9,10 +9,11 @@
 //! were inherited from a parent and nothing is taken.
 //!
 //! Which descriptor serves which listener ([`plan`], pure logic): each service names its
-//! roles (the daemon `socketmap`, `http`; the policy host `https`, `http`). When at least one
-//! of `$LISTEN_FDNAMES` is a role name, descriptors are matched by name and the others are
-//! left unused; otherwise (no names, or systemd's default names) the first descriptor takes
-//! the first role, the second the second, and so on.
+//! [`Role`]s (the daemon `socketmap`, `http`; the policy host `https`, `http`). When at least
+//! one of `$LISTEN_FDNAMES` is a role name, descriptors are matched by name (several share a
+//! name only for a role that takes [`Role::many`], such as the policy host's `https`
+//! listeners) and the others are left unused; otherwise (no names, or systemd's default
+//! names) the first descriptor takes the first role, the second the second, and so on.
 //!
 //! [`Inherited::from_env`] reads the variables, plans, and takes the descriptors (as std
 //! listeners, through the `listenfd` crate, which checks each is a stream socket of the
@@ -27,6 +28,27 @@ use std::fmt;
 
 /// The first inherited descriptor (`SD_LISTEN_FDS_START`).
 pub const FIRST_FD: i32 = 3;
+
+/// A listener a service can take from systemd, by its `$LISTEN_FDNAMES` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Role {
+    /// The name (`FileDescriptorName=` in the `.socket` unit).
+    pub name: &'static str,
+    /// Whether several descriptors may carry the name.
+    pub many: bool,
+}
+
+impl Role {
+    /// A role served by one descriptor.
+    pub const fn one(name: &'static str) -> Role {
+        Role { name, many: false }
+    }
+
+    /// A role served by any number of descriptors.
+    pub const fn many(name: &'static str) -> Role {
+        Role { name, many: true }
+    }
+}
 
 /// The three variables as the process found them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -106,8 +128,8 @@ pub enum Plan {
     },
     /// Descriptors to take.
     Take {
-        /// Role → descriptor number.
-        roles: BTreeMap<String, i32>,
+        /// Role → descriptor numbers, in order.
+        roles: BTreeMap<String, Vec<i32>>,
         /// Descriptors passed but serving no role, with their names (`None` without names).
         unused: Vec<(i32, Option<String>)>,
     },
@@ -115,7 +137,7 @@ pub enum Plan {
 
 /// Decides from `env` which descriptor serves which of `roles` in process `our_pid`
 /// (see the module documentation). Pure: reads nothing, takes nothing.
-pub fn plan(env: &ActivationEnv, our_pid: u32, roles: &[&str]) -> Result<Plan, ActivationError> {
+pub fn plan(env: &ActivationEnv, our_pid: u32, roles: &[Role]) -> Result<Plan, ActivationError> {
     let Some(fds) = env.fds.as_deref() else {
         return Ok(Plan::None);
     };
@@ -149,23 +171,26 @@ pub fn plan(env: &ActivationEnv, our_pid: u32, roles: &[&str]) -> Result<Plan, A
             fds: count,
         });
     }
+    let role_named = |name: &str| roles.iter().find(|r| r.name == name);
     let by_name = names
         .as_ref()
-        .is_some_and(|names| names.iter().any(|n| roles.contains(n)));
-    let mut assigned = BTreeMap::new();
+        .is_some_and(|names| names.iter().any(|n| role_named(n).is_some()));
+    let mut assigned: BTreeMap<String, Vec<i32>> = BTreeMap::new();
     let mut unused = Vec::new();
     for (i, fd) in fd_numbers.enumerate() {
         let name = names.as_ref().map(|n| n[i]);
         let role = if by_name {
-            name.filter(|n| roles.contains(n))
+            name.and_then(role_named)
         } else {
-            roles.get(i).copied()
+            roles.get(i)
         };
         match role {
             Some(role) => {
-                if assigned.insert(role.to_owned(), fd).is_some() {
-                    return Err(ActivationError::DuplicateName(role.to_owned()));
+                let fds = assigned.entry(role.name.to_owned()).or_default();
+                if !fds.is_empty() && !role.many {
+                    return Err(ActivationError::DuplicateName(role.name.to_owned()));
                 }
+                fds.push(fd);
             }
             None => unused.push((fd, name.map(str::to_owned))),
         }
@@ -210,7 +235,7 @@ impl fmt::Display for InheritedListener {
 /// The listeners passed to this process, by role.
 #[derive(Debug, Default)]
 pub struct Inherited {
-    listeners: BTreeMap<String, (i32, InheritedListener)>,
+    listeners: BTreeMap<String, Vec<(i32, InheritedListener)>>,
     /// What [`plan`] said, for the log.
     plan: Option<Plan>,
 }
@@ -224,21 +249,26 @@ impl Inherited {
     /// Reads the variables, plans for `roles` and takes the descriptors (see the module
     /// documentation). Call it before any thread starts. Descriptors passed for no role are
     /// closed when they are sockets.
-    pub fn from_env(roles: &[&str]) -> Result<Self, ActivationError> {
+    pub fn from_env(roles: &[Role]) -> Result<Self, ActivationError> {
         let env = ActivationEnv::read();
         // Reads the variables again and unsets LISTEN_PID and LISTEN_FDS, whatever they say.
         let mut fds = listenfd::ListenFd::from_env();
         let plan = plan(&env, std::process::id(), roles)?;
-        let mut listeners = BTreeMap::new();
+        let mut listeners: BTreeMap<String, Vec<_>> = BTreeMap::new();
         if let Plan::Take { roles, unused } = &plan {
-            for (role, fd) in roles {
-                let listener =
-                    take(&mut fds, *fd).map_err(|message| ActivationError::NotAListener {
-                        fd: *fd,
-                        role: role.clone(),
-                        message,
-                    })?;
-                listeners.insert(role.clone(), (*fd, listener));
+            for (role, role_fds) in roles {
+                for fd in role_fds {
+                    let listener =
+                        take(&mut fds, *fd).map_err(|message| ActivationError::NotAListener {
+                            fd: *fd,
+                            role: role.clone(),
+                            message,
+                        })?;
+                    listeners
+                        .entry(role.clone())
+                        .or_default()
+                        .push((*fd, listener));
+                }
             }
             for (fd, _) in unused {
                 // Dropped: closed. A descriptor of another kind is left as it is.
@@ -251,9 +281,15 @@ impl Inherited {
         })
     }
 
-    /// Takes the listener passed for `role` with its descriptor number, if any.
+    /// Takes the (first) listener passed for `role` with its descriptor number, if any.
     pub fn take(&mut self, role: &str) -> Option<(i32, InheritedListener)> {
-        self.listeners.remove(role)
+        let mut all = self.take_all(role);
+        (!all.is_empty()).then(|| all.remove(0))
+    }
+
+    /// Takes every listener passed for `role` (a [`Role::many`]), in descriptor order.
+    pub fn take_all(&mut self, role: &str) -> Vec<(i32, InheritedListener)> {
+        self.listeners.remove(role).unwrap_or_default()
     }
 
     /// What the variables said (`None` for [`Inherited::none`]).
@@ -286,7 +322,8 @@ fn take(fds: &mut listenfd::ListenFd, fd: i32) -> Result<InheritedListener, Stri
 mod tests {
     use super::*;
 
-    const DAEMON: &[&str] = &["socketmap", "http"];
+    const DAEMON: &[Role] = &[Role::one("socketmap"), Role::one("http")];
+    const SERVE: &[Role] = &[Role::many("https"), Role::one("http")];
 
     fn env(pid: Option<&str>, fds: Option<&str>, names: Option<&str>) -> ActivationEnv {
         ActivationEnv {
@@ -296,8 +333,12 @@ mod tests {
         }
     }
 
-    fn roles(pairs: &[(&str, i32)]) -> BTreeMap<String, i32> {
-        pairs.iter().map(|(r, fd)| ((*r).to_owned(), *fd)).collect()
+    fn roles(pairs: &[(&str, i32)]) -> BTreeMap<String, Vec<i32>> {
+        let mut out: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for (r, fd) in pairs {
+            out.entry((*r).to_owned()).or_default().push(*fd);
+        }
+        out
     }
 
     #[test]
@@ -394,13 +435,22 @@ mod tests {
         );
         // The policy host's roles.
         assert_eq!(
-            plan(
-                &env(Some("7"), Some("2"), Some("https:http")),
-                7,
-                &["https", "http"]
-            ),
+            plan(&env(Some("7"), Some("2"), Some("https:http")), 7, SERVE),
             Ok(Plan::Take {
                 roles: roles(&[("https", 3), ("http", 4)]),
+                unused: vec![]
+            })
+        );
+        // Several HTTPS listeners (IPv4 and IPv6) share their name; the daemon's roles
+        // take one each.
+        assert_eq!(
+            plan(
+                &env(Some("7"), Some("3"), Some("https:http:https")),
+                7,
+                SERVE
+            ),
+            Ok(Plan::Take {
+                roles: roles(&[("https", 3), ("https", 5), ("http", 4)]),
                 unused: vec![]
             })
         );

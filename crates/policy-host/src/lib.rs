@@ -77,5 +77,5 @@ pub use intake::{
     SinkError, SinkFuture, SpoolSink, Stored, check_body,
 };
 pub use records::{Records, TxtRecord, records};
-pub use server::{ServeError, Server, serve, serve_with_sink};
+pub use server::{ACTIVATION_ROLES, ServeError, Server, serve, serve_inherited, serve_with_sink};
 pub use table::{CertError, ChainError, HostEntry, MxError, Table, TableError};

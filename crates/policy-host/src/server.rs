@@ -39,6 +39,7 @@ use hyper::header::{
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use mta_sts_net::activation::{Inherited, InheritedListener, Role};
 use mta_sts_net::clock::{Clock, SystemClock};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -95,6 +96,20 @@ pub enum ServeError {
         addr: SocketAddr,
         /// Why.
         source: io::Error,
+    },
+    /// A socket systemd passed cannot serve (socket activation).
+    #[error(
+        "descriptor {fd} ({role}) passed by systemd, {listen}: {message}; use ListenStream=ADDRESS:PORT in the .socket unit"
+    )]
+    Inherited {
+        /// The descriptor number.
+        fd: i32,
+        /// `https` or `http`.
+        role: &'static str,
+        /// What it listens on.
+        listen: String,
+        /// Why it cannot serve.
+        message: String,
     },
     /// rustls refused the TLS configuration.
     #[error("TLS configuration: {0}")]
@@ -301,6 +316,18 @@ impl Server {
         sink: Option<Arc<dyn ReportSink>>,
         clock: Arc<dyn Clock>,
     ) -> Result<Server, ServeError> {
+        Server::start_inherited(config, sink, clock, Inherited::none()).await
+    }
+
+    /// [`Server::start_with_clock`] serving on the listeners systemd passed (socket
+    /// activation, [`ACTIVATION_ROLES`]): those named `https` replace `listen`, the one
+    /// named `http` replaces `[acme] http_listen`; one not passed is bound as configured.
+    pub async fn start_inherited(
+        config: ServeConfig,
+        sink: Option<Arc<dyn ReportSink>>,
+        clock: Arc<dyn Clock>,
+        mut inherited: Inherited,
+    ) -> Result<Server, ServeError> {
         let path = config.path.clone();
         let max_conns = config.limits.max_connections;
         if let (None, Some(store)) = (&sink, config.tlsrpt.as_ref().and_then(|t| t.store.as_ref()))
@@ -335,7 +362,7 @@ impl Server {
             metrics: crate::metrics::Metrics::default(),
         });
 
-        let (listeners, http01_listener) = bind(&config).await?;
+        let (listeners, http01_listener) = bind(&config, &mut inherited).await?;
         let mut addrs = Vec::new();
         let mut tasks = Vec::new();
         let mut metrics = None;
@@ -345,7 +372,7 @@ impl Server {
                 .map_err(|source| ServeError::Bind { addr, source })?;
             metrics = Some(listener.local_addr().unwrap_or(addr));
             tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "serving Prometheus metrics at /metrics");
-            let (state, https_listeners) = (shared.clone(), config.listen.len());
+            let (state, https_listeners) = (shared.clone(), listeners.len());
             let render = Arc::new(move || {
                 // Each accept loop holds one permit while it waits for a client.
                 let busy = state.max_conns - state.conns.available_permits();
@@ -439,24 +466,72 @@ impl Server {
     }
 }
 
-/// Binds the HTTPS listeners of `config`, and the HTTP-01 one when ACME uses HTTP-01.
-async fn bind(config: &ServeConfig) -> Result<(Vec<TcpListener>, Option<TcpListener>), ServeError> {
+/// The names of the policy host's listeners in `$LISTEN_FDNAMES` (a `.socket` unit's
+/// `FileDescriptorName=`): `https` (any number: they replace `listen`) and `http` (the
+/// HTTP-01 listener, replacing `[acme] http_listen`). Without names the first descriptor
+/// is the HTTPS listener, the second the HTTP-01 one.
+pub const ACTIVATION_ROLES: [Role; 2] = [Role::many("https"), Role::one("http")];
+
+/// Binds the HTTPS listeners of `config`, and the HTTP-01 one when ACME uses HTTP-01, or
+/// takes those systemd passed in `inherited`.
+async fn bind(
+    config: &ServeConfig,
+    inherited: &mut Inherited,
+) -> Result<(Vec<TcpListener>, Option<TcpListener>), ServeError> {
     let bind_one = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
             .await
             .map_err(|source| ServeError::Bind { addr, source })
     };
     let mut listeners = Vec::new();
-    for addr in &config.listen {
-        listeners.push(bind_one(*addr).await?);
-    }
-    let http01 = match &config.acme {
-        Some(acme) if acme.challenge == crate::config::ChallengeKind::Http01 => {
-            Some(bind_one(acme.http_listen).await?)
+    let passed = inherited.take_all(ACTIVATION_ROLES[0].name);
+    if passed.is_empty() {
+        for addr in &config.listen {
+            listeners.push(bind_one(*addr).await?);
         }
-        _ => None,
+    }
+    for (fd, listener) in passed {
+        listeners.push(inherited_tcp(fd, "https", listener)?);
+    }
+    let passed_http = inherited.take(ACTIVATION_ROLES[1].name);
+    let http01 = match &config.acme {
+        Some(acme) if acme.challenge == crate::config::ChallengeKind::Http01 => match passed_http {
+            Some((fd, listener)) => Some(inherited_tcp(fd, "http", listener)?),
+            None => Some(bind_one(acme.http_listen).await?),
+        },
+        _ => {
+            if let Some((fd, listener)) = passed_http {
+                tracing::warn!(fd, listen = %listener, "the `http` socket passed by systemd is unused: [acme] challenge is not http-01; closed");
+            }
+            None
+        }
     };
     Ok((listeners, http01))
+}
+
+/// A TCP listener systemd passed, for tokio.
+fn inherited_tcp(
+    fd: i32,
+    role: &'static str,
+    listener: InheritedListener,
+) -> Result<TcpListener, ServeError> {
+    let listen = listener.to_string();
+    let error = |message: String| ServeError::Inherited {
+        fd,
+        role,
+        listen: listen.clone(),
+        message,
+    };
+    match listener {
+        InheritedListener::Tcp(l) => {
+            let l = TcpListener::from_std(l).map_err(|e| error(e.to_string()))?;
+            tracing::info!(fd, role, listen = %listen, "listener passed by systemd (socket activation)");
+            Ok(l)
+        }
+        InheritedListener::Unix(_) => Err(error(
+            "a UNIX socket; the policy host serves over TCP only".to_owned(),
+        )),
+    }
 }
 
 /// The start-up lines: one per host for a few, a count for thousands (each host at debug
@@ -492,6 +567,20 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     run(Server::start(config).await?, shutdown).await
+}
+
+/// [`serve`] or [`serve_with_sink`] on the listeners systemd passed
+/// ([`Server::start_inherited`]): `inherited` comes from
+/// `mta_sts_net::activation::Inherited::from_env(&ACTIVATION_ROLES)`, read before the
+/// runtime starts its threads.
+pub async fn serve_inherited(
+    config: ServeConfig,
+    sink: Option<Arc<dyn ReportSink>>,
+    inherited: Inherited,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let server = Server::start_inherited(config, sink, Arc::new(SystemClock), inherited).await?;
+    run(server, shutdown).await
 }
 
 /// [`serve`] with reports going to `sink` ([`Server::start_with_sink`]).

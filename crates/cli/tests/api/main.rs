@@ -7,7 +7,7 @@
 mod architecture;
 mod check;
 mod daemon;
-mod daemon_activation;
+
 mod daemon_postfix;
 mod daemon_support;
 mod daemon_tlsrpt_config;
@@ -24,3 +24,4 @@ mod report_import_dkim;
 mod report_send;
 mod serve;
 mod serve_intake;
+mod socket_activation;

@@ -1,4 +1,4 @@
-//! `mta-sts daemon` under socket activation (#16 item 4): listening sockets passed the way
+//! `mta-sts daemon` and `mta-sts serve` under socket activation (#16 item 4): listening sockets passed the way
 //! systemd passes them (descriptors 3 and 4, `LISTEN_PID`, `LISTEN_FDS`,
 //! `LISTEN_FDNAMES`), to the real binary. The sockets are placed by a shell (`exec 3<&0
 //! 4>&1`: the test hands them over as standard input and output, then the shell moves them
@@ -48,11 +48,23 @@ fn config(dir: &Path, world: &World) -> (PathBuf, SocketAddr, SocketAddr) {
 /// and the activation variables `env` (`LISTEN_PID` is set to the daemon's own pid
 /// unless `env` sets it).
 fn spawn(config: &Path, log: &Path, fd3: OwnedFd, fd4: OwnedFd, env: &[(&str, &str)]) -> Child {
+    spawn_command("daemon", config, log, fd3, fd4, env)
+}
+
+/// [`spawn`] for `mta-sts COMMAND --config CONFIG`.
+fn spawn_command(
+    command: &str,
+    config: &Path,
+    log: &Path,
+    fd3: OwnedFd,
+    fd4: OwnedFd,
+    env: &[(&str, &str)],
+) -> Child {
     let mut script = String::from("exec 3<&0 4>&1 0</dev/null 1>&2; export LISTEN_PID=$$; ");
     for (k, v) in env {
         script.push_str(&format!("export {k}='{v}'; "));
     }
-    script.push_str("exec \"$0\" daemon --config \"$1\"");
+    script.push_str(&format!("exec \"$0\" {command} --config \"$1\""));
     Command::new("sh")
         .args(["-c", &script, bin()])
         .arg(config)
@@ -295,6 +307,80 @@ fn systemd_socket_activate_launches_the_daemon() {
     );
     assert!(
         text.contains("HTTP API listener passed by systemd"),
+        "{text}"
+    );
+}
+
+/// `mta-sts serve` takes its HTTPS listeners from systemd: two sockets named `https`
+/// (as a `.socket` unit with `ListenStream=` for IPv4 and IPv6 would pass them) both serve
+/// the policy, and `listen` stays unbound.
+#[test]
+fn serve_takes_its_https_listeners_from_systemd() {
+    if !have("curl", "curl") {
+        return;
+    }
+    let world = World::empty();
+    let dir = tempfile::tempdir().unwrap();
+    let issued = world
+        .ca()
+        .issue(&["mta-sts.served.test"], mta_sts_testkit::Validity::Current)
+        .unwrap();
+    std::fs::write(
+        dir.path().join("host.pem"),
+        format!("{}{}", issued.cert_pem, world.ca_pem()),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("host.key"), &issued.key_pem).unwrap();
+    std::fs::write(dir.path().join("ca.pem"), world.ca_pem()).unwrap();
+    let configured: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"{configured}\"\n[[domain]]\nname = \"served.test\"\nmode = \"enforce\"\nmx = [\"mx1.served.test\"]\ncert = \"host.pem\"\nkey = \"host.key\"\n"
+        ),
+    )
+    .unwrap();
+    let first = TcpListener::bind("127.0.0.1:0").unwrap();
+    let second = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addrs = [first.local_addr().unwrap(), second.local_addr().unwrap()];
+    let log = dir.path().join("serve.log");
+    let mut child = spawn_command(
+        "serve",
+        &config,
+        &log,
+        first.into(),
+        second.into(),
+        &[("LISTEN_FDS", "2"), ("LISTEN_FDNAMES", "https:https")],
+    );
+    let fetch = |addr: SocketAddr| {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "5", "--cacert"])
+            .arg(dir.path().join("ca.pem"))
+            .arg("--resolve")
+            .arg(format!("mta-sts.served.test:{}:127.0.0.1", addr.port()))
+            .arg(format!(
+                "https://mta-sts.served.test:{}/.well-known/mta-sts.txt",
+                addr.port()
+            ))
+            .output()
+            .unwrap()
+    };
+    wait_until(&mut child, &log, || fetch(addrs[0]).status.success());
+    for addr in addrs {
+        let out = fetch(addr);
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert!(body.contains("mode: enforce"), "{addr}: {body} {out:?}");
+    }
+    assert!(
+        TcpStream::connect(configured).is_err(),
+        "`listen` must not be bound when systemd passes the HTTPS sockets"
+    );
+    stop(&mut child);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.matches("listener passed by systemd").count(),
+        2,
         "{text}"
     );
 }
