@@ -384,3 +384,41 @@ fn serve_takes_its_https_listeners_from_systemd() {
         "{text}"
     );
 }
+
+/// Descriptors that cannot serve stop the start with a message naming the fix: a regular
+/// file where the socketmap socket should be, and a `LISTEN_FDS` that is no number.
+#[test]
+fn unusable_passed_descriptors_stop_the_start() {
+    let world = world();
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _, _) = config(dir.path(), &world);
+    let cases: [(&str, &[(&str, &str)], &str); 2] = [
+        (
+            "file",
+            &[("LISTEN_FDS", "2")],
+            "descriptor 3 (socketmap) passed by systemd is not a listening TCP or UNIX stream socket",
+        ),
+        (
+            "count",
+            &[("LISTEN_FDS", "two")],
+            "LISTEN_FDS=\"two\" is not a number",
+        ),
+    ];
+    for (name, env, expected) in cases {
+        let file = std::fs::File::create(dir.path().join(name)).unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").unwrap();
+        let log = dir.path().join(format!("{name}.log"));
+        let mut child = spawn(&config, &log, file.into(), http.into(), env);
+        let exited = eventually(Duration::from_secs(20), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+        });
+        if !exited {
+            let _ = child.kill();
+        }
+        let status = child.wait().unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(exited, "{name}: the daemon must not start: {text}");
+        assert_eq!(status.code(), Some(1), "{name}: {text}");
+        assert!(text.contains(expected), "{name}: {text}");
+    }
+}
