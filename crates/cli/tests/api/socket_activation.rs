@@ -392,7 +392,8 @@ fn unusable_passed_descriptors_stop_the_start() {
     let world = world();
     let dir = tempfile::tempdir().unwrap();
     let (config, _, _) = config(dir.path(), &world);
-    let cases: [(&str, &[(&str, &str)], &str); 2] = [
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 2] = [
         (
             "file",
             &[("LISTEN_FDS", "2")],
