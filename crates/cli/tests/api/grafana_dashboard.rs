@@ -6,8 +6,9 @@
 use crate::daemon_support;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use daemon_support::*;
@@ -158,8 +159,21 @@ fn the_checker_finds_what_is_missing() {
     );
 }
 
-/// `mta-sts serve` with a policy host certificate and `metrics_listen`; its `/metrics`.
-fn serve_metrics() -> String {
+/// A running `mta-sts serve` with a policy host certificate and `metrics_listen`.
+struct PolicyHost {
+    child: Child,
+    metrics: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for PolicyHost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_policy_host() -> PolicyHost {
     let world = World::empty();
     let dir = tempfile::tempdir().unwrap();
     let issued = world
@@ -182,32 +196,45 @@ fn serve_metrics() -> String {
         ),
     )
     .unwrap();
-    let mut child = Command::new(bin())
+    let child = Command::new(bin())
         .args(["serve", "--config"])
         .arg(&config)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut text = String::new();
+    let host = PolicyHost {
+        child,
+        metrics,
+        _dir: dir,
+    };
     let up = eventually(Duration::from_secs(20), || {
-        if std::net::TcpStream::connect(metrics).is_err() {
-            return false;
-        }
-        let (status, body) = http_get(metrics, "/metrics");
-        text = body;
-        status == 200
+        std::net::TcpStream::connect(metrics).is_ok() && http_get(metrics, "/metrics").0 == 200
     });
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(up, "mta-sts serve did not serve /metrics on {metrics}");
-    text
+    host
+}
+
+/// The dashboard as JSON.
+fn dashboard() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(DASHBOARD).unwrap()).unwrap()
+}
+
+/// A daemon answering one MTA-STS domain (and having answered it once).
+fn start_daemon(dir: &std::path::Path, world: &World) -> DaemonProc {
+    let daemon = DaemonProc::start(
+        dir,
+        "",
+        &format!("[cache]\nstore = \"memory\"\n{}", resolver_section(world)),
+        &[],
+    );
+    assert!(daemon.query("policy good.test").starts_with("OK secure"));
+    daemon
 }
 
 #[test]
 fn every_metric_the_dashboard_queries_exists() {
-    let dashboard: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(DASHBOARD).unwrap()).unwrap();
+    let dashboard = dashboard();
     let queries = queries(&dashboard);
     let names: BTreeSet<String> = queries
         .iter()
@@ -219,16 +246,12 @@ fn every_metric_the_dashboard_queries_exists() {
         .domain("good.test", |d| d.enforce())
         .start();
     let dir = tempfile::tempdir().unwrap();
-    let daemon = DaemonProc::start(
-        dir.path(),
-        "",
-        &format!("[cache]\nstore = \"memory\"\n{}", resolver_section(&world)),
-        &[],
-    );
-    assert!(daemon.query("policy good.test").starts_with("OK secure"));
+    let daemon = start_daemon(dir.path(), &world);
     let (status, daemon_text) = daemon.http_get("/metrics");
     assert_eq!(status, 200);
-    let serve_text = serve_metrics();
+    let host = start_policy_host();
+    let (status, serve_text) = http_get(host.metrics, "/metrics");
+    assert_eq!(status, 200);
     assert!(
         serve_text.contains(
             "mta_sts_serve_certificate_expiry_timestamp_seconds{host=\"mta-sts.served.test\"}"
@@ -269,4 +292,102 @@ fn every_metric_the_dashboard_queries_exists() {
             }
         }
     }
+}
+
+/// A PromQL query through Prometheus's HTTP API (HTTP/1.0: no chunked answer): the JSON.
+fn prometheus_query(addr: SocketAddr, query: &str) -> serde_json::Value {
+    let encoded: String = query
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let body = format!("query={encoded}");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /api/v1/query HTTP/1.0\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    let _ = s.read_to_string(&mut response);
+    let json = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{query}: {e}: {response}"))
+}
+
+/// Every panel query is valid PromQL that draws something: a real Prometheus scrapes a
+/// running daemon and policy host, then evaluates each one (Grafana's `$__rate_interval`,
+/// `$__range` and instance variables filled in as Grafana would). Skips without
+/// `prometheus` (Debian package `prometheus`).
+#[test]
+fn every_panel_query_evaluates_in_prometheus() {
+    if !have("prometheus", "prometheus") {
+        return;
+    }
+    let world = World::builder()
+        .domain("good.test", |d| d.enforce())
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start_daemon(dir.path(), &world);
+    let host = start_policy_host();
+    let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: mta-sts-daemon\n    static_configs:\n      - targets: [\"{}\"]\n  - job_name: mta-sts-serve\n    static_configs:\n      - targets: [\"{}\"]\n",
+            daemon.http, host.metrics
+        ),
+    )
+    .unwrap();
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address={web}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let scraped = eventually(Duration::from_secs(60), || {
+        std::net::TcpStream::connect(web).is_ok()
+            && http_get(web, "/-/ready").0 == 200
+            && prometheus_query(web, "count_over_time(up[1m]) >= 4 and up == 1")["data"]["result"]
+                .as_array()
+                .is_some_and(|r| r.len() == 2)
+    });
+    let log = std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+    let mut failures = Vec::new();
+    if scraped {
+        for (title, expr) in queries(&dashboard())
+            .into_iter()
+            .filter(|(t, _)| !t.starts_with("variable"))
+        {
+            let promql = expr
+                .replace("$__rate_interval", "4s")
+                .replace("$__range", "1m")
+                .replace("$serve_instance", ".*")
+                .replace("$instance", ".*");
+            let answer = prometheus_query(web, &promql);
+            let drawn = answer["data"]["result"].as_array().map_or(0, Vec::len);
+            if answer["status"] != "success" || drawn == 0 {
+                failures.push(format!("{title}: {promql}: {answer}"));
+            }
+        }
+    }
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    assert!(scraped, "Prometheus did not scrape both targets: {log}");
+    assert!(
+        failures.is_empty(),
+        "queries that fail or draw nothing:\n{}",
+        failures.join("\n")
+    );
 }
