@@ -8,6 +8,9 @@
 //!   proactive refresher (RFC 8461 §3.3, §10.2), raises the soft open-files limit to the hard
 //!   one and splits it between the listeners ([`connection_caps`]: the socketmap first, the
 //!   HTTP API gets what is left), binds the socketmap and HTTP listeners.
+//! - **Socket activation** ([`Daemon::start_with`], [`run`]): a listener systemd passed
+//!   (`$LISTEN_FDS`, named by [`ACTIVATION_ROLES`]) is served instead of binding its
+//!   `listen` key; the others are bound as configured.
 //! - **Reload** ([`Daemon::reload`], SIGHUP in [`run`]): a new configuration replaces, without
 //!   dropping a connection, `[defaults]` and `[zones.*]` (budgets included), `[resolver]`,
 //!   `cache.refresh`, `cache.refresh_concurrency`, `cache.max_memory` and `[tlsrpt] events`.
@@ -33,6 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use mta_sts_net::activation::{Inherited, Plan, Role};
 use mta_sts_net::with_causes;
 use mta_sts_net::{Clock, ConnectTo, SystemClock};
 use mta_sts_resolver::Resolver;
@@ -463,6 +467,18 @@ impl Daemon {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Daemon, DaemonError> {
+        Self::start_with(config, clock, Inherited::none()).await
+    }
+
+    /// [`Daemon::start_with_clock`] serving on the listeners systemd passed (socket
+    /// activation, [`ACTIVATION_ROLES`]): each one passed replaces the binding of its
+    /// `listen` key (and a UNIX socket's mode and group, which the `.socket` unit sets);
+    /// one not passed is bound from the configuration.
+    pub async fn start_with(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        mut inherited: Inherited,
+    ) -> Result<Daemon, DaemonError> {
         let metrics = Arc::new(Metrics::default());
         let store = open_store(&config).await?;
         let recorder = Arc::new(Recorder::new());
@@ -493,20 +509,54 @@ impl Daemon {
         server_options.max_per_peer = server_options.max_per_peer.min(caps.socketmap);
         let mut http_options = crate::http::HttpOptions::from_config(&config.http);
         http_options.max_connections = caps.http;
-        let server = SocketmapServer::bind_with_metrics(
-            &config.socketmap.listen,
-            server_options,
-            config.zone_table(),
-            Arc::new(generation.lookup.clone()),
-            Arc::clone(&metrics),
-        )
-        .await?;
-        let http_listener = crate::http::HttpListener::bind(&config.http.listen)
-            .await
-            .map_err(|source| DaemonError::Http {
-                listen: config.http.listen.to_string(),
-                source,
-            })?;
+        let server = match inherited.take(ACTIVATION_ROLES[0].name) {
+            Some((fd, listener)) => {
+                tracing::info!(fd, listen = %listener, configured = %config.socketmap.listen, "socketmap listener passed by systemd (socket activation)");
+                SocketmapServer::inherited(
+                    listener,
+                    server_options,
+                    config.zone_table(),
+                    Arc::new(generation.lookup.clone()),
+                    Arc::clone(&metrics),
+                )?
+            }
+            None => {
+                SocketmapServer::bind_with_metrics(
+                    &config.socketmap.listen,
+                    server_options,
+                    config.zone_table(),
+                    Arc::new(generation.lookup.clone()),
+                    Arc::clone(&metrics),
+                )
+                .await?
+            }
+        };
+        let (http_listener, http_listen) = match inherited.take(ACTIVATION_ROLES[1].name) {
+            Some((fd, listener)) => {
+                let listen = listener.to_string();
+                tracing::info!(fd, listen, configured = %config.http.listen, "HTTP API listener passed by systemd (socket activation)");
+                let bound = crate::http::HttpListener::inherited(listener).map_err(|source| {
+                    DaemonError::Http {
+                        listen: listen.clone(),
+                        source,
+                    }
+                })?;
+                (bound, listen)
+            }
+            None => {
+                let bound = crate::http::HttpListener::bind(&config.http.listen)
+                    .await
+                    .map_err(|source| DaemonError::Http {
+                        listen: config.http.listen.to_string(),
+                        source,
+                    })?;
+                let listen = match bound.local_addr() {
+                    Some(addr) => addr.to_string(),
+                    None => config.http.listen.to_string(),
+                };
+                (bound, listen)
+            }
+        };
         let http_addr = http_listener.local_addr();
         let tlsrpt = TlsrptService::start(
             &config.tlsrpt,
@@ -544,7 +594,7 @@ impl Daemon {
         ));
         tracing::info!(
             socketmap = %socketmap_listen,
-            http = %config.http.listen,
+            http = %http_listen,
             store = core.store.backend(),
             "mta-sts daemon ready"
         );
@@ -708,9 +758,40 @@ pub fn restart_pending(started: &Config, new: &Config) -> Vec<&'static str> {
     .collect()
 }
 
+/// The names of the daemon's listeners in `$LISTEN_FDNAMES` (a `.socket` unit's
+/// `FileDescriptorName=`), in the order taken without names: the socketmap, the HTTP API.
+pub const ACTIVATION_ROLES: [Role; 2] = [Role::one("socketmap"), Role::one("http")];
+
+/// Logs what the socket-activation variables said, when they said anything.
+fn log_activation(inherited: &Inherited) {
+    match inherited.plan() {
+        Some(Plan::NotForUs { listen_pid }) => tracing::info!(
+            listen_pid = listen_pid.as_deref().unwrap_or("(unset)"),
+            pid = std::process::id(),
+            "LISTEN_FDS ignored: LISTEN_PID is not this process (inherited from a parent); binding the configured listeners"
+        ),
+        Some(Plan::Take { unused, .. }) => {
+            for (fd, name) in unused {
+                tracing::warn!(
+                    fd,
+                    name = name.as_deref().unwrap_or("(none)"),
+                    "descriptor passed by systemd is none of socketmap, http; closed (set FileDescriptorName= in the .socket unit)"
+                );
+            }
+        }
+        Some(Plan::None) | None => {}
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT: reloads `source` on SIGHUP, tells systemd
-/// (`READY=1`, `RELOADING=1`, `STOPPING=1`) when `$NOTIFY_SOCKET` is set.
-pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError> {
+/// (`READY=1`, `RELOADING=1`, `STOPPING=1`) when `$NOTIFY_SOCKET` is set. `inherited` holds
+/// the listeners systemd passed ([`Inherited::from_env`] with [`ACTIVATION_ROLES`], taken
+/// before the runtime started), [`Inherited::none`] for none.
+pub async fn run(
+    source: ConfigSource,
+    config: Config,
+    inherited: Inherited,
+) -> Result<(), DaemonError> {
     use tokio::signal::unix::{SignalKind, signal};
     let signal_error = |e: std::io::Error| DaemonError::Http {
         listen: "signals".to_owned(),
@@ -719,7 +800,8 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
     let mut hup = signal(SignalKind::hangup()).map_err(signal_error)?;
     let mut term = signal(SignalKind::terminate()).map_err(signal_error)?;
     let mut int = signal(SignalKind::interrupt()).map_err(signal_error)?;
-    let daemon = Daemon::start(config).await?;
+    log_activation(&inherited);
+    let daemon = Daemon::start_with(config, Arc::new(SystemClock), inherited).await?;
     notify::notify(&["READY=1", "STATUS=serving"]);
     loop {
         tokio::select! {

@@ -7,9 +7,11 @@
 mod architecture;
 mod check;
 mod daemon;
+
 mod daemon_postfix;
 mod daemon_support;
 mod daemon_tlsrpt_config;
+mod grafana_dashboard;
 mod lint;
 mod manpages;
 mod migrate;
@@ -25,3 +27,4 @@ mod report_import_dkim;
 mod report_send;
 mod serve;
 mod serve_intake;
+mod socket_activation;
