@@ -979,7 +979,10 @@ mod tests {
             }
         }
         let (keepers, negatives) = at_first_eviction.expect("the shard filled with policies");
-        assert!(negatives <= BUDGET / 16, "{negatives} bytes of negative answers left");
+        assert!(
+            negatives <= BUDGET / 16,
+            "{negatives} bytes of negative answers left"
+        );
         assert!(keepers > BUDGET * 3 / 4, "{keepers} bytes of policies");
     }
 

@@ -416,19 +416,10 @@ fn socket_activation(root: &Root, command: &str) {
         name, "socketmap",
         "the daemon's name for its socketmap listener"
     );
-    // Socket activation comes with the daemon of the `sock` branch (crates/net/src/
-    // activation.rs); until both are merged this tree's daemon binds its own sockets. Remove
-    // this guard with the merge.
-    let activation = Path::new(env!("CARGO_MANIFEST_DIR")).join("../net/src/activation.rs");
-    if !activation.exists() {
-        eprintln!(
-            "SKIP socket activation: this tree's daemon has none (no {})",
-            activation.display()
-        );
-        return;
-    }
     if !root.host("/usr/bin/systemd-socket-activate").exists() {
-        eprintln!("SKIP socket activation: the root has no systemd-socket-activate");
+        let why = "socket activation: the root has no systemd-socket-activate";
+        assert!(!require_interop(), "{why} (MTA_STS_REQUIRE_INTEROP=1)");
+        eprintln!("SKIP {why}");
         return;
     }
     let port = free_port();
