@@ -700,7 +700,10 @@ pub fn restart_pending(started: &Config, new: &Config) -> Vec<&'static str> {
             ca.sentinel_master != cb.sentinel_master,
         ),
         ("[cache] redis_db", ca.redis_db != cb.redis_db),
-        ("[cache] redis_password", ca.redis_password != cb.redis_password),
+        (
+            "[cache] redis_password",
+            ca.redis_password != cb.redis_password,
+        ),
         (
             "[cache] sentinel_password",
             ca.sentinel_password != cb.sentinel_password,

@@ -11,8 +11,8 @@ use mta_sts_config::{ConfigError, HumanDuration, Listen, Nameserver, Schema, Sou
 use serde::Deserialize;
 
 use super::{
-    CacheConfig, Config, DaneMode, HttpConfig, OnFailure, ResolverConfig, SocketmapConfig,
-    Secret, StoreKind, TlsrptConfig, TlsrptSendConfig, ZoneSettings,
+    CacheConfig, Config, DaneMode, HttpConfig, OnFailure, ResolverConfig, Secret, SocketmapConfig,
+    StoreKind, TlsrptConfig, TlsrptSendConfig, ZoneSettings,
 };
 
 /// How unknown keys and bad values of `daemon.toml` are explained.

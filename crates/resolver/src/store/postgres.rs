@@ -193,15 +193,12 @@ impl PostgresStore {
     /// called inside a tokio runtime. Fails only on an invalid URL.
     pub fn new(options: PostgresOptions) -> Result<Self, StoreError> {
         // Checked here so that a typo is reported at start, not at the first lookup.
-        options
-            .url
-            .parse::<tokio_postgres::Config>()
-            .map_err(|e| {
-                unavailable(format!(
-                    "invalid PostgreSQL URL {}: {e}",
-                    redact(&options.url)
-                ))
-            })?;
+        options.url.parse::<tokio_postgres::Config>().map_err(|e| {
+            unavailable(format!(
+                "invalid PostgreSQL URL {}: {e}",
+                redact(&options.url)
+            ))
+        })?;
         let timeouts = Timeouts {
             wait: Some(options.timeout),
             create: Some(options.timeout),
@@ -447,7 +444,10 @@ mod tests {
         let o = PostgresOptions::new("postgres://mta:hunter2@db.example/mta");
         let printed = format!("{o:?}");
         assert!(!printed.contains("hunter2"), "{printed}");
-        assert!(printed.contains("postgres://mta:***@db.example/mta"), "{printed}");
+        assert!(
+            printed.contains("postgres://mta:***@db.example/mta"),
+            "{printed}"
+        );
         let kv = PostgresOptions::new("host=db.example password=hunter2");
         assert!(!format!("{kv:?}").contains("hunter2"));
     }

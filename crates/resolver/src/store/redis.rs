@@ -40,10 +40,10 @@ use async_trait::async_trait;
 use super::{Store, StoreError, StoredPolicy};
 
 mod sentinel;
+use sentinel::SentinelLink;
 pub use sentinel::{
     DEFAULT_SENTINEL_PORT, RedisSentinelOptions, SentinelAddress, SentinelAddressError,
 };
-use sentinel::SentinelLink;
 
 const BACKEND: &str = "redis";
 const SENTINEL_BACKEND: &str = "redis_sentinel";
@@ -333,9 +333,9 @@ impl RedisStore {
                     link.forget_current();
                 }
                 Err(unavailable_from(
-                backend,
-                format!("{what}: no answer within {} ms", self.timeout.as_millis()),
-            ))
+                    backend,
+                    format!("{what}: no answer within {} ms", self.timeout.as_millis()),
+                ))
             }
         }
     }

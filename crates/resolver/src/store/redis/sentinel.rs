@@ -157,8 +157,7 @@ impl fmt::Debug for RedisSentinelOptions {
 /// Whether the server answered that it is not (or no longer) a usable master: after a
 /// failover the old master is a replica and refuses writes with `READONLY`.
 pub(super) fn is_failover_error(err: &RedisError) -> bool {
-    matches!(err.code(), Some("READONLY" | "MASTERDOWN"))
-        || err.to_string().contains("READONLY")
+    matches!(err.code(), Some("READONLY" | "MASTERDOWN")) || err.to_string().contains("READONLY")
 }
 
 /// The current master connection of a sentinel-backed store (see the module docs).
@@ -241,7 +240,10 @@ impl SentinelLink {
             .await?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         *lock(&self.current) = Some((generation, con.clone()));
-        tracing::debug!(generation, "connected to the master named by Redis Sentinel");
+        tracing::debug!(
+            generation,
+            "connected to the master named by Redis Sentinel"
+        );
         Ok(Conn::Sentinel { generation, con })
     }
 
@@ -279,11 +281,23 @@ mod tests {
         };
         ok("127.0.0.1:26379", "127.0.0.1", 26379);
         ok("10.0.0.2:26380", "10.0.0.2", 26380);
-        ok("sentinel.example", "sentinel.example", DEFAULT_SENTINEL_PORT);
+        ok(
+            "sentinel.example",
+            "sentinel.example",
+            DEFAULT_SENTINEL_PORT,
+        );
         ok("[::1]:26381", "::1", 26381);
         ok("[::1]", "::1", DEFAULT_SENTINEL_PORT);
         ok("::1", "::1", DEFAULT_SENTINEL_PORT);
-        for bad in ["", ":26379", "host:", "host:port", "host:0", "host:70000", "[::1]x"] {
+        for bad in [
+            "",
+            ":26379",
+            "host:",
+            "host:port",
+            "host:0",
+            "host:70000",
+            "[::1]x",
+        ] {
             assert!(bad.parse::<SentinelAddress>().is_err(), "{bad:?} parsed");
         }
         let a: SentinelAddress = "[::1]:26381".parse().expect("parses");
