@@ -314,3 +314,17 @@ async fn postgres_invalid_url_is_a_clear_error() {
     assert!(text.contains("invalid PostgreSQL URL"), "{text}");
     assert!(!text.contains("sekrit"), "{text}");
 }
+
+/// Three resolvers on one PostgreSQL refresh each due policy once between them (the lease
+/// table), as on one Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_resolvers_on_one_postgres_refetch_each_due_domain_once() {
+    let Some(server) = server("three_resolvers_on_one_postgres_refetch_each_due_domain_once")
+    else {
+        return;
+    };
+    crate::common::three_resolvers_refetch_each_due_domain_once(|| {
+        Arc::new(PostgresStore::new(PostgresOptions::new(server.url())).expect("postgres"))
+    })
+    .await;
+}

@@ -487,3 +487,17 @@ fn redis_sentinel_needs_an_address() {
         assert!(err.to_string().contains("no sentinel address"), "{err}");
     });
 }
+
+/// Three resolvers on the master a sentinel names refresh each due policy once between
+/// them, as on one Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_resolvers_through_sentinel_refetch_each_due_domain_once() {
+    if !require_redis() {
+        return;
+    }
+    let lab = Lab::start();
+    crate::common::three_resolvers_refetch_each_due_domain_once(|| {
+        Arc::new(RedisStore::with_sentinel(lab.options()).expect("sentinel"))
+    })
+    .await;
+}
