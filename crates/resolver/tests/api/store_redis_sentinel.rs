@@ -501,3 +501,52 @@ async fn three_resolvers_through_sentinel_refetch_each_due_domain_once() {
     })
     .await;
 }
+
+/// A sentinel that accepts connections but never answers (a stalled or half-dead host),
+/// listed first: asking it takes longer than one operation's timeout. The lookup of the
+/// master goes on in the background past that timeout, so the operations after it find the
+/// master through the live sentinel instead of starting over and timing out forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sentinel_a_stalled_sentinel_first_does_not_block_the_store_forever() {
+    if !require_redis() {
+        return;
+    }
+    let lab = Lab::start();
+    // Listening, never accepting: the handshake completes, no reply ever comes.
+    let stalled = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut options = RedisSentinelOptions {
+        timeout: Duration::from_millis(300),
+        ..lab.options()
+    };
+    options.sentinels.insert(
+        0,
+        SentinelAddress {
+            host: "127.0.0.1".into(),
+            port: stalled.local_addr().expect("addr").port(),
+        },
+    );
+    let store = RedisStore::with_sentinel(options).expect("lazy store");
+    let started = Instant::now();
+    let mut failures = 0;
+    loop {
+        match store.get("a.example").await {
+            Ok(got) => {
+                assert_eq!(got, None);
+                break;
+            }
+            Err(err) => {
+                failures += 1;
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "never reached the master: {err}"
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "reached the master after {:?} ({failures} timed-out operations)",
+        started.elapsed()
+    );
+    drop(stalled);
+}

@@ -6,16 +6,22 @@
 //! [`SentinelLink::connection`] asks the sentinels again (redis-rs checks with `ROLE` that
 //! the server they name really is the master before handing it out). Connections are
 //! replaced by generation, so a late error on an old connection never drops a newer one.
+//!
+//! One lookup runs at a time, in a task of its own: when it outlasts the operation that
+//! started it (a stalled sentinel listed first costs redis-rs's 1 s connect or 500 ms reply
+//! timeout before the next one is asked), it still finishes and leaves its connection for
+//! the operations after it, instead of being cancelled and started over by each of them.
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ::redis::aio::MultiplexedConnection;
 use ::redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use ::redis::{AsyncConnectionConfig, ConnectionAddr, RedisError, RedisResult};
+use ::redis::{AsyncConnectionConfig, ConnectionAddr, ErrorKind, RedisError, RedisResult};
+use tokio::sync::OwnedMutexGuard;
 
 use super::{Conn, DEFAULT_KEY_PREFIX, DEFAULT_TIMEOUT};
 
@@ -162,11 +168,13 @@ pub(super) fn is_failover_error(err: &RedisError) -> bool {
 
 /// The current master connection of a sentinel-backed store (see the module docs).
 pub(super) struct SentinelLink {
-    /// Asks the sentinels; locked while one task looks the master up, so that a failover
-    /// seen by many lookups at once makes one query, not one each.
-    sentinel: tokio::sync::Mutex<SentinelClient>,
+    /// Asks the sentinels; held by the one lookup in flight, so that a failover seen by
+    /// many operations at once makes one lookup, not one each.
+    sentinel: Arc<tokio::sync::Mutex<SentinelClient>>,
     /// The connection in use and its generation.
     current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    /// Why the last lookup failed, for the operations that waited for it.
+    last_error: Mutex<Option<String>>,
     /// The last generation handed out.
     generation: AtomicU64,
     /// Timeouts of new master connections.
@@ -205,8 +213,9 @@ impl SentinelLink {
             .build()
             .map_err(|e| format!("invalid sentinel settings: {e}"))?;
         Ok(Self {
-            sentinel: tokio::sync::Mutex::new(client),
+            sentinel: Arc::new(tokio::sync::Mutex::new(client)),
             current: Mutex::new(None),
+            last_error: Mutex::new(None),
             generation: AtomicU64::new(0),
             config: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(options.timeout))
@@ -224,20 +233,55 @@ impl SentinelLink {
     }
 
     /// The connection to the current master: the kept one, or a new one to the master the
-    /// sentinels name now.
-    pub(super) async fn connection(&self) -> RedisResult<Conn> {
+    /// sentinels name now (see the module docs for why the lookup runs in a task).
+    pub(super) async fn connection(self: &Arc<Self>) -> RedisResult<Conn> {
         if let Some(con) = self.cached() {
             return Ok(con);
         }
-        let mut sentinel = self.sentinel.lock().await;
-        // Another task may have reconnected while this one waited for the lock.
+        if let Ok(guard) = Arc::clone(&self.sentinel).try_lock_owned() {
+            let link = Arc::clone(self);
+            return tokio::spawn(async move { link.look_up(guard).await })
+                .await
+                .map_err(|e| {
+                    RedisError::from((
+                        ErrorKind::Client,
+                        "the master lookup through Redis Sentinel failed",
+                        e.to_string(),
+                    ))
+                })?;
+        }
+        // A lookup is in flight: take its connection when it is done.
+        drop(self.sentinel.lock().await);
+        self.cached().ok_or_else(|| {
+            let why = lock(&self.last_error).clone().unwrap_or_default();
+            RedisError::from((
+                ErrorKind::Client,
+                "no master found through Redis Sentinel",
+                why,
+            ))
+        })
+    }
+
+    /// Asks the sentinels for the master and connects to it, holding `sentinel`.
+    async fn look_up(&self, mut sentinel: OwnedMutexGuard<SentinelClient>) -> RedisResult<Conn> {
+        // Another lookup may have finished between the caller's check and the lock.
         if let Some(con) = self.cached() {
             return Ok(con);
         }
-        let client = sentinel.async_get_client().await?;
-        let con = client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await?;
+        let found = async {
+            let client = sentinel.async_get_client().await?;
+            client
+                .get_multiplexed_async_connection_with_config(&self.config)
+                .await
+        }
+        .await;
+        let con = match found {
+            Ok(con) => con,
+            Err(err) => {
+                *lock(&self.last_error) = Some(err.to_string());
+                return Err(err);
+            }
+        };
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         *lock(&self.current) = Some((generation, con.clone()));
         tracing::debug!(
