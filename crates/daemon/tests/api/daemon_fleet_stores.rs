@@ -181,3 +181,41 @@ async fn two_daemons_share_redis_through_sentinel_with_passwords() {
     s.read_exact(&mut buf).expect("read");
     assert_eq!(&buf, b"+OK\r\n+OK\r\n:1\r\n");
 }
+
+/// A reload that changes how the fleet store is reached names each changed key as waiting
+/// for a restart (the store is opened once, at start).
+#[test]
+fn fleet_store_keys_wait_for_a_restart() {
+    use mta_sts_daemon::app::restart_pending;
+    use mta_sts_daemon::config::Config;
+    let sentinel = |extra: &str| {
+        Config::parse(&format!(
+            "[cache]\nstore = \"redis_sentinel\"\nsentinels = [\"127.0.0.1:26379\"]\n\
+             sentinel_master = \"m\"\n{extra}"
+        ))
+        .expect("parses")
+    };
+    let started = sentinel("");
+    assert!(restart_pending(&started, &sentinel("")).is_empty());
+    let changed = Config::parse(
+        "[cache]\nstore = \"redis_sentinel\"\nsentinels = [\"127.0.0.1:26380\"]\n\
+         sentinel_master = \"n\"\nredis_db = 1\nredis_password = \"p\"\n\
+         sentinel_password = \"s\"\npostgres_url = \"postgres://db/x\"\n",
+    )
+    .expect("parses");
+    assert_eq!(
+        restart_pending(&started, &changed),
+        [
+            "[cache] sentinels",
+            "[cache] sentinel_master",
+            "[cache] redis_db",
+            "[cache] redis_password",
+            "[cache] sentinel_password",
+            "[cache] postgres_url"
+        ]
+    );
+    let postgres =
+        Config::parse("[cache]\nstore = \"postgres\"\npostgres_url = \"postgres://db/x\"\n")
+            .expect("parses");
+    assert!(restart_pending(&started, &postgres).contains(&"[cache] store"));
+}
