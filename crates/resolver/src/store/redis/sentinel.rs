@@ -7,6 +7,11 @@
 //! the server they name really is the master before handing it out). Connections are
 //! replaced by generation, so a late error on an old connection never drops a newer one.
 //!
+//! What a failover may lose is what Redis Sentinel itself may lose: writes the old master
+//! acknowledged but had not yet replicated, and writes it took between the switch and its
+//! demotion. For this store that is at most a policy fetched again on its next lookup, or a
+//! refresh lease granted twice (one extra refetch); never a wrong answer.
+//!
 //! One lookup runs at a time, in a task of its own: when it outlasts the operation that
 //! started it (a stalled sentinel listed first costs redis-rs's 1 s connect or 500 ms reply
 //! timeout before the next one is asked), it still finishes and leaves its connection for
