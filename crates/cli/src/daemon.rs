@@ -242,6 +242,18 @@ fn summary(source: &ConfigSource, c: &Config) -> String {
     let store = match c.cache.store {
         StoreKind::Sqlite => format!("sqlite path={}", c.cache.path.display()),
         StoreKind::Redis => "redis redis_url=<set>".to_owned(),
+        StoreKind::RedisSentinel => format!(
+            "redis_sentinel sentinels={} sentinel_master={} redis_db={}",
+            c.cache
+                .sentinels
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            c.cache.sentinel_master.as_deref().unwrap_or(""),
+            c.cache.redis_db
+        ),
+        StoreKind::Postgres => "postgres postgres_url=<set>".to_owned(),
         StoreKind::Memory => "memory".to_owned(),
     };
     out.push_str(&format!(

@@ -18,7 +18,8 @@
 //!   `cache.max_memory`) builds a new resolver
 //!   over the *same* store and warm-starts it; an unchanged one is kept with its memory
 //!   cache. Everything else needs a restart: every `[socketmap]` and
-//!   `[http]` key, `[cache] store`, `path`, `redis_url`, `[tlsrpt] socket`, `socket_mode`,
+//!   `[http]` key, `[cache] store`, `path`, `redis_url`, the Sentinel and PostgreSQL keys,
+//!   `[tlsrpt] socket`, `socket_mode`,
 //!   `flush_interval` and `[tlsrpt.send]`. [`restart_pending`] compares those with the
 //!   values the running daemon started with (not with the last file loaded, so setting a
 //!   key back to the value in use is no change) and each changed key is logged by name. A
@@ -42,7 +43,8 @@ use mta_sts_net::{Clock, ConnectTo, SystemClock};
 use mta_sts_resolver::Resolver;
 use mta_sts_resolver::store::sqlite::Synchronous;
 use mta_sts_resolver::store::{
-    MemoryStore, RedisOptions, RedisStore, SqliteOptions, SqliteStore, Store,
+    MemoryStore, PostgresOptions, PostgresStore, RedisOptions, RedisSentinelOptions, RedisStore,
+    SqliteOptions, SqliteStore, Store,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -67,7 +69,7 @@ pub enum DaemonError {
     /// The policy store cannot be opened; the store's error is the source.
     #[error("cannot open the {kind} policy store")]
     Store {
-        /// `sqlite`, `redis`.
+        /// `sqlite`, `redis`, `redis_sentinel`, `postgres`.
         kind: &'static str,
         /// Why.
         #[source]
@@ -205,8 +207,8 @@ fn sqlite_options(cache: &crate::config::CacheConfig) -> SqliteOptions {
     }
 }
 
-/// Opens the store of `[cache]`. Redis connects lazily, so a daemon starts while Redis is
-/// down (lookups then run from memory).
+/// Opens the store of `[cache]`. Redis (direct or through Sentinel) and PostgreSQL connect
+/// lazily, so a daemon starts while they are down (lookups then run from memory).
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, DaemonError> {
     let cache = &config.cache;
     Ok(match cache.store {
@@ -228,6 +230,32 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, DaemonError> 
                 }
             })?)
         }
+        StoreKind::RedisSentinel => {
+            let mut options = RedisSentinelOptions::new(
+                cache.sentinels.clone(),
+                cache.sentinel_master.clone().unwrap_or_default(),
+            );
+            options.db = cache.redis_db;
+            options.password = cache.redis_password.as_ref().map(|p| p.0.clone());
+            options.sentinel_password = cache.sentinel_password.as_ref().map(|p| p.0.clone());
+            Arc::new(
+                RedisStore::with_sentinel(options).map_err(|source| DaemonError::Store {
+                    kind: "redis_sentinel",
+                    source,
+                })?,
+            )
+        }
+        StoreKind::Postgres => {
+            let url = cache.postgres_url.clone().unwrap_or_default();
+            Arc::new(
+                PostgresStore::new(PostgresOptions::new(url)).map_err(|source| {
+                    DaemonError::Store {
+                        kind: "postgres",
+                        source,
+                    }
+                })?,
+            )
+        }
     })
 }
 
@@ -235,7 +263,8 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, DaemonError> 
 /// start" (issues 12.12, 18.2): loads everything [`Daemon::start`] loads and binds nothing.
 ///
 /// - the store opens (SQLite: the file opens, its directory is writable for the journal;
-///   Redis: the URL parses; Redis itself may be down, as at start);
+///   Redis: the URL parses; Sentinel: the addresses parse; PostgreSQL: the URL parses; the
+///   servers themselves may be down, as at start);
 /// - the resolver builds: the DNS configuration and `[resolver] ca_file` (PEM
 ///   certificates) load;
 /// - `[tlsrpt]` files load ([`crate::tlsrpt::check_files`]);
@@ -744,6 +773,21 @@ pub fn restart_pending(started: &Config, new: &Config) -> Vec<&'static str> {
         ("[cache] store", ca.store != cb.store),
         ("[cache] path", ca.path != cb.path),
         ("[cache] redis_url", ca.redis_url != cb.redis_url),
+        ("[cache] sentinels", ca.sentinels != cb.sentinels),
+        (
+            "[cache] sentinel_master",
+            ca.sentinel_master != cb.sentinel_master,
+        ),
+        ("[cache] redis_db", ca.redis_db != cb.redis_db),
+        (
+            "[cache] redis_password",
+            ca.redis_password != cb.redis_password,
+        ),
+        (
+            "[cache] sentinel_password",
+            ca.sentinel_password != cb.sentinel_password,
+        ),
+        ("[cache] postgres_url", ca.postgres_url != cb.postgres_url),
         (
             "[tlsrpt] flush_interval",
             ta.flush_interval != tb.flush_interval,

@@ -244,8 +244,38 @@ pub enum StoreKind {
     Sqlite,
     /// Redis, shared by a fleet.
     Redis,
+    /// The Redis master named by Redis Sentinel (`sentinels`, `sentinel_master`), shared by
+    /// a fleet.
+    #[serde(rename = "redis_sentinel")]
+    RedisSentinel,
+    /// PostgreSQL (`postgres_url`), shared by a fleet.
+    Postgres,
     /// Memory only: lost on restart.
     Memory,
+}
+
+impl StoreKind {
+    /// The value of `store` that names this kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Redis => "redis",
+            StoreKind::RedisSentinel => "redis_sentinel",
+            StoreKind::Postgres => "postgres",
+            StoreKind::Memory => "memory",
+        }
+    }
+}
+
+/// A password from the configuration: compared like a string, never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// `[cache]`.
@@ -257,6 +287,20 @@ pub struct CacheConfig {
     pub path: PathBuf,
     /// `redis_url`, required when `store = "redis"`.
     pub redis_url: Option<String>,
+    /// `sentinels`: the Redis Sentinel addresses (`host:port`), required when
+    /// `store = "redis_sentinel"`.
+    pub sentinels: Vec<mta_sts_resolver::store::SentinelAddress>,
+    /// `sentinel_master`: the service name the sentinels monitor, required when
+    /// `store = "redis_sentinel"`.
+    pub sentinel_master: Option<String>,
+    /// `redis_db`: the database number on the master found through Sentinel, default 0.
+    pub redis_db: i64,
+    /// `redis_password`: the master's password (Sentinel), if it needs one.
+    pub redis_password: Option<Secret>,
+    /// `sentinel_password`: the sentinels' password, if they need one.
+    pub sentinel_password: Option<Secret>,
+    /// `postgres_url`, required when `store = "postgres"`.
+    pub postgres_url: Option<String>,
     /// `refresh`: proactive re-fetch interval, default 24 h.
     pub refresh: Duration,
     /// `refresh_concurrency`: most proactive re-fetches in flight at once, default 32.
@@ -275,6 +319,12 @@ impl Default for CacheConfig {
             store: StoreKind::Sqlite,
             path: PathBuf::from("/var/lib/mta-sts/cache.db"),
             redis_url: None,
+            sentinels: Vec::new(),
+            sentinel_master: None,
+            redis_db: 0,
+            redis_password: None,
+            sentinel_password: None,
+            postgres_url: None,
             refresh: Duration::from_secs(24 * 3600),
             refresh_concurrency: 32,
             max_memory: Some(mta_sts_resolver::DEFAULT_MAX_MEMORY),

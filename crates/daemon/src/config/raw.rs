@@ -11,7 +11,7 @@ use mta_sts_config::{ConfigError, HumanDuration, Listen, Nameserver, Schema, Sou
 use serde::Deserialize;
 
 use super::{
-    CacheConfig, Config, DaneMode, HttpConfig, OnFailure, ResolverConfig, SocketmapConfig,
+    CacheConfig, Config, DaneMode, HttpConfig, OnFailure, ResolverConfig, Secret, SocketmapConfig,
     StoreKind, TlsrptConfig, TlsrptSendConfig, ZoneSettings,
 };
 
@@ -59,6 +59,12 @@ pub(super) const SCHEMA: Schema = Schema {
                 "store",
                 "path",
                 "redis_url",
+                "sentinels",
+                "sentinel_master",
+                "redis_db",
+                "redis_password",
+                "sentinel_password",
+                "postgres_url",
                 "refresh",
                 "refresh_concurrency",
                 "max_memory",
@@ -417,6 +423,12 @@ struct RawCache {
     store: Option<StoreKind>,
     path: Option<PathBuf>,
     redis_url: Option<String>,
+    sentinels: Option<Vec<String>>,
+    sentinel_master: Option<String>,
+    redis_db: Option<i64>,
+    redis_password: Option<Secret>,
+    sentinel_password: Option<Secret>,
+    postgres_url: Option<String>,
     refresh: Option<HumanDuration>,
     refresh_concurrency: Option<usize>,
     max_memory: Option<ByteSize>,
@@ -594,10 +606,25 @@ const MAX_FLUSH_WINDOW: Duration = Duration::from_secs(1);
 impl RawCache {
     fn resolve(self) -> Result<CacheConfig, Misfit> {
         let d = CacheConfig::default();
+        let mut sentinels = Vec::new();
+        for text in self.sentinels.iter().flatten() {
+            let address = text.parse().map_err(
+                |e: mta_sts_resolver::store::redis::SentinelAddressError| {
+                    Misfit::new("cache", "sentinels", format!("[cache] sentinels: {e}"))
+                },
+            )?;
+            sentinels.push(address);
+        }
         let cache = CacheConfig {
             store: self.store.unwrap_or(d.store),
             path: self.path.unwrap_or(d.path),
             redis_url: self.redis_url,
+            sentinels,
+            sentinel_master: self.sentinel_master,
+            redis_db: self.redis_db.unwrap_or(d.redis_db),
+            redis_password: self.redis_password,
+            sentinel_password: self.sentinel_password,
+            postgres_url: self.postgres_url,
             refresh: self.refresh.map(|t| t.0).unwrap_or(d.refresh),
             refresh_concurrency: self.refresh_concurrency.unwrap_or(d.refresh_concurrency),
             max_memory: self.max_memory.map_or(d.max_memory, |b| b.0),
@@ -623,6 +650,48 @@ impl RawCache {
                 "cache",
                 "store",
                 "[cache] store = \"redis\" needs redis_url, e.g. `redis_url = \"redis://127.0.0.1:6379/0\"`",
+            ));
+        }
+        if cache.redis_db < 0 {
+            return Err(Misfit::new(
+                "cache",
+                "redis_db",
+                "[cache] redis_db is a database number, 0 or more; the default is 0",
+            ));
+        }
+        if cache.sentinel_master.as_deref() == Some("") {
+            return Err(Misfit::new(
+                "cache",
+                "sentinel_master",
+                "[cache] sentinel_master is empty: write the name the sentinels monitor the \
+                 master under (`sentinel monitor NAME …` in sentinel.conf), e.g. \
+                 `sentinel_master = \"mymaster\"`",
+            ));
+        }
+        if cache.store == StoreKind::RedisSentinel {
+            if cache.sentinels.is_empty() {
+                return Err(Misfit::new(
+                    "cache",
+                    "store",
+                    "[cache] store = \"redis_sentinel\" needs sentinels, the Redis Sentinel \
+                     addresses, e.g. `sentinels = [\"127.0.0.1:26379\"]`",
+                ));
+            }
+            if cache.sentinel_master.is_none() {
+                return Err(Misfit::new(
+                    "cache",
+                    "store",
+                    "[cache] store = \"redis_sentinel\" needs sentinel_master, the name the \
+                     sentinels monitor the master under, e.g. `sentinel_master = \"mymaster\"`",
+                ));
+            }
+        }
+        if cache.store == StoreKind::Postgres && cache.postgres_url.is_none() {
+            return Err(Misfit::new(
+                "cache",
+                "store",
+                "[cache] store = \"postgres\" needs postgres_url, e.g. \
+                 `postgres_url = \"postgres://mta-sts:PASSWORD@127.0.0.1/mta_sts\"`",
             ));
         }
         Ok(cache)
