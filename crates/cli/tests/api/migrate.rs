@@ -183,7 +183,7 @@ fn peer_redis_config_passes_check_config() {
 }
 
 /// PostgreSQL and Redis Sentinel: the keys of the stores `[cache] store = "postgres"` and
-/// `"redis_sentinel"` (checked as text: their stores are added on another branch).
+/// `"redis_sentinel"`, which `--check-config` accepts (it connects to neither).
 #[test]
 fn peer_postgres_and_sentinel_configs_emit_their_store_keys() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -198,9 +198,19 @@ fn peer_postgres_and_sentinel_configs_emit_their_store_keys() {
         "{toml}"
     );
     assert_eq!(keys_of(&warnings), ["reuse_port"]);
+    let summary = check_config(dir.path(), &toml);
+    assert!(
+        summary.contains("store=postgres postgres_url=<set>"),
+        "{summary}"
+    );
     let (toml, warnings) = convert(
         dir.path(),
         &std::fs::read_to_string(fixture("redis_sentinel.yml")).expect("fixture"),
+    );
+    let summary = check_config(dir.path(), &toml);
+    assert!(
+        summary.contains("store=redis_sentinel sentinels=sentinel1:26379,sentinel2:26379,sentinel3:26379 sentinel_master=mymaster"),
+        "{summary}"
     );
     assert!(
         toml.contains(
