@@ -85,6 +85,8 @@ fn peer_example_configs_convert_and_pass_check_config() {
         ("sqlite.yml", &["reuse_port"], "store=sqlite"),
         ("sqlite_unixsock.yml", &[], "store=sqlite"),
         ("docker-config.yml", &["reuse_port"], "store=sqlite"),
+        // What `apt-get install postfix-mta-sts-resolver` puts in /etc on Debian 12.
+        ("debian-bookworm.yml", &[], "store=sqlite"),
         (
             "man-example.yml",
             &[
@@ -105,7 +107,7 @@ fn peer_example_configs_convert_and_pass_check_config() {
         let summary = check_config(dir.path(), &toml);
         assert!(summary.contains(store), "{name}: {summary}");
         // The peer's zones do not inherit default_zone: every key is written out.
-        if text.contains("myzone") {
+        if text.lines().any(|l| l.starts_with("zones:")) {
             assert!(
                 toml.contains(
                     "[zones.myzone]\nstrict_testing = false\nrequire_sni = true\ntlsrpt = false\n"
