@@ -54,6 +54,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `N` distinct free ports: all held at once while picked, so that two calls of
+/// [`free_port`] in a row cannot hand out the same port twice.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free port"))
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().expect("free port").port())
+}
+
 /// The `[resolver]` section pointing at `world`.
 pub fn resolver_section(world: &World) -> String {
     format!(
@@ -82,8 +91,9 @@ impl DaemonProc {
         body: &str,
         env: &[(&str, &str)],
     ) -> DaemonProc {
-        let socketmap: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let [socketmap, http] = free_ports::<2>();
+        let socketmap: SocketAddr = format!("127.0.0.1:{socketmap}").parse().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
         let config = dir.join("daemon.toml");
         std::fs::write(
             &config,
