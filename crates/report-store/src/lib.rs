@@ -52,6 +52,7 @@ pub mod html;
 #[cfg(feature = "dkim-dns")]
 pub mod import;
 pub mod intake;
+pub mod listing;
 pub mod mailbox;
 #[cfg(feature = "sqlite")]
 pub mod outbox;
@@ -68,6 +69,7 @@ pub mod store;
 pub mod totals;
 
 pub use intake::{IntakeError, Limits, ParsedReport, parse_input};
+pub use listing::{DetailFilter, Details};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 pub use sink::{AcceptedReport, InputOutcome, ReportSink, SinkError};

@@ -1,0 +1,463 @@
+//! Server-side SVG charts with a true time axis: one x position per calendar day (UTC)
+//! from the first to the last day of the period, so a gap of a year is a year wide, and
+//! days without reports are gaps (no bar, the rate line is broken there) rather than being
+//! bridged. Each policy domain gets its own chart (small multiples).
+//!
+//! Geometry is computed here; the markup is the askama template `templates/chart.svg`,
+//! which escapes every text (titles carry domain names from reports). Failures are drawn
+//! hatched and marked with triangles, so colour is not the only carrier of meaning, and
+//! every bar and mark has a `<title>` with its numbers.
+
+use askama::Template;
+use mta_sts_report_store::DaySummary;
+use tlsrpt::UtcDateTime;
+
+/// Days since 1970-01-01 of a `YYYY-MM-DD` day; `None` when it is not one.
+pub fn day_number(day: &str) -> Option<i64> {
+    if day.len() != 10 {
+        return None;
+    }
+    UtcDateTime::parse(&format!("{day}T00:00:00Z"))
+        .ok()
+        .map(|t| t.unix_seconds().div_euclid(86_400))
+}
+
+/// The `YYYY-MM-DD` of a day number.
+pub fn day_string(day: i64) -> String {
+    UtcDateTime::from_unix_seconds(day.saturating_mul(86_400)).date_string()
+}
+
+/// One day's sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayPoint {
+    /// Days since 1970-01-01.
+    pub day: i64,
+    /// Successful sessions.
+    pub successful: u64,
+    /// Failed sessions.
+    pub failed: u64,
+}
+
+impl DayPoint {
+    fn rate(&self) -> Option<f64> {
+        let total = self.successful.saturating_add(self.failed);
+        (total > 0).then(|| self.successful as f64 / total as f64)
+    }
+}
+
+/// The points of summary rows (of one domain), sorted by day; rows whose day is not a
+/// date are left out.
+pub fn points<'a>(days: impl IntoIterator<Item = &'a DaySummary>) -> Vec<DayPoint> {
+    let mut out: Vec<DayPoint> = days
+        .into_iter()
+        .filter_map(|d| {
+            Some(DayPoint {
+                day: day_number(&d.day)?,
+                successful: d.successful,
+                failed: d.failed,
+            })
+        })
+        .collect();
+    out.sort_by_key(|p| p.day);
+    out
+}
+
+/// The days a chart spans, both included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// First day (day number).
+    pub first: i64,
+    /// Last day (day number), at least `first`.
+    pub last: i64,
+}
+
+impl Span {
+    /// From `since` (or the first point) to `until` (or the last point); `None` when there
+    /// is neither a bound nor a point.
+    pub fn new(since: Option<i64>, until: Option<i64>, points: &[DayPoint]) -> Option<Span> {
+        let first = since.or_else(|| points.first().map(|p| p.day))?;
+        let last = until
+            .or_else(|| points.last().map(|p| p.day))
+            .unwrap_or(first)
+            .max(first);
+        Some(Span { first, last })
+    }
+
+    fn days(self) -> i64 {
+        self.last - self.first + 1
+    }
+}
+
+/// A rectangle with its tooltip.
+#[derive(Debug, Clone)]
+pub struct Rect {
+    x: String,
+    y: String,
+    w: String,
+    h: String,
+    fill: &'static str,
+    title: String,
+}
+
+/// A triangle marking a day with failures.
+#[derive(Debug, Clone)]
+pub struct Mark {
+    points: String,
+    title: String,
+}
+
+/// An axis label.
+#[derive(Debug, Clone)]
+pub struct Tick {
+    x: String,
+    y: String,
+    label: String,
+}
+
+/// A chart ready to render (`templates/chart.svg`).
+#[derive(Debug, Clone, Template)]
+#[template(path = "chart.svg", escape = "html")]
+pub struct Svg {
+    width: u32,
+    height: u32,
+    label: String,
+    left: String,
+    right: String,
+    top: String,
+    bottom: String,
+    grid: Vec<Tick>,
+    xticks: Vec<Tick>,
+    bars: Vec<Rect>,
+    lines: Vec<String>,
+    dots: Vec<Rect>,
+    marks: Vec<Mark>,
+}
+
+impl Svg {
+    /// The SVG markup (texts escaped by the template).
+    pub fn to_markup(&self) -> String {
+        self.render().unwrap_or_default()
+    }
+}
+
+/// Plot area and the day → x mapping.
+struct Frame {
+    span: Span,
+    left: f64,
+    right: f64,
+    top: f64,
+    bottom: f64,
+}
+
+impl Frame {
+    fn slot(&self) -> f64 {
+        (self.right - self.left) / self.span.days() as f64
+    }
+    /// Centre of a day's slot.
+    fn x(&self, day: i64) -> f64 {
+        self.left + (day - self.span.first) as f64 * self.slot() + self.slot() / 2.0
+    }
+    fn y(&self, fraction: f64) -> f64 {
+        self.bottom - (self.bottom - self.top) * fraction.clamp(0.0, 1.0)
+    }
+}
+
+fn f(v: f64) -> String {
+    format!("{v:.1}")
+}
+
+/// Labels on the time axis: days for a month or less, months for up to 13 months,
+/// quarters up to 4 years, years beyond.
+fn time_ticks(frame: &Frame, y: f64) -> Vec<Tick> {
+    let n = frame.span.days();
+    let mut out = Vec::new();
+    let step = (n + 6) / 7;
+    for day in frame.span.first..=frame.span.last {
+        let s = day_string(day);
+        let (month, dom) = (&s[5..7], &s[8..10]);
+        let label = if n <= 31 {
+            ((day - frame.span.first) % step.max(1) == 0).then(|| s[5..].to_owned())
+        } else if n <= 400 {
+            (dom == "01").then(|| s[..7].to_owned())
+        } else if n <= 1500 {
+            (dom == "01" && matches!(month, "01" | "04" | "07" | "10")).then(|| s[..7].to_owned())
+        } else {
+            (dom == "01" && month == "01").then(|| s[..4].to_owned())
+        };
+        if let Some(label) = label {
+            out.push(Tick {
+                x: f(frame.x(day)),
+                y: f(y),
+                label,
+            });
+        }
+    }
+    out
+}
+
+/// Sessions per day as stacked bars: successful (solid) below failed (hatched).
+pub fn sessions_chart(label: &str, points: &[DayPoint], span: Span, width: u32) -> Svg {
+    let height = 180;
+    let frame = Frame {
+        span,
+        left: 56.0,
+        right: f64::from(width) - 8.0,
+        top: 10.0,
+        bottom: f64::from(height) - 26.0,
+    };
+    let max = points
+        .iter()
+        .map(|p| p.successful.saturating_add(p.failed))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let w = (frame.slot() * 0.8).max(1.0);
+    let mut bars = Vec::new();
+    for p in points
+        .iter()
+        .filter(|p| p.day >= span.first && p.day <= span.last)
+    {
+        let x = frame.x(p.day) - w / 2.0;
+        let ok_top = frame.y(p.successful as f64 / max as f64);
+        let all_top = frame.y(p.successful.saturating_add(p.failed) as f64 / max as f64);
+        let title = format!(
+            "{}: {} successful, {} failed",
+            day_string(p.day),
+            p.successful,
+            p.failed
+        );
+        if p.successful > 0 {
+            bars.push(Rect {
+                x: f(x),
+                y: f(ok_top),
+                w: f(w),
+                h: f((frame.bottom - ok_top).max(0.5)),
+                fill: "#2e7d32",
+                title: title.clone(),
+            });
+        }
+        if p.failed > 0 {
+            bars.push(Rect {
+                x: f(x),
+                y: f(all_top),
+                w: f(w),
+                h: f((ok_top - all_top).max(1.0)),
+                fill: "url(#failed-hatch)",
+                title,
+            });
+        }
+    }
+    let grid = [0.0, 0.5, 1.0]
+        .iter()
+        .map(|&fr| Tick {
+            x: f(frame.left - 4.0),
+            y: f(frame.y(fr)),
+            label: format!("{}", (max as f64 * fr).round() as u64),
+        })
+        .collect();
+    Svg {
+        width,
+        height,
+        label: label.to_owned(),
+        left: f(frame.left),
+        right: f(frame.right),
+        top: f(frame.top),
+        bottom: f(frame.bottom),
+        grid,
+        xticks: time_ticks(&frame, frame.bottom + 16.0),
+        bars,
+        lines: Vec::new(),
+        dots: Vec::new(),
+        marks: Vec::new(),
+    }
+}
+
+/// Success rate per day as a line broken wherever a day has no sessions, with a triangle
+/// above each day with failures. `small` leaves out the axes (a sparkline).
+pub fn rate_chart(label: &str, points: &[DayPoint], span: Span, width: u32, small: bool) -> Svg {
+    let height = if small { 40 } else { 140 };
+    let frame = Frame {
+        span,
+        left: if small { 2.0 } else { 44.0 },
+        right: f64::from(width) - 4.0,
+        top: if small { 8.0 } else { 12.0 },
+        bottom: f64::from(height) - if small { 3.0 } else { 26.0 },
+    };
+    let mut lines = Vec::new();
+    let mut dots = Vec::new();
+    let mut marks = Vec::new();
+    let mut segment: Vec<(f64, f64)> = Vec::new();
+    let mut previous: Option<i64> = None;
+    let flush = |segment: &mut Vec<(f64, f64)>, lines: &mut Vec<String>, dots: &mut Vec<Rect>| {
+        match segment.as_slice() {
+            [] => {}
+            [(x, y)] => dots.push(Rect {
+                x: f(x - 1.5),
+                y: f(y - 1.5),
+                w: "3".into(),
+                h: "3".into(),
+                fill: "#1f4e9c",
+                title: String::new(),
+            }),
+            many => lines.push(
+                many.iter()
+                    .map(|(x, y)| format!("{},{}", f(*x), f(*y)))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+        }
+        segment.clear();
+    };
+    for p in points
+        .iter()
+        .filter(|p| p.day >= span.first && p.day <= span.last)
+    {
+        let Some(rate) = p.rate() else {
+            flush(&mut segment, &mut lines, &mut dots);
+            previous = None;
+            continue;
+        };
+        if previous.is_some_and(|d| d + 1 != p.day) {
+            flush(&mut segment, &mut lines, &mut dots);
+        }
+        previous = Some(p.day);
+        let (x, y) = (frame.x(p.day), frame.y(rate));
+        segment.push((x, y));
+        if p.failed > 0 {
+            let t = frame.top - if small { 1.0 } else { 2.0 };
+            marks.push(Mark {
+                points: format!(
+                    "{},{} {},{} {},{}",
+                    f(x - 3.0),
+                    f(t - 5.0),
+                    f(x + 3.0),
+                    f(t - 5.0),
+                    f(x),
+                    f(t)
+                ),
+                title: format!(
+                    "{}: {} failed of {} ({:.2}% success)",
+                    day_string(p.day),
+                    p.failed,
+                    p.successful.saturating_add(p.failed),
+                    rate * 100.0
+                ),
+            });
+        }
+    }
+    flush(&mut segment, &mut lines, &mut dots);
+    let grid = if small {
+        Vec::new()
+    } else {
+        [0.0, 0.5, 1.0]
+            .iter()
+            .map(|&fr| Tick {
+                x: f(frame.left - 4.0),
+                y: f(frame.y(fr)),
+                label: format!("{}%", (fr * 100.0) as u32),
+            })
+            .collect()
+    };
+    Svg {
+        width,
+        height,
+        label: label.to_owned(),
+        left: f(frame.left),
+        right: f(frame.right),
+        top: f(frame.top),
+        bottom: f(frame.bottom),
+        grid,
+        xticks: if small {
+            Vec::new()
+        } else {
+            time_ticks(&frame, frame.bottom + 16.0)
+        },
+        bars: Vec::new(),
+        lines,
+        dots,
+        marks,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(day: &str, ok: u64, ko: u64) -> DayPoint {
+        DayPoint {
+            day: day_number(day).unwrap(),
+            successful: ok,
+            failed: ko,
+        }
+    }
+
+    #[test]
+    fn the_time_axis_is_true_and_gaps_break_the_line() {
+        let pts = [
+            p("2024-01-01", 10, 0),
+            p("2024-01-02", 9, 1),
+            p("2024-01-10", 10, 0),
+            p("2024-01-11", 10, 0),
+        ];
+        let span = Span::new(None, None, &pts).unwrap();
+        assert_eq!(span.days(), 11);
+        let svg = rate_chart("t", &pts, span, 400, false);
+        // Two segments: 1–2 and 10–11; the 7-day gap is not bridged.
+        assert_eq!(svg.lines.len(), 2, "{:?}", svg.lines);
+        assert_eq!(svg.marks.len(), 1);
+        let x = |i: usize| {
+            svg.lines[i]
+                .split(' ')
+                .next()
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap()
+                .parse::<f64>()
+                .unwrap()
+        };
+        // Day 10 sits 9/11 of the way along, not 2/4.
+        let slot = (396.0 - 44.0) / 11.0;
+        assert!(
+            (x(1) - (44.0 + 9.0 * slot + slot / 2.0)).abs() < 0.11,
+            "{}",
+            x(1)
+        );
+    }
+
+    #[test]
+    fn a_day_without_sessions_breaks_the_line_and_lone_days_are_dots() {
+        let pts = [
+            p("2024-01-01", 1, 0),
+            p("2024-01-02", 0, 0),
+            p("2024-01-03", 1, 0),
+        ];
+        let span = Span::new(None, None, &pts).unwrap();
+        let svg = rate_chart("t", &pts, span, 200, true);
+        assert!(svg.lines.is_empty());
+        assert_eq!(svg.dots.len(), 2);
+    }
+
+    #[test]
+    fn titles_are_escaped() {
+        let pts = [p("2024-01-01", 1, 1)];
+        let span = Span::new(None, None, &pts).unwrap();
+        let markup = sessions_chart("<script>alert(1)</script>", &pts, span, 300).to_markup();
+        assert!(!markup.contains("<script>"), "{markup}");
+        assert!(
+            markup.contains("&#60;script&#62;") || markup.contains("&lt;script&gt;"),
+            "{markup}"
+        );
+    }
+
+    #[test]
+    fn years_are_labelled_on_long_spans() {
+        let pts = [p("2016-04-01", 1, 0), p("2026-11-01", 1, 0)];
+        let span = Span::new(None, None, &pts).unwrap();
+        let svg = sessions_chart("t", &pts, span, 600);
+        let labels: Vec<&str> = svg.xticks.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(labels.first(), Some(&"2017"));
+        assert_eq!(labels.last(), Some(&"2026"));
+        assert_eq!(labels.len(), 10);
+    }
+}
