@@ -19,6 +19,7 @@ mod output;
 mod query;
 mod report;
 mod serve;
+mod web;
 
 /// MTA-STS (RFC 8461) and SMTP TLS Reporting (RFC 8460) toolkit.
 #[derive(Debug, Parser)]
@@ -55,6 +56,9 @@ enum Command {
     Records(serve::RecordsArgs),
     /// TLS-RPT (RFC 8460): import reports, summarise them per domain and day, show one.
     Report(report::ReportArgs),
+    /// Serve the TLS-RPT dashboard (overview, domain and report pages, JSON, CSV) over a
+    /// report database, on loopback unless --token-file is given.
+    Web(web::WebArgs),
     /// Print a shell completion script for this command to standard output
     /// (e.g. `mta-sts completions bash > /etc/bash_completion.d/mta-sts`).
     Completions(manpages::CompletionsArgs),
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
         // report received) by default; the other commands only problems.
         let default = match &cli.command {
             Command::Serve(a) if !(a.check || a.check_config || a.print_records) => "info",
+            Command::Web(_) => "info",
             _ => "warn",
         };
         init_logging(cli.verbose, cli.quiet, default);
@@ -118,6 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             serve::run_serve(&args)
         }
         Command::Records(args) => serve::run_records(&args),
+        Command::Web(args) => web::run(&args),
         Command::Completions(args) => manpages::run_completions(&args, Cli::command()),
         Command::Man(args) => manpages::run_man(&args, Cli::command()),
     }

@@ -99,6 +99,14 @@ pub struct Rect {
     title: String,
 }
 
+/// A lone day of a rate line (its neighbours have no sessions).
+#[derive(Debug, Clone)]
+pub struct Dot {
+    cx: String,
+    cy: String,
+    title: String,
+}
+
 /// A triangle marking a day with failures.
 #[derive(Debug, Clone)]
 pub struct Mark {
@@ -129,7 +137,7 @@ pub struct Svg {
     xticks: Vec<Tick>,
     bars: Vec<Rect>,
     lines: Vec<String>,
-    dots: Vec<Rect>,
+    dots: Vec<Dot>,
     marks: Vec<Mark>,
 }
 
@@ -201,7 +209,7 @@ pub fn sessions_chart(label: &str, points: &[DayPoint], span: Span, width: u32) 
     let frame = Frame {
         span,
         left: 56.0,
-        right: f64::from(width) - 8.0,
+        right: f64::from(width) - 24.0,
         top: 10.0,
         bottom: f64::from(height) - 26.0,
     };
@@ -279,35 +287,33 @@ pub fn rate_chart(label: &str, points: &[DayPoint], span: Span, width: u32, smal
     let frame = Frame {
         span,
         left: if small { 2.0 } else { 44.0 },
-        right: f64::from(width) - 4.0,
+        right: f64::from(width) - if small { 4.0 } else { 24.0 },
         top: if small { 8.0 } else { 12.0 },
         bottom: f64::from(height) - if small { 3.0 } else { 26.0 },
     };
     let mut lines = Vec::new();
     let mut dots = Vec::new();
     let mut marks = Vec::new();
-    let mut segment: Vec<(f64, f64)> = Vec::new();
+    let mut segment: Vec<(f64, f64, String)> = Vec::new();
     let mut previous: Option<i64> = None;
-    let flush = |segment: &mut Vec<(f64, f64)>, lines: &mut Vec<String>, dots: &mut Vec<Rect>| {
-        match segment.as_slice() {
-            [] => {}
-            [(x, y)] => dots.push(Rect {
-                x: f(x - 1.5),
-                y: f(y - 1.5),
-                w: "3".into(),
-                h: "3".into(),
-                fill: "#1f4e9c",
-                title: String::new(),
-            }),
-            many => lines.push(
-                many.iter()
-                    .map(|(x, y)| format!("{},{}", f(*x), f(*y)))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-        }
-        segment.clear();
-    };
+    let flush =
+        |segment: &mut Vec<(f64, f64, String)>, lines: &mut Vec<String>, dots: &mut Vec<Dot>| {
+            match segment.as_slice() {
+                [] => {}
+                [(x, y, title)] => dots.push(Dot {
+                    cx: f(*x),
+                    cy: f(*y),
+                    title: title.clone(),
+                }),
+                many => lines.push(
+                    many.iter()
+                        .map(|(x, y, _)| format!("{},{}", f(*x), f(*y)))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
+            }
+            segment.clear();
+        };
     for p in points
         .iter()
         .filter(|p| p.day >= span.first && p.day <= span.last)
@@ -322,7 +328,11 @@ pub fn rate_chart(label: &str, points: &[DayPoint], span: Span, width: u32, smal
         }
         previous = Some(p.day);
         let (x, y) = (frame.x(p.day), frame.y(rate));
-        segment.push((x, y));
+        segment.push((
+            x,
+            y,
+            format!("{}: {:.2}% success", day_string(p.day), rate * 100.0),
+        ));
         if p.failed > 0 {
             let t = frame.top - if small { 1.0 } else { 2.0 };
             marks.push(Mark {
@@ -417,7 +427,7 @@ mod tests {
                 .unwrap()
         };
         // Day 10 sits 9/11 of the way along, not 2/4.
-        let slot = (396.0 - 44.0) / 11.0;
+        let slot = (376.0 - 44.0) / 11.0;
         assert!(
             (x(1) - (44.0 + 9.0 * slot + slot / 2.0)).abs() < 0.11,
             "{}",
