@@ -22,3 +22,4 @@ mod report_import_dkim;
 mod report_send;
 mod serve;
 mod serve_intake;
+mod web_browser;
