@@ -364,3 +364,90 @@ fn every_page_in_chromium_shows_the_summarys_numbers_and_hostile_text_as_text() 
         );
     }
 }
+
+/// The README's "try it" block (`<!-- test: web try -->`), run as written from the
+/// repository root with `demo.db` in a temporary directory; the dashboard's port is the one
+/// thing changed (`--listen 127.0.0.1:0`, the default 8480 may be taken on a test host).
+#[test]
+fn readme_web_commands_work_as_written() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let block: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| l.trim() != "<!-- test: web try -->")
+        .skip(2)
+        .take_while(|l| !l.starts_with("```"))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let mut steps: Vec<(Vec<String>, Vec<&str>)> = Vec::new();
+    for line in &block {
+        match line.strip_prefix("$ ") {
+            Some(cmd) => steps.push((
+                cmd.split_whitespace()
+                    .map(|w| {
+                        if w == "demo.db" {
+                            db.display().to_string()
+                        } else {
+                            w.to_owned()
+                        }
+                    })
+                    .collect(),
+                Vec::new(),
+            )),
+            None => steps
+                .last_mut()
+                .expect("output before a command")
+                .1
+                .push(line),
+        }
+    }
+    assert_eq!(steps.len(), 2, "{block:?}");
+    let (import, shown) = &steps[0];
+    assert_eq!(&import[..3], ["mta-sts", "report", "import"]);
+    let out = Command::new(bin())
+        .args(&import[1..])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().next(), shown.first().copied(), "{stdout}");
+    assert_eq!(out.status.code(), Some(1), "the .tsv is refused");
+
+    let (web, shown) = &steps[1];
+    assert_eq!(&web[..2], ["mta-sts", "web"]);
+    assert_eq!(shown.as_slice(), ["dashboard on http://127.0.0.1:8480/"]);
+    let mut child = Command::new(bin())
+        .args(&web[1..])
+        .args(["--listen", "127.0.0.1:0", "--no-check"])
+        .current_dir(root())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _web = Web(child);
+    let line = BufReader::new(stderr)
+        .lines()
+        .map(Result::unwrap)
+        .find(|l| l.starts_with("dashboard on "))
+        .unwrap();
+    let addr = line
+        .trim_start_matches("dashboard on http://")
+        .trim_end_matches('/')
+        .to_owned();
+    // The overview answers, with the corpus' domains.
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        conn,
+        "GET /api/?period=all HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains("\"policy_domain\":\"company-y.example\""),
+        "{answer}"
+    );
+}
