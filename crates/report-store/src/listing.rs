@@ -127,10 +127,12 @@ pub(crate) fn condition(
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// SQL of the four listings for a back end's placeholders, with their parameters.
 pub(crate) struct ListingSql {
-    pub reports: String,
+    /// `None` when no report is asked for (limit 0).
+    pub reports: Option<String>,
     pub policies: String,
     pub organizations: String,
-    pub senders: String,
+    /// `None` without a domain filter (the overview does not show them).
+    pub senders: Option<String>,
     pub params: Vec<String>,
 }
 
@@ -146,12 +148,12 @@ impl ListingSql {
         let (w, params) = condition(filter, placeholder, "");
         let (pw, _) = condition(filter, placeholder, "p.");
         ListingSql {
-            reports: format!(
+            reports: (limit > 0).then(|| format!(
                 "SELECT r.id, r.report_id, r.organization_name, p.policy_domain, p.policy_type, \
                  p.day, r.source, r.imported_at, p.successful, p.failed \
                  FROM report_policies p JOIN reports r ON r.id = p.report {pw} \
                  ORDER BY p.day DESC, r.id DESC LIMIT {limit}"
-            ),
+            )),
             policies: format!(
                 "SELECT policy_domain, policy_type, policy_string, \
                  CAST(COUNT(DISTINCT report) AS BIGINT), CAST(SUM(successful) AS BIGINT), \
@@ -164,11 +166,11 @@ impl ListingSql {
                  CAST(SUM(failed) AS BIGINT), MAX(day) \
                  FROM report_policies {w} GROUP BY policy_domain, organization_name"
             ),
-            senders: format!(
+            senders: filter.domain.is_some().then(|| format!(
                 "SELECT COALESCE(sending_mta_ip, ''), result_type, \
                  CAST(SUM(failed_session_count) AS BIGINT) \
                  FROM failure_details {w} GROUP BY COALESCE(sending_mta_ip, ''), result_type"
-            ),
+            )),
             params,
         }
     }
@@ -207,14 +209,14 @@ pub(crate) fn sort(
 /// What [`crate::ReportStore::details`] returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Details {
-    /// The newest reports (at most the limit asked for), newest day first.
+    /// The newest reports (at most the limit asked for; none for 0), newest day first.
     pub reports: Vec<ReportListing>,
     /// Policies seen, by domain, type and strings.
     pub policies: Vec<PolicySeen>,
     /// Sessions per reporting organisation, by domain and organisation.
     pub organizations: Vec<OrganizationSessions>,
-    /// Failures per sending MTA IP and result type, largest first (all domains of the filter
-    /// together).
+    /// Failures per sending MTA IP and result type, largest first; only with a domain in
+    /// the filter (empty otherwise).
     pub senders: Vec<SenderFailures>,
 }
 
@@ -279,7 +281,7 @@ mod tests {
                     e.2 += ko;
                     e.3 = e.3.clone().max(day.clone());
                 }
-                for d in &p.failure_details {
+                for d in p.failure_details.iter().filter(|_| filter.domain.is_some()) {
                     *senders
                         .entry((
                             d.sending_mta_ip.clone().unwrap_or_default(),
@@ -380,6 +382,7 @@ mod tests {
             );
             let limited = store.details(&filter, 1).await.unwrap();
             assert_eq!(limited.reports.len(), listed.len().min(1));
+            assert!(store.details(&filter, 0).await.unwrap().reports.is_empty());
         }
     }
 

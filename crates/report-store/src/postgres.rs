@@ -459,7 +459,11 @@ impl ReportStore for PostgresStore {
             .collect();
         let client = self.pool.get().await.map_err(db)?;
         let mut out = Details::default();
-        for row in client.query(&sql.reports, &args).await.map_err(db)? {
+        let reports = match &sql.reports {
+            Some(q) => client.query(q, &args).await.map_err(db)?,
+            None => Vec::new(),
+        };
+        for row in reports {
             out.reports.push(ReportListing {
                 id: row.try_get(0).map_err(db)?,
                 report_id: row.try_get(1).map_err(db)?,
@@ -494,7 +498,11 @@ impl ReportStore for PostgresStore {
                 last_day: row.try_get(5).map_err(db)?,
             });
         }
-        for row in client.query(&sql.senders, &args).await.map_err(db)? {
+        let senders = match &sql.senders {
+            Some(q) => client.query(q, &args).await.map_err(db)?,
+            None => Vec::new(),
+        };
+        for row in senders {
             out.senders.push(SenderFailures {
                 sending_mta_ip: row.try_get(0).map_err(db)?,
                 result_type: row.try_get(1).map_err(db)?,

@@ -531,23 +531,24 @@ impl ReportStore for SqliteStore {
         self.with(move |conn| {
             let p = || params_from_iter(sql.params.iter());
             let mut out = Details::default();
-            let mut s = conn.prepare_cached(&sql.reports).map_err(db)?;
-            let mut rows = s.query(p()).map_err(db)?;
-            while let Some(row) = rows.next().map_err(db)? {
-                out.reports.push(ReportListing {
-                    id: row.get(0).map_err(db)?,
-                    report_id: text(row, 1)?.to_owned(),
-                    organization_name: text(row, 2)?.to_owned(),
-                    policy_domain: text(row, 3)?.to_owned(),
-                    policy_type: text(row, 4)?.to_owned(),
-                    day: text(row, 5)?.to_owned(),
-                    source: text(row, 6)?.to_owned(),
-                    imported_at: row.get(7).map_err(db)?,
-                    successful: totals::count(row.get(8).map_err(db)?),
-                    failed: totals::count(row.get(9).map_err(db)?),
-                });
+            if let Some(q) = &sql.reports {
+                let mut s = conn.prepare_cached(q).map_err(db)?;
+                let mut rows = s.query(p()).map_err(db)?;
+                while let Some(row) = rows.next().map_err(db)? {
+                    out.reports.push(ReportListing {
+                        id: row.get(0).map_err(db)?,
+                        report_id: text(row, 1)?.to_owned(),
+                        organization_name: text(row, 2)?.to_owned(),
+                        policy_domain: text(row, 3)?.to_owned(),
+                        policy_type: text(row, 4)?.to_owned(),
+                        day: text(row, 5)?.to_owned(),
+                        source: text(row, 6)?.to_owned(),
+                        imported_at: row.get(7).map_err(db)?,
+                        successful: totals::count(row.get(8).map_err(db)?),
+                        failed: totals::count(row.get(9).map_err(db)?),
+                    });
+                }
             }
-            drop(rows);
             let mut s = conn.prepare_cached(&sql.policies).map_err(db)?;
             let mut rows = s.query(p()).map_err(db)?;
             while let Some(row) = rows.next().map_err(db)? {
@@ -575,16 +576,17 @@ impl ReportStore for SqliteStore {
                 });
             }
             drop(rows);
-            let mut s = conn.prepare_cached(&sql.senders).map_err(db)?;
-            let mut rows = s.query(p()).map_err(db)?;
-            while let Some(row) = rows.next().map_err(db)? {
-                out.senders.push(SenderFailures {
-                    sending_mta_ip: text(row, 0)?.to_owned(),
-                    result_type: text(row, 1)?.to_owned(),
-                    failed: totals::count(row.get(2).map_err(db)?),
-                });
+            if let Some(q) = &sql.senders {
+                let mut s = conn.prepare_cached(q).map_err(db)?;
+                let mut rows = s.query(p()).map_err(db)?;
+                while let Some(row) = rows.next().map_err(db)? {
+                    out.senders.push(SenderFailures {
+                        sending_mta_ip: text(row, 0)?.to_owned(),
+                        result_type: text(row, 1)?.to_owned(),
+                        failed: totals::count(row.get(2).map_err(db)?),
+                    });
+                }
             }
-            drop(rows);
             listing::sort(&mut out.policies, &mut out.organizations, &mut out.senders);
             Ok(out)
         })
