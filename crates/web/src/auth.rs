@@ -104,6 +104,25 @@ impl Auth {
     }
 }
 
+/// Whether a `Host` header names this machine's loopback: `localhost`, `127.0.0.1` (any
+/// 127/8 address) or `[::1]`, with or without a port. Without authentication the dashboard
+/// answers only such requests, so a web page whose name an attacker rebinds to 127.0.0.1
+/// (DNS rebinding) cannot read it from the victim's browser.
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, port)) if port.is_empty() || port.starts_with(':') => ip,
+            _ => return false,
+        }
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
     let (s, rest) = value.split_once(' ')?;
     s.eq_ignore_ascii_case(scheme).then_some(rest)
@@ -129,6 +148,30 @@ mod tests {
         let e = Auth::None.check_listen(any).unwrap_err();
         assert!(e.to_string().contains("--token-file"), "{e}");
         assert!(Auth::Token(b"x".to_vec()).check_listen(any).is_ok());
+    }
+
+    #[test]
+    fn only_loopback_host_names_pass_without_a_token() {
+        for ok in [
+            "localhost",
+            "localhost:8480",
+            "127.0.0.1:8480",
+            "127.0.0.2",
+            "[::1]:8480",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8480",
+            "10.0.0.1:8480",
+            "[::2]:1",
+            "[::1",
+            "localhost.evil.example",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -147,17 +147,32 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let mut response =
-        if state.auth.allows(authorization) {
-            next.run(request).await
-        } else {
-            (
+    // DNS rebinding: without a token, only requests naming loopback are answered.
+    let host_ok = !matches!(state.auth, Auth::None)
+        || request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(crate::auth::is_loopback_host);
+    let mut response = if !host_ok {
+        (
+            StatusCode::MISDIRECTED_REQUEST,
+            "without --token-file the dashboard answers only requests for localhost, 127.0.0.1 or [::1]\n",
+        )
+            .into_response()
+    } else if state.auth.allows(authorization) {
+        next.run(request).await
+    } else {
+        (
             StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"mta-sts dashboard\", charset=\"UTF-8\"")],
+            [(
+                header::WWW_AUTHENTICATE,
+                "Basic realm=\"mta-sts dashboard\", charset=\"UTF-8\"",
+            )],
             "authentication required: send the token as a Bearer token or as the Basic password\n",
         )
             .into_response()
-        };
+    };
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,

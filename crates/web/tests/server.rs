@@ -464,6 +464,41 @@ fn data_value(html: &str, prefix: &str) -> Option<String> {
     Some(html[at..at + html[at..].find('"')?].to_owned())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_only_loopback_host_names_are_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = filled_db(dir.path()).await;
+    let run = start(&db, Auth::None).await;
+    // Raw requests: the Host header is what a DNS-rebound page's browser would send.
+    let ask = |host: String| {
+        let addr = run.server.local_addr();
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+            conn.write_all(
+                format!("GET /api/ HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+            let mut answer = String::new();
+            conn.read_to_string(&mut answer).await.unwrap();
+            answer
+        }
+    };
+    let port = run.server.local_addr().port();
+    let answer = ask(format!("rebound.evil.example:{port}")).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 421"),
+        "a DNS-rebound name is refused: {answer}"
+    );
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
+        let answer = ask(host.clone()).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
+    }
+    run.server.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_public_address_without_authentication_is_refused() {
     let store: Arc<dyn ReportStore> = Arc::new(SqliteStore::in_memory().unwrap());
