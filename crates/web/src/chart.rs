@@ -175,30 +175,55 @@ fn f(v: f64) -> String {
 }
 
 /// Labels on the time axis: days for a month or less, months for up to 13 months,
-/// quarters up to 4 years, years beyond.
+/// quarters up to 4 years, years beyond (every k-th year, at most 12 labels). The work is
+/// bounded by the labels, not by the span: a hostile report dated in the year 9999 makes
+/// a long axis, not a slow page.
 fn time_ticks(frame: &Frame, y: f64) -> Vec<Tick> {
     let n = frame.span.days();
+    let tick = |day: i64, label: String| Tick {
+        x: f(frame.x(day)),
+        y: f(y),
+        label,
+    };
+    if n <= 31 {
+        let step = ((n + 6) / 7).max(1);
+        return (frame.span.first..=frame.span.last)
+            .step_by(usize::try_from(step).unwrap_or(1))
+            .map(|d| tick(d, day_string(d)[5..].to_owned()))
+            .collect();
+    }
+    let first = day_string(frame.span.first);
+    let last = day_string(frame.span.last);
+    let year = |s: &str| s.get(..4).and_then(|y| y.parse::<i64>().ok());
+    let (Some(y0), Some(y1)) = (year(&first), year(&last)) else {
+        return Vec::new();
+    };
+    let (months, every): (&[u32], i64) = if n <= 400 {
+        (&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], 1)
+    } else if n <= 1500 {
+        (&[1, 4, 7, 10], 1)
+    } else {
+        (&[1], ((y1 - y0) / 12 + 1).max(1))
+    };
     let mut out = Vec::new();
-    let step = (n + 6) / 7;
-    for day in frame.span.first..=frame.span.last {
-        let s = day_string(day);
-        let (month, dom) = (&s[5..7], &s[8..10]);
-        let label = if n <= 31 {
-            ((day - frame.span.first) % step.max(1) == 0).then(|| s[5..].to_owned())
-        } else if n <= 400 {
-            (dom == "01").then(|| s[..7].to_owned())
-        } else if n <= 1500 {
-            (dom == "01" && matches!(month, "01" | "04" | "07" | "10")).then(|| s[..7].to_owned())
-        } else {
-            (dom == "01" && month == "01").then(|| s[..4].to_owned())
-        };
-        if let Some(label) = label {
-            out.push(Tick {
-                x: f(frame.x(day)),
-                y: f(y),
-                label,
-            });
+    let mut y = y0;
+    while y <= y1 {
+        if (y - y0) % every == 0 || n <= 1500 {
+            for &m in months {
+                let Some(day) = day_number(&format!("{y:04}-{m:02}-01")) else {
+                    continue;
+                };
+                if day >= frame.span.first && day <= frame.span.last {
+                    let label = if n > 1500 {
+                        format!("{y:04}")
+                    } else {
+                        format!("{y:04}-{m:02}")
+                    };
+                    out.push(tick(day, label));
+                }
+            }
         }
+        y += 1;
     }
     out
 }
@@ -458,6 +483,15 @@ mod tests {
             markup.contains("&#60;script&#62;") || markup.contains("&lt;script&gt;"),
             "{markup}"
         );
+    }
+
+    #[test]
+    fn a_far_future_day_makes_a_long_axis_with_few_labels() {
+        let pts = [p("2024-01-01", 1, 0), p("9999-12-31", 1, 0)];
+        let span = Span::new(None, None, &pts).unwrap();
+        let svg = sessions_chart("t", &pts, span, 600);
+        assert!(svg.xticks.len() <= 13, "{}", svg.xticks.len());
+        assert_eq!(svg.xticks[0].label, "2024");
     }
 
     #[test]
