@@ -31,6 +31,14 @@ pub struct WebArgs {
     /// `Authorization: Bearer TOKEN`, or as the password of the browser's login prompt.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Require one of these users (HTTP Basic): a file of NAME:HASH lines, each HASH an
+    /// argon2id PHC string from --hash-password.
+    #[arg(long, value_name = "FILE", conflicts_with = "token_file")]
+    pub users: Option<PathBuf>,
+    /// Read a password from standard input, print its argon2id hash for a --users file,
+    /// and exit.
+    #[arg(long)]
+    pub hash_password: bool,
     /// No "re-run check" button (the dashboard then makes no network lookups).
     #[arg(long)]
     pub no_check: bool,
@@ -96,9 +104,24 @@ async fn open_read_only(location: &str) -> Result<Arc<dyn ReportStore>> {
 
 /// Runs the command: serves until SIGINT or SIGTERM.
 pub fn run(args: &WebArgs) -> Result<u8> {
-    let auth = match &args.token_file {
-        Some(path) => Auth::from_token_file(path)?,
-        None => Auth::None,
+    if args.hash_password {
+        let mut password = String::new();
+        std::io::stdin()
+            .read_line(&mut password)
+            .context("cannot read the password from standard input")?;
+        let password = password.trim_end_matches(['\r', '\n']);
+        if password.is_empty() {
+            anyhow::bail!(
+                "the password on standard input is empty; pipe it in, e.g. `printf %s PASSWORD | mta-sts web --hash-password`"
+            );
+        }
+        crate::output::outln!("{}", mta_sts_web::auth::hash_password(password)?)?;
+        return Ok(exit::OK);
+    }
+    let auth = match (&args.token_file, &args.users) {
+        (Some(path), _) => Auth::from_token_file(path)?,
+        (None, Some(path)) => Auth::from_users_file(path)?,
+        (None, None) => Auth::None,
     };
     // Refused before anything is opened: one sentence with the fix.
     auth.check_listen(args.listen)?;

@@ -511,6 +511,6 @@ async fn a_public_address_without_authentication_is_refused() {
         .unwrap_err();
     assert_eq!(
         e.to_string(),
-        "refusing to listen on 0.0.0.0:0 without authentication: pass --token-file FILE (or listen on 127.0.0.1)"
+        "refusing to listen on 0.0.0.0:0 without authentication: pass --token-file FILE or --users FILE (or listen on 127.0.0.1)"
     );
 }

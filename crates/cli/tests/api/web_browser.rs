@@ -451,3 +451,25 @@ fn readme_web_commands_work_as_written() {
         "{answer}"
     );
 }
+
+/// A non-loopback address without authentication: exit 2 and one sentence with the fix,
+/// before any database is looked for.
+#[test]
+fn web_refuses_a_public_address_without_authentication() {
+    let out = Command::new(bin())
+        .args([
+            "web",
+            "--listen",
+            "0.0.0.0:0",
+            "--db",
+            "/nonexistent/reports.db",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr.trim_end(),
+        "mta-sts: refusing to listen on 0.0.0.0:0 without authentication: pass --token-file FILE or --users FILE (or listen on 127.0.0.1)"
+    );
+}
