@@ -316,6 +316,36 @@ pub fn rate_chart(label: &str, points: &[DayPoint], span: Span, width: u32, smal
         top: if small { 8.0 } else { 12.0 },
         bottom: f64::from(height) - if small { 3.0 } else { 26.0 },
     };
+    // A sparkline has at most one column per two pixels: longer spans are summed into
+    // buckets of `step` days (a bucket without reports is still a gap), and its marks carry
+    // no tooltip; the row beside it has the numbers.
+    let columns = i64::from(width / 2).max(1);
+    let step = if small {
+        ((span.days() + columns - 1) / columns).max(1)
+    } else {
+        1
+    };
+    let bucketed;
+    let points = if step > 1 {
+        let mut b: Vec<DayPoint> = Vec::new();
+        for p in points
+            .iter()
+            .filter(|p| p.day >= span.first && p.day <= span.last)
+        {
+            let day = span.first + (p.day - span.first) / step * step;
+            match b.last_mut() {
+                Some(last) if last.day == day => {
+                    last.successful = last.successful.saturating_add(p.successful);
+                    last.failed = last.failed.saturating_add(p.failed);
+                }
+                _ => b.push(DayPoint { day, ..*p }),
+            }
+        }
+        bucketed = b;
+        bucketed.as_slice()
+    } else {
+        points
+    };
     let mut lines = Vec::new();
     let mut dots = Vec::new();
     let mut marks = Vec::new();
@@ -348,16 +378,17 @@ pub fn rate_chart(label: &str, points: &[DayPoint], span: Span, width: u32, smal
             previous = None;
             continue;
         };
-        if previous.is_some_and(|d| d + 1 != p.day) {
+        if previous.is_some_and(|d| d + step != p.day) {
             flush(&mut segment, &mut lines, &mut dots);
         }
         previous = Some(p.day);
         let (x, y) = (frame.x(p.day), frame.y(rate));
-        segment.push((
-            x,
-            y,
-            format!("{}: {:.2}% success", day_string(p.day), rate * 100.0),
-        ));
+        let tip = if small {
+            String::new()
+        } else {
+            format!("{}: {:.2}% success", day_string(p.day), rate * 100.0)
+        };
+        segment.push((x, y, tip));
         if p.failed > 0 {
             let t = frame.top - if small { 1.0 } else { 2.0 };
             marks.push(Mark {
@@ -370,13 +401,17 @@ pub fn rate_chart(label: &str, points: &[DayPoint], span: Span, width: u32, smal
                     f(x),
                     f(t)
                 ),
-                title: format!(
-                    "{}: {} failed of {} ({:.2}% success)",
-                    day_string(p.day),
-                    p.failed,
-                    p.successful.saturating_add(p.failed),
-                    rate * 100.0
-                ),
+                title: if small {
+                    String::new()
+                } else {
+                    format!(
+                        "{}: {} failed of {} ({:.2}% success)",
+                        day_string(p.day),
+                        p.failed,
+                        p.successful.saturating_add(p.failed),
+                        rate * 100.0
+                    )
+                },
             });
         }
     }
@@ -471,6 +506,30 @@ mod tests {
         let svg = rate_chart("t", &pts, span, 200, true);
         assert!(svg.lines.is_empty());
         assert_eq!(svg.dots.len(), 2);
+    }
+
+    #[test]
+    fn long_sparklines_are_summed_into_buckets_with_gaps_kept() {
+        // 400 days on 180 pixels: buckets of 5 days; a 20-day hole stays a gap.
+        let mut pts: Vec<DayPoint> = (0..200)
+            .map(|d| DayPoint {
+                day: d,
+                successful: 1,
+                failed: 0,
+            })
+            .collect();
+        pts.extend((220..400).map(|d| DayPoint {
+            day: d,
+            successful: 1,
+            failed: u64::from(d == 300),
+        }));
+        let span = Span::new(Some(0), Some(399), &pts).unwrap();
+        let svg = rate_chart("t", &pts, span, 180, true);
+        assert_eq!(svg.lines.len(), 2, "the hole breaks the line");
+        let columns: usize = svg.lines.iter().map(|l| l.split(' ').count()).sum();
+        assert_eq!(columns, 40 + 36);
+        assert_eq!(svg.marks.len(), 1);
+        assert!(svg.marks[0].title.is_empty());
     }
 
     #[test]

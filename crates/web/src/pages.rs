@@ -8,7 +8,7 @@ use tlsrpt::UtcDateTime;
 
 use crate::chart::{self, Span};
 use crate::diagnose::Diagnosis;
-use crate::query::{PERIODS, Period, ViewQuery, encode, percent};
+use crate::query::{OVERVIEW_PAGE, PERIODS, Period, ViewQuery, encode, percent};
 use crate::view::{self, DomainPage, Overview};
 
 /// A link of the period switch.
@@ -108,6 +108,11 @@ pub(crate) struct OverviewTemplate<'a> {
     org_filter: String,
     result_filter: String,
     filtered: bool,
+    total: usize,
+    page: usize,
+    pages: usize,
+    previous: Option<String>,
+    next: Option<String>,
 }
 
 /// Organisations shown in an overview cell before "and N more".
@@ -137,9 +142,18 @@ pub(crate) fn overview(base: &str, query: &ViewQuery, now: i64, view: &Overview)
         .chain(today)
         .max();
     let link_query = encode(&[("period", query.period().key())]);
+    let pages = view.domains.len().div_ceil(OVERVIEW_PAGE).max(1);
+    let page = query.page().min(pages);
+    let page_href = |n: usize| {
+        let mut q = query.clone();
+        q.page = Some(n.to_string());
+        format!("{base}/?{}&page={n}", q.with_period(q.period()))
+    };
     let rows = view
         .domains
         .iter()
+        .skip((page - 1) * OVERVIEW_PAGE)
+        .take(OVERVIEW_PAGE)
         .map(|r| {
             let sparkline = Span::new(first, last, &r.points)
                 .map(|span| {
@@ -193,6 +207,11 @@ pub(crate) fn overview(base: &str, query: &ViewQuery, now: i64, view: &Overview)
         org_filter: query.org().unwrap_or_default().to_owned(),
         result_filter: query.result().unwrap_or_default().to_owned(),
         filtered: query.domain().is_some() || query.org().is_some() || query.result().is_some(),
+        total: view.domains.len(),
+        page,
+        pages,
+        previous: (page > 1).then(|| page_href(page - 1)),
+        next: (page < pages).then(|| page_href(page + 1)),
     }
     .render()
     .unwrap_or_else(|e| format!("template error: {e}"))

@@ -16,7 +16,12 @@ pub struct ViewQuery {
     pub org: Option<String>,
     /// Only failures of this RFC 8460 §4.3 `result-type`.
     pub result: Option<String>,
+    /// Page of the overview (1-based; [`OVERVIEW_PAGE`] domains a page).
+    pub page: Option<String>,
 }
+
+/// Domains per overview page (the JSON has them all).
+pub const OVERVIEW_PAGE: usize = 100;
 
 /// How many days a view covers, ending today (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +103,15 @@ impl ViewQuery {
         Self::non_empty(&self.domain).map(mta_sts_report_store::normalize_domain)
     }
 
+    /// The overview page asked for, 1-based (default and fallback 1).
+    pub fn page(&self) -> usize {
+        self.page
+            .as_deref()
+            .and_then(|p| p.parse::<usize>().ok())
+            .filter(|&p| p >= 1)
+            .unwrap_or(1)
+    }
+
     /// The organisation filter.
     pub fn org(&self) -> Option<&str> {
         Self::non_empty(&self.org)
@@ -167,7 +181,9 @@ mod tests {
             domain: Some(" Example.COM. ".into()),
             org: Some("  ".into()),
             result: None,
+            page: Some("0".into()),
         };
+        assert_eq!(q.page(), 1);
         assert_eq!(q.period(), Period::Days(30));
         assert_eq!(q.domain().as_deref(), Some("example.com"));
         assert_eq!(q.org(), None);
