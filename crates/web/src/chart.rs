@@ -139,6 +139,10 @@ pub struct Svg {
     lines: Vec<String>,
     dots: Vec<Dot>,
     marks: Vec<Mark>,
+    /// A sparkline's failure marks as one path (no tooltips).
+    marks_path: String,
+    /// Whether the bars' hatch pattern is defined (sessions charts only).
+    hatch: bool,
 }
 
 impl Svg {
@@ -302,6 +306,8 @@ pub fn sessions_chart(label: &str, points: &[DayPoint], span: Span, width: u32) 
         lines: Vec::new(),
         dots: Vec::new(),
         marks: Vec::new(),
+        marks_path: String::new(),
+        hatch: true,
     }
 }
 
@@ -349,6 +355,7 @@ pub fn rate_chart(label: &str, points: &[DayPoint], span: Span, width: u32, smal
     let mut lines = Vec::new();
     let mut dots = Vec::new();
     let mut marks = Vec::new();
+    let mut marks_path = String::new();
     let mut segment: Vec<(f64, f64, String)> = Vec::new();
     let mut previous: Option<i64> = None;
     let flush =
@@ -389,8 +396,11 @@ pub fn rate_chart(label: &str, points: &[DayPoint], span: Span, width: u32, smal
             format!("{}: {:.2}% success", day_string(p.day), rate * 100.0)
         };
         segment.push((x, y, tip));
-        if p.failed > 0 {
-            let t = frame.top - if small { 1.0 } else { 2.0 };
+        if p.failed > 0 && small {
+            let t = frame.top - 1.0;
+            marks_path.push_str(&format!("M{} {}l3 -5h-6z", f(x), f(t)));
+        } else if p.failed > 0 {
+            let t = frame.top - 2.0;
             marks.push(Mark {
                 points: format!(
                     "{},{} {},{} {},{}",
@@ -446,6 +456,8 @@ pub fn rate_chart(label: &str, points: &[DayPoint], span: Span, width: u32, smal
         lines,
         dots,
         marks,
+        marks_path,
+        hatch: false,
     }
 }
 
@@ -528,8 +540,8 @@ mod tests {
         assert_eq!(svg.lines.len(), 2, "the hole breaks the line");
         let columns: usize = svg.lines.iter().map(|l| l.split(' ').count()).sum();
         assert_eq!(columns, 40 + 36);
-        assert_eq!(svg.marks.len(), 1);
-        assert!(svg.marks[0].title.is_empty());
+        assert!(svg.marks.is_empty());
+        assert_eq!(svg.marks_path.matches('M').count(), 1, "{}", svg.marks_path);
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub struct ViewQuery {
 }
 
 /// Domains per overview page (the JSON has them all).
-pub const OVERVIEW_PAGE: usize = 100;
+pub const OVERVIEW_PAGE: usize = 50;
 
 /// How many days a view covers, ending today (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
