@@ -232,16 +232,15 @@ mod tests {
     use crate::store::testgen::{self, store_all};
     use crate::{ReportStore, normalize_domain};
 
+    /// Reports (by insertion index), successful and failed sessions, last day.
+    type Sums = (BTreeSet<usize>, u64, u64, String);
+
     /// What [`ReportStore::details`] must return for `filter`, from the reports stored
     /// (first delivery of each organisation and report-id), report listing left out.
     fn model(groups: &[Vec<ParsedReport>], filter: &DetailFilter) -> Details {
         let mut seen = BTreeSet::new();
-        let mut policies: BTreeMap<
-            (String, String, Vec<String>),
-            (BTreeSet<usize>, u64, u64, String),
-        > = BTreeMap::new();
-        let mut orgs: BTreeMap<(String, String), (BTreeSet<usize>, u64, u64, String)> =
-            BTreeMap::new();
+        let mut policies: BTreeMap<(String, String, Vec<String>), Sums> = BTreeMap::new();
+        let mut orgs: BTreeMap<(String, String), Sums> = BTreeMap::new();
         let mut senders: BTreeMap<(String, String), u64> = BTreeMap::new();
         for (n, r) in groups.iter().flatten().enumerate() {
             let r = &r.report;
