@@ -53,6 +53,8 @@ pub mod dkim_dns;
 pub mod import;
 pub mod intake;
 pub mod listing;
+#[cfg(all(test, feature = "sqlite", feature = "postgres"))]
+mod listing_tests;
 pub mod mailbox;
 #[cfg(feature = "sqlite")]
 pub mod outbox;
