@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use mta_sts_daemon::app::{self, ConfigSource};
 use mta_sts_daemon::config::{Config, DaneMode, OnFailure, StoreKind, TlsrptConfig, ZoneSettings};
+use mta_sts_net::activation::Inherited;
 use mta_sts_net::with_causes;
 
 use crate::exit;
@@ -69,11 +70,22 @@ pub fn run(args: &DaemonArgs, verbose: u8, quiet: bool) -> anyhow::Result<u8> {
         crate::output::out!("{}", summary(&source, &config))?;
         return Ok(exit::OK);
     }
+    // Socket activation: taken before any thread starts, since it unsets variables.
+    let inherited = Inherited::from_env(&app::ACTIVATION_ROLES);
+    unset_activation_env();
+    let inherited = match inherited {
+        Ok(inherited) => inherited,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("mta-sts daemon: {e}");
+            return Ok(exit::FAIL);
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("mta-sts-daemon")
         .build()?;
-    let result = runtime.block_on(app::run(source, config));
+    let result = runtime.block_on(app::run(source, config, inherited));
     // Dropping the runtime would wait for every blocking-pool task still running (a SQLite
     // write, a name resolution of a lookup abandoned at shutdown): after "mta-sts daemon
     // stopped" nothing is owed to anyone, so give them a moment and exit (issue 18.11).
@@ -86,6 +98,17 @@ pub fn run(args: &DaemonArgs, verbose: u8, quiet: bool) -> anyhow::Result<u8> {
             eprintln!("mta-sts daemon: {e}");
             Ok(exit::FAIL)
         }
+    }
+}
+
+/// Unsets the socket-activation variables (sd_listen_fds(3) `unset_environment`), so that
+/// nothing this process starts takes them for its own. `listenfd` unsets `LISTEN_PID` and
+/// `LISTEN_FDS` when it reads them; `LISTEN_FDNAMES` is left to us.
+pub(crate) fn unset_activation_env() {
+    for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        // SAFETY: called from `main`'s thread before the runtime (or anything else) starts
+        // a thread, so no other thread reads the environment meanwhile.
+        unsafe { std::env::remove_var(name) };
     }
 }
 
@@ -219,6 +242,18 @@ fn summary(source: &ConfigSource, c: &Config) -> String {
     let store = match c.cache.store {
         StoreKind::Sqlite => format!("sqlite path={}", c.cache.path.display()),
         StoreKind::Redis => "redis redis_url=<set>".to_owned(),
+        StoreKind::RedisSentinel => format!(
+            "redis_sentinel sentinels={} sentinel_master={} redis_db={}",
+            c.cache
+                .sentinels
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            c.cache.sentinel_master.as_deref().unwrap_or(""),
+            c.cache.redis_db
+        ),
+        StoreKind::Postgres => "postgres postgres_url=<set>".to_owned(),
         StoreKind::Memory => "memory".to_owned(),
     };
     out.push_str(&format!(

@@ -14,6 +14,7 @@ mod lint;
 mod logging;
 mod malloc;
 mod manpages;
+mod migrate;
 mod net;
 mod output;
 mod query;
@@ -56,6 +57,9 @@ enum Command {
     Records(serve::RecordsArgs),
     /// TLS-RPT (RFC 8460): import reports, summarise them per domain and day, show one.
     Report(report::ReportArgs),
+    /// Switch from postfix-mta-sts-resolver: convert its YAML configuration, compare its
+    /// socketmap replies with ours (docs/migrating.md).
+    Migrate(migrate::MigrateArgs),
     /// Serve the TLS-RPT dashboard (overview, domain and report pages, JSON, CSV) over a
     /// report database, on loopback unless --token-file is given.
     Web(web::WebArgs),
@@ -118,6 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Check(args) => check::run(&args),
         Command::Daemon(args) => daemon::run(&args, cli.verbose, cli.quiet),
         Command::Report(args) => report::run(&args),
+        Command::Migrate(args) => migrate::run(&args),
         Command::Serve(args) => {
             malloc::bound_arenas();
             serve::run_serve(&args)

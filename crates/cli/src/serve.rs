@@ -11,6 +11,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use mta_sts::{Domain, Policy};
+use mta_sts_net::activation::{Inherited, Plan};
 use mta_sts_policy_host::config::TlsRptConfig;
 use mta_sts_policy_host::store_sink::StoreSink;
 use mta_sts_policy_host::table::CertSource;
@@ -169,6 +170,20 @@ fn tlsrpt_hint(records: &Records, intake: Option<&TlsRptConfig>) -> Option<Strin
 /// `mta-sts serve`.
 pub fn run_serve(args: &ServeArgs) -> Result<u8> {
     let config = ServeConfig::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Socket activation: taken before the runtime starts threads, since it unsets variables.
+    let inherited = if args.check || args.check_config || args.print_records {
+        Inherited::none()
+    } else {
+        let inherited = Inherited::from_env(&mta_sts_policy_host::ACTIVATION_ROLES);
+        crate::daemon::unset_activation_env();
+        inherited.map_err(|e| anyhow::anyhow!("{e}"))?
+    };
+    if let Some(Plan::NotForUs { listen_pid }) = inherited.plan() {
+        tracing::info!(
+            listen_pid = listen_pid.as_deref().unwrap_or("(unset)"),
+            "LISTEN_FDS ignored: LISTEN_PID is not this process (inherited from a parent); binding `listen`"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -226,9 +241,23 @@ pub fn run_serve(args: &ServeArgs) -> Result<u8> {
                         };
                         tracing::error!(error = %e, "the TLS-RPT report store is unavailable; it is opened again with each report; {meanwhile}");
                     }
-                    mta_sts_policy_host::serve_with_sink(config, sink, shutdown_signal()).await
+                    mta_sts_policy_host::serve_inherited(
+                        config,
+                        Some(sink),
+                        inherited,
+                        shutdown_signal(),
+                    )
+                    .await
                 }
-                None => mta_sts_policy_host::serve(config, shutdown_signal()).await,
+                None => {
+                    mta_sts_policy_host::serve_inherited(
+                        config,
+                        None,
+                        inherited,
+                        shutdown_signal(),
+                    )
+                    .await
+                }
             }
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;

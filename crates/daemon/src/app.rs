@@ -8,6 +8,9 @@
 //!   proactive refresher (RFC 8461 §3.3, §10.2), raises the soft open-files limit to the hard
 //!   one and splits it between the listeners ([`connection_caps`]: the socketmap first, the
 //!   HTTP API gets what is left), binds the socketmap and HTTP listeners.
+//! - **Socket activation** ([`Daemon::start_with`], [`run`]): a listener systemd passed
+//!   (`$LISTEN_FDS`, named by [`ACTIVATION_ROLES`]) is served instead of binding its
+//!   `listen` key; the others are bound as configured.
 //! - **Reload** ([`Daemon::reload`], SIGHUP in [`run`]): a new configuration replaces, without
 //!   dropping a connection, `[defaults]` and `[zones.*]` (budgets included), `[resolver]`,
 //!   `cache.refresh`, `cache.refresh_concurrency`, `cache.max_memory` and `[tlsrpt] events`.
@@ -15,7 +18,8 @@
 //!   `cache.max_memory`) builds a new resolver
 //!   over the *same* store and warm-starts it; an unchanged one is kept with its memory
 //!   cache. Everything else needs a restart: every `[socketmap]` and
-//!   `[http]` key, `[cache] store`, `path`, `redis_url`, `[tlsrpt] socket`, `socket_mode`,
+//!   `[http]` key, `[cache] store`, `path`, `redis_url`, the Sentinel and PostgreSQL keys,
+//!   `[tlsrpt] socket`, `socket_mode`,
 //!   `flush_interval` and `[tlsrpt.send]`. [`restart_pending`] compares those with the
 //!   values the running daemon started with (not with the last file loaded, so setting a
 //!   key back to the value in use is no change) and each changed key is logged by name. A
@@ -33,12 +37,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use mta_sts_net::activation::{Inherited, Plan, Role};
 use mta_sts_net::with_causes;
 use mta_sts_net::{Clock, ConnectTo, SystemClock};
 use mta_sts_resolver::Resolver;
 use mta_sts_resolver::store::sqlite::Synchronous;
 use mta_sts_resolver::store::{
-    MemoryStore, RedisOptions, RedisStore, SqliteOptions, SqliteStore, Store,
+    MemoryStore, PostgresOptions, PostgresStore, RedisOptions, RedisSentinelOptions, RedisStore,
+    SqliteOptions, SqliteStore, Store,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -51,7 +57,7 @@ use crate::resolver_lookup::ResolverLookup;
 use crate::server::{ServerError, ServerOptions, SocketmapServer};
 use crate::state::Refresher;
 pub use crate::state::{Core, Generation};
-use crate::tlsrpt::{Recorder, TlsrptError, TlsrptService};
+use crate::tlsrpt::{ProbeSetup, Prober, Recorder, TlsrptError, TlsrptService};
 
 /// Why the daemon cannot start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +69,7 @@ pub enum DaemonError {
     /// The policy store cannot be opened; the store's error is the source.
     #[error("cannot open the {kind} policy store")]
     Store {
-        /// `sqlite`, `redis`.
+        /// `sqlite`, `redis`, `redis_sentinel`, `postgres`.
         kind: &'static str,
         /// Why.
         #[source]
@@ -201,8 +207,8 @@ fn sqlite_options(cache: &crate::config::CacheConfig) -> SqliteOptions {
     }
 }
 
-/// Opens the store of `[cache]`. Redis connects lazily, so a daemon starts while Redis is
-/// down (lookups then run from memory).
+/// Opens the store of `[cache]`. Redis (direct or through Sentinel) and PostgreSQL connect
+/// lazily, so a daemon starts while they are down (lookups then run from memory).
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, DaemonError> {
     let cache = &config.cache;
     Ok(match cache.store {
@@ -224,6 +230,32 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, DaemonError> 
                 }
             })?)
         }
+        StoreKind::RedisSentinel => {
+            let mut options = RedisSentinelOptions::new(
+                cache.sentinels.clone(),
+                cache.sentinel_master.clone().unwrap_or_default(),
+            );
+            options.db = cache.redis_db;
+            options.password = cache.redis_password.as_ref().map(|p| p.0.clone());
+            options.sentinel_password = cache.sentinel_password.as_ref().map(|p| p.0.clone());
+            Arc::new(
+                RedisStore::with_sentinel(options).map_err(|source| DaemonError::Store {
+                    kind: "redis_sentinel",
+                    source,
+                })?,
+            )
+        }
+        StoreKind::Postgres => {
+            let url = cache.postgres_url.clone().unwrap_or_default();
+            Arc::new(
+                PostgresStore::new(PostgresOptions::new(url)).map_err(|source| {
+                    DaemonError::Store {
+                        kind: "postgres",
+                        source,
+                    }
+                })?,
+            )
+        }
     })
 }
 
@@ -231,7 +263,8 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, DaemonError> 
 /// start" (issues 12.12, 18.2): loads everything [`Daemon::start`] loads and binds nothing.
 ///
 /// - the store opens (SQLite: the file opens, its directory is writable for the journal;
-///   Redis: the URL parses; Redis itself may be down, as at start);
+///   Redis: the URL parses; Sentinel: the addresses parse; PostgreSQL: the URL parses; the
+///   servers themselves may be down, as at start);
 /// - the resolver builds: the DNS configuration and `[resolver] ca_file` (PEM
 ///   certificates) load;
 /// - `[tlsrpt]` files load ([`crate::tlsrpt::check_files`]);
@@ -252,6 +285,7 @@ pub async fn check(config: &Config) -> Result<(), DaemonError> {
     Resolver::new(resolver_config(config)?, store, Arc::new(SystemClock))
         .map_err(DaemonError::Resolver)?;
     crate::tlsrpt::check_files(&config.tlsrpt, &config.resolver)?;
+    ProbeSetup::new(&config.tlsrpt, &config.resolver, Arc::new(SystemClock))?;
     use crate::socket_path::{SocketKind, SocketPathError, check_stale, group_id};
     for (what, group) in [
         ("[socketmap] socket_group", &config.socketmap.socket_group),
@@ -327,6 +361,7 @@ async fn build_generation(
     store: Arc<dyn Store>,
     metrics: &Arc<Metrics>,
     recorder: &Arc<Recorder>,
+    prober: &Arc<Prober>,
     clock: &Arc<dyn Clock>,
 ) -> Result<Generation, DaemonError> {
     let resolver = Resolver::new(resolver_config(&config)?, store, Arc::clone(clock))
@@ -337,7 +372,7 @@ async fn build_generation(
         "warm start: cached policies loaded from the store"
     );
     let refresher = Arc::new(Refresher::start(&resolver));
-    let lookup = lookup_for(&config, resolver, metrics, recorder);
+    let lookup = lookup_for(&config, resolver, metrics, recorder, prober);
     Ok(Generation {
         config,
         lookup,
@@ -350,6 +385,7 @@ fn lookup_for(
     resolver: Resolver,
     metrics: &Arc<Metrics>,
     recorder: &Arc<Recorder>,
+    prober: &Arc<Prober>,
 ) -> ResolverLookup {
     let dane = DaneClient::new(
         &config.resolver.nameservers,
@@ -360,6 +396,7 @@ fn lookup_for(
         .with_dane(dane)
         .with_metrics(Arc::clone(metrics))
         .with_tlsrpt(Arc::clone(recorder))
+        .with_prober(Arc::clone(prober))
 }
 
 /// Descriptors kept free for everything but client connections: listeners, the store, the
@@ -459,11 +496,36 @@ impl Daemon {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Daemon, DaemonError> {
+        Self::start_with(config, clock, Inherited::none()).await
+    }
+
+    /// [`Daemon::start_with_clock`] serving on the listeners systemd passed (socket
+    /// activation, [`ACTIVATION_ROLES`]): each one passed replaces the binding of its
+    /// `listen` key (and a UNIX socket's mode and group, which the `.socket` unit sets);
+    /// one not passed is bound from the configuration.
+    pub async fn start_with(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        mut inherited: Inherited,
+    ) -> Result<Daemon, DaemonError> {
         let metrics = Arc::new(Metrics::default());
         let store = open_store(&config).await?;
         let recorder = Arc::new(Recorder::new());
+        let prober = Arc::new(Prober::new(
+            Arc::clone(&recorder),
+            Arc::clone(&metrics),
+            Arc::clone(&clock),
+        ));
         let generation = Arc::new(
-            build_generation(config, Arc::clone(&store), &metrics, &recorder, &clock).await?,
+            build_generation(
+                config,
+                Arc::clone(&store),
+                &metrics,
+                &recorder,
+                &prober,
+                &clock,
+            )
+            .await?,
         );
         let config = &generation.config;
         let caps = connection_caps(
@@ -476,25 +538,60 @@ impl Daemon {
         server_options.max_per_peer = server_options.max_per_peer.min(caps.socketmap);
         let mut http_options = crate::http::HttpOptions::from_config(&config.http);
         http_options.max_connections = caps.http;
-        let server = SocketmapServer::bind_with_metrics(
-            &config.socketmap.listen,
-            server_options,
-            config.zone_table(),
-            Arc::new(generation.lookup.clone()),
-            Arc::clone(&metrics),
-        )
-        .await?;
-        let http_listener = crate::http::HttpListener::bind(&config.http.listen)
-            .await
-            .map_err(|source| DaemonError::Http {
-                listen: config.http.listen.to_string(),
-                source,
-            })?;
+        let server = match inherited.take(ACTIVATION_ROLES[0].name) {
+            Some((fd, listener)) => {
+                tracing::info!(fd, listen = %listener, configured = %config.socketmap.listen, "socketmap listener passed by systemd (socket activation)");
+                SocketmapServer::inherited(
+                    listener,
+                    server_options,
+                    config.zone_table(),
+                    Arc::new(generation.lookup.clone()),
+                    Arc::clone(&metrics),
+                )?
+            }
+            None => {
+                SocketmapServer::bind_with_metrics(
+                    &config.socketmap.listen,
+                    server_options,
+                    config.zone_table(),
+                    Arc::new(generation.lookup.clone()),
+                    Arc::clone(&metrics),
+                )
+                .await?
+            }
+        };
+        let (http_listener, http_listen) = match inherited.take(ACTIVATION_ROLES[1].name) {
+            Some((fd, listener)) => {
+                let listen = listener.to_string();
+                tracing::info!(fd, listen, configured = %config.http.listen, "HTTP API listener passed by systemd (socket activation)");
+                let bound = crate::http::HttpListener::inherited(listener).map_err(|source| {
+                    DaemonError::Http {
+                        listen: listen.clone(),
+                        source,
+                    }
+                })?;
+                (bound, listen)
+            }
+            None => {
+                let bound = crate::http::HttpListener::bind(&config.http.listen)
+                    .await
+                    .map_err(|source| DaemonError::Http {
+                        listen: config.http.listen.to_string(),
+                        source,
+                    })?;
+                let listen = match bound.local_addr() {
+                    Some(addr) => addr.to_string(),
+                    None => config.http.listen.to_string(),
+                };
+                (bound, listen)
+            }
+        };
         let http_addr = http_listener.local_addr();
         let tlsrpt = TlsrptService::start(
             &config.tlsrpt,
             &config.resolver,
             recorder,
+            prober,
             Arc::clone(&metrics),
             Arc::clone(&clock),
         )
@@ -526,7 +623,7 @@ impl Daemon {
         ));
         tracing::info!(
             socketmap = %socketmap_listen,
-            http = %config.http.listen,
+            http = %http_listen,
             store = core.store.backend(),
             "mta-sts daemon ready"
         );
@@ -577,6 +674,7 @@ impl Daemon {
                     Arc::clone(&core.store),
                     &core.metrics,
                     core.tlsrpt.recorder(),
+                    core.tlsrpt.prober(),
                     &core.clock,
                 )
                 .await
@@ -590,8 +688,18 @@ impl Daemon {
             }
         }
         .await;
+        // The probe settings load before anything changes, so a bad one refuses the reload.
+        let result = result.and_then(|generation| {
+            let probes = ProbeSetup::new(
+                &generation.config.tlsrpt,
+                &generation.config.resolver,
+                Arc::clone(&core.clock),
+            )?;
+            Ok((generation, probes))
+        });
         match result {
-            Ok(generation) => {
+            Ok((generation, probes)) => {
+                core.tlsrpt.prober().install(probes);
                 let generation = Arc::new(generation);
                 core.server.update(
                     generation.config.zone_table(),
@@ -665,6 +773,21 @@ pub fn restart_pending(started: &Config, new: &Config) -> Vec<&'static str> {
         ("[cache] store", ca.store != cb.store),
         ("[cache] path", ca.path != cb.path),
         ("[cache] redis_url", ca.redis_url != cb.redis_url),
+        ("[cache] sentinels", ca.sentinels != cb.sentinels),
+        (
+            "[cache] sentinel_master",
+            ca.sentinel_master != cb.sentinel_master,
+        ),
+        ("[cache] redis_db", ca.redis_db != cb.redis_db),
+        (
+            "[cache] redis_password",
+            ca.redis_password != cb.redis_password,
+        ),
+        (
+            "[cache] sentinel_password",
+            ca.sentinel_password != cb.sentinel_password,
+        ),
+        ("[cache] postgres_url", ca.postgres_url != cb.postgres_url),
         (
             "[tlsrpt] flush_interval",
             ta.flush_interval != tb.flush_interval,
@@ -679,9 +802,40 @@ pub fn restart_pending(started: &Config, new: &Config) -> Vec<&'static str> {
     .collect()
 }
 
+/// The names of the daemon's listeners in `$LISTEN_FDNAMES` (a `.socket` unit's
+/// `FileDescriptorName=`), in the order taken without names: the socketmap, the HTTP API.
+pub const ACTIVATION_ROLES: [Role; 2] = [Role::one("socketmap"), Role::one("http")];
+
+/// Logs what the socket-activation variables said, when they said anything.
+fn log_activation(inherited: &Inherited) {
+    match inherited.plan() {
+        Some(Plan::NotForUs { listen_pid }) => tracing::info!(
+            listen_pid = listen_pid.as_deref().unwrap_or("(unset)"),
+            pid = std::process::id(),
+            "LISTEN_FDS ignored: LISTEN_PID is not this process (inherited from a parent); binding the configured listeners"
+        ),
+        Some(Plan::Take { unused, .. }) => {
+            for (fd, name) in unused {
+                tracing::warn!(
+                    fd,
+                    name = name.as_deref().unwrap_or("(none)"),
+                    "descriptor passed by systemd is none of socketmap, http; closed (set FileDescriptorName= in the .socket unit)"
+                );
+            }
+        }
+        Some(Plan::None) | None => {}
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT: reloads `source` on SIGHUP, tells systemd
-/// (`READY=1`, `RELOADING=1`, `STOPPING=1`) when `$NOTIFY_SOCKET` is set.
-pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError> {
+/// (`READY=1`, `RELOADING=1`, `STOPPING=1`) when `$NOTIFY_SOCKET` is set. `inherited` holds
+/// the listeners systemd passed ([`Inherited::from_env`] with [`ACTIVATION_ROLES`], taken
+/// before the runtime started), [`Inherited::none`] for none.
+pub async fn run(
+    source: ConfigSource,
+    config: Config,
+    inherited: Inherited,
+) -> Result<(), DaemonError> {
     use tokio::signal::unix::{SignalKind, signal};
     let signal_error = |e: std::io::Error| DaemonError::Http {
         listen: "signals".to_owned(),
@@ -690,7 +844,8 @@ pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError
     let mut hup = signal(SignalKind::hangup()).map_err(signal_error)?;
     let mut term = signal(SignalKind::terminate()).map_err(signal_error)?;
     let mut int = signal(SignalKind::interrupt()).map_err(signal_error)?;
-    let daemon = Daemon::start(config).await?;
+    log_activation(&inherited);
+    let daemon = Daemon::start_with(config, Arc::new(SystemClock), inherited).await?;
     notify::notify(&["READY=1", "STATUS=serving"]);
     loop {
         tokio::select! {

@@ -67,8 +67,9 @@ const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 pub enum HttpListener {
     /// TCP.
     Tcp(TcpListener),
-    /// A UNIX socket and its path.
-    Unix(UnixListener, PathBuf),
+    /// A UNIX socket and the path to remove at shutdown (`None` when systemd passed it:
+    /// it keeps listening for the next start).
+    Unix(UnixListener, Option<PathBuf>),
 }
 
 impl HttpListener {
@@ -87,9 +88,23 @@ impl HttpListener {
                             format!("{}: {other}", path.display()),
                         ),
                     })?;
-                Ok(HttpListener::Unix(UnixListener::bind(path)?, path.clone()))
+                Ok(HttpListener::Unix(
+                    UnixListener::bind(path)?,
+                    Some(path.clone()),
+                ))
             }
         }
+    }
+
+    /// A listener systemd passed (socket activation, `mta_sts_net::activation`).
+    pub fn inherited(
+        listener: mta_sts_net::activation::InheritedListener,
+    ) -> std::io::Result<HttpListener> {
+        use mta_sts_net::activation::InheritedListener;
+        Ok(match listener {
+            InheritedListener::Tcp(l) => HttpListener::Tcp(TcpListener::from_std(l)?),
+            InheritedListener::Unix(l) => HttpListener::Unix(UnixListener::from_std(l)?, None),
+        })
     }
 
     /// The bound TCP address.
@@ -228,7 +243,7 @@ pub async fn serve(
             }
         }
     }
-    if let HttpListener::Unix(_, path) = &listener {
+    if let HttpListener::Unix(_, Some(path)) = &listener {
         let _ = std::fs::remove_file(path);
     }
     connections.shutdown().await;

@@ -17,9 +17,10 @@
 //! | HTTP API | [`http`] |
 //! | taking over a UNIX socket path (stale sockets only) | [`socket_path`] |
 //! | systemd notification | [`notify`] |
-//! | TLS-RPT: policy outcomes, collector socket, scheduled reports | [`tlsrpt`] |
+//! | TLS-RPT: policy outcomes, collector socket, scheduled reports, testing-mode MX probes | [`tlsrpt`] |
 //! | the state shared by the running daemon's tasks (generation in force, handles) | [`state`] |
 //! | the running daemon: wiring, reload, shutdown, signals | [`app`] |
+//! | switching from postfix-mta-sts-resolver: its YAML config converted, replies compared | [`migrate`] |
 //!
 //! ## Module order
 //!
@@ -35,11 +36,11 @@
 //! lookup          → answer, config
 //! dane            → answer
 //! answer          → config
-//! config, metrics, socket_path, notify: no module of this crate
+//! config, metrics, socket_path, notify, migrate: no module of this crate
 //! ```
 //!
-//! Inside [`tlsrpt`] the same holds: `service` → `collector`, `schedule` → `flush` →
-//! `recorder`, `events_file` → `error`. The wire protocol (netstrings, requests,
+//! Inside [`tlsrpt`] the same holds: `service` → `collector`, `schedule` → `flush`,
+//! `probe` → `recorder`, `events_file` → `error`. The wire protocol (netstrings, requests,
 //! replies) is the `mta-sts-socketmap` crate below all of them.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -51,6 +52,7 @@ pub mod dane;
 pub mod http;
 pub mod lookup;
 pub mod metrics;
+pub mod migrate;
 pub mod notify;
 pub mod resolver_lookup;
 pub mod server;

@@ -25,7 +25,8 @@
 //! | `mta_sts_cache_store_reads_total` | counter | | lookups whose policy was read back from the store, not memory |
 //! | `mta_sts_dane_checks_total` | counter | `verdict` = usable, not_usable | DANE checks |
 //! | `mta_sts_reloads_total` | counter | `result` = ok, error | SIGHUP reloads |
-//! | `mta_sts_tlsrpt_events_total` | counter | `source` = daemon, socket | TLS-RPT event lines appended to the events file |
+//! | `mta_sts_tlsrpt_events_total` | counter | `source` = daemon, socket, probe | TLS-RPT event lines appended to the events file |
+//! | `mta_sts_tlsrpt_probes_total` | counter | `outcome` = started, dropped | STARTTLS probes of `testing` domains' MX hosts |
 //! | `mta_sts_tlsrpt_events_write_errors_total` | counter | | failed appends to the events file |
 //! | `mta_sts_tlsrpt_datagrams_received_total` | counter | | datagrams on the collector socket |
 //! | `mta_sts_tlsrpt_datagrams_invalid_total` | counter | | of those, dropped as invalid |
@@ -126,6 +127,12 @@ pub struct Metrics {
     pub tlsrpt_events_daemon: AtomicU64,
     /// TLS-RPT event lines appended from collector datagrams.
     pub tlsrpt_events_socket: AtomicU64,
+    /// TLS-RPT event lines appended from probes of `testing` domains' MX hosts.
+    pub tlsrpt_events_probe: AtomicU64,
+    /// Probes of a `testing` domain's MX hosts started (`[tlsrpt] probe_testing`).
+    pub tlsrpt_probes_started: AtomicU64,
+    /// Probes not started because too many were waiting for a slot.
+    pub tlsrpt_probes_dropped: AtomicU64,
     /// Failed appends to the TLS-RPT events file.
     pub tlsrpt_write_errors: AtomicU64,
     /// Datagrams received on the TLS-RPT collector socket.
@@ -257,6 +264,16 @@ impl Metrics {
             &[
                 ("source=\"daemon\"", get(&self.tlsrpt_events_daemon)),
                 ("source=\"socket\"", get(&self.tlsrpt_events_socket)),
+                ("source=\"probe\"", get(&self.tlsrpt_events_probe)),
+            ],
+        );
+        counter(
+            &mut out,
+            "mta_sts_tlsrpt_probes_total",
+            "STARTTLS probes of testing-mode domains' MX hosts, by outcome.",
+            &[
+                ("outcome=\"started\"", get(&self.tlsrpt_probes_started)),
+                ("outcome=\"dropped\"", get(&self.tlsrpt_probes_dropped)),
             ],
         );
         for (name, help, value) in [

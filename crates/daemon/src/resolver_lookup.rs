@@ -15,7 +15,7 @@ use crate::answer::{DaneVerdict, PolicyFailure};
 use crate::dane::DaneClient;
 use crate::lookup::{LookupResult, PolicyLookup, Source};
 use crate::metrics::{Metrics, bump};
-use crate::tlsrpt::Recorder;
+use crate::tlsrpt::{Prober, Recorder};
 
 /// Most domains whose last error is remembered; the table is cleared when full.
 const LAST_ERRORS_CAP: usize = 10_000;
@@ -50,6 +50,7 @@ pub struct ResolverLookup {
     metrics: Arc<Metrics>,
     last_errors: Arc<Mutex<HashMap<Domain, LastError>>>,
     tlsrpt: Option<Arc<Recorder>>,
+    prober: Option<Arc<Prober>>,
 }
 
 impl ResolverLookup {
@@ -61,6 +62,7 @@ impl ResolverLookup {
             metrics: Arc::default(),
             last_errors: Arc::default(),
             tlsrpt: None,
+            prober: None,
         }
     }
 
@@ -71,12 +73,28 @@ impl ResolverLookup {
         self
     }
 
-    /// This lookup without TLS-RPT recording (for the HTTP API, whose lookups are no
-    /// sessions).
+    /// Hands every `testing` policy a socketmap query applies to `prober`, which probes
+    /// the domain's MX hosts in the background at most once per `probe_interval`
+    /// (`[tlsrpt] probe_testing`, see [`crate::tlsrpt`]).
+    pub fn with_prober(mut self, prober: Arc<Prober>) -> Self {
+        self.prober = Some(prober);
+        self
+    }
+
+    /// This lookup without TLS-RPT recording or probing (for the HTTP API, whose lookups
+    /// are no sessions and answer no MTA).
     pub fn without_tlsrpt(&self) -> Self {
         ResolverLookup {
             tlsrpt: None,
+            prober: None,
             ..self.clone()
+        }
+    }
+
+    /// Starts the testing-mode probe for `policy` if it is due (cheap; never waits).
+    fn consider_probe(&self, domain: &Domain, policy: &Arc<CachedPolicy>) {
+        if let Some(prober) = &self.prober {
+            prober.consider(domain, policy);
         }
     }
 
@@ -176,6 +194,9 @@ impl PolicyLookup for ResolverLookup {
         if let Some(recorder) = &self.tlsrpt {
             recorder.record(domain, &lookup);
         }
+        if let Some(policy) = &lookup.policy {
+            self.consider_probe(domain, policy);
+        }
         let result = result_of(&lookup);
         let source = match &result {
             LookupResult::Policy(_) if lookup.from_cache => Source::Cache,
@@ -188,6 +209,7 @@ impl PolicyLookup for ResolverLookup {
         // A cached policy applied: nothing for TLS-RPT (a query is not a session, see
         // crate::tlsrpt).
         let cached = self.resolver.lookup_fast(domain)?;
+        self.consider_probe(domain, &cached);
         Some(LookupResult::Policy(cached))
     }
 

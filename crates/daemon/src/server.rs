@@ -152,7 +152,9 @@ impl ServerOptions {
 
 enum Listener {
     Tcp(TcpListener),
-    Unix(UnixListener, PathBuf),
+    /// The socket, its path, and whether the socket file is ours to remove at shutdown
+    /// (not when systemd passed it: it keeps listening for the next start).
+    Unix(UnixListener, PathBuf, bool),
 }
 
 /// What a reload may change: the zones and the lookup.
@@ -440,11 +442,54 @@ impl SocketmapServer {
                     path: path.clone(),
                     message,
                 })?;
-                Listener::Unix(listener, path.clone())
+                Listener::Unix(listener, path.clone(), true)
             }
         };
         tracing::info!(listen = %listen, "socketmap server listening");
-        Ok(SocketmapServer {
+        Ok(Self::serving(listener, options, zones, lookup, metrics))
+    }
+
+    /// [`SocketmapServer::bind_with_metrics`] on a listener systemd passed (socket
+    /// activation, `mta_sts_net::activation`): `[socketmap] listen`, `socket_mode` and
+    /// `socket_group` are the `.socket` unit's business then, and a UNIX socket file is
+    /// left in place at shutdown.
+    pub fn inherited(
+        listener: mta_sts_net::activation::InheritedListener,
+        options: ServerOptions,
+        zones: Zones,
+        lookup: Arc<dyn PolicyLookup>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, ServerError> {
+        use mta_sts_net::activation::InheritedListener;
+        let listen = listener.to_string();
+        let bind_error = |source| ServerError::Bind {
+            listen: listen.clone(),
+            source,
+        };
+        let listener = match listener {
+            InheritedListener::Tcp(l) => {
+                Listener::Tcp(TcpListener::from_std(l).map_err(bind_error)?)
+            }
+            InheritedListener::Unix(l) => {
+                let path = l
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+                    .unwrap_or_default();
+                Listener::Unix(UnixListener::from_std(l).map_err(bind_error)?, path, false)
+            }
+        };
+        Ok(Self::serving(listener, options, zones, lookup, metrics))
+    }
+
+    fn serving(
+        listener: Listener,
+        options: ServerOptions,
+        zones: Zones,
+        lookup: Arc<dyn PolicyLookup>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        SocketmapServer {
             listener,
             shared: Arc::new(Shared {
                 registry: Registry::new(&options),
@@ -453,7 +498,7 @@ impl SocketmapServer {
                 generation: AtomicU64::new(0),
                 metrics,
             }),
-        })
+        }
     }
 
     /// A handle for reloads and metrics.
@@ -478,7 +523,7 @@ impl SocketmapServer {
                 Ok(addr) => Listen::Tcp(addr),
                 Err(_) => Listen::Tcp(SocketAddr::from(([0, 0, 0, 0], 0))),
             },
-            Listener::Unix(_, path) => Listen::Unix(path.clone()),
+            Listener::Unix(_, path, _) => Listen::Unix(path.clone()),
         }
     }
 
@@ -561,7 +606,7 @@ impl SocketmapServer {
         }
         drop(waiting);
         // Stop accepting: close the listener (and remove a UNIX socket file).
-        if let Listener::Unix(_, path) = &listener
+        if let Listener::Unix(_, path, true) = &listener
             && let Err(err) = std::fs::remove_file(path)
         {
             tracing::debug!(path = %path.display(), error = %err, "cannot remove socket file");
@@ -610,7 +655,7 @@ async fn accept(listener: &Listener) -> io::Result<(Stream, String, Option<IpAdd
             let ip = peer.ip().to_canonical();
             Ok((Stream::Tcp(stream), peer.to_string(), Some(ip)))
         }
-        Listener::Unix(l, _) => {
+        Listener::Unix(l, ..) => {
             let (stream, _) = l.accept().await?;
             Ok((Stream::Unix(stream), "unix".to_owned(), None))
         }

@@ -5,7 +5,8 @@
 //! anchors and TLS client configuration of a sender ([`tls`]), curl-style connection
 //! overrides ([`connect_to`]), the HTTPS policy fetch ([`policy_fetch`]), the clock
 //! ([`clock`]) that every time-dependent rule reads, and the one rendering of an error with
-//! its causes for log lines ([`causes`]).
+//! its causes for log lines ([`causes`]), and the listeners systemd passes by socket
+//! activation ([`activation`]).
 //!
 //! Layering: the protocol crates (`mta-sts`, `tlsrpt`) below, the services (the resolver
 //! cache, the daemon, the checker, the policy host, the report store) above. This crate
@@ -18,10 +19,11 @@
 //! them. The resolver keeps only the cache state machine around the fetch.
 //!
 //! Modules form a DAG: [`policy_fetch`] uses [`dns`], [`tls`] and [`connect_to`]; the
-//! others use nothing of this crate.
+//! others (including [`activation`]) use nothing of this crate.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod activation;
 pub mod causes;
 pub mod clock;
 pub mod connect_to;

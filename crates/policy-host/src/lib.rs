@@ -11,6 +11,7 @@
 //! | the routing table built from a config, swapped whole on reload | [`table`] |
 //! | TLS-RPT report intake over HTTPS (RFC 8460 §5.4) | [`intake`] |
 //! | automatic certificates (RFC 8555, TLS-ALPN-01 RFC 8737, HTTP-01) | [`acme`] |
+//! | Prometheus counters and gauges on `metrics_listen` | [`metrics`] |
 //!
 //! ## Module layers
 //!
@@ -23,6 +24,8 @@
 //!   ├─ acme                 the ACME manager and HTTP-01 listener
 //!   ├─ tls                  the SNI resolver and the rustls configuration
 //!   ├─ idle                 a connection's last activity, for the idle timeout
+//!   ├─ listen               the HTTPS and HTTP-01 listeners, bound or passed by systemd (uses config)
+//!   ├─ metrics              the /metrics counters and their plain-HTTP listener (uses table)
 //!   ├─ intake               TLS-RPT report intake (http, limits, spool, sink, body, scan)
 //!   └─ table                the routing table built from a config
 //!        ├─ records         the DNS records to publish
@@ -55,6 +58,8 @@ pub mod acme;
 pub mod config;
 pub mod id;
 pub mod intake;
+pub mod listen;
+pub mod metrics;
 pub mod records;
 pub mod server;
 #[cfg(feature = "report-store")]
@@ -73,6 +78,7 @@ pub use intake::{
     BodyError, CheckedBody, Drained, IncomingReport, JsonError, REJECTED_DIR, ReportSink,
     SinkError, SinkFuture, SpoolSink, Stored, check_body,
 };
+pub use listen::{ACTIVATION_ROLES, ListenError};
 pub use records::{Records, TxtRecord, records};
-pub use server::{ServeError, Server, serve, serve_with_sink};
+pub use server::{ServeError, Server, serve, serve_inherited, serve_with_sink};
 pub use table::{CertError, ChainError, HostEntry, MxError, Table, TableError};

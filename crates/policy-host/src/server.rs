@@ -39,6 +39,7 @@ use hyper::header::{
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use mta_sts_net::activation::Inherited;
 use mta_sts_net::clock::{Clock, SystemClock};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -50,6 +51,7 @@ use crate::cert::normalize_host;
 use crate::config::{ConfigError, ServeConfig, TlsRptConfig};
 use crate::idle::{Activity, IdleIo, InFlight};
 use crate::intake::{IntakeGate, ReportSink, SpoolSink};
+use crate::listen::ListenError;
 use crate::table::{Table, TableError};
 use crate::tls::{ACME_TLS_ALPN, SniResolver, server_config};
 use mta_sts_net::with_causes;
@@ -96,6 +98,9 @@ pub enum ServeError {
         /// Why.
         source: io::Error,
     },
+    /// A listener cannot be bound or taken from systemd.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     /// rustls refused the TLS configuration.
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
@@ -124,6 +129,8 @@ pub(crate) struct Shared {
     refused: std::sync::atomic::AtomicBool,
     /// The one clock: certificate expiry and renewal, report arrival stamps.
     clock: Arc<dyn Clock>,
+    /// The counters of `metrics_listen`.
+    metrics: crate::metrics::Metrics,
 }
 
 impl Shared {
@@ -169,7 +176,9 @@ impl Shared {
     /// [`Shared::reload`], with its outcome logged: after a refused reload, the next one
     /// that applies says so, so the last line of the log is never a stale "refused".
     pub(crate) async fn reload_logged(&self) -> bool {
-        match self.reload().await {
+        let result = self.reload().await;
+        self.metrics.reloaded(result.is_ok());
+        match result {
             Ok(()) => {
                 let hosts = self.table.load().hosts().count();
                 if self.refused.swap(false, Ordering::Relaxed) {
@@ -257,6 +266,7 @@ pub struct Server {
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
     http01: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -296,6 +306,19 @@ impl Server {
         sink: Option<Arc<dyn ReportSink>>,
         clock: Arc<dyn Clock>,
     ) -> Result<Server, ServeError> {
+        Server::start_inherited(config, sink, clock, Inherited::none()).await
+    }
+
+    /// [`Server::start_with_clock`] serving on the listeners systemd passed (socket
+    /// activation, [`crate::listen::ACTIVATION_ROLES`]): those named `https` replace
+    /// `listen`, the one named `http` replaces `[acme] http_listen`; one not passed is bound
+    /// as configured.
+    pub async fn start_inherited(
+        config: ServeConfig,
+        sink: Option<Arc<dyn ReportSink>>,
+        clock: Arc<dyn Clock>,
+        mut inherited: Inherited,
+    ) -> Result<Server, ServeError> {
         let path = config.path.clone();
         let max_conns = config.limits.max_connections;
         if let (None, Some(store)) = (&sink, config.tlsrpt.as_ref().and_then(|t| t.store.as_ref()))
@@ -327,11 +350,32 @@ impl Server {
             ),
             refused: std::sync::atomic::AtomicBool::new(false),
             clock,
+            metrics: crate::metrics::Metrics::default(),
         });
 
-        let (listeners, http01_listener) = bind(&config).await?;
+        let (listeners, http01_listener) = crate::listen::bind(&config, &mut inherited).await?;
         let mut addrs = Vec::new();
         let mut tasks = Vec::new();
+        let mut metrics = None;
+        if let Some(addr) = config.metrics_listen {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            metrics = Some(listener.local_addr().unwrap_or(addr));
+            tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "serving Prometheus metrics at /metrics");
+            let (state, https_listeners) = (shared.clone(), listeners.len());
+            let render = Arc::new(move || {
+                // Each accept loop holds one permit while it waits for a client.
+                let busy = state.max_conns - state.conns.available_permits();
+                let open = busy.saturating_sub(https_listeners);
+                state.metrics.render(&state.table.load(), open)
+            });
+            tasks.push(tokio::spawn(crate::metrics::serve(
+                listener,
+                render,
+                shared.shutdown.clone(),
+            )));
+        }
         for listener in listeners {
             let addr = listener.local_addr().map_err(|source| ServeError::Bind {
                 addr: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -361,6 +405,7 @@ impl Server {
             shared,
             addrs,
             http01,
+            metrics,
             stop,
             tasks,
         })
@@ -374,6 +419,11 @@ impl Server {
     /// The bound HTTP-01 address, when ACME uses HTTP-01.
     pub fn http01_addr(&self) -> Option<SocketAddr> {
         self.http01
+    }
+
+    /// The bound `metrics_listen` address (useful with port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
     }
 
     /// The table being served now.
@@ -405,26 +455,6 @@ impl Server {
             let _ = task.await;
         }
     }
-}
-
-/// Binds the HTTPS listeners of `config`, and the HTTP-01 one when ACME uses HTTP-01.
-async fn bind(config: &ServeConfig) -> Result<(Vec<TcpListener>, Option<TcpListener>), ServeError> {
-    let bind_one = |addr: SocketAddr| async move {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Bind { addr, source })
-    };
-    let mut listeners = Vec::new();
-    for addr in &config.listen {
-        listeners.push(bind_one(*addr).await?);
-    }
-    let http01 = match &config.acme {
-        Some(acme) if acme.challenge == crate::config::ChallengeKind::Http01 => {
-            Some(bind_one(acme.http_listen).await?)
-        }
-        _ => None,
-    };
-    Ok((listeners, http01))
 }
 
 /// The start-up lines: one per host for a few, a count for thousands (each host at debug
@@ -460,6 +490,20 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     run(Server::start(config).await?, shutdown).await
+}
+
+/// [`serve`] or [`serve_with_sink`] on the listeners systemd passed
+/// ([`Server::start_inherited`]): `inherited` comes from
+/// `mta_sts_net::activation::Inherited::from_env(&ACTIVATION_ROLES)`, read before the
+/// runtime starts its threads.
+pub async fn serve_inherited(
+    config: ServeConfig,
+    sink: Option<Arc<dyn ReportSink>>,
+    inherited: Inherited,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let server = Server::start_inherited(config, sink, Arc::new(SystemClock), inherited).await?;
+    run(server, shutdown).await
 }
 
 /// [`serve`] with reports going to `sink` ([`Server::start_with_sink`]).
@@ -530,10 +574,12 @@ async fn connection(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpStream, 
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            shared.metrics.handshake_failed();
             return;
         }
         Err(_) => {
             tracing::debug!(%peer, "TLS handshake timed out");
+            shared.metrics.handshake_failed();
             return;
         }
     };
@@ -563,7 +609,9 @@ async fn connection(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpStream, 
         let sni = sni.clone();
         let in_flight = InFlight::start(service_activity.clone());
         async move {
+            let kind = request_kind(&shared, req.uri().path());
             let answer = route(&shared, req, &sni).await;
+            shared.metrics.response(kind, answer.status());
             drop(in_flight);
             Ok::<_, Infallible>(answer)
         }
@@ -630,6 +678,19 @@ async fn connection(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpStream, 
 }
 
 type Answer = Response<Full<Bytes>>;
+
+/// What a request asks for, for `mta_sts_serve_requests_total`.
+fn request_kind(shared: &Shared, path: &str) -> crate::metrics::RequestKind {
+    use crate::metrics::RequestKind;
+    if path == POLICY_PATH {
+        return RequestKind::Policy;
+    }
+    let table = shared.table.load();
+    match &table.config().tlsrpt {
+        Some(intake) if path == intake.intake_path => RequestKind::Tlsrpt,
+        _ => RequestKind::Other,
+    }
+}
 
 fn text(status: StatusCode, message: &str) -> Answer {
     let mut response = Response::new(Full::new(Bytes::from(format!("{message}\n"))));

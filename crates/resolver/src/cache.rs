@@ -444,6 +444,18 @@ impl Ring {
         }
     }
 
+    /// Gives back the table's spare slots once a quarter or less of them are used (a flood
+    /// of negative answers, mostly evicted since, leaves a large table behind): the slots
+    /// count against the bound, so they would crowd out entries of the other ring. Halving
+    /// at a quarter and doubling when full keeps a ring from resizing back and forth.
+    fn shrink_if_sparse(&mut self) {
+        const SMALLEST: usize = 16;
+        let capacity = self.map.capacity();
+        if capacity > SMALLEST && self.map.len() <= capacity / 4 {
+            self.map.shrink_to((self.map.len() * 2).max(SMALLEST));
+        }
+    }
+
     /// Evicts one entry other than `keep` with the CLOCK hand: entries it passes lose one
     /// count, the first found at 0 goes. `None` when there is nothing else to evict.
     fn evict_one(&mut self, keep: &Domain) -> Option<Slot> {
@@ -462,6 +474,7 @@ impl Ring {
             // The last entry moves to the hand's index: the hand looks at it next.
             let (_, slot) = self.map.swap_remove_index(self.hand)?;
             self.weight -= slot.weight as usize;
+            self.shrink_if_sparse();
             return Some(slot);
         }
         None
@@ -523,9 +536,12 @@ pub struct MemoryUsage {
 /// included). A shard keeps two CLOCK rings: entries with a policy or failure marks, and
 /// entries with only a negative answer. Lookups raise an entry's count (up to 3), the hand
 /// lowers it and evicts an entry it finds at 0, so entries no lookup asked for lately go.
-/// Negative entries go first: while they hold more than a quarter of the shard's share
-/// (what is kept for the hottest of them), or while there is no other entry; a policy is
-/// evicted only then. A table is not grown past what the bound pays for: the ring evicts
+/// Negative entries go first. A negative answer that needs room takes it from other
+/// negative answers while they hold more than a quarter of the shard's share (what is kept
+/// for the hottest of them), else from policies; a policy that needs room takes it from
+/// negative answers until they are down to a sixteenth, so a hot set of policies gets
+/// three quarters of the share back after a flood of negative answers. Either takes from
+/// the other class when its own is empty. A table is not grown past what the bound pays for: the ring evicts
 /// one of its own instead.
 pub(crate) struct MemoryCache {
     shards: Box<[RwLock<Shard>]>,
@@ -681,7 +697,8 @@ impl MemoryCache {
     /// its share.
     fn fit(&self, shard: &mut Shard, keep: &Domain) {
         if let Some(budget) = self.shard_budget {
-            while shard.bytes() > budget && self.evict(shard, keep, budget) {}
+            let keeper = shard.keepers.map.contains_key(keep);
+            while shard.bytes() > budget && self.evict(shard, keep, budget, keeper) {}
         }
     }
 
@@ -697,7 +714,7 @@ impl MemoryCache {
             return;
         }
         let target = budget.saturating_sub(growth);
-        while shard.bytes() > target && self.evict(shard, keep, target) {}
+        while shard.bytes() > target && self.evict(shard, keep, target, keeper) {}
         if shard.bytes() + growth > budget
             && let Some(slot) = shard.ring(keeper).evict_one(keep)
         {
@@ -705,10 +722,13 @@ impl MemoryCache {
         }
     }
 
-    /// Evicts one entry of `shard` other than `keep`, negative answers first while they
-    /// hold more than a quarter of `budget`. Returns whether it did.
-    fn evict(&self, shard: &mut Shard, keep: &Domain, budget: usize) -> bool {
-        let negatives_first = shard.negatives.bytes() > budget / 4;
+    /// Evicts one entry of `shard` other than `keep` to make room for an entry of the
+    /// class `for_keeper` names: negative answers first while they hold more than a quarter
+    /// of `budget` (room for a negative answer) or a sixteenth (room for a policy). Returns
+    /// whether it did.
+    fn evict(&self, shard: &mut Shard, keep: &Domain, budget: usize, for_keeper: bool) -> bool {
+        let negatives_floor = if for_keeper { budget / 16 } else { budget / 4 };
+        let negatives_first = shard.negatives.bytes() > negatives_floor;
         let order = if negatives_first {
             [false, true]
         } else {
@@ -920,6 +940,50 @@ mod tests {
         for bad in ["", "a-b", "é", &"a".repeat(33)] {
             assert!(StsId::new(bad).is_none(), "{bad:?}");
         }
+    }
+
+    /// `n` domains named `<prefix><i>.test` that land in the same shard of `cache`.
+    fn one_shard(cache: &MemoryCache, prefix: &str, n: usize) -> Vec<Domain> {
+        (0..)
+            .filter_map(|i| Domain::parse(&format!("{prefix}{i}.test")).ok())
+            .filter(|d| std::ptr::eq(cache.shard(d), &cache.shards[0]))
+            .take(n)
+            .collect()
+    }
+
+    /// After a flood of negative answers fills a shard, policies take room from them until
+    /// they are down to a sixteenth of the share; only then is a policy evicted.
+    #[test]
+    fn policies_take_room_from_negative_answers_down_to_a_sixteenth() {
+        const BUDGET: usize = 64_000;
+        let cache = MemoryCache::new(Some((BUDGET * SHARDS) as u64));
+        let negatives = one_shard(&cache, "none", 2000);
+        for d in &negatives {
+            cache.update(d, |e| e.negative_until = u64::MAX);
+        }
+        let first = &negatives[0];
+        let bytes = |cache: &MemoryCache| {
+            let shard = cache.read(first);
+            (shard.keepers.bytes(), shard.negatives.bytes())
+        };
+        assert!(bytes(&cache).1 > BUDGET / 4, "{:?}", bytes(&cache));
+
+        let policy = Arc::new(cached(CANONICAL));
+        let mut at_first_eviction = None;
+        for d in one_shard(&cache, "policy", 2000) {
+            let before = bytes(&cache);
+            cache.update(&d, |e| e.policy = Some(policy.clone()));
+            if cache.evicted_policies.load(Ordering::Relaxed) > 0 {
+                at_first_eviction = Some(before);
+                break;
+            }
+        }
+        let (keepers, negatives) = at_first_eviction.expect("the shard filled with policies");
+        assert!(
+            negatives <= BUDGET / 16,
+            "{negatives} bytes of negative answers left"
+        );
+        assert!(keepers > BUDGET * 3 / 4, "{keepers} bytes of policies");
     }
 
     /// A daemon holds one per domain: keep it within 136 bytes (glibc serves the `Arc`

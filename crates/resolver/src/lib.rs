@@ -3,8 +3,9 @@
 //! The sender side of MTA-STS above the network layer: discover a domain's `_mta-sts` TXT
 //! record and fetch its policy through `mta-sts-net` (its `Dns` and `Fetcher`), and keep
 //! the result in a cache whose state machine follows RFC 8461 ([`cache`], [`Resolver`]),
-//! backed by a [`store::Store`]: memory always, SQLite and Redis behind the `sqlite` and
-//! `redis` cargo features (both on by default). Every failure is a typed [`Error`] with its
+//! backed by a [`store::Store`]: memory always; SQLite, Redis (direct or through Redis
+//! Sentinel) and PostgreSQL behind the `sqlite`, `redis` and `postgres` cargo features (all
+//! on by default). Every failure is a typed [`Error`] with its
 //! RFC 8460 result type ([`tlsrpt::ResultType`]).
 //!
 //! Modules form a DAG: [`resolver`] uses [`cache`], [`store`] and [`error`]; [`cache`] uses

@@ -10,7 +10,8 @@ use serde::Serialize;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::{Addresses, ProbeError, ProbeErrorKind, Target};
-use crate::tls::{ProbeTls, TlsSession, is_version_error};
+use crate::tls::{CertProblem, ProbeTls, TlsSession, is_version_error};
+use mta_sts::decision::TlsOutcome;
 
 /// Longest reply line read (RFC 5321 §4.5.3.1.5 says 512; be generous).
 const MAX_LINE: u64 = 4096;
@@ -28,6 +29,10 @@ pub struct MxProbe {
     pub tlsa: Option<usize>,
     /// Where the probe connected.
     pub connected_to: Option<SocketAddr>,
+    /// The probe's own end of the connection (the `sending-mta-ip` of an RFC 8460 §4.4
+    /// report). Not part of `mta-sts check --json`.
+    #[serde(skip)]
+    pub local_addr: Option<SocketAddr>,
     /// The greeting (all lines joined with a space).
     pub banner: Option<String>,
     /// The EHLO keywords (upper case), e.g. `STARTTLS`, `PIPELINING`.
@@ -40,6 +45,42 @@ pub struct MxProbe {
     pub elapsed_ms: u64,
     /// Why the probe stopped early.
     pub error: Option<ProbeError>,
+}
+
+impl MxProbe {
+    /// The outcome of the TLS attempt as a sender's delivery decision sees it (RFC 8461
+    /// §4.2, [`mta_sts::decision::decide`]); `None` when the host could not be reached or
+    /// the SMTP dialogue broke before STARTTLS (no TLS outcome to judge). The same mapping
+    /// as the MX findings of `mta-sts check`: STARTTLS not advertised, refused or its
+    /// handshake failing is `StarttlsNotSupported`, a TLS version below 1.2 a
+    /// `ValidationFailure`, and a finished handshake is judged by its certificate.
+    pub fn tls_outcome(&self) -> Option<TlsOutcome> {
+        if let Some(error) = &self.error {
+            return match error.kind {
+                ProbeErrorKind::NoAddress
+                | ProbeErrorKind::Connect
+                | ProbeErrorKind::Timeout
+                | ProbeErrorKind::Smtp
+                | ProbeErrorKind::Http => None,
+                ProbeErrorKind::StarttlsRefused | ProbeErrorKind::Tls => {
+                    Some(TlsOutcome::StarttlsNotSupported)
+                }
+                ProbeErrorKind::TlsVersion => Some(TlsOutcome::ValidationFailure),
+            };
+        }
+        if self.starttls == Some(false) {
+            return Some(TlsOutcome::StarttlsNotSupported);
+        }
+        let tls = self.tls.as_ref()?;
+        Some(match &tls.certificate {
+            Some(cert) if cert.valid => TlsOutcome::Valid,
+            Some(cert) => cert
+                .problem
+                .map(CertProblem::outcome)
+                .unwrap_or(TlsOutcome::ValidationFailure),
+            None => TlsOutcome::ValidationFailure,
+        })
+    }
 }
 
 /// Probes one MX host. `tlsa` is the count of TLSA records (looked up by the caller).
@@ -56,6 +97,7 @@ pub async fn probe(
         addresses,
         tlsa,
         connected_to: None,
+        local_addr: None,
         banner: None,
         ehlo: None,
         starttls: None,
@@ -124,6 +166,7 @@ async fn dialogue(
     }
     let (tcp, addr) = super::connect_any(&addrs).await?;
     out.connected_to = Some(addr);
+    out.local_addr = tcp.local_addr().ok();
     let _ = tcp.set_nodelay(true);
     let mut conn = BufReader::new(tcp);
     let smtp = |m: String| ProbeError::new(ProbeErrorKind::Smtp, m);

@@ -40,11 +40,13 @@ const LAYERS: &[(&str, u8)] = &[
 ];
 
 /// The service-to-service edges the architecture allows (from, to): the daemon answers from
-/// the resolver's cache and records TLS-RPT results into the report store; the policy host
-/// stores the reports it receives; the dashboard reads the report store.
+/// the resolver's cache, records TLS-RPT results into the report store and probes the MX
+/// hosts of `testing` domains with the checker's SMTP probe; the policy host stores the
+/// reports it receives; the dashboard reads the report store.
 const SERVICE_EDGES: &[(&str, &str)] = &[
     ("mta-sts-daemon", "mta-sts-resolver"),
     ("mta-sts-daemon", "mta-sts-report-store"),
+    ("mta-sts-daemon", "mta-sts-checker"),
     ("mta-sts-policy-host", "mta-sts-report-store"),
     ("mta-sts-web", "mta-sts-report-store"),
 ];

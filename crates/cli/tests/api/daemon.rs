@@ -142,6 +142,93 @@ fn check_config_loads_what_the_start_loads() {
     assert!(not_pem.is_file(), "the check deletes nothing");
 }
 
+/// Issue 16 item 5: `--check-config` on the fleet stores (Redis Sentinel, PostgreSQL):
+/// valid files pass without the servers running (the daemon connects lazily, as at start),
+/// print the store without its passwords, and each mistake is one line with the fix.
+#[test]
+fn check_config_fleet_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |name: &str, cache: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("[cache]\n{cache}\n")).unwrap();
+        let out = Command::new(bin())
+            .args(["daemon", "--check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = check(
+        "sentinel.toml",
+        "store = \"redis_sentinel\"\nsentinels = [\"127.0.0.1:26379\", \"10.0.0.2\"]\n\
+         sentinel_master = \"mymaster\"\nredis_password = \"hunter2\"",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains(
+            "cache: store=redis_sentinel sentinels=127.0.0.1:26379,10.0.0.2:26379 \
+             sentinel_master=mymaster redis_db=0"
+        ),
+        "{out}"
+    );
+    assert!(
+        !out.contains("hunter2") && !err.contains("hunter2"),
+        "{out}{err}"
+    );
+
+    let (code, out, err) = check(
+        "postgres.toml",
+        "store = \"postgres\"\npostgres_url = \"postgres://mta:hunter2@127.0.0.1/mta_sts\"",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("cache: store=postgres postgres_url=<set>"),
+        "{out}"
+    );
+    assert!(!out.contains("hunter2"), "{out}");
+
+    for (name, cache, needle) in [
+        (
+            "no-master.toml",
+            "store = \"redis_sentinel\"\nsentinels = [\"127.0.0.1:26379\"]",
+            "needs sentinel_master, the name the sentinels monitor the master under, e.g. \
+             `sentinel_master = \"mymaster\"`",
+        ),
+        (
+            "no-sentinels.toml",
+            "store = \"redis_sentinel\"\nsentinel_master = \"mymaster\"",
+            "needs sentinels, the Redis Sentinel addresses, e.g. \
+             `sentinels = [\"127.0.0.1:26379\"]`",
+        ),
+        (
+            "bad-port.toml",
+            "store = \"redis_sentinel\"\nsentinel_master = \"m\"\nsentinels = [\"10.0.0.2:sentinel\"]",
+            "[cache] sentinels: `10.0.0.2:sentinel` has no valid port (write host:port",
+        ),
+        (
+            "no-url.toml",
+            "store = \"postgres\"",
+            "needs postgres_url, e.g. `postgres_url = \"postgres://",
+        ),
+        (
+            "bad-url.toml",
+            "store = \"postgres\"\npostgres_url = \"postgres://mta:hunter2@127.0.0.1:port/db\"",
+            "cannot open the postgres policy store: the postgres store is unavailable: \
+             invalid PostgreSQL URL postgres://mta:***@127.0.0.1:port/db",
+        ),
+    ] {
+        let (code, _, err) = check(name, cache);
+        assert_eq!(code, Some(2), "{name}: {err}");
+        assert!(err.contains(needle), "{name}: {err}");
+        assert!(!err.contains("hunter2"), "{name}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{name}: one line: {err}");
+    }
+}
+
 #[test]
 fn process_serves_reloads_survives_kill_9_and_drains_on_sigterm() {
     let world = world();

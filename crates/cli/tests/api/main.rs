@@ -7,11 +7,16 @@
 mod architecture;
 mod check;
 mod daemon;
+
 mod daemon_postfix;
 mod daemon_support;
 mod daemon_tlsrpt_config;
+mod grafana_dashboard;
 mod lint;
 mod manpages;
+mod migrate;
+mod migrate_doc;
+mod migrate_peer;
 mod owner_readme;
 mod performance_doc;
 mod postfix_docs;
@@ -22,4 +27,5 @@ mod report_import_dkim;
 mod report_send;
 mod serve;
 mod serve_intake;
+mod socket_activation;
 mod web_browser;

@@ -35,7 +35,7 @@ pub fn prepare_dir(dir: &Path, ca_pem: &str, nameserver: Ipv4Addr) {
 /// The program that shows `scripts/bookworm-root MTA` built a root.
 fn program(mta: &str) -> &'static str {
     match mta {
-        "sendmail" => "usr/lib/sm.bin/sendmail",
+        "sendmail" => "usr/libexec/sendmail/sendmail",
         _ => "usr/sbin/exim4",
     }
 }

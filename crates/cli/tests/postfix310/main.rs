@@ -22,6 +22,7 @@ mod lab;
 #[path = "../support/mx_lab.rs"]
 mod mx_lab;
 mod report;
+mod testing_mode;
 
 use std::net::Ipv4Addr;
 use std::path::Path;

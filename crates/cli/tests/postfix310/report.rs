@@ -139,7 +139,7 @@ fn tlsrpt_reporter() -> Option<PathBuf> {
 }
 
 /// `mta-sts report --db DB ARGS…`, which must exit 0; its standard output.
-fn mta_sts_report(db: &Path, args: &[&str]) -> String {
+pub(crate) fn mta_sts_report(db: &Path, args: &[&str]) -> String {
     let out = Command::new(bin())
         .args(["report", "--db"])
         .arg(db)
@@ -157,7 +157,7 @@ fn mta_sts_report(db: &Path, args: &[&str]) -> String {
 }
 
 /// The sessions of RFC 8460 reports (JSON objects).
-fn report_sessions(reports: &[Value]) -> Sessions {
+pub(crate) fn report_sessions(reports: &[Value]) -> Sessions {
     let mut sessions = Sessions::new();
     for report in reports {
         for policy in report["policies"].as_array().unwrap() {
@@ -327,7 +327,7 @@ fn time_now_day() -> String {
     tlsrpt::UtcDateTime::from_unix_seconds(i64::try_from(now).unwrap()).to_string()[..10].to_owned()
 }
 
-fn key(domain: &str, kind: &str, result: &str) -> (String, String, String) {
+pub(crate) fn key(domain: &str, kind: &str, result: &str) -> (String, String, String) {
     (domain.to_owned(), kind.to_owned(), result.to_owned())
 }
 

@@ -66,7 +66,11 @@ fn main() -> Result<(), BoxError> {
             let path = PathBuf::from(args.get(2).ok_or("daemon CONFIG")?);
             let config = Config::load(&path)?;
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(app::run(ConfigSource::Explicit(path), config))?;
+            rt.block_on(app::run(
+                ConfigSource::Explicit(path),
+                config,
+                mta_sts_net::activation::Inherited::none(),
+            ))?;
             Ok(())
         }
         Some("trivial") => {

@@ -244,8 +244,38 @@ pub enum StoreKind {
     Sqlite,
     /// Redis, shared by a fleet.
     Redis,
+    /// The Redis master named by Redis Sentinel (`sentinels`, `sentinel_master`), shared by
+    /// a fleet.
+    #[serde(rename = "redis_sentinel")]
+    RedisSentinel,
+    /// PostgreSQL (`postgres_url`), shared by a fleet.
+    Postgres,
     /// Memory only: lost on restart.
     Memory,
+}
+
+impl StoreKind {
+    /// The value of `store` that names this kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Redis => "redis",
+            StoreKind::RedisSentinel => "redis_sentinel",
+            StoreKind::Postgres => "postgres",
+            StoreKind::Memory => "memory",
+        }
+    }
+}
+
+/// A password from the configuration: compared like a string, never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// `[cache]`.
@@ -257,6 +287,20 @@ pub struct CacheConfig {
     pub path: PathBuf,
     /// `redis_url`, required when `store = "redis"`.
     pub redis_url: Option<String>,
+    /// `sentinels`: the Redis Sentinel addresses (`host:port`), required when
+    /// `store = "redis_sentinel"`.
+    pub sentinels: Vec<mta_sts_resolver::store::SentinelAddress>,
+    /// `sentinel_master`: the service name the sentinels monitor, required when
+    /// `store = "redis_sentinel"`.
+    pub sentinel_master: Option<String>,
+    /// `redis_db`: the database number on the master found through Sentinel, default 0.
+    pub redis_db: i64,
+    /// `redis_password`: the master's password (Sentinel), if it needs one.
+    pub redis_password: Option<Secret>,
+    /// `sentinel_password`: the sentinels' password, if they need one.
+    pub sentinel_password: Option<Secret>,
+    /// `postgres_url`, required when `store = "postgres"`.
+    pub postgres_url: Option<String>,
     /// `refresh`: proactive re-fetch interval, default 24 h.
     pub refresh: Duration,
     /// `refresh_concurrency`: most proactive re-fetches in flight at once, default 32.
@@ -275,6 +319,12 @@ impl Default for CacheConfig {
             store: StoreKind::Sqlite,
             path: PathBuf::from("/var/lib/mta-sts/cache.db"),
             redis_url: None,
+            sentinels: Vec::new(),
+            sentinel_master: None,
+            redis_db: 0,
+            redis_password: None,
+            sentinel_password: None,
+            postgres_url: None,
             refresh: Duration::from_secs(24 * 3600),
             refresh_concurrency: 32,
             max_memory: Some(mta_sts_resolver::DEFAULT_MAX_MEMORY),
@@ -357,6 +407,19 @@ pub struct TlsrptConfig {
     pub socket_group: Option<String>,
     /// `[tlsrpt.send]`: generate and deliver reports on a schedule; `None` (default): off.
     pub send: Option<TlsrptSendConfig>,
+    /// `probe_testing`: probe the MX hosts of `mode: testing` domains over STARTTLS and
+    /// record what enforce would have seen (default false; needs `events`). See
+    /// [`crate::tlsrpt`], "Testing mode".
+    pub probe_testing: bool,
+    /// `probe_interval`: at most one probe per policy domain per this long (default 1 h).
+    pub probe_interval: Duration,
+    /// `probe_concurrency`: probes of domains in flight at once (default 4).
+    pub probe_concurrency: usize,
+    /// `probe_timeout`: one MX probe, connect to QUIT (default 30 s).
+    pub probe_timeout: Duration,
+    /// `probe_ehlo`: the EHLO name of the probe; default the `[tlsrpt.send]` submitter,
+    /// else `localhost`.
+    pub probe_ehlo: Option<String>,
 }
 
 impl Default for TlsrptConfig {
@@ -368,6 +431,11 @@ impl Default for TlsrptConfig {
             socket_mode: 0o666,
             socket_group: None,
             send: None,
+            probe_testing: false,
+            probe_interval: Duration::from_secs(3600),
+            probe_concurrency: 4,
+            probe_timeout: Duration::from_secs(30),
+            probe_ehlo: None,
         }
     }
 }

@@ -11,7 +11,7 @@ use mta_sts_config::{ConfigError, HumanDuration, Listen, Nameserver, Schema, Sou
 use serde::Deserialize;
 
 use super::{
-    CacheConfig, Config, DaneMode, HttpConfig, OnFailure, ResolverConfig, SocketmapConfig,
+    CacheConfig, Config, DaneMode, HttpConfig, OnFailure, ResolverConfig, Secret, SocketmapConfig,
     StoreKind, TlsrptConfig, TlsrptSendConfig, ZoneSettings,
 };
 
@@ -59,6 +59,12 @@ pub(super) const SCHEMA: Schema = Schema {
                 "store",
                 "path",
                 "redis_url",
+                "sentinels",
+                "sentinel_master",
+                "redis_db",
+                "redis_password",
+                "sentinel_password",
+                "postgres_url",
                 "refresh",
                 "refresh_concurrency",
                 "max_memory",
@@ -77,6 +83,11 @@ pub(super) const SCHEMA: Schema = Schema {
                 "socket_mode",
                 "socket_group",
                 "send",
+                "probe_testing",
+                "probe_interval",
+                "probe_concurrency",
+                "probe_timeout",
+                "probe_ehlo",
             ],
         ),
         (
@@ -144,6 +155,11 @@ struct RawTlsrpt {
     socket_mode: Option<FileMode>,
     socket_group: Option<Parsed<GroupName>>,
     send: Option<RawTlsrptSend>,
+    probe_testing: Option<bool>,
+    probe_interval: Option<HumanDuration>,
+    probe_concurrency: Option<usize>,
+    probe_timeout: Option<HumanDuration>,
+    probe_ehlo: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -208,6 +224,53 @@ impl RawTlsrpt {
                 "[tlsrpt.send] needs [tlsrpt] events: the file the reports are built from, e.g. `events = \"/var/lib/mta-sts/tlsrpt-events.jsonl\"`",
             ));
         }
+        let probe_testing = self.probe_testing.unwrap_or(d.probe_testing);
+        if probe_testing && self.events.is_none() {
+            return Err(Misfit::new(
+                "tlsrpt",
+                "probe_testing",
+                "[tlsrpt] probe_testing needs [tlsrpt] events: the file the probe results are recorded in, e.g. `events = \"/var/lib/mta-sts/tlsrpt-events.jsonl\"`",
+            ));
+        }
+        let probe_interval = self.probe_interval.map(|t| t.0).unwrap_or(d.probe_interval);
+        if probe_interval.is_zero() {
+            return Err(Misfit::new(
+                "tlsrpt",
+                "probe_interval",
+                "[tlsrpt] probe_interval must be above 0 (default \"1h\")",
+            ));
+        }
+        let probe_timeout = self.probe_timeout.map(|t| t.0).unwrap_or(d.probe_timeout);
+        if probe_timeout.is_zero() {
+            return Err(Misfit::new(
+                "tlsrpt",
+                "probe_timeout",
+                "[tlsrpt] probe_timeout must be above 0 (default \"30s\")",
+            ));
+        }
+        let probe_concurrency = self.probe_concurrency.unwrap_or(d.probe_concurrency);
+        if !(1..=256).contains(&probe_concurrency) {
+            return Err(Misfit::new(
+                "tlsrpt",
+                "probe_concurrency",
+                "[tlsrpt] probe_concurrency must be 1 to 256 (default 4)",
+            ));
+        }
+        let probe_ehlo = match self.probe_ehlo {
+            None => None,
+            Some(name) => match mta_sts::Domain::parse(&name) {
+                Ok(domain) => Some(domain.as_str().to_owned()),
+                Err(_) => {
+                    return Err(Misfit::new(
+                        "tlsrpt",
+                        "probe_ehlo",
+                        format!(
+                            "[tlsrpt] probe_ehlo `{name}` is not a domain name (e.g. \"mail.example.com\")"
+                        ),
+                    ));
+                }
+            },
+        };
         Ok(TlsrptConfig {
             events: self.events,
             flush_interval,
@@ -215,6 +278,11 @@ impl RawTlsrpt {
             socket_mode: self.socket_mode.map(|m| m.0).unwrap_or(d.socket_mode),
             socket_group: self.socket_group.map(|g| g.0.0),
             send,
+            probe_testing,
+            probe_interval,
+            probe_concurrency,
+            probe_timeout,
+            probe_ehlo,
         })
     }
 }
@@ -355,6 +423,12 @@ struct RawCache {
     store: Option<StoreKind>,
     path: Option<PathBuf>,
     redis_url: Option<String>,
+    sentinels: Option<Vec<String>>,
+    sentinel_master: Option<String>,
+    redis_db: Option<i64>,
+    redis_password: Option<Secret>,
+    sentinel_password: Option<Secret>,
+    postgres_url: Option<String>,
     refresh: Option<HumanDuration>,
     refresh_concurrency: Option<usize>,
     max_memory: Option<ByteSize>,
@@ -532,10 +606,25 @@ const MAX_FLUSH_WINDOW: Duration = Duration::from_secs(1);
 impl RawCache {
     fn resolve(self) -> Result<CacheConfig, Misfit> {
         let d = CacheConfig::default();
+        let mut sentinels = Vec::new();
+        for text in self.sentinels.iter().flatten() {
+            let address = text.parse().map_err(
+                |e: mta_sts_resolver::store::redis::SentinelAddressError| {
+                    Misfit::new("cache", "sentinels", format!("[cache] sentinels: {e}"))
+                },
+            )?;
+            sentinels.push(address);
+        }
         let cache = CacheConfig {
             store: self.store.unwrap_or(d.store),
             path: self.path.unwrap_or(d.path),
             redis_url: self.redis_url,
+            sentinels,
+            sentinel_master: self.sentinel_master,
+            redis_db: self.redis_db.unwrap_or(d.redis_db),
+            redis_password: self.redis_password,
+            sentinel_password: self.sentinel_password,
+            postgres_url: self.postgres_url,
             refresh: self.refresh.map(|t| t.0).unwrap_or(d.refresh),
             refresh_concurrency: self.refresh_concurrency.unwrap_or(d.refresh_concurrency),
             max_memory: self.max_memory.map_or(d.max_memory, |b| b.0),
@@ -561,6 +650,48 @@ impl RawCache {
                 "cache",
                 "store",
                 "[cache] store = \"redis\" needs redis_url, e.g. `redis_url = \"redis://127.0.0.1:6379/0\"`",
+            ));
+        }
+        if cache.redis_db < 0 {
+            return Err(Misfit::new(
+                "cache",
+                "redis_db",
+                "[cache] redis_db is a database number, 0 or more; the default is 0",
+            ));
+        }
+        if cache.sentinel_master.as_deref() == Some("") {
+            return Err(Misfit::new(
+                "cache",
+                "sentinel_master",
+                "[cache] sentinel_master is empty: write the name the sentinels monitor the \
+                 master under (`sentinel monitor NAME …` in sentinel.conf), e.g. \
+                 `sentinel_master = \"mymaster\"`",
+            ));
+        }
+        if cache.store == StoreKind::RedisSentinel {
+            if cache.sentinels.is_empty() {
+                return Err(Misfit::new(
+                    "cache",
+                    "store",
+                    "[cache] store = \"redis_sentinel\" needs sentinels, the Redis Sentinel \
+                     addresses, e.g. `sentinels = [\"127.0.0.1:26379\"]`",
+                ));
+            }
+            if cache.sentinel_master.is_none() {
+                return Err(Misfit::new(
+                    "cache",
+                    "store",
+                    "[cache] store = \"redis_sentinel\" needs sentinel_master, the name the \
+                     sentinels monitor the master under, e.g. `sentinel_master = \"mymaster\"`",
+                ));
+            }
+        }
+        if cache.store == StoreKind::Postgres && cache.postgres_url.is_none() {
+            return Err(Misfit::new(
+                "cache",
+                "store",
+                "[cache] store = \"postgres\" needs postgres_url, e.g. \
+                 `postgres_url = \"postgres://mta-sts:PASSWORD@127.0.0.1/mta_sts\"`",
             ));
         }
         Ok(cache)

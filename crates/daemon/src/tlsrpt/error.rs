@@ -33,6 +33,13 @@ pub enum TlsrptError {
     /// A `[resolver] connect_to` value the sender would use is malformed.
     #[error("[tlsrpt.send]: {0}")]
     ConnectTo(#[source] ConnectToError),
+    /// `probe_testing` cannot be set up (its DNS client, `[resolver] ca_file` for the MX
+    /// certificates, a `[resolver] connect_to` value).
+    #[error("[tlsrpt] probe_testing: {message}")]
+    Probe {
+        /// Why.
+        message: String,
+    },
 }
 
 /// The configuration key a failed sender set-up step read, with a space, for messages.

@@ -40,13 +40,20 @@ impl Flusher {
             stamp
         };
         let events = self.recorder.drain(UtcDateTime::from_unix_seconds(stamp));
-        let lines: Vec<String> = events.iter().map(|e| event_line(e, "daemon")).collect();
+        let mut lines: Vec<String> = events.iter().map(|e| event_line(e, "daemon")).collect();
+        let daemon_count = lines.len() as u64;
+        // Probe sessions keep their own time stamps (the moment of the probe).
+        let probed = self.recorder.drain_probes();
+        lines.extend(probed.iter().map(|e| event_line(e, "probe")));
         let count = lines.len() as u64;
         match self.events.append(lines) {
             Ok(()) => {
                 self.metrics
                     .tlsrpt_events_daemon
-                    .fetch_add(count, Ordering::Relaxed);
+                    .fetch_add(daemon_count, Ordering::Relaxed);
+                self.metrics
+                    .tlsrpt_events_probe
+                    .fetch_add(count - daemon_count, Ordering::Relaxed);
                 if count > 0 {
                     tracing::debug!(lines = count, "TLS-RPT counters flushed");
                 }

@@ -43,6 +43,46 @@
 //! from two sides; the report then shows the `sts` policy failing and the delivery that went
 //! ahead without it.
 //!
+//! # Testing mode (the daemon's own probes)
+//!
+//! RFC 8461 §5: under `mode: testing` a sender delivers whatever the MX presents and reports
+//! what `enforce` would have failed on. The daemon answers a `testing` policy `NOTFOUND `
+//! (Postfix's `secure` would defer the mail), and Postfix ≤ 3.10 has no level that verifies,
+//! reports and still delivers (at `may`/`encrypt` it does not verify the certificate at
+//! all). So, with `probe_testing = true`, the daemon looks itself: when a socketmap query
+//! applies a `testing` policy ([`Prober::consider`], also from the cache fast path), and no
+//! probe of that policy domain started within `probe_interval` (default 1 h, per domain,
+//! on the daemon's clock), it spawns a probe and answers at once. The probe waits for one of
+//! `probe_concurrency` slots, looks up the domain's MX hosts (lowest preference first, at
+//! most [`MAX_MX_PROBED`]; the domain itself without MX records; none for a null MX or a
+//! failed lookup) and runs the checker's SMTP probe on each (port 25 or its `[resolver]
+//! connect_to` override; EHLO, STARTTLS, TLS 1.2+ handshake with SNI = the MX name, QUIT; no
+//! mail). Each reachable MX is **one session** of the policy domain, judged exactly as
+//! `enforce` ([`mta_sts::decision::decide`]): the MX name against the policy's `mx`
+//! patterns (RFC 8461 §4.1; a miss is `certificate-host-mismatch` with reason
+//! `mx-not-in-policy`, docs/rfc-requirements.md §4 item 17), STARTTLS offered, and the
+//! certificate: WebPKI chain to the system roots plus `[resolver] ca_file`, unexpired, a
+//! SAN matching the MX host name (§4.2). The session is recorded with `policy-type: sts`,
+//! the `policy-string` (the lines as fetched) and `mx-host` (the patterns), as a success or
+//! as a failure of RFC 8460 §4.3.1 type `certificate-host-mismatch`, `certificate-expired`,
+//! `certificate-not-trusted`, `starttls-not-supported` or `validation-failure`, with
+//! `sending-mta-ip`, `receiving-mx-hostname`, `receiving-ip` and a stable
+//! `failure-reason-code` (`certificate-name-mismatch`, `starttls-not-offered`, …). The
+//! events wait in the recorder and are written at the next flush as lines with `"source":
+//! "probe"`, stamped with the time of the probe, so the report of that UTC day carries them.
+//!
+//! **Successes are recorded too**, and that is what keeps the numbers honest: a probe is a
+//! real TLS session from this host to the MX, like any a sender reports, and a domain with
+//! three MX hosts of which one is broken should read "1 of 3 failed", not "failed". What is
+//! counted is probe sessions, not messages: at most one per MX per `probe_interval`,
+//! however much mail went out (the report says nothing about mail volume, and never counts a
+//! delivery as verified). An MX that could not be reached, or whose SMTP dialogue broke
+//! before STARTTLS, is not recorded (no TLS session took place; RFC 8460 reports TLS
+//! outcomes). Overlap: Postfix 3.10 reports its own session to a `testing` domain (the
+//! reply was `NOTFOUND `) as `no-policy-found`; the same report then shows the `sts`
+//! probe sessions next to it. With `strict_testing` the MTA verifies and reports itself, and
+//! the probe sessions come on top of those; leave `probe_testing` off for such zones' MTAs.
+//!
 //! # The collector socket
 //!
 //! With `socket` set, the daemon receives on a Unix **datagram** socket what Postfix 3.10
@@ -73,7 +113,8 @@
 //! They read top-down, each using only those below it: `service` (the running part:
 //! tasks, reload, shutdown) → `collector` (the datagram socket), `schedule` (report
 //! generation and delivery, the sender of `[tlsrpt.send]`) → `flush` (counters → events
-//! file) → `recorder` (the counters), `events_file` (appending lines) → `error`.
+//! file), `probe` (the testing-mode probes) → `recorder` (the counters and probe sessions),
+//! `events_file` (appending lines) → `error`.
 //! Time comes from the daemon's one injected [`mta_sts_net::Clock`].
 //! `check` (`--check-config`) uses `schedule`.
 
@@ -82,6 +123,7 @@ mod collector;
 mod error;
 mod events_file;
 mod flush;
+mod probe;
 mod recorder;
 mod schedule;
 mod service;
@@ -90,7 +132,10 @@ pub use check::check_files;
 pub use collector::{INVALID_LOG_EVERY, MAX_DATAGRAM, parse_datagram};
 pub use error::TlsrptError;
 pub use events_file::{EventsFile, MAX_PENDING_LINES, event_line};
-pub use recorder::{Recorder, is_recorded_failure};
+pub use probe::{
+    MAX_MX_PROBED, MAX_PENDING, ProbeSetup, Prober, event_policy, mx_hosts, session_event,
+};
+pub use recorder::{MAX_PROBE_EVENTS, Recorder, is_recorded_failure};
 pub use service::TlsrptService;
 
 #[cfg(test)]
@@ -105,6 +150,8 @@ mod tests {
         let c = Config::parse("").unwrap().tlsrpt;
         assert_eq!(c, TlsrptConfig::default());
         assert!(c.events.is_none() && c.socket.is_none() && c.send.is_none());
+        assert!(!c.probe_testing);
+        assert_eq!(c.probe_interval, Duration::from_secs(3600));
 
         let c = Config::parse(
             "[tlsrpt]\nevents = \"/tmp/e.jsonl\"\nsocket = \"/run/t.sock\"\nsocket_mode = \"0660\"\n[tlsrpt.send]\nsubmitter = \"Mail.Example.COM.\"\nrelay = \"127.0.0.1:25\"\ndkim_key = \"/k.pem\"\ndkim_selector = \"tlsrpt\"\njitter = \"1h\"\n",
@@ -137,6 +184,12 @@ mod tests {
             ("[tlsrpt]\nsocket_mode = \"999\"\n", "octal"),
             // A socketmap query is not a session (issue 18.3).
             ("[tlsrpt]\ncount_applied = true\n", "count_applied"),
+            // Probe results go to the events file.
+            ("[tlsrpt]\nprobe_testing = true\n", "needs [tlsrpt] events"),
+            ("[tlsrpt]\nprobe_interval = \"0s\"\n", "probe_interval"),
+            ("[tlsrpt]\nprobe_timeout = \"0s\"\n", "probe_timeout"),
+            ("[tlsrpt]\nprobe_concurrency = 0\n", "probe_concurrency"),
+            ("[tlsrpt]\nprobe_ehlo = \"not a name\"\n", "probe_ehlo"),
         ] {
             let err = Config::parse(bad).expect_err(bad).to_string();
             assert!(err.contains(says), "{bad}: {err}");

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use mta_sts::Domain;
 use mta_sts_resolver::{Error as ResolverError, Lookup};
@@ -13,6 +13,10 @@ use tlsrpt::{PolicyType, ResultType, UtcDateTime};
 
 /// Number of shards of the counter map.
 const SHARDS: usize = 32;
+
+/// Most probe events kept between two flushes; beyond, new ones are dropped (a probe runs
+/// at most once per domain per `probe_interval`, so this takes a very large fleet).
+pub const MAX_PROBE_EVENTS: usize = 100_000;
 
 /// Whether a discovery error is recorded as a failed session (see the module
 /// documentation): not for "no record", an invalid domain or a DNS failure.
@@ -78,6 +82,9 @@ pub struct Recorder {
     enabled: AtomicBool,
     shards: Box<[Shard]>,
     hasher: std::collections::hash_map::RandomState,
+    /// Sessions of the daemon's own STARTTLS probes (`probe_testing`), whole events with
+    /// their own time stamps, until the next flush.
+    probed: Mutex<Vec<Event>>,
 }
 
 impl Default for Recorder {
@@ -86,6 +93,7 @@ impl Default for Recorder {
             enabled: AtomicBool::new(false),
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             hasher: std::collections::hash_map::RandomState::new(),
+            probed: Mutex::new(Vec::new()),
         }
     }
 }
@@ -165,6 +173,24 @@ impl Recorder {
                 counter.fetch_add(1, Ordering::Relaxed);
             }
         });
+    }
+
+    /// Keeps the sessions of one probe (see [`crate::tlsrpt`], "Testing mode") for the next
+    /// flush; returns how many were dropped (recording off, or [`MAX_PROBE_EVENTS`] kept).
+    pub fn record_probe(&self, events: Vec<Event>) -> usize {
+        if !self.enabled() {
+            return events.len();
+        }
+        let mut probed = self.probed.lock().unwrap_or_else(|p| p.into_inner());
+        let room = MAX_PROBE_EVENTS.saturating_sub(probed.len());
+        let dropped = events.len().saturating_sub(room);
+        probed.extend(events.into_iter().take(room));
+        dropped
+    }
+
+    /// Takes the probe sessions kept since the last call.
+    pub fn drain_probes(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.probed.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Takes every count since the last drain as events stamped `time`, and forgets the

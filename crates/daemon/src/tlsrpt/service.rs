@@ -12,6 +12,7 @@ use super::collector::{bind_collector, collect};
 use super::error::TlsrptError;
 use super::events_file::EventsFile;
 use super::flush::{Flusher, unix_seconds, until_next_tick};
+use super::probe::{ProbeSetup, Prober};
 use super::recorder::Recorder;
 use super::schedule::{Schedule, build_sender};
 use crate::config::{ResolverConfig, TlsrptConfig};
@@ -22,6 +23,7 @@ use mta_sts_net::Clock;
 /// socket and the send scheduler (see the module documentation).
 pub struct TlsrptService {
     flusher: Arc<Flusher>,
+    prober: Arc<Prober>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     socket: Option<PathBuf>,
@@ -43,10 +45,12 @@ impl TlsrptService {
         config: &TlsrptConfig,
         resolver: &ResolverConfig,
         recorder: Arc<Recorder>,
+        prober: Arc<Prober>,
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
     ) -> Result<TlsrptService, TlsrptError> {
         recorder.configure(config.events.is_some());
+        prober.install(ProbeSetup::new(config, resolver, Arc::clone(&clock))?);
         let events = Arc::new(EventsFile::new(config.events.clone()));
         let flusher = Arc::new(Flusher {
             recorder,
@@ -111,12 +115,21 @@ impl TlsrptService {
         if let Some(path) = &config.events {
             tracing::info!(path = %path.display(), "TLS-RPT events recorded");
         }
+        if prober.enabled() {
+            tracing::info!(interval = ?config.probe_interval, concurrency = config.probe_concurrency, "MX hosts of testing-mode domains are probed for TLS-RPT");
+        }
         Ok(TlsrptService {
             flusher,
+            prober,
             stop,
             tasks: Mutex::new(tasks),
             socket: socket_path,
         })
+    }
+
+    /// The testing-mode prober the lookups hand `testing` policies to.
+    pub fn prober(&self) -> &Arc<Prober> {
+        &self.prober
     }
 
     /// The recorder the lookups count into.

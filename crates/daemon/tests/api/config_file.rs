@@ -336,3 +336,115 @@ fn cache_flush_window_is_bounded() {
     let msg = window("\"5s\"").expect_err("5s is past the bound");
     assert!(msg.contains("at most 1s"), "{msg}");
 }
+
+/// Issue 16 item 5: the fleet stores of a postfix-mta-sts-resolver set-up, with the keys
+/// the migration converter writes.
+#[test]
+fn config_redis_sentinel_and_postgres_stores() {
+    let config = Config::parse(
+        r#"
+[cache]
+store = "redis_sentinel"
+sentinels = ["127.0.0.1:26379", "10.0.0.2:26380", "[::1]:26381", "sentinel.example"]
+sentinel_master = "mymaster"
+redis_db = 2
+redis_password = "master-secret"
+sentinel_password = "sentinel-secret"
+"#,
+    )
+    .unwrap();
+    let cache = &config.cache;
+    assert_eq!(cache.store, StoreKind::RedisSentinel);
+    assert_eq!(cache.store.name(), "redis_sentinel");
+    let sentinels: Vec<String> = cache.sentinels.iter().map(|a| a.to_string()).collect();
+    assert_eq!(
+        sentinels,
+        [
+            "127.0.0.1:26379",
+            "10.0.0.2:26380",
+            "[::1]:26381",
+            "sentinel.example:26379"
+        ]
+    );
+    assert_eq!(cache.sentinel_master.as_deref(), Some("mymaster"));
+    assert_eq!(cache.redis_db, 2);
+    assert_eq!(
+        cache.redis_password.as_ref().map(|p| p.0.as_str()),
+        Some("master-secret")
+    );
+    assert_eq!(
+        cache.sentinel_password.as_ref().map(|p| p.0.as_str()),
+        Some("sentinel-secret")
+    );
+    // Passwords never show in Debug output (logs of the configuration).
+    let printed = format!("{config:?}");
+    assert!(
+        !printed.contains("master-secret") && !printed.contains("sentinel-secret"),
+        "{printed}"
+    );
+
+    // Defaults: database 0, no passwords.
+    let config = Config::parse(
+        "[cache]\nstore = \"redis_sentinel\"\nsentinels = [\"127.0.0.1:26379\"]\nsentinel_master = \"m\"\n",
+    )
+    .unwrap();
+    assert_eq!(config.cache.redis_db, 0);
+    assert_eq!(config.cache.redis_password, None);
+
+    let config = Config::parse(
+        "[cache]\nstore = \"postgres\"\npostgres_url = \"postgres://mta-sts:pw@db.example/mta_sts\"\n",
+    )
+    .unwrap();
+    assert_eq!(config.cache.store, StoreKind::Postgres);
+    assert_eq!(
+        config.cache.postgres_url.as_deref(),
+        Some("postgres://mta-sts:pw@db.example/mta_sts")
+    );
+}
+
+/// A fleet store that is missing a key, or has one that does not parse, is an error at the
+/// key's line that shows how to write it.
+#[test]
+fn config_fleet_store_errors_say_the_fix() {
+    let msg = parse_error("[cache]\nstore = \"redis_sentinel\"\nsentinel_master = \"m\"\n");
+    assert!(
+        msg.starts_with("daemon.toml:2:1: [cache] store = \"redis_sentinel\" needs sentinels")
+            && msg.contains("sentinels = [\"127.0.0.1:26379\"]"),
+        "{msg}"
+    );
+    let msg =
+        parse_error("[cache]\nstore = \"redis_sentinel\"\nsentinels = [\"127.0.0.1:26379\"]\n");
+    assert!(
+        msg.starts_with(
+            "daemon.toml:2:1: [cache] store = \"redis_sentinel\" needs sentinel_master"
+        ) && msg.contains("sentinel_master = \"mymaster\""),
+        "{msg}"
+    );
+    let msg = parse_error(
+        "[cache]\nstore = \"redis_sentinel\"\nsentinel_master = \"m\"\nsentinels = [\"127.0.0.1:port\"]\n",
+    );
+    assert!(
+        msg.starts_with("daemon.toml:4:1: [cache] sentinels: `127.0.0.1:port` has no valid port")
+            && msg.contains("host:port"),
+        "{msg}"
+    );
+    let msg = parse_error("[cache]\nredis_db = -1\n");
+    assert!(
+        msg.starts_with("daemon.toml:2:1: [cache] redis_db"),
+        "{msg}"
+    );
+    let msg = parse_error("[cache]\nsentinel_master = \"\"\n");
+    assert!(msg.contains("sentinel monitor NAME"), "{msg}");
+    let msg = parse_error("[cache]\nstore = \"postgres\"\n");
+    assert!(
+        msg.starts_with("daemon.toml:2:1: [cache] store = \"postgres\" needs postgres_url")
+            && msg.contains("postgres_url = \"postgres://"),
+        "{msg}"
+    );
+    // An unknown store names the valid ones.
+    let msg = parse_error("[cache]\nstore = \"postgresql\"\n");
+    assert!(
+        msg.contains("redis_sentinel") && msg.contains("postgres"),
+        "{msg}"
+    );
+}

@@ -14,9 +14,9 @@ use mta_sts_net::ManualClock;
 use mta_sts_testkit::{CertKind, HostBehavior, World};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const ENFORCE: &str = "OK secure match=mail.good.test servername=hostname";
+pub(crate) const ENFORCE: &str = "OK secure match=mail.good.test servername=hostname";
 
-fn world() -> World {
+pub(crate) fn world() -> World {
     // TTL 0: the resolver's DNS answer cache must not hide zone changes made mid-test.
     World::builder()
         .default_ttl(0)
@@ -62,11 +62,11 @@ dane_require_ad = false
     )
 }
 
-fn config(world: &World, cache: &str, extra: &str) -> Config {
+pub(crate) fn config(world: &World, cache: &str, extra: &str) -> Config {
     Config::parse(&config_text(world, cache, extra)).expect("test config")
 }
 
-async fn query(daemon: &Daemon, request: &str) -> String {
+pub(crate) async fn query(daemon: &Daemon, request: &str) -> String {
     let mut client = Client::new(daemon.socketmap_listen(), 4096).await;
     client.query(request).await.expect("a reply")
 }

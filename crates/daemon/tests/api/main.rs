@@ -7,6 +7,8 @@ mod answer_replies;
 mod common;
 mod config_file;
 mod daemon_app;
+mod daemon_fleet_stores;
 mod peer_tables_end_to_end;
 mod socketmap_server;
 mod tlsrpt;
+mod tlsrpt_probe;

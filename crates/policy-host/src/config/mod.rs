@@ -13,6 +13,7 @@
 //! nameservers = ["127.0.0.1:53"]          # for mx = "auto"; default: /etc/resolv.conf
 //! watch_interval = "5s"                   # how often changed files are looked for
 //! cache_control = "max-age=60"            # only behind a caching reverse proxy (RFC 8461 §8.2)
+//! metrics_listen = "127.0.0.1:8463"       # Prometheus /metrics over plain HTTP; default off
 //!
 //! [default]                               # a policy shared by many domains
 //! mode = "enforce"
@@ -105,6 +106,7 @@ pub const TOP_KEYS: &[&str] = &[
     "nameservers",
     "watch_interval",
     "cache_control",
+    "metrics_listen",
 ];
 /// The keys of `[default]`.
 pub const DEFAULT_KEYS: &[&str] = &["mode", "mx", "max_age", "rua", "domains", "domains_file"];
@@ -186,6 +188,8 @@ pub struct ServeConfig {
     pub watch_interval: Duration,
     /// `Cache-Control` value sent with policies, if any.
     pub cache_control: Option<String>,
+    /// Where `GET /metrics` is served over plain HTTP (`None`: nowhere).
+    pub metrics_listen: Option<SocketAddr>,
     /// `[acme]`.
     pub acme: Option<AcmeConfig>,
     /// `[tlsrpt]`.
@@ -241,6 +245,10 @@ fn build(raw: Raw, src: &Source<'_>, path: Option<&Path>) -> Result<ServeConfig,
         Some(v) => Some(build_cache_control(src, v)?),
         None => None,
     };
+    let metrics_listen = match &raw.metrics_listen {
+        Some(v) => Some(parse_addr(src, v.get_ref(), &v.span())?),
+        None => None,
+    };
     let (domains, extra_watch) = domain::build_domains(src, &raw.domain, raw.default.as_ref())?;
     let acme = match &raw.acme {
         Some(a) => Some(acme::build_acme(src, a)?),
@@ -263,6 +271,7 @@ fn build(raw: Raw, src: &Source<'_>, path: Option<&Path>) -> Result<ServeConfig,
         nameservers,
         watch_interval,
         cache_control,
+        metrics_listen,
         acme,
         tlsrpt,
         limits,

@@ -18,6 +18,7 @@ pub(super) struct Raw {
     pub(super) nameservers: Option<Vec<Nameserver>>,
     pub(super) watch_interval: Option<Spanned<HumanDuration>>,
     pub(super) cache_control: Option<Spanned<String>>,
+    pub(super) metrics_listen: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) domain: Vec<Spanned<RawDomain>>,
     pub(super) default: Option<Spanned<RawDefault>>,

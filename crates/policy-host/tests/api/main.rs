@@ -6,6 +6,7 @@
 mod acme_pebble;
 mod acme_renewal;
 mod common;
+mod metrics;
 mod one_clock;
 mod reload;
 mod resolver_discovers;

@@ -14,12 +14,16 @@ use async_trait::async_trait;
 
 mod memory;
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "postgres")]
+pub use self::postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "redis")]
-pub use self::redis::{RedisOptions, RedisStore};
+pub use self::redis::{RedisOptions, RedisSentinelOptions, RedisStore, SentinelAddress};
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::{SqliteOptions, SqliteStore};
 
@@ -52,7 +56,7 @@ pub enum StoreError {
     /// The backend could not be reached or refused the operation (connection, I/O, lock).
     #[error("the {backend} store is unavailable: {message}")]
     Unavailable {
-        /// `sqlite`, `redis`, …
+        /// `sqlite`, `redis`, `redis_sentinel`, `postgres`, …
         backend: &'static str,
         /// What the backend said.
         message: String,
@@ -121,6 +125,7 @@ pub trait Store: Send + Sync + 'static {
         Ok(true)
     }
 
-    /// Short backend name for logs and metrics: `memory`, `sqlite`, `redis`.
+    /// Short backend name for logs and metrics: `memory`, `sqlite`, `redis`,
+    /// `redis_sentinel`, `postgres`.
     fn backend(&self) -> &'static str;
 }

@@ -18,18 +18,35 @@
 //! background after Redis restarts. Every round trip is bounded by
 //! [`RedisOptions::timeout`] (500 ms by default): a dead or stalled Redis gives
 //! [`StoreError::Unavailable`] quickly and never hangs a lookup.
+//!
+//! # Redis Sentinel
+//!
+//! [`RedisStore::with_sentinel`] builds the same store (same keys, values, scripts and
+//! leases) over a master found through Redis Sentinel ([`RedisSentinelOptions`], module
+//! `sentinel`): the sentinels are asked for the master of a named service, the connection
+//! to it is kept, and when it breaks or the server answers that it is no longer the master
+//! (`READONLY` after a failover demoted it), the next round trip asks the sentinels again
+//! and goes to the new master. Such a store reports itself as `redis_sentinel`.
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{RedisError, RedisResult, Script};
+use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Script, Value};
 use async_trait::async_trait;
 
 use super::{Store, StoreError, StoredPolicy};
 
+mod sentinel;
+use sentinel::SentinelLink;
+pub use sentinel::{
+    DEFAULT_SENTINEL_PORT, RedisSentinelOptions, SentinelAddress, SentinelAddressError,
+};
+
 const BACKEND: &str = "redis";
+const SENTINEL_BACKEND: &str = "redis_sentinel";
 
 /// The key prefix used unless configured otherwise.
 pub const DEFAULT_KEY_PREFIX: &str = "mta-sts:policy:";
@@ -101,7 +118,7 @@ impl std::fmt::Debug for RedisOptions {
 /// A [`Store`] in Redis, shareable by many daemons (see the module docs).
 #[derive(Clone)]
 pub struct RedisStore {
-    manager: ConnectionManager,
+    link: Link,
     key_prefix: String,
     timeout: Duration,
     put_script: Script,
@@ -110,17 +127,100 @@ pub struct RedisStore {
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
+            .field("backend", &self.link.backend())
             .field("key_prefix", &self.key_prefix)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
 
-fn unavailable(message: String) -> StoreError {
-    StoreError::Unavailable {
-        backend: BACKEND,
-        message,
+/// Where the store's connection comes from.
+#[derive(Clone)]
+enum Link {
+    /// One Redis at a fixed address; the manager reconnects by itself.
+    Direct(ConnectionManager),
+    /// The master of a service, found through Redis Sentinel.
+    Sentinel(Arc<SentinelLink>),
+}
+
+impl Link {
+    fn backend(&self) -> &'static str {
+        match self {
+            Link::Direct(_) => BACKEND,
+            Link::Sentinel(_) => SENTINEL_BACKEND,
+        }
     }
+
+    /// A connection for the next round trip.
+    async fn connection(&self) -> RedisResult<Conn> {
+        match self {
+            Link::Direct(manager) => Ok(Conn::Manager(manager.clone())),
+            Link::Sentinel(link) => link.connection().await,
+        }
+    }
+
+    /// Whether `err`, met on `con`, is worth one retry on a fresh connection; forgets
+    /// `con` when it is.
+    fn retry_after(&self, err: &RedisError, con: &Conn) -> bool {
+        match (self, con) {
+            (Link::Direct(_), _) => is_connection_error(err),
+            (Link::Sentinel(link), Conn::Sentinel { generation, .. }) => {
+                let retry = is_connection_error(err) || sentinel::is_failover_error(err);
+                if retry {
+                    link.forget(*generation);
+                }
+                retry
+            }
+            (Link::Sentinel(_), Conn::Manager(_)) => false,
+        }
+    }
+}
+
+/// One connection of a [`Link`], usable by every redis-rs command.
+#[derive(Clone)]
+enum Conn {
+    Manager(ConnectionManager),
+    Sentinel {
+        /// Which connection of the link this is (see [`SentinelLink::forget`]).
+        generation: u64,
+        con: ::redis::aio::MultiplexedConnection,
+    },
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Manager(con) => con.req_packed_command(cmd),
+            Conn::Sentinel { con, .. } => con.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Manager(con) => con.req_packed_commands(pipeline, offset, count),
+            Conn::Sentinel { con, .. } => con.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Manager(con) => con.get_db(),
+            Conn::Sentinel { con, .. } => con.get_db(),
+        }
+    }
+}
+
+fn unavailable(message: String) -> StoreError {
+    unavailable_from(BACKEND, message)
+}
+
+fn unavailable_from(backend: &'static str, message: String) -> StoreError {
+    StoreError::Unavailable { backend, message }
 }
 
 /// Whether an error means the connection is gone (so one retry on the reconnected link is
@@ -145,7 +245,7 @@ impl RedisStore {
         let manager = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|err| unavailable(format!("cannot set up the Redis connection: {err}")))?;
         Ok(Self {
-            manager,
+            link: Link::Direct(manager),
             key_prefix: options.key_prefix,
             timeout: options.timeout,
             put_script: Script::new(PUT_SCRIPT),
@@ -155,6 +255,29 @@ impl RedisStore {
     /// Like [`RedisStore::new`], then checks that Redis answers `PING` within the timeout.
     pub async fn connect(options: RedisOptions) -> Result<Self, StoreError> {
         let store = Self::new(options)?;
+        store.ping().await?;
+        Ok(store)
+    }
+
+    /// A store on the master that Redis Sentinel names for `options.master_name`, with the
+    /// keys and semantics of [`RedisStore::new`]. Connects lazily, like it: no I/O happens
+    /// here, so a daemon starts while the sentinels or the master are down. Must be called
+    /// inside a tokio runtime. Fails only when there is no sentinel address.
+    pub fn with_sentinel(options: RedisSentinelOptions) -> Result<Self, StoreError> {
+        let link = SentinelLink::new(&options)
+            .map_err(|message| unavailable_from(SENTINEL_BACKEND, message))?;
+        Ok(Self {
+            link: Link::Sentinel(Arc::new(link)),
+            key_prefix: options.key_prefix,
+            timeout: options.timeout,
+            put_script: Script::new(PUT_SCRIPT),
+        })
+    }
+
+    /// Like [`RedisStore::with_sentinel`], then checks that the master answers `PING`
+    /// within the timeout.
+    pub async fn connect_sentinel(options: RedisSentinelOptions) -> Result<Self, StoreError> {
+        let store = Self::with_sentinel(options)?;
         store.ping().await?;
         Ok(store)
     }
@@ -183,27 +306,37 @@ impl RedisStore {
     /// Runs one round trip under the timeout. If the connection turns out to be broken (for
     /// example after a Redis restart), retries once on the reconnected link within the same
     /// time budget. Every operation here is idempotent, so the retry is safe.
+    ///
+    /// Through Sentinel, a broken connection or a `READONLY` answer (the server was demoted
+    /// by a failover) also makes the retry ask the sentinels for the current master.
     async fn run<T, F, Fut>(&self, what: &str, op: F) -> Result<T, StoreError>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let attempt = async {
-            match op(self.manager.clone()).await {
-                Err(err) if is_connection_error(&err) => {
+            let con = self.link.connection().await?;
+            match op(con.clone()).await {
+                Err(err) if self.link.retry_after(&err, &con) => {
                     tracing::debug!(error = %err, "Redis connection broken, retrying once");
-                    op(self.manager.clone()).await
+                    op(self.link.connection().await?).await
                 }
                 other => other,
             }
         };
+        let backend = self.link.backend();
         match tokio::time::timeout(self.timeout, attempt).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(unavailable(format!("{what}: {err}"))),
-            Err(_) => Err(unavailable(format!(
-                "{what}: no answer within {} ms",
-                self.timeout.as_millis()
-            ))),
+            Ok(Err(err)) => Err(unavailable_from(backend, format!("{what}: {err}"))),
+            Err(_) => {
+                if let Link::Sentinel(link) = &self.link {
+                    link.forget_current();
+                }
+                Err(unavailable_from(
+                    backend,
+                    format!("{what}: no answer within {} ms", self.timeout.as_millis()),
+                ))
+            }
         }
     }
 
@@ -383,6 +516,6 @@ impl Store for RedisStore {
     }
 
     fn backend(&self) -> &'static str {
-        BACKEND
+        self.link.backend()
     }
 }

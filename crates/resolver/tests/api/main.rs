@@ -15,7 +15,11 @@ mod rfc8461_3_3_fetch;
 mod rfc8461_5_1_cache;
 mod rfc8461_5_1_fast_path;
 mod store_conformance;
+#[cfg(feature = "postgres")]
+mod store_postgres;
 #[cfg(feature = "redis")]
 mod store_redis;
+#[cfg(feature = "redis")]
+mod store_redis_sentinel;
 #[cfg(feature = "sqlite")]
 mod store_sqlite;

@@ -1,12 +1,14 @@
 //! The behaviour every `Store` backend must share, as one suite taking `Arc<dyn Store>`.
 //!
-//! This file runs the suite against `MemoryStore` (the model); the `store_sqlite` and
-//! `store_redis` modules run it against their backends.
+//! This file runs the suite against `MemoryStore` (the model); the `store_sqlite`,
+//! `store_redis`, `store_redis_sentinel` and `store_postgres` modules run it against their
+//! backends, and the shared ones (Redis, Sentinel, PostgreSQL) also run
+//! [`run_fleet_conformance`] with two handles on one server.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mta_sts_resolver::store::{MemoryStore, Store, StoredPolicy};
 
@@ -39,7 +41,90 @@ pub async fn run_conformance(store: Arc<dyn Store>) {
     load_all_filters_expired(&*store).await;
     ascii_domains(&*store).await;
     thousand_entries(&*store).await;
+    pages_in_domain_order(&*store).await;
     eprintln!("conformance suite passed for the {name} store");
+}
+
+/// What a store shared by a fleet must add, checked through two handles `a` and `b` on one
+/// (empty) server, as two daemons would hold them: each sees the other's entries, newer-wins
+/// holds across concurrent puts from both, and a refresh lease is granted to one of them
+/// only until it ends.
+pub async fn run_fleet_conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let name = a.backend();
+    let now = unix_now();
+    let p = policy("shared.example", "s1", now, 86400);
+    a.put(&p, now).await.expect("put via a");
+    assert_eq!(
+        b.get("shared.example").await.expect("get via b"),
+        Some(p.clone())
+    );
+    assert_eq!(b.load_all(now).await.expect("load_all via b"), vec![p]);
+    b.remove("shared.example").await.expect("remove via b");
+    assert_eq!(a.get("shared.example").await.expect("get via a"), None);
+
+    // Concurrent puts from both handles, fetch times interleaved: the newest always wins.
+    let mut tasks = Vec::new();
+    for domain_no in 0..5u64 {
+        for i in 0..40u64 {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let fetched = now - ((i * 7919 + domain_no) % 40);
+            let domain = format!("race{domain_no}.example");
+            tasks.push(tokio::spawn(async move {
+                store
+                    .put(
+                        &policy(&domain, &format!("t{fetched}"), fetched, 86400),
+                        now,
+                    )
+                    .await
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.expect("join").expect("put");
+    }
+    for domain_no in 0..5u64 {
+        let domain = format!("race{domain_no}.example");
+        let got = b.get(&domain).await.expect("get").expect("present");
+        assert_eq!(got.fetched_at, now, "{name}: {domain}: {got:?}");
+        assert_eq!(got.record_id, format!("t{now}"));
+        a.remove(&domain).await.expect("remove");
+    }
+
+    // Refresh leases (RFC 8461 §10.2's proactive refresh, once per fleet): per domain, one
+    // holder at a time, free again once the lease has ended.
+    // Long enough that a loaded machine still makes the next three calls within it.
+    let ttl = Duration::from_millis(1500);
+    assert!(
+        a.try_lease("lease.example", ttl).await.expect("lease"),
+        "{name}"
+    );
+    assert!(
+        !b.try_lease("lease.example", ttl).await.expect("lease"),
+        "{name}: two holders"
+    );
+    assert!(
+        !a.try_lease("lease.example", ttl).await.expect("lease"),
+        "{name}: taken twice"
+    );
+    assert!(
+        b.try_lease("other.example", ttl).await.expect("lease"),
+        "{name}: not per domain"
+    );
+    // Leases are not policies.
+    assert!(
+        a.load_all(now).await.expect("load_all").is_empty(),
+        "{name}"
+    );
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert!(
+        b.try_lease("lease.example", ttl).await.expect("lease"),
+        "{name}: never ends"
+    );
+    assert!(
+        !a.try_lease("lease.example", ttl).await.expect("lease"),
+        "{name}"
+    );
+    eprintln!("fleet conformance passed for the {name} store");
 }
 
 async fn get_put_remove(store: &dyn Store) {
@@ -177,10 +262,19 @@ async fn thousand_entries(store: &dyn Store) {
             )
         })
         .collect();
+    let started = std::time::Instant::now();
     for e in &entries {
         store.put(e, now).await.expect("put");
     }
+    let puts = started.elapsed();
+    let started = std::time::Instant::now();
     let all = by_domain(store.load_all(now).await.expect("load_all"));
+    // Rough figures for the record (debug build, loopback): not asserted.
+    eprintln!(
+        "{}: 1000 sequential puts in {puts:?}, load_all of 1000 in {:?}",
+        store.backend(),
+        started.elapsed()
+    );
     assert_eq!(all.len(), 1000, "{}", store.backend());
     for e in &entries {
         assert_eq!(all.get(&e.domain), Some(e));
@@ -192,6 +286,57 @@ async fn thousand_entries(store: &dyn Store) {
         store.remove(&e.domain).await.expect("remove");
     }
     assert!(store.load_all(now).await.expect("load_all").is_empty());
+}
+
+/// `load_page` walks the unexpired entries in domain (byte) order, a page at a time, and
+/// `count_hint`, when the store gives one, counts them.
+async fn pages_in_domain_order(store: &dyn Store) {
+    let now = unix_now();
+    // '-', '.', digits and letters sort differently under locale collations than bytewise.
+    let mut domains: Vec<String> = (0..24)
+        .map(|i| {
+            let stem = ["a-b", "ab", "a0", "a", "xn--a", "b"][i % 6];
+            format!("{stem}.p{}.page.example", 23 - i)
+        })
+        .collect();
+    for (i, d) in domains.iter().enumerate() {
+        store
+            .put(&policy(d, &format!("id{i}"), now, 3600), now)
+            .await
+            .expect("put");
+    }
+    store
+        .put(
+            &policy("a-expired.page.example", "x", now - 7200, 3600),
+            now,
+        )
+        .await
+        .expect("put expired");
+    domains.sort();
+    if let Some(count) = store.count_hint(now).await {
+        assert_eq!(count, domains.len(), "{}: count_hint", store.backend());
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .load_page(now, after.as_deref(), 7)
+            .await
+            .expect("load_page");
+        assert!(
+            page.len() <= 7,
+            "{}: page of {}",
+            store.backend(),
+            page.len()
+        );
+        let Some(last) = page.last() else { break };
+        after = Some(last.domain.clone());
+        seen.extend(page.into_iter().map(|e| e.domain));
+    }
+    assert_eq!(seen, domains, "{}: pages", store.backend());
+    for d in domains.iter().chain([&"a-expired.page.example".to_owned()]) {
+        store.remove(d).await.expect("remove");
+    }
 }
 
 fn by_domain(entries: Vec<StoredPolicy>) -> BTreeMap<String, StoredPolicy> {
