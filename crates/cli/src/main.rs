@@ -20,6 +20,7 @@ mod output;
 mod query;
 mod report;
 mod serve;
+mod web;
 
 /// MTA-STS (RFC 8461) and SMTP TLS Reporting (RFC 8460) toolkit.
 #[derive(Debug, Parser)]
@@ -59,6 +60,9 @@ enum Command {
     /// Switch from postfix-mta-sts-resolver: convert its YAML configuration, compare its
     /// socketmap replies with ours (docs/migrating.md).
     Migrate(migrate::MigrateArgs),
+    /// Serve the TLS-RPT dashboard (overview, domain and report pages, JSON, CSV) over a
+    /// report database, on loopback unless --token-file is given.
+    Web(web::WebArgs),
     /// Print a shell completion script for this command to standard output
     /// (e.g. `mta-sts completions bash > /etc/bash_completion.d/mta-sts`).
     Completions(manpages::CompletionsArgs),
@@ -84,6 +88,7 @@ fn main() -> ExitCode {
         // report received) by default; the other commands only problems.
         let default = match &cli.command {
             Command::Serve(a) if !(a.check || a.check_config || a.print_records) => "info",
+            Command::Web(_) => "info",
             _ => "warn",
         };
         init_logging(cli.verbose, cli.quiet, default);
@@ -123,6 +128,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             serve::run_serve(&args)
         }
         Command::Records(args) => serve::run_records(&args),
+        Command::Web(args) => web::run(&args),
         Command::Completions(args) => manpages::run_completions(&args, Cli::command()),
         Command::Man(args) => manpages::run_man(&args, Cli::command()),
     }

@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 use mta_sts_net::{Clock, SystemClock};
 use mta_sts_report_store::{
     DaySummary, DomainTotals, InputOutcome, Inserted, Limits, PeriodFilter, ReportSink,
-    ReportStore, StoreError, SummaryFilter, html, mailbox, normalize_domain, open_existing_store,
+    ReportStore, StoreError, SummaryFilter, mailbox, normalize_domain, open_existing_store,
     open_store,
 };
 use serde::Serialize;
@@ -122,7 +122,7 @@ pub struct ShowArgs {
 }
 
 /// The default database: system-wide for root, per user otherwise.
-fn default_db() -> PathBuf {
+pub(crate) fn default_db() -> PathBuf {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -456,7 +456,8 @@ async fn summary(store: Arc<dyn ReportStore>, args: &SummaryArgs) -> Result<u8> 
             if scope.is_empty() { "" } else { ", " },
             scope.join(", ")
         );
-        let page = html::render(&days, "TLS-RPT summary (RFC 8460)", &generated);
+        let page =
+            mta_sts_web::summary_page::render(&days, "TLS-RPT summary (RFC 8460)", &generated);
         std::fs::write(path, page).with_context(|| {
             format!(
                 "cannot write {}; pass a writable --html FILE",

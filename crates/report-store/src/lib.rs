@@ -8,7 +8,8 @@
 //!   [`SqliteStore`] (embedded default) and [`PostgresStore`] (for hosters).
 //! - [`sink`]: [`ReportSink`], raw bytes plus media type in, stored reports out; the entry
 //!   point for the CLI and for the policy host's HTTPS intake (RFC 8460 §5.4).
-//! - [`html`]: a self-contained HTML page of a summary.
+//! - [`listing`]: the detail listings behind a dashboard's domain page (reports, policies
+//!   seen, organisations, sending IPs).
 //! - [`send`], [`deliver`], [`outbox`]: the generating side (RFC 8460 §4, §5): session events
 //!   in, daily reports out, delivered by mail and HTTPS with retries for 24 hours, DKIM-signed
 //!   by [`mta_sts_dkim::DkimSigner`] (RFC 8460 §5.3).
@@ -48,10 +49,12 @@
 pub mod deliver;
 #[cfg(feature = "dkim-dns")]
 pub mod dkim_dns;
-pub mod html;
 #[cfg(feature = "dkim-dns")]
 pub mod import;
 pub mod intake;
+pub mod listing;
+#[cfg(all(test, feature = "sqlite", feature = "postgres"))]
+mod listing_tests;
 pub mod mailbox;
 #[cfg(feature = "sqlite")]
 pub mod outbox;
@@ -68,6 +71,7 @@ pub mod store;
 pub mod totals;
 
 pub use intake::{IntakeError, Limits, ParsedReport, parse_input};
+pub use listing::{DetailFilter, Details};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 pub use sink::{AcceptedReport, InputOutcome, ReportSink, SinkError};

@@ -8,6 +8,10 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
 use crate::intake::ParsedReport;
+use crate::listing::{
+    self, DetailFilter, Details, ListingSql, OrganizationSessions, PolicySeen, ReportListing,
+    SenderFailures,
+};
 use crate::store::{
     DETAIL_SUMMARY_INDEXES_DROP, DaySummary, Inserted, ROLLUP_REFILL, ReportStore, RollupDelta,
     RollupSql, SCHEMA_VERSION, StoreError, StoredReport, SummaryBuilder, SummaryFilter, SummarySql,
@@ -444,6 +448,69 @@ impl ReportStore for PostgresStore {
         let sql = SummarySql::rollups(filter, |n| format!("${n}"), ORDER_BY);
         let client = self.pool.get().await.map_err(db)?;
         run_summary(&client, &sql, &SummarySql::params(filter)).await
+    }
+
+    async fn details(&self, filter: &DetailFilter, limit: u32) -> Result<Details, StoreError> {
+        let sql = ListingSql::new(filter, &|n| format!("${n}"), limit);
+        let args: Vec<&(dyn ToSql + Sync)> = sql
+            .params
+            .iter()
+            .map(|p| p as &(dyn ToSql + Sync))
+            .collect();
+        let client = self.pool.get().await.map_err(db)?;
+        let mut out = Details::default();
+        let reports = match &sql.reports {
+            Some(q) => client.query(q, &args).await.map_err(db)?,
+            None => Vec::new(),
+        };
+        for row in reports {
+            out.reports.push(ReportListing {
+                id: row.try_get(0).map_err(db)?,
+                report_id: row.try_get(1).map_err(db)?,
+                organization_name: row.try_get(2).map_err(db)?,
+                policy_domain: row.try_get(3).map_err(db)?,
+                policy_type: row.try_get(4).map_err(db)?,
+                day: row.try_get(5).map_err(db)?,
+                source: row.try_get(6).map_err(db)?,
+                imported_at: row.try_get(7).map_err(db)?,
+                successful: totals::count(row.try_get(8).map_err(db)?),
+                failed: totals::count(row.try_get(9).map_err(db)?),
+            });
+        }
+        for row in client.query(&sql.policies, &args).await.map_err(db)? {
+            out.policies.push(PolicySeen {
+                policy_domain: row.try_get(0).map_err(db)?,
+                policy_type: row.try_get(1).map_err(db)?,
+                policy_string: listing::string_list(row.try_get(2).map_err(db)?),
+                reports: totals::count(row.try_get(3).map_err(db)?),
+                successful: totals::count(row.try_get(4).map_err(db)?),
+                failed: totals::count(row.try_get(5).map_err(db)?),
+                last_day: row.try_get(6).map_err(db)?,
+            });
+        }
+        for row in client.query(&sql.organizations, &args).await.map_err(db)? {
+            out.organizations.push(OrganizationSessions {
+                policy_domain: row.try_get(0).map_err(db)?,
+                organization_name: row.try_get(1).map_err(db)?,
+                reports: totals::count(row.try_get(2).map_err(db)?),
+                successful: totals::count(row.try_get(3).map_err(db)?),
+                failed: totals::count(row.try_get(4).map_err(db)?),
+                last_day: row.try_get(5).map_err(db)?,
+            });
+        }
+        let senders = match &sql.senders {
+            Some(q) => client.query(q, &args).await.map_err(db)?,
+            None => Vec::new(),
+        };
+        for row in senders {
+            out.senders.push(SenderFailures {
+                sending_mta_ip: row.try_get(0).map_err(db)?,
+                result_type: row.try_get(1).map_err(db)?,
+                failed: totals::count(row.try_get(2).map_err(db)?),
+            });
+        }
+        listing::sort(&mut out.policies, &mut out.organizations, &mut out.senders);
+        Ok(out)
     }
 
     async fn domain_totals(&self, period: &PeriodFilter) -> Result<Vec<DomainTotals>, StoreError> {

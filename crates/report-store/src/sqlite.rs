@@ -6,6 +6,10 @@ use std::sync::{Arc, LazyLock, Mutex};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
 use crate::intake::ParsedReport;
+use crate::listing::{
+    self, DetailFilter, Details, ListingSql, OrganizationSessions, PolicySeen, ReportListing,
+    SenderFailures,
+};
 use crate::store::{
     DETAIL_SUMMARY_INDEXES_DROP, DaySummary, Inserted, ROLLUP_REFILL, ReportStore, RollupDelta,
     RollupSql, SCHEMA_VERSION, StoreError, StoredReport, SummaryBuilder, SummaryFilter, SummarySql,
@@ -115,6 +119,45 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| open_err(e.into()))?;
         Self::init(conn).map_err(|e| open_err(e.into()))
+    }
+
+    /// Opens the existing database file at `path` read-only (`SQLITE_OPEN_READONLY`), for
+    /// a reader that must never write, e.g. the dashboard: nothing is created or migrated,
+    /// so a file of another schema version is refused ([`StoreError::NewerSchema`], or
+    /// [`StoreError::Open`] for an older one: open it once with a writing command first).
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let open_err = |cause: Box<dyn std::error::Error + Send + Sync>| {
+            StoreError::open(path.display().to_string(), cause)
+        };
+        if !path.exists() {
+            return Err(StoreError::Missing {
+                location: path.display().to_string(),
+            });
+        }
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| open_err(e.into()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| open_err(e.into()))?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(|e| open_err(e.into()))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema { version });
+        }
+        if version < SCHEMA_VERSION {
+            return Err(open_err(
+                format!(
+                    "schema version {version} needs migrating to {SCHEMA_VERSION}, which a \
+                     read-only reader does not do; run `mta-sts report summary --db PATH` once"
+                )
+                .into(),
+            ));
+        }
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
     /// An in-memory database (tests).
@@ -478,6 +521,73 @@ impl ReportStore for SqliteStore {
                     failed: totals::count(row.get(4).map_err(db)?),
                 });
             }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn details(&self, filter: &DetailFilter, limit: u32) -> Result<Details, StoreError> {
+        let sql = ListingSql::new(filter, &|n| format!("?{n}"), limit);
+        self.with(move |conn| {
+            let p = || params_from_iter(sql.params.iter());
+            let mut out = Details::default();
+            if let Some(q) = &sql.reports {
+                let mut s = conn.prepare_cached(q).map_err(db)?;
+                let mut rows = s.query(p()).map_err(db)?;
+                while let Some(row) = rows.next().map_err(db)? {
+                    out.reports.push(ReportListing {
+                        id: row.get(0).map_err(db)?,
+                        report_id: text(row, 1)?.to_owned(),
+                        organization_name: text(row, 2)?.to_owned(),
+                        policy_domain: text(row, 3)?.to_owned(),
+                        policy_type: text(row, 4)?.to_owned(),
+                        day: text(row, 5)?.to_owned(),
+                        source: text(row, 6)?.to_owned(),
+                        imported_at: row.get(7).map_err(db)?,
+                        successful: totals::count(row.get(8).map_err(db)?),
+                        failed: totals::count(row.get(9).map_err(db)?),
+                    });
+                }
+            }
+            let mut s = conn.prepare_cached(&sql.policies).map_err(db)?;
+            let mut rows = s.query(p()).map_err(db)?;
+            while let Some(row) = rows.next().map_err(db)? {
+                out.policies.push(PolicySeen {
+                    policy_domain: text(row, 0)?.to_owned(),
+                    policy_type: text(row, 1)?.to_owned(),
+                    policy_string: listing::string_list(text(row, 2)?),
+                    reports: totals::count(row.get(3).map_err(db)?),
+                    successful: totals::count(row.get(4).map_err(db)?),
+                    failed: totals::count(row.get(5).map_err(db)?),
+                    last_day: text(row, 6)?.to_owned(),
+                });
+            }
+            drop(rows);
+            let mut s = conn.prepare_cached(&sql.organizations).map_err(db)?;
+            let mut rows = s.query(p()).map_err(db)?;
+            while let Some(row) = rows.next().map_err(db)? {
+                out.organizations.push(OrganizationSessions {
+                    policy_domain: text(row, 0)?.to_owned(),
+                    organization_name: text(row, 1)?.to_owned(),
+                    reports: totals::count(row.get(2).map_err(db)?),
+                    successful: totals::count(row.get(3).map_err(db)?),
+                    failed: totals::count(row.get(4).map_err(db)?),
+                    last_day: text(row, 5)?.to_owned(),
+                });
+            }
+            drop(rows);
+            if let Some(q) = &sql.senders {
+                let mut s = conn.prepare_cached(q).map_err(db)?;
+                let mut rows = s.query(p()).map_err(db)?;
+                while let Some(row) = rows.next().map_err(db)? {
+                    out.senders.push(SenderFailures {
+                        sending_mta_ip: text(row, 0)?.to_owned(),
+                        result_type: text(row, 1)?.to_owned(),
+                        failed: totals::count(row.get(2).map_err(db)?),
+                    });
+                }
+            }
+            listing::sort(&mut out.policies, &mut out.organizations, &mut out.senders);
             Ok(out)
         })
         .await

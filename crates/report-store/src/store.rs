@@ -33,6 +33,7 @@ use serde::Serialize;
 use tlsrpt::Report;
 
 use crate::intake::ParsedReport;
+use crate::listing::{DetailFilter, Details};
 pub use crate::totals::DaySummary;
 use crate::totals::{DomainTotals, PeriodFilter};
 
@@ -234,6 +235,15 @@ pub trait ReportStore: Send + Sync {
             })
             .await?;
         Ok(crate::totals::from_days(&days, period))
+    }
+
+    /// The detail listings of `filter` (a dashboard's domain page): the newest `limit`
+    /// reports, the policies seen, sessions per organisation, failures per sending IP.
+    /// Read from the detail tables, so its cost grows with the reports in the period. The
+    /// default, for stores without detail rows, lists nothing; SQLite and PostgreSQL answer.
+    async fn details(&self, filter: &DetailFilter, limit: u32) -> Result<Details, StoreError> {
+        let _ = (filter, limit);
+        Ok(Details::default())
     }
 
     /// Reports whose `report-id` is `id`, or whose row id is `id` when it is a number.

@@ -32,6 +32,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("mta-sts-checker", 2),
     ("mta-sts-policy-host", 2),
     ("mta-sts-daemon", 2),
+    ("mta-sts-web", 2),
     // The binary: parses arguments, renders.
     ("mta-sts-cli", 3),
     // Test support: a dev-dependency of everyone, a normal dependency of no one.
@@ -41,12 +42,13 @@ const LAYERS: &[(&str, u8)] = &[
 /// The service-to-service edges the architecture allows (from, to): the daemon answers from
 /// the resolver's cache, records TLS-RPT results into the report store and probes the MX
 /// hosts of `testing` domains with the checker's SMTP probe; the policy host stores the
-/// reports it receives.
+/// reports it receives; the dashboard reads the report store.
 const SERVICE_EDGES: &[(&str, &str)] = &[
     ("mta-sts-daemon", "mta-sts-resolver"),
     ("mta-sts-daemon", "mta-sts-report-store"),
     ("mta-sts-daemon", "mta-sts-checker"),
     ("mta-sts-policy-host", "mta-sts-report-store"),
+    ("mta-sts-web", "mta-sts-report-store"),
 ];
 
 /// Libraries that mean I/O or a runtime; a protocol crate must not depend on any of them.

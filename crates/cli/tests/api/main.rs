@@ -28,3 +28,4 @@ mod report_send;
 mod serve;
 mod serve_intake;
 mod socket_activation;
+mod web_browser;
