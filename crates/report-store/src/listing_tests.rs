@@ -192,7 +192,7 @@ async fn listings_equal_the_model_in_both_stores() {
         client
             .batch_execute(
                 "TRUNCATE reports, report_policies, failure_details, report_days, \
-                 report_day_organizations, report_day_result_types, report_day_mx",
+                 report_day_organizations, report_day_policies, report_day_result_types, report_day_mx",
             )
             .await
             .unwrap();

@@ -13,9 +13,10 @@ use crate::listing::{
     SenderFailures,
 };
 use crate::store::{
-    DETAIL_SUMMARY_INDEXES_DROP, DaySummary, Inserted, ROLLUP_REFILL, ReportStore, RollupDelta,
-    RollupSql, SCHEMA_VERSION, StoreError, StoredReport, SummaryBuilder, SummaryFilter, SummarySql,
-    db_count, json_list, mx_key, normalize_domain, rollup_schema, stored,
+    DETAIL_SUMMARY_INDEXES_DROP, DaySummary, DayTotals, Inserted, ROLLUP_REFILL, ROLLUPS_V2_DROP,
+    ReportStore, RollupDelta, RollupSql, SCHEMA_VERSION, StoreError, StoredReport, SummaryBuilder,
+    SummaryFilter, SummarySql, db_count, json_list, mx_key, normalize_domain, rollup_schema,
+    stored,
 };
 use crate::totals::{self, DomainTotals, PeriodFilter};
 
@@ -31,6 +32,7 @@ CREATE TABLE IF NOT EXISTS reports (
     source            TEXT NOT NULL,
     imported_at       BIGINT NOT NULL,
     raw_json          TEXT NOT NULL,
+    dkim              TEXT,
     UNIQUE (organization_name, report_id)
 );
 CREATE INDEX IF NOT EXISTS reports_report_id ON reports (report_id);
@@ -159,8 +161,8 @@ impl PostgresStore {
         let inserted = tx
             .query_opt(
                 "INSERT INTO reports (organization_name, report_id, contact_info, start_ts, \
-                 end_ts, day, source, imported_at, raw_json) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 end_ts, day, source, imported_at, raw_json, dkim) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                  ON CONFLICT (organization_name, report_id) DO NOTHING RETURNING id",
                 &[
                     &r.organization_name,
@@ -172,6 +174,7 @@ impl PostgresStore {
                     &source,
                     &imported_at,
                     &parsed.raw_json,
+                    &parsed.dkim,
                 ],
             )
             .await
@@ -263,7 +266,6 @@ async fn migrate(client: &mut deadpool_postgres::Client) -> Result<(), StoreErro
         .await
         .map_err(db)?;
     tx.batch_execute(SCHEMA).await.map_err(db)?;
-    tx.batch_execute(&rollup_schema("")).await.map_err(db)?;
     let current: Option<i64> = tx
         .query_one("SELECT MAX(version) FROM report_store_schema", &[])
         .await
@@ -274,6 +276,13 @@ async fn migrate(client: &mut deadpool_postgres::Client) -> Result<(), StoreErro
     if current > SCHEMA_VERSION {
         return Err(StoreError::NewerSchema { version: current });
     }
+    if current < SCHEMA_VERSION {
+        tx.batch_execute("ALTER TABLE reports ADD COLUMN IF NOT EXISTS dkim TEXT")
+            .await
+            .map_err(db)?;
+        tx.batch_execute(ROLLUPS_V2_DROP).await.map_err(db)?;
+    }
+    tx.batch_execute(&rollup_schema("")).await.map_err(db)?;
     if current < SCHEMA_VERSION {
         refill_rollups(&tx).await?;
         tx.batch_execute(DETAIL_SUMMARY_INDEXES_DROP)
@@ -324,26 +333,31 @@ async fn add_rollups(
     tx: &deadpool_postgres::Transaction<'_>,
     delta: &RollupDelta,
 ) -> Result<(), StoreError> {
-    if !delta.days.is_empty() {
-        let domains: Vec<&str> = delta.days.keys().map(|(d, _)| d.as_str()).collect();
-        let days: Vec<&str> = delta.days.keys().map(|(_, d)| d.as_str()).collect();
-        let count = |f: fn(&crate::store::DayTotals) -> u64| -> Vec<i64> {
-            delta.days.values().map(|t| db_count(f(t))).collect()
-        };
-        let cols = (
-            domains,
-            days,
-            count(|t| t.reports),
-            count(|t| t.successful),
-            count(|t| t.failed),
-        );
-        let s = tx.prepare_cached(&ROLLUP_SQL.days).await.map_err(db)?;
-        tx.execute(&s, &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4])
-            .await
-            .map_err(db)?;
-    }
+    upsert_sessions(
+        tx,
+        &ROLLUP_SQL.days,
+        delta.days.iter().map(|((d, day), t)| ([d, day], t)),
+    )
+    .await?;
+    upsert_sessions(
+        tx,
+        &ROLLUP_SQL.org,
+        delta
+            .by_org
+            .iter()
+            .map(|((d, day, org), t)| ([d, day, org], t)),
+    )
+    .await?;
+    upsert_sessions(
+        tx,
+        &ROLLUP_SQL.policy,
+        delta
+            .by_policy
+            .iter()
+            .map(|((d, day, kind, strings), t)| ([d, day, kind, strings], t)),
+    )
+    .await?;
     for (sql, rows) in [
-        (&ROLLUP_SQL.org, &delta.by_org),
         (&ROLLUP_SQL.result_type, &delta.by_type),
         (&ROLLUP_SQL.mx, &delta.by_mx),
     ] {
@@ -362,6 +376,36 @@ async fn add_rollups(
             .await
             .map_err(db)?;
     }
+    Ok(())
+}
+
+/// One UPSERT of [`RollupSql`]'s sessions shape: `K` key columns, then reports, successful
+/// and failed, each column an array (a transaction's rows in one statement).
+async fn upsert_sessions<'a, const K: usize>(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    rows: impl Iterator<Item = ([&'a String; K], &'a DayTotals)>,
+) -> Result<(), StoreError> {
+    let mut keys: [Vec<&str>; K] = std::array::from_fn(|_| Vec::new());
+    let mut counts: [Vec<i64>; 3] = Default::default();
+    for (key, t) in rows {
+        for (column, value) in keys.iter_mut().zip(key) {
+            column.push(value);
+        }
+        for (column, n) in counts.iter_mut().zip([t.reports, t.successful, t.failed]) {
+            column.push(db_count(n));
+        }
+    }
+    if counts[0].is_empty() {
+        return Ok(());
+    }
+    let params: Vec<&(dyn ToSql + Sync)> = keys
+        .iter()
+        .map(|k| k as &(dyn ToSql + Sync))
+        .chain(counts.iter().map(|c| c as &(dyn ToSql + Sync)))
+        .collect();
+    let s = tx.prepare_cached(sql).await.map_err(db)?;
+    tx.execute(&s, &params).await.map_err(db)?;
     Ok(())
 }
 
@@ -544,7 +588,7 @@ impl ReportStore for PostgresStore {
         let client = self.pool.get().await.map_err(db)?;
         let mut rows = client
             .query(
-                "SELECT id, source, imported_at, raw_json FROM reports \
+                "SELECT id, source, imported_at, raw_json, dkim FROM reports \
                  WHERE report_id = $1 ORDER BY id",
                 &[&id],
             )
@@ -555,7 +599,7 @@ impl ReportStore for PostgresStore {
         {
             rows = client
                 .query(
-                    "SELECT id, source, imported_at, raw_json FROM reports WHERE id = $1",
+                    "SELECT id, source, imported_at, raw_json, dkim FROM reports WHERE id = $1",
                     &[&row_id],
                 )
                 .await
@@ -568,6 +612,7 @@ impl ReportStore for PostgresStore {
                     r.try_get(1).map_err(db)?,
                     r.try_get(2).map_err(db)?,
                     r.try_get(3).map_err(db)?,
+                    r.try_get(4).map_err(db)?,
                 )
             })
             .collect()
@@ -614,11 +659,12 @@ mod tests {
     }
 
     const EMPTY: &str = "TRUNCATE reports, report_policies, failure_details, report_days, \
-                         report_day_organizations, report_day_result_types, report_day_mx";
+                         report_day_organizations, report_day_policies, report_day_result_types, \
+                         report_day_mx";
 
     /// Against a PostgreSQL server of its own: random report sets (duplicates, several
     /// spellings, blank MX) give the same summary from the rollups as from the detail rows;
-    /// a duplicate adds nothing; a version-1 database is migrated at connect.
+    /// a duplicate adds nothing; version-1 and version-2 databases are migrated at connect.
     #[tokio::test]
     async fn postgres_rollups() {
         let server = match mta_sts_testkit::postgres::start() {
@@ -689,6 +735,33 @@ mod tests {
             .get(0);
         assert_eq!(old_indexes, 0);
         drop(client);
+
+        // A version-2 database: organisation rollup of failures only, no policy rollup, no
+        // DKIM column. Version 3's listings come out the same after the migration.
+        let all = DetailFilter::default();
+        let details = migrated.details(&all, 50).await.unwrap();
+        assert!(!details.policies.is_empty());
+        sql(
+            &store,
+            "DROP TABLE report_day_organizations, report_day_policies;
+             CREATE TABLE report_day_organizations (policy_domain TEXT NOT NULL,
+                 day TEXT NOT NULL, organization_name TEXT NOT NULL, failed BIGINT NOT NULL,
+                 PRIMARY KEY (policy_domain, day, organization_name));
+             ALTER TABLE reports DROP COLUMN dkim;
+             UPDATE report_store_schema SET version = 2;",
+        )
+        .await;
+        let migrated = PostgresStore::connect(&server.url()).await.unwrap();
+        assert_eq!(migrated.details(&all, 50).await.unwrap(), details);
+        assert_eq!(
+            migrated.summary(&SummaryFilter::default()).await.unwrap(),
+            expected
+        );
+        let found = migrated
+            .find(&details.reports[0].id.to_string())
+            .await
+            .unwrap();
+        assert_eq!(found[0].dkim, None);
 
         // A newer schema is refused.
         sql(

@@ -80,6 +80,7 @@ async fn load(store: &dyn ReportStore, m: u64) -> Result<(), Error> {
                     raw_json: r.to_json(),
                     report: r,
                     origin: "bench".into(),
+                    dkim: None,
                 }
             })
             .collect();

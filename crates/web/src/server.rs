@@ -232,6 +232,7 @@ async fn load_overview(state: &AppState, query: &ViewQuery) -> Result<view::Over
         .summary(&SummaryFilter {
             domain: filters.domain.clone(),
             since: filters.since.clone(),
+            skip_org_and_mx: true,
         })
         .await?;
     let details = state
@@ -281,6 +282,7 @@ async fn load_domain(
         .summary(&SummaryFilter {
             domain: Some(domain.to_owned()),
             since: filters.since.clone(),
+            ..SummaryFilter::default()
         })
         .await?;
     let details = state
@@ -569,6 +571,7 @@ async fn days_csv(State(state): State<Shared>, Query(query): Query<ViewQuery>) -
         .summary(&SummaryFilter {
             domain: filters.domain.clone(),
             since: filters.since.clone(),
+            ..SummaryFilter::default()
         })
         .await
     {

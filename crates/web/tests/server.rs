@@ -189,6 +189,7 @@ async fn pages_and_json_carry_the_stores_numbers() {
         .summary(&SummaryFilter {
             domain: Some("company-y.example".into()),
             since: None,
+            ..SummaryFilter::default()
         })
         .await
         .unwrap();
