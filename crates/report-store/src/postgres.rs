@@ -12,11 +12,12 @@ use crate::listing::{
     self, DetailFilter, Details, ListingSql, OrganizationSessions, PolicySeen, ReportListing,
     SenderFailures,
 };
+use crate::overview::{OverviewKeys, OverviewSql, organization_of};
 use crate::store::{
-    DETAIL_SUMMARY_INDEXES_DROP, DaySummary, DayTotals, Inserted, ROLLUP_REFILL, ROLLUPS_V2_DROP,
-    ReportStore, RollupDelta, RollupSql, SCHEMA_VERSION, StoreError, StoredReport, SummaryBuilder,
-    SummaryFilter, SummarySql, db_count, json_list, mx_key, normalize_domain, rollup_schema,
-    stored,
+    AllTimeDelta, DETAIL_SUMMARY_INDEXES_DROP, DaySummary, DayTotals, Inserted, ROLLUP_REFILL,
+    ROLLUPS_V2_DROP, ReportStore, RollupDelta, RollupSql, SCHEMA_VERSION, StoreError, StoredReport,
+    SummaryBuilder, SummaryFilter, SummarySql, db_count, json_list, mx_key, normalize_domain,
+    rollup_schema, stored,
 };
 use crate::totals::{self, DomainTotals, PeriodFilter};
 
@@ -74,14 +75,17 @@ const ORDER_BY: &str = "ORDER BY policy_domain COLLATE \"C\", day COLLATE \"C\""
 
 /// The rollup UPSERTs, one statement per table for all rows (arrays, `UNNEST`).
 static ROLLUP_SQL: LazyLock<RollupSql> = LazyLock::new(|| {
-    RollupSql::new(|types| {
-        let arrays: Vec<String> = types
-            .iter()
-            .enumerate()
-            .map(|(i, t)| format!("${}::{t}[]", i + 1))
-            .collect();
-        format!("SELECT * FROM UNNEST({})", arrays.join(", "))
-    })
+    RollupSql::new(
+        |types| {
+            let arrays: Vec<String> = types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| format!("${}::{t}[]", i + 1))
+                .collect();
+            format!("SELECT * FROM UNNEST({})", arrays.join(", "))
+        },
+        "GREATEST",
+    )
 });
 
 /// Key of the transaction-scoped advisory lock that serialises schema migrations of
@@ -376,6 +380,71 @@ async fn add_rollups(
             .await
             .map_err(db)?;
     }
+    add_all_time(tx, &delta.all_time()).await
+}
+
+/// Adds a delta's all-time sums to the `report_domain_*` tables, one statement each.
+async fn add_all_time(
+    tx: &deadpool_postgres::Transaction<'_>,
+    all: &AllTimeDelta,
+) -> Result<(), StoreError> {
+    let sessions = |t: &DayTotals| [t.reports, t.successful, t.failed];
+    upsert_all_time(
+        tx,
+        &ROLLUP_SQL.domain_org,
+        all.orgs
+            .iter()
+            .map(|((d, org), (t, last))| ([d.as_str(), org], sessions(t), last.as_str())),
+    )
+    .await?;
+    upsert_all_time(
+        tx,
+        &ROLLUP_SQL.domain_policy,
+        all.policies.iter().map(|((d, kind, strings), (t, last))| {
+            ([d.as_str(), kind, strings], sessions(t), last.as_str())
+        }),
+    )
+    .await?;
+    upsert_all_time(
+        tx,
+        &ROLLUP_SQL.domain_result_type,
+        all.result_types
+            .iter()
+            .map(|((d, kind), (n, last))| ([d.as_str(), kind], [*n], last.as_str())),
+    )
+    .await
+}
+
+/// One UPSERT into an all-time table: `K` key columns, `N` counts, the last day; each
+/// column an array (a transaction's rows in one statement).
+async fn upsert_all_time<'a, const K: usize, const N: usize>(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    rows: impl Iterator<Item = ([&'a str; K], [u64; N], &'a str)>,
+) -> Result<(), StoreError> {
+    let mut keys: [Vec<&str>; K] = std::array::from_fn(|_| Vec::new());
+    let mut counts: [Vec<i64>; N] = std::array::from_fn(|_| Vec::new());
+    let mut last_days: Vec<&str> = Vec::new();
+    for (key, n, last) in rows {
+        for (column, value) in keys.iter_mut().zip(key) {
+            column.push(value);
+        }
+        for (column, n) in counts.iter_mut().zip(n) {
+            column.push(db_count(n));
+        }
+        last_days.push(last);
+    }
+    if last_days.is_empty() {
+        return Ok(());
+    }
+    let params: Vec<&(dyn ToSql + Sync)> = keys
+        .iter()
+        .map(|k| k as &(dyn ToSql + Sync))
+        .chain(counts.iter().map(|c| c as &(dyn ToSql + Sync)))
+        .chain(std::iter::once(&last_days as &(dyn ToSql + Sync)))
+        .collect();
+    let s = tx.prepare_cached(sql).await.map_err(db)?;
+    tx.execute(&s, &params).await.map_err(db)?;
     Ok(())
 }
 
@@ -579,9 +648,64 @@ impl ReportStore for PostgresStore {
                     reports: totals::count(row.try_get(2).map_err(db)?),
                     successful: totals::count(row.try_get(3).map_err(db)?),
                     failed: totals::count(row.try_get(4).map_err(db)?),
+                    first_day: row.try_get(5).map_err(db)?,
+                    last_day: row.try_get(6).map_err(db)?,
                 })
             })
             .collect()
+    }
+
+    async fn overview_keys(
+        &self,
+        period: &PeriodFilter,
+        organization: Option<&str>,
+    ) -> Result<OverviewKeys, StoreError> {
+        let sql = OverviewSql::new(period, organization, &|n| format!("${n}"));
+        let args: Vec<&(dyn ToSql + Sync)> = sql
+            .params
+            .iter()
+            .map(|p| p as &(dyn ToSql + Sync))
+            .collect();
+        let client = self.pool.get().await.map_err(db)?;
+        let mut keys = OverviewKeys::default();
+        for row in client.query(&sql.organizations, &args).await.map_err(db)? {
+            keys.organization(row.try_get(0).map_err(db)?, row.try_get(1).map_err(db)?);
+        }
+        for row in client.query(&sql.policies, &args).await.map_err(db)? {
+            keys.policy(
+                row.try_get(0).map_err(db)?,
+                row.try_get(1).map_err(db)?,
+                row.try_get(2).map_err(db)?,
+            );
+        }
+        for row in client.query(&sql.result_types, &args).await.map_err(db)? {
+            let n: i64 = row.try_get(2).map_err(db)?;
+            keys.failures(
+                row.try_get(0).map_err(db)?,
+                row.try_get(1).map_err(db)?,
+                totals::count(n),
+            );
+        }
+        if let (Some(q), Some(org)) = (&sql.organization_sessions, organization_of(&sql)) {
+            let args: Vec<&(dyn ToSql + Sync)> = sql
+                .organization_params
+                .iter()
+                .map(|p| p as &(dyn ToSql + Sync))
+                .collect();
+            for row in client.query(q, &args).await.map_err(db)? {
+                keys.organization_sessions.push(OrganizationSessions {
+                    policy_domain: row.try_get(0).map_err(db)?,
+                    organization_name: org.to_owned(),
+                    reports: totals::count(row.try_get(1).map_err(db)?),
+                    successful: totals::count(row.try_get(2).map_err(db)?),
+                    failed: totals::count(row.try_get(3).map_err(db)?),
+                    last_day: row.try_get(4).map_err(db)?,
+                });
+            }
+        }
+        keys.organization_sessions
+            .sort_by(|a, b| a.policy_domain.cmp(&b.policy_domain));
+        Ok(keys)
     }
 
     async fn find(&self, id: &str) -> Result<Vec<StoredReport>, StoreError> {
@@ -660,7 +784,8 @@ mod tests {
 
     const EMPTY: &str = "TRUNCATE reports, report_policies, failure_details, report_days, \
                          report_day_organizations, report_day_policies, report_day_result_types, \
-                         report_day_mx";
+                         report_day_mx, report_domain_organizations, report_domain_policies, \
+                         report_domain_result_types";
 
     /// Against a PostgreSQL server of its own: random report sets (duplicates, several
     /// spellings, blank MX) give the same summary from the rollups as from the detail rows;
@@ -741,9 +866,15 @@ mod tests {
         let all = DetailFilter::default();
         let details = migrated.details(&all, 50).await.unwrap();
         assert!(!details.policies.is_empty());
+        let overview = migrated
+            .overview_keys(&PeriodFilter::default(), None)
+            .await
+            .unwrap();
+        assert!(!overview.organizations.is_empty());
         sql(
             &store,
-            "DROP TABLE report_day_organizations, report_day_policies;
+            "DROP TABLE report_day_organizations, report_day_policies, \
+                 report_domain_organizations, report_domain_policies, report_domain_result_types;
              CREATE TABLE report_day_organizations (policy_domain TEXT NOT NULL,
                  day TEXT NOT NULL, organization_name TEXT NOT NULL, failed BIGINT NOT NULL,
                  PRIMARY KEY (policy_domain, day, organization_name));
@@ -753,6 +884,13 @@ mod tests {
         .await;
         let migrated = PostgresStore::connect(&server.url()).await.unwrap();
         assert_eq!(migrated.details(&all, 50).await.unwrap(), details);
+        assert_eq!(
+            migrated
+                .overview_keys(&PeriodFilter::default(), None)
+                .await
+                .unwrap(),
+            overview
+        );
         assert_eq!(
             migrated.summary(&SummaryFilter::default()).await.unwrap(),
             expected

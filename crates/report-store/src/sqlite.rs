@@ -10,6 +10,7 @@ use crate::listing::{
     self, DetailFilter, Details, ListingSql, OrganizationSessions, PolicySeen, ReportListing,
     SenderFailures,
 };
+use crate::overview::{OverviewKeys, OverviewSql, organization_of};
 use crate::store::{
     DETAIL_SUMMARY_INDEXES_DROP, DaySummary, DayTotals, Inserted, ROLLUP_REFILL, ROLLUPS_V2_DROP,
     ReportStore, RollupDelta, RollupSql, SCHEMA_VERSION, StoreError, StoredReport, SummaryBuilder,
@@ -71,10 +72,13 @@ const ORDER_BY: &str = "ORDER BY policy_domain, day";
 
 /// The rollup UPSERTs with SQLite placeholders.
 static ROLLUP_SQL: LazyLock<RollupSql> = LazyLock::new(|| {
-    RollupSql::new(|types| {
-        let params: Vec<String> = (1..=types.len()).map(|n| format!("?{n}")).collect();
-        format!("VALUES ({})", params.join(", "))
-    })
+    RollupSql::new(
+        |types| {
+            let params: Vec<String> = (1..=types.len()).map(|n| format!("?{n}")).collect();
+            format!("VALUES ({})", params.join(", "))
+        },
+        "MAX",
+    )
 });
 
 /// The SQLite report store.
@@ -317,6 +321,26 @@ fn add_rollups(tx: &rusqlite::Transaction<'_>, delta: &RollupDelta) -> Result<()
                 .map_err(db)?;
         }
     }
+    let all = delta.all_time();
+    let mut s = tx.prepare_cached(&ROLLUP_SQL.domain_org).map_err(db)?;
+    for ((domain, org), (t, last)) in &all.orgs {
+        let [r, ok, ko] = counts(t);
+        s.execute(params![domain, org, r, ok, ko, last])
+            .map_err(db)?;
+    }
+    let mut s = tx.prepare_cached(&ROLLUP_SQL.domain_policy).map_err(db)?;
+    for ((domain, kind, strings), (t, last)) in &all.policies {
+        let [r, ok, ko] = counts(t);
+        s.execute(params![domain, kind, strings, r, ok, ko, last])
+            .map_err(db)?;
+    }
+    let mut s = tx
+        .prepare_cached(&ROLLUP_SQL.domain_result_type)
+        .map_err(db)?;
+    for ((domain, kind), (n, last)) in &all.result_types {
+        s.execute(params![domain, kind, db_count(*n), last])
+            .map_err(db)?;
+    }
     Ok(())
 }
 
@@ -553,6 +577,8 @@ impl ReportStore for SqliteStore {
                     reports: totals::count(row.get(2).map_err(db)?),
                     successful: totals::count(row.get(3).map_err(db)?),
                     failed: totals::count(row.get(4).map_err(db)?),
+                    first_day: text(row, 5)?.to_owned(),
+                    last_day: text(row, 6)?.to_owned(),
                 });
             }
             Ok(out)
@@ -623,6 +649,57 @@ impl ReportStore for SqliteStore {
             }
             listing::sort(&mut out.policies, &mut out.organizations, &mut out.senders);
             Ok(out)
+        })
+        .await
+    }
+
+    async fn overview_keys(
+        &self,
+        period: &PeriodFilter,
+        organization: Option<&str>,
+    ) -> Result<OverviewKeys, StoreError> {
+        let sql = OverviewSql::new(period, organization, &|n| format!("?{n}"));
+        self.with(move |conn| {
+            let mut keys = OverviewKeys::default();
+            let p = || params_from_iter(sql.params.iter());
+            let mut s = conn.prepare_cached(&sql.organizations).map_err(db)?;
+            let mut rows = s.query(p()).map_err(db)?;
+            while let Some(row) = rows.next().map_err(db)? {
+                keys.organization(text(row, 0)?, text(row, 1)?);
+            }
+            drop(rows);
+            let mut s = conn.prepare_cached(&sql.policies).map_err(db)?;
+            let mut rows = s.query(p()).map_err(db)?;
+            while let Some(row) = rows.next().map_err(db)? {
+                keys.policy(text(row, 0)?, text(row, 1)?, text(row, 2)?);
+            }
+            drop(rows);
+            let mut s = conn.prepare_cached(&sql.result_types).map_err(db)?;
+            let mut rows = s.query(p()).map_err(db)?;
+            while let Some(row) = rows.next().map_err(db)? {
+                let n: i64 = row.get(2).map_err(db)?;
+                keys.failures(text(row, 0)?, text(row, 1)?, totals::count(n));
+            }
+            drop(rows);
+            if let (Some(q), Some(org)) = (&sql.organization_sessions, organization_of(&sql)) {
+                let mut s = conn.prepare_cached(q).map_err(db)?;
+                let mut rows = s
+                    .query(params_from_iter(sql.organization_params.iter()))
+                    .map_err(db)?;
+                while let Some(row) = rows.next().map_err(db)? {
+                    keys.organization_sessions.push(OrganizationSessions {
+                        policy_domain: text(row, 0)?.to_owned(),
+                        organization_name: org.to_owned(),
+                        reports: totals::count(row.get(1).map_err(db)?),
+                        successful: totals::count(row.get(2).map_err(db)?),
+                        failed: totals::count(row.get(3).map_err(db)?),
+                        last_day: text(row, 4)?.to_owned(),
+                    });
+                }
+            }
+            keys.organization_sessions
+                .sort_by(|a, b| a.policy_domain.cmp(&b.policy_domain));
+            Ok(keys)
         })
         .await
     }
@@ -844,6 +921,12 @@ mod tests {
             let expected = store.details(&all, 100).await.unwrap();
             assert!(!expected.policies.is_empty() && !expected.organizations.is_empty());
             let summary = store.summary(&SummaryFilter::default()).await.unwrap();
+            let overview = store
+                .overview_keys(&PeriodFilter::default(), Some("Mail.ru"))
+                .await
+                .unwrap();
+            assert!(!overview.organizations.is_empty());
+            assert!(!overview.organization_sessions.is_empty());
             drop(store);
             let conn = Connection::open(&path).unwrap();
             conn.execute_batch(
@@ -852,7 +935,8 @@ mod tests {
                      policy_domain TEXT NOT NULL, day TEXT NOT NULL,
                      organization_name TEXT NOT NULL, failed BIGINT NOT NULL,
                      PRIMARY KEY (policy_domain, day, organization_name)) WITHOUT ROWID;
-                 DROP TABLE report_day_policies;
+                 DROP TABLE report_day_policies; DROP TABLE report_domain_organizations;
+                 DROP TABLE report_domain_policies; DROP TABLE report_domain_result_types;
                  DROP INDEX report_days_day; DROP INDEX report_day_result_types_day;
                  DROP INDEX report_policies_domain_day; DROP INDEX failure_details_domain_day;
                  ALTER TABLE reports DROP COLUMN dkim;
@@ -863,6 +947,13 @@ mod tests {
 
             let store = SqliteStore::open(&path).unwrap();
             assert_eq!(store.details(&all, 100).await.unwrap(), expected);
+            assert_eq!(
+                store
+                    .overview_keys(&PeriodFilter::default(), Some("Mail.ru"))
+                    .await
+                    .unwrap(),
+                overview
+            );
             assert_eq!(
                 store.summary(&SummaryFilter::default()).await.unwrap(),
                 summary
@@ -880,7 +971,7 @@ mod tests {
             let indexes: i64 = conn
                 .query_row(
                     "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('report_days_day', \
-                     'report_day_organizations_day', 'report_policies_domain_day', \
+                     'report_day_organizations_organization', 'report_policies_domain_day', \
                      'failure_details_domain_day')",
                     [],
                     |r| r.get(0),

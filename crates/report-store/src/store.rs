@@ -256,6 +256,20 @@ pub trait ReportStore: Send + Sync {
         Ok(Details::default())
     }
 
+    /// What an overview shows of every domain over `period` besides its totals: reporting
+    /// organisations, policies, failures per result type, and the sessions of
+    /// `organization` when one is asked for ([`crate::overview`]). The default derives it
+    /// from [`ReportStore::details`] and [`ReportStore::summary`]
+    /// ([`crate::overview::from_details`]); SQLite and PostgreSQL read small all-time tables
+    /// instead.
+    async fn overview_keys(
+        &self,
+        period: &PeriodFilter,
+        organization: Option<&str>,
+    ) -> Result<crate::OverviewKeys, StoreError> {
+        crate::overview::from_details(self, period, organization).await
+    }
+
     /// Reports whose `report-id` is `id`, or whose row id is `id` when it is a number.
     async fn find(&self, id: &str) -> Result<Vec<StoredReport>, StoreError>;
 
@@ -543,19 +557,46 @@ CREATE TABLE IF NOT EXISTS report_day_mx (
     failed_sessions BIGINT NOT NULL,
     PRIMARY KEY (policy_domain, day, receiving_mx)
 ){table_options};
+CREATE TABLE IF NOT EXISTS report_domain_organizations (
+    policy_domain     TEXT NOT NULL,
+    organization_name TEXT NOT NULL,
+    reports           BIGINT NOT NULL,
+    successful        BIGINT NOT NULL,
+    failed            BIGINT NOT NULL,
+    last_day          TEXT NOT NULL,
+    PRIMARY KEY (policy_domain, organization_name)
+){table_options};
+CREATE TABLE IF NOT EXISTS report_domain_policies (
+    policy_domain TEXT NOT NULL,
+    policy_type   TEXT NOT NULL,
+    policy_string TEXT NOT NULL,
+    reports       BIGINT NOT NULL,
+    successful    BIGINT NOT NULL,
+    failed        BIGINT NOT NULL,
+    last_day      TEXT NOT NULL,
+    PRIMARY KEY (policy_domain, policy_type, policy_string)
+){table_options};
+CREATE TABLE IF NOT EXISTS report_domain_result_types (
+    policy_domain   TEXT NOT NULL,
+    result_type     TEXT NOT NULL,
+    failed_sessions BIGINT NOT NULL,
+    last_day        TEXT NOT NULL,
+    PRIMARY KEY (policy_domain, result_type)
+){table_options};
 {ROLLUP_INDEXES}"
     )
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Indexes for what a dashboard asks besides one domain's days (which the rollups' keys
-/// serve): every domain over a recent period (`day` on the rollups the overview reads), and
-/// one domain's newest reports and sending IPs (the detail tables by domain and day).
+/// serve): every domain over a recent period (`day` on the rollups the overview sums), one
+/// organisation's sessions (the overview's organisation filter), and one domain's newest
+/// reports and sending IPs (the detail tables by domain and day).
 const ROLLUP_INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS report_days_day ON report_days (day);
-CREATE INDEX IF NOT EXISTS report_day_organizations_day ON report_day_organizations (day);
 CREATE INDEX IF NOT EXISTS report_day_result_types_day ON report_day_result_types (day);
-CREATE INDEX IF NOT EXISTS report_day_policies_day ON report_day_policies (day);
+CREATE INDEX IF NOT EXISTS report_day_organizations_organization
+    ON report_day_organizations (organization_name, day);
 CREATE INDEX IF NOT EXISTS report_policies_domain_day ON report_policies (policy_domain, day);
 CREATE INDEX IF NOT EXISTS failure_details_domain_day ON failure_details (policy_domain, day);
 ";
@@ -570,6 +611,9 @@ DELETE FROM report_day_organizations;
 DELETE FROM report_day_policies;
 DELETE FROM report_day_result_types;
 DELETE FROM report_day_mx;
+DELETE FROM report_domain_organizations;
+DELETE FROM report_domain_policies;
+DELETE FROM report_domain_result_types;
 INSERT INTO report_days (policy_domain, day, reports, successful, failed)
     SELECT policy_domain, day, COUNT(DISTINCT report), SUM(successful), SUM(failed)
     FROM report_policies GROUP BY policy_domain, day;
@@ -586,6 +630,19 @@ INSERT INTO report_day_policies
 INSERT INTO report_day_result_types (policy_domain, day, result_type, failed_sessions)
     SELECT policy_domain, day, result_type, SUM(failed_session_count)
     FROM failure_details GROUP BY policy_domain, day, result_type;
+INSERT INTO report_domain_organizations
+    (policy_domain, organization_name, reports, successful, failed, last_day)
+    SELECT policy_domain, organization_name, SUM(reports), SUM(successful), SUM(failed),
+        MAX(day)
+    FROM report_day_organizations GROUP BY policy_domain, organization_name;
+INSERT INTO report_domain_policies
+    (policy_domain, policy_type, policy_string, reports, successful, failed, last_day)
+    SELECT policy_domain, policy_type, policy_string, SUM(reports), SUM(successful),
+        SUM(failed), MAX(day)
+    FROM report_day_policies GROUP BY policy_domain, policy_type, policy_string;
+INSERT INTO report_domain_result_types (policy_domain, result_type, failed_sessions, last_day)
+    SELECT policy_domain, result_type, SUM(failed_sessions), MAX(day)
+    FROM report_day_result_types GROUP BY policy_domain, result_type;
 ";
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -614,6 +671,10 @@ pub(crate) struct RollupSql {
     pub policy: String,
     pub result_type: String,
     pub mx: String,
+    /// The all-time tables: columns as their key, then counts, then the last day.
+    pub domain_org: String,
+    pub domain_policy: String,
+    pub domain_result_type: String,
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -622,7 +683,8 @@ impl RollupSql {
     /// of parameters (SQLite, `VALUES (?1, …)`) or arrays (PostgreSQL, `SELECT * FROM
     /// UNNEST($1::TEXT[], …)`). Their keys must be distinct: one statement may not update a
     /// row twice.
-    pub(crate) fn new(rows: impl Fn(&[&str]) -> String) -> Self {
+    /// `greatest` is the back end's two-argument maximum (`MAX`, `GREATEST`).
+    pub(crate) fn new(rows: impl Fn(&[&str]) -> String, greatest: &str) -> Self {
         let keyed = |table: &str, key: &str, count: &str| {
             format!(
                 "INSERT INTO {table} (policy_domain, day, {key}, {count}) {} \
@@ -645,7 +707,42 @@ impl RollupSql {
                 rows(&types)
             )
         };
+        // The all-time tables: sums, and the latest day seen.
+        let all_time = |table: &str, keys: &[&str], counts: &[&str]| {
+            let mut types = vec!["TEXT"; keys.len()];
+            types.extend(vec!["BIGINT"; counts.len()]);
+            types.push("TEXT");
+            let sums: Vec<String> = counts
+                .iter()
+                .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+                .collect();
+            format!(
+                "INSERT INTO {table} ({}, {}, last_day) {} ON CONFLICT ({}) DO UPDATE SET {}, \
+                 last_day = {greatest}({table}.last_day, excluded.last_day)",
+                keys.join(", "),
+                counts.join(", "),
+                rows(&types),
+                keys.join(", "),
+                sums.join(", ")
+            )
+        };
+        let sessions_counts = ["reports", "successful", "failed"];
         RollupSql {
+            domain_org: all_time(
+                "report_domain_organizations",
+                &["policy_domain", "organization_name"],
+                &sessions_counts,
+            ),
+            domain_policy: all_time(
+                "report_domain_policies",
+                &["policy_domain", "policy_type", "policy_string"],
+                &sessions_counts,
+            ),
+            domain_result_type: all_time(
+                "report_domain_result_types",
+                &["policy_domain", "result_type"],
+                &["failed_sessions"],
+            ),
             days: sessions("report_days", &["policy_domain", "day"]),
             org: sessions(
                 "report_day_organizations",
@@ -743,6 +840,56 @@ impl RollupDelta {
                 add_to(&mut self.by_mx, (domain.clone(), day.clone(), mx), n);
             }
         }
+    }
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// What a [`RollupDelta`] adds to the all-time tables (`report_domain_*`): its per-day keys
+/// without the day, summed, with the latest day.
+#[derive(Debug, Default)]
+pub(crate) struct AllTimeDelta {
+    pub orgs: BTreeMap<(String, String), (DayTotals, String)>,
+    pub policies: BTreeMap<(String, String, String), (DayTotals, String)>,
+    pub result_types: BTreeMap<(String, String), (u64, String)>,
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl RollupDelta {
+    /// The all-time sums of this delta. A report has one day and is counted once per day
+    /// key, so summing its days counts it once.
+    pub(crate) fn all_time(&self) -> AllTimeDelta {
+        fn fold<K: Ord>(
+            map: &mut BTreeMap<K, (DayTotals, String)>,
+            key: K,
+            day: &str,
+            t: &DayTotals,
+        ) {
+            let (sum, last) = map.entry(key).or_default();
+            sum.add(false, t.successful, t.failed);
+            sum.reports = sum.reports.saturating_add(t.reports);
+            if last.as_str() < day {
+                day.clone_into(last);
+            }
+        }
+        let mut out = AllTimeDelta::default();
+        for ((domain, day, org), t) in &self.by_org {
+            fold(&mut out.orgs, (domain.clone(), org.clone()), day, t);
+        }
+        for ((domain, day, kind, strings), t) in &self.by_policy {
+            let key = (domain.clone(), kind.clone(), strings.clone());
+            fold(&mut out.policies, key, day, t);
+        }
+        for ((domain, day, kind), n) in &self.by_type {
+            let (sum, last) = out
+                .result_types
+                .entry((domain.clone(), kind.clone()))
+                .or_default();
+            *sum = sum.saturating_add(*n);
+            if last.as_str() < day.as_str() {
+                day.clone_into(last);
+            }
+        }
+        out
     }
 }
 
@@ -987,6 +1134,12 @@ pub(crate) mod testgen {
                 t.reports += d.reports;
                 t.successful += d.successful;
                 t.failed += d.failed;
+                if t.first_day.is_empty() || d.day < t.first_day {
+                    t.first_day.clone_from(&d.day);
+                }
+                if d.day > t.last_day {
+                    t.last_day.clone_from(&d.day);
+                }
             }
             let expected: Vec<DomainTotals> = sums.into_values().collect();
             assert_eq!(
