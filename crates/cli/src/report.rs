@@ -440,6 +440,7 @@ async fn summary(store: Arc<dyn ReportStore>, args: &SummaryArgs) -> Result<u8> 
     let filter = SummaryFilter {
         domain: args.domain.clone(),
         since: args.since.clone(),
+        ..SummaryFilter::default()
     };
     let days = store.summary(&filter).await?;
     if let Some(path) = &args.html {

@@ -218,6 +218,7 @@ async fn summary_on(
                     raw_json: r.to_json(),
                     report: r,
                     origin: "bench".into(),
+                    dkim: None,
                 }
             })
             .collect();
@@ -237,6 +238,7 @@ async fn summary_on(
             SummaryFilter {
                 domain: Some("domain7.example".into()),
                 since: None,
+                ..SummaryFilter::default()
             },
         ),
         (
@@ -249,6 +251,7 @@ async fn summary_on(
                     )
                     .date_string(),
                 ),
+                ..SummaryFilter::default()
             },
         ),
     ] {
@@ -300,6 +303,7 @@ async fn summary_on(
                 .summary(&SummaryFilter {
                     domain: None,
                     since: period.since.clone(),
+                    ..SummaryFilter::default()
                 })
                 .await?;
             folded = totals::from_days(&days, &period);

@@ -47,6 +47,28 @@ pub enum DkimStatus {
     Refused(DkimRefusal),
 }
 
+impl DkimStatus {
+    /// The words stored with each report of the input ([`crate::StoredReport::dkim`]) and
+    /// shown on the dashboard's report page; `None` for input that is not mail.
+    pub fn label(&self) -> Option<String> {
+        match self {
+            DkimStatus::NotMail => None,
+            DkimStatus::Skipped => Some("not checked (imported with --no-dkim)".to_owned()),
+            DkimStatus::Verified(pass) => Some(format!(
+                "pass (d={}, s={}{})",
+                pass.domain,
+                pass.selector,
+                if pass.declares_tlsrpt {
+                    ""
+                } else {
+                    "; the key lacks s=tlsrpt"
+                }
+            )),
+            DkimStatus::Refused(refusal) => Some(format!("refused: {refusal}")),
+        }
+    }
+}
+
 /// The result of importing one input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Imported {
@@ -133,7 +155,7 @@ impl MailImporter {
         let received_at = i64::try_from(now).unwrap_or(i64::MAX);
         let outcome = self
             .sink
-            .accept(&prepared, None, source, received_at)
+            .accept_with_dkim(&prepared, None, source, received_at, dkim.label())
             .await?;
         Ok(Imported {
             outcome,

@@ -117,6 +117,9 @@ pub struct ParsedReport {
     /// How it was found, e.g. `json`, `gzip`, `MIME part 3 (application/tlsrpt+gzip)
     /// "google.com!example.com!1!2!001.json.gz"`. A label only, never a path.
     pub origin: String,
+    /// The DKIM result of the mail it came in (RFC 8460 §3), as
+    /// [`crate::import::DkimStatus::label`] words it; `None` when it did not come by mail.
+    pub dkim: Option<String>,
 }
 
 impl ParsedReport {
@@ -133,6 +136,7 @@ impl ParsedReport {
             report,
             raw_json: String::from_utf8_lossy(json).into_owned(),
             origin,
+            dkim: None,
         })
     }
 }

@@ -58,6 +58,7 @@ mod listing_tests;
 pub mod mailbox;
 #[cfg(feature = "sqlite")]
 pub mod outbox;
+pub mod overview;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "send")]
@@ -72,6 +73,7 @@ pub mod totals;
 
 pub use intake::{IntakeError, Limits, ParsedReport, parse_input};
 pub use listing::{DetailFilter, Details};
+pub use overview::{OverviewKeys, PolicyKey};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 pub use sink::{AcceptedReport, InputOutcome, ReportSink, SinkError};

@@ -1,8 +1,8 @@
-//! Detail listings for a dashboard, read from the detail tables (`report_policies`,
-//! `failure_details`) rather than the rollups: the reports behind a domain's numbers, the
-//! policies reporters saw (RFC 8460 §4.3 `policy-type`, `policy-string`), sessions per
-//! reporting organisation (successes included, which the rollups keep only for failures)
-//! and failures per sending MTA IP.
+//! Detail listings for a dashboard: the reports behind a domain's numbers and the failures
+//! per sending MTA IP, read from the detail tables (`report_policies`, `failure_details`,
+//! through their (domain, day) indexes); the policies reporters saw (RFC 8460 §4.3
+//! `policy-type`, `policy-string`) and the sessions per reporting organisation, read from
+//! the per-day rollups `report_day_policies` and `report_day_organizations`.
 
 use serde::Serialize;
 
@@ -154,17 +154,19 @@ impl ListingSql {
                  FROM report_policies p JOIN reports r ON r.id = p.report {pw} \
                  ORDER BY p.day DESC, r.id DESC LIMIT {limit}"
             )),
+            // The rollups count a report once per (domain, day, key) and a report has one
+            // day, so summing the period's days counts each report once.
             policies: format!(
                 "SELECT policy_domain, policy_type, policy_string, \
-                 CAST(COUNT(DISTINCT report) AS BIGINT), CAST(SUM(successful) AS BIGINT), \
+                 CAST(SUM(reports) AS BIGINT), CAST(SUM(successful) AS BIGINT), \
                  CAST(SUM(failed) AS BIGINT), MAX(day) \
-                 FROM report_policies {w} GROUP BY policy_domain, policy_type, policy_string"
+                 FROM report_day_policies {w} GROUP BY policy_domain, policy_type, policy_string"
             ),
             organizations: format!(
                 "SELECT policy_domain, organization_name, \
-                 CAST(COUNT(DISTINCT report) AS BIGINT), CAST(SUM(successful) AS BIGINT), \
+                 CAST(SUM(reports) AS BIGINT), CAST(SUM(successful) AS BIGINT), \
                  CAST(SUM(failed) AS BIGINT), MAX(day) \
-                 FROM report_policies {w} GROUP BY policy_domain, organization_name"
+                 FROM report_day_organizations {w} GROUP BY policy_domain, organization_name"
             ),
             senders: filter.domain.is_some().then(|| format!(
                 "SELECT COALESCE(sending_mta_ip, ''), result_type, \

@@ -164,6 +164,20 @@ async fn assert_details_match(store: &dyn ReportStore, groups: &[Vec<ParsedRepor
     }
 }
 
+/// The overview's keys read from the all-time tables equal those derived from the
+/// listings and the summary, for every period and organisation filter.
+async fn assert_overview_matches(store: &dyn ReportStore) {
+    for period in testgen::periods() {
+        for org in [None, Some("Google Inc."), Some("google inc."), Some("none")] {
+            let got = store.overview_keys(&period, org).await.unwrap();
+            let expected = crate::overview::from_details(store, &period, org)
+                .await
+                .unwrap();
+            assert_eq!(got, expected, "{period:?} {org:?}");
+        }
+    }
+}
+
 /// Random report sets (duplicates, several spellings of a domain, blank MX) in SQLite
 /// and, when one can be started, PostgreSQL: the listings equal the model.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,6 +190,7 @@ async fn listings_equal_the_model_in_both_stores() {
         let store = crate::SqliteStore::in_memory().unwrap();
         store_all(&store, groups).await;
         assert_details_match(&store, groups).await;
+        assert_overview_matches(&store).await;
     }
     let server = match mta_sts_testkit::postgres::start() {
         Ok(s) => s,
@@ -192,11 +207,13 @@ async fn listings_equal_the_model_in_both_stores() {
         client
             .batch_execute(
                 "TRUNCATE reports, report_policies, failure_details, report_days, \
-                 report_day_organizations, report_day_result_types, report_day_mx",
+                 report_day_organizations, report_day_policies, report_day_result_types, report_day_mx, \
+                 report_domain_organizations, report_domain_policies, report_domain_result_types",
             )
             .await
             .unwrap();
         store_all(&store, groups).await;
         assert_details_match(&store, groups).await;
+        assert_overview_matches(&store).await;
     }
 }

@@ -12,10 +12,12 @@ use crate::listing::{
     self, DetailFilter, Details, ListingSql, OrganizationSessions, PolicySeen, ReportListing,
     SenderFailures,
 };
+use crate::overview::{OverviewKeys, OverviewSql, organization_of};
 use crate::store::{
-    DETAIL_SUMMARY_INDEXES_DROP, DaySummary, Inserted, ROLLUP_REFILL, ReportStore, RollupDelta,
-    RollupSql, SCHEMA_VERSION, StoreError, StoredReport, SummaryBuilder, SummaryFilter, SummarySql,
-    db_count, json_list, mx_key, normalize_domain, rollup_schema, stored,
+    AllTimeDelta, DETAIL_SUMMARY_INDEXES_DROP, DaySummary, DayTotals, Inserted, ROLLUP_REFILL,
+    ROLLUPS_V2_DROP, ReportStore, RollupDelta, RollupSql, SCHEMA_VERSION, StoreError, StoredReport,
+    SummaryBuilder, SummaryFilter, SummarySql, db_count, json_list, mx_key, normalize_domain,
+    rollup_schema, stored,
 };
 use crate::totals::{self, DomainTotals, PeriodFilter};
 
@@ -31,6 +33,7 @@ CREATE TABLE IF NOT EXISTS reports (
     source            TEXT NOT NULL,
     imported_at       BIGINT NOT NULL,
     raw_json          TEXT NOT NULL,
+    dkim              TEXT,
     UNIQUE (organization_name, report_id)
 );
 CREATE INDEX IF NOT EXISTS reports_report_id ON reports (report_id);
@@ -72,14 +75,17 @@ const ORDER_BY: &str = "ORDER BY policy_domain COLLATE \"C\", day COLLATE \"C\""
 
 /// The rollup UPSERTs, one statement per table for all rows (arrays, `UNNEST`).
 static ROLLUP_SQL: LazyLock<RollupSql> = LazyLock::new(|| {
-    RollupSql::new(|types| {
-        let arrays: Vec<String> = types
-            .iter()
-            .enumerate()
-            .map(|(i, t)| format!("${}::{t}[]", i + 1))
-            .collect();
-        format!("SELECT * FROM UNNEST({})", arrays.join(", "))
-    })
+    RollupSql::new(
+        |types| {
+            let arrays: Vec<String> = types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| format!("${}::{t}[]", i + 1))
+                .collect();
+            format!("SELECT * FROM UNNEST({})", arrays.join(", "))
+        },
+        "GREATEST",
+    )
 });
 
 /// Key of the transaction-scoped advisory lock that serialises schema migrations of
@@ -159,8 +165,8 @@ impl PostgresStore {
         let inserted = tx
             .query_opt(
                 "INSERT INTO reports (organization_name, report_id, contact_info, start_ts, \
-                 end_ts, day, source, imported_at, raw_json) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 end_ts, day, source, imported_at, raw_json, dkim) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                  ON CONFLICT (organization_name, report_id) DO NOTHING RETURNING id",
                 &[
                     &r.organization_name,
@@ -172,6 +178,7 @@ impl PostgresStore {
                     &source,
                     &imported_at,
                     &parsed.raw_json,
+                    &parsed.dkim,
                 ],
             )
             .await
@@ -263,7 +270,6 @@ async fn migrate(client: &mut deadpool_postgres::Client) -> Result<(), StoreErro
         .await
         .map_err(db)?;
     tx.batch_execute(SCHEMA).await.map_err(db)?;
-    tx.batch_execute(&rollup_schema("")).await.map_err(db)?;
     let current: Option<i64> = tx
         .query_one("SELECT MAX(version) FROM report_store_schema", &[])
         .await
@@ -274,6 +280,13 @@ async fn migrate(client: &mut deadpool_postgres::Client) -> Result<(), StoreErro
     if current > SCHEMA_VERSION {
         return Err(StoreError::NewerSchema { version: current });
     }
+    if current < SCHEMA_VERSION {
+        tx.batch_execute("ALTER TABLE reports ADD COLUMN IF NOT EXISTS dkim TEXT")
+            .await
+            .map_err(db)?;
+        tx.batch_execute(ROLLUPS_V2_DROP).await.map_err(db)?;
+    }
+    tx.batch_execute(&rollup_schema("")).await.map_err(db)?;
     if current < SCHEMA_VERSION {
         refill_rollups(&tx).await?;
         tx.batch_execute(DETAIL_SUMMARY_INDEXES_DROP)
@@ -324,26 +337,31 @@ async fn add_rollups(
     tx: &deadpool_postgres::Transaction<'_>,
     delta: &RollupDelta,
 ) -> Result<(), StoreError> {
-    if !delta.days.is_empty() {
-        let domains: Vec<&str> = delta.days.keys().map(|(d, _)| d.as_str()).collect();
-        let days: Vec<&str> = delta.days.keys().map(|(_, d)| d.as_str()).collect();
-        let count = |f: fn(&crate::store::DayTotals) -> u64| -> Vec<i64> {
-            delta.days.values().map(|t| db_count(f(t))).collect()
-        };
-        let cols = (
-            domains,
-            days,
-            count(|t| t.reports),
-            count(|t| t.successful),
-            count(|t| t.failed),
-        );
-        let s = tx.prepare_cached(&ROLLUP_SQL.days).await.map_err(db)?;
-        tx.execute(&s, &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4])
-            .await
-            .map_err(db)?;
-    }
+    upsert_sessions(
+        tx,
+        &ROLLUP_SQL.days,
+        delta.days.iter().map(|((d, day), t)| ([d, day], t)),
+    )
+    .await?;
+    upsert_sessions(
+        tx,
+        &ROLLUP_SQL.org,
+        delta
+            .by_org
+            .iter()
+            .map(|((d, day, org), t)| ([d, day, org], t)),
+    )
+    .await?;
+    upsert_sessions(
+        tx,
+        &ROLLUP_SQL.policy,
+        delta
+            .by_policy
+            .iter()
+            .map(|((d, day, kind, strings), t)| ([d, day, kind, strings], t)),
+    )
+    .await?;
     for (sql, rows) in [
-        (&ROLLUP_SQL.org, &delta.by_org),
         (&ROLLUP_SQL.result_type, &delta.by_type),
         (&ROLLUP_SQL.mx, &delta.by_mx),
     ] {
@@ -362,6 +380,101 @@ async fn add_rollups(
             .await
             .map_err(db)?;
     }
+    add_all_time(tx, &delta.all_time()).await
+}
+
+/// Adds a delta's all-time sums to the `report_domain_*` tables, one statement each.
+async fn add_all_time(
+    tx: &deadpool_postgres::Transaction<'_>,
+    all: &AllTimeDelta,
+) -> Result<(), StoreError> {
+    let sessions = |t: &DayTotals| [t.reports, t.successful, t.failed];
+    upsert_all_time(
+        tx,
+        &ROLLUP_SQL.domain_org,
+        all.orgs
+            .iter()
+            .map(|((d, org), (t, last))| ([d.as_str(), org], sessions(t), last.as_str())),
+    )
+    .await?;
+    upsert_all_time(
+        tx,
+        &ROLLUP_SQL.domain_policy,
+        all.policies.iter().map(|((d, kind, strings), (t, last))| {
+            ([d.as_str(), kind, strings], sessions(t), last.as_str())
+        }),
+    )
+    .await?;
+    upsert_all_time(
+        tx,
+        &ROLLUP_SQL.domain_result_type,
+        all.result_types
+            .iter()
+            .map(|((d, kind), (n, last))| ([d.as_str(), kind], [*n], last.as_str())),
+    )
+    .await
+}
+
+/// One UPSERT into an all-time table: `K` key columns, `N` counts, the last day; each
+/// column an array (a transaction's rows in one statement).
+async fn upsert_all_time<'a, const K: usize, const N: usize>(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    rows: impl Iterator<Item = ([&'a str; K], [u64; N], &'a str)>,
+) -> Result<(), StoreError> {
+    let mut keys: [Vec<&str>; K] = std::array::from_fn(|_| Vec::new());
+    let mut counts: [Vec<i64>; N] = std::array::from_fn(|_| Vec::new());
+    let mut last_days: Vec<&str> = Vec::new();
+    for (key, n, last) in rows {
+        for (column, value) in keys.iter_mut().zip(key) {
+            column.push(value);
+        }
+        for (column, n) in counts.iter_mut().zip(n) {
+            column.push(db_count(n));
+        }
+        last_days.push(last);
+    }
+    if last_days.is_empty() {
+        return Ok(());
+    }
+    let params: Vec<&(dyn ToSql + Sync)> = keys
+        .iter()
+        .map(|k| k as &(dyn ToSql + Sync))
+        .chain(counts.iter().map(|c| c as &(dyn ToSql + Sync)))
+        .chain(std::iter::once(&last_days as &(dyn ToSql + Sync)))
+        .collect();
+    let s = tx.prepare_cached(sql).await.map_err(db)?;
+    tx.execute(&s, &params).await.map_err(db)?;
+    Ok(())
+}
+
+/// One UPSERT of [`RollupSql`]'s sessions shape: `K` key columns, then reports, successful
+/// and failed, each column an array (a transaction's rows in one statement).
+async fn upsert_sessions<'a, const K: usize>(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    rows: impl Iterator<Item = ([&'a String; K], &'a DayTotals)>,
+) -> Result<(), StoreError> {
+    let mut keys: [Vec<&str>; K] = std::array::from_fn(|_| Vec::new());
+    let mut counts: [Vec<i64>; 3] = Default::default();
+    for (key, t) in rows {
+        for (column, value) in keys.iter_mut().zip(key) {
+            column.push(value);
+        }
+        for (column, n) in counts.iter_mut().zip([t.reports, t.successful, t.failed]) {
+            column.push(db_count(n));
+        }
+    }
+    if counts[0].is_empty() {
+        return Ok(());
+    }
+    let params: Vec<&(dyn ToSql + Sync)> = keys
+        .iter()
+        .map(|k| k as &(dyn ToSql + Sync))
+        .chain(counts.iter().map(|c| c as &(dyn ToSql + Sync)))
+        .collect();
+    let s = tx.prepare_cached(sql).await.map_err(db)?;
+    tx.execute(&s, &params).await.map_err(db)?;
     Ok(())
 }
 
@@ -535,16 +648,71 @@ impl ReportStore for PostgresStore {
                     reports: totals::count(row.try_get(2).map_err(db)?),
                     successful: totals::count(row.try_get(3).map_err(db)?),
                     failed: totals::count(row.try_get(4).map_err(db)?),
+                    first_day: row.try_get(5).map_err(db)?,
+                    last_day: row.try_get(6).map_err(db)?,
                 })
             })
             .collect()
+    }
+
+    async fn overview_keys(
+        &self,
+        period: &PeriodFilter,
+        organization: Option<&str>,
+    ) -> Result<OverviewKeys, StoreError> {
+        let sql = OverviewSql::new(period, organization, &|n| format!("${n}"));
+        let args: Vec<&(dyn ToSql + Sync)> = sql
+            .params
+            .iter()
+            .map(|p| p as &(dyn ToSql + Sync))
+            .collect();
+        let client = self.pool.get().await.map_err(db)?;
+        let mut keys = OverviewKeys::default();
+        for row in client.query(&sql.organizations, &args).await.map_err(db)? {
+            keys.organization(row.try_get(0).map_err(db)?, row.try_get(1).map_err(db)?);
+        }
+        for row in client.query(&sql.policies, &args).await.map_err(db)? {
+            keys.policy(
+                row.try_get(0).map_err(db)?,
+                row.try_get(1).map_err(db)?,
+                row.try_get(2).map_err(db)?,
+            );
+        }
+        for row in client.query(&sql.result_types, &args).await.map_err(db)? {
+            let n: i64 = row.try_get(2).map_err(db)?;
+            keys.failures(
+                row.try_get(0).map_err(db)?,
+                row.try_get(1).map_err(db)?,
+                totals::count(n),
+            );
+        }
+        if let (Some(q), Some(org)) = (&sql.organization_sessions, organization_of(&sql)) {
+            let args: Vec<&(dyn ToSql + Sync)> = sql
+                .organization_params
+                .iter()
+                .map(|p| p as &(dyn ToSql + Sync))
+                .collect();
+            for row in client.query(q, &args).await.map_err(db)? {
+                keys.organization_sessions.push(OrganizationSessions {
+                    policy_domain: row.try_get(0).map_err(db)?,
+                    organization_name: org.to_owned(),
+                    reports: totals::count(row.try_get(1).map_err(db)?),
+                    successful: totals::count(row.try_get(2).map_err(db)?),
+                    failed: totals::count(row.try_get(3).map_err(db)?),
+                    last_day: row.try_get(4).map_err(db)?,
+                });
+            }
+        }
+        keys.organization_sessions
+            .sort_by(|a, b| a.policy_domain.cmp(&b.policy_domain));
+        Ok(keys)
     }
 
     async fn find(&self, id: &str) -> Result<Vec<StoredReport>, StoreError> {
         let client = self.pool.get().await.map_err(db)?;
         let mut rows = client
             .query(
-                "SELECT id, source, imported_at, raw_json FROM reports \
+                "SELECT id, source, imported_at, raw_json, dkim FROM reports \
                  WHERE report_id = $1 ORDER BY id",
                 &[&id],
             )
@@ -555,7 +723,7 @@ impl ReportStore for PostgresStore {
         {
             rows = client
                 .query(
-                    "SELECT id, source, imported_at, raw_json FROM reports WHERE id = $1",
+                    "SELECT id, source, imported_at, raw_json, dkim FROM reports WHERE id = $1",
                     &[&row_id],
                 )
                 .await
@@ -568,6 +736,7 @@ impl ReportStore for PostgresStore {
                     r.try_get(1).map_err(db)?,
                     r.try_get(2).map_err(db)?,
                     r.try_get(3).map_err(db)?,
+                    r.try_get(4).map_err(db)?,
                 )
             })
             .collect()
@@ -614,11 +783,13 @@ mod tests {
     }
 
     const EMPTY: &str = "TRUNCATE reports, report_policies, failure_details, report_days, \
-                         report_day_organizations, report_day_result_types, report_day_mx";
+                         report_day_organizations, report_day_policies, report_day_result_types, \
+                         report_day_mx, report_domain_organizations, report_domain_policies, \
+                         report_domain_result_types";
 
     /// Against a PostgreSQL server of its own: random report sets (duplicates, several
     /// spellings, blank MX) give the same summary from the rollups as from the detail rows;
-    /// a duplicate adds nothing; a version-1 database is migrated at connect.
+    /// a duplicate adds nothing; version-1 and version-2 databases are migrated at connect.
     #[tokio::test]
     async fn postgres_rollups() {
         let server = match mta_sts_testkit::postgres::start() {
@@ -689,6 +860,46 @@ mod tests {
             .get(0);
         assert_eq!(old_indexes, 0);
         drop(client);
+
+        // A version-2 database: organisation rollup of failures only, no policy rollup, no
+        // DKIM column. Version 3's listings come out the same after the migration.
+        let all = DetailFilter::default();
+        let details = migrated.details(&all, 50).await.unwrap();
+        assert!(!details.policies.is_empty());
+        let overview = migrated
+            .overview_keys(&PeriodFilter::default(), None)
+            .await
+            .unwrap();
+        assert!(!overview.organizations.is_empty());
+        sql(
+            &store,
+            "DROP TABLE report_day_organizations, report_day_policies, \
+                 report_domain_organizations, report_domain_policies, report_domain_result_types;
+             CREATE TABLE report_day_organizations (policy_domain TEXT NOT NULL,
+                 day TEXT NOT NULL, organization_name TEXT NOT NULL, failed BIGINT NOT NULL,
+                 PRIMARY KEY (policy_domain, day, organization_name));
+             ALTER TABLE reports DROP COLUMN dkim;
+             UPDATE report_store_schema SET version = 2;",
+        )
+        .await;
+        let migrated = PostgresStore::connect(&server.url()).await.unwrap();
+        assert_eq!(migrated.details(&all, 50).await.unwrap(), details);
+        assert_eq!(
+            migrated
+                .overview_keys(&PeriodFilter::default(), None)
+                .await
+                .unwrap(),
+            overview
+        );
+        assert_eq!(
+            migrated.summary(&SummaryFilter::default()).await.unwrap(),
+            expected
+        );
+        let found = migrated
+            .find(&details.reports[0].id.to_string())
+            .await
+            .unwrap();
+        assert_eq!(found[0].dkim, None);
 
         // A newer schema is refused.
         sql(

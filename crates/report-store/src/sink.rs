@@ -85,7 +85,21 @@ impl ReportSink {
         source: &str,
         received_at: i64,
     ) -> Result<InputOutcome, SinkError> {
-        let reports = match parse_input(bytes, media_type, &self.limits) {
+        self.accept_with_dkim(bytes, media_type, source, received_at, None)
+            .await
+    }
+
+    /// [`ReportSink::accept`] for mail whose DKIM result (RFC 8460 §3) the caller found:
+    /// `dkim` is stored with each report ([`crate::import::DkimStatus::label`]).
+    pub async fn accept_with_dkim(
+        &self,
+        bytes: &[u8],
+        media_type: Option<&str>,
+        source: &str,
+        received_at: i64,
+        dkim: Option<String>,
+    ) -> Result<InputOutcome, SinkError> {
+        let mut reports = match parse_input(bytes, media_type, &self.limits) {
             Ok(r) => r,
             Err(e) => {
                 tracing::info!(source, error = %describe(&e), "TLS-RPT input refused");
@@ -94,6 +108,9 @@ impl ReportSink {
                 });
             }
         };
+        for r in &mut reports {
+            r.dkim.clone_from(&dkim);
+        }
         let mut accepted = Vec::with_capacity(reports.len());
         for parsed in &reports {
             let stored = self.store.insert(parsed, source, received_at).await?;

@@ -10,10 +10,12 @@ use crate::listing::{
     self, DetailFilter, Details, ListingSql, OrganizationSessions, PolicySeen, ReportListing,
     SenderFailures,
 };
+use crate::overview::{OverviewKeys, OverviewSql, organization_of};
 use crate::store::{
-    DETAIL_SUMMARY_INDEXES_DROP, DaySummary, Inserted, ROLLUP_REFILL, ReportStore, RollupDelta,
-    RollupSql, SCHEMA_VERSION, StoreError, StoredReport, SummaryBuilder, SummaryFilter, SummarySql,
-    db_count, json_list, mx_key, normalize_domain, rollup_schema, stored,
+    DETAIL_SUMMARY_INDEXES_DROP, DaySummary, DayTotals, Inserted, ROLLUP_REFILL, ROLLUPS_V2_DROP,
+    ReportStore, RollupDelta, RollupSql, SCHEMA_VERSION, StoreError, StoredReport, SummaryBuilder,
+    SummaryFilter, SummarySql, db_count, json_list, mx_key, normalize_domain, rollup_schema,
+    stored,
 };
 use crate::totals::{self, DomainTotals, PeriodFilter};
 
@@ -29,6 +31,7 @@ CREATE TABLE IF NOT EXISTS reports (
     source            TEXT NOT NULL,
     imported_at       INTEGER NOT NULL,
     raw_json          TEXT NOT NULL,
+    dkim              TEXT,
     UNIQUE (organization_name, report_id)
 );
 CREATE INDEX IF NOT EXISTS reports_report_id ON reports (report_id);
@@ -69,10 +72,13 @@ const ORDER_BY: &str = "ORDER BY policy_domain, day";
 
 /// The rollup UPSERTs with SQLite placeholders.
 static ROLLUP_SQL: LazyLock<RollupSql> = LazyLock::new(|| {
-    RollupSql::new(|types| {
-        let params: Vec<String> = (1..=types.len()).map(|n| format!("?{n}")).collect();
-        format!("VALUES ({})", params.join(", "))
-    })
+    RollupSql::new(
+        |types| {
+            let params: Vec<String> = (1..=types.len()).map(|n| format!("?{n}")).collect();
+            format!("VALUES ({})", params.join(", "))
+        },
+        "MAX",
+    )
 });
 
 /// The SQLite report store.
@@ -230,6 +236,8 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     if current < SCHEMA_VERSION {
         tx.execute_batch(SCHEMA).map_err(db)?;
+        add_dkim_column(&tx)?;
+        tx.execute_batch(ROLLUPS_V2_DROP).map_err(db)?;
         tx.execute_batch(&rollup_schema(" WITHOUT ROWID"))
             .map_err(db)?;
         refill_rollups(&tx)?;
@@ -238,6 +246,22 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             .map_err(db)?;
     }
     tx.commit().map_err(db)
+}
+
+/// Adds `reports.dkim` to a table created before version 3 (a newer `SCHEMA` has it).
+fn add_dkim_column(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    let has: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('reports') WHERE name = 'dkim')",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(db)?;
+    if !has {
+        tx.execute_batch("ALTER TABLE reports ADD COLUMN dkim TEXT")
+            .map_err(db)?;
+    }
+    Ok(())
 }
 
 /// Empties the rollups and fills them from the detail rows (inside the migration).
@@ -263,19 +287,31 @@ fn refill_rollups(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
 /// Adds what the reports stored in transaction `tx` count to the rollups (before it
 /// commits).
 fn add_rollups(tx: &rusqlite::Transaction<'_>, delta: &RollupDelta) -> Result<(), StoreError> {
-    let mut s = tx.prepare_cached(&ROLLUP_SQL.days).map_err(db)?;
-    for ((domain, day), t) in &delta.days {
-        s.execute(params![
-            domain,
-            day,
+    let counts = |t: &DayTotals| {
+        [
             db_count(t.reports),
             db_count(t.successful),
-            db_count(t.failed)
-        ])
-        .map_err(db)?;
+            db_count(t.failed),
+        ]
+    };
+    let mut s = tx.prepare_cached(&ROLLUP_SQL.days).map_err(db)?;
+    for ((domain, day), t) in &delta.days {
+        let [r, ok, ko] = counts(t);
+        s.execute(params![domain, day, r, ok, ko]).map_err(db)?;
+    }
+    let mut s = tx.prepare_cached(&ROLLUP_SQL.org).map_err(db)?;
+    for ((domain, day, org), t) in &delta.by_org {
+        let [r, ok, ko] = counts(t);
+        s.execute(params![domain, day, org, r, ok, ko])
+            .map_err(db)?;
+    }
+    let mut s = tx.prepare_cached(&ROLLUP_SQL.policy).map_err(db)?;
+    for ((domain, day, kind, strings), t) in &delta.by_policy {
+        let [r, ok, ko] = counts(t);
+        s.execute(params![domain, day, kind, strings, r, ok, ko])
+            .map_err(db)?;
     }
     for (sql, rows) in [
-        (&ROLLUP_SQL.org, &delta.by_org),
         (&ROLLUP_SQL.result_type, &delta.by_type),
         (&ROLLUP_SQL.mx, &delta.by_mx),
     ] {
@@ -284,6 +320,26 @@ fn add_rollups(tx: &rusqlite::Transaction<'_>, delta: &RollupDelta) -> Result<()
             s.execute(params![domain, day, key, db_count(*n)])
                 .map_err(db)?;
         }
+    }
+    let all = delta.all_time();
+    let mut s = tx.prepare_cached(&ROLLUP_SQL.domain_org).map_err(db)?;
+    for ((domain, org), (t, last)) in &all.orgs {
+        let [r, ok, ko] = counts(t);
+        s.execute(params![domain, org, r, ok, ko, last])
+            .map_err(db)?;
+    }
+    let mut s = tx.prepare_cached(&ROLLUP_SQL.domain_policy).map_err(db)?;
+    for ((domain, kind, strings), (t, last)) in &all.policies {
+        let [r, ok, ko] = counts(t);
+        s.execute(params![domain, kind, strings, r, ok, ko, last])
+            .map_err(db)?;
+    }
+    let mut s = tx
+        .prepare_cached(&ROLLUP_SQL.domain_result_type)
+        .map_err(db)?;
+    for ((domain, kind), (n, last)) in &all.result_types {
+        s.execute(params![domain, kind, db_count(*n), last])
+            .map_err(db)?;
     }
     Ok(())
 }
@@ -373,7 +429,8 @@ fn insert_one(
     let changed = tx
         .prepare_cached(
             "INSERT INTO reports (organization_name, report_id, contact_info, start_ts, end_ts, \
-             day, source, imported_at, raw_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             day, source, imported_at, raw_json, dkim) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
              ON CONFLICT (organization_name, report_id) DO NOTHING",
         )
         .and_then(|mut s| {
@@ -387,6 +444,7 @@ fn insert_one(
                 source,
                 imported_at,
                 parsed.raw_json,
+                parsed.dkim,
             ])
         })
         .map_err(db)?;
@@ -519,6 +577,8 @@ impl ReportStore for SqliteStore {
                     reports: totals::count(row.get(2).map_err(db)?),
                     successful: totals::count(row.get(3).map_err(db)?),
                     failed: totals::count(row.get(4).map_err(db)?),
+                    first_day: text(row, 5)?.to_owned(),
+                    last_day: text(row, 6)?.to_owned(),
                 });
             }
             Ok(out)
@@ -593,17 +653,70 @@ impl ReportStore for SqliteStore {
         .await
     }
 
+    async fn overview_keys(
+        &self,
+        period: &PeriodFilter,
+        organization: Option<&str>,
+    ) -> Result<OverviewKeys, StoreError> {
+        let sql = OverviewSql::new(period, organization, &|n| format!("?{n}"));
+        self.with(move |conn| {
+            let mut keys = OverviewKeys::default();
+            let p = || params_from_iter(sql.params.iter());
+            let mut s = conn.prepare_cached(&sql.organizations).map_err(db)?;
+            let mut rows = s.query(p()).map_err(db)?;
+            while let Some(row) = rows.next().map_err(db)? {
+                keys.organization(text(row, 0)?, text(row, 1)?);
+            }
+            drop(rows);
+            let mut s = conn.prepare_cached(&sql.policies).map_err(db)?;
+            let mut rows = s.query(p()).map_err(db)?;
+            while let Some(row) = rows.next().map_err(db)? {
+                keys.policy(text(row, 0)?, text(row, 1)?, text(row, 2)?);
+            }
+            drop(rows);
+            let mut s = conn.prepare_cached(&sql.result_types).map_err(db)?;
+            let mut rows = s.query(p()).map_err(db)?;
+            while let Some(row) = rows.next().map_err(db)? {
+                let n: i64 = row.get(2).map_err(db)?;
+                keys.failures(text(row, 0)?, text(row, 1)?, totals::count(n));
+            }
+            drop(rows);
+            if let (Some(q), Some(org)) = (&sql.organization_sessions, organization_of(&sql)) {
+                let mut s = conn.prepare_cached(q).map_err(db)?;
+                let mut rows = s
+                    .query(params_from_iter(sql.organization_params.iter()))
+                    .map_err(db)?;
+                while let Some(row) = rows.next().map_err(db)? {
+                    keys.organization_sessions.push(OrganizationSessions {
+                        policy_domain: text(row, 0)?.to_owned(),
+                        organization_name: org.to_owned(),
+                        reports: totals::count(row.get(1).map_err(db)?),
+                        successful: totals::count(row.get(2).map_err(db)?),
+                        failed: totals::count(row.get(3).map_err(db)?),
+                        last_day: text(row, 4)?.to_owned(),
+                    });
+                }
+            }
+            keys.organization_sessions
+                .sort_by(|a, b| a.policy_domain.cmp(&b.policy_domain));
+            Ok(keys)
+        })
+        .await
+    }
+
     async fn find(&self, id: &str) -> Result<Vec<StoredReport>, StoreError> {
         let id = id.to_owned();
         self.with(move |conn| {
             let mut s = conn
                 .prepare(
-                    "SELECT id, source, imported_at, raw_json FROM reports \
+                    "SELECT id, source, imported_at, raw_json, dkim FROM reports \
                      WHERE report_id = ?1 ORDER BY id",
                 )
                 .map_err(db)?;
-            let mut found: Vec<(i64, String, i64, String)> = s
-                .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            let columns =
+                |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?));
+            let mut found: Vec<(i64, String, i64, String, Option<String>)> = s
+                .query_map([&id], columns)
                 .map_err(db)?
                 .collect::<Result<_, _>>()
                 .map_err(db)?;
@@ -612,9 +725,9 @@ impl ReportStore for SqliteStore {
             {
                 found.extend(
                     conn.query_row(
-                        "SELECT id, source, imported_at, raw_json FROM reports WHERE id = ?1",
+                        "SELECT id, source, imported_at, raw_json, dkim FROM reports WHERE id = ?1",
                         [row_id],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                        columns,
                     )
                     .optional()
                     .map_err(db)?,
@@ -622,7 +735,9 @@ impl ReportStore for SqliteStore {
             }
             found
                 .into_iter()
-                .map(|(id, source, imported_at, raw)| stored(id, source, imported_at, raw))
+                .map(|(id, source, imported_at, raw, dkim)| {
+                    stored(id, source, imported_at, raw, dkim)
+                })
                 .collect()
         })
         .await
@@ -788,6 +903,81 @@ mod tests {
                 store.summary(&SummaryFilter::default()).await.unwrap(),
                 expected
             );
+        });
+    }
+
+    /// A version-2 file (organisation rollup of failures only, no policy rollup, no DKIM
+    /// column, no dashboard indexes) is brought to version 3 at open: the listings read
+    /// from the new rollups equal those of a file written by this build, and the reports
+    /// stored before read back with no DKIM result.
+    #[test]
+    fn a_version_2_file_is_migrated_at_open() {
+        runtime().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("r.db");
+            let store = SqliteStore::open(&path).unwrap();
+            store_all(&store, &sample()).await;
+            let all = DetailFilter::default();
+            let expected = store.details(&all, 100).await.unwrap();
+            assert!(!expected.policies.is_empty() && !expected.organizations.is_empty());
+            let summary = store.summary(&SummaryFilter::default()).await.unwrap();
+            let overview = store
+                .overview_keys(&PeriodFilter::default(), Some("Mail.ru"))
+                .await
+                .unwrap();
+            assert!(!overview.organizations.is_empty());
+            assert!(!overview.organization_sessions.is_empty());
+            drop(store);
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "DROP TABLE report_day_organizations;
+                 CREATE TABLE report_day_organizations (
+                     policy_domain TEXT NOT NULL, day TEXT NOT NULL,
+                     organization_name TEXT NOT NULL, failed BIGINT NOT NULL,
+                     PRIMARY KEY (policy_domain, day, organization_name)) WITHOUT ROWID;
+                 DROP TABLE report_day_policies; DROP TABLE report_domain_organizations;
+                 DROP TABLE report_domain_policies; DROP TABLE report_domain_result_types;
+                 DROP INDEX report_days_day; DROP INDEX report_day_result_types_day;
+                 DROP INDEX report_policies_domain_day; DROP INDEX failure_details_domain_day;
+                 ALTER TABLE reports DROP COLUMN dkim;
+                 PRAGMA user_version = 2;",
+            )
+            .unwrap();
+            drop(conn);
+
+            let store = SqliteStore::open(&path).unwrap();
+            assert_eq!(store.details(&all, 100).await.unwrap(), expected);
+            assert_eq!(
+                store
+                    .overview_keys(&PeriodFilter::default(), Some("Mail.ru"))
+                    .await
+                    .unwrap(),
+                overview
+            );
+            assert_eq!(
+                store.summary(&SummaryFilter::default()).await.unwrap(),
+                summary
+            );
+            let first = &expected.reports[0];
+            let found = store.find(&first.id.to_string()).await.unwrap();
+            assert_eq!(found.len(), 1);
+            assert_eq!(found[0].dkim, None);
+            drop(store);
+            let conn = Connection::open(&path).unwrap();
+            let version: i64 = conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            assert_eq!(version, SCHEMA_VERSION);
+            let indexes: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('report_days_day', \
+                     'report_day_organizations_organization', 'report_policies_domain_day', \
+                     'failure_details_domain_day')",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(indexes, 4);
         });
     }
 

@@ -168,6 +168,10 @@ pub struct StoredReport {
     /// The JSON as received.
     #[serde(skip)]
     pub raw_json: String,
+    /// The DKIM result of the mail it came in (RFC 8460 §3), as [`crate::import::DkimStatus::label`]
+    /// words it; `None` when it did not come by mail (HTTPS POST, a JSON file) or was
+    /// stored before version 3 of the schema.
+    pub dkim: Option<String>,
 }
 
 /// Which rows a summary covers.
@@ -177,6 +181,10 @@ pub struct SummaryFilter {
     pub domain: Option<String>,
     /// Only days on or after this `YYYY-MM-DD`.
     pub since: Option<String>,
+    /// Totals and failures per result type only (what an overview of many domains shows):
+    /// [`DaySummary::failures_by_organization`] and [`DaySummary::failures_by_mx`] stay
+    /// empty, and their two queries read no rows.
+    pub skip_org_and_mx: bool,
 }
 
 /// Label for failure details without `receiving-mx-hostname`.
@@ -232,6 +240,7 @@ pub trait ReportStore: Send + Sync {
             .summary(&SummaryFilter {
                 domain: None,
                 since: period.since.clone(),
+                skip_org_and_mx: true,
             })
             .await?;
         Ok(crate::totals::from_days(&days, period))
@@ -239,11 +248,26 @@ pub trait ReportStore: Send + Sync {
 
     /// The detail listings of `filter` (a dashboard's domain page): the newest `limit`
     /// reports, the policies seen, sessions per organisation, failures per sending IP.
-    /// Read from the detail tables, so its cost grows with the reports in the period. The
-    /// default, for stores without detail rows, lists nothing; SQLite and PostgreSQL answer.
+    /// Policies and organisations come from the per-day rollups, the reports and sending
+    /// IPs of one domain from the detail tables' (domain, day) indexes. The default, for
+    /// stores without detail rows, lists nothing; SQLite and PostgreSQL answer.
     async fn details(&self, filter: &DetailFilter, limit: u32) -> Result<Details, StoreError> {
         let _ = (filter, limit);
         Ok(Details::default())
+    }
+
+    /// What an overview shows of every domain over `period` besides its totals: reporting
+    /// organisations, policies, failures per result type, and the sessions of
+    /// `organization` when one is asked for ([`crate::overview`]). The default derives it
+    /// from [`ReportStore::details`] and [`ReportStore::summary`]
+    /// ([`crate::overview::from_details`]); SQLite and PostgreSQL read small all-time tables
+    /// instead.
+    async fn overview_keys(
+        &self,
+        period: &PeriodFilter,
+        organization: Option<&str>,
+    ) -> Result<crate::OverviewKeys, StoreError> {
+        crate::overview::from_details(self, period, organization).await
     }
 
     /// Reports whose `report-id` is `id`, or whose row id is `id` when it is a number.
@@ -393,6 +417,18 @@ impl SummarySql {
         }
     }
 
+    /// The `WHERE` clause of the organisation and MX queries: `w`, and nothing at all with
+    /// [`SummaryFilter::skip_org_and_mx`]. Skipped queries keep their parameters (both back
+    /// ends insist on the count) and read nothing: the planner sees the constant condition
+    /// before touching a row.
+    fn skippable(filter: &SummaryFilter, w: &str) -> String {
+        match (filter.skip_org_and_mx, w.is_empty()) {
+            (false, _) => w.to_owned(),
+            (true, true) => "WHERE 1 = 0".to_owned(),
+            (true, false) => format!("{w} AND 1 = 0"),
+        }
+    }
+
     /// The summary from the rollup tables (what [`ReportStore::summary`] runs).
     /// `placeholder(n)` renders the n-th (1-based) parameter: `?1` or `$1`; `order` sorts
     /// by domain and day in byte order (what [`SummaryBuilder`] expects).
@@ -402,20 +438,24 @@ impl SummarySql {
         order: &str,
     ) -> Self {
         let w = Self::condition(filter, placeholder);
+        let skip = Self::skippable(filter, &w);
+        let skip_and = if skip.is_empty() { "WHERE" } else { "AND" };
         SummarySql {
             totals: format!(
                 "SELECT policy_domain, day, reports, successful, failed FROM report_days {w} {order}"
             ),
+            // The rollup keeps every organisation (the dashboard lists sessions per
+            // organisation); the summary's map has the failing ones.
             by_org: format!(
                 "SELECT policy_domain, day, organization_name, failed \
-                 FROM report_day_organizations {w} {order}"
+                 FROM report_day_organizations {skip} {skip_and} failed > 0 {order}"
             ),
             by_type: format!(
                 "SELECT policy_domain, day, result_type, failed_sessions \
                  FROM report_day_result_types {w} {order}"
             ),
             by_mx: format!(
-                "SELECT policy_domain, day, receiving_mx, failed_sessions FROM report_day_mx {w} {order}"
+                "SELECT policy_domain, day, receiving_mx, failed_sessions FROM report_day_mx {skip} {order}"
             ),
         }
     }
@@ -430,6 +470,7 @@ impl SummarySql {
         order: &str,
     ) -> Self {
         let w = Self::condition(filter, placeholder);
+        let skip = Self::skippable(filter, &w);
         SummarySql {
             totals: format!(
                 "SELECT policy_domain, day, CAST(COUNT(DISTINCT report) AS BIGINT), \
@@ -438,7 +479,7 @@ impl SummarySql {
             ),
             by_org: format!(
                 "SELECT policy_domain, day, organization_name, CAST(SUM(failed) AS BIGINT) \
-                 FROM report_policies {w} GROUP BY policy_domain, day, organization_name {order}"
+                 FROM report_policies {skip} GROUP BY policy_domain, day, organization_name {order}"
             ),
             by_type: format!(
                 "SELECT policy_domain, day, result_type, \
@@ -448,7 +489,7 @@ impl SummarySql {
             by_mx: format!(
                 "SELECT policy_domain, day, receiving_mx_hostname, \
                  CAST(SUM(failed_session_count) AS BIGINT) \
-                 FROM failure_details {w} GROUP BY policy_domain, day, receiving_mx_hostname {order}"
+                 FROM failure_details {skip} GROUP BY policy_domain, day, receiving_mx_hostname {order}"
             ),
         }
     }
@@ -465,8 +506,10 @@ impl SummarySql {
     }
 }
 
-/// The schema version this build writes: 1 had the detail tables only, 2 adds the rollups.
-pub const SCHEMA_VERSION: i64 = 2;
+/// The schema version this build writes: 1 had the detail tables only, 2 adds the rollups,
+/// 3 the sessions of every organisation and policy per day, the dashboard's indexes and
+/// each report's DKIM result.
+pub const SCHEMA_VERSION: i64 = 3;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// The rollup tables, the same in both back ends; `table_options` follows each closing
@@ -485,8 +528,20 @@ CREATE TABLE IF NOT EXISTS report_day_organizations (
     policy_domain     TEXT NOT NULL,
     day               TEXT NOT NULL,
     organization_name TEXT NOT NULL,
+    reports           BIGINT NOT NULL,
+    successful        BIGINT NOT NULL,
     failed            BIGINT NOT NULL,
     PRIMARY KEY (policy_domain, day, organization_name)
+){table_options};
+CREATE TABLE IF NOT EXISTS report_day_policies (
+    policy_domain TEXT NOT NULL,
+    day           TEXT NOT NULL,
+    policy_type   TEXT NOT NULL,
+    policy_string TEXT NOT NULL,
+    reports       BIGINT NOT NULL,
+    successful    BIGINT NOT NULL,
+    failed        BIGINT NOT NULL,
+    PRIMARY KEY (policy_domain, day, policy_type, policy_string)
 ){table_options};
 CREATE TABLE IF NOT EXISTS report_day_result_types (
     policy_domain   TEXT NOT NULL,
@@ -502,9 +557,49 @@ CREATE TABLE IF NOT EXISTS report_day_mx (
     failed_sessions BIGINT NOT NULL,
     PRIMARY KEY (policy_domain, day, receiving_mx)
 ){table_options};
-"
+CREATE TABLE IF NOT EXISTS report_domain_organizations (
+    policy_domain     TEXT NOT NULL,
+    organization_name TEXT NOT NULL,
+    reports           BIGINT NOT NULL,
+    successful        BIGINT NOT NULL,
+    failed            BIGINT NOT NULL,
+    last_day          TEXT NOT NULL,
+    PRIMARY KEY (policy_domain, organization_name)
+){table_options};
+CREATE TABLE IF NOT EXISTS report_domain_policies (
+    policy_domain TEXT NOT NULL,
+    policy_type   TEXT NOT NULL,
+    policy_string TEXT NOT NULL,
+    reports       BIGINT NOT NULL,
+    successful    BIGINT NOT NULL,
+    failed        BIGINT NOT NULL,
+    last_day      TEXT NOT NULL,
+    PRIMARY KEY (policy_domain, policy_type, policy_string)
+){table_options};
+CREATE TABLE IF NOT EXISTS report_domain_result_types (
+    policy_domain   TEXT NOT NULL,
+    result_type     TEXT NOT NULL,
+    failed_sessions BIGINT NOT NULL,
+    last_day        TEXT NOT NULL,
+    PRIMARY KEY (policy_domain, result_type)
+){table_options};
+{ROLLUP_INDEXES}"
     )
 }
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// Indexes for what a dashboard asks besides one domain's days (which the rollups' keys
+/// serve): every domain over a recent period (`day` on the rollups the overview sums), one
+/// organisation's sessions (the overview's organisation filter), and one domain's newest
+/// reports and sending IPs (the detail tables by domain and day).
+const ROLLUP_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS report_days_day ON report_days (day);
+CREATE INDEX IF NOT EXISTS report_day_result_types_day ON report_day_result_types (day);
+CREATE INDEX IF NOT EXISTS report_day_organizations_organization
+    ON report_day_organizations (organization_name, day);
+CREATE INDEX IF NOT EXISTS report_policies_domain_day ON report_policies (policy_domain, day);
+CREATE INDEX IF NOT EXISTS failure_details_domain_day ON failure_details (policy_domain, day);
+";
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Empties the rollups and fills three of them from the detail rows (the fourth,
@@ -513,19 +608,47 @@ CREATE TABLE IF NOT EXISTS report_day_mx (
 pub(crate) const ROLLUP_REFILL: &str = "
 DELETE FROM report_days;
 DELETE FROM report_day_organizations;
+DELETE FROM report_day_policies;
 DELETE FROM report_day_result_types;
 DELETE FROM report_day_mx;
+DELETE FROM report_domain_organizations;
+DELETE FROM report_domain_policies;
+DELETE FROM report_domain_result_types;
 INSERT INTO report_days (policy_domain, day, reports, successful, failed)
     SELECT policy_domain, day, COUNT(DISTINCT report), SUM(successful), SUM(failed)
     FROM report_policies GROUP BY policy_domain, day;
-INSERT INTO report_day_organizations (policy_domain, day, organization_name, failed)
-    SELECT policy_domain, day, organization_name, SUM(failed)
-    FROM report_policies GROUP BY policy_domain, day, organization_name
-    HAVING SUM(failed) > 0;
+INSERT INTO report_day_organizations
+    (policy_domain, day, organization_name, reports, successful, failed)
+    SELECT policy_domain, day, organization_name, COUNT(DISTINCT report), SUM(successful),
+        SUM(failed)
+    FROM report_policies GROUP BY policy_domain, day, organization_name;
+INSERT INTO report_day_policies
+    (policy_domain, day, policy_type, policy_string, reports, successful, failed)
+    SELECT policy_domain, day, policy_type, policy_string, COUNT(DISTINCT report),
+        SUM(successful), SUM(failed)
+    FROM report_policies GROUP BY policy_domain, day, policy_type, policy_string;
 INSERT INTO report_day_result_types (policy_domain, day, result_type, failed_sessions)
     SELECT policy_domain, day, result_type, SUM(failed_session_count)
     FROM failure_details GROUP BY policy_domain, day, result_type;
+INSERT INTO report_domain_organizations
+    (policy_domain, organization_name, reports, successful, failed, last_day)
+    SELECT policy_domain, organization_name, SUM(reports), SUM(successful), SUM(failed),
+        MAX(day)
+    FROM report_day_organizations GROUP BY policy_domain, organization_name;
+INSERT INTO report_domain_policies
+    (policy_domain, policy_type, policy_string, reports, successful, failed, last_day)
+    SELECT policy_domain, policy_type, policy_string, SUM(reports), SUM(successful),
+        SUM(failed), MAX(day)
+    FROM report_day_policies GROUP BY policy_domain, policy_type, policy_string;
+INSERT INTO report_domain_result_types (policy_domain, result_type, failed_sessions, last_day)
+    SELECT policy_domain, result_type, SUM(failed_sessions), MAX(day)
+    FROM report_day_result_types GROUP BY policy_domain, result_type;
 ";
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// The rollups whose columns changed in version 3 (every organisation's sessions, not only
+/// failures), dropped before the schema creates them anew and the refill fills them.
+pub(crate) const ROLLUPS_V2_DROP: &str = "DROP TABLE IF EXISTS report_day_organizations;";
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Drops the indexes that version 1 kept on the detail tables for the summary queries: the
@@ -542,9 +665,16 @@ DROP INDEX IF EXISTS failure_details_summary;
 /// (not for `days`), then the counts.
 pub(crate) struct RollupSql {
     pub days: String,
+    /// Columns: domain, day, organisation, reports, successful, failed.
     pub org: String,
+    /// Columns: domain, day, policy type, policy string, reports, successful, failed.
+    pub policy: String,
     pub result_type: String,
     pub mx: String,
+    /// The all-time tables: columns as their key, then counts, then the last day.
+    pub domain_org: String,
+    pub domain_policy: String,
+    pub domain_result_type: String,
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -553,7 +683,8 @@ impl RollupSql {
     /// of parameters (SQLite, `VALUES (?1, …)`) or arrays (PostgreSQL, `SELECT * FROM
     /// UNNEST($1::TEXT[], …)`). Their keys must be distinct: one statement may not update a
     /// row twice.
-    pub(crate) fn new(rows: impl Fn(&[&str]) -> String) -> Self {
+    /// `greatest` is the back end's two-argument maximum (`MAX`, `GREATEST`).
+    pub(crate) fn new(rows: impl Fn(&[&str]) -> String, greatest: &str) -> Self {
         let keyed = |table: &str, key: &str, count: &str| {
             format!(
                 "INSERT INTO {table} (policy_domain, day, {key}, {count}) {} \
@@ -562,16 +693,65 @@ impl RollupSql {
                 rows(&["TEXT", "TEXT", "TEXT", "BIGINT"])
             )
         };
+        // Reports, successful and failed sessions under a key of text columns.
+        let sessions = |table: &str, keys: &[&str]| {
+            let mut types = vec!["TEXT"; keys.len()];
+            types.extend(["BIGINT"; 3]);
+            let keys = keys.join(", ");
+            format!(
+                "INSERT INTO {table} ({keys}, reports, successful, failed) {} \
+                 ON CONFLICT ({keys}) DO UPDATE SET \
+                 reports = {table}.reports + excluded.reports, \
+                 successful = {table}.successful + excluded.successful, \
+                 failed = {table}.failed + excluded.failed",
+                rows(&types)
+            )
+        };
+        // The all-time tables: sums, and the latest day seen.
+        let all_time = |table: &str, keys: &[&str], counts: &[&str]| {
+            let mut types = vec!["TEXT"; keys.len()];
+            types.extend(vec!["BIGINT"; counts.len()]);
+            types.push("TEXT");
+            let sums: Vec<String> = counts
+                .iter()
+                .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+                .collect();
+            format!(
+                "INSERT INTO {table} ({}, {}, last_day) {} ON CONFLICT ({}) DO UPDATE SET {}, \
+                 last_day = {greatest}({table}.last_day, excluded.last_day)",
+                keys.join(", "),
+                counts.join(", "),
+                rows(&types),
+                keys.join(", "),
+                sums.join(", ")
+            )
+        };
+        let sessions_counts = ["reports", "successful", "failed"];
         RollupSql {
-            days: format!(
-                "INSERT INTO report_days (policy_domain, day, reports, successful, failed) {} \
-                 ON CONFLICT (policy_domain, day) DO UPDATE SET \
-                 reports = report_days.reports + excluded.reports, \
-                 successful = report_days.successful + excluded.successful, \
-                 failed = report_days.failed + excluded.failed",
-                rows(&["TEXT", "TEXT", "BIGINT", "BIGINT", "BIGINT"])
+            domain_org: all_time(
+                "report_domain_organizations",
+                &["policy_domain", "organization_name"],
+                &sessions_counts,
             ),
-            org: keyed("report_day_organizations", "organization_name", "failed"),
+            domain_policy: all_time(
+                "report_domain_policies",
+                &["policy_domain", "policy_type", "policy_string"],
+                &sessions_counts,
+            ),
+            domain_result_type: all_time(
+                "report_domain_result_types",
+                &["policy_domain", "result_type"],
+                &["failed_sessions"],
+            ),
+            days: sessions("report_days", &["policy_domain", "day"]),
+            org: sessions(
+                "report_day_organizations",
+                &["policy_domain", "day", "organization_name"],
+            ),
+            policy: sessions(
+                "report_day_policies",
+                &["policy_domain", "day", "policy_type", "policy_string"],
+            ),
             result_type: keyed("report_day_result_types", "result_type", "failed_sessions"),
             mx: keyed("report_day_mx", "receiving_mx", "failed_sessions"),
         }
@@ -579,12 +759,24 @@ impl RollupSql {
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-/// Reports, successful and failed sessions of one policy domain on one day.
+/// Reports, successful and failed sessions under one rollup key (a policy domain on one
+/// day; with an organisation; with a policy).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DayTotals {
     pub reports: u64,
     pub successful: u64,
     pub failed: u64,
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl DayTotals {
+    /// Adds one policy's sessions, and its report when it is the first of the report
+    /// under this key.
+    fn add(&mut self, new_report: bool, successful: u64, failed: u64) {
+        self.reports += u64::from(new_report);
+        self.successful = self.successful.saturating_add(successful);
+        self.failed = self.failed.saturating_add(failed);
+    }
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -594,7 +786,9 @@ pub(crate) struct DayTotals {
 #[derive(Debug, Default)]
 pub(crate) struct RollupDelta {
     pub days: BTreeMap<(String, String), DayTotals>,
-    pub by_org: BTreeMap<(String, String, String), u64>,
+    pub by_org: BTreeMap<(String, String, String), DayTotals>,
+    /// Keyed by domain, day, policy type, policy string (as stored: [`json_list`]).
+    pub by_policy: BTreeMap<(String, String, String, String), DayTotals>,
     pub by_type: BTreeMap<(String, String, String), u64>,
     pub by_mx: BTreeMap<(String, String, String), u64>,
 }
@@ -603,31 +797,40 @@ pub(crate) struct RollupDelta {
 impl RollupDelta {
     /// Adds a report that was just stored (never a duplicate), counted as the detail rows
     /// store it: domains [`normalize_domain`]d, the day of `start-datetime`, a report once
-    /// per policy domain however many of its policies name it.
+    /// per key (domain; domain and organisation; domain and policy) however many of its
+    /// policies share it, so that summing a period's days counts each report once.
     pub(crate) fn add(&mut self, report: &Report) {
         let day = report.date_range.start.date_string();
         let mut counted = BTreeSet::new();
+        let mut counted_policies = BTreeSet::new();
         for p in &report.policies {
             let domain = normalize_domain(&p.policy.policy_domain);
-            let t = self.days.entry((domain.clone(), day.clone())).or_default();
-            if counted.insert(domain.clone()) {
-                t.reports += 1;
-            }
             let ok = stored_count(p.summary.total_successful_session_count);
             let ko = stored_count(p.summary.total_failure_session_count);
-            t.successful = t.successful.saturating_add(ok);
-            t.failed = t.failed.saturating_add(ko);
-            if ko > 0 {
-                add_to(
-                    &mut self.by_org,
-                    (
-                        domain.clone(),
-                        day.clone(),
-                        report.organization_name.clone(),
-                    ),
-                    ko,
-                );
-            }
+            let first_for_domain = counted.insert(domain.clone());
+            self.days
+                .entry((domain.clone(), day.clone()))
+                .or_default()
+                .add(first_for_domain, ok, ko);
+            self.by_org
+                .entry((
+                    domain.clone(),
+                    day.clone(),
+                    report.organization_name.clone(),
+                ))
+                .or_default()
+                .add(first_for_domain, ok, ko);
+            let policy = (
+                domain.clone(),
+                day.clone(),
+                p.policy.policy_type.as_str().to_owned(),
+                json_list(&p.policy.policy_string),
+            );
+            let first_for_policy = counted_policies.insert(policy.clone());
+            self.by_policy
+                .entry(policy)
+                .or_default()
+                .add(first_for_policy, ok, ko);
             for d in &p.failure_details {
                 let n = stored_count(d.failed_session_count);
                 let mx = d.receiving_mx_hostname.as_deref().map(normalize_domain);
@@ -637,6 +840,56 @@ impl RollupDelta {
                 add_to(&mut self.by_mx, (domain.clone(), day.clone(), mx), n);
             }
         }
+    }
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// What a [`RollupDelta`] adds to the all-time tables (`report_domain_*`): its per-day keys
+/// without the day, summed, with the latest day.
+#[derive(Debug, Default)]
+pub(crate) struct AllTimeDelta {
+    pub orgs: BTreeMap<(String, String), (DayTotals, String)>,
+    pub policies: BTreeMap<(String, String, String), (DayTotals, String)>,
+    pub result_types: BTreeMap<(String, String), (u64, String)>,
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl RollupDelta {
+    /// The all-time sums of this delta. A report has one day and is counted once per day
+    /// key, so summing its days counts it once.
+    pub(crate) fn all_time(&self) -> AllTimeDelta {
+        fn fold<K: Ord>(
+            map: &mut BTreeMap<K, (DayTotals, String)>,
+            key: K,
+            day: &str,
+            t: &DayTotals,
+        ) {
+            let (sum, last) = map.entry(key).or_default();
+            sum.add(false, t.successful, t.failed);
+            sum.reports = sum.reports.saturating_add(t.reports);
+            if last.as_str() < day {
+                day.clone_into(last);
+            }
+        }
+        let mut out = AllTimeDelta::default();
+        for ((domain, day, org), t) in &self.by_org {
+            fold(&mut out.orgs, (domain.clone(), org.clone()), day, t);
+        }
+        for ((domain, day, kind, strings), t) in &self.by_policy {
+            let key = (domain.clone(), kind.clone(), strings.clone());
+            fold(&mut out.policies, key, day, t);
+        }
+        for ((domain, day, kind), n) in &self.by_type {
+            let (sum, last) = out
+                .result_types
+                .entry((domain.clone(), kind.clone()))
+                .or_default();
+            *sum = sum.saturating_add(*n);
+            if last.as_str() < day.as_str() {
+                day.clone_into(last);
+            }
+        }
+        out
     }
 }
 
@@ -675,6 +928,7 @@ pub(crate) fn stored(
     source: String,
     imported_at: i64,
     raw_json: String,
+    dkim: Option<String>,
 ) -> Result<StoredReport, StoreError> {
     let report =
         tlsrpt::Report::from_json(raw_json.as_bytes()).map_err(|e| StoreError::Corrupt {
@@ -687,6 +941,7 @@ pub(crate) fn stored(
         imported_at,
         report,
         raw_json,
+        dkim,
     })
 }
 
@@ -818,6 +1073,7 @@ pub(crate) mod testgen {
                     raw_json: r.to_json(),
                     report: r,
                     origin: "test".into(),
+                    dkim: None,
                 }
             })
     }
@@ -829,7 +1085,7 @@ pub(crate) mod testgen {
     }
 
     /// Every filter shape: none, a domain (as stored and in another spelling, and one with
-    /// no rows), a day, both.
+    /// no rows), a day, both; and some without the organisation and MX breakdowns.
     pub(crate) fn filters() -> Vec<SummaryFilter> {
         let since = UtcDateTime::from_unix_seconds(1_700_000_000 + 86_400).date_string();
         let mut out = vec![SummaryFilter::default()];
@@ -837,15 +1093,29 @@ pub(crate) mod testgen {
             out.push(SummaryFilter {
                 domain: Some(domain.into()),
                 since: None,
+                ..SummaryFilter::default()
             });
             out.push(SummaryFilter {
                 domain: Some(domain.into()),
                 since: Some(since.clone()),
+                ..SummaryFilter::default()
             });
         }
         out.push(SummaryFilter {
             domain: None,
-            since: Some(since),
+            since: Some(since.clone()),
+            ..SummaryFilter::default()
+        });
+        for domain in [None, Some("a.example".to_owned())] {
+            out.push(SummaryFilter {
+                domain,
+                since: Some(since.clone()),
+                skip_org_and_mx: true,
+            });
+        }
+        out.push(SummaryFilter {
+            skip_org_and_mx: true,
+            ..SummaryFilter::default()
         });
         out
     }
@@ -864,6 +1134,12 @@ pub(crate) mod testgen {
                 t.reports += d.reports;
                 t.successful += d.successful;
                 t.failed += d.failed;
+                if t.first_day.is_empty() || d.day < t.first_day {
+                    t.first_day.clone_from(&d.day);
+                }
+                if d.day > t.last_day {
+                    t.last_day.clone_from(&d.day);
+                }
             }
             let expected: Vec<DomainTotals> = sums.into_values().collect();
             assert_eq!(

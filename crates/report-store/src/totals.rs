@@ -70,6 +70,10 @@ pub struct DomainTotals {
     pub successful: u64,
     /// Sum of `total-failure-session-count`.
     pub failed: u64,
+    /// First day with a report in the period (`YYYY-MM-DD`).
+    pub first_day: String,
+    /// Last day with a report in the period (`YYYY-MM-DD`).
+    pub last_day: String,
 }
 
 impl DomainTotals {
@@ -92,10 +96,12 @@ pub fn from_days(days: &[DaySummary], period: &PeriodFilter) -> Vec<DomainTotals
         {
             out.push(DomainTotals {
                 policy_domain: d.policy_domain.clone(),
+                first_day: d.day.clone(),
                 ..DomainTotals::default()
             });
         }
         let Some(t) = out.last_mut() else { break };
+        t.last_day.clone_from(&d.day);
         t.days += 1;
         t.reports = t.reports.saturating_add(d.reports);
         t.successful = t.successful.saturating_add(d.successful);
@@ -105,7 +111,8 @@ pub fn from_days(days: &[DaySummary], period: &PeriodFilter) -> Vec<DomainTotals
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-/// The query over `report_days` (columns: domain, days, reports, successful, failed),
+/// The query over `report_days` (columns: domain, days, reports, successful, failed, first
+/// and last day),
 /// grouped by domain, with `placeholder(n)` rendering the n-th parameter (`?1`, `$1`) and
 /// `order` sorting by domain in byte order. PostgreSQL's `SUM(bigint)` is `numeric`, so the
 /// sums are cast back to `BIGINT`. The table's key (domain, day) is the group order, so
@@ -132,7 +139,7 @@ pub(crate) fn sql(
     };
     format!(
         "SELECT policy_domain, CAST(COUNT(*) AS BIGINT), CAST(SUM(reports) AS BIGINT), \
-         CAST(SUM(successful) AS BIGINT), CAST(SUM(failed) AS BIGINT) \
+         CAST(SUM(successful) AS BIGINT), CAST(SUM(failed) AS BIGINT), MIN(day), MAX(day) \
          FROM report_days {w} GROUP BY policy_domain {order}"
     )
 }

@@ -8,7 +8,7 @@ use tlsrpt::UtcDateTime;
 
 use crate::chart::{self, Span};
 use crate::diagnose::Diagnosis;
-use crate::query::{OVERVIEW_PAGE, PERIODS, Period, ViewQuery, encode, percent};
+use crate::query::{PERIODS, Period, ViewQuery, encode, percent};
 use crate::view::{self, DomainPage, Overview};
 
 /// A link of the period switch.
@@ -130,30 +130,27 @@ pub(crate) fn overview(base: &str, query: &ViewQuery, now: i64, view: &Overview)
     let first = since.or_else(|| {
         view.domains
             .iter()
-            .filter_map(|r| r.points.first().map(|p| p.day))
+            .filter_map(|r| r.first_day.as_deref().and_then(chart::day_number))
             .min()
     });
     let last = view
         .domains
         .iter()
-        .filter_map(|r| r.points.last().map(|p| p.day))
+        .filter_map(|r| r.last_day.as_deref().and_then(chart::day_number))
         .max()
         .into_iter()
         .chain(today)
         .max();
     let link_query = encode(&[("period", query.period().key())]);
-    let pages = view.domains.len().div_ceil(OVERVIEW_PAGE).max(1);
+    let pages = view.pages();
     let page = query.page().min(pages);
     let page_href = |n: usize| {
         let mut q = query.clone();
         q.page = Some(n.to_string());
         format!("{base}/?{}&page={n}", q.with_period(q.period()))
     };
-    let rows = view
-        .domains
+    let rows = view.domains[view.page_rows(page)]
         .iter()
-        .skip((page - 1) * OVERVIEW_PAGE)
-        .take(OVERVIEW_PAGE)
         .map(|r| {
             let sparkline = Span::new(first, last, &r.points)
                 .map(|span| {

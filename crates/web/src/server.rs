@@ -227,28 +227,41 @@ async fn load_overview(state: &AppState, query: &ViewQuery) -> Result<view::Over
         until: None,
     };
     let totals = state.store.domain_totals(&period).await?;
-    let days = state
+    let keys = state
         .store
-        .summary(&SummaryFilter {
-            domain: filters.domain.clone(),
-            since: filters.since.clone(),
-        })
+        .overview_keys(&period, filters.org.as_deref())
         .await?;
-    let details = state
-        .store
-        .details(
-            &DetailFilter {
-                domain: filters.domain.clone(),
-                period,
-            },
-            0,
-        )
-        .await?;
-    Ok(view::overview(filters, &totals, &days, &details))
+    Ok(view::overview(filters, &totals, &keys))
+}
+
+/// The overview with the sparkline points of the rows its page shows: one domain's days
+/// each (a key range of the day rollup), so a page costs the same however many domains
+/// there are.
+async fn load_overview_page(
+    state: &AppState,
+    query: &ViewQuery,
+) -> Result<view::Overview, StoreError> {
+    let mut overview = load_overview(state, query).await?;
+    let rows = overview.page_rows(query.page());
+    let mut days = Vec::with_capacity(rows.len());
+    for row in &overview.domains[rows.clone()] {
+        days.push(
+            state
+                .store
+                .summary(&SummaryFilter {
+                    domain: Some(row.policy_domain.clone()),
+                    since: overview.filters.since.clone(),
+                    skip_org_and_mx: true,
+                })
+                .await?,
+        );
+    }
+    overview.attach_points(rows, &days);
+    Ok(overview)
 }
 
 async fn overview_page(State(state): State<Shared>, Query(query): Query<ViewQuery>) -> Response {
-    match load_overview(&state, &query).await {
+    match load_overview_page(&state, &query).await {
         Ok(v) => Html(pages::overview(&state.base, &query, state.now(), &v)).into_response(),
         Err(e) => store_failed(&state, &query, &e),
     }
@@ -281,6 +294,7 @@ async fn load_domain(
         .summary(&SummaryFilter {
             domain: Some(domain.to_owned()),
             since: filters.since.clone(),
+            ..SummaryFilter::default()
         })
         .await?;
     let details = state
@@ -569,6 +583,7 @@ async fn days_csv(State(state): State<Shared>, Query(query): Query<ViewQuery>) -
         .summary(&SummaryFilter {
             domain: filters.domain.clone(),
             since: filters.since.clone(),
+            ..SummaryFilter::default()
         })
         .await
     {

@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use mta_sts_report_store::listing::{
     Details, OrganizationSessions, PolicySeen, ReportListing, SenderFailures,
 };
-use mta_sts_report_store::{DaySummary, DomainTotals};
+use mta_sts_report_store::{DaySummary, DomainTotals, OverviewKeys};
 use serde::Serialize;
 
-use crate::query::ViewQuery;
+use crate::query::{OVERVIEW_PAGE, ViewQuery};
 
 /// A domain is "no reports lately" when its last report day is more than this many days
 /// before today: reporters send one report per UTC day (RFC 8460 §4.1) after it ends.
@@ -132,6 +132,8 @@ pub struct DomainRow {
     pub success_rate: Option<f64>,
     /// The latest day with a report.
     pub last_day: Option<String>,
+    /// The first day with a report in the period.
+    pub first_day: Option<String>,
     /// Reporting organisations.
     pub organizations: Vec<String>,
     /// `policy-type`s seen, with the policy mode for `sts` (`sts enforce`, `sts testing`).
@@ -161,9 +163,9 @@ pub struct Overview {
 }
 
 /// `sts` with its mode from the policy string (`sts enforce`), other types as they are.
-pub fn policy_label(p: &PolicySeen) -> String {
-    if p.policy_type == "sts" {
-        let mode = p.policy_string.iter().find_map(|l| {
+pub fn policy_label(policy_type: &str, policy_string: &[String]) -> String {
+    if policy_type == "sts" {
+        let mode = policy_string.iter().find_map(|l| {
             let (k, v) = l.split_once(':')?;
             (k.trim() == "mode").then(|| v.trim().to_owned())
         });
@@ -172,33 +174,21 @@ pub fn policy_label(p: &PolicySeen) -> String {
             None => "sts".to_owned(),
         }
     } else {
-        p.policy_type.clone()
+        policy_type.to_owned()
     }
 }
 
-/// Builds the overview from the per-domain totals over the period, the per-day rows since
-/// its first day, and the detail listings over the period.
-pub fn overview(
-    filters: Filters,
-    totals: &[DomainTotals],
-    days: &[DaySummary],
-    details: &Details,
-) -> Overview {
-    let mut by_domain: BTreeMap<&str, Vec<&DaySummary>> = BTreeMap::new();
-    for d in days {
-        by_domain.entry(&d.policy_domain).or_default().push(d);
-    }
-    let mut orgs: BTreeMap<&str, Vec<&OrganizationSessions>> = BTreeMap::new();
-    for o in &details.organizations {
-        orgs.entry(&o.policy_domain).or_default().push(o);
-    }
-    let mut types: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-    for p in &details.policies {
-        types
-            .entry(&p.policy_domain)
-            .or_default()
-            .insert(policy_label(p));
-    }
+/// Builds the overview from the per-domain totals over the period and what the store
+/// keeps of each domain's organisations, policies and result types
+/// ([`mta_sts_report_store::OverviewKeys`], asked for with the organisation filter). The
+/// rows' sparkline points are left empty: the page fetches them for the rows it shows
+/// ([`Overview::attach_points`]).
+pub fn overview(filters: Filters, totals: &[DomainTotals], keys: &OverviewKeys) -> Overview {
+    let org_sessions: BTreeMap<&str, &OrganizationSessions> = keys
+        .organization_sessions
+        .iter()
+        .map(|o| (o.policy_domain.as_str(), o))
+        .collect();
     let mut rows = Vec::new();
     for t in totals {
         if filters
@@ -208,23 +198,14 @@ pub fn overview(
         {
             continue;
         }
-        let domain_days = by_domain
-            .get(t.policy_domain.as_str())
-            .cloned()
-            .unwrap_or_default();
-        let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
-        for d in &domain_days {
-            for (k, v) in &d.failures_by_result_type {
-                *by_type.entry(k.clone()).or_default() += v;
-            }
-        }
-        let domain_orgs = orgs
-            .get(t.policy_domain.as_str())
+        let by_type = keys
+            .failures_by_result_type
+            .get(&t.policy_domain)
             .cloned()
             .unwrap_or_default();
         let (mut reports, mut successful, mut failed) = (t.reports, t.successful, t.failed);
-        if let Some(org) = &filters.org {
-            let Some(o) = domain_orgs.iter().find(|o| &o.organization_name == org) else {
+        if filters.org.is_some() {
+            let Some(o) = org_sessions.get(t.policy_domain.as_str()) else {
                 continue;
             };
             (reports, successful, failed) = (o.reports, o.successful, o.failed);
@@ -236,7 +217,7 @@ pub fn overview(
         if failed_of_result == Some(0) {
             continue;
         }
-        let last_day = domain_days.last().map(|d| d.day.clone());
+        let last_day = (!t.last_day.is_empty()).then(|| t.last_day.clone());
         let total = successful.saturating_add(failed);
         rows.push(DomainRow {
             policy_domain: t.policy_domain.clone(),
@@ -247,33 +228,62 @@ pub fn overview(
             success_rate: (total > 0).then(|| successful as f64 / total as f64),
             status: Status::of(failed, last_day.as_deref(), &filters.today),
             last_day,
-            organizations: domain_orgs
-                .iter()
-                .map(|o| o.organization_name.clone())
-                .collect(),
-            policy_types: types
-                .get(t.policy_domain.as_str())
+            first_day: (!t.first_day.is_empty()).then(|| t.first_day.clone()),
+            organizations: keys
+                .organizations
+                .get(&t.policy_domain)
                 .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default(),
+            policy_types: keys
+                .policies
+                .get(&t.policy_domain)
+                .map(|s| {
+                    s.iter()
+                        .map(|p| policy_label(&p.policy_type, &p.policy_string))
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect()
+                })
                 .unwrap_or_default(),
             failures_by_result_type: by_type,
             failed_of_result,
-            points: crate::chart::points(domain_days.iter().copied()),
+            points: Vec::new(),
         });
     }
-    let organizations: BTreeSet<String> = details
-        .organizations
-        .iter()
-        .map(|o| o.organization_name.clone())
-        .collect();
-    let result_types: BTreeSet<String> = days
-        .iter()
-        .flat_map(|d| d.failures_by_result_type.keys().cloned())
+    let organizations: BTreeSet<String> = keys.organizations.values().flatten().cloned().collect();
+    let result_types: BTreeSet<String> = keys
+        .failures_by_result_type
+        .values()
+        .flat_map(|m| m.keys().cloned())
         .collect();
     Overview {
         filters,
         domains: rows,
         organizations: organizations.into_iter().collect(),
         result_types: result_types.into_iter().collect(),
+    }
+}
+
+impl Overview {
+    /// The rows of overview page `page` (1-based; past the end, the last page).
+    pub fn page_rows(&self, page: usize) -> std::ops::Range<usize> {
+        let pages = self.pages();
+        let page = page.clamp(1, pages);
+        let start = (page - 1) * OVERVIEW_PAGE;
+        start.min(self.domains.len())..(start + OVERVIEW_PAGE).min(self.domains.len())
+    }
+
+    /// The number of overview pages (at least 1).
+    pub fn pages(&self) -> usize {
+        self.domains.len().div_ceil(OVERVIEW_PAGE).max(1)
+    }
+
+    /// Sets the sparkline points of the rows in `rows` from each domain's per-day
+    /// summary rows.
+    pub fn attach_points(&mut self, rows: std::ops::Range<usize>, days: &[Vec<DaySummary>]) {
+        for (row, days) in self.domains[rows].iter_mut().zip(days) {
+            row.points = crate::chart::points(days);
+        }
     }
 }
 
@@ -443,13 +453,18 @@ mod tests {
             day("b.example", "2024-01-01", 5, 0),
         ];
         let totals = mta_sts_report_store::totals::from_days(&days, &Default::default());
+        let mut keys = OverviewKeys::default();
+        keys.failures_by_result_type.insert(
+            "a.example".into(),
+            [("certificate-expired".to_owned(), 1)].into(),
+        );
         let mut f = filters("2024-01-02");
-        let all = overview(f.clone(), &totals, &days, &Details::default());
+        let all = overview(f.clone(), &totals, &keys);
         assert_eq!(all.domains.len(), 2);
         assert_eq!(all.domains[0].status, Status::Failures);
         assert_eq!(all.domains[1].status, Status::Healthy);
         f.result = Some("certificate-expired".into());
-        let some = overview(f, &totals, &days, &Details::default());
+        let some = overview(f, &totals, &keys);
         assert_eq!(some.domains.len(), 1);
         assert_eq!(some.domains[0].failed_of_result, Some(1));
     }
@@ -481,11 +496,9 @@ mod tests {
 
     #[test]
     fn sts_policies_are_labelled_with_their_mode() {
-        let p = PolicySeen {
-            policy_type: "sts".into(),
-            policy_string: vec!["version: STSv1".into(), "mode: testing".into()],
-            ..PolicySeen::default()
-        };
-        assert_eq!(policy_label(&p), "sts testing");
+        let lines = ["version: STSv1".to_owned(), "mode: testing".to_owned()];
+        assert_eq!(policy_label("sts", &lines), "sts testing");
+        assert_eq!(policy_label("sts", &[]), "sts");
+        assert_eq!(policy_label("tlsa", &lines), "tlsa");
     }
 }

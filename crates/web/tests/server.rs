@@ -33,9 +33,14 @@ async fn filled_db(dir: &Path) -> PathBuf {
     let mut accepted = 0;
     for file in mailbox::list_files(&[corpus(), hostile()]) {
         let file = file.unwrap();
+        // The hostile report also carries a hostile DKIM result (the signer's d= and s=
+        // come from the mail, so from strangers too).
+        let dkim = file
+            .ends_with("hostile.json")
+            .then(|| "pass (d=<script>document.title='pwned-dkim'</script>, s=x)".to_owned());
         for input in mailbox::read_file(&file, 1 << 24).unwrap() {
             if let InputOutcome::Accepted { .. } = sink
-                .accept(&input.bytes, None, &input.label, 1)
+                .accept_with_dkim(&input.bytes, None, &input.label, 1, dkim.clone())
                 .await
                 .unwrap()
             {
@@ -189,6 +194,7 @@ async fn pages_and_json_carry_the_stores_numbers() {
         .summary(&SummaryFilter {
             domain: Some("company-y.example".into()),
             since: None,
+            ..SummaryFilter::default()
         })
         .await
         .unwrap();
@@ -215,6 +221,10 @@ async fn pages_and_json_carry_the_stores_numbers() {
     let (status, page) = get(&format!("{}/report/{id}", run.base)).await;
     assert_eq!(status, 200);
     assert!(page.contains("Company-X"), "{page}");
+    assert!(
+        page.contains("data-field=\"dkim\">not mail"),
+        "a report from a file has no DKIM result: {page}"
+    );
     let (status, _) = get(&format!("{}/report/999999", run.base)).await;
     assert_eq!(status, 404);
 
@@ -308,6 +318,7 @@ async fn hostile_report_strings_render_as_text() {
         "pwned-helo",
         "pwned-info",
         "pwned-mx-host",
+        "pwned-dkim",
     ] {
         assert!(report.contains(field), "report page shows {field}");
     }

@@ -299,6 +299,7 @@ pub async fn store_suite(store: Arc<dyn ReportStore>) {
         .summary(&SummaryFilter {
             domain: Some("Company-Y.Example.".into()),
             since: None,
+            ..SummaryFilter::default()
         })
         .await
         .unwrap();
@@ -308,6 +309,7 @@ pub async fn store_suite(store: Arc<dyn ReportStore>) {
         .summary(&SummaryFilter {
             domain: None,
             since: Some("2024-09-13".into()),
+            ..SummaryFilter::default()
         })
         .await
         .unwrap();
@@ -426,6 +428,7 @@ pub async fn store_suite(store: Arc<dyn ReportStore>) {
             raw_json: r.to_json(),
             report: r,
             origin: "test".into(),
+            dkim: None,
         });
     }
     batch.push(batch[0].clone());

@@ -233,6 +233,12 @@ async fn rfc6376_rsa_sha256_relaxed_relaxed_is_imported() {
     assert_verified(&imported, Algorithm::RsaSha256);
     assert!(imported.warnings.is_empty(), "{:?}", imported.warnings);
     assert_eq!(env.stored().await, 1);
+    let stored = env.store.find("r1").await.unwrap();
+    assert_eq!(
+        stored[0].dkim.as_deref(),
+        Some("pass (d=sender.test, s=rsa)"),
+        "the DKIM result is stored with the report, for the dashboard's report page"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -707,4 +713,13 @@ async fn rfc8460_s3_only_mail_is_checked_and_skip_is_explicit() {
         .unwrap();
     assert_eq!(imported.dkim, DkimStatus::Skipped);
     assert_eq!(env.stored().await, 3);
+    let dkim_of = |id: &'static str| {
+        let store = env.store.clone();
+        async move { store.find(id).await.unwrap()[0].dkim.clone() }
+    };
+    assert_eq!(dkim_of("j1").await, None, "a JSON file is not mail");
+    assert_eq!(
+        dkim_of("sk").await.as_deref(),
+        Some("not checked (imported with --no-dkim)")
+    );
 }
