@@ -20,6 +20,7 @@ mod output;
 mod query;
 mod report;
 mod serve;
+mod served;
 mod web;
 
 /// MTA-STS (RFC 8461) and SMTP TLS Reporting (RFC 8460) toolkit.
