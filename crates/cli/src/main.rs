@@ -20,6 +20,7 @@ mod output;
 mod query;
 mod report;
 mod serve;
+mod serve_web;
 mod served;
 mod web;
 

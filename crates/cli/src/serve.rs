@@ -200,15 +200,24 @@ pub fn run_serve(args: &ServeArgs) -> Result<u8> {
                 outln!("{line}")?;
             }
             outln!("{intake}")?;
+            if let Some(web) = &table.config().web {
+                let line = crate::serve_web::describe(web)
+                    .with_context(|| format!("{}: [web]", args.config.display()))?;
+                outln!("{line}")?;
+            }
         }
         return Ok(exit::OK);
     }
     let store = intake
         .as_ref()
         .and_then(|t| t.store.as_deref().map(|s| (t, s)));
+    let web = config.web.clone();
     runtime
         .block_on(async {
-            match store {
+            // The dashboard ([web]) reads the store, so it starts after the sink opened it
+            // (which creates a new SQLite file and its tables).
+            let mut dashboard = None;
+            let served = match store {
                 Some((intake, location)) => {
                     let sink = Arc::new(StoreSink::new(location, intake));
                     if let Err(e) = sink.open().await {
@@ -221,6 +230,9 @@ pub fn run_serve(args: &ServeArgs) -> Result<u8> {
                                 .to_owned(),
                         };
                         tracing::error!(error = %e, "the TLS-RPT report store is unavailable; it is opened again with each report; {meanwhile}");
+                    }
+                    if let Some(web) = &web {
+                        dashboard = start_dashboard(web, &config, args).await?;
                     }
                     mta_sts_policy_host::serve_inherited(
                         config,
@@ -239,10 +251,39 @@ pub fn run_serve(args: &ServeArgs) -> Result<u8> {
                     )
                     .await
                 }
+            };
+            if let Some(dashboard) = dashboard {
+                dashboard.shutdown().await;
             }
-        })
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+            served.map_err(|e| anyhow::anyhow!("{e}"))
+        })?;
     Ok(exit::OK)
+}
+
+/// Starts `[web]`. A token or users file that cannot be read, or a listen address that
+/// cannot be bound, stops `serve` (the operator asked for the dashboard and must fix the
+/// setting); a report store that cannot be opened yet is logged and the policy host runs
+/// without the dashboard (serving policies matters more).
+async fn start_dashboard(
+    web: &mta_sts_policy_host::config::WebSettings,
+    config: &ServeConfig,
+    args: &ServeArgs,
+) -> Result<Option<mta_sts_web::WebServer>> {
+    // Unreadable authentication files fail here, before the store is looked at.
+    crate::serve_web::describe(web).with_context(|| format!("{}: [web]", args.config.display()))?;
+    match crate::serve_web::start(web, config, &args.config, &args.net).await {
+        Ok(server) => {
+            tracing::info!(addr = %server.local_addr(), "dashboard listening ([web])");
+            Ok(Some(server))
+        }
+        Err(e) if e.downcast_ref::<mta_sts_web::WebError>().is_some() => {
+            Err(e.context(format!("{}: [web]", args.config.display())))
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "the TLS-RPT dashboard ([web]) is not started; `serve` runs without it: restart `serve` once the cause is fixed");
+            Ok(None)
+        }
+    }
 }
 
 /// `--check-config`: the hosts ACME has not issued a certificate for yet; `serve` aborts

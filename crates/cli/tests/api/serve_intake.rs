@@ -560,3 +560,135 @@ async fn default_log_tells_the_lifecycle_in_plain_text() {
         "colour codes in a log file: {log:?}"
     );
 }
+
+/// One plain HTTP/1.1 GET to the dashboard at `addr`; status and body.
+fn web_get(addr: &str, path: &str, authorization: Option<&str>) -> (u16, String) {
+    use std::io::Read;
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).expect("read");
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+// Issue #17: `[web]` in serve.toml serves the dashboard from the policy host's own process
+// over the `[tlsrpt]` store: a report POSTed to the intake shows on its overview, behind
+// its token; the served domain's page has its records to publish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_web_section_shows_posted_reports_behind_its_token() {
+    let web_port = free_port();
+    let mut serve = Serve::new(&format!(
+        "store = \"reports.db\"\n\n[web]\nlisten = \"127.0.0.1:{web_port}\"\ntoken_file = \"web.token\"\ncheck = false\n"
+    ));
+    let token = "0123456789abcdef0123456789abcdef";
+    std::fs::write(serve.path("web.token"), format!("{token}\n")).expect("token");
+    let db = serve.path("reports.db").display().to_string();
+
+    let out = serve.check_config();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "TLS-RPT dashboard ([web]): http://127.0.0.1:{web_port}/ over the report store {db} (read-only), token of {} required, re-run check off",
+            serve.path("web.token").display()
+        )),
+        "{stdout}"
+    );
+
+    serve.start().await;
+    let (status, body) = serve
+        .post(
+            report("2024-03-01T00:00:00Z_web", 41, 1).as_bytes(),
+            "application/tlsrpt+json",
+        )
+        .await;
+    assert_eq!(status, 201, "{body}\n{}", serve.log());
+
+    let addr = format!("127.0.0.1:{web_port}");
+    let bearer = format!("Bearer {token}");
+    let (status, body) = web_get(&addr, "/api/?period=all", Some(&bearer));
+    assert_eq!(status, 200, "{body}\n{}", serve.log());
+    let overview: Value = serde_json::from_str(&body).expect("json");
+    let served = overview["domains"]
+        .as_array()
+        .expect("domains")
+        .iter()
+        .find(|d| d["policy_domain"] == "served.test")
+        .unwrap_or_else(|| panic!("served.test not on the overview: {overview}"));
+    assert_eq!(served["successful"], 41, "{served}");
+    assert_eq!(served["failed"], 1, "{served}");
+    let (status, page) = web_get(&addr, "/?period=all", Some(&bearer));
+    assert_eq!(status, 200);
+    assert!(page.contains("served.test"), "{page}");
+
+    // The serve configuration is the dashboard's --serve-config.
+    let (status, page) = web_get(&addr, "/domain/served.test?period=all", Some(&bearer));
+    assert_eq!(status, 200);
+    assert!(page.contains("Records to publish"), "{page}");
+    assert!(
+        page.contains("_mta-sts.served.test. IN TXT &#34;v=STSv1; id="),
+        "{page}"
+    );
+    assert!(
+        !page.contains("Re-run check</button>"),
+        "check = false: {page}"
+    );
+
+    // Without the token, or with a wrong one: 401.
+    assert_eq!(web_get(&addr, "/api/?period=all", None).0, 401);
+    assert_eq!(
+        web_get(&addr, "/", Some("Bearer not-the-token-at-all")).0,
+        401
+    );
+
+    // The store holds the one report the intake stored.
+    assert_eq!(totals(&db), (1, 41, 1));
+}
+
+// `[web]` whose token file cannot be read: `--check-config` fails naming it (exit 2).
+#[test]
+fn serve_web_check_config_fails_on_a_missing_token_file() {
+    let serve = Serve::new("store = \"reports.db\"\n[web]\ntoken_file = \"missing.token\"\n");
+    let out = serve.check_config();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("[web]"), "{stderr}");
+    assert!(stderr.contains("missing.token"), "{stderr}");
+}
+
+// `[web]` on a public address without authentication is refused at config load, with one
+// sentence naming the fix; `serve` itself then does not start either.
+#[test]
+fn serve_web_refuses_a_public_address_without_authentication() {
+    let serve = Serve::new("store = \"reports.db\"\n[web]\nlisten = \"0.0.0.0:8480\"\n");
+    let out = serve.check_config();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:8480 without authentication: set `token_file` or `users` in [web] (or listen on 127.0.0.1)"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    let out = mta_sts()
+        .args(["serve", "--config"])
+        .arg(&serve.config)
+        .output()
+        .expect("serve");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
