@@ -692,3 +692,78 @@ fn serve_web_refuses_a_public_address_without_authentication() {
         .expect("serve");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+/// The fenced block that follows `<!-- test: NAME -->` in README.md (without its fences).
+fn readme_block(name: &str) -> String {
+    const README: &str = include_str!("../../../../README.md");
+    let marker = format!("<!-- test: {name} -->");
+    README
+        .lines()
+        .skip_while(|l| l.trim() != marker)
+        .skip(2)
+        .take_while(|l| !l.starts_with("```"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+// README's `[web]` example and the `--check-config` line it shows, as written but for the
+// token file's path (made with the README's `openssl` command when openssl is installed)
+// and the port.
+#[test]
+fn serve_web_readme_example_checks_as_shown() {
+    let port = free_port();
+    let toml = readme_block("web serve.toml");
+    assert!(toml.starts_with("[web]\n"), "{toml}");
+    let probe = Serve::new("store = \"reports.db\"\n");
+    let token = probe.path("web.token").display().to_string();
+    let db = probe.path("reports.db").display().to_string();
+    let subst = |text: &str| {
+        text.replace("/etc/mta-sts/web.token", &token)
+            .replace("/var/lib/mta-sts/reports.db", &db)
+            .replace("127.0.0.1:8480", &format!("127.0.0.1:{port}"))
+            .replace(
+                "/etc/mta-sts/serve.toml",
+                &probe.config.display().to_string(),
+            )
+    };
+    let make_token = toml
+        .split_once("# e.g. `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(cmd, _)| subst(cmd))
+        .expect("the token command");
+    let made = Command::new("sh").args(["-c", &make_token]).output();
+    if !made.is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var("MTA_STS_REQUIRE_INTEROP").as_deref() != Ok("1"),
+            "`{make_token}` failed and MTA_STS_REQUIRE_INTEROP=1"
+        );
+        eprintln!(
+            "SKIPPED running `{make_token}` (openssl not installed?); writing a token instead"
+        );
+        std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").expect("token");
+    }
+    let config = std::fs::read_to_string(&probe.config).expect("config");
+    std::fs::write(&probe.config, format!("{config}\n{}", subst(&toml))).expect("config");
+
+    let shown = readme_block("web check-config");
+    let mut lines = shown.lines();
+    let command = lines
+        .next()
+        .and_then(|l| l.strip_prefix("$ "))
+        .expect("command");
+    let words: Vec<String> = subst(command)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(words[..3], ["mta-sts", "serve", "--check-config"]);
+    let out = mta_sts().args(&words[1..]).output().expect("check-config");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in lines {
+        assert!(
+            stdout.lines().any(|l| l == subst(line)),
+            "{} not in {stdout}",
+            subst(line)
+        );
+    }
+}

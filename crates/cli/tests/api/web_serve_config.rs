@@ -320,3 +320,73 @@ fn web_serve_config_errors_name_the_file() {
         "{stderr}"
     );
 }
+
+/// The fenced block that follows `<!-- test: NAME -->` in README.md (without its fences).
+fn readme_block(name: &str) -> Vec<String> {
+    const README: &str = include_str!("../../../../README.md");
+    let marker = format!("<!-- test: {name} -->");
+    README
+        .lines()
+        .skip_while(|l| l.trim() != marker)
+        .skip(2)
+        .take_while(|l| !l.starts_with("```"))
+        .map(String::from)
+        .collect()
+}
+
+/// README's `mta-sts web … --serve-config` command, run as written but for its paths (a
+/// temporary database and serve.toml) and a free port; a configured domain's page then
+/// shows its records.
+#[test]
+fn web_readme_serve_config_command_works_as_written() {
+    let block = readme_block("web serve-config");
+    assert_eq!(block.len(), 2, "{block:?}");
+    let words: Vec<&str> = block[0]
+        .strip_prefix("$ ")
+        .expect("a command")
+        .split_whitespace()
+        .collect();
+    assert_eq!(words[..2], ["mta-sts", "web"], "{block:?}");
+    assert_eq!(block[1], "dashboard on http://127.0.0.1:8480/");
+
+    let pki = mta_sts_testkit::Pki::new().expect("pki");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let issued = pki
+        .ca()
+        .issue(&["mta-sts.served.test"], Validity::Current)
+        .expect("issue");
+    std::fs::write(dir.path().join("host.pem"), &issued.cert_pem).expect("cert");
+    std::fs::write(dir.path().join("host.key"), &issued.key_pem).expect("key");
+    let config = dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        "[[domain]]\nname = \"served.test\"\nmode = \"testing\"\nmx = [\"mx1.served.test\"]\ncert = \"host.pem\"\nkey = \"host.key\"\n",
+    )
+    .expect("config");
+    let db = dir.path().join("reports.db");
+    mta_sts()
+        .args(["report", "import", "--no-dkim", "--db"])
+        .arg(&db)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/corpus/tlsrpt"))
+        .output()
+        .expect("import");
+    let args: Vec<String> = words[2..]
+        .iter()
+        .map(|w| match *w {
+            "/var/lib/mta-sts/reports.db" => db.display().to_string(),
+            "/etc/mta-sts/serve.toml" => config.display().to_string(),
+            other => other.to_owned(),
+        })
+        .chain(["--no-check".to_owned()])
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // `start_web` passes `--listen 127.0.0.1:0` and waits for the line the README shows.
+    let (_web, addr) = start_web(&args, &[]);
+    let (status, page) = http(&addr, "GET", "/domain/served.test", "", "");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Records to publish"), "{page}");
+    assert!(
+        page.contains("_mta-sts.served.test. IN TXT &#34;v=STSv1; id="),
+        "{page}"
+    );
+}
