@@ -211,52 +211,46 @@ pub fn run_serve(args: &ServeArgs) -> Result<u8> {
     let store = intake
         .as_ref()
         .and_then(|t| t.store.as_deref().map(|s| (t, s)));
-    let web = config.web.clone();
-    runtime
-        .block_on(async {
-            // The dashboard ([web]) reads the store, so it starts after the sink opened it
-            // (which creates a new SQLite file and its tables).
-            let mut dashboard = None;
-            let served = match store {
-                Some((intake, location)) => {
-                    let sink = Arc::new(StoreSink::new(location, intake));
-                    if let Err(e) = sink.open().await {
-                        let meanwhile = match &intake.spool_dir {
-                            Some(dir) => format!(
-                                "reports are spooled to {} and move into the store once it opens",
-                                dir.display(),
-                            ),
-                            None => "reports are answered 503 (senders retry) until it opens"
-                                .to_owned(),
-                        };
-                        tracing::error!(error = %e, "the TLS-RPT report store is unavailable; it is opened again with each report; {meanwhile}");
-                    }
-                    if let Some(web) = &web {
-                        dashboard = start_dashboard(web, &config, args).await?;
-                    }
-                    mta_sts_policy_host::serve_inherited(
-                        config,
-                        Some(sink),
-                        inherited,
-                        shutdown_signal(),
-                    )
-                    .await
+    runtime.block_on(async {
+        let sink: Option<Arc<dyn mta_sts_policy_host::ReportSink>> = match store {
+            Some((intake, location)) => {
+                let sink = Arc::new(StoreSink::new(location, intake));
+                if let Err(e) = sink.open().await {
+                    let meanwhile = match &intake.spool_dir {
+                        Some(dir) => format!(
+                            "reports are spooled to {} and move into the store once it opens",
+                            dir.display(),
+                        ),
+                        None => "reports are answered 503 (senders retry) until it opens".to_owned(),
+                    };
+                    tracing::error!(error = %e, "the TLS-RPT report store is unavailable; it is opened again with each report; {meanwhile}");
                 }
-                None => {
-                    mta_sts_policy_host::serve_inherited(
-                        config,
-                        None,
-                        inherited,
-                        shutdown_signal(),
-                    )
-                    .await
-                }
-            };
-            if let Some(dashboard) = dashboard {
-                dashboard.shutdown().await;
+                Some(sink)
             }
-            served.map_err(|e| anyhow::anyhow!("{e}"))
-        })?;
+            None => None,
+        };
+        let web = config.web.clone().map(|w| (w, config.clone()));
+        let server = mta_sts_policy_host::Server::start_inherited(
+            config,
+            sink,
+            Arc::new(mta_sts_net::SystemClock),
+            inherited,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        // The dashboard ([web]) reads the store the sink has opened (which creates a new
+        // SQLite file and its tables), and shows the table the server serves, following
+        // its reloads.
+        let dashboard = match &web {
+            Some((web, config)) => start_dashboard(web, config, server.table_handle(), args).await?,
+            None => None,
+        };
+        let served = mta_sts_policy_host::run_server(server, shutdown_signal()).await;
+        if let Some(dashboard) = dashboard {
+            dashboard.shutdown().await;
+        }
+        served.map_err(|e| anyhow::anyhow!("{e}"))
+    })?;
     Ok(exit::OK)
 }
 
@@ -267,11 +261,12 @@ pub fn run_serve(args: &ServeArgs) -> Result<u8> {
 async fn start_dashboard(
     web: &mta_sts_policy_host::config::WebSettings,
     config: &ServeConfig,
+    tables: mta_sts_policy_host::TableHandle,
     args: &ServeArgs,
 ) -> Result<Option<mta_sts_web::WebServer>> {
     // Unreadable authentication files fail here, before the store is looked at.
     crate::serve_web::describe(web).with_context(|| format!("{}: [web]", args.config.display()))?;
-    match crate::serve_web::start(web, config, &args.config, &args.net).await {
+    match crate::serve_web::start(web, config, tables, &args.config, &args.net).await {
         Ok(server) => {
             tracing::info!(addr = %server.local_addr(), "dashboard listening ([web])");
             Ok(Some(server))
@@ -406,7 +401,7 @@ async fn self_check(args: &ServeArgs, config: ServeConfig) -> Result<u8> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
     let check_config = check::check_config(&net, 20.0, !args.no_smtp);
     let served = served::ServedCheck {
-        table: Arc::new(table),
+        tables: served::Tables::Fixed(Arc::new(table)),
         config: args.config.clone(),
         thresholds: check_config.thresholds,
         asked,
@@ -418,7 +413,7 @@ async fn self_check(args: &ServeArgs, config: ServeConfig) -> Result<u8> {
         outln!("DNS answers from {dns}")?;
     }
     let mut verdicts = Vec::new();
-    for entry in served.table.hosts() {
+    for entry in served.tables.load().hosts() {
         let report = served
             .check(
                 &checker,

@@ -1,7 +1,9 @@
 //! `[web]` of `mta-sts serve`: the dashboard of `mta-sts web` served by the policy host's
 //! own process, over the report store of its `[tlsrpt]` section (opened read-only), with
 //! the serve configuration itself as `--serve-config` (records and drift for every served
-//! domain). A reload (SIGHUP, or a changed file) leaves the dashboard as it started.
+//! domain). The records and drift follow the policy host's reloads (the table is read
+//! through its `TableHandle` at each page and check); the dashboard's own settings
+//! (`[web]`) and its DNS servers stay as they were at start.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,10 +12,11 @@ use std::time::Duration;
 use anyhow::Result;
 use mta_sts_net::{Clock, SystemClock};
 use mta_sts_policy_host::config::WebSettings;
-use mta_sts_policy_host::{ServeConfig, Table};
+use mta_sts_policy_host::{ServeConfig, TableHandle};
 use mta_sts_web::{Auth, Diagnose, WebConfig, WebServer};
 
 use crate::net::NetArgs;
+use crate::served::{LiveServed, Tables};
 use crate::web::{CheckerDiagnose, auth, open_read_only};
 
 /// Time budget of one "re-run check" (`mta-sts web --check-timeout`'s default).
@@ -52,6 +55,7 @@ pub(crate) fn describe(web: &WebSettings) -> Result<String> {
 pub(crate) async fn start(
     web: &WebSettings,
     config: &ServeConfig,
+    tables: TableHandle,
     config_path: &Path,
     net: &NetArgs,
 ) -> Result<WebServer> {
@@ -60,19 +64,15 @@ pub(crate) async fn start(
     auth.check_listen(web.listen)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (net, _, asked) = crate::served::dns_choice(net, config, config_path);
-    let table = Arc::new(
-        Table::build_with_clock(Arc::new(config.clone()), clock.as_ref())
-            .await
-            .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?,
-    );
+    let tables = Tables::Live(tables);
     let store = open_read_only(&web.store).await?;
-    let served = crate::served::served_domains(&table, config_path);
+    let served = LiveServed::new(tables.clone(), config_path);
     let diagnose: Option<Arc<dyn Diagnose>> = if web.check {
         Some(Arc::new(CheckerDiagnose::new(
             &net,
             CHECK_BUDGET,
             clock.clone(),
-            Some((table, config_path.to_path_buf(), asked)),
+            Some((tables, config_path.to_path_buf(), asked)),
         )?))
     } else {
         None

@@ -14,8 +14,8 @@ use mta_sts_checker::{Checker, Report, Verdict};
 use mta_sts_net::Clock;
 use mta_sts_policy_host::config::TlsRptConfig;
 use mta_sts_policy_host::table::HostEntry;
-use mta_sts_policy_host::{Records, ServeConfig, Table};
-use mta_sts_web::{ServedDomains, ServedRecords, ServedTxt};
+use mta_sts_policy_host::{Records, ServeConfig, Table, TableHandle};
+use mta_sts_web::{ServedRecords, ServedSource, ServedTxt};
 
 use crate::net::NetArgs;
 
@@ -49,27 +49,85 @@ pub(crate) fn records_text(records: &Records, intake: Option<&TlsRptConfig>) -> 
     text
 }
 
-/// The records of every domain of `table`, for the dashboard's domain pages.
-pub(crate) fn served_domains(table: &Table, config: &Path) -> ServedDomains {
-    let intake = table.config().tlsrpt.as_ref();
-    let mut served = ServedDomains::new(config.display().to_string());
-    for r in table.records() {
+/// Where the table of what is served comes from: read once (`web --serve-config`,
+/// `serve --check`), or the running policy host's, following its reloads (`[web]` of
+/// `serve`).
+#[derive(Clone)]
+pub(crate) enum Tables {
+    /// A table built once from the file.
+    Fixed(Arc<Table>),
+    /// The policy host's current table.
+    Live(TableHandle),
+}
+
+impl Tables {
+    /// The table now.
+    pub(crate) fn load(&self) -> Arc<Table> {
+        match self {
+            Tables::Fixed(table) => table.clone(),
+            Tables::Live(handle) => handle.load(),
+        }
+    }
+
+    /// The entry of a configured policy domain (lower case), if any.
+    pub(crate) fn entry(&self, domain: &str) -> Option<Arc<HostEntry>> {
+        let host = format!("mta-sts.{}", domain.to_ascii_lowercase());
+        self.load().host(&host).cloned()
+    }
+}
+
+impl std::fmt::Debug for Tables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            Tables::Fixed(_) => "Fixed",
+            Tables::Live(_) => "Live",
+        };
+        f.debug_struct("Tables")
+            .field("kind", &kind)
+            .field("hosts", &self.load().hosts().count())
+            .finish()
+    }
+}
+
+/// The dashboard's view of a serve configuration: the records of a configured domain,
+/// computed from the table when a page asks (so they follow the policy host's reloads).
+#[derive(Debug)]
+pub(crate) struct LiveServed {
+    tables: Tables,
+    config: String,
+}
+
+impl LiveServed {
+    /// The records of the domains of `tables`, from the configuration file `config`.
+    pub(crate) fn new(tables: Tables, config: &Path) -> LiveServed {
+        LiveServed {
+            tables,
+            config: config.display().to_string(),
+        }
+    }
+}
+
+impl ServedSource for LiveServed {
+    fn records(&self, domain: &str) -> Option<ServedRecords> {
+        let table = self.tables.load();
+        let entry = table.host(&format!("mta-sts.{}", domain.to_ascii_lowercase()))?;
+        let r = entry.records();
         let txt = |t: &mta_sts_policy_host::records::TxtRecord| ServedTxt {
             name: t.name.clone(),
             value: t.value.clone(),
         };
-        served.insert(
-            r.domain.as_str(),
-            ServedRecords {
-                policy_host: r.policy_host.clone(),
-                id: r.id.clone(),
-                sts: txt(&r.sts),
-                tlsrpt: r.tlsrpt.as_ref().map(txt),
-                text: records_text(&r, intake),
-            },
-        );
+        Some(ServedRecords {
+            policy_host: r.policy_host.clone(),
+            id: r.id.clone(),
+            sts: txt(&r.sts),
+            tlsrpt: r.tlsrpt.as_ref().map(txt),
+            text: records_text(&r, table.config().tlsrpt.as_ref()),
+        })
     }
-    served
+
+    fn config(&self) -> Option<String> {
+        Some(self.config.clone())
+    }
 }
 
 /// Which DNS servers a check of the served domains asks: `--dns` if given, else the
@@ -113,7 +171,7 @@ pub(crate) fn dns_choice(
 /// the configuration file (named in fixes), the thresholds and who answers DNS.
 pub(crate) struct ServedCheck {
     /// What this host serves.
-    pub(crate) table: Arc<Table>,
+    pub(crate) tables: Tables,
     /// The serve configuration file.
     pub(crate) config: PathBuf,
     /// The checker's thresholds (certificate expiry warnings).
@@ -123,13 +181,6 @@ pub(crate) struct ServedCheck {
 }
 
 impl ServedCheck {
-    /// The entry of a configured policy domain (lower case), if any.
-    pub(crate) fn entry(&self, domain: &str) -> Option<&Arc<HostEntry>> {
-        self.table
-            .hosts()
-            .find(|e| e.domain.as_str().eq_ignore_ascii_case(domain))
-    }
-
     /// `serve --check` of one configured domain: the checker's report within `budget`,
     /// plus the drift findings, with the verdict recomputed over all of them.
     pub(crate) async fn check(
@@ -145,11 +196,11 @@ impl ServedCheck {
             id: &entry.id,
             cert_not_after: entry.cert_validity.map(|(_, not_after)| not_after),
         };
-        let serves_host = |host: &str| self.table.host(host).is_some();
+        let table = self.tables.load();
+        let serves_host = |host: &str| table.host(host).is_some();
         let intake = Intake {
             serves_host: &serves_host,
-            intake_path: self
-                .table
+            intake_path: table
                 .config()
                 .tlsrpt
                 .as_ref()

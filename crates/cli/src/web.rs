@@ -19,7 +19,7 @@ use mta_sts_web::{Auth, Diagnose, Diagnosis, DiagnosisFinding, WebConfig, WebSer
 
 use crate::exit;
 use crate::net::NetArgs;
-use crate::served::ServedCheck;
+use crate::served::{LiveServed, ServedCheck, Tables};
 
 /// Arguments of `mta-sts web`.
 #[derive(Debug, Args)]
@@ -77,11 +77,11 @@ impl CheckerDiagnose {
         net: &NetArgs,
         budget: Duration,
         clock: Arc<dyn Clock>,
-        served: Option<(Arc<Table>, PathBuf, String)>,
+        served: Option<(Tables, PathBuf, String)>,
     ) -> Result<CheckerDiagnose> {
         let config = crate::check::check_config(net, 20.0, true);
-        let served = served.map(|(table, config_path, asked)| ServedCheck {
-            table,
+        let served = served.map(|(tables, config_path, asked)| ServedCheck {
+            tables,
             config: config_path,
             thresholds: config.thresholds,
             asked,
@@ -117,11 +117,11 @@ impl Diagnose for CheckerDiagnose {
         let entry = self
             .served
             .as_ref()
-            .and_then(|s| Some((s, s.entry(domain)?)));
+            .and_then(|s| Some((s, s.tables.entry(domain)?)));
         let report = match entry {
             Some((served, entry)) => {
                 served
-                    .check(&checker, entry, self.budget, self.clock.as_ref())
+                    .check(&checker, &entry, self.budget, self.clock.as_ref())
                     .await
             }
             None => checker.check_bounded(domain, self.budget).await,
@@ -233,15 +233,15 @@ pub fn run(args: &WebArgs) -> Result<u8> {
         let (served, net) = match &args.serve_config {
             Some(path) => {
                 let (table, net, asked) = load_served(path, &args.net, clock.as_ref()).await?;
-                (Some((table, path.clone(), asked)), net)
+                (Some((Tables::Fixed(table), path.clone(), asked)), net)
             }
             None => (None, args.net.clone()),
         };
         let store = open_read_only(&location).await?;
-        let served_domains = served
-            .as_ref()
-            .map(|(table, path, _)| crate::served::served_domains(table, path))
-            .unwrap_or_default();
+        let served_source: Arc<dyn mta_sts_web::ServedSource> = match &served {
+            Some((tables, path, _)) => Arc::new(LiveServed::new(tables.clone(), path)),
+            None => Arc::new(mta_sts_web::ServedDomains::default()),
+        };
         let diagnose: Option<Arc<dyn Diagnose>> = if args.no_check {
             None
         } else {
@@ -255,7 +255,7 @@ pub fn run(args: &WebArgs) -> Result<u8> {
         let config = WebConfig {
             listen: args.listen,
             auth,
-            served: Arc::new(served_domains),
+            served: served_source,
             ..WebConfig::default()
         };
         let server = WebServer::start(&config, store, clock, diagnose).await?;

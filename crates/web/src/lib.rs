@@ -45,5 +45,5 @@ pub mod view;
 pub use auth::{Auth, AuthError};
 pub use diagnose::{Diagnose, Diagnosis, DiagnosisFinding};
 pub use query::{Period, ViewQuery};
-pub use served::{ServedDomains, ServedRecords, ServedTxt};
+pub use served::{ServedDomains, ServedRecords, ServedSource, ServedTxt};
 pub use server::{WebConfig, WebError, WebServer, router};

@@ -2,8 +2,9 @@
 //! (`mta-sts web --serve-config FILE`, and the `[web]` dashboard of `mta-sts serve`): the
 //! DNS records to publish for each domain (RFC 8461 §3.1 `_mta-sts`, RFC 8460 §3
 //! `_smtp._tls`), as `mta-sts serve --print-records` prints them. The caller (the CLI)
-//! computes them with the policy host's code; this module only carries them to the page
-//! and its JSON. Drift comes with the diagnosis ([`crate::diagnose`]): the caller's
+//! computes them with the policy host's code, through a [`ServedSource`] asked at each
+//! page (so a policy host's dashboard follows its reloads); this module only carries them
+//! to the page and its JSON. [`ServedDomains`] is a fixed set. Drift comes with the diagnosis ([`crate::diagnose`]): the caller's
 //! [`crate::Diagnose`] adds it for configured domains.
 
 use std::collections::BTreeMap;
@@ -76,22 +77,30 @@ impl ServedDomains {
     }
 }
 
-/// The `served` member of a domain page's JSON.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct ServedJson<'a> {
-    /// The serve configuration the domain is configured in.
-    pub(crate) config: &'a str,
-    /// What to publish.
-    #[serde(flatten)]
-    pub(crate) records: &'a ServedRecords,
+/// Where the domain pages get the records of configured domains from.
+pub trait ServedSource: Send + Sync + std::fmt::Debug {
+    /// The records to publish for `domain` (lower case), `None` when it is not configured.
+    fn records(&self, domain: &str) -> Option<ServedRecords>;
+    /// The serve configuration file, shown on the pages.
+    fn config(&self) -> Option<String>;
 }
 
-impl ServedDomains {
-    /// The JSON of `domain`'s records, `None` when it is not configured.
-    pub(crate) fn json(&self, domain: &str) -> Option<ServedJson<'_>> {
-        Some(ServedJson {
-            config: self.config.as_deref().unwrap_or(""),
-            records: self.get(domain)?,
-        })
+impl ServedSource for ServedDomains {
+    fn records(&self, domain: &str) -> Option<ServedRecords> {
+        self.get(domain).cloned()
     }
+
+    fn config(&self) -> Option<String> {
+        self.config.clone()
+    }
+}
+
+/// The `served` member of a domain page's JSON.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ServedJson {
+    /// The serve configuration the domain is configured in.
+    pub(crate) config: String,
+    /// What to publish.
+    #[serde(flatten)]
+    pub(crate) records: ServedRecords,
 }

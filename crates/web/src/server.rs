@@ -30,7 +30,7 @@ use crate::auth::{Auth, AuthError};
 use crate::diagnose::{Diagnose, Diagnosis};
 use crate::pages;
 use crate::query::ViewQuery;
-use crate::served::ServedDomains;
+use crate::served::{ServedDomains, ServedJson, ServedSource};
 use crate::view::{self, Filters};
 
 /// Sent with every answer: no scripts at all, no external resources, no framing.
@@ -50,7 +50,7 @@ pub struct WebConfig {
     pub report_limit: u32,
     /// The domains of a serve configuration (`--serve-config`): their pages show the
     /// records to publish. Empty: none.
-    pub served: Arc<ServedDomains>,
+    pub served: Arc<dyn ServedSource>,
 }
 
 impl Default for WebConfig {
@@ -96,7 +96,7 @@ struct AppState {
     csrf: String,
     diagnose: Option<Arc<dyn Diagnose>>,
     diagnoses: Mutex<HashMap<String, Diagnosis>>,
-    served: Arc<ServedDomains>,
+    served: Arc<dyn ServedSource>,
 }
 
 type Shared = Arc<AppState>;
@@ -322,6 +322,8 @@ async fn domain_page(
     let domain = domain_of(&name);
     match load_domain(&state, &query, &domain).await {
         Ok((v, organizations)) => {
+            let served = state.served.records(&domain);
+            let served_config = state.served.config();
             let diagnosis = state
                 .diagnoses
                 .lock()
@@ -338,8 +340,8 @@ async fn domain_page(
                     can_check: state.diagnose.is_some() && !domain.is_empty(),
                     csrf: &state.csrf,
                     organizations,
-                    served: state.served.get(&domain),
-                    served_config: state.served.config(),
+                    served: served.as_ref(),
+                    served_config: served_config.as_deref(),
                 },
             ))
             .into_response()
@@ -351,11 +353,11 @@ async fn domain_page(
 /// The domain page's JSON: its view, the cached diagnosis (with drift findings for a
 /// configured domain) and, with a serve configuration, the records to publish.
 #[derive(Serialize)]
-struct DomainJson<'a> {
+struct DomainJson {
     #[serde(flatten)]
     page: view::DomainPage,
     diagnosis: Option<Diagnosis>,
-    served: Option<crate::served::ServedJson<'a>>,
+    served: Option<ServedJson>,
 }
 
 async fn domain_json(
@@ -374,7 +376,10 @@ async fn domain_json(
             Json(DomainJson {
                 page,
                 diagnosis,
-                served: state.served.json(&domain),
+                served: state.served.records(&domain).map(|records| ServedJson {
+                    config: state.served.config().unwrap_or_default(),
+                    records,
+                }),
             })
             .into_response()
         }

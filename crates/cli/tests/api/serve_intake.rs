@@ -622,6 +622,16 @@ async fn serve_web_section_shows_posted_reports_behind_its_token() {
 
     let addr = format!("127.0.0.1:{web_port}");
     let bearer = format!("Bearer {token}");
+    // The dashboard starts right after the policy host's listener.
+    let started = Instant::now();
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the dashboard did not listen: {}",
+            serve.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (status, body) = web_get(&addr, "/api/?period=all", Some(&bearer));
     assert_eq!(status, 200, "{body}\n{}", serve.log());
     let overview: Value = serde_json::from_str(&body).expect("json");
@@ -648,6 +658,48 @@ async fn serve_web_section_shows_posted_reports_behind_its_token() {
     assert!(
         !page.contains("Re-run check</button>"),
         "check = false: {page}"
+    );
+
+    // A reload (SIGHUP) that changes the policy: the page shows the new record, the one
+    // `--print-records` now prints.
+    let served_id = |addr: &str| {
+        let (_, body) = web_get(addr, "/api/domain/served.test", Some(&bearer));
+        let json: Value = serde_json::from_str(&body).expect("json");
+        json["served"]["id"].as_str().expect("served id").to_owned()
+    };
+    let before = served_id(&addr);
+    let config = std::fs::read_to_string(&serve.config).expect("config");
+    std::fs::write(
+        &serve.config,
+        config.replace("max_age = 604800", "max_age = 1209600"),
+    )
+    .expect("config");
+    let printed = mta_sts()
+        .args(["serve", "--print-records", "--config"])
+        .arg(&serve.config)
+        .output()
+        .expect("print records");
+    let printed = String::from_utf8_lossy(&printed.stdout).into_owned();
+    let pid = serve.child.as_ref().expect("running").id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let started = Instant::now();
+    let after = loop {
+        let id = served_id(&addr);
+        if id != before || started.elapsed() > Duration::from_secs(20) {
+            break id;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(after, before, "{}", serve.log());
+    assert!(
+        printed.contains(&format!("\"v=STSv1; id={after};\"")),
+        "{after} not in {printed}"
     );
 
     // Without the token, or with a wrong one: 401.
