@@ -33,7 +33,7 @@
 //! ```text
 //! bulk     → checker, report, finding
 //! checker  → analyze, probe, tls, report, finding, error, join
-//! drift    → analyze (Thresholds), report, finding
+//! drift    → analyze (Thresholds), report, finding, probe (the `https:` rua URI)
 //! analyze  → probe, tls, report, finding      (pure: no I/O, no clock)
 //! report   → probe, tls, finding
 //! probe    → tls                               (records only, judges nothing)

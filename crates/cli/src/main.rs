@@ -20,6 +20,8 @@ mod output;
 mod query;
 mod report;
 mod serve;
+mod serve_web;
+mod served;
 mod web;
 
 /// MTA-STS (RFC 8461) and SMTP TLS Reporting (RFC 8460) toolkit.

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::net::NetArgs;
 use crate::output::{Style, out, outln};
-use crate::{check, exit, input};
+use crate::{check, exit, input, served};
 
 /// Default location of the policy host configuration.
 pub const DEFAULT_CONFIG: &str = "/etc/mta-sts/serve.toml";
@@ -151,22 +151,6 @@ fn print_records(all: &[Records], json: bool) -> Result<()> {
     Ok(())
 }
 
-/// With `[tlsrpt]` on and no `rua` for a domain, no `_smtp._tls` record is printed: a
-/// zone-file comment says so and what to set, so reports reach this host's intake.
-fn tlsrpt_hint(records: &Records, intake: Option<&TlsRptConfig>) -> Option<String> {
-    let intake = intake?;
-    if records.tlsrpt.is_some() {
-        return None;
-    }
-    let uri = format!("https://{}{}", records.policy_host, intake.intake_path);
-    Some(format!(
-        "; no _smtp._tls record for {domain}: it has no `rua`. To receive its TLS-RPT reports \
-         (RFC 8460 §3) at this host's intake, set rua = \"{uri}\" in its [[domain]] table or in \
-         [default], then run --print-records again.",
-        domain = records.domain
-    ))
-}
-
 /// `mta-sts serve`.
 pub fn run_serve(args: &ServeArgs) -> Result<u8> {
     let config = ServeConfig::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -198,10 +182,7 @@ pub fn run_serve(args: &ServeArgs) -> Result<u8> {
             .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
         if args.print_records {
             for r in table.records() {
-                print_records(std::slice::from_ref(&r), false)?;
-                if let Some(hint) = tlsrpt_hint(&r, intake.as_ref()) {
-                    outln!("{hint}")?;
-                }
+                out!("{}", served::records_text(&r, intake.as_ref()))?;
             }
         } else {
             let intake = match &intake {
@@ -219,49 +200,85 @@ pub fn run_serve(args: &ServeArgs) -> Result<u8> {
                 outln!("{line}")?;
             }
             outln!("{intake}")?;
+            if let Some(web) = &table.config().web {
+                let line = crate::serve_web::describe(web)
+                    .with_context(|| format!("{}: [web]", args.config.display()))?;
+                outln!("{line}")?;
+            }
         }
         return Ok(exit::OK);
     }
     let store = intake
         .as_ref()
         .and_then(|t| t.store.as_deref().map(|s| (t, s)));
-    runtime
-        .block_on(async {
-            match store {
-                Some((intake, location)) => {
-                    let sink = Arc::new(StoreSink::new(location, intake));
-                    if let Err(e) = sink.open().await {
-                        let meanwhile = match &intake.spool_dir {
-                            Some(dir) => format!(
-                                "reports are spooled to {} and move into the store once it opens",
-                                dir.display(),
-                            ),
-                            None => "reports are answered 503 (senders retry) until it opens"
-                                .to_owned(),
-                        };
-                        tracing::error!(error = %e, "the TLS-RPT report store is unavailable; it is opened again with each report; {meanwhile}");
-                    }
-                    mta_sts_policy_host::serve_inherited(
-                        config,
-                        Some(sink),
-                        inherited,
-                        shutdown_signal(),
-                    )
-                    .await
+    runtime.block_on(async {
+        let sink: Option<Arc<dyn mta_sts_policy_host::ReportSink>> = match store {
+            Some((intake, location)) => {
+                let sink = Arc::new(StoreSink::new(location, intake));
+                if let Err(e) = sink.open().await {
+                    let meanwhile = match &intake.spool_dir {
+                        Some(dir) => format!(
+                            "reports are spooled to {} and move into the store once it opens",
+                            dir.display(),
+                        ),
+                        None => "reports are answered 503 (senders retry) until it opens".to_owned(),
+                    };
+                    tracing::error!(error = %e, "the TLS-RPT report store is unavailable; it is opened again with each report; {meanwhile}");
                 }
-                None => {
-                    mta_sts_policy_host::serve_inherited(
-                        config,
-                        None,
-                        inherited,
-                        shutdown_signal(),
-                    )
-                    .await
-                }
+                Some(sink)
             }
-        })
+            None => None,
+        };
+        let web = config.web.clone().map(|w| (w, config.clone()));
+        let server = mta_sts_policy_host::Server::start_inherited(
+            config,
+            sink,
+            Arc::new(mta_sts_net::SystemClock),
+            inherited,
+        )
+        .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+        // The dashboard ([web]) reads the store the sink has opened (which creates a new
+        // SQLite file and its tables), and shows the table the server serves, following
+        // its reloads.
+        let dashboard = match &web {
+            Some((web, config)) => start_dashboard(web, config, server.table_handle(), args).await?,
+            None => None,
+        };
+        let served = mta_sts_policy_host::run_server(server, shutdown_signal()).await;
+        if let Some(dashboard) = dashboard {
+            dashboard.shutdown().await;
+        }
+        served.map_err(|e| anyhow::anyhow!("{e}"))
+    })?;
     Ok(exit::OK)
+}
+
+/// Starts `[web]`. A token or users file that cannot be read, or a listen address that
+/// cannot be bound, stops `serve` (the operator asked for the dashboard and must fix the
+/// setting); a report store that cannot be opened yet is logged and the policy host runs
+/// without the dashboard (serving policies matters more).
+async fn start_dashboard(
+    web: &mta_sts_policy_host::config::WebSettings,
+    config: &ServeConfig,
+    tables: mta_sts_policy_host::TableHandle,
+    args: &ServeArgs,
+) -> Result<Option<mta_sts_web::WebServer>> {
+    // Unreadable authentication files fail here, before the store is looked at.
+    crate::serve_web::describe(web).with_context(|| format!("{}: [web]", args.config.display()))?;
+    match crate::serve_web::start(web, config, tables, &args.config, &args.net).await {
+        Ok(server) => {
+            tracing::info!(addr = %server.local_addr(), "dashboard listening ([web])");
+            Ok(Some(server))
+        }
+        Err(e) if e.downcast_ref::<mta_sts_web::WebError>().is_some() => {
+            Err(e.context(format!("{}: [web]", args.config.display())))
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "the TLS-RPT dashboard ([web]) is not started; `serve` runs without it: restart `serve` once the cause is fixed");
+            Ok(None)
+        }
+    }
 }
 
 /// `--check-config`: the hosts ACME has not issued a certificate for yet; `serve` aborts
@@ -371,112 +388,24 @@ async fn shutdown_signal() {
     }
 }
 
-/// Findings that say a DNS record is missing: `serve --check` adds who answered.
-const NO_RECORD_FINDINGS: &[&str] = &["record-missing", "tlsrpt-missing"];
-
-fn join_addrs(addrs: &[std::net::SocketAddr]) -> String {
-    addrs
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The host (lower case, no port, no trailing dot) and path (`/` when none, no query) of an
-/// `https:` URI; `None` for other schemes.
-fn https_host_path(uri: &str) -> Option<(String, String)> {
-    let uri = mta_sts_checker::probe::rua::HttpsUri::parse(uri)?;
-    Some((
-        uri.host.trim_end_matches('.').to_owned(),
-        uri.route().to_owned(),
-    ))
-}
-
-/// The published `rua` URIs (RFC 8460 §3) that point at one of this host's policy hosts
-/// over `https:` but at a path where it takes no reports (RFC 8460 §5.4): reporting MTAs
-/// get 404 and the reports are lost, while everything else passes.
-fn rua_drift(
-    published: &[String],
-    table: &Table,
-    config: &std::path::Path,
-) -> Vec<mta_sts_checker::Finding> {
-    use mta_sts_checker::Finding;
-    use mta_sts_checker::finding::ids;
-    let intake = table.config().tlsrpt.as_ref();
-    let mut findings = Vec::new();
-    for uri in published {
-        let Some((host, path)) = https_host_path(uri) else {
-            continue;
-        };
-        if table.host(&host).is_none() {
-            continue;
-        }
-        let (detail, fix) = match intake {
-            Some(t) if t.intake_path == path => continue,
-            Some(t) => (
-                format!(
-                    "the _smtp._tls record has rua={uri}; this host takes reports at https://{host}{} and answers {path} with 404",
-                    t.intake_path
-                ),
-                format!(
-                    "Publish rua=https://{host}{} (see `mta-sts serve --print-records`), or set intake_path = \"{path}\" in [tlsrpt] of {}.",
-                    t.intake_path,
-                    config.display()
-                ),
-            ),
-            None => (
-                format!(
-                    "the _smtp._tls record has rua={uri}; this host has no [tlsrpt] section, so it answers {path} with 404"
-                ),
-                format!(
-                    "Add [tlsrpt] with intake_path = \"{path}\" and a store or spool_dir to {}, or publish another rua.",
-                    config.display()
-                ),
-            ),
-        };
-        findings.push(Finding {
-            fix,
-            ..Finding::new(&ids::SERVE_RUA_NOT_INTAKE, detail)
-        });
-    }
-    findings
-}
-
 /// `serve --check`: every configured domain through the checker, plus drift findings.
 async fn self_check(args: &ServeArgs, config: ServeConfig) -> Result<u8> {
-    use mta_sts_checker::drift::{Served, drift};
-    use mta_sts_checker::{Checker, Verdict};
+    use mta_sts_checker::Checker;
     use mta_sts_net::clock::{Clock, SystemClock};
 
     // One clock for the table (expired certificates), the checker and the drift findings.
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-
-    // The DNS servers of serve.toml (`nameservers`) unless --dns says otherwise: the ones
-    // this host's own `mx = "auto"` lookups use.
-    let mut net = args.net.clone();
-    let (dns, asked) = if !net.dns.is_empty() {
-        (
-            format!("{} (--dns)", join_addrs(&net.dns)),
-            join_addrs(&net.dns),
-        )
-    } else if !config.nameservers.is_empty() {
-        net.dns = config.nameservers.clone();
-        let asked = join_addrs(&net.dns);
-        (
-            format!("{asked} (nameservers in {})", args.config.display()),
-            asked,
-        )
-    } else {
-        (
-            "the system resolver (/etc/resolv.conf)".to_owned(),
-            "the system resolver".to_owned(),
-        )
-    };
+    let (net, dns, asked) = served::dns_choice(&args.net, &config, &args.config);
     let table = Table::build_with_clock(Arc::new(config), clock.as_ref())
         .await
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
     let check_config = check::check_config(&net, 20.0, !args.no_smtp);
-    let thresholds = check_config.thresholds;
+    let served = served::ServedCheck {
+        tables: served::Tables::Fixed(Arc::new(table)),
+        config: args.config.clone(),
+        thresholds: check_config.thresholds,
+        asked,
+    };
     let checker =
         Checker::with_clock(check_config, clock.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let style = Style::stdout();
@@ -484,30 +413,15 @@ async fn self_check(args: &ServeArgs, config: ServeConfig) -> Result<u8> {
         outln!("DNS answers from {dns}")?;
     }
     let mut verdicts = Vec::new();
-    for entry in table.hosts() {
-        let mut report = checker
-            .check_bounded(entry.domain.as_str(), std::time::Duration::from_secs(120))
+    for entry in served.tables.load().hosts() {
+        let report = served
+            .check(
+                &checker,
+                entry,
+                std::time::Duration::from_secs(120),
+                clock.as_ref(),
+            )
             .await;
-        let served = Served {
-            policy: &entry.policy,
-            id: &entry.id,
-            cert_not_after: entry.cert_validity.map(|(_, not_after)| not_after),
-        };
-        report
-            .findings
-            .extend(drift(&report, &served, &thresholds, clock.system_time()));
-        if let Some(tlsrpt) = &report.tlsrpt {
-            report
-                .findings
-                .extend(rua_drift(&tlsrpt.rua, &table, &args.config));
-        }
-        // "No record" depends on who was asked: say it where it is read.
-        for finding in &mut report.findings {
-            if NO_RECORD_FINDINGS.contains(&finding.id.as_str()) {
-                finding.detail = format!("{} (answered by {asked})", finding.detail);
-            }
-        }
-        report.verdict = Verdict::of(&report.findings);
         verdicts.push(report.verdict);
         if args.json {
             outln!("{}", serde_json::to_string(&report)?)?;
@@ -516,24 +430,4 @@ async fn self_check(args: &ServeArgs, config: ServeConfig) -> Result<u8> {
         }
     }
     Ok(check::exit_code(verdicts))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn https_uri_parts() {
-        let parts = |uri: &str| https_host_path(uri).map(|(h, p)| format!("{h} {p}"));
-        assert_eq!(
-            parts("https://MTA-STS.Example.org./reports?x=1#f").as_deref(),
-            Some("mta-sts.example.org /reports")
-        );
-        assert_eq!(
-            parts("https://u@mta-sts.example.org:443").as_deref(),
-            Some("mta-sts.example.org /")
-        );
-        assert_eq!(parts("mailto:tlsrpt@example.org"), None);
-        assert_eq!(parts("http://mta-sts.example.org/tlsrpt"), None);
-    }
 }

@@ -80,5 +80,7 @@ pub use intake::{
 };
 pub use listen::{ACTIVATION_ROLES, ListenError};
 pub use records::{Records, TxtRecord, records};
-pub use server::{ServeError, Server, serve, serve_inherited, serve_with_sink};
+pub use server::{
+    ServeError, Server, TableHandle, run_server, serve, serve_inherited, serve_with_sink,
+};
 pub use table::{CertError, ChainError, HostEntry, MxError, Table, TableError};

@@ -112,6 +112,25 @@ pub enum ServeError {
     NoStoreSink(String),
 }
 
+/// The table a running [`Server`] serves, following its reloads ([`Server::table_handle`]).
+#[derive(Clone)]
+pub struct TableHandle(Arc<ArcSwap<Table>>);
+
+impl TableHandle {
+    /// The table served now.
+    pub fn load(&self) -> Arc<Table> {
+        self.0.load_full()
+    }
+}
+
+impl std::fmt::Debug for TableHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableHandle")
+            .field("hosts", &self.0.load().hosts().count())
+            .finish()
+    }
+}
+
 /// State shared by listeners, connections, the watcher and the ACME manager.
 pub(crate) struct Shared {
     pub(crate) table: Arc<ArcSwap<Table>>,
@@ -431,6 +450,12 @@ impl Server {
         self.shared.table.load_full()
     }
 
+    /// A handle on the table being served that follows reloads, for a front end that shows
+    /// what is served (the `[web]` dashboard of `mta-sts serve`).
+    pub fn table_handle(&self) -> TableHandle {
+        TableHandle(self.shared.table.clone())
+    }
+
     /// Re-reads the configuration and certificates and swaps them in; existing connections
     /// keep going. On error nothing changes, and the error says why.
     pub async fn reload(&self) -> Result<(), ServeError> {
@@ -513,6 +538,17 @@ pub async fn serve_with_sink(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     run(Server::start_with_sink(config, sink).await?, shutdown).await
+}
+
+/// Runs a started [`Server`] until `shutdown` completes, reloading on SIGHUP and when the
+/// configuration or a certificate file changes: what [`serve_inherited`] does once it has
+/// started the server. For a front end that needs the server first (its
+/// [`Server::table_handle`]).
+pub async fn run_server(
+    server: Server,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    run(server, shutdown).await
 }
 
 async fn run(server: Server, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {

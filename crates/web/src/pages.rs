@@ -9,6 +9,7 @@ use tlsrpt::UtcDateTime;
 use crate::chart::{self, Span};
 use crate::diagnose::Diagnosis;
 use crate::query::{PERIODS, Period, ViewQuery, encode, percent};
+use crate::served::ServedRecords;
 use crate::view::{self, DomainPage, Overview};
 
 /// A link of the period switch.
@@ -236,6 +237,8 @@ pub(crate) struct DomainTemplate<'a> {
     can_check: bool,
     check_href: String,
     csrf: &'a str,
+    served: Option<&'a ServedRecords>,
+    served_config: &'a str,
 }
 
 /// Inputs of the domain page beyond its view.
@@ -246,6 +249,10 @@ pub(crate) struct DomainExtras<'a> {
     pub(crate) csrf: &'a str,
     /// Every organisation that reported for the domain in the period (the filter's choices).
     pub(crate) organizations: Vec<String>,
+    /// The records to publish, when the domain is in the serve configuration.
+    pub(crate) served: Option<&'a ServedRecords>,
+    /// That configuration file.
+    pub(crate) served_config: Option<&'a str>,
 }
 
 pub(crate) fn domain(
@@ -319,6 +326,8 @@ pub(crate) fn domain(
         can_check: extras.can_check,
         check_href: format!("{base}/domain/{segment}/check"),
         csrf: extras.csrf,
+        served: extras.served,
+        served_config: extras.served_config.unwrap_or_default(),
     }
     .render()
     .unwrap_or_else(|e| format!("template error: {e}"))

@@ -30,6 +30,7 @@ use crate::auth::{Auth, AuthError};
 use crate::diagnose::{Diagnose, Diagnosis};
 use crate::pages;
 use crate::query::ViewQuery;
+use crate::served::{ServedDomains, ServedJson, ServedSource};
 use crate::view::{self, Filters};
 
 /// Sent with every answer: no scripts at all, no external resources, no framing.
@@ -47,6 +48,9 @@ pub struct WebConfig {
     pub base: String,
     /// Most reports listed on a domain page.
     pub report_limit: u32,
+    /// The domains of a serve configuration (`--serve-config`): their pages show the
+    /// records to publish. Empty: none.
+    pub served: Arc<dyn ServedSource>,
 }
 
 impl Default for WebConfig {
@@ -56,6 +60,7 @@ impl Default for WebConfig {
             auth: Auth::None,
             base: String::new(),
             report_limit: 200,
+            served: Arc::new(ServedDomains::default()),
         }
     }
 }
@@ -91,6 +96,7 @@ struct AppState {
     csrf: String,
     diagnose: Option<Arc<dyn Diagnose>>,
     diagnoses: Mutex<HashMap<String, Diagnosis>>,
+    served: Arc<dyn ServedSource>,
 }
 
 type Shared = Arc<AppState>;
@@ -125,6 +131,7 @@ pub fn router(
         csrf: csrf_token()?,
         diagnose,
         diagnoses: Mutex::new(HashMap::new()),
+        served: config.served.clone(),
     });
     Ok(Router::new()
         .route("/", get(overview_page))
@@ -329,6 +336,8 @@ async fn domain_page(
     let domain = domain_of(&name);
     match load_domain(&state, &query, &domain).await {
         Ok((v, organizations)) => {
+            let served = state.served.records(&domain);
+            let served_config = state.served.config();
             let diagnosis = state
                 .diagnoses
                 .lock()
@@ -345,6 +354,8 @@ async fn domain_page(
                     can_check: state.diagnose.is_some() && !domain.is_empty(),
                     csrf: &state.csrf,
                     organizations,
+                    served: served.as_ref(),
+                    served_config: served_config.as_deref(),
                 },
             ))
             .into_response()
@@ -353,12 +364,14 @@ async fn domain_page(
     }
 }
 
-/// The domain page's JSON: its view and the cached diagnosis.
+/// The domain page's JSON: its view, the cached diagnosis (with drift findings for a
+/// configured domain) and, with a serve configuration, the records to publish.
 #[derive(Serialize)]
 struct DomainJson {
     #[serde(flatten)]
     page: view::DomainPage,
     diagnosis: Option<Diagnosis>,
+    served: Option<ServedJson>,
 }
 
 async fn domain_json(
@@ -374,7 +387,15 @@ async fn domain_json(
                 .lock()
                 .ok()
                 .and_then(|m| m.get(&domain).cloned());
-            Json(DomainJson { page, diagnosis }).into_response()
+            Json(DomainJson {
+                page,
+                diagnosis,
+                served: state.served.records(&domain).map(|records| ServedJson {
+                    config: state.served.config().unwrap_or_default(),
+                    records,
+                }),
+            })
+            .into_response()
         }
         Err(e) => store_failed(&state, &query, &e),
     }

@@ -29,3 +29,4 @@ mod serve;
 mod serve_intake;
 mod socket_activation;
 mod web_browser;
+mod web_serve_config;

@@ -560,3 +560,262 @@ async fn default_log_tells_the_lifecycle_in_plain_text() {
         "colour codes in a log file: {log:?}"
     );
 }
+
+/// One plain HTTP/1.1 GET to the dashboard at `addr`; status and body.
+fn web_get(addr: &str, path: &str, authorization: Option<&str>) -> (u16, String) {
+    use std::io::Read;
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).expect("read");
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+// Issue #17: `[web]` in serve.toml serves the dashboard from the policy host's own process
+// over the `[tlsrpt]` store: a report POSTed to the intake shows on its overview, behind
+// its token; the served domain's page has its records to publish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_web_section_shows_posted_reports_behind_its_token() {
+    let web_port = free_port();
+    let mut serve = Serve::new(&format!(
+        "store = \"reports.db\"\n\n[web]\nlisten = \"127.0.0.1:{web_port}\"\ntoken_file = \"web.token\"\ncheck = false\n"
+    ));
+    let token = "0123456789abcdef0123456789abcdef";
+    std::fs::write(serve.path("web.token"), format!("{token}\n")).expect("token");
+    let db = serve.path("reports.db").display().to_string();
+
+    let out = serve.check_config();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "TLS-RPT dashboard ([web]): http://127.0.0.1:{web_port}/ over the report store {db} (read-only), token of {} required, re-run check off",
+            serve.path("web.token").display()
+        )),
+        "{stdout}"
+    );
+
+    serve.start().await;
+    let (status, body) = serve
+        .post(
+            report("2024-03-01T00:00:00Z_web", 41, 1).as_bytes(),
+            "application/tlsrpt+json",
+        )
+        .await;
+    assert_eq!(status, 201, "{body}\n{}", serve.log());
+
+    let addr = format!("127.0.0.1:{web_port}");
+    let bearer = format!("Bearer {token}");
+    // The dashboard starts right after the policy host's listener.
+    let started = Instant::now();
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the dashboard did not listen: {}",
+            serve.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = web_get(&addr, "/api/?period=all", Some(&bearer));
+    assert_eq!(status, 200, "{body}\n{}", serve.log());
+    let overview: Value = serde_json::from_str(&body).expect("json");
+    let served = overview["domains"]
+        .as_array()
+        .expect("domains")
+        .iter()
+        .find(|d| d["policy_domain"] == "served.test")
+        .unwrap_or_else(|| panic!("served.test not on the overview: {overview}"));
+    assert_eq!(served["successful"], 41, "{served}");
+    assert_eq!(served["failed"], 1, "{served}");
+    let (status, page) = web_get(&addr, "/?period=all", Some(&bearer));
+    assert_eq!(status, 200);
+    assert!(page.contains("served.test"), "{page}");
+
+    // The serve configuration is the dashboard's --serve-config.
+    let (status, page) = web_get(&addr, "/domain/served.test?period=all", Some(&bearer));
+    assert_eq!(status, 200);
+    assert!(page.contains("Records to publish"), "{page}");
+    assert!(
+        page.contains("_mta-sts.served.test. IN TXT &#34;v=STSv1; id="),
+        "{page}"
+    );
+    assert!(
+        !page.contains("Re-run check</button>"),
+        "check = false: {page}"
+    );
+
+    // A reload (SIGHUP) that changes the policy: the page shows the new record, the one
+    // `--print-records` now prints.
+    let served_id = |addr: &str| {
+        let (_, body) = web_get(addr, "/api/domain/served.test", Some(&bearer));
+        let json: Value = serde_json::from_str(&body).expect("json");
+        json["served"]["id"].as_str().expect("served id").to_owned()
+    };
+    let before = served_id(&addr);
+    let config = std::fs::read_to_string(&serve.config).expect("config");
+    std::fs::write(
+        &serve.config,
+        config.replace("max_age = 604800", "max_age = 1209600"),
+    )
+    .expect("config");
+    let printed = mta_sts()
+        .args(["serve", "--print-records", "--config"])
+        .arg(&serve.config)
+        .output()
+        .expect("print records");
+    let printed = String::from_utf8_lossy(&printed.stdout).into_owned();
+    let pid = serve.child.as_ref().expect("running").id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let started = Instant::now();
+    let after = loop {
+        let id = served_id(&addr);
+        if id != before || started.elapsed() > Duration::from_secs(20) {
+            break id;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(after, before, "{}", serve.log());
+    assert!(
+        printed.contains(&format!("\"v=STSv1; id={after};\"")),
+        "{after} not in {printed}"
+    );
+
+    // Without the token, or with a wrong one: 401.
+    assert_eq!(web_get(&addr, "/api/?period=all", None).0, 401);
+    assert_eq!(
+        web_get(&addr, "/", Some("Bearer not-the-token-at-all")).0,
+        401
+    );
+
+    // The store holds the one report the intake stored.
+    assert_eq!(totals(&db), (1, 41, 1));
+}
+
+// `[web]` whose token file cannot be read: `--check-config` fails naming it (exit 2).
+#[test]
+fn serve_web_check_config_fails_on_a_missing_token_file() {
+    let serve = Serve::new("store = \"reports.db\"\n[web]\ntoken_file = \"missing.token\"\n");
+    let out = serve.check_config();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("[web]"), "{stderr}");
+    assert!(stderr.contains("missing.token"), "{stderr}");
+}
+
+// `[web]` on a public address without authentication is refused at config load, with one
+// sentence naming the fix; `serve` itself then does not start either.
+#[test]
+fn serve_web_refuses_a_public_address_without_authentication() {
+    let serve = Serve::new("store = \"reports.db\"\n[web]\nlisten = \"0.0.0.0:8480\"\n");
+    let out = serve.check_config();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:8480 without authentication: set `token_file` or `users` in [web] (or listen on 127.0.0.1)"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    let out = mta_sts()
+        .args(["serve", "--config"])
+        .arg(&serve.config)
+        .output()
+        .expect("serve");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+/// The fenced block that follows `<!-- test: NAME -->` in README.md (without its fences).
+fn readme_block(name: &str) -> String {
+    const README: &str = include_str!("../../../../README.md");
+    let marker = format!("<!-- test: {name} -->");
+    README
+        .lines()
+        .skip_while(|l| l.trim() != marker)
+        .skip(2)
+        .take_while(|l| !l.starts_with("```"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+// README's `[web]` example and the `--check-config` line it shows, as written but for the
+// token file's path (made with the README's `openssl` command when openssl is installed)
+// and the port.
+#[test]
+fn serve_web_readme_example_checks_as_shown() {
+    let port = free_port();
+    let toml = readme_block("web serve.toml");
+    assert!(toml.starts_with("[web]\n"), "{toml}");
+    let probe = Serve::new("store = \"reports.db\"\n");
+    let token = probe.path("web.token").display().to_string();
+    let db = probe.path("reports.db").display().to_string();
+    let subst = |text: &str| {
+        text.replace("/etc/mta-sts/web.token", &token)
+            .replace("/var/lib/mta-sts/reports.db", &db)
+            .replace("127.0.0.1:8480", &format!("127.0.0.1:{port}"))
+            .replace(
+                "/etc/mta-sts/serve.toml",
+                &probe.config.display().to_string(),
+            )
+    };
+    let make_token = toml
+        .split_once("# e.g. `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(cmd, _)| subst(cmd))
+        .expect("the token command");
+    let made = Command::new("sh").args(["-c", &make_token]).output();
+    if !made.is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var("MTA_STS_REQUIRE_INTEROP").as_deref() != Ok("1"),
+            "`{make_token}` failed and MTA_STS_REQUIRE_INTEROP=1"
+        );
+        eprintln!(
+            "SKIPPED running `{make_token}` (openssl not installed?); writing a token instead"
+        );
+        std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").expect("token");
+    }
+    let config = std::fs::read_to_string(&probe.config).expect("config");
+    std::fs::write(&probe.config, format!("{config}\n{}", subst(&toml))).expect("config");
+
+    let shown = readme_block("web check-config");
+    let mut lines = shown.lines();
+    let command = lines
+        .next()
+        .and_then(|l| l.strip_prefix("$ "))
+        .expect("command");
+    let words: Vec<String> = subst(command)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(words[..3], ["mta-sts", "serve", "--check-config"]);
+    let out = mta_sts().args(&words[1..]).output().expect("check-config");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in lines {
+        assert!(
+            stdout.lines().any(|l| l == subst(line)),
+            "{} not in {stdout}",
+            subst(line)
+        );
+    }
+}

@@ -61,6 +61,11 @@
 //! idle_timeout = "60s"
 //! body_timeout = "30s"                    # a request body must arrive within this (408)
 //! max_streams = 32                        # concurrent HTTP/2 streams per connection
+//!
+//! [web]                                   # the TLS-RPT dashboard over the [tlsrpt] store
+//! listen = "127.0.0.1:8480"               # plain HTTP; not loopback: token_file or users
+//! token_file = "/etc/mta-sts/web.token"   # or users = "/etc/mta-sts/web.users"
+//! check = true                            # the "re-run check" button
 //! ```
 
 mod acme;
@@ -70,6 +75,7 @@ mod raw;
 #[cfg(test)]
 mod tests;
 mod tlsrpt;
+mod web;
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -84,6 +90,7 @@ pub use self::acme::{AcmeConfig, ChallengeKind};
 pub use self::domain::{CertPaths, DomainConfig, MxSource};
 pub use self::limits::Limits;
 pub use self::tlsrpt::{DEFAULT_DRAIN_INTERVAL, TlsRptConfig};
+pub use self::web::{DEFAULT_WEB_LISTEN, WebSettings};
 pub use mta_sts_config::{ConfigError, is_postgres_url};
 
 use self::raw::Raw;
@@ -154,6 +161,8 @@ pub const LIMITS_KEYS: &[&str] = &[
     "body_timeout",
     "max_streams",
 ];
+/// The keys of `[web]`.
+pub const WEB_KEYS: &[&str] = &["listen", "token_file", "users", "check"];
 /// Every key `serve.toml` accepts, by table (`""`: the top level); any other key is an
 /// error that lists the keys of its table.
 pub const SECTIONS: &[(&str, &[&str])] = &[
@@ -163,6 +172,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
     ("acme", ACME_KEYS),
     ("tlsrpt", TLSRPT_KEYS),
     ("limits", LIMITS_KEYS),
+    ("web", WEB_KEYS),
 ];
 
 /// Largest `policy_file` read, bytes: what senders fetch at most (RFC 8461 §3.3 suggests
@@ -196,6 +206,8 @@ pub struct ServeConfig {
     pub tlsrpt: Option<TlsRptConfig>,
     /// `[limits]`.
     pub limits: Limits,
+    /// `[web]`: the dashboard, over the `[tlsrpt]` store.
+    pub web: Option<WebSettings>,
     /// Other files whose change triggers a reload (`domains_file`).
     pub extra_watch: Vec<PathBuf>,
 }
@@ -203,9 +215,9 @@ pub struct ServeConfig {
 /// How unknown keys and bad values of `serve.toml` are explained.
 const SCHEMA: Schema = Schema {
     sections: SECTIONS,
-    tables: "[default], [[domain]], [acme], [tlsrpt], [limits]",
+    tables: "[default], [[domain]], [acme], [tlsrpt], [limits], [web]",
     described_in: "packaging/serve.toml",
-    hint: " (see the [[domain]], [default], [acme], [tlsrpt] and [limits] keys in the serve.toml documentation)",
+    hint: " (see the [[domain]], [default], [acme], [tlsrpt], [limits] and [web] keys in the serve.toml documentation)",
 };
 
 impl ServeConfig {
@@ -258,6 +270,10 @@ fn build(raw: Raw, src: &Source<'_>, path: Option<&Path>) -> Result<ServeConfig,
         Some(t) => Some(tlsrpt::build_tlsrpt(src, t)?),
         None => None,
     };
+    let web = match &raw.web {
+        Some(w) => Some(web::build_web(src, w, tlsrpt.as_ref())?),
+        None => None,
+    };
     let limits = match &raw.limits {
         Some(l) => limits::build_limits(src, l.get_ref())?,
         None => Limits::default(),
@@ -275,6 +291,7 @@ fn build(raw: Raw, src: &Source<'_>, path: Option<&Path>) -> Result<ServeConfig,
         acme,
         tlsrpt,
         limits,
+        web,
         extra_watch,
     })
 }

@@ -25,6 +25,7 @@ pub(super) struct Raw {
     pub(super) acme: Option<Spanned<RawAcme>>,
     pub(super) tlsrpt: Option<Spanned<RawTlsRpt>>,
     pub(super) limits: Option<Spanned<RawLimits>>,
+    pub(super) web: Option<Spanned<RawWeb>>,
 }
 
 #[derive(Deserialize)]
@@ -90,4 +91,13 @@ pub(super) struct RawLimits {
     pub(super) max_connections: Option<Spanned<i64>>,
     pub(super) body_timeout: Option<Spanned<HumanDuration>>,
     pub(super) max_streams: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWeb {
+    pub(super) listen: Option<Spanned<String>>,
+    pub(super) token_file: Option<PathBuf>,
+    pub(super) users: Option<Spanned<PathBuf>>,
+    pub(super) check: Option<bool>,
 }

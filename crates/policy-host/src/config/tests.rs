@@ -246,3 +246,85 @@ fn packaging_example_is_valid() {
     );
     assert_eq!(c.domains.len(), 1);
 }
+
+const WEB_BASE: &str = "[[domain]]\nname = \"example.com\"\nmode = \"enforce\"\nmx = [\"mx.example.com\"]\n[tlsrpt]\nstore = \"/var/lib/mta-sts/reports.db\"\n";
+
+#[test]
+fn web_section_defaults() {
+    let c = ServeConfig::parse(WEB_BASE, None).unwrap();
+    assert_eq!(c.web, None, "no [web]: no dashboard");
+    let c = ServeConfig::parse(&format!("{WEB_BASE}[web]\n"), None).unwrap();
+    let web = c.web.unwrap();
+    assert_eq!(web.listen, DEFAULT_WEB_LISTEN.parse().unwrap());
+    assert_eq!(web.listen.to_string(), "127.0.0.1:8480");
+    assert!(web.check);
+    assert_eq!((web.token_file, web.users), (None, None));
+    assert_eq!(web.store, "/var/lib/mta-sts/reports.db");
+    let c = ServeConfig::parse(
+        &format!("{WEB_BASE}[web]\nlisten = \"0.0.0.0:8480\"\ntoken_file = \"web.token\"\ncheck = false\n"),
+        Some(Path::new("/etc/mta-sts/serve.toml")),
+    )
+    .unwrap();
+    let web = c.web.unwrap();
+    assert_eq!(web.listen, "0.0.0.0:8480".parse().unwrap());
+    assert_eq!(
+        web.token_file,
+        Some(PathBuf::from("/etc/mta-sts/web.token"))
+    );
+    assert!(!web.check);
+    let c = ServeConfig::parse(
+        &format!("{WEB_BASE}[web]\nlisten = \"[::]:8480\"\nusers = \"web.users\"\n"),
+        Some(Path::new("/etc/mta-sts/serve.toml")),
+    )
+    .unwrap();
+    assert_eq!(
+        c.web.unwrap().users,
+        Some(PathBuf::from("/etc/mta-sts/web.users"))
+    );
+}
+
+#[test]
+fn web_section_refuses_a_public_listen_without_authentication() {
+    let e = ServeConfig::parse(
+        &format!("{WEB_BASE}[web]\nlisten = \"0.0.0.0:8480\"\n"),
+        Some(Path::new("/x/serve.toml")),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("/x/serve.toml:8:"), "{e}");
+    assert!(
+        e.contains("refusing to listen on 0.0.0.0:8480 without authentication: set `token_file` or `users` in [web] (or listen on 127.0.0.1)"),
+        "{e}"
+    );
+    let e = ServeConfig::parse(
+        &format!("{WEB_BASE}[web]\ntoken_file = \"t\"\nusers = \"u\"\n"),
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("not both"), "{e}");
+    let e = ServeConfig::parse(&format!("{WEB_BASE}[web]\nlisten = \"nowhere\"\n"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`nowhere` is not a listening address"), "{e}");
+    let e = ServeConfig::parse(&format!("{WEB_BASE}[web]\nport = 1\n"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("port") && e.contains("token_file"), "{e}");
+}
+
+#[test]
+fn web_section_needs_the_tlsrpt_store() {
+    let domain =
+        "[[domain]]\nname = \"example.com\"\nmode = \"enforce\"\nmx = [\"mx.example.com\"]\n";
+    for config in [
+        format!("{domain}[web]\n"),
+        format!("{domain}[tlsrpt]\nspool_dir = \"/var/spool/mta-sts\"\n[web]\n"),
+    ] {
+        let e = ServeConfig::parse(&config, None).unwrap_err().to_string();
+        assert!(
+            e.contains("[web] shows the reports of the [tlsrpt] store, and this file has no [tlsrpt] section with `store`"),
+            "{e}"
+        );
+    }
+}
