@@ -66,6 +66,12 @@ pub enum StoreError {
     /// A database call panicked earlier while holding the connection, so it is not used.
     #[error("database connection lock poisoned")]
     Poisoned,
+    /// The transaction that stored this report together with others failed, for the
+    /// reason given; none of them was stored (a busy database is
+    /// [`StoreError::Busy`] instead, for each of them).
+    #[cfg(feature = "sqlite")]
+    #[error("the transaction storing this report with others failed: {0}")]
+    Batch(String),
     /// The database location could not be used. The cause (the directory could not be
     /// created, SQLite or PostgreSQL refused, no answer in time) is the source.
     #[error("cannot open the report database {location}")]
