@@ -222,7 +222,7 @@ struct Warning {
 async fn import(store: Arc<dyn ReportStore>, args: &ImportArgs, clock: &dyn Clock) -> Result<u8> {
     use mta_sts_net::dns::{Dns, DnsConfig};
     use mta_sts_report_store::dkim_dns::DkimVerifier;
-    use mta_sts_report_store::import::{DkimCheck, DkimStatus, MailImporter};
+    use mta_sts_report_store::import::{DkimCheck, MailImporter};
 
     let limits = Limits {
         max_report_bytes: args.max_report_size,
@@ -250,78 +250,123 @@ async fn import(store: Arc<dyn ReportStore>, args: &ImportArgs, clock: &dyn Cloc
     };
     // Mail whose reports were stored without DKIM verification (--no-dkim).
     let mut unverified_mail = 0u64;
+    // Inputs are imported side by side in chunks (DKIM lookups and parsing overlap, and the
+    // SQLite store commits a chunk's reports together); results are taken in input order.
+    let mut chunk: Vec<Pending> = Vec::new();
     for file in mailbox::list_files(&args.paths) {
-        let path = match file {
-            Ok(p) => p,
-            Err(e) => {
-                result.refused.push(Refusal {
-                    input: e.path.clone(),
-                    reason: e.source.to_string(),
-                    code: None,
-                    temporary: false,
-                });
-                continue;
-            }
+        let pending = match file.and_then(|path| mailbox::read_file(&path, limits.max_input_bytes))
+        {
+            Ok(inputs) => inputs.into_iter().map(Pending::Input).collect(),
+            Err(e) => vec![Pending::Unreadable(Refusal {
+                input: e.path.clone(),
+                reason: e.source.to_string(),
+                code: None,
+                temporary: false,
+            })],
         };
-        let inputs = match mailbox::read_file(&path, limits.max_input_bytes) {
-            Ok(i) => i,
-            Err(e) => {
-                result.refused.push(Refusal {
-                    input: e.path.clone(),
-                    reason: e.source.to_string(),
-                    code: None,
-                    temporary: false,
-                });
-                continue;
-            }
-        };
-        for input in inputs {
-            let imported = importer.import(&input.bytes, &input.label, now).await?;
-            for reason in imported.warnings {
-                result.warnings.push(Warning {
-                    input: input.label.clone(),
-                    reason,
-                });
-            }
-            let (code, temporary) = match &imported.dkim {
-                DkimStatus::Verified(_) => {
-                    result.dkim_verified += 1;
-                    (None, false)
-                }
-                DkimStatus::Refused(r) => (Some(r.code()), r.is_temporary()),
-                DkimStatus::NotMail | DkimStatus::Skipped => (None, false),
-            };
-            match imported.outcome {
-                InputOutcome::Accepted { reports } => {
-                    let mut new = false;
-                    for r in reports {
-                        match r.stored {
-                            Inserted::New(_) => {
-                                result.imported += 1;
-                                new = true;
-                            }
-                            Inserted::Duplicate(_) => result.duplicates += 1,
-                        }
-                    }
-                    if new && imported.dkim == DkimStatus::Skipped {
-                        unverified_mail += 1;
-                    }
-                }
-                InputOutcome::Refused { reason } => result.refused.push(Refusal {
-                    input: input.label,
-                    reason,
-                    code,
-                    temporary,
-                }),
-            }
+        chunk.extend(pending);
+        if chunk.len() >= IMPORT_CHUNK {
+            import_chunk(
+                &importer,
+                std::mem::take(&mut chunk),
+                now,
+                &mut result,
+                &mut unverified_mail,
+            )
+            .await?;
         }
     }
+    import_chunk(&importer, chunk, now, &mut result, &mut unverified_mail).await?;
     print_import(&result, args.json, unverified_mail)?;
     Ok(if result.refused.is_empty() {
         exit::OK
     } else {
         exit::FAIL
     })
+}
+
+/// Inputs imported side by side by `report import`.
+const IMPORT_CHUNK: usize = 64;
+
+/// An input of `report import`, or a path that could not be read.
+enum Pending {
+    Input(mailbox::Input),
+    Unreadable(Refusal),
+}
+
+/// Imports `chunk` side by side and adds each input's outcome to `result`, in order.
+async fn import_chunk(
+    importer: &mta_sts_report_store::import::MailImporter,
+    chunk: Vec<Pending>,
+    now: u64,
+    result: &mut ImportResult,
+    unverified_mail: &mut u64,
+) -> Result<()> {
+    use mta_sts_report_store::import::DkimStatus;
+
+    let mut inputs = Vec::new();
+    let mut order = Vec::with_capacity(chunk.len());
+    for p in chunk {
+        match p {
+            Pending::Input(input) => {
+                order.push(Ok(input.label.clone()));
+                inputs.push(input);
+            }
+            Pending::Unreadable(refusal) => order.push(Err(refusal)),
+        }
+    }
+    let mut imported = importer.import_many(inputs, now).await.into_iter();
+    for item in order {
+        let label = match item {
+            Ok(label) => label,
+            Err(refusal) => {
+                result.refused.push(refusal);
+                continue;
+            }
+        };
+        let Some(imported) = imported.next() else {
+            break;
+        };
+        let imported = imported?;
+        for reason in imported.warnings {
+            result.warnings.push(Warning {
+                input: label.clone(),
+                reason,
+            });
+        }
+        let (code, temporary) = match &imported.dkim {
+            DkimStatus::Verified(_) => {
+                result.dkim_verified += 1;
+                (None, false)
+            }
+            DkimStatus::Refused(r) => (Some(r.code()), r.is_temporary()),
+            DkimStatus::NotMail | DkimStatus::Skipped => (None, false),
+        };
+        match imported.outcome {
+            InputOutcome::Accepted { reports } => {
+                let mut new = false;
+                for r in reports {
+                    match r.stored {
+                        Inserted::New(_) => {
+                            result.imported += 1;
+                            new = true;
+                        }
+                        Inserted::Duplicate(_) => result.duplicates += 1,
+                    }
+                }
+                if new && imported.dkim == DkimStatus::Skipped {
+                    *unverified_mail += 1;
+                }
+            }
+            InputOutcome::Refused { reason } => result.refused.push(Refusal {
+                input: label,
+                reason,
+                code,
+                temporary,
+            }),
+        }
+    }
+    Ok(())
 }
 
 /// Prints the result of `report import`: JSON, or a line of counts and one line per refused

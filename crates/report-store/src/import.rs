@@ -99,6 +99,36 @@ impl MailImporter {
         &self.sink
     }
 
+    /// Imports `inputs` side by side, each in a task of the current runtime, and returns
+    /// their results in input order. DKIM lookups, decompression and parsing of one input
+    /// overlap with the others', and a store that shares transactions between concurrent
+    /// inserts ([`crate::SqliteStore`]) commits them together. The caller bounds the work by
+    /// the number of inputs it passes.
+    pub async fn import_many(
+        &self,
+        inputs: Vec<crate::mailbox::Input>,
+        now: u64,
+    ) -> Vec<Result<Imported, SinkError>> {
+        let mut tasks = tokio::task::JoinSet::new();
+        let count = inputs.len();
+        for (i, input) in inputs.into_iter().enumerate() {
+            let importer = self.clone();
+            tasks.spawn(async move { (i, importer.import(&input.bytes, &input.label, now).await) });
+        }
+        let mut done: Vec<Option<Result<Imported, SinkError>>> = (0..count).map(|_| None).collect();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((i, result)) => done[i] = Some(result),
+                // A panic is a bug, not an input's fault: it stays a panic.
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => {}
+            }
+        }
+        done.into_iter()
+            .map(|r| r.unwrap_or(Err(SinkError::Cancelled)))
+            .collect()
+    }
+
     /// Imports one input labelled `source`; `now` (Unix seconds, from the caller's clock) is
     /// compared with `x=` and stored as the reports' import time. `Err` only when the store
     /// fails.

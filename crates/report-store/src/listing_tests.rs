@@ -208,7 +208,8 @@ async fn listings_equal_the_model_in_both_stores() {
             .batch_execute(
                 "TRUNCATE reports, report_policies, failure_details, report_days, \
                  report_day_organizations, report_day_policies, report_day_result_types, report_day_mx, \
-                 report_domain_organizations, report_domain_policies, report_domain_result_types",
+                 report_domains, report_domain_organizations, report_domain_policies, \
+                 report_domain_result_types",
             )
             .await
             .unwrap();

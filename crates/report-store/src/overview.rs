@@ -144,10 +144,12 @@ pub(crate) struct OverviewSql {
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl OverviewSql {
     /// `placeholder(n)` renders the n-th (1-based) parameter: `?1` or `$1`.
+    /// `indexed_by` as for [`crate::totals`]' query.
     pub(crate) fn new(
         period: &PeriodFilter,
         organization: Option<&str>,
         placeholder: &dyn Fn(usize) -> String,
+        indexed_by: &dyn Fn(&str) -> String,
     ) -> Self {
         let (w, params) = crate::listing::condition(
             &crate::DetailFilter {
@@ -188,9 +190,14 @@ impl OverviewSql {
             "SELECT policy_domain, result_type, failed_sessions FROM report_domain_result_types"
                 .to_owned()
         } else {
+            let index = if period.since.is_some() {
+                indexed_by("report_day_result_types_day")
+            } else {
+                String::new()
+            };
             format!(
                 "SELECT policy_domain, result_type, CAST(SUM(failed_sessions) AS BIGINT) \
-                 FROM report_day_result_types {w} GROUP BY policy_domain, result_type"
+                 FROM report_day_result_types{index} {w} GROUP BY policy_domain, result_type"
             )
         };
         let mut organization_params = Vec::new();

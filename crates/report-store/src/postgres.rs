@@ -85,6 +85,7 @@ static ROLLUP_SQL: LazyLock<RollupSql> = LazyLock::new(|| {
             format!("SELECT * FROM UNNEST({})", arrays.join(", "))
         },
         "GREATEST",
+        "LEAST",
     )
 });
 
@@ -337,12 +338,44 @@ async fn add_rollups(
     tx: &deadpool_postgres::Transaction<'_>,
     delta: &RollupDelta,
 ) -> Result<(), StoreError> {
-    upsert_sessions(
+    let updated = upsert_sessions(
         tx,
         &ROLLUP_SQL.days,
         delta.days.iter().map(|((d, day), t)| ([d, day], t)),
     )
     .await?;
+    let mut new_days = std::collections::BTreeSet::new();
+    for row in updated {
+        let key: (String, String) = (row.try_get(0).map_err(db)?, row.try_get(1).map_err(db)?);
+        let after: i64 = row.try_get(2).map_err(db)?;
+        if delta.days.get(&key).map(|t| db_count(t.reports)) == Some(after) {
+            new_days.insert(key);
+        }
+    }
+    let domains = delta.domain_sums(|key| new_days.contains(key));
+    if !domains.is_empty() {
+        let mut names: Vec<&str> = Vec::new();
+        let mut counts: [Vec<i64>; 4] = Default::default();
+        let (mut first, mut last): (Vec<&str>, Vec<&str>) = Default::default();
+        for (domain, d) in &domains {
+            names.push(domain);
+            let t = &d.totals;
+            for (column, n) in
+                counts
+                    .iter_mut()
+                    .zip([d.new_days, t.reports, t.successful, t.failed])
+            {
+                column.push(db_count(n));
+            }
+            first.push(&d.first_day);
+            last.push(&d.last_day);
+        }
+        let [days, reports, ok, ko] = &counts;
+        let s = tx.prepare_cached(&ROLLUP_SQL.domain).await.map_err(db)?;
+        tx.execute(&s, &[&names, days, reports, ok, ko, &first, &last])
+            .await
+            .map_err(db)?;
+    }
     upsert_sessions(
         tx,
         &ROLLUP_SQL.org,
@@ -449,12 +482,13 @@ async fn upsert_all_time<'a, const K: usize, const N: usize>(
 }
 
 /// One UPSERT of [`RollupSql`]'s sessions shape: `K` key columns, then reports, successful
-/// and failed, each column an array (a transaction's rows in one statement).
+/// and failed, each column an array (a transaction's rows in one statement); the rows it
+/// returns, if its SQL has `RETURNING`.
 async fn upsert_sessions<'a, const K: usize>(
     tx: &deadpool_postgres::Transaction<'_>,
     sql: &str,
     rows: impl Iterator<Item = ([&'a String; K], &'a DayTotals)>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<tokio_postgres::Row>, StoreError> {
     let mut keys: [Vec<&str>; K] = std::array::from_fn(|_| Vec::new());
     let mut counts: [Vec<i64>; 3] = Default::default();
     for (key, t) in rows {
@@ -466,7 +500,7 @@ async fn upsert_sessions<'a, const K: usize>(
         }
     }
     if counts[0].is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let params: Vec<&(dyn ToSql + Sync)> = keys
         .iter()
@@ -474,8 +508,7 @@ async fn upsert_sessions<'a, const K: usize>(
         .chain(counts.iter().map(|c| c as &(dyn ToSql + Sync)))
         .collect();
     let s = tx.prepare_cached(sql).await.map_err(db)?;
-    tx.execute(&s, &params).await.map_err(db)?;
-    Ok(())
+    tx.query(&s, &params).await.map_err(db)
 }
 
 /// Runs the four queries of `sql` and merges their rows.
@@ -631,6 +664,8 @@ impl ReportStore for PostgresStore {
             period,
             |n| format!("${n}"),
             "ORDER BY policy_domain COLLATE \"C\"",
+            // PostgreSQL keeps statistics and picks the index itself.
+            &|_| String::new(),
         );
         let params = totals::params(period);
         let args: Vec<&(dyn ToSql + Sync)> =
@@ -660,7 +695,9 @@ impl ReportStore for PostgresStore {
         period: &PeriodFilter,
         organization: Option<&str>,
     ) -> Result<OverviewKeys, StoreError> {
-        let sql = OverviewSql::new(period, organization, &|n| format!("${n}"));
+        let sql = OverviewSql::new(period, organization, &|n| format!("${n}"), &|_| {
+            String::new()
+        });
         let args: Vec<&(dyn ToSql + Sync)> = sql
             .params
             .iter()
@@ -784,7 +821,7 @@ mod tests {
 
     const EMPTY: &str = "TRUNCATE reports, report_policies, failure_details, report_days, \
                          report_day_organizations, report_day_policies, report_day_result_types, \
-                         report_day_mx, report_domain_organizations, report_domain_policies, \
+                         report_day_mx, report_domains, report_domain_organizations, report_domain_policies, \
                          report_domain_result_types";
 
     /// Against a PostgreSQL server of its own: random report sets (duplicates, several
@@ -873,7 +910,7 @@ mod tests {
         assert!(!overview.organizations.is_empty());
         sql(
             &store,
-            "DROP TABLE report_day_organizations, report_day_policies, \
+            "DROP TABLE report_day_organizations, report_day_policies, report_domains, \
                  report_domain_organizations, report_domain_policies, report_domain_result_types;
              CREATE TABLE report_day_organizations (policy_domain TEXT NOT NULL,
                  day TEXT NOT NULL, organization_name TEXT NOT NULL, failed BIGINT NOT NULL,

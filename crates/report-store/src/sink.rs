@@ -43,6 +43,10 @@ pub enum SinkError {
     /// The store failed; the input may be retried later.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The task importing the input was cancelled (the runtime is shutting down); nothing
+    /// is known of it, import it again.
+    #[error("the import of this input was cancelled before it finished; import it again")]
+    Cancelled,
 }
 
 /// Parses inputs and stores their reports.

@@ -78,13 +78,74 @@ static ROLLUP_SQL: LazyLock<RollupSql> = LazyLock::new(|| {
             format!("VALUES ({})", params.join(", "))
         },
         "MAX",
+        "MIN",
     )
 });
 
 /// The SQLite report store.
+///
+/// Concurrent [`ReportStore::insert`]s share transactions: each queues its report, and
+/// whichever call holds the connection next stores everything queued in one transaction
+/// (one commit, the rollup deltas merged) and answers each caller after it committed. A
+/// caller is told only what its own transaction did, so an acknowledged report is stored
+/// exactly as with one transaction each; what changes is that an import running inputs
+/// side by side writes the rollups' pages once per batch instead of once per report.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    queue: Arc<Mutex<Vec<QueuedInsert>>>,
+}
+
+/// One [`ReportStore::insert`] waiting for a transaction.
+struct QueuedInsert {
+    report: ParsedReport,
+    source: String,
+    received_at: i64,
+    done: tokio::sync::oneshot::Sender<Result<Inserted, StoreError>>,
+}
+
+impl std::fmt::Debug for QueuedInsert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueuedInsert")
+            .field("report_id", &self.report.report.report_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Stores `batch` in one transaction on `conn` and answers each caller: all its reports,
+/// or, when the transaction fails, the error for every one (nothing of the batch stored).
+fn commit_queued(conn: &mut Connection, batch: Vec<QueuedInsert>) {
+    let stored = (|| {
+        let tx = conn.transaction().map_err(db)?;
+        let mut delta = RollupDelta::default();
+        let out = batch
+            .iter()
+            .map(|q| insert_one(&tx, &q.report, &q.source, q.received_at, &mut delta))
+            .collect::<Result<Vec<_>, _>>()?;
+        add_rollups(&tx, &delta)?;
+        tx.commit().map_err(db)?;
+        Ok::<_, StoreError>(out)
+    })();
+    match stored {
+        Ok(out) => {
+            for (q, inserted) in batch.into_iter().zip(out) {
+                let _ = q.done.send(Ok(inserted));
+            }
+        }
+        Err(e) => {
+            let reason = mta_sts_net::causes::with_causes(&e).to_string();
+            for q in batch {
+                let each = match e {
+                    StoreError::Busy(_) => StoreError::Busy(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                        None,
+                    )),
+                    _ => StoreError::Batch(reason.clone()),
+                };
+                let _ = q.done.send(Err(each));
+            }
+        }
+    }
 }
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -163,6 +224,7 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            queue: Arc::default(),
         })
     }
 
@@ -181,6 +243,7 @@ impl SqliteStore {
         migrate(&mut conn)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            queue: Arc::default(),
         })
     }
 
@@ -210,6 +273,13 @@ impl SqliteStore {
         .await
         .map_err(StoreError::Task)?
     }
+}
+
+/// `INDEXED BY` the index named: a period's rows are read through the rollups' `day`
+/// indexes (covering), which the planner, without statistics, passes over for a scan in
+/// key order (measured at 1,000,000 reports: 47 against 22 ms for 30 days' totals).
+fn indexed_by(index: &str) -> String {
+    format!(" INDEXED BY {index}")
 }
 
 /// Brings the database to [`SCHEMA_VERSION`]: creates the tables, and when the file is older
@@ -295,9 +365,22 @@ fn add_rollups(tx: &rusqlite::Transaction<'_>, delta: &RollupDelta) -> Result<()
         ]
     };
     let mut s = tx.prepare_cached(&ROLLUP_SQL.days).map_err(db)?;
-    for ((domain, day), t) in &delta.days {
+    let mut new_days = std::collections::BTreeSet::new();
+    for (key, t) in &delta.days {
         let [r, ok, ko] = counts(t);
-        s.execute(params![domain, day, r, ok, ko]).map_err(db)?;
+        let after: i64 = s
+            .query_row(params![key.0, key.1, r, ok, ko], |row| row.get(2))
+            .map_err(db)?;
+        if after == r {
+            new_days.insert(key);
+        }
+    }
+    let mut s = tx.prepare_cached(&ROLLUP_SQL.domain).map_err(db)?;
+    for (domain, d) in delta.domain_sums(|key| new_days.contains(key)) {
+        let [r, ok, ko] = counts(&d.totals);
+        let days = db_count(d.new_days);
+        s.execute(params![domain, days, r, ok, ko, d.first_day, d.last_day])
+            .map_err(db)?;
     }
     let mut s = tx.prepare_cached(&ROLLUP_SQL.org).map_err(db)?;
     for ((domain, day, org), t) in &delta.by_org {
@@ -521,17 +604,28 @@ impl ReportStore for SqliteStore {
         source: &str,
         received_at: i64,
     ) -> Result<Inserted, StoreError> {
-        let report = report.clone();
-        let source = source.to_owned();
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.queue
+            .lock()
+            .map_err(|_| StoreError::Poisoned)?
+            .push(QueuedInsert {
+                report: report.clone(),
+                source: source.to_owned(),
+                received_at,
+                done,
+            });
+        // Whoever holds the connection next stores what is queued, this report included
+        // unless an earlier call took it into its batch already.
+        let queue = Arc::clone(&self.queue);
         self.with(move |conn| {
-            let tx = conn.transaction().map_err(db)?;
-            let mut delta = RollupDelta::default();
-            let out = insert_one(&tx, &report, &source, received_at, &mut delta)?;
-            add_rollups(&tx, &delta)?;
-            tx.commit().map_err(db)?;
-            Ok(out)
+            let batch = std::mem::take(&mut *queue.lock().map_err(|_| StoreError::Poisoned)?);
+            if !batch.is_empty() {
+                commit_queued(conn, batch);
+            }
+            Ok(())
         })
-        .await
+        .await?;
+        answer.await.map_err(|_| StoreError::Poisoned)?
     }
 
     async fn insert_batch(
@@ -564,7 +658,12 @@ impl ReportStore for SqliteStore {
     }
 
     async fn domain_totals(&self, period: &PeriodFilter) -> Result<Vec<DomainTotals>, StoreError> {
-        let sql = totals::sql(period, |n| format!("?{n}"), "ORDER BY policy_domain");
+        let sql = totals::sql(
+            period,
+            |n| format!("?{n}"),
+            "ORDER BY policy_domain",
+            &indexed_by,
+        );
         let params = totals::params(period);
         self.with(move |conn| {
             let mut s = conn.prepare_cached(&sql).map_err(db)?;
@@ -658,7 +757,7 @@ impl ReportStore for SqliteStore {
         period: &PeriodFilter,
         organization: Option<&str>,
     ) -> Result<OverviewKeys, StoreError> {
-        let sql = OverviewSql::new(period, organization, &|n| format!("?{n}"));
+        let sql = OverviewSql::new(period, organization, &|n| format!("?{n}"), &indexed_by);
         self.with(move |conn| {
             let mut keys = OverviewKeys::default();
             let p = || params_from_iter(sql.params.iter());
@@ -792,6 +891,55 @@ mod tests {
                 assert_rollups_match(&store).await;
             });
         }
+    }
+
+    /// Inserts running side by side share transactions: every caller learns what became of
+    /// its own report (each organisation and report-id stored once, the others told
+    /// `Duplicate` of the same row), the reports keep their own source, and the rollups
+    /// equal the detail rows. The calls run on a multi-threaded runtime, so batches of
+    /// several reports form.
+    #[test]
+    fn concurrent_inserts_share_transactions_and_each_learns_its_outcome() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
+            let reports: Vec<ParsedReport> = sample().into_iter().flatten().collect();
+            let mut tasks = tokio::task::JoinSet::new();
+            for (i, r) in reports.iter().cloned().enumerate() {
+                let store = store.clone();
+                tasks.spawn(async move { (i, store.insert(&r, &format!("src{i}"), 1).await) });
+            }
+            let mut outcomes = vec![None; reports.len()];
+            while let Some(joined) = tasks.join_next().await {
+                let (i, inserted) = joined.unwrap();
+                outcomes[i] = Some(inserted.unwrap());
+            }
+            let mut rows = std::collections::BTreeMap::new();
+            for (r, outcome) in reports.iter().zip(&outcomes) {
+                let key = (&r.report.organization_name, &r.report.report_id);
+                let id = match outcome.unwrap() {
+                    Inserted::New(id) | Inserted::Duplicate(id) => id,
+                };
+                assert_eq!(*rows.entry(key).or_insert(id), id, "one row per report");
+            }
+            let new: Vec<usize> = (0..reports.len())
+                .filter(|&i| matches!(outcomes[i], Some(Inserted::New(_))))
+                .collect();
+            assert_eq!(new.len(), rows.len(), "exactly one New per report");
+            assert_eq!(store.count().await.unwrap(), rows.len() as u64);
+            for i in new {
+                let Some(Inserted::New(id)) = outcomes[i] else {
+                    unreachable!()
+                };
+                let stored = store.find(&id.to_string()).await.unwrap();
+                assert_eq!(stored[0].source, format!("src{i}"), "its own source");
+            }
+            assert_rollups_match(&store).await;
+        });
     }
 
     /// RFC 8460 §3, §5.5: a report stored again (same organisation and report-id, even with
@@ -936,6 +1084,7 @@ mod tests {
                      organization_name TEXT NOT NULL, failed BIGINT NOT NULL,
                      PRIMARY KEY (policy_domain, day, organization_name)) WITHOUT ROWID;
                  DROP TABLE report_day_policies; DROP TABLE report_domain_organizations;
+                 DROP TABLE report_domains;
                  DROP TABLE report_domain_policies; DROP TABLE report_domain_result_types;
                  DROP INDEX report_days_day; DROP INDEX report_day_result_types_day;
                  DROP INDEX report_policies_domain_day; DROP INDEX failure_details_domain_day;

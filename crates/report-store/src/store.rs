@@ -66,6 +66,12 @@ pub enum StoreError {
     /// A database call panicked earlier while holding the connection, so it is not used.
     #[error("database connection lock poisoned")]
     Poisoned,
+    /// The transaction that stored this report together with others failed, for the
+    /// reason given; none of them was stored (a busy database is
+    /// [`StoreError::Busy`] instead, for each of them).
+    #[cfg(feature = "sqlite")]
+    #[error("the transaction storing this report with others failed: {0}")]
+    Batch(String),
     /// The database location could not be used. The cause (the directory could not be
     /// created, SQLite or PostgreSQL refused, no answer in time) is the source.
     #[error("cannot open the report database {location}")]
@@ -557,6 +563,15 @@ CREATE TABLE IF NOT EXISTS report_day_mx (
     failed_sessions BIGINT NOT NULL,
     PRIMARY KEY (policy_domain, day, receiving_mx)
 ){table_options};
+CREATE TABLE IF NOT EXISTS report_domains (
+    policy_domain TEXT NOT NULL PRIMARY KEY,
+    days          BIGINT NOT NULL,
+    reports       BIGINT NOT NULL,
+    successful    BIGINT NOT NULL,
+    failed        BIGINT NOT NULL,
+    first_day     TEXT NOT NULL,
+    last_day      TEXT NOT NULL
+){table_options};
 CREATE TABLE IF NOT EXISTS report_domain_organizations (
     policy_domain     TEXT NOT NULL,
     organization_name TEXT NOT NULL,
@@ -589,12 +604,15 @@ CREATE TABLE IF NOT EXISTS report_domain_result_types (
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Indexes for what a dashboard asks besides one domain's days (which the rollups' keys
-/// serve): every domain over a recent period (`day` on the rollups the overview sums), one
+/// serve): every domain over a recent period (`day` first on the rollups the overview
+/// sums, covering the columns it reads, so the sum never visits the table), one
 /// organisation's sessions (the overview's organisation filter), and one domain's newest
 /// reports and sending IPs (the detail tables by domain and day).
 const ROLLUP_INDEXES: &str = "
-CREATE INDEX IF NOT EXISTS report_days_day ON report_days (day);
-CREATE INDEX IF NOT EXISTS report_day_result_types_day ON report_day_result_types (day);
+CREATE INDEX IF NOT EXISTS report_days_day
+    ON report_days (day, policy_domain, reports, successful, failed);
+CREATE INDEX IF NOT EXISTS report_day_result_types_day
+    ON report_day_result_types (day, policy_domain, result_type, failed_sessions);
 CREATE INDEX IF NOT EXISTS report_day_organizations_organization
     ON report_day_organizations (organization_name, day);
 CREATE INDEX IF NOT EXISTS report_policies_domain_day ON report_policies (policy_domain, day);
@@ -611,6 +629,7 @@ DELETE FROM report_day_organizations;
 DELETE FROM report_day_policies;
 DELETE FROM report_day_result_types;
 DELETE FROM report_day_mx;
+DELETE FROM report_domains;
 DELETE FROM report_domain_organizations;
 DELETE FROM report_domain_policies;
 DELETE FROM report_domain_result_types;
@@ -630,6 +649,11 @@ INSERT INTO report_day_policies
 INSERT INTO report_day_result_types (policy_domain, day, result_type, failed_sessions)
     SELECT policy_domain, day, result_type, SUM(failed_session_count)
     FROM failure_details GROUP BY policy_domain, day, result_type;
+INSERT INTO report_domains
+    (policy_domain, days, reports, successful, failed, first_day, last_day)
+    SELECT policy_domain, COUNT(*), SUM(reports), SUM(successful), SUM(failed), MIN(day),
+        MAX(day)
+    FROM report_days GROUP BY policy_domain;
 INSERT INTO report_domain_organizations
     (policy_domain, organization_name, reports, successful, failed, last_day)
     SELECT policy_domain, organization_name, SUM(reports), SUM(successful), SUM(failed),
@@ -664,13 +688,17 @@ DROP INDEX IF EXISTS failure_details_summary;
 /// The UPSERTs that add a [`RollupDelta`] to the rollup tables. Columns: domain, day, key
 /// (not for `days`), then the counts.
 pub(crate) struct RollupSql {
-    pub days: String,
     /// Columns: domain, day, organisation, reports, successful, failed.
     pub org: String,
     /// Columns: domain, day, policy type, policy string, reports, successful, failed.
     pub policy: String,
     pub result_type: String,
     pub mx: String,
+    /// `report_days`; returns (domain, day, `reports` after the update): equal to the
+    /// delta's only for a new (domain, day), since both are at least 1.
+    pub days: String,
+    /// `report_domains`: domain, days, reports, successful, failed, first and last day.
+    pub domain: String,
     /// The all-time tables: columns as their key, then counts, then the last day.
     pub domain_org: String,
     pub domain_policy: String,
@@ -683,8 +711,9 @@ impl RollupSql {
     /// of parameters (SQLite, `VALUES (?1, …)`) or arrays (PostgreSQL, `SELECT * FROM
     /// UNNEST($1::TEXT[], …)`). Their keys must be distinct: one statement may not update a
     /// row twice.
-    /// `greatest` is the back end's two-argument maximum (`MAX`, `GREATEST`).
-    pub(crate) fn new(rows: impl Fn(&[&str]) -> String, greatest: &str) -> Self {
+    /// `greatest` and `least` are the back end's two-argument maximum and minimum (`MAX`
+    /// and `MIN`, `GREATEST` and `LEAST`).
+    pub(crate) fn new(rows: impl Fn(&[&str]) -> String, greatest: &str, least: &str) -> Self {
         let keyed = |table: &str, key: &str, count: &str| {
             format!(
                 "INSERT INTO {table} (policy_domain, day, {key}, {count}) {} \
@@ -727,7 +756,22 @@ impl RollupSql {
             )
         };
         let sessions_counts = ["reports", "successful", "failed"];
+        let days = sessions("report_days", &["policy_domain", "day"]);
         RollupSql {
+            days: format!("{days} RETURNING policy_domain, day, reports"),
+            domain: format!(
+                "INSERT INTO report_domains (policy_domain, days, reports, successful, failed, \
+                 first_day, last_day) {} ON CONFLICT (policy_domain) DO UPDATE SET \
+                 days = report_domains.days + excluded.days, \
+                 reports = report_domains.reports + excluded.reports, \
+                 successful = report_domains.successful + excluded.successful, \
+                 failed = report_domains.failed + excluded.failed, \
+                 first_day = {least}(report_domains.first_day, excluded.first_day), \
+                 last_day = {greatest}(report_domains.last_day, excluded.last_day)",
+                rows(&[
+                    "TEXT", "BIGINT", "BIGINT", "BIGINT", "BIGINT", "TEXT", "TEXT"
+                ])
+            ),
             domain_org: all_time(
                 "report_domain_organizations",
                 &["policy_domain", "organization_name"],
@@ -743,7 +787,6 @@ impl RollupSql {
                 &["policy_domain", "result_type"],
                 &["failed_sessions"],
             ),
-            days: sessions("report_days", &["policy_domain", "day"]),
             org: sessions(
                 "report_day_organizations",
                 &["policy_domain", "day", "organization_name"],
@@ -888,6 +931,42 @@ impl RollupDelta {
             if last.as_str() < day.as_str() {
                 day.clone_into(last);
             }
+        }
+        out
+    }
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// One domain's row of `report_domains` as a delta adds to it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct DomainSums {
+    /// Days new to `report_days`.
+    pub new_days: u64,
+    pub totals: DayTotals,
+    pub first_day: String,
+    pub last_day: String,
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl RollupDelta {
+    /// What the delta adds to `report_domains`, given which of its (domain, day) keys were
+    /// new to `report_days` (the back end learns it from the day upsert).
+    pub(crate) fn domain_sums(
+        &self,
+        is_new: impl Fn(&(String, String)) -> bool,
+    ) -> BTreeMap<String, DomainSums> {
+        let mut out: BTreeMap<String, DomainSums> = BTreeMap::new();
+        for (key, t) in &self.days {
+            let (domain, day) = key;
+            let sums = out.entry(domain.clone()).or_insert_with(|| DomainSums {
+                first_day: day.clone(),
+                ..DomainSums::default()
+            });
+            sums.new_days += u64::from(is_new(key));
+            sums.totals.add(false, t.successful, t.failed);
+            sums.totals.reports = sums.totals.reports.saturating_add(t.reports);
+            // Keys are sorted: the first day of a domain comes first, its last one last.
+            day.clone_into(&mut sums.last_day);
         }
         out
     }

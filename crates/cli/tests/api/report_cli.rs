@@ -546,8 +546,10 @@ fn summary_by_domain_sums_each_domains_days() {
     assert_eq!(
         v["domains"],
         serde_json::json!([
-            {"policy_domain": "a.example", "days": 2, "reports": 2, "successful": 15, "failed": 2},
-            {"policy_domain": "b.example", "days": 1, "reports": 1, "successful": 7, "failed": 7},
+            {"policy_domain": "a.example", "days": 2, "reports": 2, "successful": 15, "failed": 2,
+             "first_day": "2024-06-01", "last_day": "2024-06-02"},
+            {"policy_domain": "b.example", "days": 1, "reports": 1, "successful": 7, "failed": 7,
+             "first_day": "2024-06-02", "last_day": "2024-06-02"},
         ]),
         "{v}"
     );
@@ -576,7 +578,8 @@ fn summary_by_domain_sums_each_domains_days() {
     assert_eq!(
         v["domains"],
         serde_json::json!([
-            {"policy_domain": "a.example", "days": 1, "reports": 1, "successful": 5, "failed": 0},
+            {"policy_domain": "a.example", "days": 1, "reports": 1, "successful": 5, "failed": 0,
+             "first_day": "2024-06-02", "last_day": "2024-06-02"},
         ]),
         "{v}"
     );
