@@ -434,13 +434,30 @@ async fn sqlite_group_commit_keeps_newer_wins_and_every_entry() {
     );
 }
 
+/// A put that has to wait for SQLite's write lock (held here by another process's
+/// transaction) waits on the blocking pool, never on the runtime: on a current-thread
+/// runtime another task keeps running meanwhile. (A put that needs neither waiting nor an
+/// fsync commits on the caller's thread: a few writes into the page cache.)
 #[tokio::test]
 async fn sqlite_calls_do_not_block_the_runtime() {
-    // A current-thread runtime: if put blocked it, the ticker could not run meanwhile.
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(dir.path().join("cache.db"))
-        .await
-        .expect("open");
+    let path = dir.path().join("cache.db");
+    let options = SqliteOptions {
+        busy_timeout: Duration::from_secs(3),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open_with(&path, options).await.expect("open");
+    let now = unix_now();
+    for i in 0..20 {
+        store
+            .put(&policy(&format!("t{i}.example"), "x", now, 60), now)
+            .await
+            .expect("put");
+    }
+    let other = raw(&path);
+    other
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("hold the write lock");
     let ticks = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let ticker = {
         let ticks = Arc::clone(&ticks);
@@ -451,15 +468,25 @@ async fn sqlite_calls_do_not_block_the_runtime() {
             }
         })
     };
-    let now = unix_now();
-    for i in 0..200 {
-        store
-            .put(&policy(&format!("t{i}.example"), "x", now, 60), now)
-            .await
-            .expect("put");
-    }
+    let put = {
+        let store = store.clone();
+        tokio::spawn(async move { store.put(&policy("waits.example", "x", now, 60), now).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!put.is_finished(), "the put should be waiting for the lock");
+    assert!(
+        ticks.load(std::sync::atomic::Ordering::Relaxed) > 10,
+        "the runtime stood still while the put waited"
+    );
+    let got = store
+        .get("t0.example")
+        .await
+        .expect("get while the put waits");
+    assert!(got.is_some());
+    other.execute_batch("COMMIT").expect("release");
+    put.await.expect("join").expect("put once the lock is free");
     ticker.abort();
-    assert!(ticks.load(std::sync::atomic::Ordering::Relaxed) > 1);
+    assert!(store.get("waits.example").await.expect("get").is_some());
 }
 
 /// Warm start reads the store a page at a time: corrupt rows inside a page must not end

@@ -2,7 +2,8 @@
 //! and its one fsync.
 //!
 //! Each `put` joins a queue. The first to find no commit running becomes the leader and
-//! drains the queue on the blocking pool, one transaction per batch of what is queued. A
+//! drains the queue, one transaction per batch of what is queued: the first batch on its
+//! own thread when that needs no waiting and no fsync, the rest on the blocking pool. A
 //! caller is answered only after the transaction holding its entry has committed, so an
 //! acknowledged `put` is exactly as durable as the store's `Synchronous` mode promises (under
 //! `synchronous=FULL` a commit survives power loss); what changes is that sixteen concurrent
@@ -86,13 +87,20 @@ impl Leader {
         }
     }
 
+    /// The next batch to commit; `None` when nothing waits, and then this leader is done
+    /// (the next `put` leads).
+    pub(super) fn next_batch(&mut self) -> Option<Vec<Waiting>> {
+        let batch = self.queue.next_batch();
+        self.finished = batch.is_none();
+        batch
+    }
+
     /// Commits batch after batch with `commit` until the queue is empty; `commit` answers
     /// every entry of the batch it is given.
     pub(super) fn run(mut self, mut commit: impl FnMut(Vec<Waiting>)) {
-        while let Some(batch) = self.queue.next_batch() {
+        while let Some(batch) = self.next_batch() {
             commit(batch);
         }
-        self.finished = true;
     }
 }
 
@@ -171,6 +179,30 @@ mod tests {
             .map(|i| format!("d{i}.example"))
             .collect();
         assert_eq!(order, expected, "first come, first committed");
+    }
+
+    #[test]
+    fn a_leader_that_found_the_queue_empty_leaves_the_next_leaders_puts_alone() {
+        let queue = Arc::new(WriteQueue::default());
+        let (a, _a_answer) = waiting("a.example");
+        assert!(queue.push(a));
+        let mut leader = Leader::new(queue.clone());
+        let batch = leader.next_batch().expect("a's batch");
+        assert_eq!(batch.len(), 1);
+        assert!(leader.next_batch().is_none(), "nothing else waits");
+        let (b, mut b_answer) = waiting("b.example");
+        assert!(queue.push(b), "b leads");
+        drop(leader);
+        assert!(
+            matches!(
+                b_answer.try_recv(),
+                Err(oneshot::error::TryRecvError::Empty)
+            ),
+            "b still waits for its own leader"
+        );
+        let mut led = Vec::new();
+        Leader::new(queue).run(|batch| led.extend(batch.into_iter().map(|w| w.entry.domain)));
+        assert_eq!(led, ["b.example"]);
     }
 
     #[test]

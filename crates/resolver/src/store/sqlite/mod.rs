@@ -25,11 +25,20 @@
 //! files forward inside one `BEGIN IMMEDIATE` transaction (so two processes opening the same
 //! file never migrate twice) and refuses files written by a newer build.
 //!
-//! All SQLite calls run on tokio's blocking pool (`spawn_blocking`), never on the async
-//! runtime's worker threads.
+//! A call that may wait runs on tokio's blocking pool (`spawn_blocking`), never on the async
+//! runtime's worker threads: a commit under [`Synchronous::Full`] or [`Synchronous::Normal`]
+//! (an fsync, or a checkpoint's), anything that has to wait for another connection's lock
+//! (the busy timeout), the warm start's pages. Two calls that a cold lookup makes run on the
+//! caller's thread when they need no waiting, because handing them to the pool and back
+//! cost more CPU than they do (measured with the socketmap benchmark: three context
+//! switches per cold lookup, docs/performance.md §2): the `get` of a domain, on a
+//! connection of its own without busy timeout, and, under [`Synchronous::Bounded`], a
+//! group commit's first batch (a few writes into the page cache; the flusher does the
+//! fsyncs and the checkpoints). Either falls back to the pool when its connection is in
+//! use or SQLite reports a lock held.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -162,10 +171,17 @@ struct Inner {
     /// The connection that reads. In WAL mode readers never wait for a writer, so a cold
     /// lookup's `get` does not queue behind a group commit's fsync.
     reader: Mutex<Connection>,
+    /// A second reading connection that never waits (no busy timeout), for a `get` tried
+    /// on the caller's thread before it is handed to the blocking pool.
+    quick: Mutex<Connection>,
     /// Puts waiting for their group commit.
     writes: Arc<WriteQueue>,
-    /// Commits waiting for the flusher's fsync ([`Synchronous::Bounded`] only).
+    /// Commits waiting for the flusher's fsync ([`Synchronous::Bounded`] only). With it, a
+    /// commit never fsyncs (the writer does not checkpoint either: the flusher does), so a
+    /// batch may be committed on the caller's thread ([`Inner::commit_here`]).
     dirty: Option<Arc<flush::Dirty>>,
+    /// The writer's busy timeout, restored after a commit tried without waiting.
+    busy_timeout: Duration,
     /// Dropped with the store; the flusher thread ends when it is gone.
     _alive: Arc<()>,
 }
@@ -173,6 +189,39 @@ struct Inner {
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, Connection> {
         lock(&self.conn)
+    }
+
+    /// Commits `batch` on the caller's thread if that needs neither an fsync nor any waiting
+    /// (the writing connection is free, SQLite's write lock too): a few writes into the
+    /// page cache, less than the hand-off to the blocking pool and back. Gives the batch
+    /// back otherwise, or when the commit failed, for [`Inner::commit`] on the pool.
+    fn commit_here(&self, batch: Vec<Waiting>) -> Result<(), Vec<Waiting>> {
+        let Some(dirty) = &self.dirty else {
+            return Err(batch);
+        };
+        let mut conn = match self.conn.try_lock() {
+            Ok(conn) => conn,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return Err(batch),
+        };
+        if conn.busy_timeout(Duration::ZERO).is_err() {
+            return Err(batch);
+        }
+        let result = upsert_all(&mut conn, &self.path, &batch);
+        // Setting a busy timeout only installs SQLite's handler; it cannot fail here, and if
+        // it did the next commit's wait would be shorter, not wrong.
+        let _ = conn.busy_timeout(self.busy_timeout);
+        drop(conn);
+        match result {
+            Ok(()) => {
+                dirty.mark();
+                for waiting in batch {
+                    let _ = waiting.done.send(Ok(()));
+                }
+                Ok(())
+            }
+            Err(_) => Err(batch),
+        }
     }
 
     /// Writes `batch` in one transaction and answers each waiting put. If the transaction
@@ -373,10 +422,20 @@ fn open_blocking(path: PathBuf, options: SqliteOptions) -> Result<Inner, StoreEr
     }
     conn.pragma_update(None, "synchronous", options.synchronous.pragma_value())
         .map_err(|e| sql_error(&path, e))?;
+    if let Synchronous::Bounded { .. } = options.synchronous {
+        // The flusher checkpoints within its window; a checkpoint run by a commit would
+        // fsync on the committing thread.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| sql_error(&path, e))?;
+    }
     migrate(&mut conn, &path)?;
     let reader = Connection::open_with_flags(&path, flags).map_err(|e| sql_error(&path, e))?;
     reader
         .busy_timeout(options.busy_timeout)
+        .map_err(|e| sql_error(&path, e))?;
+    let quick = Connection::open_with_flags(&path, flags).map_err(|e| sql_error(&path, e))?;
+    quick
+        .busy_timeout(Duration::ZERO)
         .map_err(|e| sql_error(&path, e))?;
     let alive = Arc::new(());
     let dirty = match options.synchronous {
@@ -402,8 +461,10 @@ fn open_blocking(path: PathBuf, options: SqliteOptions) -> Result<Inner, StoreEr
         path,
         conn: Mutex::new(conn),
         reader: Mutex::new(reader),
+        quick: Mutex::new(quick),
         writes: Arc::default(),
         dirty,
+        busy_timeout: options.busy_timeout,
         _alive: alive,
     })
 }
@@ -509,19 +570,53 @@ fn to_sql_time(value: u64, name: &str, domain: &str) -> Result<i64, StoreError> 
     i64::try_from(value).map_err(|_| corrupt(domain, format!("{name} {value} does not fit SQLite")))
 }
 
+/// The stored row of `domain`: SQLite's error outside, a corrupt row's inside.
+fn select_row(
+    conn: &Connection,
+    domain: &str,
+) -> rusqlite::Result<Result<Option<StoredPolicy>, StoreError>> {
+    let mut stmt = conn.prepare_cached(&format!("{SELECT_COLUMNS} WHERE domain = ?1"))?;
+    let decoded = stmt
+        .query_row(params![domain], |row| Ok(decode_row(row)))
+        .optional()?;
+    Ok(decoded.transpose())
+}
+
+impl Inner {
+    /// `get` on the caller's thread, on the connection that never waits: `None` when that
+    /// connection is in use or SQLite would have to wait for a lock (then the blocking
+    /// pool answers). A point read is a few system calls, less than the hand-off to the
+    /// pool and back that a cold lookup would otherwise pay.
+    fn try_get(&self, domain: &str) -> Option<Result<Option<StoredPolicy>, StoreError>> {
+        let conn = match self.quick.try_lock() {
+            Ok(conn) => conn,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        match select_row(&conn, domain) {
+            Ok(answer) => Some(answer),
+            Err(err)
+                if matches!(
+                    err.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) =>
+            {
+                None
+            }
+            Err(err) => Some(Err(sql_error(&self.path, err))),
+        }
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn get(&self, domain: &str) -> Result<Option<StoredPolicy>, StoreError> {
+        if let Some(answer) = self.inner.try_get(domain) {
+            return answer;
+        }
         let domain = domain.to_owned();
         self.with_conn(Role::Read, move |conn, path| {
-            let mut stmt = conn
-                .prepare_cached(&format!("{SELECT_COLUMNS} WHERE domain = ?1"))
-                .map_err(|e| sql_error(path, e))?;
-            let decoded = stmt
-                .query_row(params![domain], |row| Ok(decode_row(row)))
-                .optional()
-                .map_err(|e| sql_error(path, e))?;
-            decoded.transpose()
+            select_row(conn, &domain).map_err(|e| sql_error(path, e))?
         })
         .await
     }
@@ -533,12 +628,23 @@ impl Store for SqliteStore {
             done,
         };
         if self.inner.writes.push(waiting) {
-            let leader = Leader::new(Arc::clone(&self.inner.writes));
-            let inner = Arc::clone(&self.inner);
-            // Not awaited: the leader answers every waiting put itself, this one included.
-            drop(tokio::task::spawn_blocking(move || {
-                leader.run(|batch| inner.commit(batch))
-            }));
+            let mut leader = Leader::new(Arc::clone(&self.inner.writes));
+            // The first batch (this put's) here if it needs no fsync and no waiting; what
+            // is left, or the batch if not, on the blocking pool.
+            let first = match leader.next_batch().map(|b| self.inner.commit_here(b)) {
+                Some(Ok(())) => leader.next_batch(),
+                Some(Err(batch)) => Some(batch),
+                None => None,
+            };
+            if let Some(first) = first {
+                let inner = Arc::clone(&self.inner);
+                // Not awaited: the leader answers every waiting put itself, this one
+                // included.
+                drop(tokio::task::spawn_blocking(move || {
+                    inner.commit(first);
+                    leader.run(|batch| inner.commit(batch))
+                }));
+            }
         }
         answer.await.map_err(|_| {
             unavailable("the SQLite writer stopped before committing the policy".into())
