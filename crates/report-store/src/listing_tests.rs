@@ -175,6 +175,32 @@ async fn assert_overview_matches(store: &dyn ReportStore) {
                 .unwrap();
             assert_eq!(got, expected, "{period:?} {org:?}");
         }
+        // The days of a page's domains (one call) equal each domain's summary.
+        let domains: Vec<String> = ["b.example", "A.Example.", "", "none.example"]
+            .map(str::to_owned)
+            .into();
+        let mut expected = Vec::new();
+        for d in ["", "a.example", "b.example", "none.example"] {
+            for day in store
+                .summary(&crate::SummaryFilter {
+                    domain: Some(d.to_owned()),
+                    since: period.since.clone(),
+                    skip_org_and_mx: true,
+                })
+                .await
+                .unwrap()
+            {
+                expected.push(crate::DaySummary {
+                    failures_by_result_type: BTreeMap::new(),
+                    ..day
+                });
+            }
+        }
+        let got = store
+            .domain_days(&domains, period.since.as_deref())
+            .await
+            .unwrap();
+        assert_eq!(got, expected, "{period:?}");
     }
 }
 

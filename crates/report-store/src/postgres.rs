@@ -690,6 +690,37 @@ impl ReportStore for PostgresStore {
             .collect()
     }
 
+    async fn domain_days(
+        &self,
+        domains: &[String],
+        since: Option<&str>,
+    ) -> Result<Vec<DaySummary>, StoreError> {
+        let domains: Vec<String> = domains.iter().map(|d| normalize_domain(d)).collect();
+        let since = since.unwrap_or("");
+        let client = self.pool.get().await.map_err(db)?;
+        let rows = client
+            .query(
+                "SELECT policy_domain, day, reports, successful, failed FROM report_days \
+                 WHERE policy_domain = ANY($1) AND day >= $2 \
+                 ORDER BY policy_domain COLLATE \"C\", day COLLATE \"C\"",
+                &[&domains, &since],
+            )
+            .await
+            .map_err(db)?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(DaySummary {
+                    policy_domain: row.try_get(0).map_err(db)?,
+                    day: row.try_get(1).map_err(db)?,
+                    reports: totals::count(row.try_get(2).map_err(db)?),
+                    successful: totals::count(row.try_get(3).map_err(db)?),
+                    failed: totals::count(row.try_get(4).map_err(db)?),
+                    ..DaySummary::default()
+                })
+            })
+            .collect()
+    }
+
     async fn overview_keys(
         &self,
         period: &PeriodFilter,

@@ -752,6 +752,41 @@ impl ReportStore for SqliteStore {
         .await
     }
 
+    async fn domain_days(
+        &self,
+        domains: &[String],
+        since: Option<&str>,
+    ) -> Result<Vec<DaySummary>, StoreError> {
+        let mut domains: Vec<String> = domains.iter().map(|d| normalize_domain(d)).collect();
+        domains.sort();
+        domains.dedup();
+        let since = since.unwrap_or("").to_owned();
+        self.with(move |conn| {
+            let mut s = conn
+                .prepare_cached(
+                    "SELECT policy_domain, day, reports, successful, failed FROM report_days \
+                     WHERE policy_domain = ?1 AND day >= ?2 ORDER BY day",
+                )
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for domain in &domains {
+                let mut rows = s.query(params![domain, since]).map_err(db)?;
+                while let Some(row) = rows.next().map_err(db)? {
+                    out.push(DaySummary {
+                        policy_domain: text(row, 0)?.to_owned(),
+                        day: text(row, 1)?.to_owned(),
+                        reports: totals::count(row.get(2).map_err(db)?),
+                        successful: totals::count(row.get(3).map_err(db)?),
+                        failed: totals::count(row.get(4).map_err(db)?),
+                        ..DaySummary::default()
+                    });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn overview_keys(
         &self,
         period: &PeriodFilter,

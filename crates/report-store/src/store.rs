@@ -262,6 +262,34 @@ pub trait ReportStore: Send + Sync {
         Ok(Details::default())
     }
 
+    /// The per-day totals of each of `domains` since `since` (a chart per domain, e.g.
+    /// the sparklines of an overview page), sorted by domain then day; only the totals are
+    /// filled (no breakdown maps). The default asks [`ReportStore::summary`] once per
+    /// domain; SQLite reads them in one call, PostgreSQL in one query.
+    async fn domain_days(
+        &self,
+        domains: &[String],
+        since: Option<&str>,
+    ) -> Result<Vec<DaySummary>, StoreError> {
+        let mut out = Vec::new();
+        for domain in domains {
+            out.extend(
+                self.summary(&SummaryFilter {
+                    domain: Some(domain.clone()),
+                    since: since.map(str::to_owned),
+                    skip_org_and_mx: true,
+                })
+                .await?
+                .into_iter()
+                .map(|d| DaySummary {
+                    failures_by_result_type: BTreeMap::new(),
+                    ..d
+                }),
+            );
+        }
+        Ok(out)
+    }
+
     /// What an overview shows of every domain over `period` besides its totals: reporting
     /// organisations, policies, failures per result type, and the sessions of
     /// `organization` when one is asked for ([`crate::overview`]). The default derives it

@@ -278,11 +278,17 @@ impl Overview {
         self.domains.len().div_ceil(OVERVIEW_PAGE).max(1)
     }
 
-    /// Sets the sparkline points of the rows in `rows` from each domain's per-day
-    /// summary rows.
-    pub fn attach_points(&mut self, rows: std::ops::Range<usize>, days: &[Vec<DaySummary>]) {
-        for (row, days) in self.domains[rows].iter_mut().zip(days) {
-            row.points = crate::chart::points(days);
+    /// Sets the sparkline points of the rows in `rows` from the per-day rows of their
+    /// domains (any order; rows of other domains are ignored).
+    pub fn attach_points(&mut self, rows: std::ops::Range<usize>, days: &[DaySummary]) {
+        let mut by_domain: BTreeMap<&str, Vec<&DaySummary>> = BTreeMap::new();
+        for d in days {
+            by_domain.entry(&d.policy_domain).or_default().push(d);
+        }
+        for row in &mut self.domains[rows] {
+            if let Some(days) = by_domain.get(row.policy_domain.as_str()) {
+                row.points = crate::chart::points(days.iter().copied());
+            }
         }
     }
 }
