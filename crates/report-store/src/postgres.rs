@@ -511,13 +511,18 @@ async fn upsert_sessions<'a, const K: usize>(
     tx.query(&s, &params).await.map_err(db)
 }
 
+/// Text parameters as the driver takes them.
+fn sql_args(params: &[String]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
+}
+
 /// Runs the four queries of `sql` and merges their rows.
 async fn run_summary(
     client: &deadpool_postgres::Client,
     sql: &SummarySql,
     params: &[String],
 ) -> Result<Vec<DaySummary>, StoreError> {
-    let args: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+    let args = sql_args(params);
     let mut b = SummaryBuilder::default();
     for row in client.query(&sql.totals, &args).await.map_err(db)? {
         b.totals(
@@ -598,11 +603,7 @@ impl ReportStore for PostgresStore {
 
     async fn details(&self, filter: &DetailFilter, limit: u32) -> Result<Details, StoreError> {
         let sql = ListingSql::new(filter, &|n| format!("${n}"), limit);
-        let args: Vec<&(dyn ToSql + Sync)> = sql
-            .params
-            .iter()
-            .map(|p| p as &(dyn ToSql + Sync))
-            .collect();
+        let args = sql_args(&sql.params);
         let client = self.pool.get().await.map_err(db)?;
         let mut out = Details::default();
         let reports = match &sql.reports {
@@ -668,8 +669,7 @@ impl ReportStore for PostgresStore {
             &|_| String::new(),
         );
         let params = totals::params(period);
-        let args: Vec<&(dyn ToSql + Sync)> =
-            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let args = sql_args(&params);
         let client = self.pool.get().await.map_err(db)?;
         client
             .query(&sql, &args)
@@ -729,11 +729,7 @@ impl ReportStore for PostgresStore {
         let sql = OverviewSql::new(period, organization, &|n| format!("${n}"), &|_| {
             String::new()
         });
-        let args: Vec<&(dyn ToSql + Sync)> = sql
-            .params
-            .iter()
-            .map(|p| p as &(dyn ToSql + Sync))
-            .collect();
+        let args = sql_args(&sql.params);
         let client = self.pool.get().await.map_err(db)?;
         let mut keys = OverviewKeys::default();
         for row in client.query(&sql.organizations, &args).await.map_err(db)? {
@@ -755,11 +751,7 @@ impl ReportStore for PostgresStore {
             );
         }
         if let (Some(q), Some(org)) = (&sql.organization_sessions, organization_of(&sql)) {
-            let args: Vec<&(dyn ToSql + Sync)> = sql
-                .organization_params
-                .iter()
-                .map(|p| p as &(dyn ToSql + Sync))
-                .collect();
+            let args = sql_args(&sql.organization_params);
             for row in client.query(q, &args).await.map_err(db)? {
                 keys.organization_sessions.push(OrganizationSessions {
                     policy_domain: row.try_get(0).map_err(db)?,
