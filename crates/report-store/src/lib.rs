@@ -61,6 +61,8 @@ pub mod outbox;
 pub mod overview;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod rollups;
 #[cfg(feature = "send")]
 pub mod send;
 #[cfg(feature = "send")]

@@ -11,11 +11,13 @@ use crate::listing::{
     SenderFailures,
 };
 use crate::overview::{OverviewKeys, OverviewSql, organization_of};
+use crate::rollups::{
+    DETAIL_SUMMARY_INDEXES_DROP, DayTotals, ROLLUP_REFILL, ROLLUPS_V2_DROP, RollupDelta, RollupSql,
+    rollup_schema,
+};
 use crate::store::{
-    DETAIL_SUMMARY_INDEXES_DROP, DaySummary, DayTotals, Inserted, ROLLUP_REFILL, ROLLUPS_V2_DROP,
-    ReportStore, RollupDelta, RollupSql, SCHEMA_VERSION, StoreError, StoredReport, SummaryBuilder,
-    SummaryFilter, SummarySql, db_count, json_list, mx_key, normalize_domain, rollup_schema,
-    stored,
+    DaySummary, Inserted, ReportStore, SCHEMA_VERSION, StoreError, StoredReport, SummaryBuilder,
+    SummaryFilter, SummarySql, db_count, json_list, mx_key, normalize_domain, stored,
 };
 use crate::totals::{self, DomainTotals, PeriodFilter};
 
