@@ -7,6 +7,8 @@
 //! - [`smtp`]: SMTP servers with or without STARTTLS that record what they receive.
 //! - [`ca`]: the test CA, an untrusted CA and certificates of every [`CertKind`].
 //! - [`world`]: [`World`] ties them together on a dedicated runtime thread.
+//! - [`postgres`] and [`redis`]: real PostgreSQL and Redis (and Redis Sentinel) servers of
+//!   a test's own, on loopback.
 //!
 //! Nothing here is a mock: clients talk to real sockets on 127.0.0.1.
 #![forbid(unsafe_code)]
@@ -16,6 +18,7 @@ pub mod ca;
 pub mod dns;
 pub mod https;
 pub mod postgres;
+pub mod redis;
 pub mod smtp;
 pub mod world;
 

@@ -6,8 +6,10 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::process::{Command, Output, Stdio};
 
-use mta_sts_testkit::{CertKind, SmtpConfig, Validity, World};
+use mta_sts_testkit::{CertKind, SmtpConfig, World};
 use serde_json::Value;
+
+use crate::serve_support::ServeProc;
 
 const MX_SERVERS: usize = 4;
 
@@ -330,66 +332,15 @@ fn testing_domain_says_enforce_would_defer() {
 }
 
 /// `mta-sts serve` with a `[tlsrpt]` intake at `/tlsrpt` for `mta-sts.served.test`, with a
-/// certificate from the world's CA; killed on drop.
-struct Intake {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Intake {
-    fn start(world: &World) -> Intake {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let issued = world
-            .ca()
-            .issue(&["mta-sts.served.test"], Validity::Current)
-            .expect("issue");
-        std::fs::write(
-            dir.path().join("host.pem"),
-            format!("{}{}", issued.cert_pem, world.ca_pem()),
-        )
-        .expect("cert");
-        std::fs::write(dir.path().join("host.key"), &issued.key_pem).expect("key");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let config = dir.path().join("serve.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:{port}\"\n[[domain]]\nname = \"served.test\"\nmode = \"enforce\"\nmx = [\"mx1.served.test\"]\nmax_age = 604800\ncert = \"host.pem\"\nkey = \"host.key\"\n\n[tlsrpt]\nintake_path = \"/tlsrpt\"\nspool_dir = \"spool\"\n"
-            ),
-        )
-        .expect("config");
-        let child = Command::new(env!("CARGO_BIN_EXE_mta-sts"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn serve");
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(20),
-                "serve did not listen"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Intake {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Intake {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// certificate from the world's CA, started; killed on drop.
+fn start_intake(world: &World) -> ServeProc {
+    let mut intake = ServeProc::new(
+        world.ca(),
+        &["mta-sts.served.test"],
+        "[[domain]]\nname = \"served.test\"\nmode = \"enforce\"\nmx = [\"mx1.served.test\"]\nmax_age = 604800\ncert = \"host.pem\"\nkey = \"host.key\"\n\n[tlsrpt]\nintake_path = \"/tlsrpt\"\nspool_dir = \"spool\"\n",
+    );
+    intake.start();
+    intake
 }
 
 /// Issue #19 item 2: an `https:` rua pointing at our own `serve` intake passes (its answer
@@ -398,11 +349,11 @@ impl Drop for Intake {
 #[test]
 fn https_rua_probed_against_our_own_intake() {
     let world = world();
-    let intake = Intake::start(&world);
+    let intake = start_intake(&world);
     world
         .dns()
         .set_a("mta-sts.served.test", &[Ipv4Addr::LOCALHOST]);
-    let to = format!("mta-sts.served.test:443:127.0.0.1:{}", intake.port);
+    let to = intake.connect_to("mta-sts.served.test");
     for (path, want) in [("/tlsrpt", None), ("/wrong", Some("answered 404"))] {
         world.dns().set_txt(
             "_smtp._tls.good.test",

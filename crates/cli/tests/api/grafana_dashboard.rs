@@ -4,15 +4,16 @@
 //! and a running `mta-sts serve` (with `metrics_listen`).
 
 use crate::daemon_support;
+use crate::serve_support::ServeProc;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use daemon_support::*;
-use mta_sts_testkit::{Validity, World};
+use mta_sts_testkit::World;
 
 const DASHBOARD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -161,58 +162,29 @@ fn the_checker_finds_what_is_missing() {
 
 /// A running `mta-sts serve` with a policy host certificate and `metrics_listen`.
 struct PolicyHost {
-    child: Child,
+    _serve: ServeProc,
     metrics: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for PolicyHost {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start_policy_host() -> PolicyHost {
     let world = World::empty();
-    let dir = tempfile::tempdir().unwrap();
-    let issued = world
-        .ca()
-        .issue(&["mta-sts.served.test"], Validity::Current)
-        .unwrap();
-    std::fs::write(
-        dir.path().join("host.pem"),
-        format!("{}{}", issued.cert_pem, world.ca_pem()),
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("host.key"), &issued.key_pem).unwrap();
     let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let config = dir.path().join("serve.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{}\"\nmetrics_listen = \"{metrics}\"\n[[domain]]\nname = \"served.test\"\nmode = \"enforce\"\nmx = [\"mx1.served.test\"]\ncert = \"host.pem\"\nkey = \"host.key\"\n",
-            free_port()
+    let mut serve = ServeProc::new(
+        world.ca(),
+        &["mta-sts.served.test"],
+        &format!(
+            "metrics_listen = \"{metrics}\"\n[[domain]]\nname = \"served.test\"\nmode = \"enforce\"\nmx = [\"mx1.served.test\"]\ncert = \"host.pem\"\nkey = \"host.key\"\n"
         ),
-    )
-    .unwrap();
-    let child = Command::new(bin())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let host = PolicyHost {
-        child,
-        metrics,
-        _dir: dir,
-    };
+    );
+    serve.start();
     let up = eventually(Duration::from_secs(20), || {
         std::net::TcpStream::connect(metrics).is_ok() && http_get(metrics, "/metrics").0 == 200
     });
     assert!(up, "mta-sts serve did not serve /metrics on {metrics}");
-    host
+    PolicyHost {
+        _serve: serve,
+        metrics,
+    }
 }
 
 /// The dashboard as JSON.

@@ -2,7 +2,8 @@
 //! keeps `tests/api.rs`): each module is one former test file, so `cargo test -p mta-sts-cli
 //! --test api architecture` still selects its tests. Most run the built `mta-sts` binary
 //! (`CARGO_BIN_EXE_mta-sts`) as a process; [`daemon_support`] spawns `mta-sts daemon` with a
-//! configuration.
+//! configuration, [`serve_support`] sets up and spawns `mta-sts serve` with a testkit CA's
+//! certificate.
 
 mod architecture;
 mod check;
@@ -27,6 +28,7 @@ mod report_import_dkim;
 mod report_send;
 mod serve;
 mod serve_intake;
+mod serve_support;
 mod socket_activation;
 mod web_browser;
 mod web_serve_config;

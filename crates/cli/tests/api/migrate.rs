@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::daemon_support::{bin, free_port, have};
+use crate::daemon_support::{bin, free_port};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -137,31 +137,13 @@ fn peer_example_configs_convert_and_pass_check_config() {
 /// Redis: the converted file passes `--check-config` against a real Redis.
 #[test]
 fn peer_redis_config_passes_check_config() {
-    if !have("redis-server", "redis-server") {
+    let Some(redis) =
+        mta_sts_testkit::redis::start_or_skip("peer_redis_config_passes_check_config")
+    else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let mut redis = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "redis did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let port = redis.port();
     let text = std::fs::read_to_string(fixture("redis.yml"))
         .expect("fixture")
         .replace(
@@ -179,8 +161,7 @@ fn peer_redis_config_passes_check_config() {
         ]
     );
     let summary = check_config(dir.path(), &toml);
-    let _ = redis.kill();
-    let _ = redis.wait();
+    drop(redis);
     assert!(summary.contains("store=redis"), "{summary}");
 }
 

@@ -2,35 +2,14 @@
 //! HTTPS with a certificate from the test CA, the records it prints are published in a
 //! testkit DNS server, and `mta-sts query` then discovers and validates the policy.
 
-use std::net::{Ipv4Addr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use mta_sts_testkit::{Validity, World};
+use mta_sts_testkit::{Pki, World};
+
+use crate::serve_support::{ServeProc, mta_sts, sts_txt};
 
 const POLICY: &str = "version: STSv1\nmode: enforce\nmx: mx1.served.test\nmax_age: 604800\n";
-
-fn mta_sts() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mta-sts"));
-    cmd.env("NO_COLOR", "1");
-    cmd
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn records_prints_zone_lines_and_json_with_a_content_id() {
@@ -83,52 +62,22 @@ fn records_prints_zone_lines_and_json_with_a_content_id() {
 #[test]
 fn serve_is_discovered_by_query_and_stops_on_sigterm() {
     let world = World::empty();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let issued = world
-        .ca()
-        .issue(&["mta-sts.served.test"], Validity::Current)
-        .expect("issue");
-    std::fs::write(
-        dir.path().join("host.pem"),
-        format!("{}{}", issued.cert_pem, world.ca_pem()),
-    )
-    .expect("cert");
-    std::fs::write(dir.path().join("host.key"), &issued.key_pem).expect("key");
-    let port = free_port();
-    let config = dir.path().join("serve.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\n[[domain]]\nname = \"served.test\"\nmode = \"enforce\"\nmx = [\"mx1.served.test\"]\nmax_age = 604800\ncert = \"host.pem\"\nkey = \"host.key\"\n"
-        ),
-    )
-    .expect("config");
+    let mut serve = ServeProc::new(
+        world.ca(),
+        &["mta-sts.served.test"],
+        "[[domain]]\nname = \"served.test\"\nmode = \"enforce\"\nmx = [\"mx1.served.test\"]\nmax_age = 604800\ncert = \"host.pem\"\nkey = \"host.key\"\n",
+    );
 
-    let check = mta_sts()
-        .args(["serve", "--check-config", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run");
+    let check = serve.run(&["--check-config"]);
     assert_eq!(
         check.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let printed = mta_sts()
-        .args(["serve", "--print-records", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run");
+    let printed = serve.run(&["--print-records"]);
     let records = String::from_utf8_lossy(&printed.stdout).into_owned();
-    let txt = records
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("_mta-sts.served.test. IN TXT \"")
-                .and_then(|v| v.strip_suffix('"'))
-        })
-        .unwrap_or_else(|| panic!("no TXT line in {records}"))
-        .to_owned();
+    let txt = sts_txt(&records, "served.test");
     world
         .dns()
         .set_txt("_mta-sts.served.test", &[&[txt.as_str()]]);
@@ -136,15 +85,7 @@ fn serve_is_discovered_by_query_and_stops_on_sigterm() {
         .dns()
         .set_a("mta-sts.served.test", &[Ipv4Addr::LOCALHOST]);
 
-    let server = Killed(
-        mta_sts()
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn serve"),
-    );
+    serve.start();
     let query = || {
         mta_sts()
             .args([
@@ -158,7 +99,7 @@ fn serve_is_discovered_by_query_and_stops_on_sigterm() {
             .arg(world.ca_file())
             .args([
                 "--connect-to",
-                &format!("mta-sts.served.test:443:127.0.0.1:{port}"),
+                &serve.connect_to("mta-sts.served.test"),
                 "--timeout",
                 "2",
             ])
@@ -186,14 +127,13 @@ fn serve_is_discovered_by_query_and_stops_on_sigterm() {
         .dns()
         .set_mx("served.test", &[(10, "mx1.served.test")]);
     let self_check = || {
-        let out = mta_sts()
-            .args(["serve", "--check", "--no-smtp", "--json", "--config"])
-            .arg(&config)
+        let out = serve
+            .command(&["--check", "--no-smtp", "--json"])
             .args(["--dns", &world.dns_addr().to_string(), "--ca-file"])
             .arg(world.ca_file())
             .args([
                 "--connect-to",
-                &format!("mta-sts.served.test:443:127.0.0.1:{port}"),
+                &serve.connect_to("mta-sts.served.test"),
                 "--timeout",
                 "5",
             ])
@@ -230,50 +170,11 @@ fn serve_is_discovered_by_query_and_stops_on_sigterm() {
     );
     assert!(ids.contains(&"mx-not-in-policy".to_owned()), "{ids:?}");
 
-    let mut server = server;
-    let pid = server.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = server.0.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    serve.signal("TERM");
+    let status = serve
+        .wait_exit(Duration::from_secs(15))
+        .expect("serve did not stop on SIGTERM");
     assert_eq!(status.code(), Some(0));
-}
-
-/// A directory with `serve.toml` = `config` and a certificate (`host.pem`, `host.key`) for
-/// each of `hosts`, valid from a new testkit CA.
-fn config_dir(hosts: &[&str], config: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-    let pki = mta_sts_testkit::Pki::new().expect("pki");
-    config_dir_with(pki.ca(), hosts, config)
-}
-
-/// [`config_dir`] with a certificate from `ca`.
-fn config_dir_with(
-    ca: &mta_sts_testkit::TestCa,
-    hosts: &[&str],
-    config: &str,
-) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let issued = ca.issue(hosts, Validity::Current).expect("issue");
-    std::fs::write(
-        dir.path().join("host.pem"),
-        format!("{}{}", issued.cert_pem, ca.pem()),
-    )
-    .expect("cert");
-    std::fs::write(dir.path().join("host.key"), &issued.key_pem).expect("key");
-    let path = dir.path().join("serve.toml");
-    std::fs::write(&path, config).expect("config");
-    (dir, path)
 }
 
 // Issue #19 item 7: with [tlsrpt] on, a domain without `rua` gets no _smtp._tls record, and
@@ -281,17 +182,13 @@ fn config_dir_with(
 // `rua` gets its record and no hint; without [tlsrpt], no hint.
 #[test]
 fn print_records_hints_at_the_missing_tlsrpt_record() {
-    let base = "listen = \"127.0.0.1:0\"\ncert = \"host.pem\"\nkey = \"host.key\"\n\
+    let base = "cert = \"host.pem\"\nkey = \"host.key\"\n\
         [default]\nmode = \"enforce\"\nmx = [\"mx1.served.test\"]\ndomains = [\"plain.test\"]\n\
         [[domain]]\nname = \"served.test\"\nrua = \"mailto:tls@served.test\"\n";
     let hosts = ["mta-sts.served.test", "mta-sts.plain.test"];
+    let pki = Pki::new().expect("pki");
     let print = |config: &str| {
-        let (_dir, path) = config_dir(&hosts, config);
-        let out = mta_sts()
-            .args(["serve", "--print-records", "--config"])
-            .arg(&path)
-            .output()
-            .expect("run");
+        let out = ServeProc::new(pki.ca(), &hosts, config).run(&["--print-records"]);
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -332,18 +229,15 @@ fn print_records_hints_at_the_missing_tlsrpt_record() {
 // certificate, and says which hosts wait (`serve` refuses TLS for them until issuance).
 #[test]
 fn check_config_names_hosts_waiting_for_an_acme_certificate() {
-    let (_dir, path) = config_dir(
+    let pki = Pki::new().expect("pki");
+    let serve = ServeProc::new(
+        pki.ca(),
         &["mta-sts.served.test"],
-        "listen = \"127.0.0.1:0\"\n\
-         [[domain]]\nname = \"served.test\"\nmode = \"enforce\"\nmx = [\"mx1.served.test\"]\ncert = \"host.pem\"\nkey = \"host.key\"\n\
+        "[[domain]]\nname = \"served.test\"\nmode = \"enforce\"\nmx = [\"mx1.served.test\"]\ncert = \"host.pem\"\nkey = \"host.key\"\n\
          [[domain]]\nname = \"new.test\"\nmode = \"testing\"\nmx = [\"mx1.new.test\"]\n\
          [acme]\ndirectory = \"https://acme.invalid/dir\"\ncontact = [\"mailto:hostmaster@served.test\"]\nstorage = \"acme\"\n",
     );
-    let out = mta_sts()
-        .args(["serve", "--check-config", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run");
+    let out = serve.run(&["--check-config"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -367,31 +261,19 @@ fn check_config_names_hosts_waiting_for_an_acme_certificate() {
 fn self_check_uses_config_nameservers_and_checks_the_rua_path() {
     let world = World::empty();
     let dns = world.dns_addr().to_string();
-    let port = free_port();
-    let (_dir, config) = config_dir_with(
+    let mut serve = ServeProc::new(
         world.ca(),
         &["mta-sts.served.test"],
         &format!(
-            "listen = \"127.0.0.1:{port}\"\nnameservers = [\"{dns}\"]\ncert = \"host.pem\"\nkey = \"host.key\"\n\
+            "nameservers = [\"{dns}\"]\ncert = \"host.pem\"\nkey = \"host.key\"\n\
              [[domain]]\nname = \"served.test\"\nmode = \"enforce\"\nmx = [\"mx1.served.test\"]\nmax_age = 604800\n\
              [tlsrpt]\nspool_dir = \"spool\"\n"
         ),
     );
     let ca = world.ca_file().to_path_buf();
-    let printed = mta_sts()
-        .args(["serve", "--print-records", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run");
+    let printed = serve.run(&["--print-records"]);
     let records = String::from_utf8_lossy(&printed.stdout).into_owned();
-    let txt = records
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("_mta-sts.served.test. IN TXT \"")
-                .and_then(|v| v.strip_suffix('"'))
-        })
-        .unwrap_or_else(|| panic!("no TXT line in {records}"))
-        .to_owned();
+    let txt = sts_txt(&records, "served.test");
     world
         .dns()
         .set_txt("_mta-sts.served.test", &[&[txt.as_str()]]);
@@ -402,35 +284,15 @@ fn self_check_uses_config_nameservers_and_checks_the_rua_path() {
         .dns()
         .set_mx("served.test", &[(10, "mx1.served.test")]);
     world.dns().set_a("mx1.served.test", &[Ipv4Addr::LOCALHOST]);
-    let _server = Killed(
-        mta_sts()
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn serve"),
-    );
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "serve did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    serve.start();
     let check = |json: bool| {
-        let mut cmd = mta_sts();
-        cmd.args(["serve", "--check", "--no-smtp", "--config"])
-            .arg(&config)
-            .arg("--ca-file")
-            .arg(&ca)
-            .args([
-                "--connect-to",
-                &format!("mta-sts.served.test:443:127.0.0.1:{port}"),
-                "--timeout",
-                "5",
-            ]);
+        let mut cmd = serve.command(&["--check", "--no-smtp"]);
+        cmd.arg("--ca-file").arg(&ca).args([
+            "--connect-to",
+            &serve.connect_to("mta-sts.served.test"),
+            "--timeout",
+            "5",
+        ]);
         if json {
             cmd.arg("--json");
         }
@@ -497,7 +359,7 @@ fn self_check_uses_config_nameservers_and_checks_the_rua_path() {
     assert!(
         text.contains(&format!(
             "DNS answers from {dns} (nameservers in {})",
-            config.display()
+            serve.config.display()
         )),
         "{text}"
     );

@@ -9,17 +9,20 @@
 //! the answer's body.
 
 use std::io::Write;
-use std::net::TcpListener;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use mta_sts_report_store::deliver::{DeliveryConfig, post_https, read_pem_certs};
-use mta_sts_testkit::{Pki, Validity};
+use mta_sts_testkit::Pki;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
+
+use crate::daemon_support::free_port;
+use crate::serve_support::{ServeProc, mta_sts};
 
 const HOST: &str = "mta-sts.served.test";
 
@@ -33,19 +36,6 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(bytes).expect("gzip");
     enc.finish().expect("gzip")
-}
-
-fn mta_sts() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mta-sts"));
-    cmd.env("NO_COLOR", "1");
-    cmd
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn text(out: &Output) -> String {
@@ -101,86 +91,47 @@ fn spooled(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// A certificate for the policy host, a `serve.toml` with `[tlsrpt]`, the running binary.
+/// A certificate for the policy host, a `serve.toml` with `[tlsrpt]`, the running binary
+/// ([`ServeProc`], which it derefs to), and the clients that POST reports to it.
 struct Serve {
     pki: Pki,
-    dir: tempfile::TempDir,
-    port: u16,
-    config: PathBuf,
-    child: Option<Child>,
+    serve: ServeProc,
+}
+
+impl Deref for Serve {
+    type Target = ServeProc;
+
+    fn deref(&self) -> &ServeProc {
+        &self.serve
+    }
+}
+
+impl DerefMut for Serve {
+    fn deref_mut(&mut self) -> &mut ServeProc {
+        &mut self.serve
+    }
 }
 
 impl Serve {
     fn new(tlsrpt: &str) -> Serve {
         let pki = Pki::new().expect("pki");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let issued = pki.ca().issue(&[HOST], Validity::Current).expect("issue");
-        std::fs::write(
-            dir.path().join("host.pem"),
-            format!("{}{}", issued.cert_pem, pki.ca().pem()),
-        )
-        .expect("cert");
-        std::fs::write(dir.path().join("host.key"), &issued.key_pem).expect("key");
-        let port = free_port();
-        let config = dir.path().join("serve.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:{port}\"\n[[domain]]\nname = \"served.test\"\nmode = \"enforce\"\nmx = [\"mx1.served.test\"]\nmax_age = 604800\ncert = \"host.pem\"\nkey = \"host.key\"\n\n[tlsrpt]\nintake_path = \"/tlsrpt\"\n{tlsrpt}"
+        let serve = ServeProc::new(
+            pki.ca(),
+            &[HOST],
+            &format!(
+                "[[domain]]\nname = \"served.test\"\nmode = \"enforce\"\nmx = [\"mx1.served.test\"]\nmax_age = 604800\ncert = \"host.pem\"\nkey = \"host.key\"\n\n[tlsrpt]\nintake_path = \"/tlsrpt\"\n{tlsrpt}"
             ),
-        )
-        .expect("config");
-        Serve {
-            pki,
-            dir,
-            port,
-            config,
-            child: None,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        );
+        Serve { pki, serve }
     }
 
     fn check_config(&self) -> Output {
-        mta_sts()
-            .args(["serve", "--check-config", "--config"])
-            .arg(&self.config)
-            .output()
-            .expect("serve --check-config")
+        self.run(&["--check-config"])
     }
 
-    async fn start(&mut self) {
-        let log = std::fs::File::create(self.path("serve.log")).expect("log");
-        self.child = Some(
-            mta_sts()
-                .args(["serve", "--config"])
-                .arg(&self.config)
-                // The default level: what an administrator sees (issue #19 item 8).
-                .env_remove("RUST_LOG")
-                .env_remove("NO_COLOR")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("spawn serve"),
-        );
-        let started = Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .is_err()
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "serve did not listen: {}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.path("serve.log")).unwrap_or_default()
+    /// [`ServeProc::start`], off the runtime's async workers.
+    fn start(&mut self) {
+        tokio::task::block_in_place(|| self.serve.start());
     }
 
     /// POSTs `body` with `content_type` over HTTP/1.1; status and body of the answer.
@@ -217,11 +168,7 @@ impl Serve {
     async fn send_gzip(&self, json: &str) -> Result<u16, String> {
         let config = DeliveryConfig {
             extra_roots: read_pem_certs(self.pki.ca().pem().as_bytes()).expect("ca"),
-            connect_to: vec![
-                format!("{HOST}:443:127.0.0.1:{}", self.port)
-                    .parse()
-                    .expect("connect-to"),
-            ],
+            connect_to: vec![self.connect_to(HOST).parse().expect("connect-to")],
             timeout: Duration::from_secs(20),
             ..DeliveryConfig::default()
         };
@@ -232,15 +179,6 @@ impl Serve {
         )
         .await
         .map_err(|e| e.to_string())
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
@@ -319,7 +257,7 @@ async fn rfc8460_s5_4_posted_reports_land_in_the_sqlite_store() {
     );
     assert!(stdout.contains("spool"), "{stdout}");
 
-    serve.start().await;
+    serve.start();
     posted_reports_are_stored_once(&serve, &db).await;
     assert!(
         spooled(&serve.path("spool")).is_empty(),
@@ -361,7 +299,7 @@ async fn rfc8460_s5_5_unavailable_store_spools_and_import_recovers() {
 
     // serve starts anyway (policies must be served); the report is spooled, the sender is
     // told it was received, the log says what happened and how to recover.
-    serve.start().await;
+    serve.start();
     let first = report("2024-03-01T00:00:00Z_spooled", 7, 3);
     let (status, body) = serve
         .post(first.as_bytes(), "application/tlsrpt+json")
@@ -415,7 +353,7 @@ async fn rfc8460_s5_4_posted_reports_land_in_the_postgresql_store() {
         "{}",
         text(&out)
     );
-    serve.start().await;
+    serve.start();
     posted_reports_are_stored_once(&serve, &url).await;
     assert!(spooled(&serve.path("spool")).is_empty());
 
@@ -460,7 +398,7 @@ async fn rfc8460_s5_5_spooled_reports_drain_into_the_store_once_it_works() {
     std::fs::write(&blocked, b"in the way").expect("write");
     let db = serve.path("blocked/reports.db").display().to_string();
     let spool = serve.path("spool");
-    serve.start().await;
+    serve.start();
     let first = report("2024-03-01T00:00:00Z_drained", 5, 2);
     let (status, body) = serve
         .post(first.as_bytes(), "application/tlsrpt+json")
@@ -527,7 +465,7 @@ async fn default_log_tells_the_lifecycle_in_plain_text() {
     let good = std::fs::read_to_string(&serve.config).expect("config");
     let good = good.replacen("listen = ", "watch_interval = \"100ms\"\nlisten = ", 1);
     std::fs::write(&serve.config, &good).expect("config");
-    serve.start().await;
+    serve.start();
     let at = wait_log(&serve, 0, "serving MTA-STS policies over HTTPS").await;
     wait_log(&serve, 0, "policy ready").await;
     wait_log(&serve, 0, "accepting TLS-RPT reports").await;
@@ -611,7 +549,7 @@ async fn serve_web_section_shows_posted_reports_behind_its_token() {
         "{stdout}"
     );
 
-    serve.start().await;
+    serve.start();
     let (status, body) = serve
         .post(
             report("2024-03-01T00:00:00Z_web", 41, 1).as_bytes(),
@@ -674,20 +612,9 @@ async fn serve_web_section_shows_posted_reports_behind_its_token() {
         config.replace("max_age = 604800", "max_age = 1209600"),
     )
     .expect("config");
-    let printed = mta_sts()
-        .args(["serve", "--print-records", "--config"])
-        .arg(&serve.config)
-        .output()
-        .expect("print records");
+    let printed = serve.run(&["--print-records"]);
     let printed = String::from_utf8_lossy(&printed.stdout).into_owned();
-    let pid = serve.child.as_ref().expect("running").id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    serve.signal("HUP");
     let started = Instant::now();
     let after = loop {
         let id = served_id(&addr);
@@ -737,11 +664,7 @@ fn serve_web_refuses_a_public_address_without_authentication() {
         "{stderr}"
     );
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    let out = mta_sts()
-        .args(["serve", "--config"])
-        .arg(&serve.config)
-        .output()
-        .expect("serve");
+    let out = serve.run(&[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 

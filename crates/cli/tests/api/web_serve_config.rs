@@ -5,26 +5,15 @@
 //! is published differs from what is served.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Stdio};
+use std::time::Duration;
 
-use mta_sts_testkit::{Validity, World};
+use mta_sts_testkit::{Pki, World};
 use serde_json::Value;
 
-fn mta_sts() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mta-sts"));
-    cmd.env("NO_COLOR", "1");
-    cmd
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use crate::serve_support::{ServeProc, mta_sts, sts_txt};
 
 struct Killed(Child);
 
@@ -106,41 +95,16 @@ fn finding_ids(json: &Value) -> Vec<String> {
 #[test]
 fn web_serve_config_shows_records_and_drift_for_served_domains() {
     let world = World::empty();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let issued = world
-        .ca()
-        .issue(&["mta-sts.served.test"], Validity::Current)
-        .expect("issue");
-    std::fs::write(
-        dir.path().join("host.pem"),
-        format!("{}{}", issued.cert_pem, world.ca_pem()),
-    )
-    .expect("cert");
-    std::fs::write(dir.path().join("host.key"), &issued.key_pem).expect("key");
-    let port = free_port();
-    let config = dir.path().join("serve.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\n[[domain]]\nname = \"served.test\"\nmode = \"enforce\"\nmx = [\"mx1.served.test\"]\nmax_age = 604800\nrua = \"mailto:tls@served.test\"\ncert = \"host.pem\"\nkey = \"host.key\"\n"
-        ),
-    )
-    .expect("config");
-    let printed = mta_sts()
-        .args(["serve", "--print-records", "--config"])
-        .arg(&config)
-        .output()
-        .expect("print records");
+    let mut serve = ServeProc::new(
+        world.ca(),
+        &["mta-sts.served.test"],
+        "[[domain]]\nname = \"served.test\"\nmode = \"enforce\"\nmx = [\"mx1.served.test\"]\nmax_age = 604800\nrua = \"mailto:tls@served.test\"\ncert = \"host.pem\"\nkey = \"host.key\"\n",
+    );
+    let config = serve.config.clone();
+    let printed = serve.run(&["--print-records"]);
     assert_eq!(printed.status.code(), Some(0));
     let records = String::from_utf8(printed.stdout).expect("utf-8");
-    let txt = records
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("_mta-sts.served.test. IN TXT \"")
-                .and_then(|v| v.strip_suffix('"'))
-        })
-        .unwrap_or_else(|| panic!("no TXT line in {records}"))
-        .to_owned();
+    let txt = sts_txt(&records, "served.test");
     let id = txt
         .trim_start_matches("v=STSv1; id=")
         .trim_end_matches(';')
@@ -154,25 +118,9 @@ fn web_serve_config_shows_records_and_drift_for_served_domains() {
     world
         .dns()
         .set_mx("served.test", &[(10, "mx1.served.test")]);
-    let _serve = Killed(
-        mta_sts()
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn serve"),
-    );
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "serve did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    serve.start();
 
-    let db = dir.path().join("reports.db");
+    let db = serve.path("reports.db");
     let import = mta_sts()
         .args(["report", "import", "--no-dkim", "--db"])
         .arg(&db)
@@ -182,7 +130,7 @@ fn web_serve_config_shows_records_and_drift_for_served_domains() {
     assert!(db.exists(), "{}", String::from_utf8_lossy(&import.stderr));
 
     let dns = world.dns_addr().to_string();
-    let connect_to = format!("mta-sts.served.test:443:127.0.0.1:{port}");
+    let connect_to = serve.connect_to("mta-sts.served.test");
     let (_web, addr) = start_web(
         &[
             "--dns",
@@ -349,21 +297,14 @@ fn web_readme_serve_config_command_works_as_written() {
     assert_eq!(words[..2], ["mta-sts", "web"], "{block:?}");
     assert_eq!(block[1], "dashboard on http://127.0.0.1:8480/");
 
-    let pki = mta_sts_testkit::Pki::new().expect("pki");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let issued = pki
-        .ca()
-        .issue(&["mta-sts.served.test"], Validity::Current)
-        .expect("issue");
-    std::fs::write(dir.path().join("host.pem"), &issued.cert_pem).expect("cert");
-    std::fs::write(dir.path().join("host.key"), &issued.key_pem).expect("key");
-    let config = dir.path().join("serve.toml");
-    std::fs::write(
-        &config,
+    let pki = Pki::new().expect("pki");
+    let serve = ServeProc::new(
+        pki.ca(),
+        &["mta-sts.served.test"],
         "[[domain]]\nname = \"served.test\"\nmode = \"testing\"\nmx = [\"mx1.served.test\"]\ncert = \"host.pem\"\nkey = \"host.key\"\n",
-    )
-    .expect("config");
-    let db = dir.path().join("reports.db");
+    );
+    let config = &serve.config;
+    let db = serve.path("reports.db");
     mta_sts()
         .args(["report", "import", "--no-dkim", "--db"])
         .arg(&db)

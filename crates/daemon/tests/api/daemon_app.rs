@@ -424,13 +424,13 @@ async fn slow_client_is_cut_at_the_idle_timeout() {
 /// an HTTPS fetch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_daemons_share_one_redis() {
-    let Some(redis) = RedisServer::start() else {
+    let Some(redis) = mta_sts_testkit::redis::start_or_skip("two_daemons_share_one_redis") else {
         return;
     };
     let world = world();
     let cache = format!(
         "store = \"redis\"\nredis_url = \"redis://127.0.0.1:{}/0\"",
-        redis.port
+        redis.port()
     );
     let a = Daemon::start(config(&world, &cache, ""))
         .await
@@ -448,73 +448,6 @@ async fn two_daemons_share_one_redis() {
     );
     a.shutdown().await;
     b.shutdown().await;
-}
-
-/// A redis-server on a free port, killed on drop.
-struct RedisServer {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    fn start() -> Option<RedisServer> {
-        let require = std::env::var("MTA_STS_REQUIRE_INTEROP").as_deref() == Ok("1");
-        if std::process::Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            assert!(
-                !require,
-                "redis-server is required (MTA_STS_REQUIRE_INTEROP=1)"
-            );
-            eprintln!("SKIP: redis-server not installed (apt-get install redis-server)");
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(RedisServer {
-                    child,
-                    port,
-                    _dir: dir,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let mut child = child;
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("redis-server did not start");
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// GET `path` with extra raw header lines: (status, headers, body).

@@ -10,12 +10,11 @@
 use crate::daemon_app::{ENFORCE, config, query, world};
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::time::Duration;
 
 use mta_sts_daemon::app::Daemon;
-use mta_sts_testkit::postgres;
+use mta_sts_testkit::{postgres, redis};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_daemons_share_one_postgres() {
@@ -50,103 +49,20 @@ async fn two_daemons_share_one_postgres() {
     c.shutdown().await;
 }
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-/// A `redis-server` process (master or sentinel), killed on drop.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Waits until the server on `port` answers `AUTH password` + `PING`.
-fn wait_for_pong(port: u16, password: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let answered = TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
-            let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-            let mut buf = [0u8; 12];
-            s.write_all(format!("AUTH {password}\r\nPING\r\n").as_bytes())
-                .is_ok()
-                && s.read_exact(&mut buf).is_ok()
-                && &buf == b"+OK\r\n+PONG\r\n"
-        });
-        if answered {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no PONG on port {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn spawn(args: &[&str], log: &std::path::Path) -> Process {
-    let log = std::fs::File::create(log).expect("log");
-    Process(
-        Command::new("redis-server")
-            .args(args)
-            .stdout(log)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server"),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_daemons_share_redis_through_sentinel_with_passwords() {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        if std::env::var("MTA_STS_REQUIRE_INTEROP").as_deref() == Ok("1") {
-            panic!("redis-server is required (MTA_STS_REQUIRE_INTEROP=1) but cannot be run");
-        }
-        println!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
+    if !redis::require("two_daemons_share_redis_through_sentinel_with_passwords") {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (master_port, sentinel_port) = (free_port(), free_port());
-    let (mp, sp) = (master_port.to_string(), sentinel_port.to_string());
-    let dir_arg = dir.path().display().to_string();
-    let _master = spawn(
-        &[
-            "--port",
-            &mp,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--requirepass",
-            "master-secret",
-            "--dir",
-            &dir_arg,
-        ],
-        &dir.path().join("master.log"),
-    );
-    wait_for_pong(master_port, "master-secret");
-    let conf = dir.path().join("sentinel.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "port {sp}\nbind 127.0.0.1\ndir {dir_arg}\nrequirepass sentinel-secret\n\
-             sentinel monitor fleet 127.0.0.1 {mp} 1\n\
-             sentinel auth-pass fleet master-secret\n"
-        ),
-    )
-    .expect("sentinel.conf");
-    let _sentinel = spawn(
-        &[&conf.display().to_string(), "--sentinel"],
-        &dir.path().join("sentinel.log"),
-    );
-    wait_for_pong(sentinel_port, "sentinel-secret");
+    let master = redis::Server::start(&["--requirepass", "master-secret"]).expect("master");
+    let master_port = master.port();
+    let sentinel = redis::Server::start_sentinel(&format!(
+        "requirepass sentinel-secret\n\
+         sentinel monitor fleet 127.0.0.1 {master_port} 1\n\
+         sentinel auth-pass fleet master-secret\n"
+    ))
+    .expect("sentinel");
+    let sp = sentinel.port();
 
     let world = world();
     let cache = format!(

@@ -4,8 +4,6 @@
 
 use crate::common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,73 +12,13 @@ use mta_sts_net::ManualClock;
 use mta_sts_resolver::store::{RedisOptions, RedisStore, Store};
 use mta_sts_resolver::{Outcome, Resolver};
 use mta_sts_testkit::World;
+use mta_sts_testkit::redis::{self as redis_server, Server as RedisServer};
 
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    fn start() -> Option<RedisServer> {
-        let found = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            assert!(
-                std::env::var("MTA_STS_REQUIRE_INTEROP").as_deref() != Ok("1"),
-                "redis-server is required (MTA_STS_REQUIRE_INTEROP=1)"
-            );
-            println!("SKIPPED: redis-server is not installed");
-            return None;
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(RedisServer {
-            child: Some(child),
-            port,
-            _dir: dir,
-        })
-    }
-
-    fn options(&self) -> RedisOptions {
-        RedisOptions {
-            timeout: Duration::from_millis(300),
-            ..RedisOptions::new(format!("redis://127.0.0.1:{}/", self.port))
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
+/// Options for a store on `redis`, with a short timeout.
+fn options(redis: &RedisServer) -> RedisOptions {
+    RedisOptions {
+        timeout: Duration::from_millis(300),
+        ..RedisOptions::new(redis.url())
     }
 }
 
@@ -94,13 +32,13 @@ fn world() -> World {
 
 #[tokio::test]
 async fn two_resolvers_share_one_redis_store() {
-    let Some(redis) = RedisServer::start() else {
+    let Some(redis) = redis_server::start_or_skip("two_resolvers_share_one_redis_store") else {
         return;
     };
     let world = world();
     let clock = Arc::new(ManualClock::new(T0));
     let store: Arc<dyn Store> =
-        Arc::new(RedisStore::connect(redis.options()).await.expect("redis"));
+        Arc::new(RedisStore::connect(options(&redis)).await.expect("redis"));
     let a = Resolver::new(config(&world), store.clone(), clock.clone()).expect("a");
     let b = Resolver::new(config(&world), store, clock.clone()).expect("b");
     let d = domain("good.test");
@@ -115,13 +53,15 @@ async fn two_resolvers_share_one_redis_store() {
 
 #[tokio::test]
 async fn redis_stopped_mid_run_lookups_answer_from_memory() {
-    let Some(mut redis) = RedisServer::start() else {
+    let Some(mut redis) =
+        redis_server::start_or_skip("redis_stopped_mid_run_lookups_answer_from_memory")
+    else {
         return;
     };
     let world = world();
     let clock = Arc::new(ManualClock::new(T0));
     let store: Arc<dyn Store> =
-        Arc::new(RedisStore::connect(redis.options()).await.expect("redis"));
+        Arc::new(RedisStore::connect(options(&redis)).await.expect("redis"));
     let r = Resolver::new(config(&world), store, clock.clone()).expect("resolver");
     let d = domain("good.test");
     assert_eq!(r.lookup(&d).await.outcome(), Outcome::Policy);
@@ -153,11 +93,13 @@ async fn redis_stopped_mid_run_lookups_answer_from_memory() {
 /// which the Sentinel and PostgreSQL stores run too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_resolvers_on_one_redis_refetch_each_due_domain_once() {
-    let Some(redis) = RedisServer::start() else {
+    let Some(redis) =
+        redis_server::start_or_skip("three_resolvers_on_one_redis_refetch_each_due_domain_once")
+    else {
         return;
     };
     three_resolvers_refetch_each_due_domain_once(|| {
-        Arc::new(RedisStore::new(redis.options()).expect("redis"))
+        Arc::new(RedisStore::new(options(&redis)).expect("redis"))
     })
     .await;
 }

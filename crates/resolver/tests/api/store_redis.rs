@@ -6,145 +6,29 @@
 
 use crate::store_conformance as conformance;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conformance::{policy, run_conformance, unix_now};
 use mta_sts_resolver::store::redis::DEFAULT_KEY_PREFIX;
 use mta_sts_resolver::store::{RedisOptions, RedisStore, Store, StoreError};
+use mta_sts_testkit::redis::{self as redis_server, Server as RedisServer};
 
-/// Whether `program` can be run. If not: fails when `MTA_STS_REQUIRE_INTEROP=1`, otherwise
-/// prints that the test is skipped and why, and returns `false`.
-fn require_program(program: &str) -> bool {
-    let found = Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
-        return true;
-    }
-    if std::env::var("MTA_STS_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!("{program} is required (MTA_STS_REQUIRE_INTEROP=1) but cannot be run");
-    }
-    println!(
-        "SKIPPED: {program} is not installed (apt-get install redis-server); \
-         set MTA_STS_REQUIRE_INTEROP=1 to make this a failure"
-    );
-    false
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-/// A `redis-server` child on 127.0.0.1, killed on drop.
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut server = Self {
-            child: None,
-            port: free_port(),
-            dir,
-        };
-        server.restart();
-        server
-    }
-
-    /// (Re)starts the server on the same port and waits until it answers PING.
-    fn restart(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let port = self.port.to_string();
-        let log = std::fs::File::create(self.dir.path().join("redis.log")).expect("log");
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args(["--daemonize", "no", "--dir"])
-            .arg(self.dir.path())
-            .stdout(log)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !self.pings() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {port} did not answer PING"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn pings(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-        let mut buf = [0u8; 7];
-        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        let ok = Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill {sig} {pid}");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn options(&self, prefix: &str) -> RedisOptions {
-        RedisOptions {
-            key_prefix: prefix.to_owned(),
-            ..RedisOptions::new(self.url())
-        }
-    }
-
-    async fn raw(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
-            .expect("client")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("raw connection")
+/// Options for a store on `server` with key prefix `prefix`.
+fn options(server: &RedisServer, prefix: &str) -> RedisOptions {
+    RedisOptions {
+        key_prefix: prefix.to_owned(),
+        ..RedisOptions::new(server.url())
     }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// A plain connection to `server`, to look behind the store's back.
+async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("raw connection")
 }
 
 async fn raw_cmd<T: redis::FromRedisValue>(
@@ -160,11 +44,10 @@ async fn raw_cmd<T: redis::FromRedisValue>(
 
 #[tokio::test]
 async fn redis_conformance() {
-    if !require_program("redis-server") {
+    let Some(server) = redis_server::start_or_skip("redis_conformance") else {
         return;
-    }
-    let server = RedisServer::start();
-    let store = RedisStore::connect(server.options(DEFAULT_KEY_PREFIX))
+    };
+    let store = RedisStore::connect(options(&server, DEFAULT_KEY_PREFIX))
         .await
         .expect("connect");
     assert_eq!(store.backend(), "redis");
@@ -173,14 +56,13 @@ async fn redis_conformance() {
 
 #[tokio::test]
 async fn redis_keys_json_and_ttl() {
-    if !require_program("redis-server") {
+    let Some(server) = redis_server::start_or_skip("redis_keys_json_and_ttl") else {
         return;
-    }
-    let server = RedisServer::start();
-    let store = RedisStore::connect(server.options(DEFAULT_KEY_PREFIX))
+    };
+    let store = RedisStore::connect(options(&server, DEFAULT_KEY_PREFIX))
         .await
         .expect("connect");
-    let mut raw = server.raw().await;
+    let mut raw = raw(&server).await;
     let now = unix_now();
     let p = policy("ttl.example", "id1", now - 100, 3600);
     store.put(&p, now).await.expect("put");
@@ -221,17 +103,18 @@ async fn redis_keys_json_and_ttl() {
 /// expires, and never listed among the policies.
 #[tokio::test]
 async fn redis_refresh_lease_is_exclusive_until_it_expires() {
-    if !require_program("redis-server") {
+    let Some(server) =
+        redis_server::start_or_skip("redis_refresh_lease_is_exclusive_until_it_expires")
+    else {
         return;
-    }
-    let server = RedisServer::start();
-    let a = RedisStore::connect(server.options(DEFAULT_KEY_PREFIX))
+    };
+    let a = RedisStore::connect(options(&server, DEFAULT_KEY_PREFIX))
         .await
         .expect("connect");
-    let b = RedisStore::connect(server.options(DEFAULT_KEY_PREFIX))
+    let b = RedisStore::connect(options(&server, DEFAULT_KEY_PREFIX))
         .await
         .expect("connect");
-    let mut raw = server.raw().await;
+    let mut raw = raw(&server).await;
     let now = unix_now();
     a.put(&policy("lease.example", "id1", now, 3600), now)
         .await
@@ -256,17 +139,18 @@ async fn redis_refresh_lease_is_exclusive_until_it_expires() {
 
 #[tokio::test]
 async fn redis_two_daemons_share_entries_and_newer_wins() {
-    if !require_program("redis-server") {
+    let Some(server) =
+        redis_server::start_or_skip("redis_two_daemons_share_entries_and_newer_wins")
+    else {
         return;
-    }
-    let server = RedisServer::start();
-    let a = RedisStore::connect(server.options("fleet:"))
+    };
+    let a = RedisStore::connect(options(&server, "fleet:"))
         .await
         .expect("a");
-    let b = RedisStore::connect(server.options("fleet:"))
+    let b = RedisStore::connect(options(&server, "fleet:"))
         .await
         .expect("b");
-    let other_setup = RedisStore::connect(server.options("other:"))
+    let other_setup = RedisStore::connect(options(&server, "other:"))
         .await
         .expect("other");
     let now = unix_now();
@@ -318,14 +202,14 @@ async fn redis_two_daemons_share_entries_and_newer_wins() {
 
 #[tokio::test]
 async fn redis_corrupt_values_are_reported_and_skipped() {
-    if !require_program("redis-server") {
+    let Some(server) = redis_server::start_or_skip("redis_corrupt_values_are_reported_and_skipped")
+    else {
         return;
-    }
-    let server = RedisServer::start();
-    let store = RedisStore::connect(server.options(DEFAULT_KEY_PREFIX))
+    };
+    let store = RedisStore::connect(options(&server, DEFAULT_KEY_PREFIX))
         .await
         .expect("connect");
-    let mut raw = server.raw().await;
+    let mut raw = raw(&server).await;
     let now = unix_now();
     let good = policy("good.example", "g", now, 86400);
     store.put(&good, now).await.expect("put");
@@ -378,14 +262,15 @@ fn assert_unavailable<T: std::fmt::Debug>(
 
 #[tokio::test]
 async fn redis_outage_is_bounded_and_writes_resume_after_restart() {
-    if !require_program("redis-server") {
+    let Some(mut server) =
+        redis_server::start_or_skip("redis_outage_is_bounded_and_writes_resume_after_restart")
+    else {
         return;
-    }
-    let mut server = RedisServer::start();
+    };
     let timeout = Duration::from_millis(500);
     let options = RedisOptions {
         timeout,
-        ..server.options(DEFAULT_KEY_PREFIX)
+        ..options(&server, DEFAULT_KEY_PREFIX)
     };
     let store = RedisStore::connect(options).await.expect("connect");
     let now = unix_now();
@@ -393,7 +278,7 @@ async fn redis_outage_is_bounded_and_writes_resume_after_restart() {
     store.put(&before, now).await.expect("put while up");
 
     // 1. Redis stalled (SIGSTOP): the connection is open but nothing answers.
-    server.signal("-STOP");
+    server.signal("STOP").expect("SIGSTOP");
     let t = Instant::now();
     assert_unavailable(
         "get (stalled)",
@@ -403,7 +288,7 @@ async fn redis_outage_is_bounded_and_writes_resume_after_restart() {
     );
     let t = Instant::now();
     assert_unavailable("put (stalled)", t, timeout, store.put(&before, now).await);
-    server.signal("-CONT");
+    server.signal("CONT").expect("SIGCONT");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match store.get("before.example").await {
@@ -454,7 +339,7 @@ async fn redis_outage_is_bounded_and_writes_resume_after_restart() {
     }
 
     // 3. Redis back on the same port (empty: --save ''): the same store instance writes again.
-    server.restart();
+    server.restart().expect("restart redis-server");
     let after = policy("after.example", "a", now, 86400);
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut failures = 0;
@@ -481,11 +366,12 @@ async fn redis_outage_is_bounded_and_writes_resume_after_restart() {
 
 #[tokio::test]
 async fn redis_lazy_store_starts_while_redis_is_down() {
-    if !require_program("redis-server") {
+    if !redis_server::require("redis_lazy_store_starts_while_redis_is_down") {
         return;
     }
     // No server yet: construction succeeds (no I/O), operations are Unavailable, then work.
-    let port = free_port();
+    let mut server = RedisServer::stopped(&[]).expect("redis-server");
+    let port = server.port();
     let timeout = Duration::from_millis(300);
     let options = RedisOptions {
         timeout,
@@ -497,13 +383,7 @@ async fn redis_lazy_store_starts_while_redis_is_down() {
     let t = Instant::now();
     assert_unavailable("connect", t, timeout, RedisStore::connect(options).await);
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut server = RedisServer {
-        child: None,
-        port,
-        dir,
-    };
-    server.restart();
+    server.restart().expect("restart redis-server");
     let deadline = Instant::now() + Duration::from_secs(10);
     while let Err(err) = store.ping().await {
         assert!(Instant::now() < deadline, "never connected: {err}");

@@ -10,7 +10,6 @@
 use crate::store_conformance as conformance;
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,84 +17,13 @@ use conformance::{policy, run_conformance, run_fleet_conformance, unix_now};
 use mta_sts_resolver::store::{
     RedisSentinelOptions, RedisStore, SentinelAddress, Store, StoreError, StoredPolicy,
 };
+use mta_sts_testkit::redis::{self as redis_server, Server as RedisServer};
 
 const MASTER_NAME: &str = "mymaster";
-
-/// Whether `redis-server` can be run; if not, skips (or fails under
-/// `MTA_STS_REQUIRE_INTEROP=1`).
-fn require_redis() -> bool {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
-        return true;
-    }
-    if std::env::var("MTA_STS_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!("redis-server is required (MTA_STS_REQUIRE_INTEROP=1) but cannot be run");
-    }
-    println!(
-        "SKIPPED: redis-server is not installed (apt-get install redis-server); \
-         set MTA_STS_REQUIRE_INTEROP=1 to make this a failure"
-    );
-    false
-}
 
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
-}
-
-/// One `redis-server` process (data node or sentinel), killed on drop.
-struct Node {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl Node {
-    fn spawn(dir: &std::path::Path, name: &str, args: &[String]) -> Node {
-        let port = args
-            .iter()
-            .position(|a| a == "--port")
-            .and_then(|i| args.get(i + 1))
-            .and_then(|p| p.parse().ok())
-            .expect("--port");
-        let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log");
-        let child = Command::new("redis-server")
-            .args(args)
-            .stdout(log)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        let node = Node {
-            child: Some(child),
-            port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while redis_cli(port, &["PING"]).as_deref() != Some("PONG") {
-            assert!(
-                Instant::now() < deadline,
-                "{name} on {port} did not answer PING"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        node
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// One command over a fresh connection; the reply flattened to text (`None` on error).
@@ -123,85 +51,31 @@ fn flatten(value: &redis::Value) -> String {
     }
 }
 
-/// A master, one replica of it and one sentinel monitoring them (quorum 1).
+/// A master, one replica of it and one sentinel monitoring them (quorum 1), each a
+/// testkit `redis-server` in a temp dir of its own.
 struct Lab {
-    master: Node,
-    replica: Node,
-    sentinel: Node,
-    _dir: tempfile::TempDir,
-}
-
-fn data_args(dir: &std::path::Path, port: u16, extra: &[String]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--daemonize",
-        "no",
-        "--dir",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.push(dir.display().to_string());
-    args.extend_from_slice(extra);
-    args
+    master: RedisServer,
+    replica: RedisServer,
+    sentinel: RedisServer,
 }
 
 impl Lab {
     fn start() -> Lab {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (m, r, s) = (free_port(), free_port(), free_port());
-        let mdir = dir.path().join("master");
-        let rdir = dir.path().join("replica");
-        let sdir = dir.path().join("sentinel");
-        for d in [&mdir, &rdir, &sdir] {
-            std::fs::create_dir(d).expect("mkdir");
-        }
-        let master = Node::spawn(dir.path(), "master", &data_args(&mdir, m, &[]));
-        let replica = Node::spawn(
-            dir.path(),
-            "replica",
-            &data_args(
-                &rdir,
-                r,
-                &["--replicaof".into(), "127.0.0.1".into(), m.to_string()],
-            ),
-        );
-        // Sentinel rewrites its configuration file, so it gets one of its own.
-        let conf = sdir.join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {s}\nbind 127.0.0.1\ndaemonize no\ndir {}\n\
-                 sentinel monitor {MASTER_NAME} 127.0.0.1 {m} 1\n\
-                 sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
-                 sentinel failover-timeout {MASTER_NAME} 10000\n\
-                 sentinel parallel-syncs {MASTER_NAME} 1\n",
-                sdir.display()
-            ),
-        )
-        .expect("sentinel.conf");
-        let sentinel = Node::spawn(
-            dir.path(),
-            "sentinel",
-            &[
-                conf.display().to_string(),
-                "--sentinel".into(),
-                "--port".into(),
-                s.to_string(),
-            ],
-        );
+        let master = RedisServer::start(&[]).expect("master");
+        let m = master.port().to_string();
+        let replica = RedisServer::start(&["--replicaof", "127.0.0.1", &m]).expect("replica");
+        let sentinel = RedisServer::start_sentinel(&format!(
+            "sentinel monitor {MASTER_NAME} 127.0.0.1 {m} 1\n\
+             sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+             sentinel failover-timeout {MASTER_NAME} 10000\n\
+             sentinel parallel-syncs {MASTER_NAME} 1\n"
+        ))
+        .expect("sentinel");
+        let (r, s) = (replica.port(), sentinel.port());
         let lab = Lab {
             master,
             replica,
             sentinel,
-            _dir: dir,
         };
         // Ready once the replica is in sync and the sentinel knows it (a failover needs it).
         lab.wait_for("the replica to sync and the sentinel to see it", || {
@@ -224,7 +98,7 @@ impl Lab {
     /// The master's port as the sentinel reports it.
     fn master_port(&self) -> Option<u16> {
         redis_cli(
-            self.sentinel.port,
+            self.sentinel.port(),
             &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME],
         )?
         .split(' ')
@@ -236,7 +110,7 @@ impl Lab {
     fn options(&self) -> RedisSentinelOptions {
         let address = SentinelAddress {
             host: "127.0.0.1".into(),
-            port: self.sentinel.port,
+            port: self.sentinel.port(),
         };
         // Generous for a loaded test machine; the outage tests set their own.
         RedisSentinelOptions {
@@ -252,7 +126,7 @@ fn key(domain: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_sentinel_conformance() {
-    if !require_redis() {
+    if !redis_server::require("redis_sentinel_conformance") {
         return;
     }
     let lab = Lab::start();
@@ -267,7 +141,7 @@ async fn redis_sentinel_conformance() {
         .put(&policy("where.example", "w", now, 3600), now)
         .await
         .expect("put");
-    let master = lab.master.port;
+    let master = lab.master.port();
     assert_eq!(lab.master_port(), Some(master));
     assert_eq!(
         redis_cli(master, &["EXISTS", &key("where.example")]).as_deref(),
@@ -277,7 +151,7 @@ async fn redis_sentinel_conformance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_sentinel_fleet_shares_entries_newer_wins_and_leases() {
-    if !require_redis() {
+    if !redis_server::require("redis_sentinel_fleet_shares_entries_newer_wins_and_leases") {
         return;
     }
     let lab = Lab::start();
@@ -336,7 +210,7 @@ async fn get_until_ok(store: &RedisStore, domain: &str) -> Option<StoredPolicy> 
 /// The same store instance reads what was written before and writes to the new master.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_sentinel_follows_a_forced_failover() {
-    if !require_redis() {
+    if !redis_server::require("redis_sentinel_follows_a_forced_failover") {
         return;
     }
     let lab = Lab::start();
@@ -348,15 +222,15 @@ async fn redis_sentinel_follows_a_forced_failover() {
     store.put(&before, now).await.expect("put before");
     // Replicated before the failover (WAIT numreplicas timeout).
     assert_eq!(
-        redis_cli(lab.master.port, &["WAIT", "1", "2000"]).as_deref(),
+        redis_cli(lab.master.port(), &["WAIT", "1", "2000"]).as_deref(),
         Some("1")
     );
 
     assert_eq!(
-        redis_cli(lab.sentinel.port, &["SENTINEL", "FAILOVER", MASTER_NAME]).as_deref(),
+        redis_cli(lab.sentinel.port(), &["SENTINEL", "FAILOVER", MASTER_NAME]).as_deref(),
         Some("OK")
     );
-    let (old, new) = (lab.master.port, lab.replica.port);
+    let (old, new) = (lab.master.port(), lab.replica.port());
     lab.wait_for("the sentinel to name the new master", || {
         lab.master_port() == Some(new)
     });
@@ -387,7 +261,7 @@ async fn redis_sentinel_follows_a_forced_failover() {
 /// replica, then the same store instance writes to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_sentinel_follows_a_failover_after_the_master_dies() {
-    if !require_redis() {
+    if !redis_server::require("redis_sentinel_follows_a_failover_after_the_master_dies") {
         return;
     }
     let mut lab = Lab::start();
@@ -403,11 +277,11 @@ async fn redis_sentinel_follows_a_failover_after_the_master_dies() {
     let before = policy("before.example", "b", now, 86400);
     store.put(&before, now).await.expect("put before");
     assert_eq!(
-        redis_cli(lab.master.port, &["WAIT", "1", "2000"]).as_deref(),
+        redis_cli(lab.master.port(), &["WAIT", "1", "2000"]).as_deref(),
         Some("1")
     );
 
-    lab.master.kill();
+    lab.master.stop();
     let t = Instant::now();
     match store.get("before.example").await {
         Err(StoreError::Unavailable { backend, message }) => {
@@ -429,7 +303,7 @@ async fn redis_sentinel_follows_a_failover_after_the_master_dies() {
         "writes resumed {:?} after the master died ({failures} failed attempts)",
         started.elapsed()
     );
-    let new = lab.replica.port;
+    let new = lab.replica.port();
     assert_eq!(lab.master_port(), Some(new));
     assert_eq!(
         redis_cli(new, &["EXISTS", &key("after.example")]).as_deref(),
@@ -442,7 +316,7 @@ async fn redis_sentinel_follows_a_failover_after_the_master_dies() {
 /// the timeout, with the reason; nothing hangs and the store can still be made (lazily).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_sentinel_unknown_master_or_no_sentinel_is_unavailable() {
-    if !require_redis() {
+    if !redis_server::require("redis_sentinel_unknown_master_or_no_sentinel_is_unavailable") {
         return;
     }
     let lab = Lab::start();
@@ -510,7 +384,7 @@ fn redis_sentinel_needs_an_address() {
 /// them, as on one Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_resolvers_through_sentinel_refetch_each_due_domain_once() {
-    if !require_redis() {
+    if !redis_server::require("three_resolvers_through_sentinel_refetch_each_due_domain_once") {
         return;
     }
     let lab = Lab::start();
@@ -526,7 +400,9 @@ async fn three_resolvers_through_sentinel_refetch_each_due_domain_once() {
 /// master through the live sentinel instead of starting over and timing out forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_sentinel_a_stalled_sentinel_first_does_not_block_the_store_forever() {
-    if !require_redis() {
+    if !redis_server::require(
+        "redis_sentinel_a_stalled_sentinel_first_does_not_block_the_store_forever",
+    ) {
         return;
     }
     let lab = Lab::start();

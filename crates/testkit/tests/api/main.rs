@@ -3,4 +3,5 @@
 
 mod dns;
 mod https;
+mod redis;
 mod smtp;
