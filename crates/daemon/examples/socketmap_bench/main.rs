@@ -16,7 +16,11 @@
 //! cached beforehand. Cold: every request names a domain never asked before (TXT lookup +
 //! HTTPS fetch each), once against the daemon with its default store (an SQLite file,
 //! `flush_window` 100 ms, in the temporary directory), as users run it, and once against the
-//! same daemon with the memory store, so the cost of the store shows. CPU per fresh lookup: utime+stime of the server process
+//! same daemon with the memory store, so the cost of the store shows. Each of the two first
+//! answers 200 fresh domains unmeasured, then they run in A B B A order (half the SQLite
+//! daemon's lookups, the memory daemon's two halves, the rest of the SQLite daemon's): run
+//! one after the other, whichever came first cost up to a tenth more CPU per lookup, even
+//! with two identical memory-store daemons. CPU per fresh lookup: utime+stime of the server process
 //! (`/proc/<pid>/stat`) over the cold phase divided by the lookups. RSS: a daemon
 //! warm-started from an SQLite store holding `--rss-policies` policies (2 `mx` each; a third
 //! with CRLF line ends, a third with LF, a third in a non-canonical line order).
@@ -157,9 +161,40 @@ struct Run {
     p50_ms: f64,
     p99_ms: f64,
     replies_ok: u64,
+    /// Every request's latency, sorted.
+    latencies: Vec<Duration>,
 }
 
 impl Run {
+    fn from_latencies(mut latencies: Vec<Duration>, secs: f64, replies_ok: u64) -> Run {
+        latencies.sort();
+        let pct = |q: f64| {
+            latencies
+                .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+                .map(|d| d.as_secs_f64() * 1e3)
+                .unwrap_or(0.0)
+        };
+        Run {
+            requests: latencies.len() as u64,
+            secs,
+            p50_ms: pct(0.5),
+            p99_ms: pct(0.99),
+            replies_ok,
+            latencies,
+        }
+    }
+
+    /// The figures of `self` and `other` as one run.
+    fn merge(self, other: Run) -> Run {
+        let mut latencies = self.latencies;
+        latencies.extend(other.latencies);
+        Run::from_latencies(
+            latencies,
+            self.secs + other.secs,
+            self.replies_ok + other.replies_ok,
+        )
+    }
+
     fn qps(&self) -> f64 {
         self.requests as f64 / self.secs
     }
@@ -228,19 +263,7 @@ async fn load(
     }
     let secs = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
-    all.sort();
-    let pct = |q: f64| {
-        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
-            .map(|d| d.as_secs_f64() * 1e3)
-            .unwrap_or(0.0)
-    };
-    Ok(Run {
-        requests: all.len() as u64,
-        secs,
-        p50_ms: pct(0.5),
-        p99_ms: pct(0.99),
-        replies_ok: ok.load(Ordering::Relaxed),
-    })
+    Ok(Run::from_latencies(all, secs, ok.load(Ordering::Relaxed)))
 }
 
 /// CPU seconds per lookup of the bare client (`floor.rs`) over `count` fresh domains from
@@ -429,7 +452,9 @@ fn bench(args: &[String]) -> Result<(), BoxError> {
         return rss_phase(&tokio::runtime::Runtime::new()?, dir.path(), rss_policies);
     }
     const WARM: usize = 200;
-    let domains = WARM + 4 * cold;
+    // Fresh domains each daemon answers, unmeasured, before the cold phase.
+    const WARM_UP: usize = 200;
+    let domains = WARM + 4 * cold + 2 * WARM_UP;
     println!(
         "socketmap bench: {conns} connections, one outstanding request each, {secs} s per warm run; {domains} testkit domains; {} CPUs",
         std::thread::available_parallelism()
@@ -583,24 +608,48 @@ fn bench(args: &[String]) -> Result<(), BoxError> {
         );
 
         println!("\n== cold (every request a domain never asked: TXT + HTTPS fetch)");
-        let mut cold_runs = Vec::new();
-        let targets: Vec<(&str, SocketAddr, u32, usize)> = [
+        // `count` fresh domains from the `first`-th.
+        let fresh = |first: usize, count: usize| -> Arc<dyn Fn(u64) -> Option<String> + Send + Sync> {
+            Arc::new(move |i| ((i as usize) < count).then(|| name(first + i as usize)))
+        };
+        let ours = [
             (SQLITE, daemon_addr, daemon.0.id(), WARM),
             (MEMORY, memory_addr, memory_daemon.0.id(), WARM + cold),
-        ]
-        .into_iter()
-        .chain(
-            peer_proc
-                .as_ref()
-                .map(|(c, a)| (PEER, *a, c.0.id(), WARM + 2 * cold)),
-        )
-        .collect();
-        for (label, addr, pid, offset) in targets {
-            let keys: Arc<dyn Fn(u64) -> Option<String> + Send + Sync> =
-                Arc::new(move |i| ((i as usize) < cold).then(|| name(offset + i as usize)));
+        ];
+        // Whichever cold run came first used to cost up to a tenth more CPU per lookup (two
+        // memory-store daemons, run one after the other: 1.02-1.06), and the SQLite daemon
+        // always came first. So each daemon first answers WARM_UP fresh domains unmeasured,
+        // then the two run in A B B A order (half of one's lookups, the other's two halves,
+        // the rest of the first's), which also cancels a drift of the machine's load.
+        for (i, (_, addr, _, _)) in ours.iter().enumerate() {
+            load(*addr, "postfix", conns, 120.0, fresh(WARM + 4 * cold + i * WARM_UP, WARM_UP))
+                .await?;
+        }
+        let half = cold / 2;
+        let mut measured: [Option<(Run, f64)>; 2] = [None, None];
+        for (which, skip, count) in [(0, 0, half), (1, 0, half), (1, half, cold - half), (0, half, cold - half)] {
+            let (_, addr, pid, offset) = ours[which];
             let cpu0 = cpu_secs(pid);
-            let r = load(addr, "postfix", conns, 120.0, keys).await?;
+            let r = load(addr, "postfix", conns, 120.0, fresh(offset + skip, count)).await?;
             let cpu = cpu_secs(pid) - cpu0;
+            measured[which] = Some(match measured[which].take() {
+                Some((before, cpu_before)) => (before.merge(r), cpu_before + cpu),
+                None => (r, cpu),
+            });
+        }
+        let mut targets: Vec<(&str, Run, f64)> = Vec::new();
+        for ((label, ..), run) in ours.iter().zip(measured) {
+            if let Some((r, cpu)) = run {
+                targets.push((label, r, cpu));
+            }
+        }
+        if let Some((c, addr)) = &peer_proc {
+            let cpu0 = cpu_secs(c.0.id());
+            let r = load(*addr, "postfix", conns, 120.0, fresh(WARM + 2 * cold, cold)).await?;
+            targets.push((PEER, r, cpu_secs(c.0.id()) - cpu0));
+        }
+        let mut cold_runs = Vec::new();
+        for (label, r, cpu) in targets {
             print_run(label, &r);
             println!(
                 "{:<34} CPU {:.3} s for {} lookups = {:.3} ms CPU per fresh lookup",
