@@ -726,7 +726,9 @@ impl Daemon {
         if let Err(e) = self.socketmap.await {
             tracing::error!(error = %e, "socketmap server task failed");
         }
-        // After the drain, so the counts of the last queries are written too.
+        // After the drain: the policies the last lookups fetched, and their TLS-RPT counts.
+        let generation = self.core.current();
+        generation.lookup.resolver().flush_store().await;
         self.core.tlsrpt.shutdown().await;
         let _ = self.http.await;
         tracing::info!("mta-sts daemon stopped");

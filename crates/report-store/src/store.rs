@@ -12,7 +12,8 @@
 //!   again;
 //! - the rollups the summary is answered from, one row per policy domain and day
 //!   (`report_days`: reports, successful and failed sessions) and per domain, day and key
-//!   (`report_day_organizations`: failed sessions per organisation, only non-zero;
+//!   (`report_day_organizations`: reports, successful and failed sessions per organisation;
+//!   `report_day_policies`: the same per policy type and policy string;
 //!   `report_day_result_types`: failed sessions per `result-type`; `report_day_mx`: failed
 //!   sessions per `receiving-mx-hostname`, [`NO_MX`] when absent or empty). A report adds to
 //!   them (UPSERT, `n = n + excluded.n`) in the transaction that stores it, and only when it

@@ -1,10 +1,13 @@
 //! What the store costs a cold lookup, without the TLS work that hides it in the socketmap
 //! benchmark (docs/performance.md §2): `--conc` tasks on a runtime like the daemon's
 //! (one worker per CPU) each do what a fresh lookup asks of the store, a `get` of a domain
-//! the store does not hold and then the `put` of its policy, `--lookups` times in all,
-//! against the SQLite store as the daemon opens it (default flush window) and against the
-//! memory store. Prints, per lookup, the process's CPU time and its context switches.
-//! `--no-get` leaves the `get` out: what a lookup would cost if it skipped the read.
+//! the store does not hold and then the `put_behind` of its policy (as the resolver stores
+//! what it fetched), `--lookups` times in all, against the SQLite store as the daemon opens
+//! it (default flush window) and against the memory store, ending with a `flush` so that
+//! every write is counted. Prints, per lookup, the process's CPU time (the flusher thread's
+//! included) and its context switches. `--no-get` leaves the `get` out: what a lookup would
+//! cost if it skipped the read; `--put` stores with `put` (a group commit per lookup, how
+//! the resolver stored until write-behind).
 //!
 //! ```text
 //! cargo run --release -p mta-sts-resolver --example store_cpu_bench -- --lookups 20000 --conc 16 --rounds 3
@@ -73,6 +76,7 @@ async fn run(
     lookups: usize,
     conc: usize,
     get: bool,
+    behind: bool,
 ) -> Result<(f64, u64, f64), BoxError> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -88,7 +92,12 @@ async fn run(
                 if get && store.get(&domain).await?.is_some() {
                     return Err::<(), BoxError>("a fresh domain was in the store".into());
                 }
-                store.put(&policy(domain, now), now).await?;
+                let entry = policy(domain, now);
+                if behind {
+                    store.put_behind(&entry, now).await?;
+                } else {
+                    store.put(&entry, now).await?;
+                }
             }
             Ok(())
         }));
@@ -96,6 +105,7 @@ async fn run(
     for task in tasks {
         task.await??;
     }
+    store.flush().await?;
     Ok((
         cpu_secs()? - cpu0,
         context_switches().saturating_sub(cs0),
@@ -109,15 +119,17 @@ fn main() -> Result<(), BoxError> {
     let conc = opt(&args, "--conc", 16)?.max(1);
     let rounds = opt(&args, "--rounds", 3)?.max(1);
     let get = !args.iter().any(|a| a == "--no-get");
+    let behind = !args.iter().any(|a| a == "--put");
     let dir = tempfile::tempdir()?;
     let rt = tokio::runtime::Runtime::new()?;
     println!(
-        "store calls of {lookups} cold lookups ({}put), {conc} tasks",
+        "store calls of {lookups} cold lookups ({}{}), {conc} tasks",
         if get {
             "get of an absent domain, then "
         } else {
             ""
-        }
+        },
+        if behind { "put_behind" } else { "put" }
     );
     rt.block_on(async {
         let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("cache.db")).await?);
@@ -125,7 +137,7 @@ fn main() -> Result<(), BoxError> {
         for round in 1..=rounds {
             for (name, store) in [("sqlite", &sqlite), ("memory", &memory)] {
                 let (cpu, switches, wall) =
-                    run(Arc::clone(store), &format!("r{round}"), lookups, conc, get).await?;
+                    run(Arc::clone(store), &format!("r{round}"), lookups, conc, get, behind).await?;
                 println!(
                     "round {round} {name:<6}: {:>6.1} µs CPU and {:>5.2} context switches per lookup ({:.0} lookups/s)",
                     cpu * 1e6 / lookups as f64,

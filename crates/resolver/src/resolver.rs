@@ -504,6 +504,14 @@ impl Resolver {
         out
     }
 
+    /// Writes the policies the store still holds behind (its write-behind window) now; the
+    /// daemon calls it when it stops, so none of what it fetched is lost to the exit.
+    pub async fn flush_store(&self) {
+        if let Err(e) = self.inner.store.flush().await {
+            self.inner.store_error("flush", &e);
+        }
+    }
+
     /// Forgets `domain` in memory and in the store.
     pub async fn forget(&self, domain: &Domain) {
         self.inner.memory.remove(domain);
@@ -634,8 +642,9 @@ impl Inner {
                 let policy = Arc::new(policy);
                 self.install(domain, policy.clone(), now);
                 self.memory.update(domain, |e| e.clear_failure(id));
-                // Write-through; a store failure never fails the lookup: memory still answers.
-                if let Err(e) = self.store.put(&policy.to_stored(domain), now).await {
+                // Write-behind (the store's bounded window); a store failure never fails
+                // the lookup: memory still answers.
+                if let Err(e) = self.store.put_behind(&policy.to_stored(domain), now).await {
                     self.store_error("put", &e);
                 }
                 Ok(policy)

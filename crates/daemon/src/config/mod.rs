@@ -308,8 +308,9 @@ pub struct CacheConfig {
     /// `max_memory`: most bytes the resolver's memory cache holds, default 256 MB
     /// (`"unlimited"` or 0: `None`, no bound).
     pub max_memory: Option<u64>,
-    /// `flush_window` of the SQLite store: the longest a committed policy waits for its
-    /// fsync, default 100 ms; zero fsyncs every commit before the lookup is answered.
+    /// `flush_window` of the SQLite store: the longest a fetched policy waits to be written
+    /// (one transaction per window) and fsynced, default 100 ms; zero writes and fsyncs each
+    /// before the lookup is answered.
     pub flush_window: Duration,
 }
 

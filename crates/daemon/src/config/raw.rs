@@ -634,8 +634,9 @@ impl RawCache {
             return Err(Misfit::new(
                 "cache",
                 "flush_window",
-                "[cache] flush_window must be at most 1s (a power cut loses the policies \
-                 fetched in the last window); the default is 100ms, \"0s\" fsyncs every commit",
+                "[cache] flush_window must be at most 1s (kill -9 or a power cut loses the \
+                 policies fetched in the last window); the default is 100ms, \"0s\" writes \
+                 and fsyncs each policy before the lookup is answered",
             ));
         }
         if cache.refresh_concurrency == 0 {

@@ -85,7 +85,22 @@ pub trait Store: Send + Sync + 'static {
     /// current time, for backends that expire keys themselves.
     async fn put(&self, entry: &StoredPolicy, now: u64) -> Result<(), StoreError>;
 
-    /// Removes the entry for `domain`.
+    /// Stores `entry` like [`Store::put`], but may return before it is written: the store
+    /// writes it within a bounded window it documents, and its `get` returns it meanwhile.
+    /// The resolver stores fetched policies so, since a lookup need not wait for the disk
+    /// (RFC 8461 §3.3 asks only that a cache outlive lookups). The default is
+    /// [`Store::put`]; the SQLite store batches them (`[cache] flush_window`).
+    async fn put_behind(&self, entry: &StoredPolicy, now: u64) -> Result<(), StoreError> {
+        self.put(entry, now).await
+    }
+
+    /// Writes at once what [`Store::put_behind`] still holds; the daemon calls it when it
+    /// stops. Nothing to do by default.
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Removes the entry for `domain`, a pending [`Store::put_behind`] included.
     async fn remove(&self, domain: &str) -> Result<(), StoreError>;
 
     /// Every unexpired entry at `now`, for a warm start and for the proactive refresher.

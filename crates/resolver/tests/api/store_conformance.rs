@@ -42,7 +42,50 @@ pub async fn run_conformance(store: Arc<dyn Store>) {
     ascii_domains(&*store).await;
     thousand_entries(&*store).await;
     pages_in_domain_order(&*store).await;
+    put_behind_reads_back_and_removes(&*store).await;
     eprintln!("conformance suite passed for the {name} store");
+}
+
+/// `put_behind` may return before the write: `get` still answers with the policy at once,
+/// newer-wins holds, `remove` drops it even while pending, and after `flush` it is in the
+/// store for every reader.
+async fn put_behind_reads_back_and_removes(store: &dyn Store) {
+    let now = unix_now();
+    let newer = policy("behind.example", "b2", now, 86400);
+    let older = policy("behind.example", "b1", now - 60, 86400);
+    store.put_behind(&newer, now).await.expect("put_behind");
+    store
+        .put_behind(&older, now)
+        .await
+        .expect("put_behind older");
+    assert_eq!(
+        store.get("behind.example").await.expect("get"),
+        Some(newer.clone()),
+        "{}: a pending policy is read back, the newer one",
+        store.backend()
+    );
+    store.flush().await.expect("flush");
+    assert!(
+        store
+            .load_all(now)
+            .await
+            .expect("load_all")
+            .contains(&newer),
+        "{}: flushed",
+        store.backend()
+    );
+    let gone = policy("gone.example", "g1", now, 86400);
+    store.put_behind(&gone, now).await.expect("put_behind");
+    store.remove("gone.example").await.expect("remove");
+    assert_eq!(store.get("gone.example").await.expect("get"), None);
+    store.flush().await.expect("flush");
+    assert_eq!(
+        store.get("gone.example").await.expect("get after flush"),
+        None,
+        "{}: a removed pending policy came back",
+        store.backend()
+    );
+    store.remove("behind.example").await.expect("remove");
 }
 
 /// What a store shared by a fleet must add, checked through two handles `a` and `b` on one

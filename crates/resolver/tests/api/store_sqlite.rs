@@ -15,7 +15,8 @@ use mta_sts_resolver::store::{SqliteOptions, SqliteStore, Store, StoreError};
 
 /// Set (to the database path) when this binary runs as the durability child.
 const CHILD_DB_ENV: &str = "MTA_STS_STORE_DURABILITY_DB";
-/// `full` or `normal`: the child's `synchronous` setting.
+/// `full`, `normal`, `bounded` (the default) or `behind` (the default, writing with
+/// `put_behind` as the resolver does): the child's `synchronous` setting.
 const CHILD_SYNC_ENV: &str = "MTA_STS_STORE_DURABILITY_SYNC";
 /// How many tasks of the child put at once (1 unless set), so that puts share group commits.
 const CHILD_WRITERS_ENV: &str = "MTA_STS_STORE_DURABILITY_WRITERS";
@@ -227,9 +228,11 @@ fn durability_child() {
     let Some(path) = std::env::var_os(CHILD_DB_ENV) else {
         return;
     };
-    let synchronous = match std::env::var(CHILD_SYNC_ENV).as_deref() {
-        Ok("normal") => Synchronous::Normal,
-        Ok("bounded") => Synchronous::default(),
+    let mode = std::env::var(CHILD_SYNC_ENV).unwrap_or_default();
+    let behind = mode == "behind";
+    let synchronous = match mode.as_str() {
+        "normal" => Synchronous::Normal,
+        "bounded" | "behind" => Synchronous::default(),
         _ => Synchronous::Full,
     };
     runtime().block_on(async move {
@@ -251,10 +254,14 @@ fn durability_child() {
                 tokio::spawn(async move {
                     for i in (w..200_000u64).step_by(writers as usize) {
                         let domain = format!("d{i}.durable.example");
-                        store
-                            .put(&policy(&domain, &format!("id{i}"), now, 86400), now)
-                            .await
-                            .expect("put");
+                        let entry = policy(&domain, &format!("id{i}"), now, 86400);
+                        if behind {
+                            store.put_behind(&entry, now).await.expect("put_behind");
+                            // About a thousand a second, as a busy daemon fetches.
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        } else {
+                            store.put(&entry, now).await.expect("put");
+                        }
                         let mut out = std::io::stdout().lock();
                         writeln!(out, "ACK {domain}").expect("stdout");
                         out.flush().expect("flush");
@@ -269,6 +276,13 @@ fn durability_child() {
 }
 
 fn survives_sigkill(sync: &str, writers: usize, acks_before_kill: usize) {
+    survives_sigkill_after(sync, writers, acks_before_kill, Duration::ZERO);
+}
+
+/// Kills the child `settle` after its `acks_before_kill`-th ack. With no `settle`, every
+/// policy acknowledged before the kill must survive it; with one, those up to the
+/// `acks_before_kill`-th (written `settle` before the kill).
+fn survives_sigkill_after(sync: &str, writers: usize, acks_before_kill: usize, settle: Duration) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("cache.db");
     let exe = std::env::current_exe().expect("current_exe");
@@ -295,6 +309,7 @@ fn survives_sigkill(sync: &str, writers: usize, acks_before_kill: usize) {
         if let Some(domain) = line.strip_prefix("ACK ") {
             acked.push(domain.to_owned());
             if acked.len() == acks_before_kill && !killed {
+                std::thread::sleep(settle);
                 child.kill().expect("SIGKILL"); // std sends SIGKILL on Unix
                 killed = true;
             }
@@ -316,6 +331,9 @@ fn survives_sigkill(sync: &str, writers: usize, acks_before_kill: usize) {
         acked.len()
     );
 
+    if !settle.is_zero() {
+        acked.truncate(acks_before_kill);
+    }
     runtime().block_on(async {
         let store = SqliteStore::open(&path)
             .await
@@ -351,6 +369,118 @@ fn sqlite_survives_sigkill_synchronous_normal() {
 #[test]
 fn sqlite_survives_sigkill_bounded_flush_window() {
     survives_sigkill("bounded", 32, 3000);
+}
+
+/// What the resolver writes (`put_behind`) is in the file within the flush window: a policy
+/// written three windows before a `kill -9` survives it.
+#[test]
+fn sqlite_put_behind_survives_sigkill_after_its_window() {
+    use mta_sts_resolver::store::sqlite::DEFAULT_FLUSH_WINDOW;
+    survives_sigkill_after("behind", 4, 1000, DEFAULT_FLUSH_WINDOW * 3);
+}
+
+/// A store whose write-behind window is long, for the tests below.
+async fn with_long_window(path: &Path) -> SqliteStore {
+    let options = SqliteOptions {
+        synchronous: Synchronous::Bounded {
+            window: Duration::from_secs(2),
+        },
+        ..SqliteOptions::default()
+    };
+    SqliteStore::open_with(path, options).await.expect("open")
+}
+
+fn rows(path: &Path) -> i64 {
+    raw(path)
+        .query_row("SELECT COUNT(*) FROM policies", [], |r| r.get(0))
+        .expect("count")
+}
+
+/// `put_behind` returns before the write, which comes within the window, all policies at
+/// once; meanwhile `get` answers from what is pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_put_behind_writes_within_its_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cache.db");
+    let store = with_long_window(&path).await;
+    let now = unix_now();
+    let started = Instant::now();
+    for i in 0..300 {
+        let entry = policy(&format!("w{i}.behind.example"), "1", now, 86400);
+        store.put_behind(&entry, now).await.expect("put_behind");
+    }
+    assert_eq!(rows(&path), 0, "written before the window passed");
+    assert!(
+        store.get("w7.behind.example").await.expect("get").is_some(),
+        "a pending policy is read back"
+    );
+    let mut written = 0;
+    while written < 300 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        written = rows(&path);
+        assert!(
+            written == 0 || written == 300,
+            "{written}: not in one transaction"
+        );
+    }
+    assert_eq!(written, 300);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "written before its window: {:?}",
+        started.elapsed()
+    );
+}
+
+/// `flush` (the daemon's, at shutdown) and dropping the store write what is pending at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_flush_and_drop_write_pending_policies_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cache.db");
+    let store = with_long_window(&path).await;
+    let now = unix_now();
+    for i in 0..20 {
+        let entry = policy(&format!("f{i}.behind.example"), "1", now, 86400);
+        store.put_behind(&entry, now).await.expect("put_behind");
+    }
+    store.flush().await.expect("flush");
+    assert_eq!(rows(&path), 20, "flushed");
+    for i in 0..30 {
+        let entry = policy(&format!("d{i}.behind.example"), "1", now, 86400);
+        store.put_behind(&entry, now).await.expect("put_behind");
+    }
+    drop(store);
+    assert_eq!(rows(&path), 50, "written when the store was dropped");
+}
+
+/// A burst larger than the write-behind queue's bound is written at once, not after the
+/// window, so the queue never grows without limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_put_behind_burst_is_written_early() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cache.db");
+    let options = SqliteOptions {
+        synchronous: Synchronous::Bounded {
+            window: Duration::from_secs(60),
+        },
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open_with(&path, options).await.expect("open");
+    let now = unix_now();
+    for i in 0..5000 {
+        let entry = policy(&format!("b{i}.burst.example"), "1", now, 86400);
+        store.put_behind(&entry, now).await.expect("put_behind");
+    }
+    let started = Instant::now();
+    while rows(&path) < 4000 && started.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        rows(&path) >= 4000,
+        "a 60 s window held {} of 5000",
+        rows(&path)
+    );
+    drop(store);
+    assert_eq!(rows(&path), 5000);
 }
 
 /// The default store's power-loss window is bounded: within a few windows of a put, the

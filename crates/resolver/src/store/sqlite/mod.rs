@@ -13,11 +13,20 @@
 //! [`Synchronous::Normal`] never fsyncs outside SQLite's automatic checkpoints. No mode can
 //! corrupt the file.
 //!
+//! The resolver stores what it fetched with `put_behind` (module `write_behind`): under
+//! [`Synchronous::Bounded`] the policy waits in memory (where `get` finds it) and the flusher
+//! writes the window's policies in one transaction just before its checkpoint, so a lookup
+//! never waits for the store and a policy is in the file, and on disk, at most the window
+//! after it was fetched: `kill -9` and a power cut lose at most the last window's policies,
+//! fetched again on their next lookup. A transaction costs the same few system calls for one
+//! policy as for a hundred; one per lookup was most of what the store cost a fresh lookup
+//! (docs/performance.md §2). Dropping the store, or `flush`, writes what is pending at once.
+//! Under the other modes `put_behind` is a `put`.
+//!
 //! Puts are group-committed (module `group_commit`): those that arrive while a commit is in flight
 //! wait for it and then share the next transaction, and its one fsync. There is no time
-//! window: a lone put commits at once, as before; under load, concurrent lookups stop queueing
-//! behind one fsync each (measured with the socketmap benchmark, this cost a fifth of the
-//! cold lookup rate).
+//! window: a lone put commits at once, as before; under load, concurrent puts stop queueing
+//! behind one fsync each.
 //!
 //! # Schema
 //!
@@ -49,8 +58,10 @@ use super::{Store, StoreError, StoredPolicy};
 
 mod flush;
 mod group_commit;
+mod write_behind;
 use group_commit::{Leader, Waiting, WriteQueue};
 use tokio::sync::oneshot;
+use write_behind::Pending;
 
 const BACKEND: &str = "sqlite";
 
@@ -166,8 +177,9 @@ pub struct SqliteStore {
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,
-    /// The connection that writes.
-    conn: Mutex<Connection>,
+    /// The connection that writes (shared with the flusher thread, which writes the
+    /// write-behind policies).
+    conn: Arc<Mutex<Connection>>,
     /// The connection that reads. In WAL mode readers never wait for a writer, so a cold
     /// lookup's `get` does not queue behind a group commit's fsync.
     reader: Mutex<Connection>,
@@ -176,6 +188,9 @@ struct Inner {
     quick: Mutex<Connection>,
     /// Puts waiting for their group commit.
     writes: Arc<WriteQueue>,
+    /// Policies accepted by `put_behind` that the flusher has not written yet
+    /// ([`Synchronous::Bounded`] only).
+    pending: Arc<Pending>,
     /// Commits waiting for the flusher's fsync ([`Synchronous::Bounded`] only). With it, a
     /// commit never fsyncs (the writer does not checkpoint either: the flusher does), so a
     /// batch may be committed on the caller's thread ([`Inner::commit_here`]).
@@ -249,6 +264,28 @@ impl Inner {
                 }
             }
         }
+    }
+}
+
+impl Inner {
+    /// Writes the pending write-behind policies in one transaction and has the flusher
+    /// fsync them. A policy the database refused is logged and dropped, as a failed `put`
+    /// is; the first such error is returned.
+    fn flush_pending(&self) -> Result<(), StoreError> {
+        let result = write_behind::flush(&mut self.lock(), &self.pending, &self.path);
+        if let Some(dirty) = &self.dirty {
+            dirty.mark();
+        }
+        result.map(drop)
+    }
+}
+
+impl Drop for Inner {
+    /// Writes what is still pending before the store goes, so a daemon that stops (or a
+    /// caller that drops its last handle) keeps every policy it fetched.
+    fn drop(&mut self) {
+        // Logged by `write_behind::flush`; nobody is left to tell.
+        let _ = self.flush_pending();
     }
 }
 
@@ -438,20 +475,23 @@ fn open_blocking(path: PathBuf, options: SqliteOptions) -> Result<Inner, StoreEr
         .busy_timeout(Duration::ZERO)
         .map_err(|e| sql_error(&path, e))?;
     let alive = Arc::new(());
+    let conn = Arc::new(Mutex::new(conn));
+    let pending = Arc::new(Pending::default());
     let dirty = match options.synchronous {
         Synchronous::Bounded { window } => {
-            let flusher = Connection::open_with_flags(&path, flags)
+            let checkpointer = Connection::open_with_flags(&path, flags)
                 .and_then(|c| c.busy_timeout(options.busy_timeout).map(|()| c))
                 .map_err(|e| sql_error(&path, e))?;
             let dirty = Arc::new(flush::Dirty::default());
-            flush::start(
-                flusher,
-                &path,
-                Arc::clone(&dirty),
-                Arc::downgrade(&alive),
-                window,
-            )
-            .map_err(|err| unavailable(format!("cannot start the SQLite flusher thread: {err}")))?;
+            let flusher = flush::Flusher {
+                conn: checkpointer,
+                writer: Arc::clone(&conn),
+                pending: Arc::clone(&pending),
+                dirty: Arc::clone(&dirty),
+            };
+            flush::start(flusher, &path, Arc::downgrade(&alive), window).map_err(|err| {
+                unavailable(format!("cannot start the SQLite flusher thread: {err}"))
+            })?;
             Some(dirty)
         }
         Synchronous::Full | Synchronous::Normal => None,
@@ -459,10 +499,11 @@ fn open_blocking(path: PathBuf, options: SqliteOptions) -> Result<Inner, StoreEr
     tracing::debug!(path = %path.display(), version = SCHEMA_VERSION, "opened the SQLite policy store");
     Ok(Inner {
         path,
-        conn: Mutex::new(conn),
+        conn,
         reader: Mutex::new(reader),
         quick: Mutex::new(quick),
         writes: Arc::default(),
+        pending,
         dirty,
         busy_timeout: options.busy_timeout,
         _alive: alive,
@@ -611,6 +652,10 @@ impl Inner {
 #[async_trait]
 impl Store for SqliteStore {
     async fn get(&self, domain: &str) -> Result<Option<StoredPolicy>, StoreError> {
+        // A policy whose write is pending is newer than the table's row, or the only one.
+        if let Some(entry) = self.inner.pending.get(domain) {
+            return Ok(Some(entry));
+        }
         if let Some(answer) = self.inner.try_get(domain) {
             return answer;
         }
@@ -651,9 +696,41 @@ impl Store for SqliteStore {
         })?
     }
 
+    /// Under [`Synchronous::Bounded`], queues `entry` for the flusher, which writes the
+    /// window's policies in one transaction before its checkpoint: the policy is in the
+    /// file (safe from `kill -9`) and on disk (safe from a power cut) at most the flush
+    /// window after this returns, and `get` answers from the queue until then. Under the
+    /// other modes, a [`Store::put`].
+    async fn put_behind(&self, entry: &StoredPolicy, now: u64) -> Result<(), StoreError> {
+        let Some(dirty) = &self.inner.dirty else {
+            return self.put(entry, now).await;
+        };
+        if self.inner.pending.insert(entry) >= write_behind::FLUSH_EARLY_AT {
+            dirty.mark_early();
+        } else {
+            dirty.mark();
+        }
+        Ok(())
+    }
+
+    /// Writes the pending write-behind policies now (the daemon does at shutdown); the
+    /// flusher fsyncs them within its window.
+    async fn flush(&self) -> Result<(), StoreError> {
+        if self.inner.dirty.is_none() {
+            return Ok(());
+        }
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.flush_pending())
+            .await
+            .map_err(join_error)?
+    }
+
     async fn remove(&self, domain: &str) -> Result<(), StoreError> {
         let domain = domain.to_owned();
+        let pending = Arc::clone(&self.inner.pending);
         self.with_conn(Role::Write, move |conn, path| {
+            // Holding the writing connection: a flush cannot write it back after the delete.
+            pending.forget(&domain);
             conn.prepare_cached("DELETE FROM policies WHERE domain = ?1")
                 .and_then(|mut stmt| stmt.execute(params![domain]))
                 .map_err(|e| sql_error(path, e))?;
