@@ -186,6 +186,7 @@ pub(crate) fn string_list(json: &str) -> Vec<String> {
 
 /// Sorts the listings as the dashboard shows them: by domain then key, in byte order
 /// (the databases' collations differ).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn sort(
     policies: &mut [PolicySeen],
     organizations: &mut [OrganizationSessions],

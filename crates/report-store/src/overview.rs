@@ -52,6 +52,7 @@ impl OverviewKeys {
     }
 
     /// Adds one policy of a domain (`policy_string` as stored: a JSON list).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn policy(&mut self, domain: &str, policy_type: &str, policy_string: &str) {
         self.policies
             .entry(domain.to_owned())

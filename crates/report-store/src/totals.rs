@@ -165,6 +165,7 @@ pub(crate) fn params(period: &PeriodFilter) -> Vec<String> {
 }
 
 /// A database count as `u64` (counts are never negative; a negative one reads as 0).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn count(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
