@@ -300,9 +300,17 @@ fn process_serves_reloads_survives_kill_9_and_drains_on_sigterm() {
     drop(kept);
 
     // kill -9, restart on the same SQLite file: cached domains are answered without any
-    // HTTPS fetch (the TXT id is unchanged, so only DNS is asked).
+    // HTTPS fetch (the TXT id is unchanged, so only DNS is asked). The daemon writes what it
+    // fetched within `flush_window` (100 ms): a kill before then may lose it (the store's
+    // own tests time that window), so kill once both policies are in the file.
     let fetched = world.https().request_count("mta-sts.good.test");
     assert_eq!(fetched, 1);
+    let db = dir.path().join("cache.db");
+    assert!(
+        eventually(Duration::from_secs(5), || stored_domains(&db) == 2),
+        "the fetched policies never reached {}",
+        db.display()
+    );
     daemon.signal("KILL");
     assert!(daemon.wait_exit(Duration::from_secs(5)).is_some());
     let mut daemon = DaemonProc::spawn(
@@ -331,6 +339,23 @@ fn process_serves_reloads_survives_kill_9_and_drains_on_sigterm() {
     assert!(status.success(), "{status:?}: {}", daemon.log_text());
     assert!(started.elapsed() < Duration::from_secs(4));
     assert!(recv().contains("STOPPING=1"));
+}
+
+/// How many policies the SQLite cache file at `path` holds, read as another process would.
+fn stored_domains(path: &std::path::Path) -> usize {
+    use mta_sts_resolver::store::{SqliteStore, Store};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let store = SqliteStore::open(path).await.expect("open the cache file");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        store.load_all(now).await.map(|all| all.len()).unwrap_or(0)
+    })
 }
 
 /// Soft limit of open files of this process.
