@@ -379,15 +379,25 @@ fn sqlite_put_behind_survives_sigkill_after_its_window() {
     survives_sigkill_after("behind", 4, 1000, DEFAULT_FLUSH_WINDOW * 3);
 }
 
-/// A store whose write-behind window is long, for the tests below.
-async fn with_long_window(path: &Path) -> SqliteStore {
+/// A store with write-behind window `window` in a fresh directory, for the tests below.
+async fn with_window(window: Duration) -> (tempfile::TempDir, std::path::PathBuf, SqliteStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cache.db");
     let options = SqliteOptions {
-        synchronous: Synchronous::Bounded {
-            window: Duration::from_secs(2),
-        },
+        synchronous: Synchronous::Bounded { window },
         ..SqliteOptions::default()
     };
-    SqliteStore::open_with(path, options).await.expect("open")
+    let store = SqliteStore::open_with(&path, options).await.expect("open");
+    (dir, path, store)
+}
+
+/// `put_behind` of `n` policies, `{prefix}{i}.behind.example`.
+async fn put_behind_many(store: &SqliteStore, prefix: &str, n: usize) {
+    let now = unix_now();
+    for i in 0..n {
+        let entry = policy(&format!("{prefix}{i}.behind.example"), "1", now, 86400);
+        store.put_behind(&entry, now).await.expect("put_behind");
+    }
 }
 
 fn rows(path: &Path) -> i64 {
@@ -400,15 +410,9 @@ fn rows(path: &Path) -> i64 {
 /// once; meanwhile `get` answers from what is pending.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_put_behind_writes_within_its_window() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("cache.db");
-    let store = with_long_window(&path).await;
-    let now = unix_now();
+    let (_dir, path, store) = with_window(Duration::from_secs(2)).await;
     let started = Instant::now();
-    for i in 0..300 {
-        let entry = policy(&format!("w{i}.behind.example"), "1", now, 86400);
-        store.put_behind(&entry, now).await.expect("put_behind");
-    }
+    put_behind_many(&store, "w", 300).await;
     assert_eq!(rows(&path), 0, "written before the window passed");
     assert!(
         store.get("w7.behind.example").await.expect("get").is_some(),
@@ -434,20 +438,11 @@ async fn sqlite_put_behind_writes_within_its_window() {
 /// `flush` (the daemon's, at shutdown) and dropping the store write what is pending at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_flush_and_drop_write_pending_policies_at_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("cache.db");
-    let store = with_long_window(&path).await;
-    let now = unix_now();
-    for i in 0..20 {
-        let entry = policy(&format!("f{i}.behind.example"), "1", now, 86400);
-        store.put_behind(&entry, now).await.expect("put_behind");
-    }
+    let (_dir, path, store) = with_window(Duration::from_secs(2)).await;
+    put_behind_many(&store, "f", 20).await;
     store.flush().await.expect("flush");
     assert_eq!(rows(&path), 20, "flushed");
-    for i in 0..30 {
-        let entry = policy(&format!("d{i}.behind.example"), "1", now, 86400);
-        store.put_behind(&entry, now).await.expect("put_behind");
-    }
+    put_behind_many(&store, "d", 30).await;
     drop(store);
     assert_eq!(rows(&path), 50, "written when the store was dropped");
 }
@@ -456,20 +451,8 @@ async fn sqlite_flush_and_drop_write_pending_policies_at_once() {
 /// window, so the queue never grows without limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_put_behind_burst_is_written_early() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("cache.db");
-    let options = SqliteOptions {
-        synchronous: Synchronous::Bounded {
-            window: Duration::from_secs(60),
-        },
-        ..SqliteOptions::default()
-    };
-    let store = SqliteStore::open_with(&path, options).await.expect("open");
-    let now = unix_now();
-    for i in 0..5000 {
-        let entry = policy(&format!("b{i}.burst.example"), "1", now, 86400);
-        store.put_behind(&entry, now).await.expect("put_behind");
-    }
+    let (_dir, path, store) = with_window(Duration::from_secs(60)).await;
+    put_behind_many(&store, "b", 5000).await;
     let started = Instant::now();
     while rows(&path) < 4000 && started.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(50)).await;
