@@ -64,6 +64,15 @@ async fn put_behind_reads_back_and_removes(store: &dyn Store) {
         "{}: a pending policy is read back, the newer one",
         store.backend()
     );
+    assert!(
+        store
+            .load_page(now, None, 100)
+            .await
+            .expect("load_page")
+            .contains(&newer),
+        "{}: a scan sees a pending policy too (the refresher looks for evicted ones so)",
+        store.backend()
+    );
     store.flush().await.expect("flush");
     assert!(
         store

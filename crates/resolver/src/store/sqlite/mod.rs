@@ -372,6 +372,16 @@ impl SqliteStore {
         &self.inner.path
     }
 
+    /// Writes the pending write-behind policies before a scan (`load_all`, `load_page`,
+    /// `count_hint`), so a scan sees them as `get` does: the refresher finds a policy that
+    /// left memory before the flusher wrote it. Scans are rare (warm start, a refresher
+    /// pass after evictions); a failure is logged by the flush and the scan goes on.
+    async fn write_pending(&self) {
+        if !self.inner.pending.is_empty() {
+            let _ = Store::flush(self).await;
+        }
+    }
+
     /// Runs `f` with the reading or the writing connection on the blocking pool.
     async fn with_conn<T, F>(&self, role: Role, f: F) -> Result<T, StoreError>
     where
@@ -740,6 +750,7 @@ impl Store for SqliteStore {
     }
 
     async fn load_all(&self, now: u64) -> Result<Vec<StoredPolicy>, StoreError> {
+        self.write_pending().await;
         self.with_conn(Role::Read, move |conn, path| {
             let now_sql = i64::try_from(now).unwrap_or(i64::MAX);
             // Rows with a non-integer expires_at sort above every number and come back here,
@@ -756,6 +767,7 @@ impl Store for SqliteStore {
     }
 
     async fn count_hint(&self, now: u64) -> Option<usize> {
+        self.write_pending().await;
         self.with_conn(Role::Read, move |conn, path| {
             let now_sql = i64::try_from(now).unwrap_or(i64::MAX);
             conn.query_row(
@@ -776,6 +788,7 @@ impl Store for SqliteStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<StoredPolicy>, StoreError> {
+        self.write_pending().await;
         let after = after.unwrap_or_default().to_owned();
         self.with_conn(Role::Read, move |conn, path| {
             let now_sql = i64::try_from(now).unwrap_or(i64::MAX);

@@ -47,6 +47,11 @@ impl Pending {
         pending.len()
     }
 
+    /// Whether nothing is pending.
+    pub(super) fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     /// The pending policy of `domain`, if any.
     pub(super) fn get(&self, domain: &str) -> Option<StoredPolicy> {
         self.lock().get(domain).cloned()
