@@ -167,21 +167,11 @@ fn an_older_file_is_migrated_at_open() {
         );
         assert_rollups_match(&store).await;
         drop(store);
-        let conn = Connection::open(&path).unwrap();
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(version, SCHEMA_VERSION);
-        let old_indexes: i64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM sqlite_master WHERE name IN \
-                 ('report_policies_summary', 'report_policies_day', 'failure_details_summary')",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let old_indexes = migrated_indexes(
+            &path,
+            "'report_policies_summary', 'report_policies_day', 'failure_details_summary'",
+        );
         assert_eq!(old_indexes, 0);
-        drop(conn);
 
         // Stale rollups under version 1 (an older build imported meanwhile).
         let conn = Connection::open(&path).unwrap();
@@ -258,22 +248,29 @@ fn a_version_2_file_is_migrated_at_open() {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].dkim, None);
         drop(store);
-        let conn = Connection::open(&path).unwrap();
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(version, SCHEMA_VERSION);
-        let indexes: i64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('report_days_day', \
-                 'report_day_organizations_organization', 'report_policies_domain_day', \
-                 'failure_details_domain_day')",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let indexes = migrated_indexes(
+            &path,
+            "'report_days_day', 'report_day_organizations_organization', \
+             'report_policies_domain_day', 'failure_details_domain_day'",
+        );
         assert_eq!(indexes, 4);
     });
+}
+
+/// Asserts the file at `path` is at [`SCHEMA_VERSION`] and counts which of the indexes
+/// named in `names` (a quoted, comma-separated SQL list) it has.
+fn migrated_indexes(path: &std::path::Path, names: &str) -> i64 {
+    let conn = Connection::open(path).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    conn.query_row(
+        &format!("SELECT COUNT(*) FROM sqlite_master WHERE name IN ({names})"),
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
 }
 
 /// A file of a newer schema is refused, untouched.
