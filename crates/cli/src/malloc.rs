@@ -8,6 +8,8 @@
 //! each (one accepted, 15 answered 503 per round; baseline 32 MB): without these settings
 //! the process kept 108, 182 and 133 MB after the rounds; with them, 50 MB after every
 //! round and a peak of 162 MB.
+//! `scripts/serve-burst-rss BINARY` re-runs that scenario; docs/performance.md §5 has its
+//! latest figures.
 
 /// Caps glibc's arenas at two and returns large blocks to the system when freed. Called
 /// before the runtime starts any thread. Elsewhere (musl, other systems) it does nothing.

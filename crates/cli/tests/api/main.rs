@@ -27,6 +27,7 @@ mod report_cli;
 mod report_import_dkim;
 mod report_send;
 mod serve;
+mod serve_burst_rss;
 mod serve_intake;
 mod serve_support;
 mod socket_activation;

@@ -1,8 +1,8 @@
 //! docs/performance.md tells readers how to reproduce each figure. Running the benchmarks
 //! here would take minutes and prove nothing about their numbers, so this checks that every
 //! command in the page still names things that exist: each `--example`, `--bench` and
-//! `--test … FILTER` in its crate, and each `--flag` given to a benchmark among the flags
-//! that benchmark's source reads.
+//! `--test … FILTER` in its crate, each `scripts/…` it runs, and each `--flag` given to a
+//! benchmark or script among the flags that benchmark's or script's source reads.
 
 use std::path::{Path, PathBuf};
 
@@ -100,6 +100,17 @@ fn check(command: &str) -> Option<String> {
         .skip_while(|w| w.contains('=') && !w.starts_with('-'))
         .collect();
     let first = *words.first()?;
+    if first.starts_with("scripts/") {
+        let source = std::fs::read_to_string(root().join(first))
+            .unwrap_or_else(|_| panic!("`{command}`: no {first}"));
+        for flag in words[1..].iter().filter(|a| a.starts_with("--")) {
+            assert!(
+                source.contains(&format!("\"{flag}\"")),
+                "`{command}`: {first} does not read {flag}"
+            );
+        }
+        return Some(first.to_owned());
+    }
     let (example, args): (Option<&str>, &[&str]) =
         if let Some(name) = first.strip_prefix("target/release/examples/") {
             (Some(name), &words[1..])
@@ -151,7 +162,12 @@ fn performance_doc_commands_name_what_exists() {
     let page =
         std::fs::read_to_string(root().join("docs/performance.md")).expect("docs/performance.md");
     let checked: Vec<String> = commands(&page).iter().filter_map(|c| check(c)).collect();
-    for bench in ["socketmap_bench", "handshake_bench", "report_bench"] {
+    for bench in [
+        "socketmap_bench",
+        "handshake_bench",
+        "report_bench",
+        "scripts/serve-burst-rss",
+    ] {
         assert!(
             checked.iter().any(|c| c == bench),
             "docs/performance.md has no command running {bench}: {checked:?}"
@@ -169,4 +185,9 @@ fn the_checker_catches_a_flag_a_benchmark_does_not_read() {
         check("target/release/examples/socketmap_bench --secs 2").as_deref(),
         Some("socketmap_bench")
     );
+    let caught = std::panic::catch_unwind(|| {
+        check("scripts/serve-burst-rss target/debug/mta-sts --no-such-flag 1")
+    });
+    assert!(caught.is_err());
+    assert!(std::panic::catch_unwind(|| check("scripts/no-such-script")).is_err());
 }
