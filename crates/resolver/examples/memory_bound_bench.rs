@@ -38,6 +38,11 @@ use mta_sts_net::SystemClock;
 use mta_sts_resolver::store::{SqliteStore, Store};
 use mta_sts_resolver::{Outcome, Resolver, ResolverConfig};
 
+/// The `mta-sts` binary's allocator, so that the resident memory measured here is the
+/// daemon's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const IN_FLIGHT: usize = 64;
 
 /// glibc's `struct mallinfo2` (all arenas).
@@ -63,7 +68,8 @@ unsafe extern "C" {
     fn mallinfo2() -> MallInfo2;
 }
 
-/// Bytes malloc has handed out and not had back (live heap), and bytes it holds free.
+/// Bytes glibc's malloc has handed out and not had back (live heap), and bytes it holds
+/// free. With mimalloc as the Rust allocator, that is the C code's heap (SQLite's).
 fn heap() -> (usize, usize) {
     // SAFETY: mallinfo2 only reads malloc's statistics.
     let m = unsafe { mallinfo2() };
@@ -273,11 +279,14 @@ async fn main() {
     println!("RSS before the resolver: {}", status("VmRSS:"));
 
     let bounded = resolver(dns, store.clone(), (max_memory > 0).then_some(max_memory)).await;
-    println!("malloc live after building the resolver: {} B", heap().0);
+    println!(
+        "glibc malloc (SQLite) live after building the resolver: {} B",
+        heap().0
+    );
     let started = Instant::now();
     let out = look_up_many(&bounded, policies, |i| format!("d{i}.bench.test")).await;
     println!(
-        "{policies} policy lookups {out:?} (policy, no-policy, unusable) in {:.1}s; RSS {}; malloc live {} B; cache {:?}",
+        "{policies} policy lookups {out:?} (policy, no-policy, unusable) in {:.1}s; RSS {}; glibc malloc (SQLite) live {} B; cache {:?}",
         started.elapsed().as_secs_f64(),
         status("VmRSS:"),
         heap().0,
@@ -298,13 +307,13 @@ async fn main() {
         status("RssFile:")
     );
 
-    // What of that RSS is heap malloc holds free (fragmentation between live chunks):
-    // glibc's malloc_trim hands whole free pages back to the kernel.
+    // What of that RSS is heap glibc's malloc (SQLite's) holds free: its malloc_trim hands
+    // whole free pages back to the kernel.
     // SAFETY: malloc_trim only releases free memory; it has no preconditions.
     unsafe { malloc_trim(0) };
     let (live, free) = heap();
     println!(
-        "after malloc_trim(0): process RSS {} (anonymous {}); malloc: {live} B live, {free} B free",
+        "after malloc_trim(0): process RSS {} (anonymous {}); glibc malloc (SQLite): {live} B live, {free} B free",
         status("VmRSS:"),
         status("RssAnon:")
     );

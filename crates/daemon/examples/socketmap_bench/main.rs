@@ -39,13 +39,19 @@
 //! Refresh (`--refresh-policies N`, or alone with `--only-refresh`): see `refresh.rs`.
 //!
 //! Profiling: `MTA_STS_BENCH_WRAP="valgrind --tool=callgrind"` runs each daemon under that
-//! command (build with symbols: `CARGO_PROFILE_RELEASE_STRIP=none`).
+//! command (build with symbols: `CARGO_PROFILE_RELEASE_STRIP=none`, or the `profiling`
+//! profile), and `MTA_STS_BENCH_WRAP_FLOOR` the floor client, to compare their profiles.
 //!
 //! Internal modes (the harness re-executes itself): `daemon CONFIG`, `trivial PORT`,
 //! `floor DNS HTTPS CA FIRST COUNT`.
 
 mod floor;
 mod refresh;
+
+/// The `mta-sts` binary's allocator, so that the daemons (and the floor) measured here
+/// allocate as the binary does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -271,7 +277,7 @@ async fn load(
 /// `first`, run in a child process so that only its own work is counted, and the seconds
 /// of one handshake's public-key operations alone.
 fn floor_cpu_per_lookup(world: &World, first: usize, count: usize) -> Result<(f64, f64), BoxError> {
-    let out = Command::new(std::env::current_exe()?)
+    let out = self_command("MTA_STS_BENCH_WRAP_FLOOR")?
         .arg("floor")
         .arg(world.dns_addr().to_string())
         .arg(world.https_addr().to_string())
@@ -361,11 +367,12 @@ impl Drop for Kill {
     }
 }
 
-/// The command that runs this harness in `daemon` mode: prefixed by `MTA_STS_BENCH_WRAP`
-/// when set (e.g. `valgrind --tool=callgrind`), to profile the daemons.
-fn daemon_command() -> Result<Command, BoxError> {
+/// The command that runs this harness in another mode: prefixed by the command in the
+/// environment variable `wrap` when set (e.g. `MTA_STS_BENCH_WRAP="valgrind
+/// --tool=callgrind"` for the daemons), to profile them.
+fn self_command(wrap: &str) -> Result<Command, BoxError> {
     let exe = std::env::current_exe()?;
-    let wrap = std::env::var("MTA_STS_BENCH_WRAP").unwrap_or_default();
+    let wrap = std::env::var(wrap).unwrap_or_default();
     let mut words = wrap.split_whitespace();
     Ok(match words.next() {
         Some(program) => {
@@ -385,7 +392,7 @@ fn spawn_daemon(dir: &Path, name: &str, body: &str) -> Result<(Kill, SocketAddr)
         &path,
         format!("[socketmap]\nlisten = \"{sm}\"\n[http]\nlisten = \"{http}\"\n{body}"),
     )?;
-    let child = daemon_command()?
+    let child = self_command("MTA_STS_BENCH_WRAP")?
         .arg("daemon")
         .arg(&path)
         .env("RUST_LOG", "warn")
